@@ -1,0 +1,258 @@
+"""The `chargeamps-bridge` command line.
+
+Exit codes: 0 ok, 1 runtime or cloud error, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable
+
+from bridge import __version__
+from bridge.config import ConfigError, Settings, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("bridge")
+
+
+class RedactSecrets(logging.Filter):
+    """Last line of defence: a secret that reaches a log record anyway is masked."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for s in self.secrets:
+                    message = message.replace(s, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(level: str, secrets: list[str] | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(secrets or []))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def settings_secrets(s: Settings) -> list[str]:
+    return [
+        v.get_secret_value()
+        for v in (s.chargeamps_password, s.chargeamps_api_key, s.mqtt_password)
+        if v is not None
+    ]
+
+
+def _client(s: Settings):
+    from bridge.eapi import EapiClient, TokenStore
+
+    s.require_cloud()
+    return EapiClient(
+        s.chargeamps_base_url,
+        s.chargeamps_email,
+        s.chargeamps_password,
+        s.chargeamps_api_key,
+        token_store=TokenStore(s.token_file),
+        timeout=s.chargeamps_http_timeout,
+    )
+
+
+def _chargepoint_id(s: Settings, client) -> str:
+    if s.chargeamps_chargepoint_id:
+        return s.chargeamps_chargepoint_id
+    cps = client.owned_chargepoints()
+    if not cps:
+        raise ConfigError("the account owns no charge point")
+    return cps[0].id
+
+
+# ---- commands ------------------------------------------------------------------
+
+
+def cmd_run(args, s: Settings) -> int:
+    from bridge.service import BridgeService
+
+    return BridgeService(s).run_forever()
+
+
+def cmd_login(args, s: Settings) -> int:
+    client = _client(s)
+    cps = client.login()
+    print(f"Logged in as {s.chargeamps_email}; tokens stored in {s.token_file}")
+    if not cps:
+        print("The account owns no charge point.")
+    for cp in cps:
+        connectors = ", ".join(f"{c.connector_id} ({c.type})" for c in (cp.connectors or []))
+        print(f"  {cp.id}  {cp.name or ''}  {cp.type or ''}  connectors: {connectors}")
+    return EXIT_OK
+
+
+def _status_data(s: Settings, client) -> list[dict]:
+    wanted = s.chargeamps_chargepoint_id
+    out = []
+    for cp in client.owned_chargepoints():
+        if wanted and cp.id != wanted:
+            continue
+        status = client.status(cp.id)
+        settings = client.chargepoint_settings(cp.id)
+        connectors = []
+        for c in cp.connectors or []:
+            cs = client.connector_settings(cp.id, c.connector_id)
+            st = next((x for x in status.connector_statuses or [] if x.connector_id == c.connector_id), None)
+            connectors.append({
+                "connector_id": c.connector_id,
+                "type": c.type,
+                "status": st.status if st else None,
+                "currents": {str(m.phase): m.current for m in (st.measurements or [])} if st else {},
+                "power_kw": st.charging_power_kw if st else None,
+                "session_energy_kwh": st.total_consumption_kwh if st else None,
+                "max_current": cs.max_current,
+                "mode": cs.mode,
+                "installation_current": cs.installation_current,
+            })
+        out.append({
+            "id": cp.id, "name": cp.name, "type": cp.type, "status": status.status,
+            "max_current": settings.max_current, "installation_current": settings.installation_current,
+            "connectors": connectors,
+        })
+    if wanted and not out:
+        raise ConfigError(f"CHARGEAMPS_CHARGEPOINT_ID: charge point {wanted} is not owned by this account")
+    return out
+
+
+def cmd_status(args, s: Settings) -> int:
+    data = _status_data(s, _client(s))
+    if args.json:
+        print(json.dumps({"chargepoints": data}, indent=2, default=str))
+        return EXIT_OK
+    for cp in data:
+        print(f"Charge point {cp['id']}  {cp['name'] or ''}  {cp['type'] or ''}  {cp['status']}")
+        print(f"  max current {cp['max_current']} A, installation current {cp['installation_current']} A")
+        print(f"  {'conn':<5}{'type':<9}{'status':<14}{'L1':>6}{'L2':>6}{'L3':>6}{'kW':>7}{'kWh':>8}{'max A':>7}  mode")
+        for c in cp["connectors"]:
+            cur = [c["currents"].get(p) for p in ("L1", "L2", "L3")]
+            cells = "".join(f"{x:>6.1f}" if x is not None else f"{'-':>6}" for x in cur)
+            print(
+                f"  {c['connector_id']:<5}{str(c['type']):<9}{str(c['status']):<14}{cells}"
+                f"{(c['power_kw'] or 0):>7.2f}{(c['session_energy_kwh'] or 0):>8.2f}"
+                f"{str(c['max_current']):>7}  {c['mode']}"
+            )
+    return EXIT_OK
+
+
+def cmd_set_current(args, s: Settings) -> int:
+    amps = args.amps
+    if amps != int(amps) or not (amps == 0 or 6 <= amps <= 32):
+        print(f"error: AMPS must be 0 (pause) or whole amps from 6 to 32; got {amps:g}", file=sys.stderr)
+        return EXIT_USAGE
+    client = _client(s)
+    cp = _chargepoint_id(s, client)
+    try:
+        applied = client.set_current(cp, s.chargeamps_connector_id, int(amps), level=s.chargeamps_current_level)
+    except ValueError as e:  # e.g. above the installation current
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    where = "charge point" if s.chargeamps_current_level == "chargepoint" else f"connector {s.chargeamps_connector_id}"
+    print(f"{cp} {where}: max current {applied:g} A")
+    return EXIT_OK
+
+
+def cmd_simulate_cloud(args, s: Settings | None) -> int:
+    from bridge.sim.cloud import serve
+
+    return serve(port=args.port, host=args.host) or EXIT_OK
+
+
+def cmd_bench(args, s: Settings | None) -> int:
+    from bridge.sim.bench import bench_main
+
+    return bench_main(args.rest)
+
+
+def cmd_demo(args, s: Settings | None) -> int:
+    from bridge.sim.demo import demo_main
+
+    return demo_main(args.rest)
+
+
+# ---- entry -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chargeamps-bridge",
+        description="Per-phase load balancer and MQTT bridge for Charge Amps chargers. "
+        "Configuration comes from environment variables and a .env file (see README).",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="run the service: MQTT in and out, balancing, cloud writes",
+                   description="Run the bridge until SIGTERM/Ctrl-C.").set_defaults(func=cmd_run)
+    sub.add_parser("login", help="check the credentials, store the tokens, list charge points",
+                   description="Log in to the Charge Amps cloud, store the tokens (never printed) "
+                   "and list the owned charge points.").set_defaults(func=cmd_login)
+    st = sub.add_parser("status", help="show charge point, connectors, currents and settings",
+                        description="Show the charge point(s), connector status, per-phase currents, "
+                        "session energy and settings.")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
+    sc = sub.add_parser("set-current", help="set the charging current (0 or 6..32 A)",
+                        description="Write the charging current (connector maxCurrent, or the charge point's "
+                        "with CHARGEAMPS_CURRENT_LEVEL=chargepoint), read it back and print it.")
+    sc.add_argument("amps", type=float, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
+    sc.set_defaults(func=cmd_set_current)
+    sim = sub.add_parser("simulate-cloud", help="run the Charge Amps EAPI v5 simulator",
+                         description="Serve a simulated Charge Amps cloud (EAPI v5) on loopback for tests and demos.")
+    sim.add_argument("--port", type=int, default=8080)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.set_defaults(func=cmd_simulate_cloud, needs_settings=False)
+    for name, func, text in (
+        ("bench", cmd_bench, "replay traces through the balancer strategies and compare them (see `bench --help`)"),
+        ("demo", cmd_demo, "run the whole system against simulators (see `demo --help`)"),
+    ):
+        sp = sub.add_parser(name, help=text, add_help=False, description=text)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=func, needs_settings=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings: Settings | None = None
+    try:
+        if getattr(args, "needs_settings", True):
+            settings = load_settings()
+            setup_logging(settings.log_level, settings_secrets(settings))
+        else:
+            setup_logging("INFO")
+        func: Callable = args.func
+        return func(args, settings)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as e:
+        from bridge.eapi import EapiError
+
+        if isinstance(e, EapiError):
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

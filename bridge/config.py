@@ -1,0 +1,198 @@
+"""Settings: read once from the environment (and a `.env` file), validated.
+
+The names of the variables are the public interface; `Settings` has one field
+per variable, spelled the same in lower case.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://eapi.charge.space"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "chargeamps-bridge"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Charge Amps cloud
+    chargeamps_email: str | None = None
+    chargeamps_password: SecretStr | None = None
+    chargeamps_api_key: SecretStr | None = None
+    chargeamps_base_url: str = DEFAULT_BASE_URL
+    chargeamps_chargepoint_id: str | None = None
+    chargeamps_connector_id: int = Field(1, ge=1, le=8)
+    chargeamps_state_dir: Path = Field(default_factory=default_state_dir)
+    chargeamps_current_level: Literal["connector", "chargepoint"] = "connector"
+    chargeamps_pause_method: Literal["current", "mode"] = "current"
+    chargeamps_poll_interval: float = Field(30, ge=10, le=3600)
+    chargeamps_http_timeout: float = Field(10, gt=0, le=120)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # MQTT
+    mqtt_host: str = "localhost"
+    mqtt_port: int = Field(1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str = Field(default_factory=lambda: f"chargeamps-bridge-{socket.gethostname()}")
+    mqtt_base_topic: str = "chargeamps"
+
+    # P1 meter; None = from the preset, else the built-in default
+    p1_preset: str | None = None
+    p1_device: str | None = None
+    p1_topic_l1: str | None = None
+    p1_topic_l2: str | None = None
+    p1_topic_l3: str | None = None
+    p1_json_path_l1: str | None = None
+    p1_json_path_l2: str | None = None
+    p1_json_path_l3: str | None = None
+    p1_unit: Literal["A", "W", "kW"] | None = None
+    p1_voltage: float = Field(230, gt=100, lt=300)
+    p1_heartbeat_topic: str | None = None
+
+    # Balancer
+    balancer_strategy: Literal["adaptive", "homey"] = "adaptive"
+    balancer_max_a: float = Field(24, gt=0, le=250)
+    balancer_fuse_a: float = Field(25, gt=0, le=250)
+    balancer_default_current: int = Field(16, ge=6, le=32)
+    balancer_min_current: int = Field(6, ge=6, le=32)
+    balancer_stale_after_s: float = Field(30, ge=1, le=3600)
+    balancer_failsafe_current: int = Field(6, ge=0, le=32)
+    balancer_restore_interval_s: float = Field(600, ge=1)
+    balancer_raise_hold_s: float | None = Field(None, ge=0)
+    balancer_min_pause_s: float = Field(300, ge=0)
+    balancer_min_command_interval_s: float = Field(15, ge=0)
+
+    # Home Assistant
+    ha_discovery: bool = True
+    ha_discovery_prefix: str = "homeassistant"
+
+    @field_validator("mqtt_base_topic", "ha_discovery_prefix")
+    @classmethod
+    def _topic_prefix(cls, v: str) -> str:
+        v = v.strip().strip("/")
+        if not v or any(c in v for c in "+#\0"):
+            raise ValueError("must be a topic prefix without wildcards")
+        return v
+
+    @field_validator("chargeamps_base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("p1_preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        from bridge.mqtt.meter import P1_PRESETS
+
+        if v not in P1_PRESETS:
+            raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(sorted(P1_PRESETS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> "Settings":
+        if self.balancer_max_a > self.balancer_fuse_a:
+            raise ValueError(
+                f"BALANCER_MAX_A ({self.balancer_max_a:g}) is above BALANCER_FUSE_A "
+                f"({self.balancer_fuse_a:g}): MaxA must stay under the main fuse"
+            )
+        if self.balancer_min_current > self.balancer_default_current:
+            raise ValueError("BALANCER_MIN_CURRENT is above BALANCER_DEFAULT_CURRENT")
+        if 0 < self.balancer_failsafe_current < self.balancer_min_current:
+            raise ValueError(
+                "BALANCER_FAILSAFE_CURRENT must be 0 (pause) or at least BALANCER_MIN_CURRENT"
+            )
+        if self.balancer_failsafe_current > self.balancer_default_current:
+            raise ValueError("BALANCER_FAILSAFE_CURRENT is above BALANCER_DEFAULT_CURRENT")
+        return self
+
+    def require_cloud(self) -> None:
+        """The account settings every cloud call needs."""
+        missing = [
+            name
+            for name, value in (
+                ("CHARGEAMPS_EMAIL", self.chargeamps_email),
+                ("CHARGEAMPS_PASSWORD", self.chargeamps_password),
+                ("CHARGEAMPS_API_KEY", self.chargeamps_api_key),
+            )
+            if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: the Charge Amps account and API key are needed "
+                "to talk to the cloud (set them in the environment or in .env)"
+            )
+
+    @property
+    def token_file(self) -> Path:
+        return self.chargeamps_state_dir / "tokens.json"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.chargeamps_state_dir / "runtime.json"
+
+    def balancer_config(self, **overrides):
+        """The balancer's configuration from the BALANCER_* settings."""
+        import dataclasses
+
+        from bridge.balancer import BalancerConfig
+
+        names = {f.name for f in dataclasses.fields(BalancerConfig)}
+        values = {}
+        for field in type(self).model_fields:
+            if field.startswith("balancer_") and field != "balancer_strategy":
+                key = field.removeprefix("balancer_")
+                value = getattr(self, field)
+                if key in names and value is not None:
+                    values[key] = value
+        values.update(overrides)
+        return BalancerConfig(**values)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        loc = [str(p) for p in e.get("loc", ()) if p != "__root__"]
+        msg = e.get("msg", "invalid").removeprefix("Value error, ")
+        if loc:
+            name = loc[0].upper()
+            value = e.get("input")
+            shown = "" if "password" in loc[0] or "key" in loc[0] or value is None else f" (got {str(value)[:40]!r})"
+            lines.append(f"{name}: {msg}{shown}")
+        else:
+            lines.append(msg)
+    return "; ".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment and `.env`; ConfigError names what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_describe(e)}") from None

@@ -1,0 +1,69 @@
+"""Runtime settings changed by command (MaxA, default current, enabled), kept across restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bridge.files import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeSettings:
+    max_a: float
+    default_current: int
+    enabled: bool = True
+
+
+class RuntimeStore:
+    """`runtime.json` in the state folder. Only the values a user changed are stored;
+    a corrupt file is set aside and the configured defaults are used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_error: str | None = None
+
+    def load(self, defaults: RuntimeSettings) -> RuntimeSettings:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return defaults
+        except OSError as e:
+            self.last_error = f"cannot read {self.path}: {e.strerror}"
+            log.error("%s; using the configured defaults", self.last_error)
+            return defaults
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            loaded = RuntimeSettings(
+                max_a=float(data.get("max_a", defaults.max_a)),
+                default_current=int(data.get("default_current", defaults.default_current)),
+                enabled=bool(data.get("enabled", defaults.enabled)),
+            )
+        except (ValueError, TypeError) as e:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            try:
+                self.path.replace(aside)
+                where = f"moved to {aside}"
+            except OSError:
+                where = "left in place"
+            self.last_error = f"state file {self.path} is corrupt ({e}); {where}, using the configured defaults"
+            log.error(self.last_error)
+            return defaults
+        log.info("runtime settings restored from %s: %s", self.path, asdict(loaded))
+        return loaded
+
+    def save(self, settings: RuntimeSettings) -> bool:
+        try:
+            atomic_write_json(self.path, asdict(settings))
+        except OSError as e:
+            self.last_error = f"cannot write {self.path}: {e.strerror}; the change holds until restart"
+            log.error(self.last_error)
+            return False
+        return True

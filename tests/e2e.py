@@ -1,0 +1,148 @@
+"""End-to-end helpers: the bridge as a subprocess, and an MQTT probe that
+watches and drives it through a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+class Probe:
+    """A plain MQTT v5 client that records every message it sees."""
+
+    def __init__(self, host: str, port: int, subscribe: str = "#") -> None:
+        self.messages: list[tuple[float, str, bytes, bool]] = []
+        self.latest: dict[str, bytes] = {}
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(subscribe, qos=1), connected.set())
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not connected.wait(10):
+            raise TimeoutError("probe could not connect")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.latest[msg.topic] = bytes(msg.payload)
+            self._cond.notify_all()
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False, qos: int = 1,
+                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+        props = None
+        if response_topic:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        self.client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(5)
+
+    def wait_for(self, topic: str, predicate: Callable[[bytes], bool] = lambda p: True,
+                 timeout: float = 10.0, since: float | None = None) -> bytes:
+        """The first message on `topic` (received after `since`) that satisfies `predicate`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, top, payload, _ in self.messages:
+                    if top == topic and (since is None or t >= since) and predicate(payload):
+                        return payload
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = self.latest.get(topic)
+                    raise AssertionError(f"no matching message on {topic} within {timeout}s (latest: {seen!r})")
+                self._cond.wait(remaining)
+
+    def wait_value(self, topic: str, expected: str, timeout: float = 10.0, since: float | None = None) -> None:
+        self.wait_for(topic, lambda p: p.decode(errors="replace") == expected, timeout, since)
+
+    def wait_json(self, topic: str, predicate: Callable[[dict], bool], timeout: float = 10.0,
+                  since: float | None = None) -> dict:
+        def ok(p: bytes) -> bool:
+            try:
+                return predicate(json.loads(p))
+            except (ValueError, KeyError, TypeError):
+                return False
+        return json.loads(self.wait_for(topic, ok, timeout, since))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class BridgeProcess:
+    """`chargeamps-bridge run` as a subprocess, its output captured to a file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.log_path = workdir / f"bridge-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "BridgeProcess":
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_"))}
+        full_env.update(self.env)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run"], env=full_env, cwd=self.workdir,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        self._log.close()
+
+
+def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    env = {
+        "P1_TOPIC_L1": f"p1-{tag}/current_l1",
+        "P1_TOPIC_L2": f"p1-{tag}/current_l2",
+        "P1_TOPIC_L3": f"p1-{tag}/current_l3",
+        "CHARGEAMPS_EMAIL": sim.email,
+        "CHARGEAMPS_PASSWORD": sim.password,
+        "CHARGEAMPS_API_KEY": sim.api_key,
+        "CHARGEAMPS_BASE_URL": sim.url,
+        "CHARGEAMPS_STATE_DIR": str(state_dir),
+        "CHARGEAMPS_POLL_INTERVAL": "10",
+        "MQTT_HOST": broker.host,
+        "MQTT_PORT": str(broker.port),
+        "MQTT_CLIENT_ID": f"bridge-test-{tag}",
+        "MQTT_BASE_TOPIC": f"ca-{tag}",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return {k: v for k, v in env.items() if v != ""}
