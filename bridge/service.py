@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from bridge import __version__
 from bridge.balancer import Balancer, Decision
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited, TokenStore
 from bridge.mqtt.client import Message, MqttClient, Subscription
-from bridge.mqtt.discovery import discovery_messages
-from bridge.mqtt.meter import MeterSource
+from bridge.mqtt.discovery import discovery_messages, ha_status_topic
+from bridge.mqtt.meter import MeterConfigError, MeterSource
 from bridge.mqtt.payloads import PayloadError, format_bool, format_number, parse_bool, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
 from bridge.state import RuntimeSettings, RuntimeStore
@@ -34,7 +34,6 @@ HEALTH_EVERY_S = 10.0
 SETTINGS_EVERY_POLLS = 10
 QUEUE_LIMIT = 20_000
 BAD_PAYLOAD_LOG_EVERY_S = 60.0
-HA_STATUS_TOPIC_SUFFIX = "status"
 
 
 class CommandRefused(ValueError):
@@ -67,7 +66,6 @@ class CloudBackoff:
 
 @dataclass
 class Health:
-    mqtt: str = "disconnected"
     cloud: str = "unknown"
     last_cloud_call: dict[str, Any] | None = None
     last_error: str | None = None
@@ -103,15 +101,18 @@ class BridgeService:
         self.settings = settings
         self.clock = clock
         self.topics = Topics(settings.mqtt_base_topic)
-        self.meter = MeterSource.from_settings(
-            topics=(settings.p1_topic_l1, settings.p1_topic_l2, settings.p1_topic_l3),
-            paths=(settings.p1_json_path_l1, settings.p1_json_path_l2, settings.p1_json_path_l3),
-            unit=settings.p1_unit,
-            voltage=settings.p1_voltage,
-            preset=settings.p1_preset,
-            device=settings.p1_device,
-            heartbeat_topic=settings.p1_heartbeat_topic,
-        )
+        try:
+            self.meter = MeterSource.from_settings(
+                topics=(settings.p1_topic_l1, settings.p1_topic_l2, settings.p1_topic_l3),
+                paths=(settings.p1_json_path_l1, settings.p1_json_path_l2, settings.p1_json_path_l3),
+                unit=settings.p1_unit,
+                voltage=settings.p1_voltage,
+                preset=settings.p1_preset,
+                device=settings.p1_device,
+                heartbeat_topic=settings.p1_heartbeat_topic,
+            )
+        except MeterConfigError as e:
+            raise ConfigError(str(e)) from None
         self.connector = settings.chargeamps_connector_id
         self.charger = ChargerView(cp_id=settings.chargeamps_chargepoint_id)
         self.health = Health()
@@ -181,7 +182,7 @@ class BridgeService:
                     f"{t.base}/charger/+/+/mode/set"]
         subs += [Subscription(c, skip_retained=True) for c in commands]
         if self.settings.ha_discovery:
-            subs.append(Subscription(f"{self.settings.ha_discovery_prefix}/{HA_STATUS_TOPIC_SUFFIX}"))
+            subs.append(Subscription(ha_status_topic(self.settings.ha_discovery_prefix)))
         return subs
 
     # ---- threads --------------------------------------------------------------
@@ -251,7 +252,6 @@ class BridgeService:
     # ---- events ---------------------------------------------------------------
 
     def _on_connection(self, ok: bool, why: str) -> None:
-        self.health.mqtt = "connected" if ok else "disconnected"
         if not ok:
             log.warning("MQTT disconnected: %s", why)
             return
@@ -270,7 +270,7 @@ class BridgeService:
                 return
             self._on_command(command, msg)
             return
-        if self.settings.ha_discovery and msg.topic == f"{self.settings.ha_discovery_prefix}/{HA_STATUS_TOPIC_SUFFIX}":
+        if self.settings.ha_discovery and msg.topic == ha_status_topic(self.settings.ha_discovery_prefix):
             if msg.payload.strip() == b"online":
                 log.info("Home Assistant is online: re-publishing discovery and state")
                 self._published.clear()
@@ -387,23 +387,14 @@ class BridgeService:
             return
         self.charger.polls += 1
         self.charger.online = status.status == "Online"
-        conn = next((c for c in (status.connector_statuses or []) if c.connector_id == self.connector), None)
-        currents = [0.0, 0.0, 0.0]
+        conn = status.connector(self.connector)
+        currents = conn.phase_currents() if conn is not None else None
         if conn is not None:
             self.charger.status = conn.status
             self.charger.power_kw = conn.charging_power_kw or 0.0
             self.charger.session_energy_kwh = conn.total_consumption_kwh or 0.0
-            for m in conn.measurements or []:
-                idx = {"L1": 0, "L2": 1, "L3": 2}.get(str(m.phase))
-                if idx is not None and m.current is not None:
-                    currents[idx] = float(m.current)
-        self.charger.currents = tuple(currents)
-        charging = conn is not None and bool(conn.measurements)
-        self.balancer.charger(
-            now,
-            tuple(currents) if charging else None,
-            tuple(c > 0.5 for c in currents) if charging and any(c > 0.5 for c in currents) else None,
-        )
+        self.charger.currents = currents or (0.0, 0.0, 0.0)
+        self.balancer.charger(now, currents, conn.active_phases() if conn is not None else None)
         if with_settings or self.charger.polls % SETTINGS_EVERY_POLLS == 0:
             self._read_connector_settings(now)
         self._publish_charger()
@@ -609,6 +600,7 @@ class BridgeService:
 
     def _publish_health(self, now: float) -> None:
         h = asdict(self.health)
+        h["mqtt"] = "connected" if self.mqtt.connected else "disconnected"
         h["meter_age_s"] = None if self._last_meter_at is None else round(now - self._last_meter_at, 1)
         h["cloud_retry_in_s"] = round(max(0.0, self.backoff.retry_at - now), 1) if self.backoff.failures else 0
         h["queue"] = self.events.qsize()

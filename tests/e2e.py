@@ -20,6 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 class Probe:
     """A plain MQTT v5 client that records every message it sees."""
 
@@ -97,6 +100,8 @@ class BridgeProcess:
     def start(self) -> "BridgeProcess":
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_"))}
         full_env.update(self.env)
+        # The package from this checkout, installed or not.
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run"], env=full_env, cwd=self.workdir,
