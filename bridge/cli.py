@@ -168,22 +168,30 @@ def cmd_set_current(args, s: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_simulate_cloud(args, s: Settings | None) -> int:
-    from bridge.sim.cloud import serve
+def cmd_simulate_cloud(argv: list[str]) -> int:
+    from bridge.sim.cloud import main as simulate_main
 
-    return serve(port=args.port, host=args.host) or EXIT_OK
+    return simulate_main(argv)
 
 
-def cmd_bench(args, s: Settings | None) -> int:
+def cmd_bench(argv: list[str]) -> int:
     from bridge.sim.bench import bench_main
 
-    return bench_main(args.rest)
+    return bench_main(argv)
 
 
-def cmd_demo(args, s: Settings | None) -> int:
+def cmd_demo(argv: list[str]) -> int:
     from bridge.sim.demo import demo_main
 
-    return demo_main(args.rest)
+    return demo_main(argv)
+
+
+# Commands with a parser of their own: everything after the name is theirs.
+DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "simulate-cloud": (cmd_simulate_cloud, "run the Charge Amps EAPI v5 simulator (see `simulate-cloud --help`)"),
+    "bench": (cmd_bench, "replay traces through the balancer strategies and compare them (see `bench --help`)"),
+    "demo": (cmd_demo, "run the whole system against simulators (see `demo --help`)"),
+}
 
 
 # ---- entry -------------------------------------------------------------------
@@ -213,33 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "with CHARGEAMPS_CURRENT_LEVEL=chargepoint), read it back and print it.")
     sc.add_argument("amps", type=float, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
     sc.set_defaults(func=cmd_set_current)
-    sim = sub.add_parser("simulate-cloud", help="run the Charge Amps EAPI v5 simulator",
-                         description="Serve a simulated Charge Amps cloud (EAPI v5) on loopback for tests and demos.")
-    sim.add_argument("--port", type=int, default=8080)
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.set_defaults(func=cmd_simulate_cloud, needs_settings=False)
-    for name, func, text in (
-        ("bench", cmd_bench, "replay traces through the balancer strategies and compare them (see `bench --help`)"),
-        ("demo", cmd_demo, "run the whole system against simulators (see `demo --help`)"),
-    ):
-        sp = sub.add_parser(name, help=text, add_help=False, description=text)
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
-        sp.set_defaults(func=func, needs_settings=False)
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, description=text)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    settings: Settings | None = None
     try:
-        if getattr(args, "needs_settings", True):
-            settings = load_settings()
-            setup_logging(settings.log_level, settings_secrets(settings))
-        else:
+        if argv and argv[0] in DELEGATED:
             setup_logging("INFO")
-        func: Callable = args.func
-        return func(args, settings)
+            return DELEGATED[argv[0]][0](argv[1:])
+        args = parser.parse_args(argv)
+        settings = load_settings()
+        setup_logging(settings.log_level, settings_secrets(settings))
+        return args.func(args, settings)
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -251,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, EapiError):
             print(f"error: {e}", file=sys.stderr)
             return EXIT_ERROR
-        raise
+        logging.getLogger("bridge").debug("internal error", exc_info=True)
+        print(f"internal error: {type(e).__name__}: {e} (LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -97,9 +97,12 @@ def _utc_now() -> str:
 
 
 class BridgeService:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
+                 speed: float = 1.0) -> None:
         self.settings = settings
         self.clock = clock
+        # The demo runs simulated time faster than real time; waits shrink with it.
+        self.speed = speed
         self.topics = Topics(settings.mqtt_base_topic)
         try:
             self.meter = MeterSource.from_settings(
@@ -231,7 +234,7 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
-            wait = max(0.0, min(next_tick, self._next_poll if self._cloud_ready else next_tick) - now)
+            wait = max(0.0, min(next_tick, self._next_poll if self._cloud_ready else next_tick) - now) / self.speed
             try:
                 kind, item = self.events.get(timeout=wait)
             except queue.Empty:

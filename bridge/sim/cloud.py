@@ -1,0 +1,706 @@
+"""CloudSimulator: the Charge Amps EAPI v5 on loopback, for tests, the demo and benchmarks.
+
+It behaves like the cloud as the v5 document describes it: API key and
+credentials for login, expiring JWTs, single-use refresh tokens, 401/400/404
+where the document puts them, settings with validation, and a small charger
+model for the status measurements. Every request body is validated against
+the document and recorded, so tests can prove that the client sends only what
+the document allows. Fault injection covers 5xx/429 answers, latency and a
+cloud that closes connections without answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Sequence
+from urllib.parse import parse_qs, urlsplit
+
+from bridge.eapi.errors import SchemaError
+from bridge.eapi.schema import validate_request
+
+log = logging.getLogger(__name__)
+
+DEMO_EMAIL = "demo@example.invalid"
+DEMO_PASSWORD = "demo-password"  # fake account of the simulator, not a secret
+DEMO_API_KEY = "demo-api-key-0000"
+DEFAULT_CHARGEPOINT_ID = "2003141234567"
+MAX_SESSIONS = 10  # the real cloud keeps at most 10 token sessions per account
+MIN_CHARGING_A = 6.0
+NOMINAL_VOLTAGE = 230.0
+_REDACTED_FIELDS = frozenset({"password", "token", "refreshToken"})
+_PHASES = ("L1", "L2", "L3")
+
+# draw_override(offered_a, now) -> per-phase amps (L1, L2, L3). offered_a is
+# what the charger offers the car right now (0 when mode is not On or the
+# session was stopped remotely); now is time.monotonic(). It is called with the
+# simulator's lock held, so it must not call back into the simulator.
+DrawOverride = Callable[[float, float], Sequence[float]]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str            # with the query string
+    body: Any            # parsed JSON, secrets replaced by "<redacted>"; None without body
+    valid: bool          # body validated against the v5 document
+    error: str | None    # why not valid
+    t: float             # time.monotonic() on arrival
+    status: int | None = None  # the answer's status; None when the connection was dropped
+
+
+@dataclass
+class _FaultRule:
+    remaining: int
+    status: int
+    retry_after: float | str | None
+    path_contains: str | None
+
+
+class SimConnector:
+    """One connector, its settings and the car plugged into it."""
+
+    def __init__(self, connector_id: int, kind: str, max_current: float) -> None:
+        self.connector_id = connector_id
+        self.type = kind  # "Charger" | "Schuko"
+        self.max_current = float(max_current)
+        self.mode = "On"
+        self.rfid_lock = False
+        self.cable_lock = False
+        # car model, set by tests and the demo
+        self.car_max_a = 16.0
+        self.car_phases = "three"  # "three" | "L1" | "L2" | "L3"
+        self.draw_override: DrawOverride | None = None
+        self.voltage = NOMINAL_VOLTAGE
+        self.remote_stopped = False
+        self.energy_kwh = 0.0
+        self.session_id: int | None = None
+        self.session_start: str | None = None
+        self._car_plugged = False
+        self._draw: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._last_t: float | None = None
+
+    @property
+    def car_plugged(self) -> bool:
+        return self._car_plugged
+
+    @car_plugged.setter
+    def car_plugged(self, value: bool) -> None:
+        if value and not self._car_plugged:
+            # A new session: the session energy starts again from zero.
+            self.energy_kwh = 0.0
+            self.session_id = secrets.randbelow(2**31 - 1)
+            self.session_start = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.remote_stopped = False
+        self._car_plugged = bool(value)
+
+    def __repr__(self) -> str:
+        return (f"SimConnector({self.connector_id}, {self.type}, max_current={self.max_current}, "
+                f"mode={self.mode}, car_plugged={self._car_plugged})")
+
+
+class SimChargePoint:
+    def __init__(self, cp_id: str, installation_current: int = 16, name: str = "Halo",
+                 kind: str = "HALO", ocpp_version: str | None = None) -> None:
+        self.id = cp_id
+        self.name = name
+        self.type = kind
+        self.ocpp_version = ocpp_version
+        self.installation_current = int(installation_current)
+        self.max_current: float = float(installation_current)
+        self.dimmer = "Off"
+        self.down_light = False
+        self.online = True
+        self.reboots = 0
+        self.firmware_version = "1.2.3"
+        self.hardware_version = "1.0"
+        self.connectors: dict[int, SimConnector] = {
+            1: SimConnector(1, "Charger", installation_current),
+            2: SimConnector(2, "Schuko", min(10, installation_current)),
+        }
+
+    def __repr__(self) -> str:
+        return f"SimChargePoint({self.id!r}, installation_current={self.installation_current})"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: CloudSimulator) -> None:
+        self.sim = sim
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "CloudSimulator/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self.server.sim._handle(self)
+
+    do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _redact(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: ("<redacted>" if k in _REDACTED_FIELDS and v is not None else v) for k, v in body.items()}
+    return body
+
+
+class CloudSimulator:
+    """The EAPI v5 on 127.0.0.1 in a daemon thread. Use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        token_ttl_s: float = 7200,
+        refresh_ttl_s: float = 604800,
+        host: str = "127.0.0.1",
+        installation_current: int = 16,
+        chargepoint_id: str = DEFAULT_CHARGEPOINT_ID,
+        email: str = DEMO_EMAIL,
+        password: str = DEMO_PASSWORD,
+        api_key: str = DEMO_API_KEY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token_ttl_s = float(token_ttl_s)
+        self.refresh_ttl_s = float(refresh_ttl_s)
+        self.email = email
+        self.password = password
+        self.api_key = api_key
+        self.clock = clock  # wall clock of the JWTs (exp); tests may inject a fake one
+        self.charge_points: dict[str, SimChargePoint] = {
+            chargepoint_id: SimChargePoint(chargepoint_id, installation_current)
+        }
+        self.requests: list[RecordedRequest] = []
+        self.writes: list[tuple[float, str, int | None, str, Any]] = []
+        self.logins = 0
+        self.refreshes = 0
+        self.latency_s = 0.0
+        self.down = False
+        self.lock = threading.RLock()
+        self._key = secrets.token_bytes(32)
+        self._access: dict[str, float] = {}              # jti -> exp of live access tokens
+        self._refresh: dict[str, tuple[str, float]] = {}  # refresh token -> (jti of its token, exp)
+        self._sessions: deque[str] = deque()              # refresh tokens, oldest first
+        self._credentials_revoked = False
+        self._faults: list[_FaultRule] = []
+        self._user_id = str(uuid.uuid4())
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"CloudSimulator(url={self.url if self._server else None!r})"
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> CloudSimulator:
+        if self._server is not None:
+            return self
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"cloud-sim:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> CloudSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- helpers for tests and the demo ---------------------------------------
+
+    @property
+    def chargepoint_id(self) -> str:
+        return next(iter(self.charge_points))
+
+    def connector(self, cid: int = 1, cp_id: str | None = None) -> SimConnector:
+        return self.charge_points[cp_id or self.chargepoint_id].connectors[cid]
+
+    def add_chargepoint(self, cp_id: str, installation_current: int = 16, **kwargs: Any) -> SimChargePoint:
+        with self.lock:
+            cp = SimChargePoint(cp_id, installation_current, **kwargs)
+            self.charge_points[cp_id] = cp
+            return cp
+
+    def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None,
+                  path_contains: str | None = None) -> None:
+        """Answer the next n requests (whose path contains path_contains) with `status`."""
+        if n < 0 or not 100 <= status <= 599:
+            raise ValueError("fail_next needs n >= 0 and an HTTP status 100..599")
+        with self.lock:
+            self._faults.append(_FaultRule(n, status, retry_after, path_contains))
+
+    def revoke_credentials(self) -> None:
+        """Login answers 401 from now on, and refresh 400 (the API key or password was changed)."""
+        with self.lock:
+            self._credentials_revoked = True
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far is expired now; refresh tokens still work."""
+        with self.lock:
+            self._access.clear()
+
+    def invalidate_refresh_tokens(self) -> None:
+        with self.lock:
+            self._refresh.clear()
+            self._sessions.clear()
+
+    def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
+        with self.lock:
+            return [r for r in self.requests
+                    if path_contains in r.path and (method is None or r.method == method.upper())]
+
+    # -- tokens ---------------------------------------------------------------
+
+    def _issue_pair(self) -> tuple[str, str]:
+        now = self.clock()
+        jti = secrets.token_hex(8)
+        exp = round(now + self.token_ttl_s, 3)
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        payload = _b64url(json.dumps({"sub": self.email, "jti": jti, "iat": round(now, 3), "exp": exp}).encode())
+        signature = _b64url(hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        token = f"{header}.{payload}.{signature}"
+        refresh = secrets.token_urlsafe(32)
+        self._access[jti] = exp
+        self._refresh[refresh] = (jti, now + self.refresh_ttl_s)
+        self._sessions.append(refresh)
+        while len(self._sessions) > MAX_SESSIONS:
+            # The oldest session is logged out, as the real cloud does.
+            old = self._sessions.popleft()
+            old_pair = self._refresh.pop(old, None)
+            if old_pair is not None:
+                self._access.pop(old_pair[0], None)
+        return token, refresh
+
+    def _token_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token signed by this simulator, or None (expiry not checked)."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        expected = _b64url(hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, parts[2]):
+            return None
+        try:
+            claims = json.loads(_b64url_decode(parts[1]))
+        except ValueError:
+            return None
+        return claims if isinstance(claims, dict) else None
+
+    def _authorised(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        claims = self._token_claims(header[len("Bearer "):].strip())
+        if claims is None:
+            return False
+        jti = claims.get("jti")
+        exp = self._access.get(jti) if isinstance(jti, str) else None
+        return exp is not None and self.clock() < exp
+
+    # -- charger model --------------------------------------------------------
+
+    @staticmethod
+    def _offered(cp: SimChargePoint, conn: SimConnector) -> float:
+        if conn.mode != "On" or conn.remote_stopped or not conn.car_plugged:
+            return 0.0
+        return max(0.0, min(conn.max_current, cp.max_current if cp.max_current is not None else math.inf))
+
+    def _advance(self, cp: SimChargePoint, conn: SimConnector, now: float) -> None:
+        """Integrate the energy of the draw so far, then compute the draw from now on."""
+        if conn._last_t is not None and now > conn._last_t:
+            power_kw = sum(conn._draw) * conn.voltage / 1000.0
+            conn.energy_kwh += power_kw * (now - conn._last_t) / 3600.0
+        conn._last_t = now
+        offered = self._offered(cp, conn)
+        if not conn.car_plugged:
+            draw: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        elif conn.draw_override is not None:
+            values = [max(0.0, float(v)) for v in conn.draw_override(offered, now)][:3]
+            values += [0.0] * (3 - len(values))
+            draw = (values[0], values[1], values[2])
+        else:
+            amps = min(conn.car_max_a, offered)
+            if amps < MIN_CHARGING_A:
+                draw = (0.0, 0.0, 0.0)
+            elif conn.car_phases == "three":
+                draw = (amps, amps, amps)
+            else:
+                index = _PHASES.index(conn.car_phases) if conn.car_phases in _PHASES else 0
+                draw = tuple(amps if i == index else 0.0 for i in range(3))  # type: ignore[assignment]
+        conn._draw = draw
+
+    def _connector_status(self, cp: SimChargePoint, conn: SimConnector, now: float) -> dict[str, Any]:
+        self._advance(cp, conn, now)
+        charging = any(a > 0 for a in conn._draw)
+        ocpp = cp.ocpp_version is not None
+        if not conn.car_plugged:
+            status = "Available"
+        elif charging:
+            status = "Charging"
+        elif ocpp:
+            status = "SuspendedEVSE" if self._offered(cp, conn) < MIN_CHARGING_A else "SuspendedEV"
+        else:
+            status = "Connected"
+        if conn.type == "Schuko":
+            session_type = "Schuko"
+        else:
+            session_type = "ThreePhase" if sum(1 for a in conn._draw if a > 0) > 1 or (
+                not charging and conn.car_phases == "three") else "OnePhase"
+        result: dict[str, Any] = {
+            "chargePointId": cp.id,
+            "connectorId": conn.connector_id,
+            "totalConsumptionKwh": round(conn.energy_kwh, 4) if conn.car_plugged else 0.0,
+            "chargingPowerKw": round(sum(conn._draw) * conn.voltage / 1000.0, 3),
+            "sessionType": session_type if conn.car_plugged else None,
+            "status": status,
+            "measurements": [
+                {"phase": name, "current": round(amps, 2), "voltage": conn.voltage}
+                for name, amps in zip(_PHASES, conn._draw)
+            ] if charging else None,
+            "startTime": conn.session_start if conn.car_plugged else None,
+            "endTime": None,
+            "sessionId": conn.session_id if conn.car_plugged else None,
+        }
+        return result
+
+    def _record_write(self, cp_id: str, cid: int | None, name: str, value: Any) -> None:
+        self.writes.append((time.monotonic(), cp_id, cid, name, value))
+
+    # -- request handling -----------------------------------------------------
+
+    def _handle(self, h: _Handler) -> None:
+        arrived = time.monotonic()
+        method = h.command.upper()
+        raw_path = h.path
+        path = urlsplit(raw_path).path.rstrip("/")
+        length = int(h.headers.get("Content-Length") or 0)
+        raw_body = h.rfile.read(length) if length > 0 else b""
+        body: Any = None
+        parse_error: str | None = None
+        if raw_body:
+            try:
+                body = json.loads(raw_body)
+            except ValueError:
+                parse_error = "body is not JSON"
+        try:
+            if parse_error is not None:
+                raise SchemaError(parse_error)
+            validate_request(method, path, body)
+            valid, error = True, None
+        except SchemaError as exc:
+            valid, error = False, str(exc)
+        record = RecordedRequest(method, raw_path, _redact(body), valid, error, arrived)
+        with self.lock:
+            self.requests.append(record)
+            down, latency = self.down, self.latency_s
+        if down:
+            # Like a dead load balancer: the connection closes without an answer.
+            h.close_connection = True
+            return
+        if latency > 0:
+            time.sleep(latency)
+        status, payload, headers = self._answer(method, path, raw_path, h, body, valid, error,
+                                                parse_error)
+        record.status = status
+        self._send(h, status, payload, headers)
+
+    def _answer(self, method: str, path: str, raw_path: str, h: _Handler, body: Any, valid: bool,
+                error: str | None, parse_error: str | None) -> tuple[int, Any, dict[str, str]]:
+        with self.lock:
+            for rule in self._faults:
+                if rule.remaining > 0 and (rule.path_contains is None or rule.path_contains in raw_path):
+                    rule.remaining -= 1
+                    headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
+                    return rule.status, {"error": "injected fault", "messageCode": "simulated"}, headers
+            self._faults = [r for r in self._faults if r.remaining > 0]
+
+            if method == "POST" and path == "/api/v5/auth/login":
+                return self._login(h, body, valid, error)
+            if method == "POST" and path == "/api/v5/auth/refreshtoken":
+                return self._do_refresh(body, valid, error)
+            if not self._authorised(h.headers.get("Authorization")):
+                return 401, None, {}
+            if parse_error is not None or not valid:
+                return 400, {"error": error or "invalid body", "messageCode": "InvalidRequest"}, {}
+            return self._route(method, path, raw_path, body)
+
+    def _login(self, h: _Handler, body: Any, valid: bool, error: str | None) -> tuple[int, Any, dict[str, str]]:
+        if not valid or not isinstance(body, dict):
+            return 400, {"error": error or "invalid body", "messageCode": "InvalidRequest"}, {}
+        key_ok = hmac.compare_digest((h.headers.get("apiKey") or "").encode(), self.api_key.encode())
+        user_ok = (body.get("email") or "").lower() == self.email.lower()
+        password_ok = hmac.compare_digest((body.get("password") or "").encode(), self.password.encode())
+        if self._credentials_revoked or not (key_ok and user_ok and password_ok):
+            return 401, None, {}
+        self.logins += 1
+        token, refresh = self._issue_pair()
+        user = {"id": self._user_id, "firstName": "Demo", "lastName": "User", "email": self.email,
+                "mobile": None, "rfidTags": [], "userStatus": "Valid"}
+        return 200, {"message": "Login successful", "token": token, "user": user, "refreshToken": refresh}, {}
+
+    def _do_refresh(self, body: Any, valid: bool, error: str | None) -> tuple[int, Any, dict[str, str]]:
+        def refused(reason: str) -> tuple[int, Any, dict[str, str]]:
+            return 400, {"error": reason, "messageCode": "InvalidRefreshToken"}, {}
+
+        if not valid or not isinstance(body, dict):
+            return refused(error or "invalid body")
+        refresh, token = body.get("refreshToken"), body.get("token")
+        if self._credentials_revoked:
+            return refused("credentials revoked")
+        pair = self._refresh.get(refresh) if isinstance(refresh, str) else None
+        if pair is None:
+            return refused("unknown or used refresh token")
+        jti, expires = pair
+        claims = self._token_claims(token) if isinstance(token, str) else None
+        if claims is None or claims.get("jti") != jti:
+            return refused("token does not belong to this refresh token")
+        # Single use: the old pair is gone whether or not it had expired.
+        del self._refresh[refresh]
+        self._access.pop(jti, None)
+        try:
+            self._sessions.remove(refresh)
+        except ValueError:
+            pass
+        if self.clock() >= expires:
+            return refused("refresh token expired")
+        self.refreshes += 1
+        new_token, new_refresh = self._issue_pair()
+        return 200, {"token": new_token, "refreshToken": new_refresh}, {}
+
+    def _route(self, method: str, path: str, raw_path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+        now = time.monotonic()
+        if method == "GET" and path == "/api/v5/chargepoints/owned":
+            return 200, [self._chargepoint_json(cp, expand=False) for cp in self.charge_points.values()], {}
+        m = re.fullmatch(r"/api/v5/chargepoints/([^/]+)(/.*)?", path)
+        if m is None:
+            return 404, None, {}
+        cp = self.charge_points.get(m.group(1))
+        if cp is None:
+            return 404, None, {}
+        rest = m.group(2) or ""
+        if rest == "" and method == "GET":
+            expand = "settings" in parse_qs(urlsplit(raw_path).query).get("expand", [""])[0]
+            return 200, self._chargepoint_json(cp, expand=expand), {}
+        if rest == "/status" and method == "GET":
+            return 200, {
+                "id": cp.id,
+                "status": "Online" if cp.online else "Offline",
+                "connectorStatuses": [self._connector_status(cp, c, now) for c in cp.connectors.values()],
+            }, {}
+        if rest == "/settings" and method == "GET":
+            return 200, {**self._cp_settings_json(cp), "installationCurrent": cp.installation_current}, {}
+        if rest == "/settings" and method == "PUT":
+            return self._put_cp_settings(cp, body, now)
+        if rest == "/reboot" and method == "PUT":
+            cp.reboots += 1
+            for c in cp.connectors.values():
+                self._advance(cp, c, now)
+                c.remote_stopped = False
+            self._record_write(cp.id, None, "reboot", True)
+            return 200, None, {}
+        c = re.fullmatch(r"/connectors/(\d+)/(settings|remotestart|remotestop)", rest)
+        if c is None:
+            return 404, None, {}
+        conn = cp.connectors.get(int(c.group(1)))
+        if conn is None:
+            return 404, None, {}
+        action = c.group(2)
+        if action == "settings" and method == "GET":
+            return 200, {**self._connector_settings_json(cp, conn), "installationCurrent": cp.installation_current}, {}
+        if action == "settings" and method == "PUT":
+            return self._put_connector_settings(cp, conn, body, now)
+        if action in ("remotestart", "remotestop") and method == "PUT":
+            self._advance(cp, conn, now)
+            conn.remote_stopped = action == "remotestop"
+            self._record_write(cp.id, conn.connector_id, action, True)
+            return 200, None, {}
+        return 404, None, {}
+
+    def _chargepoint_json(self, cp: SimChargePoint, expand: bool) -> dict[str, Any]:
+        return {
+            "id": cp.id,
+            "name": cp.name,
+            "password": None,
+            "type": cp.type,
+            "isLoadbalanced": False,
+            "firmwareVersion": cp.firmware_version,
+            "hardwareVersion": cp.hardware_version,
+            "ownerReadOnly": False,
+            "ocppVersion": cp.ocpp_version,
+            "settings": self._cp_settings_json(cp) if expand else None,
+            "connectors": [
+                {
+                    "chargePointId": cp.id,
+                    "connectorId": c.connector_id,
+                    "type": c.type,
+                    "settings": self._connector_settings_json(cp, c) if expand else None,
+                    "connectorUserId": None,
+                }
+                for c in cp.connectors.values()
+            ],
+        }
+
+    @staticmethod
+    def _cp_settings_json(cp: SimChargePoint) -> dict[str, Any]:
+        return {"id": cp.id, "dimmer": cp.dimmer, "downLight": cp.down_light, "maxCurrent": cp.max_current}
+
+    @staticmethod
+    def _connector_settings_json(cp: SimChargePoint, c: SimConnector) -> dict[str, Any]:
+        return {"chargePointId": cp.id, "connectorId": c.connector_id, "maxCurrent": c.max_current,
+                "rfidLock": c.rfid_lock, "mode": c.mode, "cableLock": c.cable_lock}
+
+    @staticmethod
+    def _bad(message: str) -> tuple[int, Any, dict[str, str]]:
+        return 400, {"error": message, "messageCode": "InvalidRequest"}, {}
+
+    def _check_current(self, cp: SimChargePoint, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not 0 <= float(value) <= cp.installation_current:
+            return f"maxCurrent {value} outside 0..{cp.installation_current} (installationCurrent)"
+        return None
+
+    def _put_cp_settings(self, cp: SimChargePoint, body: dict[str, Any], now: float) -> tuple[int, Any, dict[str, str]]:
+        if body.get("id") not in (None, cp.id):
+            return self._bad("id does not match the path")
+        problem = self._check_current(cp, body.get("maxCurrent"))
+        if problem:
+            return self._bad(problem)
+        for c in cp.connectors.values():
+            self._advance(cp, c, now)
+        for name, attr in (("dimmer", "dimmer"), ("downLight", "down_light"), ("maxCurrent", "max_current")):
+            if body.get(name) is not None:
+                value = float(body[name]) if name == "maxCurrent" else body[name]
+                setattr(cp, attr, value)
+                self._record_write(cp.id, None, name, value)
+        return 200, None, {}
+
+    def _put_connector_settings(self, cp: SimChargePoint, conn: SimConnector, body: dict[str, Any],
+                                now: float) -> tuple[int, Any, dict[str, str]]:
+        if body.get("chargePointId") not in (None, cp.id) or body.get("connectorId") not in (None, conn.connector_id):
+            return self._bad("chargePointId/connectorId do not match the path")
+        problem = self._check_current(cp, body.get("maxCurrent"))
+        if problem:
+            return self._bad(problem)
+        self._advance(cp, conn, now)
+        for name, attr in (("maxCurrent", "max_current"), ("rfidLock", "rfid_lock"), ("mode", "mode"),
+                           ("cableLock", "cable_lock")):
+            if body.get(name) is not None:
+                value = float(body[name]) if name == "maxCurrent" else body[name]
+                setattr(conn, attr, value)
+                self._record_write(cp.id, conn.connector_id, name, value)
+        return 200, None, {}
+
+    @staticmethod
+    def _send(h: _Handler, status: int, payload: Any, headers: dict[str, str]) -> None:
+        if payload is None:
+            data = b""
+            content_type = "application/octet-stream"
+        else:
+            data = json.dumps(payload).encode("utf-8")
+            content_type = "application/json; charset=utf-8"
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                h.send_header(name, value)
+            h.end_headers()
+            if data:
+                h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("client went away before the answer")
+
+
+def serve(port: int = 8080, host: str = "127.0.0.1", token_ttl_s: float = 7200,
+          installation_current: int = 16, stop: threading.Event | None = None) -> None:
+    """Run a simulator until Ctrl-C, or until `stop` is set (the CLI's `simulate-cloud`)."""
+    sim = CloudSimulator(port=port, host=host, token_ttl_s=token_ttl_s,
+                         installation_current=installation_current)
+    sim.start()
+    # The demo account is fake and exists only in this process: printing it is the point.
+    print(f"Charge Amps EAPI v5 simulator at {sim.url}")
+    print(f"  CHARGEAMPS_BASE_URL={sim.url}")
+    print(f"  CHARGEAMPS_EMAIL={sim.email}")
+    print(f"  CHARGEAMPS_PASSWORD={sim.password}")
+    print(f"  CHARGEAMPS_API_KEY={sim.api_key}")
+    print(f"  charge point {sim.chargepoint_id} (connector 1 Charger, 2 Schuko); Ctrl-C stops", flush=True)
+    stop = stop or threading.Event()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simulate-cloud", description="Run the Charge Amps EAPI v5 simulator.")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    parser.add_argument("--token-ttl", type=float, default=7200, help="access token lifetime in seconds")
+    parser.add_argument("--installation-current", type=int, default=16, help="installation current in A")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be 0..65535")
+    if args.token_ttl <= 0:
+        parser.error("--token-ttl must be positive")
+    if not 6 <= args.installation_current <= 32:
+        parser.error("--installation-current must be 6..32")
+    try:
+        serve(args.port, args.host, args.token_ttl, args.installation_current)
+    except OSError as exc:
+        print(f"simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        return 1
+    return 0
+
+
+__all__ = ["CloudSimulator", "RecordedRequest", "SimChargePoint", "SimConnector", "main", "serve"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

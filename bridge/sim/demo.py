@@ -1,0 +1,254 @@
+"""`chargeamps-bridge demo`: the real service against a simulated house,
+charger and cloud, on a real broker, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bridge.config import ConfigError, load_settings
+from bridge.sim.charger import ChargerModel
+from bridge.sim.cloud import CloudSimulator
+from bridge.sim.house import HouseTrace
+from bridge.sim.scenarios import scenario, scenario_names
+
+PHASE_VOLTAGE = 230.0
+
+
+def _port_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnBroker:
+    """mosquitto from PATH on a free loopback port, for as long as the demo runs."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if binary is None:
+            raise ConfigError(
+                "no MQTT broker answers at MQTT_HOST and no `mosquitto` on PATH; install it "
+                "(Debian/Ubuntu: apt-get install mosquitto, macOS: brew install mosquitto) "
+                "or set MQTT_HOST/MQTT_PORT to a broker"
+            )
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-"))
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _port_answers("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError("mosquitto did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Tally:
+    energy_kwh: float = 0.0
+    seconds: int = 0
+    seconds_over_max_a: int = 0
+    seconds_over_fuse: int = 0
+    meter: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    car: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class House(threading.Thread):
+    """Publishes the P1 currents (house + car) once a simulated second and moves
+    the charger model along with what the cloud simulator was told."""
+
+    def __init__(self, trace: HouseTrace, sim: CloudSimulator, charger: ChargerModel, clock,
+                 host: str, port: int, topics: tuple[str, str, str], max_a: float, fuse_a: float,
+                 username: str | None, password: str | None) -> None:
+        super().__init__(name="demo-house", daemon=True)
+        self.trace, self.sim, self.charger, self.clock = trace, sim, charger, clock
+        self.topics, self.max_a, self.fuse_a = topics, max_a, fuse_a
+        self.tally = Tally()
+        self.stop_event = threading.Event()
+        self.finished = threading.Event()
+        self._offered: float | None = None
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-house-{uuid.uuid4().hex[:6]}",
+                                  protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _follow_cloud(self, now: float) -> None:
+        cp = self.sim.charge_points[self.sim.chargepoint_id]
+        conn = self.sim.connector(1)
+        offered = 0.0 if conn.mode != "On" else min(conn.max_current, cp.max_current if cp.max_current is not None else math.inf)
+        if offered != self._offered:
+            self._offered = offered
+            self.charger.write(now, int(offered))
+
+    def run(self) -> None:
+        second = -1
+        while not self.stop_event.is_set():
+            now = self.clock()
+            self._follow_cloud(now)
+            s = int(now)
+            if s >= self.trace.duration_s:
+                self.finished.set()
+                return
+            if s != second:
+                second = s
+                self._step(s, now)
+            self.stop_event.wait(0.02)
+
+    def _step(self, s: int, now: float) -> None:
+        car = self.charger.phase_draw(now)
+        meter = tuple(self.trace.base[p][s] + car[p] for p in range(3))
+        for p in range(3):
+            if self.trace.metered[p][s]:
+                self.client.publish(self.topics[p], f"{meter[p]:.2f}", qos=0)
+        t = self.tally
+        t.seconds += 1
+        t.energy_kwh += sum(car) * PHASE_VOLTAGE / 3_600_000
+        t.seconds_over_max_a += any(m > self.max_a for m in meter)
+        t.seconds_over_fuse += any(m > self.fuse_a for m in meter)
+        t.meter, t.car = meter, car
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def demo_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="chargeamps-bridge demo",
+        description="Run the real service against a simulated house, charger and Charge Amps cloud. "
+        "Uses the broker at MQTT_HOST/MQTT_PORT when one answers, else starts mosquitto on a free port.",
+    )
+    parser.add_argument("--scenario", default="evening-oven", choices=scenario_names())
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (1 to 60)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="real seconds to run (default: until the scenario ends or Ctrl-C)")
+    parser.add_argument("--charger-lag-s", type=float, default=10.0,
+                        help="simulated seconds from a cloud write to the car drawing it")
+    parser.add_argument("--strategy", choices=("adaptive", "homey"), default=None,
+                        help="balancer strategy (default: BALANCER_STRATEGY)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.speed <= 60:
+        parser.error("--speed must be from 1 to 60")
+    if args.charger_lag_s < 0:
+        parser.error("--charger-lag-s cannot be negative")
+
+    from bridge.service import BridgeService
+
+    base = load_settings()
+    logging.getLogger().setLevel(logging.WARNING)
+    trace = scenario(args.scenario)
+    cleanup: list = []
+    try:
+        if _port_answers(base.mqtt_host, base.mqtt_port):
+            host, port = base.mqtt_host, base.mqtt_port
+            print(f"Using the broker at {host}:{port}")
+        else:
+            broker = OwnBroker()
+            cleanup.append(broker.close)
+            host, port = "127.0.0.1", broker.port
+            print(f"No broker at {base.mqtt_host}:{base.mqtt_port}; started mosquitto on {host}:{port}")
+
+        sim = CloudSimulator(installation_current=max(16, min(32, trace.car_max_a)))
+        sim.start()
+        cleanup.append(sim.stop)
+        conn = sim.connector(1)
+        conn.car_plugged = True
+        conn.car_max_a = trace.car_max_a
+        charger = ChargerModel(lag_s=args.charger_lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a)
+        start = time.monotonic()
+
+        def clock() -> float:
+            return (time.monotonic() - start) * args.speed
+
+        conn.draw_override = lambda offered, now: charger.phase_draw(clock())
+        state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
+        cleanup.append(lambda: shutil.rmtree(state_dir, ignore_errors=True))
+        overrides = dict(
+            chargeamps_base_url=sim.url, chargeamps_email=sim.email, chargeamps_password=sim.password,
+            chargeamps_api_key=sim.api_key, chargeamps_chargepoint_id=None, chargeamps_state_dir=state_dir,
+            chargeamps_poll_interval=max(10.0, base.chargeamps_poll_interval), mqtt_host=host, mqtt_port=port,
+            mqtt_client_id=f"chargeamps-bridge-demo-{uuid.uuid4().hex[:6]}",
+        )
+        if args.strategy:
+            overrides["balancer_strategy"] = args.strategy
+        settings = load_settings(**overrides)
+        service = BridgeService(settings, clock=clock, speed=args.speed)
+        service.start()
+        cleanup.insert(0, service.stop)
+        house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,
+                      settings.balancer_fuse_a, settings.mqtt_username,
+                      settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+        house.start()
+        cleanup.insert(0, house.close)
+
+        b = settings.mqtt_base_topic
+        print(f"Scenario {trace.name}: {trace.description}")
+        print(f"Strategy {settings.balancer_strategy}, MaxA {settings.balancer_max_a:g} A, speed x{args.speed:g}, "
+              f"charger lag {args.charger_lag_s:g} s")
+        print(f"Watch the topics: mosquitto_sub -h {host} -p {port} -v -t '{b}/#'")
+        print(f"{'time':>8} {'L1':>6} {'L2':>6} {'L3':>6} {'ChargeAt':>8} {'LoadBal':>7} {'car':>5}  reason")
+        end = None if args.duration is None else time.monotonic() + args.duration
+        try:
+            while not house.finished.is_set() and (end is None or time.monotonic() < end):
+                time.sleep(1.0)
+                d = service.decision
+                t = house.tally
+                if d is None:
+                    continue
+                print(f"{_hms(clock()):>8} {t.meter[0]:>6.1f} {t.meter[1]:>6.1f} {t.meter[2]:>6.1f} "
+                      f"{d.charge_at:>8d} {max(d.loadbal):>7.1f} {max(t.car):>5.1f}  {d.reason}", flush=True)
+        except KeyboardInterrupt:
+            print()
+        t = house.tally
+        writes = sum(1 for w in sim.writes if w[3] == "maxCurrent")
+        print(f"Summary after {_hms(t.seconds)} simulated: car energy {t.energy_kwh:.2f} kWh, "
+              f"time over MaxA {t.seconds_over_max_a} s, over the fuse {t.seconds_over_fuse} s, cloud writes {writes}")
+        return 0
+    finally:
+        for close in cleanup:
+            try:
+                close()
+            except Exception as e:  # cleaning up: report and go on with the rest
+                print(f"demo: cleanup: {e}", file=sys.stderr)
