@@ -1,0 +1,297 @@
+"""Home Assistant MQTT discovery: one retained config message per entity.
+
+Config topic: `<prefix>/<component>/<node_id>/<object_id>/config`. Every
+entity points at the topics of `Topics`, so what Home Assistant shows and
+sends is exactly the bridge's public MQTT API.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.mqtt.topics import PHASES, Topics
+
+MANUFACTURER = "Charge Amps"
+ORIGIN_NAME = "chargeamps-bridge"
+
+# What `limits` holds when the caller leaves a key out: the issue-3 defaults.
+DEFAULT_LIMITS: dict[str, float] = {
+    "max_a_min": 6,
+    "max_a_max": 25,
+    "default_current_min": 6,
+    "default_current_max": 32,
+    "step": 1,
+}
+
+# Keys Home Assistant rejects a config without, per component.
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "sensor": ("state_topic",),
+    "binary_sensor": ("state_topic",),
+    "number": ("command_topic",),
+    "switch": ("command_topic",),
+    "select": ("command_topic", "options"),
+    "button": ("command_topic",),
+}
+
+_SLUG = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+def slug(value: str) -> str:
+    """A topic level Home Assistant accepts as node_id / object_id."""
+    return _SLUG.sub("_", str(value)).strip("_") or "x"
+
+
+def ha_status_topic(prefix: str) -> str:
+    """Home Assistant's birth/last-will topic: `online` there means re-publish discovery and state."""
+    return f"{prefix.strip('/')}/status"
+
+
+@dataclass(frozen=True)
+class Entity:
+    key: str  # object_id and the tail of unique_id
+    component: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Entity]:
+    current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
+    es: list[Entity] = [
+        Entity(
+            "charge_at",
+            "sensor",
+            {
+                "name": "ChargeAt",
+                "state_topic": t.charge_at,
+                # the balancer's reason and headroom as attributes of ChargeAt
+                "json_attributes_topic": t.balancer_state,
+                "icon": "mdi:ev-station",
+                **current,
+            },
+        ),
+    ]
+    for p in PHASES:
+        es.append(Entity(f"loadbal_l{p + 1}", "sensor", {"name": f"LoadBal L{p + 1}", "state_topic": t.loadbal(p), **current}))
+    for p in PHASES:
+        es.append(
+            Entity(f"meter_current_l{p + 1}", "sensor", {"name": f"Meter current L{p + 1}", "state_topic": t.meter_current(p), **current})
+        )
+    for p in PHASES:
+        es.append(
+            Entity(
+                f"charger_current_l{p + 1}",
+                "sensor",
+                {"name": f"Charging current L{p + 1}", "state_topic": t.charger_current(cp, n, p), **current},
+            )
+        )
+    es += [
+        Entity(
+            "power",
+            "sensor",
+            {
+                "name": "Charging power",
+                "state_topic": t.charger_power_kw(cp, n),
+                "device_class": "power",
+                "unit_of_measurement": "kW",
+                "state_class": "measurement",
+            },
+        ),
+        Entity(
+            "session_energy",
+            "sensor",
+            {
+                "name": "Session energy",
+                "state_topic": t.charger_session_energy_kwh(cp, n),
+                "device_class": "energy",
+                "unit_of_measurement": "kWh",
+                # restarts at 0 each session: total_increasing reads a drop as a reset
+                "state_class": "total_increasing",
+            },
+        ),
+        Entity(
+            "connector_status",
+            "sensor",
+            # no enum device class: the cloud may report OCPP statuses we do not know
+            {"name": "Connector status", "state_topic": t.charger_status(cp, n), "icon": "mdi:ev-plug-type2"},
+        ),
+        Entity(
+            "connector_max_current",
+            "sensor",
+            {"name": "Connector max current", "state_topic": t.charger_max_current(cp, n), **current},
+        ),
+        Entity(
+            "max_a",
+            "number",
+            {
+                "name": "MaxA",
+                "state_topic": t.max_a,
+                "command_topic": t.max_a_set,
+                "min": limits["max_a_min"],
+                "max": limits["max_a_max"],
+                "step": limits["step"],
+                "mode": "box",
+                "device_class": "current",
+                "unit_of_measurement": "A",
+                "entity_category": "config",
+            },
+        ),
+        Entity(
+            "default_current",
+            "number",
+            {
+                "name": "Default current",
+                "state_topic": t.default_current,
+                "command_topic": t.default_current_set,
+                "min": limits["default_current_min"],
+                "max": limits["default_current_max"],
+                "step": limits["step"],
+                "mode": "box",
+                "device_class": "current",
+                "unit_of_measurement": "A",
+                "entity_category": "config",
+            },
+        ),
+        Entity(
+            "balancer",
+            "switch",
+            {
+                "name": "Load balancer",
+                "state_topic": t.enabled,
+                "command_topic": t.enabled_set,
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "state_on": "ON",
+                "state_off": "OFF",
+                "icon": "mdi:scale-balance",
+            },
+        ),
+        Entity(
+            "connector_mode",
+            "select",
+            {
+                "name": "Connector mode",
+                "state_topic": t.charger_mode(cp, n),
+                "command_topic": t.charger_mode_set(cp, n),
+                "options": ["On", "Off", "Schedule"],
+            },
+        ),
+        Entity(
+            "meter_stale",
+            "binary_sensor",
+            {
+                "name": "Meter stale",
+                "state_topic": t.meter_stale,
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "problem",
+                "entity_category": "diagnostic",
+            },
+        ),
+        Entity(
+            "paused",
+            "binary_sensor",
+            {"name": "Charging paused", "state_topic": t.balancer_paused, "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:pause-circle"},
+        ),
+        Entity(
+            "charger_online",
+            "binary_sensor",
+            {
+                "name": "Charger online",
+                "state_topic": t.charger_online(cp),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device_class": "connectivity",
+                "entity_category": "diagnostic",
+            },
+        ),
+        Entity(
+            "refresh",
+            "button",
+            {"name": "Refresh", "command_topic": t.request_refresh, "payload_press": "PRESS", "icon": "mdi:refresh"},
+        ),
+        Entity(
+            "reboot",
+            "button",
+            {
+                "name": "Reboot charger",
+                "command_topic": t.charger_reboot_set(cp),
+                "payload_press": "PRESS",
+                "device_class": "restart",
+                "entity_category": "config",
+            },
+        ),
+    ]
+    return es
+
+
+ENTITY_KEYS: tuple[str, ...] = tuple(e.key for e in _entities(Topics("x"), "cp", 1, DEFAULT_LIMITS))
+
+
+def _limits(limits: dict[str, float] | None) -> dict[str, float]:
+    merged = dict(DEFAULT_LIMITS)
+    for key, value in (limits or {}).items():
+        if key not in DEFAULT_LIMITS:
+            raise ValueError(f"unknown discovery limit {key!r}; known: {', '.join(DEFAULT_LIMITS)}")
+        if value is not None:
+            merged[key] = value
+    for name in ("max_a", "default_current"):
+        lo, hi = merged[f"{name}_min"], merged[f"{name}_max"]
+        if not 0 <= lo <= hi:
+            raise ValueError(f"discovery limits for {name}: need 0 <= min <= max, got {lo}..{hi}")
+    if merged["step"] <= 0:
+        raise ValueError("discovery step must be positive")
+    return merged
+
+
+def config_topic(prefix: str, component: str, node_id: str, key: str) -> str:
+    return f"{prefix.strip('/')}/{component}/{slug(node_id)}/{slug(key)}/config"
+
+
+def discovery_messages(
+    topics: Topics,
+    prefix: str,
+    node_id: str,
+    cp_id: str,
+    connector: int,
+    device_model: str | None,
+    sw_version: str,
+    limits: dict[str, float] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON."""
+    bounds = _limits(limits)
+    device: dict[str, Any] = {
+        "identifiers": [f"chargeamps_{slug(cp_id)}"],
+        "name": f"Charge Amps {cp_id}",
+        "manufacturer": MANUFACTURER,
+        "sw_version": sw_version,
+        "serial_number": cp_id,
+    }
+    if device_model:
+        device["model"] = device_model
+    origin = {"name": ORIGIN_NAME, "sw_version": sw_version}
+    availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for entity in _entities(topics, cp_id, connector, bounds):
+        config = dict(entity.config)
+        config.update(
+            {
+                "unique_id": f"chargeamps_{slug(cp_id)}_{connector}_{entity.key}",
+                "device": device,
+                "origin": origin,
+                "availability": availability,
+                "qos": 1,
+            }
+        )
+        messages.append((config_topic(prefix, entity.component, node_id, entity.key), config))
+    return messages
+
+
+def removal_messages(prefix: str, node_id: str, keys: list[str] | None = None) -> list[tuple[str, str]]:
+    """(config topic, "") to publish retained: an empty config removes the entity."""
+    wanted = ENTITY_KEYS if keys is None else keys
+    components = {e.key: e.component for e in _entities(Topics("x"), "cp", 1, DEFAULT_LIMITS)}
+    unknown = [k for k in wanted if k not in components]
+    if unknown:
+        raise ValueError(f"unknown entities {unknown}; known: {', '.join(ENTITY_KEYS)}")
+    return [(config_topic(prefix, components[k], node_id, k), "") for k in wanted]

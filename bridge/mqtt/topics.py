@@ -1,0 +1,213 @@
+"""Every MQTT topic the bridge publishes or listens to: the public MQTT API.
+
+Names follow issue 3. Phases are 0, 1, 2 in code and `_l1`..`_l3` in topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PHASES = (0, 1, 2)
+
+# The command names `classify` returns; the service dispatches on them.
+COMMAND_NAMES = (
+    "max_a",
+    "default_current",
+    "enabled",
+    "charger_max_current",
+    "charger_mode",
+    "reboot",
+    "refresh",
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An incoming command topic, understood: which command and for which charger."""
+
+    name: str
+    topic: str
+    cp: str | None = None
+    connector: int | None = None
+
+
+def _check_level(value: str, what: str) -> str:
+    # A charge point id or client name becomes one topic level: a slash or a
+    # wildcard in it would silently address other topics.
+    if not isinstance(value, str) or not value or any(c in value for c in "/+#\0"):
+        raise ValueError(f"{what} must be a non-empty name without '/', '+', '#': got {value!r}"[:120])
+    return value
+
+
+def _phase_suffix(phase: int) -> str:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be 0, 1 or 2 (L1..L3), got {phase!r}")
+    return f"l{phase + 1}"
+
+
+def _check_connector(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"connector must be a whole number from 1, got {n!r}")
+    return n
+
+
+class Topics:
+    """Topic names under one base topic (`MQTT_BASE_TOPIC`, default `chargeamps`)."""
+
+    def __init__(self, base: str = "chargeamps") -> None:
+        if not isinstance(base, str):
+            raise ValueError("the base topic must be text")
+        base = base.strip().strip("/")
+        if not base or any(c in base for c in "+#\0") or "//" in base:
+            raise ValueError(f"the base topic must be a topic prefix without wildcards: got {base!r}"[:120])
+        self.base = base
+
+        # bridge
+        self.bridge_state = f"{base}/bridge/state"
+        self.bridge_info = f"{base}/bridge/info"
+        self.bridge_health = f"{base}/bridge/health"
+        self.response = f"{base}/bridge/response"
+        self.request_refresh = f"{base}/bridge/request/refresh"
+
+        # balancer
+        self.charge_at = f"{base}/balancer/charge_at"
+        self.max_a = f"{base}/balancer/max_a"
+        self.default_current = f"{base}/balancer/default_current"
+        self.enabled = f"{base}/balancer/enabled"
+        self.balancer_state = f"{base}/balancer/state"
+        self.balancer_paused = f"{base}/balancer/paused"
+        self.max_a_set = f"{self.max_a}/set"
+        self.default_current_set = f"{self.default_current}/set"
+        self.enabled_set = f"{self.enabled}/set"
+
+        # meter
+        self.meter_stale = f"{base}/meter/stale"
+
+    def __repr__(self) -> str:
+        return f"Topics({self.base!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Topics) and other.base == self.base
+
+    def __hash__(self) -> int:
+        return hash(self.base)
+
+    # --- per phase -------------------------------------------------------
+    def loadbal(self, phase: int) -> str:
+        return f"{self.base}/balancer/loadbal_{_phase_suffix(phase)}"
+
+    def meter_current(self, phase: int) -> str:
+        return f"{self.base}/meter/current_{_phase_suffix(phase)}"
+
+    # --- per charge point / connector -------------------------------------
+    def _cp(self, cp: str) -> str:
+        return f"{self.base}/charger/{_check_level(cp, 'charge point id')}"
+
+    def _connector(self, cp: str, n: int) -> str:
+        return f"{self._cp(cp)}/{_check_connector(n)}"
+
+    def charger_online(self, cp: str) -> str:
+        return f"{self._cp(cp)}/online"
+
+    def charger_status(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/status"
+
+    def charger_max_current(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/max_current"
+
+    def charger_mode(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/mode"
+
+    def charger_current(self, cp: str, n: int, phase: int) -> str:
+        return f"{self._connector(cp, n)}/current_{_phase_suffix(phase)}"
+
+    def charger_power_kw(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/power_kw"
+
+    def charger_session_energy_kwh(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/session_energy_kwh"
+
+    def charger_max_current_set(self, cp: str, n: int) -> str:
+        return f"{self.charger_max_current(cp, n)}/set"
+
+    def charger_mode_set(self, cp: str, n: int) -> str:
+        return f"{self.charger_mode(cp, n)}/set"
+
+    def charger_reboot_set(self, cp: str) -> str:
+        return f"{self._cp(cp)}/reboot/set"
+
+    # --- MQTT v5 request/response ----------------------------------------
+    def client_response(self, client: str) -> str:
+        """A response topic a client may name in its commands.
+
+        Under the base topic because the broker's ACL lets the bridge write
+        only there; answers to a response topic elsewhere would be dropped.
+        """
+        return f"{self.base}/bridge/response/{_check_level(client, 'client name')}"
+
+    # --- collections ------------------------------------------------------
+    def command_topics(self, cp: str, n: int) -> list[str]:
+        """The topics the service subscribes to for commands (retain handling: do not send)."""
+        return [
+            self.max_a_set,
+            self.default_current_set,
+            self.enabled_set,
+            self.charger_max_current_set(cp, n),
+            self.charger_mode_set(cp, n),
+            self.charger_reboot_set(cp),
+            self.request_refresh,
+        ]
+
+    def state_topics(self, cp: str, n: int) -> list[str]:
+        """Every topic the service publishes for one connector."""
+        return [
+            self.bridge_state,
+            self.bridge_info,
+            self.bridge_health,
+            self.charge_at,
+            *(self.loadbal(p) for p in PHASES),
+            self.max_a,
+            self.default_current,
+            self.enabled,
+            self.balancer_state,
+            self.balancer_paused,
+            *(self.meter_current(p) for p in PHASES),
+            self.meter_stale,
+            self.charger_online(cp),
+            self.charger_status(cp, n),
+            self.charger_max_current(cp, n),
+            self.charger_mode(cp, n),
+            *(self.charger_current(cp, n, p) for p in PHASES),
+            self.charger_power_kw(cp, n),
+            self.charger_session_energy_kwh(cp, n),
+        ]
+
+    def classify(self, topic: str) -> Command | None:
+        """The command an incoming topic names, or None when it is no command topic."""
+        if not isinstance(topic, str) or not topic.startswith(self.base + "/"):
+            return None
+        levels = topic[len(self.base) + 1 :].split("/")
+        match levels:
+            case ["balancer", "max_a", "set"]:
+                return Command("max_a", topic)
+            case ["balancer", "default_current", "set"]:
+                return Command("default_current", topic)
+            case ["balancer", "enabled", "set"]:
+                return Command("enabled", topic)
+            case ["bridge", "request", "refresh"]:
+                return Command("refresh", topic)
+            case ["charger", cp, "reboot", "set"] if _valid_level(cp):
+                return Command("reboot", topic, cp=cp)
+            case ["charger", cp, n, "max_current", "set"] if _valid_level(cp) and _connector_id(n):
+                return Command("charger_max_current", topic, cp=cp, connector=int(n))
+            case ["charger", cp, n, "mode", "set"] if _valid_level(cp) and _connector_id(n):
+                return Command("charger_mode", topic, cp=cp, connector=int(n))
+        return None
+
+
+def _valid_level(level: str) -> bool:
+    return bool(level) and not any(c in level for c in "+#\0")
+
+
+def _connector_id(level: str) -> bool:
+    return level.isascii() and level.isdigit() and int(level) >= 1

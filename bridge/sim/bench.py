@@ -1,0 +1,469 @@
+"""The benchmark: replay house traces through the real balancer and score it.
+
+For every second of a trace the harness
+1. asks the charger model what the car draws now (what was written `lag` ago),
+2. sends the balancer the meter's per-phase reading (house + car) for each
+   phase the meter reported this second; a gap sends nothing, as a silent
+   meter would,
+3. every 30 s sends the charger's own measurements, as the service's cloud poll
+   does (`None` when the car is not drawing),
+4. asks for a decision and "writes" any command to the charger model.
+
+The score is computed on the house's true load plus the car's draw, so a meter
+gap does not hide an overload. The oracle knows the house load with no lag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
+from bridge.sim.house import HouseTrace, TraceError, load_trace
+from bridge.sim.scenarios import scenario, scenario_names
+
+VOLTAGE_V = 230.0
+CHARGER_POLL_S = 30
+DEFAULT_STRATEGIES = ("adaptive", "homey")
+
+# Targets of issue 7 for the adaptive strategy, compared with homey.
+TARGET_FUSE_MARGIN_S = 3.0
+TARGET_FUSE_SECONDS_VS_REFERENCE = 1.10
+TARGET_ENERGY_RATIO = 0.96
+TARGET_WRITES_PER_HOUR = 20.0
+
+
+class BenchError(ValueError):
+    """Bad input to the benchmark (settings, traces); the message says what to fix."""
+
+
+class BalancerLike(Protocol):
+    def meter(self, now: float, phase: int, amps: float) -> None: ...
+    def charger(self, now: float, currents: tuple[float, float, float] | None,
+                phases: tuple[bool, bool, bool] | None) -> None: ...
+    def commanded(self, now: float, amps: int) -> None: ...
+    def decide(self, now: float) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The numbers the score is measured against (from the balancer's config)."""
+
+    max_a: float
+    fuse_a: float
+    default_current: int
+
+
+@dataclass
+class Series:
+    """Per-second history of one replay, for plotting."""
+
+    phase_totals: tuple[list[float], list[float], list[float]] = field(default_factory=lambda: ([], [], []))
+    charge_at: list[float] = field(default_factory=list)
+    car_draw: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StrategyResult:
+    energy_kwh: float
+    seconds_over_max_a: int
+    amp_seconds_over_max_a: float
+    seconds_over_fuse: int
+    longest_over_fuse_s: int
+    commands: int
+    pauses: int
+    series: Series | None = None
+
+
+# ---- settings -------------------------------------------------------------------
+
+def balancer_config_from_env(config_cls: type, environ: Mapping[str, str] | None = None) -> Any:
+    """`config_cls` (a dataclass) with each field read from `BALANCER_<FIELD>` when that is set."""
+    environ = os.environ if environ is None else environ
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # unresolvable annotations: fall back on the defaults' types
+        hints = {}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        key = f"BALANCER_{f.name.upper()}"
+        if key in environ:
+            kind = hints.get(f.name) or (type(f.default) if f.default is not dataclasses.MISSING else str)
+            values[f.name] = _convert(key, environ[key].strip(), kind)
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as e:
+        raise BenchError(f"invalid BALANCER_* settings: {e}") from None
+
+
+def _convert(key: str, raw: str, kind: Any) -> Any:
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if raw == "" or raw.lower() == "none":
+            if type(None) in args:
+                return None
+        kinds = [a for a in args if a is not type(None)]
+        kind = kinds[0] if len(kinds) == 1 else str
+    if typing.get_origin(kind) is typing.Literal:
+        if raw not in [str(a) for a in typing.get_args(kind)]:
+            raise BenchError(f"{key}={raw!r}: expected one of {', '.join(map(str, typing.get_args(kind)))}")
+        return raw
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            number = float(raw)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+    except ValueError:
+        raise BenchError(f"{key}={raw!r}: expected {getattr(kind, '__name__', kind)}") from None
+    return raw
+
+
+def limits_of(cfg: Any) -> Limits:
+    return Limits(max_a=float(cfg.max_a), fuse_a=float(cfg.fuse_a), default_current=int(cfg.default_current))
+
+
+# ---- oracle ---------------------------------------------------------------------
+
+def oracle_current(base: Sequence[float], car_phases: Sequence[bool], limits: Limits, car_max_a: float) -> int:
+    """What a lag-free balancer that knows the house load would let the car draw."""
+    spare = min(limits.max_a - load for load, used in zip(base, car_phases) if used)
+    amps = min(limits.default_current, math.floor(spare))
+    if amps < IEC_MIN_CURRENT_A:
+        return 0
+    # The car cannot take more than its on-board charger allows, whatever it is offered.
+    return int(min(amps, car_max_a))
+
+
+def oracle_energy_kwh(trace: HouseTrace, limits: Limits) -> float:
+    n_phases = sum(trace.car_phases)
+    amp_seconds = sum(
+        oracle_current(row, trace.car_phases, limits, trace.car_max_a) for row in zip(*trace.base)
+    )
+    return amp_seconds * n_phases * VOLTAGE_V / 3.6e6
+
+
+# ---- replay ---------------------------------------------------------------------
+
+def replay(trace: HouseTrace, balancer: BalancerLike, limits: Limits, lag_s: float = 10.0,
+           record: bool = False) -> StrategyResult:
+    """Run one balancer over one trace, one second at a time, and score it."""
+    # The car is plugged in and charging at the full default when the trace begins.
+    charger = ChargerModel(lag_s=lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a,
+                           initial_a=limits.default_current)
+    base1, base2, base3 = trace.base
+    met1, met2, met3 = trace.metered
+    p1, p2, p3 = trace.car_phases
+    n_car_phases = sum(trace.car_phases)
+    max_a, fuse_a = limits.max_a, limits.fuse_a
+    series = Series() if record else None
+
+    amp_seconds_drawn = 0.0
+    seconds_over_max = 0
+    amp_seconds_over_max = 0.0
+    seconds_over_fuse = 0
+    run_over_fuse = 0
+    longest_over_fuse = 0
+    commands = 0
+    pauses = 0
+    last_written = limits.default_current
+
+    for t in range(trace.duration_s):
+        now = float(t)
+        car = charger.draw(now)
+        total1 = base1[t] + (car if p1 else 0.0)
+        total2 = base2[t] + (car if p2 else 0.0)
+        total3 = base3[t] + (car if p3 else 0.0)
+        if met1[t]:
+            balancer.meter(now, 0, total1)
+        if met2[t]:
+            balancer.meter(now, 1, total2)
+        if met3[t]:
+            balancer.meter(now, 2, total3)
+        if t % CHARGER_POLL_S == 0:
+            if car > 0:
+                balancer.charger(now, (car if p1 else 0.0, car if p2 else 0.0, car if p3 else 0.0),
+                                 trace.car_phases)
+            else:
+                balancer.charger(now, None, None)
+        decision = balancer.decide(now)
+        command = decision.command
+        if command is not None:
+            charger.write(now, command)
+            balancer.commanded(now, command)
+            commands += 1
+            if command < IEC_MIN_CURRENT_A <= last_written:
+                pauses += 1
+            last_written = command
+
+        amp_seconds_drawn += car
+        worst = max(total1, total2, total3)
+        if worst > max_a:
+            seconds_over_max += 1
+            amp_seconds_over_max += worst - max_a
+        if worst > fuse_a:
+            seconds_over_fuse += 1
+            run_over_fuse += 1
+            if run_over_fuse > longest_over_fuse:
+                longest_over_fuse = run_over_fuse
+        else:
+            run_over_fuse = 0
+        if series is not None:
+            series.phase_totals[0].append(total1)
+            series.phase_totals[1].append(total2)
+            series.phase_totals[2].append(total3)
+            series.charge_at.append(decision.charge_at)
+            series.car_draw.append(car)
+
+    return StrategyResult(
+        energy_kwh=amp_seconds_drawn * n_car_phases * VOLTAGE_V / 3.6e6,
+        seconds_over_max_a=seconds_over_max,
+        amp_seconds_over_max_a=amp_seconds_over_max,
+        seconds_over_fuse=seconds_over_fuse,
+        longest_over_fuse_s=longest_over_fuse,
+        commands=commands,
+        pauses=pauses,
+        series=series,
+    )
+
+
+BalancerFactory = Callable[[Any, str], BalancerLike]
+
+
+def run_bench(
+    traces: Sequence[HouseTrace],
+    cfg: Any,
+    strategies: Sequence[str],
+    balancer_factory: BalancerFactory,
+    lag_s: float = 10.0,
+    record: bool = False,
+) -> tuple[dict, dict[str, dict[str, StrategyResult]]]:
+    """Score every strategy on every trace: the JSON report and the raw results (with series when `record`)."""
+    limits = limits_of(cfg)
+    report: dict[str, Any] = {
+        "traces": [],
+        # Traces where the house alone exceeds MaxA: no balancer can meet a target there.
+        "traces_house_over_max_a": [],
+        "settings": {"charger_lag_s": lag_s, **_plain(cfg)},
+    }
+    raw: dict[str, dict[str, StrategyResult]] = {}
+    for trace in traces:
+        oracle_kwh = oracle_energy_kwh(trace, limits)
+        entry: dict[str, Any] = {
+            "name": trace.name,
+            "duration_s": trace.duration_s,
+            "oracle": {"energy_kwh": round(oracle_kwh, 4)},
+            "strategies": {},
+        }
+        raw[trace.name] = {}
+        for strategy in strategies:
+            result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record)
+            raw[trace.name][strategy] = result
+            entry["strategies"][strategy] = {
+                "energy_kwh": round(result.energy_kwh, 4),
+                "energy_ratio": round(result.energy_kwh / oracle_kwh, 4) if oracle_kwh > 0 else None,
+                "seconds_over_max_a": result.seconds_over_max_a,
+                "amp_seconds_over_max_a": round(result.amp_seconds_over_max_a, 1),
+                "seconds_over_fuse": result.seconds_over_fuse,
+                "longest_over_fuse_s": result.longest_over_fuse_s,
+                "commands": result.commands,
+                "pauses": result.pauses,
+            }
+        house_over = trace.seconds_house_over(limits.max_a)
+        if house_over:
+            entry["house_seconds_over_max_a"] = house_over
+            report["traces_house_over_max_a"].append(entry)
+        else:
+            report["traces"].append(entry)
+    return report, raw
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(cfg):
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return {}
+
+
+def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive", reference: str = "homey") -> list[str]:
+    """Issue 7's targets that `strategy` misses on one trace entry of the report."""
+    s = entry["strategies"].get(strategy)
+    if s is None:
+        return []
+    misses = []
+    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
+        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
+    ref = entry["strategies"].get(reference)
+    if ref is not None and s["seconds_over_fuse"] > TARGET_FUSE_SECONDS_VS_REFERENCE * ref["seconds_over_fuse"]:
+        misses.append(f"{s['seconds_over_fuse']} s over fuse > 110 % of {reference}'s {ref['seconds_over_fuse']} s")
+    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_ENERGY_RATIO:
+        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_ENERGY_RATIO}")
+    per_hour = s["commands"] / (entry["duration_s"] / 3600)
+    if per_hour > TARGET_WRITES_PER_HOUR:
+        misses.append(f"{per_hour:.1f} writes/h > {TARGET_WRITES_PER_HOUR:g}")
+    return misses
+
+
+# ---- output ---------------------------------------------------------------------
+
+_COLUMNS = ("strategy", "kWh", "ratio", "s>MaxA", "A·s>MaxA", "s>fuse", "longest", "writes", "writes/h", "pauses")
+
+
+def format_table(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        f"charger lag {s['charger_lag_s']:g} s; MaxA {s.get('max_a', '?')} A, fuse {s.get('fuse_a', '?')} A, "
+        f"default {s.get('default_current', '?')} A (BALANCER_* from the environment)",
+        "longest = longest run over the fuse (s); writes = commands sent to the cloud",
+    ]
+    for title, entries in (("", report["traces"]),
+                           ("the house alone exceeds MaxA here; no balancer can meet the targets",
+                            report["traces_house_over_max_a"])):
+        if not entries:
+            continue
+        lines.append("")
+        if title:
+            lines.append(f"-- {title} --")
+        lines.append(f"{'trace':<18} {'hours':>5} " + " ".join(f"{c:>9}" for c in _COLUMNS))
+        for entry in entries:
+            hours = entry["duration_s"] / 3600
+            lines.append(f"{entry['name']:<18} {hours:>5.1f} {'oracle':>9} {entry['oracle']['energy_kwh']:>9.2f}")
+            for name, m in entry["strategies"].items():
+                ratio = "-" if m["energy_ratio"] is None else f"{m['energy_ratio']:.3f}"
+                cells = (name, f"{m['energy_kwh']:.2f}", ratio, m["seconds_over_max_a"],
+                         f"{m['amp_seconds_over_max_a']:.0f}", m["seconds_over_fuse"], m["longest_over_fuse_s"],
+                         m["commands"], f"{m['commands'] / hours:.1f}", m["pauses"])
+                lines.append(f"{'':<18} {'':>5} " + " ".join(f"{c!s:>9}" for c in cells))
+            if "house_seconds_over_max_a" in entry:
+                lines.append(f"{'':<24} house alone over MaxA for {entry['house_seconds_over_max_a']} s")
+            elif "adaptive" in entry["strategies"]:
+                misses = target_misses(entry, s["charger_lag_s"])
+                lines.append(f"{'':<24} adaptive targets: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
+    return "\n".join(lines)
+
+
+def plot(path: str, traces: Sequence[HouseTrace], raw: dict[str, dict[str, StrategyResult]], limits: Limits) -> None:
+    """One panel per trace and strategy: phase currents, MaxA, fuse, ChargeAt and the car's draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(trace, name, result) for trace in traces for name, result in raw[trace.name].items()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 3.2 * len(panels)), squeeze=False)
+    for ax, (trace, name, result) in zip(axes[:, 0], panels):
+        series = result.series
+        assert series is not None, "plot needs a replay with record=True"
+        minutes = [t / 60 for t in range(trace.duration_s)]
+        for phase, colour in zip(range(3), ("tab:brown", "tab:gray", "tab:purple")):
+            ax.plot(minutes, series.phase_totals[phase], lw=0.6, color=colour, label=f"L{phase + 1} (house + car)")
+        ax.axhline(limits.max_a, color="tab:red", ls="--", lw=1, label="MaxA")
+        ax.axhline(limits.fuse_a, color="tab:red", ls=":", lw=1, label="fuse")
+        ax.step(minutes, series.charge_at, where="post", color="black", lw=1, label="ChargeAt")
+        ax.fill_between(minutes, series.car_draw, step="post", color="tab:green", alpha=0.25, label="car draw")
+        ax.set_title(f"{trace.name}: {name}", loc="left", fontsize=10)
+        ax.set_ylabel("A")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("minutes")
+    axes[0, 0].legend(loc="upper right", fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---- command line ---------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chargeamps-bridge bench",
+        description="Replay house load traces through the balancer and score each strategy against an "
+                    "oracle with no lag. Balancer settings come from the BALANCER_* environment variables.",
+    )
+    p.add_argument("--trace", action="append", default=[], metavar="FILE",
+                   help="a t,l1,l2,l3 CSV of the house load without the car (repeatable)")
+    p.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                   help=f"a built-in scenario (repeatable): {', '.join(scenario_names())}; "
+                        "default: all of them, unless --trace is given")
+    p.add_argument("--strategy", default=",".join(DEFAULT_STRATEGIES),
+                   help="comma-separated strategies (default: %(default)s)")
+    p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
+                   help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="draw currents, MaxA, ChargeAt and the car's draw")
+    return p
+
+
+def bench_main(argv: list[str]) -> int:
+    """The `bench` command: 0 when it ran, 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        from bridge.balancer import Balancer, BalancerConfig
+    except ImportError as e:
+        print(f"bench: the balancer is not available: {e}", file=sys.stderr)
+        return 2
+
+    def make_balancer(cfg: Any, strategy: str) -> BalancerLike:
+        return Balancer(cfg, strategy=strategy)
+
+    return run_cli(args, BalancerConfig, make_balancer)
+
+
+def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
+            environ: Mapping[str, str] | None = None) -> int:
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    if not strategies:
+        print("bench: --strategy lists no strategy", file=sys.stderr)
+        return 2
+    if args.charger_lag_s < 0:
+        print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
+        return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("bench: --plot needs matplotlib: pip install chargeamps-bridge[plot]", file=sys.stderr)
+            return 2
+    try:
+        cfg = balancer_config_from_env(config_cls, environ)
+        traces = [load_trace(path) for path in args.trace]
+        names = args.scenario or ([] if args.trace else scenario_names())
+        traces += [scenario(name) for name in names]
+        for strategy in strategies:
+            balancer_factory(cfg, strategy)  # an unknown strategy fails now, not after minutes of replay
+    except KeyError as e:  # unknown scenario; the message lists the built-in names
+        print(f"bench: {e.args[0]}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # BenchError, TraceError, and the balancer refusing a strategy
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+
+    report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
+                        record=bool(args.plot))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    if args.plot:
+        plot(args.plot, traces, raw, limits_of(cfg))
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
+    return 0

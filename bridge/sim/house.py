@@ -1,0 +1,198 @@
+"""The house without the car: per-phase base load, one value a second.
+
+A `HouseTrace` holds the house's true load on each phase for every second and,
+separately, whether the meter reported that phase at that second. The two are
+apart because a meter that goes quiet does not switch the house off: the
+benchmark keeps scoring the real load while the balancer sees nothing.
+
+Traces come from CSV files (`load_trace`) or from the built-in scenarios in
+`bridge.sim.scenarios`.
+
+CSV format::
+
+    # car_phases: L2          (optional: the phases the car charges on; default L1,L2,L3)
+    # car_max_a: 16           (optional: the most the car draws per phase; default 32)
+    t,l1,l2,l3
+    0,3.1,2.4,-1.0
+    1,3.2,,-1.1               (empty cell: no meter message for L2 at that second)
+
+`t` is in seconds and is rounded to whole seconds (the bench runs at 1 s); when
+several rows fall in the same second the last one counts. Seconds without a
+row, and empty cells, are seconds without a meter message; the house load is
+held at the last reported value through them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PHASE_NAMES = ("L1", "L2", "L3")
+THREE_PHASES = (True, True, True)
+DEFAULT_CAR_MAX_A = 32
+# A month of 1 s data; a typo in `t` (a timestamp in ms, say) must not allocate gigabytes.
+MAX_TRACE_S = 31 * 24 * 3600
+
+
+class TraceError(ValueError):
+    """A trace that cannot be used; the message names the file, the line and the fault."""
+
+
+@dataclass(frozen=True)
+class HouseTrace:
+    """Per-phase house load (amps, signed: negative = export) for each second from 0."""
+
+    name: str
+    base: tuple[list[float], list[float], list[float]]
+    metered: tuple[list[bool], list[bool], list[bool]]
+    car_phases: tuple[bool, bool, bool] = THREE_PHASES
+    car_max_a: int = DEFAULT_CAR_MAX_A
+    description: str = ""
+    # A scenario built to show a house that no balancer can keep under MaxA.
+    meant_to_exceed_max_a: bool = False
+
+    def __post_init__(self) -> None:
+        lengths = {len(s) for s in (*self.base, *self.metered)}
+        if len(lengths) != 1:
+            raise ValueError(f"trace {self.name!r}: phases and meter flags differ in length")
+        if not any(self.car_phases):
+            raise ValueError(f"trace {self.name!r}: the car must charge on at least one phase")
+
+    @property
+    def duration_s(self) -> int:
+        return len(self.base[0])
+
+    def house_peak_a(self) -> float:
+        """The highest load of the house alone on any phase."""
+        return max(max(phase) for phase in self.base)
+
+    def seconds_house_over(self, max_a: float) -> int:
+        """Seconds in which the house alone is above `max_a` on some phase."""
+        l1, l2, l3 = self.base
+        return sum(1 for a, b, c in zip(l1, l2, l3) if a > max_a or b > max_a or c > max_a)
+
+
+def load_trace(path: str | Path, *, name: str | None = None) -> HouseTrace:
+    """Read a `t,l1,l2,l3` CSV; raises TraceError naming the file and line of any fault."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            return parse_trace(f, source=str(path), name=name or path.stem)
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read the trace: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a text (UTF-8) file") from None
+
+
+def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
+    """Parse CSV text (an iterable of lines); `source` names it in error messages."""
+    car_phases: tuple[bool, bool, bool] = THREE_PHASES
+    car_max_a = DEFAULT_CAR_MAX_A
+    header_seen = False
+    t_first: float | None = None
+    t_previous: float | None = None
+    rows: dict[int, tuple[float | None, float | None, float | None]] = {}
+
+    def fail(lineno: int, what: str) -> TraceError:
+        return TraceError(f"{source}, line {lineno}: {what}")
+
+    for lineno, raw_line in enumerate(lines, start=1):
+        line = raw_line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            key, _, value = line.lstrip("#").partition(":")
+            key = key.strip().lower()
+            if key == "car_phases":
+                car_phases = _parse_car_phases(value, lambda what: fail(lineno, what))
+            elif key == "car_max_a":
+                car_max_a = _parse_car_max(value, lambda what: fail(lineno, what))
+            continue
+        cells = [c.strip() for c in next(csv.reader([line]))]
+        if not header_seen:
+            if [c.lower() for c in cells] != ["t", "l1", "l2", "l3"]:
+                raise fail(lineno, f"the header must be 't,l1,l2,l3', found {line[:60]!r}")
+            header_seen = True
+            continue
+        if len(cells) != 4:
+            raise fail(lineno, f"expected 4 values (t,l1,l2,l3), found {len(cells)}: {line[:60]!r}")
+        if not cells[0]:
+            raise fail(lineno, "t is empty: every row needs its time in seconds")
+        t = _number(cells[0], lambda what: fail(lineno, f"t: {what}"))
+        if t_previous is not None and t < t_previous:
+            raise fail(lineno, f"t={cells[0]} goes back in time (the row before has t={t_previous:g})")
+        if t_first is None:
+            t_first = t
+        if t - t_first > MAX_TRACE_S:
+            raise fail(lineno, f"t={cells[0]} is {t - t_first:.0f} s after the first row; "
+                               f"a trace may span at most {MAX_TRACE_S} s (is t in seconds?)")
+        t_previous = t
+        values = tuple(
+            None if not cell else _number(cell, lambda what, n=n: fail(lineno, f"{PHASE_NAMES[n]}: {what}"))
+            for n, cell in enumerate(cells[1:])
+        )
+        rows[round(t - t_first)] = values  # type: ignore[assignment]
+
+    if not header_seen:
+        raise TraceError(f"{source}: empty trace; expected the header 't,l1,l2,l3' and rows of data")
+    if not rows:
+        raise TraceError(f"{source}: no data rows after the header")
+
+    duration = max(rows) + 1
+    base: list[list[float]] = []
+    metered: list[list[bool]] = []
+    for phase in range(3):
+        reported = {s: v[phase] for s, v in rows.items() if v[phase] is not None}
+        if not reported:
+            raise TraceError(f"{source}: {PHASE_NAMES[phase]} has no value in any row")
+        # Before the first reading the load is unknown; its first value is the best guess.
+        held = reported[min(reported)]
+        series = [0.0] * duration
+        flags = [False] * duration
+        for s in range(duration):
+            value = reported.get(s)
+            if value is not None:
+                held = value
+                flags[s] = True
+            series[s] = held
+        base.append(series)
+        metered.append(flags)
+    return HouseTrace(
+        name=name,
+        base=(base[0], base[1], base[2]),
+        metered=(metered[0], metered[1], metered[2]),
+        car_phases=car_phases,
+        car_max_a=car_max_a,
+        description=f"trace {source}",
+    )
+
+
+def _number(text: str, fail: Callable[[str], TraceError]) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise fail(f"{text[:30]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise fail(f"{text!r} is not a finite number")
+    return value
+
+
+def _parse_car_phases(text: str, fail: Callable[[str], TraceError]) -> tuple[bool, bool, bool]:
+    names = {n.strip().upper() for n in text.replace(" ", ",").split(",") if n.strip()}
+    unknown = names - set(PHASE_NAMES)
+    if not names or unknown:
+        raise fail(f"car_phases must list phases among L1,L2,L3, found {text.strip()!r}")
+    return (PHASE_NAMES[0] in names, PHASE_NAMES[1] in names, PHASE_NAMES[2] in names)
+
+
+def _parse_car_max(text: str, fail: Callable[[str], TraceError]) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise fail(f"car_max_a must be whole amps, found {text.strip()!r}") from None
+    if not 6 <= value <= 80:
+        raise fail(f"car_max_a must be between 6 and 80 A, found {value}")
+    return value
