@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from typing import Callable
 
@@ -30,9 +31,7 @@ class RedactSecrets(logging.Filter):
         if self.secrets:
             message = record.getMessage()
             if any(s in message for s in self.secrets):
-                for s in self.secrets:
-                    message = message.replace(s, "***")
-                record.msg, record.args = message, None
+                record.msg, record.args = redact(message, self.secrets), None
         return True
 
 
@@ -44,6 +43,13 @@ def setup_logging(level: str, secrets: list[str] | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def settings_secrets(s: Settings) -> list[str]:
@@ -131,6 +137,10 @@ def _status_data(s: Settings, client) -> list[dict]:
     return out
 
 
+def _amps_text(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:g} A"
+
+
 def cmd_status(args, s: Settings) -> int:
     data = _status_data(s, _client(s))
     if args.json:
@@ -138,7 +148,8 @@ def cmd_status(args, s: Settings) -> int:
         return EXIT_OK
     for cp in data:
         print(f"Charge point {cp['id']}  {cp['name'] or ''}  {cp['type'] or ''}  {cp['status']}")
-        print(f"  max current {cp['max_current']} A, installation current {cp['installation_current']} A")
+        print(f"  max current {_amps_text(cp['max_current'])}, "
+              f"installation current {_amps_text(cp['installation_current'])}")
         print(f"  {'conn':<5}{'type':<9}{'status':<14}{'L1':>6}{'L2':>6}{'L3':>6}{'kW':>7}{'kWh':>8}{'max A':>7}  mode")
         for c in cp["connectors"]:
             cur = [c["currents"].get(p) for p in ("L1", "L2", "L3")]
@@ -146,9 +157,20 @@ def cmd_status(args, s: Settings) -> int:
             print(
                 f"  {c['connector_id']:<5}{str(c['type']):<9}{str(c['status']):<14}{cells}"
                 f"{(c['power_kw'] or 0):>7.2f}{(c['session_energy_kwh'] or 0):>8.2f}"
-                f"{str(c['max_current']):>7}  {c['mode']}"
+                f"{'-' if c['max_current'] is None else format(c['max_current'], 'g'):>7}  {c['mode'] or '-'}"
             )
     return EXIT_OK
+
+
+def _amps_argument(text: str) -> float:
+    try:
+        amps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}") from None
+    # float() accepts "nan" and "inf"; neither is a current.
+    if not math.isfinite(amps):
+        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}")
+    return amps
 
 
 def cmd_set_current(args, s: Settings) -> int:
@@ -219,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("set-current", help="set the charging current (0 or 6..32 A)",
                         description="Write the charging current (connector maxCurrent, or the charge point's "
                         "with CHARGEAMPS_CURRENT_LEVEL=chargepoint), read it back and print it.")
-    sc.add_argument("amps", type=float, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
+    sc.add_argument("amps", type=_amps_argument, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
     sc.set_defaults(func=cmd_set_current)
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, description=text)
@@ -229,27 +251,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    secrets: list[str] = []
     try:
         if argv and argv[0] in DELEGATED:
             setup_logging("INFO")
             return DELEGATED[argv[0]][0](argv[1:])
         args = parser.parse_args(argv)
         settings = load_settings()
-        setup_logging(settings.log_level, settings_secrets(settings))
+        secrets = settings_secrets(settings)
+        setup_logging(settings.log_level, secrets)
         return args.func(args, settings)
     except ConfigError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
+        print(redact(f"configuration error: {e}", secrets), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as e:
         from bridge.eapi import EapiError
 
+        # Messages are meant to be secret-free; masking again costs nothing.
         if isinstance(e, EapiError):
-            print(f"error: {e}", file=sys.stderr)
+            print(redact(f"error: {e}", secrets), file=sys.stderr)
             return EXIT_ERROR
         logging.getLogger("bridge").debug("internal error", exc_info=True)
-        print(f"internal error: {type(e).__name__}: {e} (LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
+        print(redact(f"internal error: {type(e).__name__}: {e} (LOG_LEVEL=DEBUG shows where)", secrets),
+              file=sys.stderr)
         return EXIT_ERROR
 
 

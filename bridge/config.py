@@ -7,6 +7,7 @@ per variable, spelled the same in lower case.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        # `.env.example` ships `NAME=` lines: an empty value means "use the default",
+        # not "parse the empty string" (which would fail for numbers and choices).
+        env_ignore_empty=True,
     )
 
     # Charge Amps cloud
@@ -68,7 +72,7 @@ class Settings(BaseSettings):
     p1_json_path_l1: str | None = None
     p1_json_path_l2: str | None = None
     p1_json_path_l3: str | None = None
-    p1_unit: Literal["A", "W", "kW"] | None = None
+    p1_unit: str | None = None
     p1_voltage: float = Field(230, gt=100, lt=300)
     p1_heartbeat_topic: str | None = None
 
@@ -97,6 +101,41 @@ class Settings(BaseSettings):
             raise ValueError("must be a topic prefix without wildcards")
         return v
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("chargeamps_current_level", "chargeamps_pause_method", "balancer_strategy", mode="before")
+    @classmethod
+    def _lower_case_choice(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("chargeamps_state_dir", "mqtt_ca_file", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path | None) -> Path | None:
+        # `.env` files are not expanded by a shell, and `.env.example` shows `~/...`.
+        return v.expanduser() if v is not None else None
+
+    @field_validator("mqtt_ca_file", mode="after")
+    @classmethod
+    def _ca_file_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError("no such file")
+        return v
+
+    @field_validator("p1_unit", mode="after")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        from bridge.mqtt.meter import UNITS
+
+        unit = UNITS.get(v.strip().lower())
+        if unit is None:
+            raise ValueError("must be A, W or kW")
+        return unit
+
     @field_validator("chargeamps_base_url")
     @classmethod
     def _url(cls, v: str) -> str:
@@ -122,6 +161,11 @@ class Settings(BaseSettings):
                 f"BALANCER_MAX_A ({self.balancer_max_a:g}) is above BALANCER_FUSE_A "
                 f"({self.balancer_fuse_a:g}): MaxA must stay under the main fuse"
             )
+        if self.balancer_max_a < self.balancer_min_current:
+            raise ValueError(
+                f"BALANCER_MAX_A ({self.balancer_max_a:g}) is below BALANCER_MIN_CURRENT "
+                f"({self.balancer_min_current}): the car could never charge"
+            )
         if self.balancer_min_current > self.balancer_default_current:
             raise ValueError("BALANCER_MIN_CURRENT is above BALANCER_DEFAULT_CURRENT")
         if 0 < self.balancer_failsafe_current < self.balancer_min_current:
@@ -130,6 +174,27 @@ class Settings(BaseSettings):
             )
         if self.balancer_failsafe_current > self.balancer_default_current:
             raise ValueError("BALANCER_FAILSAFE_CURRENT is above BALANCER_DEFAULT_CURRENT")
+        from bridge.balancer import BalancerConfig
+
+        longest_hold_s = BalancerConfig.raise_hold_max_s
+        if self.balancer_raise_hold_s is not None and self.balancer_raise_hold_s > longest_hold_s:
+            raise ValueError(
+                f"BALANCER_RAISE_HOLD_S ({self.balancer_raise_hold_s:g}) is above the longest hold "
+                f"the balancer uses ({longest_hold_s:g} s)"
+            )
+        # The balancer and the meter check more than the per-field limits above;
+        # building them here makes a bad combination a configuration error at
+        # start-up instead of a crash of `run`.
+        try:
+            self.balancer_config()
+        except ValueError as e:
+            raise ValueError(_balancer_names(str(e))) from None
+        from bridge.mqtt.meter import MeterConfigError
+
+        try:
+            self.meter_source()
+        except MeterConfigError as e:
+            raise ValueError(str(e)) from None
         return self
 
     def require_cloud(self) -> None:
@@ -157,6 +222,20 @@ class Settings(BaseSettings):
     def runtime_file(self) -> Path:
         return self.chargeamps_state_dir / "runtime.json"
 
+    def meter_source(self):
+        """The meter source from the P1_* settings (a preset filled in, explicit settings winning)."""
+        from bridge.mqtt.meter import MeterSource
+
+        return MeterSource.from_settings(
+            topics=(self.p1_topic_l1, self.p1_topic_l2, self.p1_topic_l3),
+            paths=(self.p1_json_path_l1, self.p1_json_path_l2, self.p1_json_path_l3),
+            unit=self.p1_unit,
+            voltage=self.p1_voltage,
+            preset=self.p1_preset,
+            device=self.p1_device,
+            heartbeat_topic=self.p1_heartbeat_topic,
+        )
+
     def balancer_config(self, **overrides):
         """The balancer's configuration from the BALANCER_* settings."""
         import dataclasses
@@ -173,6 +252,15 @@ class Settings(BaseSettings):
                     values[key] = value
         values.update(overrides)
         return BalancerConfig(**values)
+
+
+def _balancer_names(message: str) -> str:
+    """The balancer's messages use its field names; the user knows the variables."""
+    for field in Settings.model_fields:
+        if field.startswith("balancer_"):
+            key = field.removeprefix("balancer_")
+            message = re.sub(rf"\b{key}\b", field.upper(), message)
+    return message
 
 
 def _describe(error: ValidationError) -> str:
@@ -195,4 +283,7 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+        message = _describe(e)
+    # Raised outside the `except` block so that the ValidationError, whose text
+    # shows the raw input (secrets included), is not kept as __context__.
+    raise ConfigError(f"invalid configuration: {message}")

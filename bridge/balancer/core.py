@@ -1,0 +1,208 @@
+"""The balancer façade: inputs, the meter fail-safe and the output stage shared by strategies.
+
+Pure: no I/O, no clock (every call passes `now`), no threads, deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Protocol
+
+from bridge.balancer.model import (
+    PHASES,
+    BalancerConfig,
+    Decision,
+    Observations,
+    OptTriple,
+    Proposal,
+    Triple,
+    phase_name,
+)
+
+
+class Strategy(Protocol):
+    name: str
+
+    def on_meter(self, now: float, phase: int, amps: float, previous: float | None) -> None: ...
+
+    def on_reconfigure(self, now: float, old: BalancerConfig) -> None: ...
+
+    def on_fail_safe(self, now: float, current: int) -> None: ...
+
+    def propose(self, now: float, obs: Observations) -> Proposal: ...
+
+
+def _strategies() -> dict[str, type]:
+    # Imported here because the strategies import this package's model types.
+    from bridge.balancer.adaptive import AdaptiveStrategy
+    from bridge.balancer.homey import HomeyStrategy
+
+    return {"adaptive": AdaptiveStrategy, "homey": HomeyStrategy}
+
+
+STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
+DEFAULT_STRATEGY = "adaptive"
+
+
+def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
+    """What may reach the charger for a raw target: whole amps, capped, never 1..min-1 or negative."""
+    if not math.isfinite(raw):
+        return 0
+    # Rounding down: a fraction of an amp over the limit is still over it.
+    amps = min(math.floor(raw), cfg.current_cap)
+    return amps if amps >= cfg.min_current else 0
+
+
+def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig) -> str | None:
+    """Why the meter counts as stale (a user-readable phrase), or None when it is live."""
+    never = [phase_name(n) for n in PHASES if meter_at[n] is None]
+    if never:
+        return f"no reading yet on {', '.join(never)}"
+    silent = [
+        (phase_name(n), now - t) for n in PHASES if (t := meter_at[n]) is not None and now - t >= cfg.stale_after_s
+    ]
+    if silent:
+        return ", ".join(f"{name} silent {age:.0f} s" for name, age in silent)
+    return None
+
+
+class Balancer:
+    """Decides the charge current from meter and charger readings; see docs/DESIGN.md."""
+
+    def __init__(self, cfg: BalancerConfig | None = None, strategy: str = DEFAULT_STRATEGY) -> None:
+        classes = _strategies()
+        if strategy not in classes:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self._cfg = cfg if cfg is not None else BalancerConfig()
+        self._strategy_name = strategy
+        self._meter: list[float | None] = [None, None, None]
+        self._meter_at: list[float | None] = [None, None, None]
+        self._charger_currents: Triple | None = None
+        self._charger_phases: tuple[bool, bool, bool] | None = None
+        self._charger_at: float | None = None
+        self._commanded: int | None = None
+        self._commanded_at: float | None = None
+        self._recent_commands: list[tuple[float, int]] = []
+        self._strategy: Strategy = classes[strategy](self._cfg_view)
+
+    # The strategies read the live config through this, so reconfigure() reaches them.
+    def _cfg_view(self) -> BalancerConfig:
+        return self._cfg
+
+    @property
+    def config(self) -> BalancerConfig:
+        return self._cfg
+
+    @property
+    def strategy(self) -> str:
+        return self._strategy_name
+
+    # ---- inputs -------------------------------------------------------------
+    def meter(self, now: float, phase: int, amps: float) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"phase must be 0, 1 or 2 (L1..L3), got {phase!r}")
+        if not math.isfinite(amps):
+            raise ValueError(f"meter current must be finite, got {amps!r}")
+        previous = self._meter[phase]
+        self._meter[phase] = float(amps)
+        self._meter_at[phase] = now
+        self._strategy.on_meter(now, phase, float(amps), previous)
+
+    def meter_alive(self, now: float) -> None:
+        # A heartbeat vouches only for phases that have a value to vouch for.
+        for n in PHASES:
+            if self._meter_at[n] is not None:
+                self._meter_at[n] = now
+
+    def charger(
+        self,
+        now: float,
+        currents: tuple[float, float, float] | None,
+        phases: tuple[bool, bool, bool] | None,
+    ) -> None:
+        self._charger_currents = None if currents is None else tuple(max(0.0, float(c)) for c in currents)  # type: ignore[assignment]
+        self._charger_phases = None if phases is None else tuple(bool(p) for p in phases)  # type: ignore[assignment]
+        self._charger_at = now
+
+    def commanded(self, now: float, amps: int) -> None:
+        amps = int(amps)
+        if amps != self._commanded or self._commanded_at is None:
+            self._commanded_at = now
+            self._recent_commands.append((now, amps))
+        self._commanded = amps
+        self._forget_settled_commands(now)
+
+    def _forget_settled_commands(self, now: float) -> None:
+        # Keep the newest command older than settle_s: the car surely follows it.
+        horizon = now - self._cfg.settle_s
+        recent = self._recent_commands
+        while len(recent) > 1 and recent[1][0] <= horizon:
+            del recent[0]
+
+    def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
+        known = {f.name for f in dataclasses.fields(BalancerConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown balancer setting(s): {', '.join(unknown)}")
+        old = self._cfg
+        self._cfg = dataclasses.replace(old, **changes)  # type: ignore[arg-type]
+        self._strategy.on_reconfigure(now, old)
+        return self._cfg
+
+    # ---- decision -----------------------------------------------------------
+    def observations(self) -> Observations:
+        return Observations(
+            meter=tuple(self._meter),  # type: ignore[arg-type]
+            meter_at=tuple(self._meter_at),  # type: ignore[arg-type]
+            charger_currents=self._charger_currents,
+            charger_phases=self._charger_phases,
+            charger_at=self._charger_at,
+            commanded=self._commanded,
+            commanded_at=self._commanded_at,
+            recent_commands=tuple(self._recent_commands),
+        )
+
+    def decide(self, now: float) -> Decision:
+        self._forget_settled_commands(now)
+        obs = self.observations()
+        stale = meter_staleness(now, obs.meter_at, self._cfg)
+        if stale is not None:
+            return self._fail_safe(now, obs, stale)
+        proposal = self._strategy.propose(now, obs)
+        return self._output(now, proposal.target, proposal, proposal.reason, meter_stale=False)
+
+    def _fail_safe(self, now: float, obs: Observations, why: str) -> Decision:
+        """The meter cannot be trusted: charge at the fail-safe current (0 = pause)."""
+        current = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
+        self._strategy.on_fail_safe(now, current)
+        proposal = Proposal(
+            target=current,
+            loadbal=(0.0, 0.0, 0.0),
+            headroom=(None, None, None),
+            reason=f"meter stale ({why}): fail-safe {current} A",
+        )
+        return self._output(now, current, proposal, proposal.reason, meter_stale=True)
+
+    def _output(
+        self, now: float, target: float, proposal: Proposal, reason: str, *, meter_stale: bool
+    ) -> Decision:
+        """The output stage: whole amps, caps, no 1..5 A, raises paced, cuts at once."""
+        charge_at = whole_amps_for_charger(target, self._cfg)
+        last, last_at = self._commanded, self._commanded_at
+        if last is not None and last_at is not None and charge_at > last:
+            wait = self._cfg.min_command_interval_s - (now - last_at)
+            if wait > 0:
+                reason = f"{reason}; raise to {charge_at} A in {math.ceil(wait)} s (command pacing)"
+                charge_at = last
+        return Decision(
+            charge_at=charge_at,
+            command=None if charge_at == last else charge_at,
+            loadbal=proposal.loadbal,
+            phase_currents=tuple(self._meter),  # type: ignore[arg-type]
+            headroom=proposal.headroom,
+            meter_stale=meter_stale,
+            paused=charge_at == 0,
+            reason=reason,
+            strategy=self._strategy_name,
+        )

@@ -1,0 +1,150 @@
+"""Value types shared by the balancer's façade and its strategies."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+Triple = tuple[float, float, float]
+OptTriple = tuple[float | None, float | None, float | None]
+
+PHASES = (0, 1, 2)
+IEC_MIN_CURRENT = 6  # IEC 61851: below 6 A a charger may not signal a charge
+
+
+def phase_name(phase: int) -> str:
+    return f"L{phase + 1}"
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    """Every number the balancer uses; each becomes `BALANCER_<FIELD_UPPER>`."""
+
+    max_a: float = 24.0
+    fuse_a: float = 25.0
+    default_current: int = 16
+    min_current: int = 6
+    stale_after_s: float = 30.0
+    failsafe_current: int = 6
+    restore_interval_s: float = 600.0
+    raise_hold_s: float = 60.0
+    min_pause_s: float = 300.0
+    min_command_interval_s: float = 15.0
+    charger_stale_after_s: float = 90.0
+    installation_current: int | None = None
+    # adaptive only
+    settle_s: float = 15.0
+    raise_margin_a: float = 0.5
+    raise_hold_max_s: float = 240.0
+    cycle_window_s: float = 120.0
+    cycle_forget_s: float = 1800.0
+    overshoot_tolerance_a: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "installation_current":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{f.name} must not be negative, got {value!r}")
+        for name in ("default_current", "min_current", "failsafe_current", "installation_current"):
+            value = getattr(self, name)
+            if value is not None and value != int(value):
+                raise ValueError(f"{name} must be whole amps, got {value!r}")
+        if self.max_a <= 0:
+            raise ValueError(f"max_a must be above 0 A, got {self.max_a}")
+        if self.max_a > self.fuse_a:
+            raise ValueError(
+                f"max_a ({self.max_a} A) must not be above fuse_a ({self.fuse_a} A): "
+                "MaxA is the limit kept under the main fuse"
+            )
+        if self.min_current < IEC_MIN_CURRENT:
+            raise ValueError(
+                f"min_current must be at least {IEC_MIN_CURRENT} A (IEC 61851), got {self.min_current}"
+            )
+        if self.default_current < self.min_current:
+            raise ValueError(
+                f"default_current ({self.default_current} A) must be at least "
+                f"min_current ({self.min_current} A)"
+            )
+        if self.failsafe_current != 0 and not (
+            self.min_current <= self.failsafe_current <= self.default_current
+        ):
+            raise ValueError(
+                f"failsafe_current must be 0 (pause) or between min_current ({self.min_current} A) "
+                f"and default_current ({self.default_current} A), got {self.failsafe_current}"
+            )
+        if self.installation_current is not None and self.installation_current <= 0:
+            raise ValueError(
+                f"installation_current must be above 0 A when known, got {self.installation_current}"
+            )
+        for name in ("stale_after_s", "restore_interval_s", "charger_stale_after_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be above 0 s, got {getattr(self, name)}")
+        if self.raise_hold_max_s < self.raise_hold_s:
+            raise ValueError(
+                f"raise_hold_max_s ({self.raise_hold_max_s} s) must be at least "
+                f"raise_hold_s ({self.raise_hold_s} s)"
+            )
+
+    @property
+    def cut_tolerance_a(self) -> float:
+        """How far above MaxA a phase may read before it is cut: never up to the fuse."""
+        return max(0.0, min(self.overshoot_tolerance_a, self.fuse_a - self.max_a))
+
+    @property
+    def current_cap(self) -> int:
+        """The highest current the charger may be given."""
+        if self.installation_current is None:
+            return int(self.default_current)
+        return int(min(self.default_current, self.installation_current))
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the façade knows at the moment of a decision, as read-only values."""
+
+    meter: OptTriple
+    meter_at: OptTriple
+    charger_currents: Triple | None
+    charger_phases: tuple[bool, bool, bool] | None
+    charger_at: float | None
+    commanded: int | None
+    commanded_at: float | None
+    # Commands written to the cloud, oldest first: every one from the last
+    # `settle_s` and the one before them (the one the car surely follows).
+    recent_commands: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A strategy's answer before the shared output stage clamps and paces it."""
+
+    target: float
+    loadbal: Triple
+    headroom: OptTriple
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    charge_at: int
+    command: int | None
+    loadbal: Triple
+    phase_currents: OptTriple
+    headroom: OptTriple
+    meter_stale: bool
+    paused: bool
+    reason: str
+    strategy: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("loadbal", "phase_currents", "headroom"):
+            data[key] = [None if v is None else round(float(v), 3) for v in data[key]]
+        return data

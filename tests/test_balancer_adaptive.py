@@ -1,0 +1,238 @@
+"""Strategy `adaptive`: each rule pinned with a fixed clock.
+
+`House` plays the meter as house load + what the car draws on its phases,
+with the car following a command exactly `lag` seconds after it is written.
+"""
+
+from __future__ import annotations
+
+from bridge.balancer import Balancer, BalancerConfig, Decision
+
+
+class House:
+    def __init__(self, cfg: BalancerConfig | None = None, phases=(True, True, True), lag: float = 10,
+                 report_charger: bool = False) -> None:
+        self.b = Balancer(cfg or BalancerConfig(), "adaptive")
+        self.phases = phases
+        self.lag = lag
+        self.report_charger = report_charger
+        self.writes: list[tuple[float, int]] = []
+        self.car_setpoint = 16
+        self.t = 0.0
+
+    def draw(self, now: float) -> float:
+        amps = self.car_setpoint
+        for t, a in self.writes:
+            if t + self.lag <= now:
+                amps = a
+        return float(amps) if amps >= 6 else 0.0
+
+    def step(self, house: tuple[float, float, float]) -> Decision:
+        now = self.t
+        car = self.draw(now)
+        for n in range(3):
+            self.b.meter(now, n, house[n] + (car if self.phases[n] else 0.0))
+        if self.report_charger and now % 30 == 0:
+            self.b.charger(now, tuple(car if p else 0.0 for p in self.phases), self.phases)  # type: ignore[arg-type]
+        d = self.b.decide(now)
+        if d.command is not None:
+            self.writes.append((now, d.command))
+            self.b.commanded(now, d.command)
+        self.t += 1
+        return d
+
+    def run(self, seconds: int, house: tuple[float, float, float]) -> list[Decision]:
+        return [self.step(house) for _ in range(seconds)]
+
+
+def settled(cfg: BalancerConfig | None = None, **kw) -> House:
+    h = House(cfg, **kw)
+    h.run(60, (5.0, 5.0, 5.0))
+    assert h.writes == [(0.0, 16)]
+    return h
+
+
+def test_cut_is_immediate_and_by_whole_overshoot() -> None:
+    h = settled()
+    d = h.step((5.0, 10.3, 5.0))  # L2: 10.3 + 16 = 26.3 A, 2.3 A over MaxA
+    assert d.command == 13 and d.charge_at == 13
+    assert d.reason == "L2 at 26.3 A, cut to 13 A"
+
+
+def test_no_second_cut_for_the_same_overshoot_while_the_change_is_on_its_way() -> None:
+    h = settled()
+    h.step((5.0, 10.3, 5.0))
+    later = h.run(30, (5.0, 10.3, 5.0))
+    assert [d.command for d in later if d.command is not None] == []
+    assert "waiting for the charger to follow 13 A" in later[0].reason
+
+
+def test_a_new_load_during_the_flight_is_cut_at_once() -> None:
+    h = settled()
+    h.step((5.0, 10.3, 5.0))
+    h.run(3, (5.0, 10.3, 5.0))
+    d = h.step((5.0, 13.3, 5.0))  # 3 A more while 13 A is on its way
+    assert d.command == 10
+
+
+def test_overshoot_within_tolerance_is_not_chased() -> None:
+    h = settled()
+    d = h.step((5.0, 8.4, 5.0))  # 24.4 A: under MaxA + 0.5 A
+    assert d.command is None and d.charge_at == 16
+
+
+def test_raise_waits_for_headroom_to_hold_then_goes_to_the_held_level() -> None:
+    h = settled()
+    h.step((5.0, 10.3, 5.0))
+    h.run(20, (5.0, 10.3, 5.0))  # the cut to 13 A has landed and settled
+    decisions = h.run(60, (5.0, 5.0, 5.0))
+    assert all(d.command is None for d in decisions)
+    assert "raise to 16 A held 42/60 s" in [d.reason for d in decisions]
+    d = h.step((5.0, 5.0, 5.0))
+    assert d.command == 16 and d.reason == "headroom held 60 s: raise to 16 A"
+
+
+def test_a_dip_during_the_hold_restarts_it() -> None:
+    h = settled()
+    h.step((5.0, 10.3, 5.0))
+    h.run(20, (5.0, 10.3, 5.0))
+    h.run(40, (5.0, 5.0, 5.0))
+    h.step((5.0, 10.5, 5.0))  # the load is back for a second
+    decisions = h.run(59, (5.0, 5.0, 5.0))
+    assert all(d.command is None for d in decisions)
+
+
+def test_raise_stops_at_the_level_the_headroom_allows_with_margin() -> None:
+    h = settled()
+    h.step((5.0, 14.0, 5.0))  # cut to 10
+    h.run(20, (5.0, 14.0, 5.0))
+    decisions = h.run(61, (5.0, 11.2, 5.0))  # 12.8 A spare, less the 0.5 A margin
+    assert [d.command for d in decisions if d.command is not None] == [12]
+
+
+def test_lowering_default_current_cuts_to_it_and_raises_stop_there() -> None:
+    h = settled()
+    h.b.reconfigure(h.t, default_current=10)
+    d = h.step((1.0, 1.0, 1.0))
+    assert d.command == 10
+    assert max(d.charge_at for d in h.run(600, (1.0, 1.0, 1.0))) == 10
+
+
+def test_installation_current_caps_from_the_first_command() -> None:
+    h = House(BalancerConfig(installation_current=13))
+    decisions = h.run(300, (1.0, 1.0, 1.0))
+    assert max(d.charge_at for d in decisions) == 13
+
+
+def test_below_min_current_pauses_and_resumes_only_after_min_pause() -> None:
+    h = settled()
+    d = h.step((5.0, 19.5, 5.0))  # 4.5 A left: below 6 A
+    assert d.command == 0 and d.paused and "pause" in d.reason
+    decisions = h.run(299, (5.0, 5.0, 5.0))
+    assert all(d.command is None for d in decisions)
+    assert any(d.reason.startswith("paused 120/300 s") for d in decisions)
+    d = h.step((5.0, 5.0, 5.0))
+    assert d.command == 16 and "resume" in d.reason
+
+
+def test_resume_needs_min_plus_one_amp_for_the_hold() -> None:
+    h = settled()
+    h.step((5.0, 19.5, 5.0))
+    # 24 - 17.4 = 6.6 A spare: 6 A would fit, but resuming needs 7 A (plus the margin).
+    decisions = h.run(600, (5.0, 17.4, 5.0))
+    assert all(d.command is None for d in decisions)
+    assert decisions[-1].reason.endswith("resume needs 7 A")
+
+
+def test_one_phase_car_only_its_phase_counts() -> None:
+    h = settled(phases=(False, True, False), report_charger=True)
+    d = h.run(30, (23.0, 5.0, 23.0))[-1]  # L1 and L3 are near MaxA, but the car is not there
+    assert d.charge_at == 16 and not h.writes[1:]
+    d = h.step((23.0, 10.0, 23.0))
+    assert d.command == 14 and d.reason.startswith("L2 at 26.0 A")
+
+
+def test_unknown_phases_count_all_three() -> None:
+    h = settled()  # a three-phase car; the charger never says which phases it uses
+    d = h.step((20.0, 5.0, 5.0))  # L1: 20 A of house + 16 A of car
+    assert d.command == 0
+
+
+def test_reported_one_phase_car_ignores_the_other_phases_meter() -> None:
+    b = Balancer(BalancerConfig(), "adaptive")
+    b.charger(0, (0.0, 16.0, 0.0), (False, True, False))
+    for n, amps in enumerate((36.0, 21.0, 5.0)):
+        b.meter(0, n, amps)
+    d = b.decide(0)
+    assert d.charge_at == 16 and d.loadbal == (0.0, 0.0, 0.0)
+
+
+def test_charger_measurement_below_the_command_is_used() -> None:
+    cfg = BalancerConfig()
+    b = Balancer(cfg, "adaptive")
+    for n in range(3):
+        b.meter(0, n, 5.0 + 10.0)  # the car draws 10 A although told 16
+    b.charger(0, (10.0, 10.0, 10.0), (True, True, True))
+    d = b.decide(0)
+    b.commanded(0, d.command or 0)
+    assert d.charge_at == 16
+    for n in range(3):
+        b.meter(100, n, 5.0 + 10.0 + (9.0 if n == 0 else 0.0))
+    b.charger(100, (10.0, 10.0, 10.0), (True, True, True))
+    d = b.decide(100)
+    # house L1 = 24 - 10 = 14: 10 A fit, so no cut though 16 A would not fit
+    assert d.charge_at == 10
+
+
+def test_stale_charger_readings_fall_back_to_the_last_command() -> None:
+    b = Balancer(BalancerConfig(), "adaptive")
+    for n in range(3):
+        b.meter(0, n, 15.0)
+    b.charger(0, None, None)  # not charging: the meter is all house
+    d = b.decide(0)
+    assert d.charge_at == 9
+    b.commanded(0, 9)
+    for n in range(3):
+        b.meter(200, n, 15.0)  # charger readings now 200 s old: the car is taken to draw 9 A
+    d = b.decide(200)
+    assert d.headroom == (18.0, 18.0, 18.0)
+
+
+def test_cycling_load_lengthens_the_raise_hold() -> None:
+    h = settled()
+    holds = []
+    for _ in range(3):
+        h.run(150, (5.0, 13.0, 5.0))  # a thermostat: on ...
+        h.run(150, (5.0, 5.0, 5.0))  # ... and off
+        holds.append(h.b._strategy.raise_hold(h.t))  # type: ignore[attr-defined]
+    assert holds[0] == 60 and holds[-1] > holds[0]
+    assert holds[-1] <= BalancerConfig().raise_hold_max_s
+
+
+def test_meter_noise_near_the_limit_is_not_chased() -> None:
+    import random
+
+    rng = random.Random(7)
+    h = settled()
+    h.step((5.0, 10.0, 5.0))  # cut to 14
+    for _ in range(3600):
+        h.step((5.0 + rng.uniform(-0.4, 0.4), 9.6 + rng.uniform(-0.4, 0.4), 5.0))
+    assert len(h.writes) <= 4
+
+
+def test_meter_stale_sets_failsafe_and_raise_after_needs_hold() -> None:
+    h = settled()
+    b = h.b
+    d = b.decide(h.t + 30)
+    assert d.meter_stale and d.command == 6 and d.reason.startswith("meter stale")
+    b.commanded(h.t + 30, 6)
+    h.t += 31
+    decisions = h.run(59, (5.0, 5.0, 5.0))
+    assert all(d.command is None for d in decisions)
+
+
+def test_lowering_max_a_cuts_at_once() -> None:
+    h = settled()
+    h.b.reconfigure(h.t, max_a=18)
+    d = h.step((5.0, 5.0, 5.0))
+    assert d.command == 13

@@ -1,0 +1,167 @@
+"""The façade shared by both strategies: config validation, fail-safe, output stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.balancer import STRATEGIES, Balancer, BalancerConfig, whole_amps_for_charger
+
+
+def feed(b: Balancer, now: float, l1: float, l2: float, l3: float) -> None:
+    for phase, amps in enumerate((l1, l2, l3)):
+        b.meter(now, phase, amps)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"max_a": 26, "fuse_a": 25}, "max_a"),
+        ({"min_current": 5}, "min_current"),
+        ({"default_current": 5, "min_current": 6}, "default_current"),
+        ({"failsafe_current": 3}, "failsafe_current"),
+        ({"failsafe_current": 20}, "failsafe_current"),
+        ({"stale_after_s": 0}, "stale_after_s"),
+        ({"raise_hold_s": -1}, "raise_hold_s"),
+        ({"raise_hold_s": 300, "raise_hold_max_s": 100}, "raise_hold_max_s"),
+        ({"default_current": 16.5}, "whole amps"),
+        ({"max_a": float("nan")}, "finite"),
+        ({"max_a": True}, "number"),
+        ({"installation_current": 0}, "installation_current"),
+    ],
+)
+def test_config_rejects_unsafe_values_with_the_field_named(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BalancerConfig(**changes)
+
+
+def test_config_defaults_are_the_documented_ones() -> None:
+    cfg = BalancerConfig()
+    assert (cfg.max_a, cfg.fuse_a, cfg.default_current, cfg.min_current) == (24, 25, 16, 6)
+    assert (cfg.stale_after_s, cfg.failsafe_current, cfg.restore_interval_s) == (30, 6, 600)
+    assert (cfg.min_pause_s, cfg.min_command_interval_s, cfg.charger_stale_after_s) == (300, 15, 90)
+    assert cfg.installation_current is None
+    assert BalancerConfig(failsafe_current=0).failsafe_current == 0
+
+
+def test_cut_tolerance_never_reaches_the_fuse() -> None:
+    assert BalancerConfig(max_a=25, fuse_a=25).cut_tolerance_a == 0
+    assert BalancerConfig(max_a=24, fuse_a=25, overshoot_tolerance_a=3).cut_tolerance_a == 1
+
+
+def test_strategies_are_named_and_unknown_one_is_refused() -> None:
+    assert set(STRATEGIES) == {"adaptive", "homey"}
+    with pytest.raises(ValueError, match="unknown strategy"):
+        Balancer(BalancerConfig(), strategy="greedy")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(16, 16), (13.9, 13), (6, 6), (5.99, 0), (3, 0), (0, 0), (-4, 0), (40, 16), (float("nan"), 0)],
+)
+def test_output_stage_gives_whole_amps_never_1_to_5_never_above_default(raw: float, expected: int) -> None:
+    assert whole_amps_for_charger(raw, BalancerConfig()) == expected
+
+
+def test_installation_current_caps_the_output() -> None:
+    assert whole_amps_for_charger(16, BalancerConfig(installation_current=10)) == 10
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_meter_never_read_is_stale_and_gives_failsafe(strategy: str) -> None:
+    b = Balancer(BalancerConfig(), strategy)
+    b.meter(0, 0, 10)
+    d = b.decide(0)
+    assert d.meter_stale and d.charge_at == 6 and d.command == 6
+    assert "meter stale" in d.reason and "L2" in d.reason
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_silent_phase_makes_the_meter_stale_at_the_deadline(strategy: str) -> None:
+    b = Balancer(BalancerConfig(), strategy)
+    feed(b, 0, 5, 5, 5)
+    b.commanded(0, b.decide(0).command or 16)
+    for t in range(1, 30):
+        b.meter(t, 0, 5)
+        b.meter(t, 1, 5)
+        assert not b.decide(t).meter_stale
+    b.meter(30, 0, 5)
+    b.meter(30, 1, 5)
+    d = b.decide(30)
+    assert d.meter_stale and d.charge_at == 6 and "L3 silent 30 s" in d.reason
+
+
+def test_heartbeat_keeps_the_meter_live_without_new_values() -> None:
+    b = Balancer(BalancerConfig())
+    feed(b, 0, 5, 5, 5)
+    b.meter_alive(25)
+    assert not b.decide(50).meter_stale
+    assert b.decide(55).meter_stale
+
+
+def test_failsafe_zero_pauses() -> None:
+    b = Balancer(BalancerConfig(failsafe_current=0))
+    d = b.decide(0)
+    assert d.charge_at == 0 and d.paused and d.command == 0
+
+
+def test_command_repeats_until_commanded_then_stops() -> None:
+    b = Balancer(BalancerConfig())
+    feed(b, 0, 5, 5, 5)
+    first = b.decide(0)
+    assert first.command == 16
+    feed(b, 1, 5, 5, 5)
+    assert b.decide(1).command == 16  # the write failed: the service retries with the latest value
+    b.commanded(1, 16)
+    feed(b, 2, 5, 5, 5)
+    assert b.decide(2).command is None
+
+
+def test_raises_are_paced_but_cuts_are_not() -> None:
+    # homey returns to its ChargeAt as soon as the meter is back: a raise with no hold of its own.
+    b = Balancer(BalancerConfig(), "homey")
+    feed(b, 0, 5, 5, 5)
+    b.commanded(0, 16)
+    b.decide(0)
+    # The meter goes stale: the fail-safe cut goes out at once.
+    d = b.decide(40)
+    assert d.command == 6
+    b.commanded(40, 6)
+    # A raise back within min_command_interval_s of the last write waits.
+    feed(b, 45, 5 + 6, 5 + 6, 5 + 6)
+    d = b.decide(45)
+    assert d.command is None and d.charge_at == 6 and "command pacing" in d.reason
+    feed(b, 55, 11, 11, 11)
+    assert b.decide(55).command == 16
+
+
+def test_decision_to_dict_is_json() -> None:
+    b = Balancer(BalancerConfig())
+    feed(b, 0, 5.12345, 5, 5)
+    data = b.decide(0).to_dict()
+    text = json.dumps(data)
+    assert json.loads(text)["strategy"] == "adaptive"
+    assert set(data) == {
+        "charge_at", "command", "loadbal", "phase_currents", "headroom",
+        "meter_stale", "paused", "reason", "strategy",
+    }
+    assert data["phase_currents"][0] == 5.123
+
+
+def test_reconfigure_validates_and_applies() -> None:
+    b = Balancer(BalancerConfig())
+    with pytest.raises(ValueError, match="max_a"):
+        b.reconfigure(0, max_a=30)
+    with pytest.raises(ValueError, match="unknown balancer setting"):
+        b.reconfigure(0, maxa=20)
+    assert b.reconfigure(0, max_a=20).max_a == 20
+    assert b.config.max_a == 20
+
+
+def test_meter_rejects_bad_phase_and_non_finite_amps() -> None:
+    b = Balancer(BalancerConfig())
+    with pytest.raises(ValueError):
+        b.meter(0, 3, 10)
+    with pytest.raises(ValueError):
+        b.meter(0, 0, float("inf"))
