@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,6 +75,7 @@ class MqttClient:
             self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -90,7 +92,10 @@ class MqttClient:
             self.host,
             self.port,
             keepalive=30,
-            clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            # Never a clean start: resume the session the broker kept (subscriptions and
+            # queued QoS 1 commands), also from a previous run. mosquitto 2.0 does not
+            # persist across its own restart a session that began with clean start.
+            clean_start=False,
             properties=props,
         )
         self._client.loop_start()
@@ -130,6 +135,13 @@ class MqttClient:
                 ]
             )
         self._on_connection_cb(True, "connected")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError:`: the error says why
+        # (refused, unreachable, certificate verify failed).
+        error = sys.exc_info()[1]
+        self.connected = False
+        self._on_connection_cb(False, f"cannot connect to {self.host}:{self.port}: {error or 'unknown error'}")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False

@@ -16,7 +16,7 @@ from typing import Any
 MAX_COMMAND_PAYLOAD_BYTES = 4096
 
 _SHOWN_CHARS = 40
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _TRUE_WORDS = frozenset({"on", "true", "1"})
 _FALSE_WORDS = frozenset({"off", "false", "0"})
 MODES = ("On", "Off", "Schedule")
