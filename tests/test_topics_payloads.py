@@ -166,7 +166,7 @@ def test_parse_number_accepts(payload: bytes, value: float) -> None:
         b'{"value": NaN}',
         b'{"value": null}',
         b'{"amps": 16}',
-        b"16 A",
+        b"16 kA",
         b"1_000",
         b"\xff\xfe",
         b"{" * 10,
@@ -278,3 +278,14 @@ def test_parse_mode_refuses(payload: bytes) -> None:
 def test_json_answer_shape_round_trips() -> None:
     # the service answers {"value": ...}; a client may feed it back as a command
     assert parse_number(json.dumps({"value": 16}).encode()) == 16
+
+
+@pytest.mark.parametrize("payload, expected", [(b"16 A", 16.0), (b"10.5A", 10.5), (b" 6 A ", 6.0)])
+def test_parse_number_accepts_amps_as_openhab_sends_them(payload, expected):
+    assert parse_number(payload) == expected
+
+
+@pytest.mark.parametrize("payload", [b"16 V", b"A", b"16 AA", b"\xef\xbc\x91\xef\xbc\x96"])
+def test_parse_number_refuses_other_units_and_non_ascii_digits(payload):
+    with pytest.raises(PayloadError):
+        parse_number(payload)

@@ -115,10 +115,15 @@ def _unwrap_value(obj: Any, example: str) -> Any:
     return obj
 
 
+# openHAB's number channels with a unit send the quantity: "16 A".
+_AMPS_UNIT = re.compile(r"\s*A\Z", re.ASCII)
+
+
 def parse_number(payload: bytes | str) -> float:
-    """A number from `16`, ` 10.5 `, `"16"`, `{"value": 16}`."""
+    """A number from `16`, ` 10.5 `, `16 A`, `"16"`, `{"value": 16}`."""
     text = decode_text(payload)
-    if _PLAIN_NUMBER.fullmatch(text):
+    if _PLAIN_NUMBER.fullmatch(_AMPS_UNIT.sub("", text)):
+        text = _AMPS_UNIT.sub("", text)
         number = float(text)
         if not math.isfinite(number):
             raise PayloadError("expected a number like 16 or 10.5, got a value out of range")
