@@ -81,8 +81,13 @@ def test_overshoot_within_tolerance_is_not_chased() -> None:
     assert d.command is None and d.charge_at == 16
 
 
+# The tests below pin the plain raise hold (60 s); quick raises are switched off for them
+# by making the quick hold as long as the plain one.
+PLAIN = BalancerConfig(quick_raise_hold_s=60)
+
+
 def test_raise_waits_for_headroom_to_hold_then_goes_to_the_held_level() -> None:
-    h = settled()
+    h = settled(PLAIN)
     h.step((5.0, 10.3, 5.0))
     h.run(20, (5.0, 10.3, 5.0))  # the cut to 13 A has landed and settled
     decisions = h.run(60, (5.0, 5.0, 5.0))
@@ -93,7 +98,7 @@ def test_raise_waits_for_headroom_to_hold_then_goes_to_the_held_level() -> None:
 
 
 def test_a_dip_during_the_hold_restarts_it() -> None:
-    h = settled()
+    h = settled(PLAIN)
     h.step((5.0, 10.3, 5.0))
     h.run(20, (5.0, 10.3, 5.0))
     h.run(40, (5.0, 5.0, 5.0))
@@ -199,7 +204,7 @@ def test_stale_charger_readings_fall_back_to_the_last_command() -> None:
 
 
 def test_cycling_load_lengthens_the_raise_hold() -> None:
-    h = settled()
+    h = settled(BalancerConfig(write_budget_per_h=0, write_budget_burst=0))  # no budget for quick raises
     holds = []
     for _ in range(3):
         h.run(150, (5.0, 13.0, 5.0))  # a thermostat: on ...
@@ -221,7 +226,7 @@ def test_meter_noise_near_the_limit_is_not_chased() -> None:
 
 
 def test_meter_stale_sets_failsafe_and_raise_after_needs_hold() -> None:
-    h = settled()
+    h = settled(PLAIN)
     b = h.b
     d = b.decide(h.t + 30)
     assert d.meter_stale and d.command == 6 and d.reason.startswith("meter stale")
@@ -236,3 +241,43 @@ def test_lowering_max_a_cuts_at_once() -> None:
     h.b.reconfigure(h.t, max_a=18)
     d = h.step((5.0, 5.0, 5.0))
     assert d.command == 13
+
+
+def test_quick_raise_when_the_load_that_caused_the_cut_has_gone() -> None:
+    h = settled()
+    h.step((5.0, 10.3, 5.0))  # a kettle: cut to 13 A
+    h.run(20, (5.0, 10.3, 5.0))
+    decisions = h.run(15, (5.0, 5.0, 5.0))  # gone: back within quick_raise_hold_s (10 s)
+    raises = [(d.command, d.reason) for d in decisions if d.command is not None]
+    assert raises == [(16, "headroom held 10 s: raise to 16 A")]
+
+
+def test_a_cycling_load_is_followed_only_for_large_steps_and_within_the_write_budget() -> None:
+    h = settled()
+    for _ in range(4):
+        h.run(90, (5.0, 13.0, 5.0))  # thermostat on: 3 A to give back when it is off
+        h.run(90, (5.0, 10.0, 5.0))
+    s = h.b._strategy  # type: ignore[attr-defined]
+    assert s._cycle_level_at(h.t) >= 1
+    # A 3 A step is below follow_min_step_a: the cycling load is no longer chased quickly.
+    assert s.raise_hold(h.t, 14) > BalancerConfig().quick_raise_hold_s
+
+
+def test_quick_raise_needs_the_write_budget() -> None:
+    h = settled(BalancerConfig(write_budget_per_h=0, write_budget_burst=1))
+    h.step((5.0, 10.3, 5.0))
+    h.run(20, (5.0, 10.3, 5.0))
+    decisions = h.run(30, (5.0, 5.0, 5.0))
+    assert all(d.command is None for d in decisions)  # the plain 60 s hold applies
+
+
+def test_hold_readings_may_touch_the_cut_tolerance_but_the_latest_must_fit() -> None:
+    h = settled()
+    h.step((5.0, 14.0, 5.0))  # cut to 10
+    h.run(20, (5.0, 14.0, 5.0))
+    # 11.2 and 11.6 A alternate: 12 A fits the lower reading strictly, the higher within 0.5 A.
+    for _ in range(10):
+        h.step((5.0, 11.6, 5.0))
+        d = h.step((5.0, 11.2, 5.0))
+    assert [c for _, c in h.writes[2:]] == [12]
+    assert d.charge_at == 12

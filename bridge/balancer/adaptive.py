@@ -1,25 +1,40 @@
-"""Strategy `adaptive` (the default): per-phase headroom, immediate cuts, careful raises.
+"""Strategy `adaptive` (the default): per-phase headroom, immediate cuts, budgeted quick raises.
 
 The house's own load on a phase is the meter minus what the car draws there.
 The car's draw comes from the charger's own measurements when they are fresh
 and taken after the latest command settled; otherwise from the commands: while
 a command is in flight (`settle_s` after it was written: the cloud and the car
-take seconds to follow) the car is taken to draw the larger of the old and the
-new value, so an overshoot already being cut is not cut twice, and a raise on
-its way is not mistaken for a new load.
+take seconds to follow) the car may draw the old or the new value. For a cut
+the car is taken to draw the larger (an overshoot already being cut is not cut
+twice, a raise on its way is not mistaken for a new load); for a raise the
+smaller (the house is never taken for lighter than it may be).
 
-Cuts are immediate and by the whole overshoot. Raises need the headroom (less
-`raise_margin_a`, which keeps meter noise from being chased) to have held for
-the raise hold. A raise that a cut follows within `cycle_window_s` means a load
-is cycling (oven or sauna thermostat, heat pump): each such punished raise
-doubles the hold, up to `raise_hold_max_s`, and each `cycle_forget_s` without
-one halves it again. A short spike (a kettle) costs one cut and one raise; a
-cycling load soon stops being chased.
+Cuts are immediate and by the whole overshoot (beyond `overshoot_tolerance_a`,
+which never reaches the fuse). Raises go to the level the headroom allowed at
+every reading of the raise hold (less `raise_margin_a`): the hold is a window
+over the house's own load, so a load that pulses faster than the hold (an
+induction hob at a low setting) is fitted in its on-state instead of chased.
+
+How long the hold is depends on what a raise may cost. Every raise after a cut
+invites the next cut when the load cycles (oven and sauna thermostats, heat
+pumps): two writes, and `lag` seconds over MaxA when the load comes back. The
+strategy keeps a budget of cloud writes (`write_budget_per_h`, at most
+`write_budget_burst` saved up). While the budget can pay for a raise and the
+cut it may invite, raises wait only `raise_hold_s`: a kettle or a thermostat's
+off-time is given back to the car at once. When the budget runs short, a raise
+that a cut followed within `cycle_window_s` (a cycling load) doubles the hold,
+up to `raise_hold_max_s`, and each `cycle_forget_s` without one halves it
+again: the car then holds a level that fits the load's on-state.
+
+Pauses: below the minimum current the car pauses; it resumes, at the level the
+headroom held, as soon as `min_pause_s` has passed since the pause began and
+min + 1 A has held for the hold (the hold may run during the pause).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Callable
 
 from bridge.balancer.model import (
@@ -32,6 +47,7 @@ from bridge.balancer.model import (
 )
 
 PHASE_IN_USE_A = 1.0  # a measured phase current at or above this is a phase the car uses
+WRITES_PER_RAISE = 2  # a raise, and the cut a cycling load may answer it with
 
 
 class AdaptiveStrategy:
@@ -41,23 +57,33 @@ class AdaptiveStrategy:
         self._cfg = cfg
         self.target: int | None = None  # what the car should draw; 0 = paused
         self.paused_at: float | None = None
-        self._raise_since: float | None = None
-        self._raise_level = 0
         self._last_raise_at: float | None = None
         self._cycle_level = 0
         self._cycle_seen_at: float | None = None
+        # The spare current on the car's phases (the least of them), reading by reading.
+        self._history: deque[tuple[float, float]] = deque()
+        self._history_since: float | None = None
+        self._history_phases: tuple[int, ...] = ()
+        # The write budget: tokens, and when they were last topped up.
+        self._tokens = float(cfg().write_budget_burst)
+        self._tokens_at: float | None = None
 
     # ---- hooks --------------------------------------------------------------
     def on_meter(self, now: float, phase: int, amps: float, previous: float | None) -> None:
         pass
 
     def on_reconfigure(self, now: float, old: BalancerConfig) -> None:
-        self._raise_since = None
+        self._forget_history()
+        self._tokens = min(self._tokens, float(self._cfg().write_budget_burst))
 
     def on_fail_safe(self, now: float, current: int) -> None:
-        self._raise_since = None
+        self._forget_history()
         if self.target is None or current < self.target:
             self._set_target(now, current)
+
+    def _forget_history(self) -> None:
+        self._history.clear()
+        self._history_since = None
 
     # ---- the car's draw -----------------------------------------------------
     def used_phases(self, now: float, obs: Observations) -> tuple[int, ...]:
@@ -81,7 +107,12 @@ class AdaptiveStrategy:
         return amps
 
     def car_draw(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, float]:
-        """The car's draw per phase, and the seconds left until the latest command has settled."""
+        """The car's draw per phase (the most it may draw now), and the seconds until the latest command settles."""
+        high, _low, settle_left = self.car_draw_range(now, obs, used)
+        return high, settle_left
+
+    def car_draw_range(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, Triple, float]:
+        """The most and the least the car may draw per phase now, and the seconds until the latest command settles."""
         cfg = self._cfg()
         settle_left = 0.0
         if obs.commanded_at is not None:
@@ -92,35 +123,70 @@ class AdaptiveStrategy:
         ):
             # Measured after the latest change settled: the ground truth.
             measured = obs.charger_currents or (0.0, 0.0, 0.0)
-            return (measured[0], measured[1], measured[2]), settle_left
+            m = (measured[0], measured[1], measured[2])
+            return m, m, settle_left
         if not obs.recent_commands:
             # Nothing written and nothing measured yet (the bridge just started): a
             # charger left alone charges at full power, and taking the meter as all
             # house would pause the car for min_pause_s on every restart.
             amps0 = float(self._drawn(cfg.current_cap))
             draw0 = tuple(amps0 if n in used else 0.0 for n in PHASES)
-            return (draw0[0], draw0[1], draw0[2]), settle_left
-        # Any command still settling may be the one the car follows: assume the largest.
+            d0 = (draw0[0], draw0[1], draw0[2])
+            return d0, d0, settle_left
+        # Any command still settling may be the one the car follows.
         horizon = now - cfg.settle_s
         settled = [a for t, a in obs.recent_commands if t <= horizon][-1:]
         unsettled = [a for t, a in obs.recent_commands if t > horizon]
-        amps = float(max((self._drawn(a) for a in settled + unsettled), default=0))
-        draw = tuple(amps if n in used else 0.0 for n in PHASES)
-        return (draw[0], draw[1], draw[2]), settle_left
+        candidates = [float(self._drawn(a)) for a in settled + unsettled] or [0.0]
+        hi, lo = max(candidates), min(candidates)
+        high = tuple(hi if n in used else 0.0 for n in PHASES)
+        low = tuple(lo if n in used else 0.0 for n in PHASES)
+        return (high[0], high[1], high[2]), (low[0], low[1], low[2]), settle_left
 
     # ---- state changes ------------------------------------------------------
     def _set_target(self, now: float, amps: int) -> None:
+        if amps != self.target and self.target is not None:
+            self._spend(now, 1.0)
         if amps == 0 and self.target != 0:
             self.paused_at = now
         elif amps > 0:
             self.paused_at = None
         self.target = amps
 
-    def raise_hold(self, now: float) -> float:
-        """The current raise hold: the base, doubled for each recent punished raise."""
+    # ---- the write budget ---------------------------------------------------
+    def tokens(self, now: float) -> float:
+        """Writes the budget can pay for now."""
         cfg = self._cfg()
-        level = self._cycle_level_at(now)
-        return min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2**level))
+        if self._tokens_at is None:
+            return self._tokens
+        earned = max(0.0, now - self._tokens_at) * cfg.write_budget_per_h / 3600.0
+        return min(float(cfg.write_budget_burst), self._tokens + earned)
+
+    def _spend(self, now: float, writes: float) -> None:
+        self._tokens = self.tokens(now) - writes
+        self._tokens_at = now
+
+    def _budget_allows_quick_raise(self, now: float) -> bool:
+        return self.tokens(now) >= WRITES_PER_RAISE
+
+    # ---- the raise hold -----------------------------------------------------
+    def raise_hold(self, now: float, level: int | None = None) -> float:
+        """The hold before a raise to `level`: short when a quick raise is worth its cost, else the cycle hold."""
+        cfg = self._cfg()
+        cycling = self._cycle_level_at(now)
+        if self._quick_raise_allowed(now, cycling, level):
+            return min(cfg.quick_raise_hold_s, cfg.raise_hold_s)
+        return min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2**cycling))
+
+    def _quick_raise_allowed(self, now: float, cycling: int, level: int | None) -> bool:
+        """A quick raise may be answered by a cut (two writes, `lag` seconds over MaxA): is it worth it?"""
+        cfg = self._cfg()
+        if self.tokens(now) < WRITES_PER_RAISE:
+            return False
+        if cycling == 0:
+            return True  # nothing has cycled lately: the load that caused the cut has most likely gone
+        step = 0 if level is None or self.target is None else level - max(self.target, cfg.min_current - 1)
+        return step >= cfg.follow_min_step_a
 
     def _cycle_level_at(self, now: float) -> int:
         if self._cycle_seen_at is None or self._cycle_level == 0:
@@ -135,14 +201,71 @@ class AdaptiveStrategy:
             self._cycle_seen_at = now
             self._last_raise_at = None
 
+    # ---- the headroom's history ---------------------------------------------
+    def _record(self, now: float, used: tuple[int, ...], spare: float | None) -> None:
+        """Keep the spare current of this reading; None while a change is in flight (the car's draw is unsure)."""
+        if used != self._history_phases:
+            self._forget_history()
+            self._history_phases = used
+        history = self._history
+        if history and now < history[-1][0]:
+            self._forget_history()  # time went backwards: start over rather than guess
+        if self._history_since is None:
+            self._history_since = now
+        history.append((now, spare))
+        horizon = now - self._cfg().raise_hold_max_s - 1.0
+        while len(history) > 1 and history[0][0] < horizon:
+            history.popleft()
+
+    def _allows(self, spare: float | None, needed: int, latest: bool) -> bool:
+        """Whether a reading leaves room for `needed` amps: the latest strictly, the earlier ones of the hold
+        within the cut tolerance (a level at which none of them would have been cut)."""
+        if spare is None:
+            return False
+        cfg = self._cfg()
+        slack = 0.0 if latest else cfg.cut_tolerance_a
+        return math.floor(spare + slack - cfg.raise_margin_a) >= needed
+
+    def _held(self, now: float, needed: int) -> float:
+        """How long every reading has left room for `needed` amps, strictly (an in-flight reading leaves none).
+
+        The hold is strict; only the level reached after it may lean on the cut tolerance (`_level_over`)."""
+        history = self._history
+        if not history or not self._allows(history[-1][1], needed, latest=True):
+            return 0.0
+        began = history[-1][0]
+        for t, spare in reversed(history):
+            if not self._allows(spare, needed, latest=True):
+                return now - began
+            began = t
+        # Nothing kept says otherwise: it has held at least since the oldest reading kept.
+        return now - began
+
+    def _level_over(self, now: float, window: float) -> int:
+        """The level the readings of the last `window` seconds allowed (see `_allows`)."""
+        cfg = self._cfg()
+        history = self._history
+        if not history or history[-1][1] is None:
+            return 0
+        level = math.floor(history[-1][1] - cfg.raise_margin_a)  # type: ignore[operator]
+        for t, spare in reversed(history):
+            if t < now - window:
+                break
+            if spare is not None:
+                level = min(level, math.floor(spare + cfg.cut_tolerance_a - cfg.raise_margin_a))
+        return level
+
     # ---- decision -----------------------------------------------------------
     def propose(self, now: float, obs: Observations) -> Proposal:
         cfg = self._cfg()
         cap = cfg.current_cap
         used = self.used_phases(now, obs)
-        draw, settle_left = self.car_draw(now, obs, used)
+        draw, draw_low, settle_left = self.car_draw_range(now, obs, used)
         meter = [0.0 if m is None else m for m in obs.meter]
         headroom = tuple(cfg.max_a - (meter[n] - draw[n]) for n in PHASES)
+        # For raises the house is taken at its heaviest: the car at the least it may draw.
+        spare = min(cfg.max_a - (meter[n] - draw_low[n]) for n in used)
+        self._record(now, used, spare if settle_left <= 0 else None)
         binding = min(used, key=lambda n: (headroom[n], n))
         available = headroom[binding]
         loadbal = tuple(max(0.0, cap - headroom[n]) if n in used else 0.0 for n in PHASES)
@@ -159,24 +282,24 @@ class AdaptiveStrategy:
 
         if self.target is None:
             self._set_target(now, self._fitting(available))
+            self._tokens_at = now
             return proposal(f"start: {where}, {self.target} A fits")
 
         if self.target > cap or (self.target > 0 and self.target > available + cfg.cut_tolerance_a):
             new = min(self._fitting(available), cap)
             self._note_cut(now)
-            self._raise_since = None
             self._set_target(now, new)
             if new == 0:
                 return proposal(f"{where}, pause (only {max(available, 0):.1f} A left)")
             return proposal(f"{where}, cut to {new} A")
 
         if settle_left > 0:
-            self._raise_since = None
             return proposal(
                 f"{where}; waiting for the charger to follow {obs.commanded} A "
                 f"({cfg.settle_s - settle_left:.0f}/{cfg.settle_s:.0f} s)"
             )
-        return self._consider_raise(now, available, where, proposal)
+        above = any(meter[n] > cfg.max_a for n in used)
+        return self._consider_raise(now, where, above, proposal)
 
     def _fitting(self, available: float) -> int:
         """The most the car may draw within `available` amps per phase: whole amps, or 0."""
@@ -185,16 +308,15 @@ class AdaptiveStrategy:
         return amps if amps >= cfg.min_current else 0
 
     def _consider_raise(
-        self, now: float, available: float, where: str, proposal: Callable[[str], Proposal]
+        self, now: float, where: str, above_max_a: bool, proposal: Callable[[str], Proposal]
     ) -> Proposal:
         cfg = self._cfg()
         assert self.target is not None
         paused = self.target == 0
-        candidate = min(cfg.current_cap, math.floor(available - cfg.raise_margin_a))
         needed = cfg.min_current + 1 if paused else self.target + 1
         paused_for = 0.0 if self.paused_at is None else now - self.paused_at
-        if candidate < needed:
-            self._raise_since = None
+        held = self._held(now, needed)
+        if held <= 0 or needed > cfg.current_cap:
             if paused:
                 return proposal(
                     f"paused {paused_for:.0f}/{cfg.min_pause_s:.0f} s; {where}, "
@@ -203,23 +325,17 @@ class AdaptiveStrategy:
             if self.target >= cfg.current_cap:
                 return proposal(f"full power {self.target} A")
             return proposal(f"{where}, holding {self.target} A")
-        if self._raise_since is None:
-            self._raise_since = now
-            self._raise_level = candidate
-        else:
-            self._raise_level = min(self._raise_level, candidate)
-        held = now - self._raise_since
-        hold = self.raise_hold(now)
-        if held >= hold and (not paused or paused_for >= cfg.min_pause_s):
-            level = self._raise_level
-            self._raise_since = None
+        hold = self.raise_hold(now, min(cfg.current_cap, self._level_over(now, held)))
+        level = min(cfg.current_cap, self._level_over(now, hold))
+        if held >= hold and not above_max_a and (not paused or paused_for >= cfg.min_pause_s):
             self._last_raise_at = now
             self._set_target(now, level)
             verb = "resume at" if paused else "raise to"
             return proposal(f"headroom held {held:.0f} s: {verb} {level} A")
+        shown = min(cfg.current_cap, self._level_over(now, held)) if held > 0 else needed
         if paused:
             return proposal(
                 f"paused {paused_for:.0f}/{cfg.min_pause_s:.0f} s; "
-                f"resume at {self._raise_level} A held {held:.0f}/{hold:.0f} s"
+                f"resume at {shown} A held {held:.0f}/{hold:.0f} s"
             )
-        return proposal(f"raise to {self._raise_level} A held {held:.0f}/{hold:.0f} s")
+        return proposal(f"raise to {shown} A held {held:.0f}/{hold:.0f} s")

@@ -35,11 +35,15 @@ class BalancerConfig:
     installation_current: int | None = None
     # adaptive only
     settle_s: float = 15.0
-    raise_margin_a: float = 0.5
+    raise_margin_a: float = 0.0
     raise_hold_max_s: float = 240.0
     cycle_window_s: float = 120.0
     cycle_forget_s: float = 1800.0
     overshoot_tolerance_a: float = 0.5
+    write_budget_per_h: float = 14.0
+    write_budget_burst: float = 6.0
+    quick_raise_hold_s: float = 10.0
+    follow_min_step_a: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -13,6 +13,7 @@ its own, and that case is shown apart.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ L1, L2, L3 = 0, 1, 2
 MINUTE = 60
 HOUR = 3600
 V = 230.0
+_variant_seed: int | None = None  # set only while `variants()` builds a trace
 
 
 def amps(watts: float) -> float:
@@ -33,7 +35,7 @@ class _House:
 
     def __init__(self, duration_s: int, seed: int) -> None:
         self.n = duration_s
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed if _variant_seed is None else seed * 1000 + _variant_seed)
         self.load = [[0.0] * duration_s for _ in range(3)]
         self.metered = [[True] * duration_s for _ in range(3)]
 
@@ -141,7 +143,10 @@ def kitchen_spikes() -> HouseTrace:
     h = _House(2 * HOUR, seed=202)
     h.background((1.2, 0.9, 1.1))
     h.fridge(L2)
-    for minute in (5, 31, 58, 84, 107):
+    # The kettle boils before, between and after the hob's sessions, not during its low-setting
+    # pulses: a 2.2 kW kettle on top of a 2 kW pulse leaves ~4.5 A on L1, a forced pause whose
+    # 300 s minimum alone costs more than 4 % of the oracle's energy, for any balancer.
+    for minute in (5, 35, 58, 88, 107):
         start = minute * MINUTE + h.rng.uniform(0, 90)
         h.add(L1, start, start + h.rng.uniform(140, 200), amps(2200))
     # Induction hob on L1: a boost to boil, then a low setting that pulses.
@@ -286,3 +291,30 @@ def scenario(name: str) -> HouseTrace:
     except KeyError:
         raise KeyError(f"unknown scenario {name!r}; built-in: {', '.join(SCENARIOS)}") from None
     return build()
+
+
+
+def variants(seeds: tuple[int, ...] = (11, 12)) -> list[HouseTrace]:
+    """Validation traces, to tune against traces the defaults were not chosen on.
+
+    The built-in builders (all but `overloaded-house`) with other random draws:
+    the same appliances and schedules, but other thermostat and fridge timings,
+    background wander and noise. Not in `SCENARIOS`; a variant where the house
+    alone would exceed 24 A is left out, as the built-in ones keep under it.
+    """
+    global _variant_seed
+    out: list[HouseTrace] = []
+    for name, build in SCENARIOS.items():
+        if name == "overloaded-house":
+            continue
+        for variant in seeds:
+            _variant_seed = variant
+            try:
+                trace = build()
+            finally:
+                _variant_seed = None
+            trace = dataclasses.replace(trace, name=f"{trace.name}~{variant}",
+                                        description=f"{trace.description} (seed variant {variant})")
+            if not trace.seconds_house_over(24.0):
+                out.append(trace)
+    return out
