@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -237,21 +238,28 @@ class Settings(BaseSettings):
         )
 
     def balancer_config(self, **overrides):
-        """The balancer's configuration from the BALANCER_* settings."""
-        import dataclasses
-
+        """The balancer's configuration: the BALANCER_* settings declared above, and
+        its finer tuning (every other BalancerConfig field) read the same way from
+        the environment and `.env`."""
         from bridge.balancer import BalancerConfig
+        from bridge.balancer.from_env import config_values_from_env
 
-        names = {f.name for f in dataclasses.fields(BalancerConfig)}
-        values = {}
-        for field in type(self).model_fields:
-            if field.startswith("balancer_") and field != "balancer_strategy":
-                key = field.removeprefix("balancer_")
-                value = getattr(self, field)
-                if key in names and value is not None:
-                    values[key] = value
+        declared = {
+            key: getattr(self, field)
+            for field in type(self).model_fields
+            if field.startswith("balancer_") and (key := field.removeprefix("balancer_")) != "strategy"
+        }
+        values = config_values_from_env(BalancerConfig, _environ_with_dotenv(), skip=declared)
+        values.update({k: v for k, v in declared.items() if v is not None and k in BalancerConfig.__dataclass_fields__})
         values.update(overrides)
         return BalancerConfig(**values)
+
+
+def _environ_with_dotenv() -> dict[str, str]:
+    """The environment over `.env`, as pydantic-settings reads them."""
+    merged = {k.upper(): v for k, v in dotenv_values(".env").items() if v is not None} if Path(".env").is_file() else {}
+    merged.update({k.upper(): v for k, v in os.environ.items()})
+    return merged
 
 
 def _balancer_names(message: str) -> str:

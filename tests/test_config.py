@@ -336,3 +336,19 @@ def test_overrides_take_precedence_over_the_environment(env, tmp_path):
     assert s.mqtt_port == 2001
     assert s.chargeamps_state_dir == tmp_path / "s"
     assert isinstance(s, Settings)
+
+
+def test_finer_balancer_tuning_is_read_from_environment_and_dotenv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("BALANCER_SETTLE_S=12\nBALANCER_OVERSHOOT_TOLERANCE_A=0.25\n")
+    monkeypatch.setenv("BALANCER_SETTLE_S", "9")  # the real environment wins over .env
+    cfg = load_settings().balancer_config()
+    assert cfg.settle_s == 9.0
+    assert cfg.overshoot_tolerance_a == 0.25
+
+
+def test_bad_finer_balancer_tuning_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BALANCER_SETTLE_S", "soon")
+    with pytest.raises(ConfigError, match="BALANCER_SETTLE_S"):
+        load_settings()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.balancer.from_env import config_values_from_env
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
 from bridge.sim.house import HouseTrace, TraceError, load_trace
 from bridge.sim.scenarios import scenario, scenario_names
@@ -88,55 +89,10 @@ class StrategyResult:
 
 def balancer_config_from_env(config_cls: type, environ: Mapping[str, str] | None = None) -> Any:
     """`config_cls` (a dataclass) with each field read from `BALANCER_<FIELD>` when that is set."""
-    environ = os.environ if environ is None else environ
     try:
-        hints = typing.get_type_hints(config_cls)
-    except Exception:  # unresolvable annotations: fall back on the defaults' types
-        hints = {}
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(config_cls):
-        key = f"BALANCER_{f.name.upper()}"
-        if key in environ:
-            kind = hints.get(f.name) or (type(f.default) if f.default is not dataclasses.MISSING else str)
-            values[f.name] = _convert(key, environ[key].strip(), kind)
-    try:
-        return config_cls(**values)
+        return config_cls(**config_values_from_env(config_cls, os.environ if environ is None else environ))
     except (TypeError, ValueError) as e:
         raise BenchError(f"invalid BALANCER_* settings: {e}") from None
-
-
-def _convert(key: str, raw: str, kind: Any) -> Any:
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        if raw == "" or raw.lower() == "none":
-            if type(None) in args:
-                return None
-        kinds = [a for a in args if a is not type(None)]
-        kind = kinds[0] if len(kinds) == 1 else str
-    if typing.get_origin(kind) is typing.Literal:
-        if raw not in [str(a) for a in typing.get_args(kind)]:
-            raise BenchError(f"{key}={raw!r}: expected one of {', '.join(map(str, typing.get_args(kind)))}")
-        return raw
-    try:
-        if kind is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            number = float(raw)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind is float:
-            number = float(raw)
-            if not math.isfinite(number):
-                raise ValueError
-            return number
-    except ValueError:
-        raise BenchError(f"{key}={raw!r}: expected {getattr(kind, '__name__', kind)}") from None
-    return raw
 
 
 def limits_of(cfg: Any) -> Limits:
