@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -22,7 +23,7 @@ from bridge.config import ConfigError, Settings
 from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited, TokenStore
 from bridge.mqtt.client import Message, MqttClient, Subscription
 from bridge.mqtt.discovery import discovery_messages, ha_status_topic
-from bridge.mqtt.meter import MeterConfigError, MeterSource
+from bridge.mqtt.meter import MeterConfigError
 from bridge.mqtt.payloads import PayloadError, format_bool, format_number, parse_bool, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
 from bridge.state import RuntimeSettings, RuntimeStore
@@ -62,6 +63,21 @@ class CloudBackoff:
     def succeeded(self) -> None:
         self.failures = 0
         self.retry_at = 0.0
+
+
+def _backoff_from_env() -> CloudBackoff:
+    """The cloud backoff; `BRIDGE_CLOUD_BACKOFF_S="initial,max"` (hidden, for tests) shortens it."""
+    raw = os.environ.get("BRIDGE_CLOUD_BACKOFF_S", "").strip()
+    if not raw:
+        return CloudBackoff()
+    try:
+        initial, maximum = (float(x) for x in raw.split(","))
+        if not 0 < initial <= maximum:
+            raise ValueError
+    except ValueError:
+        log.warning("ignored BRIDGE_CLOUD_BACKOFF_S=%r: expected 'initial,max' seconds", raw)
+        return CloudBackoff()
+    return CloudBackoff(initial_s=initial, max_s=maximum)
 
 
 @dataclass
@@ -105,15 +121,7 @@ class BridgeService:
         self.speed = speed
         self.topics = Topics(settings.mqtt_base_topic)
         try:
-            self.meter = MeterSource.from_settings(
-                topics=(settings.p1_topic_l1, settings.p1_topic_l2, settings.p1_topic_l3),
-                paths=(settings.p1_json_path_l1, settings.p1_json_path_l2, settings.p1_json_path_l3),
-                unit=settings.p1_unit,
-                voltage=settings.p1_voltage,
-                preset=settings.p1_preset,
-                device=settings.p1_device,
-                heartbeat_topic=settings.p1_heartbeat_topic,
-            )
+            self.meter = settings.meter_source()
         except MeterConfigError as e:
             raise ConfigError(str(e)) from None
         self.connector = settings.chargeamps_connector_id
@@ -121,6 +129,7 @@ class BridgeService:
         self.health = Health()
         self.store = RuntimeStore(settings.runtime_file)
         self.runtime = self._restore_runtime()
+        self.health.last_error = self.store.last_error  # a corrupt or unreadable state file
         self.balancer = Balancer(
             settings.balancer_config(
                 max_a=self.runtime.max_a, default_current=self.runtime.default_current
@@ -134,8 +143,11 @@ class BridgeService:
             settings.chargeamps_api_key,
             token_store=TokenStore(settings.token_file),
             timeout=settings.chargeamps_http_timeout,
+            # The worker must not sleep through a long Retry-After inside a request:
+            # anything above 2 s goes to the service's own backoff, which honours it.
+            max_retry_after_s=2.0,
         )
-        self.backoff = CloudBackoff()
+        self.backoff = _backoff_from_env()
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.stop_event = threading.Event()
         self.decision: Decision | None = None
@@ -239,18 +251,32 @@ class BridgeService:
                 kind, item = self.events.get(timeout=wait)
             except queue.Empty:
                 kind, item = "tick", None
-            try:
-                if kind == "message":
-                    self._on_message(item)
-                elif kind == "connection":
-                    self._on_connection(*item)
+            self._handle(kind, item)
+            if self.clock() >= next_tick:
+                # A slow cloud call leaves a backlog of meter readings in the queue: read
+                # what is there before deciding, or a phase whose fresh reading is still
+                # queued would look stale and trip the fail-safe.
+                for _ in range(self.events.qsize()):
+                    try:
+                        kind, item = self.events.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._handle(kind, item)
                 now = self.clock()
-                if now >= next_tick:
-                    next_tick = now + TICK_S
-                    self._tick(now)
-            except Exception as e:  # the loop must outlive any bug in a handler
-                log.exception("worker: %s failed", kind)
-                self.health.last_error = f"internal error: {type(e).__name__}: {e}"
+                next_tick = now + TICK_S
+                self._handle("tick", now)
+
+    def _handle(self, kind: str, item: Any) -> None:
+        try:
+            if kind == "message":
+                self._on_message(item)
+            elif kind == "connection":
+                self._on_connection(*item)
+            elif kind == "tick" and item is not None:
+                self._tick(item)
+        except Exception as e:  # the loop must outlive any bug in a handler
+            log.exception("worker: %s failed", kind)
+            self.health.last_error = f"internal error: {type(e).__name__}: {e}"
 
     # ---- events ---------------------------------------------------------------
 
@@ -305,7 +331,8 @@ class BridgeService:
         for phase, amps in readings:
             self.balancer.meter(now, phase, amps)
         self._last_meter_at = now
-        self._decide_and_apply(now)
+        if self.events.empty():  # else the next queued reading decides (see _work)
+            self._decide_and_apply(now)
 
     def _tick(self, now: float) -> None:
         if self._cloud_ready or self.backoff.ready(now):
@@ -316,7 +343,7 @@ class BridgeService:
         self._decide_and_apply(now)
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY_S
-            self._publish_health(now)
+            self._publish_health(self.clock())  # `now` is old after a slow cloud call
 
     # ---- cloud ------------------------------------------------------------------
 
@@ -327,15 +354,18 @@ class BridgeService:
         try:
             result = fn()
         except RateLimited as e:
-            delay = self.backoff.failed(now, at_least_s=e.retry_after_s or 0.0)
+            # The backoff counts from the failure, not from the start of a call that
+            # may have spent seconds in timeouts and retries.
+            delay = self.backoff.failed(self.clock(), at_least_s=e.retry_after_s or 0.0)
             self._cloud_failed(what, "error", f"{e} (next try in {delay:.0f} s)")
             return False, None
         except AuthError as e:
-            delay = self.backoff.failed(now)
+            delay = self.backoff.failed(self.clock())
             self._cloud_failed(what, "auth_failed", f"{e} (next try in {delay:.0f} s)")
             return False, None
-        except EapiError as e:
-            delay = self.backoff.failed(now)
+        except (EapiError, ValueError) as e:
+            # ValueError: the client refused to send what the installation does not allow.
+            delay = self.backoff.failed(self.clock())
             self._cloud_failed(what, "error", f"{e} (next try in {delay:.0f} s)")
             return False, None
         was = self.health.cloud
@@ -408,8 +438,11 @@ class BridgeService:
         if ok:
             self.charger.max_current = cs.max_current
             self.charger.mode = str(cs.mode) if cs.mode is not None else None
-            if cs.installation_current:
+            if cs.installation_current and cs.installation_current != self.charger.installation_current:
                 self.charger.installation_current = int(cs.installation_current)
+                # The installation's limit caps every command, whatever the default current says.
+                self.balancer.reconfigure(now, installation_current=self.charger.installation_current)
+                log.info("installation current %d A caps the charging current", self.charger.installation_current)
 
     def _write_current(self, now: float, amps: int, why: str) -> bool:
         cp = self.charger.cp_id
@@ -484,7 +517,7 @@ class BridgeService:
                 )
             self.runtime.max_a = value
             self.balancer.reconfigure(now, max_a=value)
-            self.store.save(self.runtime)
+            self._save_runtime(now)
             log.info("MaxA set to %g A by command", value)
             self._decide_and_apply(now)
             return value
@@ -500,14 +533,14 @@ class BridgeService:
                 )
             self.runtime.default_current = int(value)
             self.balancer.reconfigure(now, default_current=int(value))
-            self.store.save(self.runtime)
+            self._save_runtime(now)
             log.info("default current set to %d A by command", int(value))
             self._decide_and_apply(now)
             return int(value)
         if name == "enabled":
             value = parse_bool(payload)
             self.runtime.enabled = value
-            self.store.save(self.runtime)
+            self._save_runtime(now)
             log.info("balancer %s by command", "enabled" if value else "disabled (the charger keeps its last value)")
             self._decide_and_apply(now)
             return format_bool(value)
@@ -548,6 +581,12 @@ class BridgeService:
             self._direct_cloud(now, "reboot", lambda: self.cloud.reboot(self.charger.cp_id))
             return None
         raise CommandRefused(f"unknown command {name}")
+
+    def _save_runtime(self, now: float) -> None:
+        """Persist the runtime settings; a failure is reported in health, the change holds until restart."""
+        if not self.store.save(self.runtime):
+            self.health.last_error = self.store.last_error
+            self._publish_health(now)
 
     def _direct_cloud(self, now: float, what: str, fn: Callable[[], Any]) -> Any:
         """A user's command: tried now, even in backoff, and its error goes back to the user."""

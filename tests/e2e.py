@@ -151,3 +151,59 @@ def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:
     }
     env.update({k: str(v) for k, v in extra.items()})
     return {k: v for k, v in env.items() if v != ""}
+
+
+# ---- shared by the fault tests --------------------------------------------------
+
+# Short settings so that a fault test runs in seconds; the hidden
+# BRIDGE_CLOUD_BACKOFF_S shortens the cloud backoff (5 s doubling to 300 s).
+FAULT_FAST = {
+    "BALANCER_RAISE_HOLD_S": "1",
+    "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
+    "BALANCER_STALE_AFTER_S": "3",
+    "CHARGEAMPS_POLL_INTERVAL": "10",
+    "BRIDGE_CLOUD_BACKOFF_S": "1,8",
+}
+
+
+def topic(env: dict, rest: str) -> str:
+    return f"{env['MQTT_BASE_TOPIC']}/{rest}"
+
+
+def feed_meter(probe: Probe, env: dict, l1: float, l2: float, l3: float) -> None:
+    for n, v in enumerate((l1, l2, l3), start=1):
+        probe.publish(env[f"P1_TOPIC_L{n}"], str(v))
+
+
+def wait_online(probe: Probe, env: dict, bridge: BridgeProcess, timeout: float = 15,
+                since: float | None = None) -> None:
+    try:
+        probe.wait_value(topic(env, "bridge/state"), "online", timeout=timeout, since=since)
+    except AssertionError:
+        raise AssertionError(f"bridge did not come online; its output:\n{bridge.output()}") from None
+
+
+def response_for(probe: Probe, env: dict, command_topic: str, since: float, timeout: float = 10) -> dict:
+    return probe.wait_json(topic(env, "bridge/response"), lambda r: r["topic"] == command_topic,
+                           timeout=timeout, since=since)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status (VmRSS, kB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def max_current_writes(sim, since: float = 0.0) -> list[float]:
+    """The maxCurrent values the cloud saw written, in order, after `since`."""
+    return [w[4] for w in list(sim.writes) if w[3] == "maxCurrent" and w[0] >= since]

@@ -281,3 +281,36 @@ def test_hold_readings_may_touch_the_cut_tolerance_but_the_latest_must_fit() -> 
         d = h.step((5.0, 11.2, 5.0))
     assert [c for _, c in h.writes[2:]] == [12]
     assert d.charge_at == 12
+
+
+def test_a_reading_from_before_a_cut_settled_does_not_cut_again() -> None:
+    # A meter that reports every 10 s (DSMR 4): the last reading still shows the
+    # car at 16 A long after the cut to 13 A has settled.
+    b = Balancer(BalancerConfig(), "adaptive")
+    for t in range(0, 60, 10):
+        for n in range(3):
+            b.meter(float(t), n, 5.0 + 16)
+        d = b.decide(float(t))
+        if d.command is not None:
+            b.commanded(float(t), d.command)
+    for n in range(3):
+        b.meter(60.0, n, 5.0 + 16)
+    b.meter(60.0, 1, 10.3 + 16)  # L2 over MaxA by 2.3 A
+    d = b.decide(60.0)
+    assert d.command == 13
+    b.commanded(60.0, 13)
+    # No new reading for 9 s; the cut settled after settle_s (15 s) only from the
+    # next reading on, which is what matters: the old reading is read with the old draw.
+    for t in range(61, 70):
+        assert b.decide(float(t)).command is None
+    for n in range(3):
+        b.meter(70.0, n, 5.0 + 16)
+    b.meter(70.0, 1, 10.3 + 16)  # the car has not followed yet (lag): still 26.3 A
+    assert b.decide(70.0).command is None  # the same overshoot, already being cut
+    for t in range(71, 80):
+        assert b.decide(float(t)).command is None, t  # past settle_s, the 70 s reading still carries 16 A
+    for n in range(3):
+        b.meter(80.0, n, 5.0 + 13)
+    b.meter(80.0, 1, 10.3 + 13)  # the car follows 13 A: L2 at 23.3 A
+    d = b.decide(80.0)
+    assert d.command is None and d.charge_at == 13

@@ -112,36 +112,50 @@ class AdaptiveStrategy:
         return high, settle_left
 
     def car_draw_range(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, Triple, float]:
-        """The most and the least the car may draw per phase now, and the seconds until the latest command settles."""
+        """The most and the least the car may have drawn per phase when that phase's meter reading
+        was taken, and the seconds until the latest command settles.
+
+        A reading is matched with the draw of its own moment: a reading taken before a cut reached
+        the car still carries the old draw, and read against the new one it would cut again."""
         cfg = self._cfg()
         settle_left = 0.0
         if obs.commanded_at is not None:
             settle_left = max(0.0, obs.commanded_at + cfg.settle_s - now)
-        fresh = self._charger_fresh(now, obs)
-        if fresh and obs.charger_at is not None and (
-            obs.commanded_at is None or obs.charger_at >= obs.commanded_at + cfg.settle_s
+        high = [0.0, 0.0, 0.0]
+        low = [0.0, 0.0, 0.0]
+        for n in used:
+            at = obs.meter_at[n]
+            hi, lo = self._draw_at(now if at is None else min(at, now), obs, n)
+            high[n], low[n] = hi, lo
+        return (high[0], high[1], high[2]), (low[0], low[1], low[2]), settle_left
+
+    def _draw_at(self, t: float, obs: Observations, phase: int) -> tuple[float, float]:
+        """The most and the least the car may have drawn on `phase` at time `t`."""
+        cfg = self._cfg()
+        commands = obs.recent_commands
+        # Commands written after `t` had no part in a reading taken at `t`.
+        known = [(ct, a) for ct, a in commands if ct <= t] or list(commands[:1])
+        last_at = known[-1][0] if known else None
+        if (
+            self._charger_fresh(t, obs)
+            and obs.charger_at is not None
+            and (last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s))
         ):
-            # Measured after the latest change settled: the ground truth.
-            measured = obs.charger_currents or (0.0, 0.0, 0.0)
-            m = (measured[0], measured[1], measured[2])
-            return m, m, settle_left
-        if not obs.recent_commands:
+            # Measured after that command settled: the ground truth.
+            measured = (obs.charger_currents or (0.0, 0.0, 0.0))[phase]
+            return measured, measured
+        if not known:
             # Nothing written and nothing measured yet (the bridge just started): a
             # charger left alone charges at full power, and taking the meter as all
             # house would pause the car for min_pause_s on every restart.
             amps0 = float(self._drawn(cfg.current_cap))
-            draw0 = tuple(amps0 if n in used else 0.0 for n in PHASES)
-            d0 = (draw0[0], draw0[1], draw0[2])
-            return d0, d0, settle_left
-        # Any command still settling may be the one the car follows.
-        horizon = now - cfg.settle_s
-        settled = [a for t, a in obs.recent_commands if t <= horizon][-1:]
-        unsettled = [a for t, a in obs.recent_commands if t > horizon]
+            return amps0, amps0
+        # Any command still settling at `t` may be the one the car followed.
+        horizon = t - cfg.settle_s
+        settled = [a for ct, a in known if ct <= horizon][-1:]
+        unsettled = [a for ct, a in known if ct > horizon]
         candidates = [float(self._drawn(a)) for a in settled + unsettled] or [0.0]
-        hi, lo = max(candidates), min(candidates)
-        high = tuple(hi if n in used else 0.0 for n in PHASES)
-        low = tuple(lo if n in used else 0.0 for n in PHASES)
-        return (high[0], high[1], high[2]), (low[0], low[1], low[2]), settle_left
+        return max(candidates), min(candidates)
 
     # ---- state changes ------------------------------------------------------
     def _set_target(self, now: float, amps: int) -> None:

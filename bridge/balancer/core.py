@@ -134,8 +134,11 @@ class Balancer:
         self._forget_settled_commands(now)
 
     def _forget_settled_commands(self, now: float) -> None:
-        # Keep the newest command older than settle_s: the car surely follows it.
-        horizon = now - self._cfg.settle_s
+        # Keep the newest command older than settle_s before the oldest meter reading still in
+        # use: the car surely followed it then. A reading older than the fail-safe's limit is
+        # not used, so the history never grows beyond that.
+        readings = [t for t in self._meter_at if t is not None and now - t < self._cfg.stale_after_s]
+        horizon = min([now, *readings]) - self._cfg.settle_s
         recent = self._recent_commands
         while len(recent) > 1 and recent[1][0] <= horizon:
             del recent[0]
