@@ -146,6 +146,9 @@ class BridgeService:
             # The worker must not sleep through a long Retry-After inside a request:
             # anything above 2 s goes to the service's own backoff, which honours it.
             max_retry_after_s=2.0,
+            # One quick retry for a blip; past that the service's backoff takes over, so a
+            # dead cloud holds the worker for at most two timeouts per attempt.
+            retries=1,
         )
         self.backoff = _backoff_from_env()
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_LIMIT)
