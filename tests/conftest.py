@@ -19,3 +19,44 @@ def own_broker():
     b = MosquittoBroker().start()
     yield b
     b.close()
+
+
+@pytest.fixture
+def sim():
+    """The cloud simulator with a car plugged in that takes up to 16 A."""
+    from bridge.sim.cloud import CloudSimulator
+
+    with CloudSimulator() as s:
+        c = s.connector(1)
+        c.car_plugged = True
+        c.car_max_a = 16
+        yield s
+
+
+@pytest.fixture
+def probe(broker):
+    from tests.e2e import Probe
+
+    p = Probe(broker.host, broker.port)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def start_bridge(broker, sim, tmp_path, request):
+    """Start `chargeamps-bridge run` subprocesses against `broker` and `sim`; the test
+    module's BRIDGE_DEFAULTS are its environment unless a call says otherwise."""
+    from tests.e2e import BridgeProcess, bridge_env
+
+    defaults = getattr(request.module, "BRIDGE_DEFAULTS", {})
+    started: list[BridgeProcess] = []
+
+    def start(env=None, state_dir=None, **extra):
+        env = env or bridge_env(broker, sim, state_dir or tmp_path / "state", **{**defaults, **extra})
+        bridge = BridgeProcess(env, tmp_path).start()
+        started.append(bridge)
+        return bridge, env
+
+    yield start
+    for b in started:
+        b.close()

@@ -203,15 +203,16 @@ def test_stale_charger_readings_fall_back_to_the_last_command() -> None:
     assert d.headroom == (18.0, 18.0, 18.0)
 
 
-def test_cycling_load_lengthens_the_raise_hold() -> None:
+def test_a_different_load_after_a_raise_does_not_lengthen_the_hold() -> None:
+    # Replaces "a cycling load lengthens the raise hold": only the same load coming back counts as cycling.
     h = settled(BalancerConfig(write_budget_per_h=0, write_budget_burst=0))  # no budget for quick raises
-    holds = []
-    for _ in range(3):
-        h.run(150, (5.0, 13.0, 5.0))  # a thermostat: on ...
-        h.run(150, (5.0, 5.0, 5.0))  # ... and off
-        holds.append(h.b._strategy.raise_hold(h.t))  # type: ignore[attr-defined]
-    assert holds[0] == 60 and holds[-1] > holds[0]
-    assert holds[-1] <= BalancerConfig().raise_hold_max_s
+    s = h.b._strategy  # type: ignore[attr-defined]
+    h.run(150, (5.0, 13.0, 5.0))  # a hob on L2 (8 A) ...
+    h.run(150, (5.0, 5.0, 5.0))  # ... off: raised after the plain hold
+    assert h.writes[-1][1] == 16
+    h.run(30, (5.0, 15.0, 5.0))  # a kettle (10 A on L2) within cycle_window_s of the raise
+    assert s._cycle_level_at(h.t) == 0
+    assert s.raise_hold(h.t) == BalancerConfig().raise_hold_s
 
 
 def test_meter_noise_near_the_limit_is_not_chased() -> None:
@@ -252,15 +253,29 @@ def test_quick_raise_when_the_load_that_caused_the_cut_has_gone() -> None:
     assert raises == [(16, "headroom held 10 s: raise to 16 A")]
 
 
-def test_a_cycling_load_is_followed_only_for_large_steps_and_within_the_write_budget() -> None:
+def test_a_cycling_load_is_held_at_the_level_that_fits_its_on_state() -> None:
+    # Replaces "a cycling load is followed only for large steps": the same load seen coming back
+    # (same phases, same step) is a cycling load; while it is off its step is kept free.
     h = settled()
     for _ in range(4):
         h.run(90, (5.0, 13.0, 5.0))  # thermostat on: 3 A to give back when it is off
-        h.run(90, (5.0, 10.0, 5.0))
-    s = h.b._strategy  # type: ignore[attr-defined]
-    assert s._cycle_level_at(h.t) >= 1
-    # A 3 A step is below follow_min_step_a: the cycling load is no longer chased quickly.
-    assert s.raise_hold(h.t, 14) > BalancerConfig().quick_raise_hold_s
+        h.run(60, (5.0, 10.0, 5.0))  # off for 60 s: a raise would win 3 A for ~35 s, not worth it
+    writes = len(h.writes)
+    h.run(90, (5.0, 13.0, 5.0))
+    decisions = h.run(60, (5.0, 10.0, 5.0))
+    assert len(h.writes) == writes  # nothing chased, nothing cut
+    assert h.writes[-1][1] == 11
+    assert "L2" in decisions[-1].reason and "cycling" in decisions[-1].reason
+    assert decisions[-1].reason.endswith("holding 11 A")
+
+
+def test_a_cycling_load_with_long_off_times_is_followed() -> None:
+    h = settled()
+    for _ in range(3):
+        h.run(90, (5.0, 13.0, 5.0))  # on: 11 A fits
+        h.run(200, (5.0, 5.0, 5.0))  # off long enough for 16 A to pay for the writes
+    commands = [a for _t, a in h.writes[-4:]]
+    assert commands == [11, 16, 11, 16]
 
 
 def test_quick_raise_needs_the_write_budget() -> None:

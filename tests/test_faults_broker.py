@@ -8,9 +8,7 @@ import os
 import signal
 import time
 
-import pytest
 
-from bridge.sim.cloud import CloudSimulator
 from tests.broker import MosquittoBroker
 from tests.e2e import (
     FAULT_FAST, BridgeProcess, Probe, bridge_env, feed_meter, response_for, topic, wait_online, wait_until,
@@ -22,15 +20,6 @@ PERSISTENT_CONF = (
     # mosquitto started as root drops to the user `mosquitto`, who cannot write the test folder.
     + ("user root\n" if os.geteuid() == 0 else "")
 )
-
-
-@pytest.fixture
-def sim():
-    with CloudSimulator() as s:
-        c = s.connector(1)
-        c.car_plugged = True
-        c.car_max_a = 16
-        yield s
 
 
 def retained_snapshot(broker, env: dict, wait_s: float = 1.0) -> dict[str, bytes]:

@@ -14,44 +14,14 @@ import pytest
 from bridge.service import CloudBackoff
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
-    FAULT_FAST, BridgeProcess, Probe, bridge_env, feed_meter, max_current_writes, topic, wait_online, wait_until,
+    FAULT_FAST, Probe, feed_meter, max_current_writes, topic, wait_online, wait_until,
 )
 
 # `homey` raises to full power as soon as the meter is live (adaptive waits 15 s for
 # the car to settle), which keeps these tests short; the cloud side is the same.
 CLOUD_FAST = {**FAULT_FAST, "BRIDGE_CLOUD_BACKOFF_S": "1,4", "CHARGEAMPS_HTTP_TIMEOUT": "1",
               "BALANCER_STRATEGY": "homey"}
-
-
-@pytest.fixture
-def sim():
-    with CloudSimulator() as s:
-        c = s.connector(1)
-        c.car_plugged = True
-        c.car_max_a = 16
-        yield s
-
-
-@pytest.fixture
-def probe(broker):
-    p = Probe(broker.host, broker.port)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def start_bridge(broker, sim, tmp_path):
-    started: list[BridgeProcess] = []
-
-    def start(**extra) -> tuple[BridgeProcess, dict]:
-        env = bridge_env(broker, sim, tmp_path / "state", **{**CLOUD_FAST, **extra})
-        bridge = BridgeProcess(env, tmp_path).start()
-        started.append(bridge)
-        return bridge, env
-
-    yield start
-    for b in started:
-        b.close()
+BRIDGE_DEFAULTS = CLOUD_FAST
 
 
 class MeterFeeder:

@@ -7,47 +7,15 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
-from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
-    FAULT_FAST, BridgeProcess, Probe, bridge_env, feed_meter, max_current_writes, response_for, topic,
+    FAULT_FAST, bridge_env, feed_meter, max_current_writes, response_for, topic,
     wait_online, wait_until,
 )
 
 # homey goes to full power as soon as the meter is live, which keeps the steps short.
 FAST = {**FAULT_FAST, "BALANCER_STRATEGY": "homey"}
-
-
-@pytest.fixture
-def sim():
-    with CloudSimulator() as s:
-        c = s.connector(1)
-        c.car_plugged = True
-        c.car_max_a = 16
-        yield s
-
-
-@pytest.fixture
-def probe(broker):
-    p = Probe(broker.host, broker.port)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def start_bridge(broker, sim, tmp_path):
-    started: list[BridgeProcess] = []
-
-    def start(env=None, state_dir=None, **extra) -> tuple[BridgeProcess, dict]:
-        env = env or bridge_env(broker, sim, state_dir or tmp_path / "state", **{**FAST, **extra})
-        bridge = BridgeProcess(env, tmp_path).start()
-        started.append(bridge)
-        return bridge, env
-
-    yield start
-    for b in started:
-        b.close()
+BRIDGE_DEFAULTS = FAST
 
 
 def feed_for(probe, env, seconds: float, values=(5, 5, 5)) -> None:

@@ -3,67 +3,19 @@ service as a subprocess, driven and watched over MQTT as a user would."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
-import pytest
 
 from bridge.sim.cloud import CloudSimulator
-from tests.e2e import BridgeProcess, Probe, bridge_env
+from tests.e2e import BridgeProcess, Probe, bridge_env, feed_meter, response_for, topic, wait_online
 
 FAST = {
     "BALANCER_RAISE_HOLD_S": "1",
     "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
     "BALANCER_STALE_AFTER_S": "3",
 }
-
-
-@pytest.fixture
-def sim():
-    with CloudSimulator() as s:
-        c = s.connector(1)
-        c.car_plugged = True
-        c.car_max_a = 16
-        yield s
-
-
-@pytest.fixture
-def probe(broker):
-    p = Probe(broker.host, broker.port)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def start_bridge(broker, sim, tmp_path):
-    started: list[BridgeProcess] = []
-
-    def start(state_dir=None, **extra) -> tuple[BridgeProcess, dict]:
-        env = bridge_env(broker, sim, state_dir or tmp_path / "state", **{**FAST, **extra})
-        bridge = BridgeProcess(env, tmp_path).start()
-        started.append(bridge)
-        return bridge, env
-
-    yield start
-    for b in started:
-        b.close()
-
-
-def topic(env: dict, rest: str) -> str:
-    return f"{env['MQTT_BASE_TOPIC']}/{rest}"
-
-
-def feed_meter(probe: Probe, env: dict, l1: float, l2: float, l3: float) -> None:
-    for n, v in enumerate((l1, l2, l3), start=1):
-        probe.publish(env[f"P1_TOPIC_L{n}"], str(v))
-
-
-def wait_online(probe: Probe, env: dict, bridge: BridgeProcess) -> None:
-    try:
-        probe.wait_value(topic(env, "bridge/state"), "online", timeout=15)
-    except AssertionError:
-        raise AssertionError(f"bridge did not come online; its output:\n{bridge.output()}") from None
+BRIDGE_DEFAULTS = FAST
 
 
 def charge_steadily(probe: Probe, env: dict, sim: CloudSimulator, amps_house: float = 5.0,
@@ -77,10 +29,6 @@ def charge_steadily(probe: Probe, env: dict, sim: CloudSimulator, amps_house: fl
             return
         time.sleep(0.3)
     raise AssertionError(f"charger never reached {until_current} A (at {conn.max_current})")
-
-
-def response_for(probe: Probe, env: dict, command_topic: str, since: float) -> dict:
-    return probe.wait_json(topic(env, "bridge/response"), lambda r: r["topic"] == command_topic, since=since)
 
 
 def test_online_info_health_then_sigterm_publishes_offline_and_exits_0(start_bridge, probe, sim):
@@ -194,7 +142,7 @@ def test_commands_apply_refuse_answer_and_snap_back(start_bridge, probe, sim):
     assert response_for(probe, env, topic(env, "bridge/request/refresh"), t)["status"] == "ok"
 
     t = time.monotonic()
-    probe.publish(topic(env, f"charger/other/1/mode/set"), "On")
+    probe.publish(topic(env, "charger/other/1/mode/set"), "On")
     assert response_for(probe, env, topic(env, "charger/other/1/mode/set"), t)["status"] == "error"
     assert bridge.alive()
     assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]

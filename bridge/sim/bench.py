@@ -21,15 +21,13 @@ import json
 import math
 import os
 import sys
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.balancer.from_env import config_values_from_env
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
-from bridge.sim.house import HouseTrace, TraceError, load_trace
+from bridge.sim.house import HouseTrace, load_trace
 from bridge.sim.scenarios import scenario, scenario_names
 
 VOLTAGE_V = 230.0
