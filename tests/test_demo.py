@@ -1,0 +1,44 @@
+"""`chargeamps-bridge demo`: one command, its own broker when none answers, a
+live line a second, a summary, and nothing left running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.broker import free_port
+from tests.e2e import REPO_ROOT
+
+
+def _mosquitto_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "chargeamps-demo-"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_demo_starts_its_own_broker_runs_and_cleans_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_"))}
+    env.update(MQTT_HOST="127.0.0.1", MQTT_PORT=str(free_port()),  # nothing answers there
+               PYTHONPATH=str(REPO_ROOT), CHARGEAMPS_STATE_DIR=str(tmp_path / "state"))
+    before = _mosquitto_pids()
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "demo", "--scenario", "kitchen-spikes", "--speed", "30", "--duration", "6"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "started mosquitto" in out
+    assert "mosquitto_sub -h 127.0.0.1" in out
+    live = [line for line in out.splitlines() if line[:8].count(":") == 2 and line[2] == ":"]
+    assert len(live) >= 3, out
+    assert "Summary after" in out and "cloud writes" in out
+    assert "Traceback" not in done.stderr
+    assert _mosquitto_pids() <= before  # the demo's broker is gone
+
+
+def test_demo_rejects_a_bad_speed(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bridge", "demo", "--speed", "500"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert "--speed" in done.stderr
