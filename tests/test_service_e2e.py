@@ -249,3 +249,19 @@ def test_invalid_configuration_exits_2_with_one_line(tmp_path, broker, sim):
     out = bridge.output()
     assert "BALANCER_MAX_A" in out and "Traceback" not in out
     bridge.close()
+
+
+def test_discovery_is_published_and_sent_again_when_home_assistant_comes_online(start_bridge, probe, sim):
+    prefix = f"ha-{uuid.uuid4().hex[:6]}"
+    bridge, env = start_bridge(HA_DISCOVERY="true", HA_DISCOVERY_PREFIX=prefix)
+    wait_online(probe, env, bridge)
+    config_topic = f"{prefix}/number/{env['MQTT_BASE_TOPIC']}/max_a/config"
+    first = probe.wait_json(config_topic, lambda c: "command_topic" in c)
+    assert first["command_topic"] == topic(env, "balancer/max_a/set")
+    assert first["availability"][0]["topic"] == topic(env, "bridge/state")
+    assert first["device"]["identifiers"] == [f"chargeamps_{sim.chargepoint_id}"]
+    since = time.monotonic()
+    probe.publish(f"{prefix}/status", "online")
+    again = probe.wait_json(config_topic, lambda c: "command_topic" in c, since=since)
+    assert again == first
+    probe.wait_value(topic(env, "balancer/max_a"), "24", since=since)  # the state again too
