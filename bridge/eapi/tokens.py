@@ -12,11 +12,12 @@ import binascii
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bridge.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +133,7 @@ class TokenStore:
             "refresh_token": tokens.refresh_token,
             "saved_at": time.time(),
         }
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            # mkstemp creates the file 0600 already; chmod again in case of an odd umask/filesystem.
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-            raise
+        atomic_write_json(self.path, data, mode=0o600)
 
     def clear(self) -> None:
         try:
