@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 HEALTH_EVERY_S = 10.0
 SETTINGS_EVERY_POLLS = 10
-QUEUE_LIMIT = 20_000
+# Past this backlog a meter reading no longer queues: only the newest one per topic
+# is kept (a reading is state, not an event), so a flood neither grows memory nor
+# pushes commands out.
+METER_BACKLOG_LIMIT = 5_000
 BAD_PAYLOAD_LOG_EVERY_S = 60.0
 
 
@@ -86,7 +89,7 @@ class Health:
     last_cloud_call: dict[str, Any] | None = None
     last_error: str | None = None
     invalid_meter_payloads: int = 0
-    dropped_messages: int = 0
+    meter_readings_superseded: int = 0
     commands_refused: int = 0
 
 
@@ -151,7 +154,9 @@ class BridgeService:
             retries=1,
         )
         self.backoff = _backoff_from_env()
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._meter_overflow: dict[str, Message] = {}
+        self._overflow_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.decision: Decision | None = None
         self._published: dict[str, str] = {}
@@ -170,7 +175,7 @@ class BridgeService:
             password=settings.mqtt_password,
             tls=settings.mqtt_tls,
             ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
-            on_message=lambda m: self._enqueue("message", m),
+            on_message=self._enqueue_message,
             on_connection=lambda ok, why: self._enqueue("connection", (ok, why)),
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
@@ -206,10 +211,22 @@ class BridgeService:
     # ---- threads --------------------------------------------------------------
 
     def _enqueue(self, kind: str, item: Any) -> None:
-        try:
-            self.events.put_nowait((kind, item))
-        except queue.Full:
-            self.health.dropped_messages += 1
+        self.events.put_nowait((kind, item))
+
+    def _enqueue_message(self, msg: Message) -> None:
+        """On paho's thread: queue the message, or during a meter flood keep only the newest reading."""
+        if self.events.qsize() >= METER_BACKLOG_LIMIT and self.topics.classify(msg.topic) is None:
+            with self._overflow_lock:
+                if msg.topic in self._meter_overflow:
+                    self.health.meter_readings_superseded += 1  # superseded by this newer reading
+                self._meter_overflow[msg.topic] = msg
+            return
+        self._enqueue("message", msg)
+
+    def _take_meter_overflow(self) -> list[Message]:
+        with self._overflow_lock:
+            held, self._meter_overflow = list(self._meter_overflow.values()), {}
+        return held
 
     def start(self) -> None:
         log.info(
@@ -255,6 +272,9 @@ class BridgeService:
             except queue.Empty:
                 kind, item = "tick", None
             self._handle(kind, item)
+            if self.events.empty():
+                for msg in self._take_meter_overflow():
+                    self._handle("message", msg)
             if self.clock() >= next_tick:
                 # A slow cloud call leaves a backlog of meter readings in the queue: read
                 # what is there before deciding, or a phase whose fresh reading is still
