@@ -16,15 +16,26 @@ over the house's own load, so a load that pulses faster than the hold (an
 induction hob at a low setting) is fitted in its on-state instead of chased.
 
 How long the hold is depends on what a raise may cost. Every raise after a cut
-invites the next cut when the load cycles (oven and sauna thermostats, heat
-pumps): two writes, and `lag` seconds over MaxA when the load comes back. The
-strategy keeps a budget of cloud writes (`write_budget_per_h`, at most
-`write_budget_burst` saved up). While the budget can pay for a raise and the
-cut it may invite, raises wait only `raise_hold_s`: a kettle or a thermostat's
-off-time is given back to the car at once. When the budget runs short, a raise
-that a cut followed within `cycle_window_s` (a cycling load) doubles the hold,
-up to `raise_hold_max_s`, and each `cycle_forget_s` without one halves it
-again: the car then holds a level that fits the load's on-state.
+invites the next cut when the same load comes back (oven and sauna thermostats,
+hob pulses): two writes, and `lag` seconds over MaxA. The strategy tells the
+same load coming back from a different load coming on (`loads.LoadTracker`:
+a load's signature is the phases it steps on and its step on each). A load that
+came back and whose learned off-time is too short to pay for a raise (the amps
+won times the off-time less the hold and `settle_s`, below
+`cycle_follow_gain_as`) is a cycling load: while it is off its step is kept
+free (its reserve), so the car holds the level that fits the load's on-state
+and nothing is chased. When it stops for good (off longer than
+`load_forget_factor` times its longest off-time, and at least `cycle_window_s`)
+the reserve is dropped and the car raises after the short hold. Cuts explained
+by a load seen switching on (within `cut_explained_s`, or once the car's draw
+is sure again after a change in flight) never lengthen the hold.
+
+The hold itself: the strategy keeps a budget of cloud writes
+(`write_budget_per_h`, at most `write_budget_burst` saved up). While the budget
+can pay for a raise and the cut it may invite, raises wait only
+`quick_raise_hold_s`. A cut that no switching load explains, within
+`cycle_window_s` of a raise, doubles the hold when the budget runs short, up to
+`raise_hold_max_s`, and each `cycle_forget_s` without one halves it again.
 
 Pauses: below the minimum current the car pauses; it resumes, at the level the
 headroom held, as soon as `min_pause_s` has passed since the pause began and
@@ -37,6 +48,7 @@ import math
 from collections import deque
 from typing import Callable
 
+from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     PHASES,
     BalancerConfig,
@@ -67,6 +79,9 @@ class AdaptiveStrategy:
         # The write budget: tokens, and when they were last topped up.
         self._tokens = float(cfg().write_budget_burst)
         self._tokens_at: float | None = None
+        self._loads = LoadTracker()
+        self._reserved_load = None
+        self._unexplained: tuple[float, int, float | None] | None = None
 
     # ---- hooks --------------------------------------------------------------
     def on_meter(self, now: float, phase: int, amps: float, previous: float | None) -> None:
@@ -78,6 +93,7 @@ class AdaptiveStrategy:
 
     def on_fail_safe(self, now: float, current: int) -> None:
         self._forget_history()
+        self._loads.reset()
         if self.target is None or current < self.target:
             self._set_target(now, current)
 
@@ -210,10 +226,32 @@ class AdaptiveStrategy:
 
     def _note_cut(self, now: float) -> None:
         cfg = self._cfg()
+        up = self._loads.last_up
+        if up is not None and now - up[0] <= cfg.cut_explained_s:
+            # A load seen switching on explains the cut: a different load (no cycling), or a known
+            # one come back, which its reserve keeps room for from now on. Neither lengthens the hold.
+            self._last_raise_at = None
+            return
         if self._last_raise_at is not None and now - self._last_raise_at <= cfg.cycle_window_s:
+            # Not (yet) explained: a load that switched on while a change was in flight is seen only
+            # once the car's draw is sure again; then this is undone (`_explain_late`).
+            self._unexplained = (now, self._cycle_level, self._cycle_seen_at)
             self._cycle_level = min(self._cycle_level_at(now) + 1, 16)
             self._cycle_seen_at = now
             self._last_raise_at = None
+
+    def _explain_late(self, now: float) -> None:
+        pending = self._unexplained
+        if pending is None:
+            return
+        cfg = self._cfg()
+        at, level, seen_at = pending
+        up = self._loads.last_up
+        if up is not None and up[0] >= at - cfg.cut_explained_s:
+            self._cycle_level, self._cycle_seen_at = level, seen_at
+            self._unexplained = None
+        elif now - at > cfg.settle_s + cfg.cut_explained_s:
+            self._unexplained = None
 
     # ---- the headroom's history ---------------------------------------------
     def _record(self, now: float, used: tuple[int, ...], spare: float | None) -> None:
@@ -278,7 +316,12 @@ class AdaptiveStrategy:
         meter = [0.0 if m is None else m for m in obs.meter]
         headroom = tuple(cfg.max_a - (meter[n] - draw[n]) for n in PHASES)
         # For raises the house is taken at its heaviest: the car at the least it may draw.
-        spare = min(cfg.max_a - (meter[n] - draw_low[n]) for n in used)
+        house = tuple(meter[n] - draw_low[n] for n in PHASES)
+        self._loads.feed(now, house if settle_left <= 0 else None, cfg)  # type: ignore[arg-type]
+        self._explain_late(now)
+        # Cycling loads that are off now will be back: their steps are kept free.
+        reserve, self._reserved_load = self._loads.reserve(now, cfg, house, used, cfg.current_cap)  # type: ignore[arg-type]
+        spare = min(cfg.max_a - house[n] - reserve[n] for n in used)
         self._record(now, used, spare if settle_left <= 0 else None)
         binding = min(used, key=lambda n: (headroom[n], n))
         available = headroom[binding]
@@ -338,6 +381,9 @@ class AdaptiveStrategy:
                 )
             if self.target >= cfg.current_cap:
                 return proposal(f"full power {self.target} A")
+            load = self._reserved_load or self._loads.cycling_on(cfg)
+            if load is not None:
+                return proposal(f"{self._loads.describe(load)}: holding {self.target} A")
             return proposal(f"{where}, holding {self.target} A")
         hold = self.raise_hold(now, min(cfg.current_cap, self._level_over(now, held)))
         level = min(cfg.current_cap, self._level_over(now, hold))

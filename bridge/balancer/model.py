@@ -40,10 +40,19 @@ class BalancerConfig:
     cycle_window_s: float = 120.0
     cycle_forget_s: float = 1800.0
     overshoot_tolerance_a: float = 0.5
-    write_budget_per_h: float = 14.0
-    write_budget_burst: float = 6.0
+    write_budget_per_h: float = 18.0
+    write_budget_burst: float = 8.0
     quick_raise_hold_s: float = 10.0
     follow_min_step_a: float = 5.0
+    # load signatures (bridge/balancer/loads.py)
+    load_step_min_a: float = 2.0
+    load_match_tolerance: float = 0.08
+    load_match_min_a: float = 0.6
+    cycle_follow_off_s: float = 180.0
+    cycle_follow_gain_as: float = 300.0
+    load_forget_factor: float = 1.25
+    load_on_forget_s: float = 1800.0
+    cut_explained_s: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
