@@ -84,6 +84,28 @@ def _backoff_from_env() -> CloudBackoff:
 
 
 @dataclass
+class CommandBudget:
+    """Cloud calls that MQTT commands may cause: a burst, then a steady rate. No
+    flood of commands can make the bridge spam the cloud (Charge Amps blocks API
+    keys that call it heavily)."""
+
+    burst: float = 5.0
+    per_minute: float = 6.0
+    tokens: float = 5.0
+    at: float | None = None
+
+    def take(self, now: float) -> float:
+        """0 when a call may go now (and counts it), else the seconds until one may."""
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.per_minute / 60.0)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) * 60.0 / self.per_minute
+
+
+@dataclass
 class Health:
     cloud: str = "unknown"
     last_cloud_call: dict[str, Any] | None = None
@@ -154,6 +176,7 @@ class BridgeService:
             retries=1,
         )
         self.backoff = _backoff_from_env()
+        self.command_budget = CommandBudget()
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._meter_overflow: dict[str, Message] = {}
         self._overflow_lock = threading.Lock()
@@ -570,7 +593,7 @@ class BridgeService:
         if name == "refresh":
             if not self._cloud_ready:
                 raise CommandRefused("the charger is not known yet: the cloud has not answered")
-            self.backoff.retry_at = min(self.backoff.retry_at, now)
+            self._check_cloud_allowed(now, "refresh")
             self._poll_charger(now, with_settings=True)
             if self.health.cloud != "ok":
                 raise CommandRefused(f"refresh failed: {self.health.last_error}")
@@ -611,9 +634,20 @@ class BridgeService:
             self.health.last_error = self.store.last_error
             self._publish_health(now)
 
-    def _direct_cloud(self, now: float, what: str, fn: Callable[[], Any]) -> Any:
-        """A user's command: tried now, even in backoff, and its error goes back to the user."""
+    def _check_cloud_allowed(self, now: float, what: str) -> None:
+        """A user's command is tried now, even during the backoff, as long as the command
+        budget allows it; if not, the refusal says when."""
+        wait = self.command_budget.take(now)
+        if wait > 0:
+            raise CommandRefused(
+                f"{what} not sent: too many commands for the cloud, try again in {wait:.0f} s "
+                f"(at most {self.command_budget.burst:.0f} at once, {self.command_budget.per_minute:.0f} a minute)"
+            )
         self.backoff.retry_at = min(self.backoff.retry_at, now)
+
+    def _direct_cloud(self, now: float, what: str, fn: Callable[[], Any]) -> Any:
+        """A user's command: sent now if the command budget allows; its error goes back to the user."""
+        self._check_cloud_allowed(now, what)
         ok, result = self._cloud_call(now, what, fn)
         if not ok:
             raise CommandRefused(f"{what} failed: {self.health.last_error}")

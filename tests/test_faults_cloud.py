@@ -224,3 +224,15 @@ def test_revoked_credentials_give_auth_failed_and_never_a_login_storm(start_brid
         assert "Traceback" not in bridge.output()
     finally:
         feeder.stop()
+
+
+def test_command_budget_allows_a_burst_then_a_steady_rate():
+    from bridge.service import CommandBudget
+
+    budget = CommandBudget(burst=5, per_minute=6, tokens=5)
+    assert [budget.take(0.0) for _ in range(5)] == [0.0] * 5
+    assert budget.take(0.0) == pytest.approx(10.0)  # one call per 10 s from now on
+    assert budget.take(9.0) == pytest.approx(1.0)
+    assert budget.take(10.0) == 0.0
+    assert budget.take(10.0) > 0
+    assert [budget.take(1000.0) for _ in range(6)][:5] == [0.0] * 5  # refilled, never above the burst

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bridge.config import load_settings
 from bridge.mqtt.meter import MAX_ABS_AMPS, MeterSource
 from bridge.mqtt.payloads import PayloadError, parse_bool, parse_mode, parse_number
-from bridge.service import BridgeService
+from bridge.service import BridgeService, CommandBudget
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import Probe
 
@@ -267,6 +267,10 @@ def live(broker, tmp_path_factory):
         logging.getLogger().addHandler(errors)
         svc = BridgeService(s)
         probe = CorrelatingProbe(broker.host, broker.port)
+        # The fuzz drives the direct charger commands far faster than the command budget
+        # allows a user (tests/test_service_e2e.py pins that budget); here it would only
+        # turn the paths under test into refusals.
+        svc.command_budget = CommandBudget(burst=1e9, per_minute=1e9, tokens=1e9)
         svc.start()
         live = Live(svc, sim, probe)
         live.errors = errors

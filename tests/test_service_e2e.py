@@ -3,6 +3,7 @@ service as a subprocess, driven and watched over MQTT as a user would."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -265,3 +266,25 @@ def test_discovery_is_published_and_sent_again_when_home_assistant_comes_online(
     again = probe.wait_json(config_topic, lambda c: "command_topic" in c, since=since)
     assert again == first
     probe.wait_value(topic(env, "balancer/max_a"), "24", since=since)  # the state again too
+
+
+def test_a_flood_of_charger_commands_never_floods_the_cloud(start_bridge, probe, sim):
+    bridge, env = start_bridge()
+    wait_online(probe, env, bridge)
+    cp = sim.chargepoint_id
+    probe.wait_value(topic(env, f"charger/{cp}/online"), "ON")
+    reboots = sim.charge_points[cp].reboots
+    t = time.monotonic()
+    for _ in range(30):
+        probe.publish(topic(env, f"charger/{cp}/reboot/set"), "")
+    answers = []
+    deadline = time.monotonic() + 10
+    while len(answers) < 30 and time.monotonic() < deadline:
+        answers = [json.loads(p) for ts, top, p, _ in list(probe.messages)
+                   if top == topic(env, "bridge/response") and ts >= t]
+        time.sleep(0.05)
+    assert len(answers) == 30  # every command answered
+    ok = [a for a in answers if a["status"] == "ok"]
+    refused = [a for a in answers if a["status"] == "error"]
+    assert len(ok) == 5 and sim.charge_points[cp].reboots == reboots + 5
+    assert all("too many commands" in a["error"] for a in refused)
