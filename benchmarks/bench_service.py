@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.sim.cloud import CloudSimulator  # noqa: E402
 from bridge.sim.demo import OwnBroker  # noqa: E402
-from tests.e2e import BridgeProcess, Probe, bridge_env  # noqa: E402
+from tests.e2e import BridgeProcess, Probe, bridge_env, rss_kb  # noqa: E402
 
 
 class Broker:
@@ -48,16 +48,9 @@ def percentile(values: list[float], p: float) -> float:
 
 def proc_stats(pid: int) -> tuple[float, float]:
     """(resident MB, CPU seconds) of a process."""
-    rss_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return rss_kb / 1024, cpu
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss_kb(pid) / 1024, cpu
 
 
 def maxcurrent_writes(sim: CloudSimulator) -> list[tuple[float, float]]:

@@ -188,7 +188,6 @@ class BridgeService:
         self._next_poll = 0.0
         self._next_health = 0.0
         self._cloud_ready = False
-        self._discovered_cp: str | None = None
         self.mqtt = MqttClient(
             settings.mqtt_host,
             settings.mqtt_port,
@@ -668,9 +667,11 @@ class BridgeService:
             self._publish(t.default_current, format_number(self.runtime.default_current), force=True)
         elif name == "enabled":
             self._publish(t.enabled, format_bool(self.runtime.enabled), force=True)
-        elif name in ("charger_max_current", "charger_mode"):
-            self._published.clear()
-            self._publish_charger()
+        elif name == "charger_max_current" and self.charger.cp_id and self.charger.max_current is not None:
+            self._publish(t.charger_max_current(self.charger.cp_id, self.connector),
+                          format_number(self.charger.max_current), force=True)
+        elif name == "charger_mode" and self.charger.cp_id and self.charger.mode is not None:
+            self._publish(t.charger_mode(self.charger.cp_id, self.connector), self.charger.mode, force=True)
 
     # ---- publishing -------------------------------------------------------------
 

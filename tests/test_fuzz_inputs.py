@@ -398,8 +398,9 @@ def test_directed_charger_commands_within_limits(live):
     """The direct charger paths, driven on purpose (random payloads seldom are valid ones)."""
     b, cp = live.base, live.sim.chargepoint_id
     rest = f"{b}/charger/{cp}/1"
-    # A valid MaxA on purpose too: random payloads reach it only by chance.
+    # A valid MaxA and default current on purpose too: random payloads reach them only by chance.
     assert live.command(f"{b}/balancer/max_a/set", b"24")["status"] == "ok"
+    assert live.command(f"{b}/balancer/default_current/set", str(DEFAULT_CURRENT).encode())["status"] == "ok"
     assert live.command(f"{b}/balancer/enabled/set", b"OFF")["status"] == "ok"
     default = live.svc.runtime.default_current
     for payload in (str(default + 1), "5", "32", "nan", "-0", "1e309", json.dumps({"value": default + 0.5})):
