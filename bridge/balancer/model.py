@@ -41,7 +41,7 @@ class BalancerConfig:
     cycle_forget_s: float = 1800.0
     overshoot_tolerance_a: float = 0.5
     write_budget_per_h: float = 18.0
-    write_budget_burst: float = 8.0
+    write_budget_burst: float = 20.0
     quick_raise_hold_s: float = 10.0
     follow_min_step_a: float = 5.0
     # load signatures (bridge/balancer/loads.py)

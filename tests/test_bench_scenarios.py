@@ -1,0 +1,78 @@
+"""The benchmark's targets on the built-in scenarios, with the default settings and the 10 s lag.
+
+These pin what README's benchmark table claims, so a change to the balancer that gives
+back safety, energy or cloud writes fails here rather than in a user's fuse box."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.balancer import Balancer, BalancerConfig
+from bridge.sim.bench import run_bench, target_misses
+from bridge.sim.scenarios import scenario, scenario_names
+
+LAG_S = 10.0
+ENERGY_TARGET = 0.96
+# evening-oven misses the energy target (README, "Benchmark"): this floor keeps the gap from growing.
+KNOWN_ENERGY_GAPS = {"evening-oven": 0.955}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    traces = [scenario(name) for name in scenario_names()]
+    result, _raw = run_bench(traces, BalancerConfig(), ["adaptive", "homey"],
+                             lambda cfg, strategy: Balancer(cfg, strategy=strategy), lag_s=LAG_S)
+    return result
+
+
+def entries(report: dict) -> list[dict]:
+    assert len(report["traces"]) >= 6, "every built-in scenario but the overloaded house is scored"
+    return report["traces"]
+
+
+def test_adaptive_never_stays_over_the_fuse_longer_than_the_lag_plus_3_s(report):
+    for entry in entries(report):
+        adaptive = entry["strategies"]["adaptive"]
+        assert adaptive["longest_over_fuse_s"] <= LAG_S + 3, entry["name"]
+
+
+def test_adaptive_spends_at_most_10_percent_more_seconds_over_the_fuse_than_homey(report):
+    for entry in entries(report):
+        s = entry["strategies"]
+        assert s["adaptive"]["seconds_over_fuse"] <= 1.1 * s["homey"]["seconds_over_fuse"], entry["name"]
+
+
+def test_adaptive_writes_at_most_20_times_an_hour(report):
+    for entry in entries(report):
+        writes_per_h = entry["strategies"]["adaptive"]["commands"] * 3600 / entry["duration_s"]
+        assert writes_per_h <= 20, entry["name"]
+
+
+def test_adaptive_gets_more_energy_than_homey_everywhere(report):
+    for entry in entries(report):
+        s = entry["strategies"]
+        assert s["adaptive"]["energy_kwh"] > s["homey"]["energy_kwh"], entry["name"]
+
+
+def test_adaptive_energy_meets_the_target_but_for_the_known_gap(report):
+    for entry in entries(report):
+        floor = KNOWN_ENERGY_GAPS.get(entry["name"], ENERGY_TARGET)
+        assert entry["strategies"]["adaptive"]["energy_ratio"] >= floor, entry["name"]
+
+
+def test_target_misses_name_only_the_known_gap(report):
+    missed = {entry["name"]: target_misses(entry, LAG_S) for entry in entries(report)}
+    assert {name for name, misses in missed.items() if misses} <= set(KNOWN_ENERGY_GAPS)
+    for name in KNOWN_ENERGY_GAPS:
+        assert all("energy" in miss for miss in missed[name]), missed[name]
+
+
+def test_homey_shows_the_originals_long_runs_over_the_fuse(report):
+    longest = [entry["strategies"]["homey"]["longest_over_fuse_s"] for entry in entries(report)]
+    assert max(longest) > 4 * (LAG_S + 3)
+
+
+def test_the_scored_scenarios_keep_the_house_alone_under_max_a(report):
+    assert [e["name"] for e in report["traces_house_over_max_a"]] == ["overloaded-house"]
+    for entry in entries(report):
+        assert "house_seconds_over_max_a" not in entry
