@@ -1,4 +1,4 @@
-"""Files the bridge keeps in its state folder: written atomically, owner-only."""
+"""Files the bridge keeps in its state folder: written atomically, owner-only, read without trusting them."""
 
 from __future__ import annotations
 
@@ -26,3 +26,21 @@ def atomic_write_json(path: Path, data: Any, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object stored at `path`, or None when there is no file.
+
+    OSError when the file cannot be read; ValueError when it is not a JSON object in UTF-8
+    (bytes that are not UTF-8 included: a broken file must never stop the bridge)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        # Its message would quote the file's bytes, and a token file holds secrets.
+        raise ValueError("not UTF-8 text") from None
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bridge.files import atomic_write_json
+from bridge.files import atomic_write_json, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +29,18 @@ class RuntimeStore:
 
     def load(self, defaults: RuntimeSettings) -> RuntimeSettings:
         try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return defaults
-        except OSError as e:
-            self.last_error = f"cannot read {self.path}: {e.strerror}"
-            log.error("%s; using the configured defaults", self.last_error)
-            return defaults
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
+            data = read_json_object(self.path)
+            if data is None:
+                return defaults
             loaded = RuntimeSettings(
                 max_a=float(data.get("max_a", defaults.max_a)),
                 default_current=int(data.get("default_current", defaults.default_current)),
                 enabled=bool(data.get("enabled", defaults.enabled)),
             )
+        except OSError as e:
+            self.last_error = f"cannot read {self.path}: {e.strerror}"
+            log.error("%s; using the configured defaults", self.last_error)
+            return defaults
         except (ValueError, TypeError) as e:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             try:

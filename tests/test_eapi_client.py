@@ -444,3 +444,12 @@ def test_missing_credentials_are_auth_error_without_request(sim):
     message = str(excinfo.value)
     assert "CHARGEAMPS_EMAIL" in message and "CHARGEAMPS_PASSWORD" in message and "CHARGEAMPS_API_KEY" in message
     assert sim.requests == []
+
+
+def test_token_file_that_is_not_utf8_is_ignored_without_quoting_it(tmp_path, caplog):
+    path = tmp_path / "tokens.json"
+    path.write_bytes(b'{"token": "\xffsecret\xfe"}')
+    with caplog.at_level(logging.WARNING):
+        assert TokenStore(path).load("http://h:1", "me@x.org") is None
+    assert "corrupt token file" in caplog.text and "not UTF-8" in caplog.text
+    assert "secret" not in caplog.text and "0xff" not in caplog.text

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.files import atomic_write_json
+from bridge.files import atomic_write_json, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +98,18 @@ class TokenStore:
         client then logs in, which is always a safe fallback.
         """
         try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.warning("cannot read token file %s (%s); logging in instead", self.path, exc.strerror)
-            return None
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
+            data = read_json_object(self.path)
+            if data is None:
+                return None
             stored = TokenSet(
                 token=_require_str(data, "token"),
                 refresh_token=_require_str(data, "refresh_token"),
                 base_url=_require_str(data, "base_url"),
                 email=_require_str(data, "email"),
             )
+        except OSError as exc:
+            log.warning("cannot read token file %s (%s); logging in instead", self.path, exc.strerror)
+            return None
         except ValueError as exc:
             # Neither json's nor our messages quote the file's content, which holds secrets.
             log.warning("ignoring corrupt token file %s (%s); logging in instead", self.path, exc)
