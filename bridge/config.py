@@ -292,6 +292,9 @@ def load_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as e:
         message = _describe(e)
+    except UnicodeDecodeError as e:
+        # Its own text would quote the file's bytes, and .env holds the password.
+        message = f".env is not UTF-8 text (byte {e.start + 1} is not)"
     # Raised outside the `except` block so that the ValidationError, whose text
     # shows the raw input (secrets included), is not kept as __context__.
     raise ConfigError(f"invalid configuration: {message}")

@@ -133,6 +133,16 @@ def test_dotenv_is_read_and_the_environment_wins(env, tmp_path):
     assert s.mqtt_host == "env-host"
 
 
+def test_dotenv_that_is_not_utf8_is_a_config_error_that_does_not_quote_it(env, tmp_path):
+    (tmp_path / ".env").write_bytes(b"CHARGEAMPS_PASSWORD=" + PASSWORD.encode() + b"\xff\n")
+
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        load_settings()
+
+    assert_secret_free(str(caught.value))
+    assert "0xff" not in str(caught.value)
+
+
 def test_empty_values_mean_the_default_as_in_env_example(env, tmp_path):
     (tmp_path / ".env").write_text("CHARGEAMPS_EMAIL=\nCHARGEAMPS_CHARGEPOINT_ID=\nP1_PRESET=\nP1_UNIT=\n"
                                    "BALANCER_RAISE_HOLD_S=\nMQTT_CA_FILE=\nMQTT_PORT=\n")
