@@ -40,7 +40,10 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         # Its message would quote the file's bytes, and a token file holds secrets.
         raise ValueError("not UTF-8 text") from None
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a settings file") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

@@ -24,6 +24,7 @@ def test_read_json_object_of_a_missing_file_is_none(tmp_path):
     (b"[1, 2]", "not a JSON object"),
     (b"{ not json", "Expecting"),
     (b"\xff\xfe{}", "not UTF-8"),
+    (b"[" * 100_000, "nested too deeply"),
 ])
 def test_read_json_object_refuses_what_is_not_a_json_object_with_a_value_error(tmp_path, content, words):
     path = tmp_path / "f.json"
