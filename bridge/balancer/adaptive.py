@@ -48,6 +48,7 @@ import math
 from collections import deque
 from typing import Callable
 
+from bridge.balancer.core import whole_amps_for_charger
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     PHASES,
@@ -122,11 +123,6 @@ class AdaptiveStrategy:
             return 0
         return amps
 
-    def car_draw(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, float]:
-        """The car's draw per phase (the most it may draw now), and the seconds until the latest command settles."""
-        high, _low, settle_left = self.car_draw_range(now, obs, used)
-        return high, settle_left
-
     def car_draw_range(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, Triple, float]:
         """The most and the least the car may have drawn per phase when that phase's meter reading
         was taken, and the seconds until the latest command settles.
@@ -195,9 +191,6 @@ class AdaptiveStrategy:
     def _spend(self, now: float, writes: float) -> None:
         self._tokens = self.tokens(now) - writes
         self._tokens_at = now
-
-    def _budget_allows_quick_raise(self, now: float) -> bool:
-        return self.tokens(now) >= WRITES_PER_RAISE
 
     # ---- the raise hold -----------------------------------------------------
     def raise_hold(self, now: float, level: int | None = None) -> float:
@@ -338,12 +331,12 @@ class AdaptiveStrategy:
             )
 
         if self.target is None:
-            self._set_target(now, self._fitting(available))
+            self._set_target(now, whole_amps_for_charger(available, cfg))
             self._tokens_at = now
             return proposal(f"start: {where}, {self.target} A fits")
 
         if self.target > cap or (self.target > 0 and self.target > available + cfg.cut_tolerance_a):
-            new = min(self._fitting(available), cap)
+            new = whole_amps_for_charger(available, cfg)
             self._note_cut(now)
             self._set_target(now, new)
             if new == 0:
@@ -357,12 +350,6 @@ class AdaptiveStrategy:
             )
         above = any(meter[n] > cfg.max_a for n in used)
         return self._consider_raise(now, where, above, proposal)
-
-    def _fitting(self, available: float) -> int:
-        """The most the car may draw within `available` amps per phase: whole amps, or 0."""
-        cfg = self._cfg()
-        amps = min(math.floor(available), cfg.current_cap)
-        return amps if amps >= cfg.min_current else 0
 
     def _consider_raise(
         self, now: float, where: str, above_max_a: bool, proposal: Callable[[str], Proposal]
