@@ -215,6 +215,35 @@ def test_a_different_load_after_a_raise_does_not_lengthen_the_hold() -> None:
     assert s.raise_hold(h.t) == BalancerConfig().raise_hold_s
 
 
+def test_an_unexplained_cut_soon_after_a_raise_doubles_the_hold_up_to_its_maximum() -> None:
+    # The house creeps up (never a step the load tracker takes for a load switching on), so
+    # nothing explains the cuts; without write budget there is no quick raise either.
+    cfg = BalancerConfig(write_budget_per_h=0, write_budget_burst=0)
+    h = settled(cfg)
+
+    def creep_up() -> None:
+        for i in range(1, 33):
+            h.step((5.0, 5.0 + 0.25 * i, 5.0))  # 5 -> 13 A on L2 in 32 s: cut down to 11 A
+        h.run(60, (5.0, 13.0, 5.0))
+        assert h.writes[-1][1] == 11
+
+    def drop(seconds: int) -> list[tuple[int, str]]:
+        """(seconds after the drop, reason) of every write while the house is back at 5 A."""
+        decisions = h.run(seconds, (5.0, 5.0, 5.0))
+        return [(i, d.reason) for i, d in enumerate(decisions) if d.command is not None]
+
+    creep_up()
+    assert drop(80) == [(60, "headroom held 60 s: raise to 16 A")]  # no raise before it: the plain hold
+    raised_at = h.writes[-1][0]
+    creep_up()  # cut within cycle_window_s of the raise
+    assert [t for t, _ in h.writes if t > raised_at][0] - raised_at <= cfg.cycle_window_s
+    assert drop(140) == [(120, "headroom held 120 s: raise to 16 A")]
+    creep_up()
+    assert drop(260) == [(240, "headroom held 240 s: raise to 16 A")]
+    creep_up()
+    assert drop(260) == [(240, "headroom held 240 s: raise to 16 A")]  # raise_hold_max_s
+
+
 def test_meter_noise_near_the_limit_is_not_chased() -> None:
     import random
 
