@@ -37,9 +37,8 @@ def replay(strategy: str, trace, phases=(True, True, True), report_charger: bool
             totals = [house[n] + (car if phases[n] else 0.0) for n in range(3)]
             for n in range(3):
                 b.meter(t, n, totals[n])
-            if report_charger and t % 30 == 0:
-                b.charger(t, tuple(car if p else 0.0 for p in phases) if car else None,
-                          phases if car else None)
+            if report_charger and t % 30 == 0:  # the service's poll: (0, 0, 0) while the car is paused
+                b.charger(t, tuple(car if p else 0.0 for p in phases), phases if car else (False, False, False))
             d = b.decide(t)
             yield t, house, totals, car, d, last
             if d.command is not None:
@@ -107,3 +106,26 @@ def test_homey_output_never_emits_1_to_5_or_negative(readings) -> None:
         assert d.charge_at == 0 or 6 <= d.charge_at <= 16
         if d.command is not None:
             b.commanded(i * 7, d.command)
+
+
+@SETTINGS
+@given(st.floats(min_value=0, max_value=1e6), st.integers(min_value=0, max_value=60), house_load,
+       st.sampled_from(["adaptive", "homey"]))
+def test_nothing_is_written_before_the_meter_had_stale_after_s_to_speak(start, first_reading_s, house,
+                                                                       strategy) -> None:
+    b = Balancer(CFG, strategy)
+    for i in range(90):
+        now = start + i
+        if i >= first_reading_s:
+            for n in range(3):
+                b.meter(now, n, house[n])
+        d = b.decide(now)
+        if i < min(first_reading_s, CFG.stale_after_s):
+            assert d.command is None and d.waiting_for_meter and not d.meter_stale
+        elif first_reading_s <= i:
+            assert not d.meter_stale and not d.waiting_for_meter
+        else:  # silent since the start for stale_after_s: the fail-safe
+            assert d.meter_stale and d.charge_at == CFG.failsafe_current
+            assert d.command == (CFG.failsafe_current if i == CFG.stale_after_s else None)
+        if d.command is not None:
+            b.commanded(now, d.command)

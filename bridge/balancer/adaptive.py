@@ -7,7 +7,11 @@ a command is in flight (`settle_s` after it was written: the cloud and the car
 take seconds to follow) the car may draw the old or the new value. For a cut
 the car is taken to draw the larger (an overshoot already being cut is not cut
 twice, a raise on its way is not mistaken for a new load); for a raise the
-smaller (the house is never taken for lighter than it may be).
+smaller (the house is never taken for lighter than it may be). A report that
+the car draws nothing while it was offered at least the minimum current (no
+car, or a car that does not want to charge now) holds whatever is written
+next: the car is taken to draw nothing until a report says otherwise, so the
+house is never taken for lighter than it is when such a car starts on its own.
 
 Cuts are immediate and by the whole overshoot (beyond `overshoot_tolerance_a`,
 which never reaches the fuse). Raises go to the level the headroom allowed at
@@ -115,7 +119,8 @@ class AdaptiveStrategy:
         return PHASES
 
     def _charger_fresh(self, now: float, obs: Observations) -> bool:
-        return obs.charger_at is not None and now - obs.charger_at <= self._cfg().charger_stale_after_s
+        return (obs.charger_currents is not None and obs.charger_at is not None
+                and now - obs.charger_at <= self._cfg().charger_stale_after_s)
 
     def _drawn(self, amps: int | None) -> int:
         """What a car draws when told `amps`: nothing below the minimum."""
@@ -148,14 +153,17 @@ class AdaptiveStrategy:
         # Commands written after `t` had no part in a reading taken at `t`.
         known = [(ct, a) for ct, a in commands if ct <= t] or list(commands[:1])
         last_at = known[-1][0] if known else None
-        if (
-            self._charger_fresh(t, obs)
-            and obs.charger_at is not None
-            and (last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s))
-        ):
-            # Measured after that command settled: the ground truth.
-            measured = (obs.charger_currents or (0.0, 0.0, 0.0))[phase]
-            return measured, measured
+        report = obs.charger_currents if self._charger_fresh(t, obs) else None
+        if report is not None and obs.charger_at is not None:
+            if last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s):
+                # Measured after that command settled: the ground truth.
+                return report[phase], report[phase]
+            offered = obs.charger_offered
+            if max(report) < PHASE_IN_USE_A and (offered is None or offered >= cfg.min_current):
+                # Offered enough to charge and not charging: no car, or one that does not want to
+                # charge now. Another current does not change that; when the car starts on its
+                # own the next report says so (until then its draw is taken for the house's).
+                return 0.0, 0.0
         if not known:
             # Nothing written and nothing measured yet (the bridge just started): a
             # charger left alone charges at full power, and taking the meter as all

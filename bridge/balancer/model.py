@@ -127,6 +127,9 @@ class Observations:
     charger_currents: Triple | None
     charger_phases: tuple[bool, bool, bool] | None
     charger_at: float | None
+    # The least current the car may have been offered when the charger reported (None: nothing
+    # written yet): a report of no draw at an offer of at least min_current is the car's own choice.
+    charger_offered: int | None
     commanded: int | None
     commanded_at: float | None
     # Commands written to the cloud, oldest first: every one from the last
@@ -155,6 +158,9 @@ class Decision:
     paused: bool
     reason: str
     strategy: str
+    # Just started, the meter not heard on every phase yet: nothing is written until it has been
+    # silent for stale_after_s (then the fail-safe applies).
+    waiting_for_meter: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
