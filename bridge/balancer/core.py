@@ -202,9 +202,8 @@ class Balancer:
         stale = meter_staleness(now, obs.meter_at, self._cfg)
         if stale is not None:
             assert self._started_at is not None
-            waited = now - self._started_at
-            if any(t is None for t in obs.meter_at) and waited < self._cfg.stale_after_s:
-                return self._waiting_for_meter(waited, stale)
+            if any(t is None for t in obs.meter_at) and now < self._started_at + self._cfg.stale_after_s:
+                return self._waiting_for_meter(now - self._started_at, stale)
             return self._fail_safe(now, obs, stale)
         proposal = self._strategy.propose(now, obs)
         return self._output(now, proposal.target, proposal, proposal.reason, meter_stale=False)
