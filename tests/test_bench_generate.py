@@ -85,6 +85,8 @@ def test_a_house_shows_its_appliances_in_its_load(twenty):
     solar = next(h for h in houses if "solar-export" in h.kinds)
     assert min(min(phase) for phase in solar.trace.base) < -2  # export: negative house current
     for house in houses:
+        for use in house.uses:
+            assert 0 <= use.start_s < use.end_s <= house.trace.duration_s, (house.trace.name, use)
         silent = {(p, s) for p in range(3) for s, live in enumerate(house.trace.metered[p]) if not live}
         gaps = {(int(name[1]) - 1, s) for use in house.uses if use.kind == "meter-gap"
                 for name in use.phases.split(",") for s in range(use.start_s, use.end_s)}

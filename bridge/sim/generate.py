@@ -91,7 +91,11 @@ def _phases(*phases: int) -> str:
 
 
 class _Layer(_House):
-    """One use's load, composed apart so it can be checked against the house before it is added."""
+    """One use's load, composed apart so it can be checked against the house before it is added.
+
+    It shares the house's random draws and composes with the same builders (thermostat, pulsing);
+    it has no meter flags of its own, and it remembers the seconds it touched.
+    """
 
     def __init__(self, n: int, rng: random.Random) -> None:
         self.n = n
@@ -170,7 +174,8 @@ class _Household:
                     series, extra = load[p], layer.load[p]
                     for s in range(layer.low, layer.high):
                         series[s] += extra[s]
-                self.uses.append(ApplianceUse(kind, phases, int(start), int(min(end, self.n))))
+                # A use may begin before the window (an oven preheating before the evening starts).
+                self.uses.append(ApplianceUse(kind, phases, max(0, int(start)), int(min(end, self.n))))
                 return
 
     def build(self) -> GeneratedHouse:
