@@ -4,14 +4,20 @@ The house's own load on a phase is the meter minus what the car draws there.
 The car's draw comes from the charger's own measurements when they are fresh
 and taken after the latest command settled; otherwise from the commands: while
 a command is in flight (`settle_s` after it was written: the cloud and the car
-take seconds to follow) the car may draw the old or the new value. For a cut
-the car is taken to draw the larger (an overshoot already being cut is not cut
-twice, a raise on its way is not mistaken for a new load); for a raise the
+take seconds to follow) the car may draw the old or the new value. Whether to
+cut is judged with the car at the larger (an overshoot already being cut is not
+cut twice, a raise on its way is not mistaken for a new load); for a raise the
 smaller (the house is never taken for lighter than it may be). A report that
 the car draws nothing while it was offered at least the minimum current (no
 car, or a car that does not want to charge now) holds whatever is written
 next: the car is taken to draw nothing until a report says otherwise, so the
 house is never taken for lighter than it is when such a car starts on its own.
+A command's flight ends early when the meter shows the car following it (two
+or more of its phases stepping by the command's change at once).
+
+Cuts are sized with the car where it was before the commands in flight: a cut
+in flight has most likely not reached it yet, and a raise in flight may not
+have either (counting it would leave the cut short by the raise).
 
 Cuts are immediate and by the whole overshoot (beyond `overshoot_tolerance_a`,
 which never reaches the fuse). Raises go to the level the headroom allowed at
@@ -40,6 +46,10 @@ can pay for a raise and the cut it may invite, raises wait only
 `quick_raise_hold_s`. A cut that no switching load explains, within
 `cycle_window_s` of a raise, doubles the hold when the budget runs short, up to
 `raise_hold_max_s`, and each `cycle_forget_s` without one halves it again.
+
+After the meter fail-safe, the first settled decision on live readings goes
+straight to the level they allow: the fail-safe's cut was the silence's, not
+the house's.
 
 Pauses: below the minimum current the car pauses; it resumes, at the level the
 headroom held, as soon as `min_pause_s` has passed since the pause began and
