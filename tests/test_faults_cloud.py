@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bridge.service import CloudBackoff
+from bridge.service import CloudBackoff, CommandBudget
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
     FAULT_FAST, Probe, feed_meter, max_current_writes, topic, wait_online, wait_until,
@@ -19,9 +19,14 @@ from tests.e2e import (
 
 # `homey` raises to full power as soon as the meter is live (adaptive waits 15 s for
 # the car to settle), which keeps these tests short; the cloud side is the same.
-CLOUD_FAST = {**FAULT_FAST, "BRIDGE_CLOUD_BACKOFF_S": "1,4", "CHARGEAMPS_HTTP_TIMEOUT": "1",
-              "BALANCER_STRATEGY": "homey"}
+CLOUD_FAST = {**FAULT_FAST, "CHARGEAMPS_HTTP_TIMEOUT": "1", "BALANCER_STRATEGY": "homey"}
 BRIDGE_DEFAULTS = CLOUD_FAST
+
+
+def BRIDGE_IN_PROCESS() -> dict:
+    """The service in the test process with a cloud backoff of 1 s doubling to 4 s
+    (production: 5 s to 300 s), so that an outage shows several steps within seconds."""
+    return {"backoff": CloudBackoff(initial_s=1, max_s=4)}
 
 
 class MeterFeeder:
@@ -227,8 +232,6 @@ def test_revoked_credentials_give_auth_failed_and_never_a_login_storm(start_brid
 
 
 def test_command_budget_allows_a_burst_then_a_steady_rate():
-    from bridge.service import CommandBudget
-
     budget = CommandBudget(burst=5, per_minute=6, tokens=5)
     assert [budget.take(0.0) for _ in range(5)] == [0.0] * 5
     assert budget.take(0.0) == pytest.approx(10.0)  # one call per 10 s from now on

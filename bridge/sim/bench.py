@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.balancer.from_env import config_values_from_env
+from bridge.balancer.model import STRATEGIES
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
 from bridge.sim.house import HouseTrace, load_trace
 from bridge.sim.scenarios import scenario, scenario_names
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
-DEFAULT_STRATEGIES = ("adaptive", "homey")
+DEFAULT_STRATEGIES = STRATEGIES
 
 # Targets of issue 7 for the adaptive strategy, compared with homey.
 TARGET_FUSE_MARGIN_S = 3.0
