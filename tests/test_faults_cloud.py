@@ -68,6 +68,14 @@ def health_since(probe: Probe, env: dict, since: float) -> list[dict]:
             if top == topic(env, "bridge/health") and t >= since]
 
 
+def worker_passed_by(probe: Probe, env: dict) -> None:
+    """A refresh, answered: the worker handled everything queued before it (answered or
+    refused by the command budget alike)."""
+    t = time.monotonic()
+    probe.publish(topic(env, "bridge/request/refresh"), "now")
+    probe.wait_json(topic(env, "bridge/response"), lambda r: r["topic"].endswith("request/refresh"), since=t)
+
+
 def charging_at_full_power(probe, env, sim, bridge) -> MeterFeeder:
     wait_online(probe, env, bridge)
     probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok", timeout=15)
@@ -157,7 +165,7 @@ def test_cloud_outage_backs_off_reports_and_applies_only_the_latest_charge_at(ki
                    f"the latest ChargeAt ({latest} A)")
         probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok" and h["cloud_retry_in_s"] == 0,
                         since=back, timeout=15)
-        time.sleep(2.0)
+        worker_passed_by(probe, env)
         # Desired state, not a replay: one write, of the latest value, none of the missed ones.
         assert max_current_writes(sim, since=back) == [float(latest)]
         assert probe.latest[topic(env, "balancer/charge_at")].decode() == latest
@@ -195,7 +203,7 @@ def test_token_expiry_refreshes_without_login_and_refused_refresh_logs_in_once(s
                              since=t)
     assert answer["status"] == "ok", answer
     assert sim.logins == logins + 1
-    time.sleep(2)
+    worker_passed_by(probe, env)
     assert sim.logins == logins + 1
     assert len(sim.requests_to("/auth/login")) == logins + 1
     assert bridge.alive()

@@ -279,7 +279,7 @@ def live(broker, tmp_path_factory):
             # The end of the module: still alive, still answering, every command answered once.
             answer = live.command(f"{live.base}/bridge/request/refresh", b"")
             assert answer["status"] == "ok", answer
-            time.sleep(0.5)
+            # Answers go out in order: every earlier command's answer is in before this one.
             general = {}
             for _, t, p, _ in list(probe.messages):
                 if t == f"{live.base}/bridge/response":
