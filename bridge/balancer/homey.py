@@ -1,6 +1,6 @@
 """Strategy `homey`: the original Homey flows, arithmetic unchanged.
 
-See ../shared/seed/SEED-BEHAVIOUR.md. ElAmp1..3 fire when a phase *becomes
+ElAmp1..3 fire when a phase *becomes
 greater than* MaxA (upward crossing only) and grow that phase's reduction by
 the overshoot; ElRestore runs every `restore_interval_s` while ChargeAt is
 below the default. Both flows set ChargeAt one second after the LoadBal update
