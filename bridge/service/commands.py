@@ -183,28 +183,25 @@ class CommandHandler:
 
     # ---- apply --------------------------------------------------------------------
 
-    def apply_max_a(self, now: float, value: float) -> float:
-        self.runtime.max_a = value
-        self.balancer.reconfigure(now, max_a=value)
+    def change(self, now: float, field: str, value: Any, said: str, *, balancer: bool = True) -> Any:
+        """A runtime setting: changed, given to the balancer, saved, and decided on at once."""
+        setattr(self.runtime, field, value)
+        if balancer:
+            self.balancer.reconfigure(now, **{field: value})
         self.save(now)
-        log.info("MaxA set to %g A by command", value)
+        log.info("%s by command", said)
         self.decide(now)
         return value
+
+    def apply_max_a(self, now: float, value: float) -> float:
+        return self.change(now, "max_a", value, f"MaxA set to {value:g} A")
 
     def apply_default_current(self, now: float, value: int) -> int:
-        self.runtime.default_current = value
-        self.balancer.reconfigure(now, default_current=value)
-        self.save(now)
-        log.info("default current set to %d A by command", value)
-        self.decide(now)
-        return value
+        return self.change(now, "default_current", value, f"default current set to {value} A")
 
     def apply_enabled(self, now: float, value: bool) -> str:
-        self.runtime.enabled = value
-        self.save(now)
-        log.info("balancer %s by command", "enabled" if value else "disabled (the charger keeps its last value)")
-        self.decide(now)
-        return format_bool(value)
+        said = "balancer enabled" if value else "balancer disabled (the charger keeps its last value)"
+        return format_bool(self.change(now, "enabled", value, said, balancer=False))
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
