@@ -44,14 +44,14 @@ def test_bad_path_syntax_is_refused(path: str) -> None:
 # --- building a source ----------------------------------------------------------
 
 
-def test_default_source_is_the_issue_3_topics_in_amps() -> None:
+def test_default_source_is_the_default_topics_in_amps() -> None:
     m = MeterSource.from_settings()
     assert m.topics == DEFAULT_TOPICS == ("p1/current_l1", "p1/current_l2", "p1/current_l3")
     assert (m.unit, m.voltage, m.heartbeat_topic) == ("A", 230.0, None)
     assert m.subscriptions() == list(DEFAULT_TOPICS)
 
 
-def test_issue_3_presets_exist() -> None:
+def test_the_documented_presets_exist() -> None:
     for name in ("dsmr-reader", "homewizard", "tasmota-sml", "esphome-dsmr", "shelly-3em", "shelly-pro-3em", "dsmr-api"):
         assert name in P1_PRESETS
         MeterSource.from_settings(preset=name)  # every preset builds a valid source

@@ -10,6 +10,8 @@ import math
 from typing import Protocol
 
 from bridge.balancer.model import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
     PHASES,
     BalancerConfig,
     Decision,
@@ -38,11 +40,11 @@ def _strategies() -> dict[str, type]:
     from bridge.balancer.adaptive import AdaptiveStrategy
     from bridge.balancer.homey import HomeyStrategy
 
-    return {"adaptive": AdaptiveStrategy, "homey": HomeyStrategy}
+    classes = {cls.name: cls for cls in (AdaptiveStrategy, HomeyStrategy)}
+    assert tuple(classes) == STRATEGIES, "STRATEGIES names every strategy class"
+    return classes
 
 
-STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
-DEFAULT_STRATEGY = "adaptive"
 
 
 def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
