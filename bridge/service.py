@@ -340,7 +340,15 @@ class BridgeService:
         command = self.topics.classify(msg.topic)
         if command is not None:
             if msg.retain:
-                log.warning("ignored retained command on %s: commands are never applied from retained messages", msg.topic)
+                # The broker keeps a retained command and hands it to every later subscriber:
+                # it is a setting left lying around, never a request to act on now.
+                if msg.payload:
+                    self.health.commands_refused += 1
+                    log.warning("refused retained command on %s: commands are never applied from retained messages", msg.topic)
+                    self._respond(msg, "error", None, "refused: the message is retained, and a retained command is "
+                                  "never applied; publish it without the retain flag (and clear the retained one "
+                                  "with an empty retained message)")
+                    self._republish_for(command.name)
                 return
             self._on_command(command, msg)
             return
