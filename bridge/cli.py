@@ -87,9 +87,19 @@ def _chargepoint_id(s: Settings, client) -> str:
 
 
 def cmd_run(args, s: Settings) -> int:
+    from bridge.instance import InstanceConflict, claim
     from bridge.service import BridgeService
 
-    return BridgeService(s).run_forever()
+    try:
+        lock = claim(s)  # held until the process ends
+    except InstanceConflict as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return BridgeService(s).run_forever()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cmd_login(args, s: Settings) -> int:

@@ -21,6 +21,7 @@ from bridge import __version__
 from bridge.balancer import Balancer, Decision
 from bridge.config import ConfigError, Settings
 from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited, TokenStore
+from bridge.instance import instance_id
 from bridge.mqtt.client import Message, MqttClient, Subscription
 from bridge.mqtt.discovery import discovery_messages, ha_status_topic
 from bridge.mqtt.meter import MeterConfigError
@@ -703,6 +704,7 @@ class BridgeService:
             "connector_id": self.connector,
             "base_topic": self.topics.base,
             "current_level": self.settings.chargeamps_current_level,
+            "instance_id": instance_id(self.settings.chargeamps_state_dir),
         }
         self._publish(self.topics.bridge_info, json.dumps(info))
 

@@ -215,3 +215,51 @@ def _login(client: mqtt.Client, username: str | None, password: SecretStr | None
     if tls:
         client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
 
+
+def read_retained(host: str, port: int, topics: list[str], *, username: str | None = None,
+                  password: SecretStr | None = None, tls: bool = False, ca_file: str | None = None,
+                  timeout_s: float = 5.0) -> dict[str, bytes] | None:
+    """The retained messages on `topics` (topic -> payload), read by a short-lived client of
+    its own (its own client id, clean start, no will); None when the broker does not answer
+    or refuses the connection within `timeout_s`.
+
+    The broker sends a subscription's retained messages right after its acknowledgement and
+    before it handles the next packet, at QoS 0 nothing holds them back: once a second
+    subscription is acknowledged, all of the first one's retained messages are in."""
+    found: dict[str, bytes] = {}
+    done = threading.Event()
+    answered: list[bool] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"chargeamps-check-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    _login(client, username, password, tls, ca_file)
+    first_mid: list[int] = []
+
+    def on_connect(c, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            done.set()
+            return
+        first_mid.append(c.subscribe([(t, SubscribeOptions(qos=0)) for t in topics])[1])
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties) -> None:
+        if first_mid and mid == first_mid[0]:
+            c.subscribe(topics[0], options=SubscribeOptions(qos=0, retainHandling=2))
+        else:
+            answered.append(True)
+            done.set()
+
+    def on_message(c, userdata, msg) -> None:
+        if msg.retain:
+            found[msg.topic] = bytes(msg.payload)
+
+    client.on_connect = on_connect
+    client.on_connect_fail = lambda c, userdata: done.set()
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect_async(host, port, keepalive=30, clean_start=True)
+        client.loop_start()
+        done.wait(timeout_s)
+        return dict(found) if answered else None
+    finally:
+        client.disconnect()
+        client.loop_stop()
