@@ -195,15 +195,21 @@ def cmd_status(args, s: Settings) -> int:
     return EXIT_OK
 
 
-def _amps_argument(text: str) -> float:
-    try:
-        amps = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}") from None
-    # float() accepts "nan" and "inf"; neither is a current.
-    if not math.isfinite(amps):
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}")
-    return amps
+def number_argument(name: str, minimum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number (float() also takes "nan" and "inf"), at least `minimum`."""
+    def parse(text: str) -> float:
+        wanted = "a number" if minimum is None else f"a number from {minimum:g}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}") from None
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}")
+        return value
+    return parse
+
+
+_amps_argument = number_argument("AMPS")
 
 
 def cmd_set_current(args, s: Settings) -> int:

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
+from bridge.cli import number_argument
 from bridge.config import ConfigError, load_settings
 from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug
@@ -174,16 +175,6 @@ def first_need_s(trace: HouseTrace, max_a: float, car_a: float) -> int | None:
     return None
 
 
-def _parse_start(text: str) -> float:
-    try:
-        minutes = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--start must be minutes, got {text[:20]!r}") from None
-    if not (math.isfinite(minutes) and minutes >= 0):
-        raise argparse.ArgumentTypeError(f"--start must be minutes from 0, got {text[:20]!r}")
-    return minutes
-
-
 def clear_retained(host: str, port: int, topics: list[str], username: str | None,
                    password: SecretStr | None) -> int:
     """Remove every retained message on `topics` (filters); how many there were."""
@@ -219,7 +210,7 @@ def demo_main(argv: list[str]) -> int:
                         help="simulated seconds from a cloud write to the car drawing it")
     parser.add_argument("--strategy", choices=("adaptive", "homey"), default=None,
                         help="balancer strategy (default: BALANCER_STRATEGY)")
-    parser.add_argument("--start", type=_parse_start, default=None, metavar="MINUTES",
+    parser.add_argument("--start", type=number_argument("--start", minimum=0), default=None, metavar="MINUTES",
                         help="simulated minute of the scenario to begin at (default: "
                         f"{LEAD_IN_S // 60} minutes before the house first needs balancing)")
     parser.add_argument("--ha-discovery", action="store_true",
