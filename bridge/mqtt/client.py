@@ -30,10 +30,13 @@ SESSION_EXPIRY_S = 300
 
 # MQTT v5 reason code the broker sends to the older of two connections with one client id.
 SESSION_TAKEN_OVER = 142
-# A connection the broker drops this soon after accepting it, twice in a row, is taken as
-# a client id in use elsewhere: mosquitto 2.0.11 closes the older connection without
-# sending the reason, and two clients with one id then take it from each other every second.
+# A connection the broker drops this soon after accepting it, three times in a row with
+# every reconnect accepted at once, is taken as a client id in use elsewhere: mosquitto
+# 2.0.11 closes the older connection without sending the reason, and two clients with one
+# id then take it from each other every second or two. A broker that restarts refuses a
+# reconnect attempt in between (it is away for a while), which clears the suspicion.
 TAKEOVER_SUSPECT_S = 5.0
+TAKEOVER_QUICK_DROPS = 3
 # After a takeover the bridge waits this long before it takes the id back, doubling to the cap,
 # so a duplicate client id costs a reconnect every few minutes, not one a second.
 TAKEOVER_BACKOFF_S = (10, 300)
@@ -141,6 +144,7 @@ class MqttClient:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.connected = False
+            self._quick_drops = self._takeovers = 0
             self._on_connection_cb(False, str(reason_code))
             return
         self.connected = True
@@ -162,6 +166,7 @@ class MqttClient:
         # (refused, unreachable, certificate verify failed).
         error = sys.exc_info()[1]
         self.connected = False
+        self._quick_drops = self._takeovers = 0  # the broker was away: not another client
         self._on_connection_cb(False, f"cannot connect to {self.host}:{self.port}: {error or 'unknown error'}")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -176,7 +181,7 @@ class MqttClient:
               and not flags.is_disconnect_packet_from_server):
             self._quick_drops += 1
             # Once taken over, the next quick drop is the other client taking the id back.
-            if self._quick_drops >= 2 or self._takeovers:
+            if self._quick_drops >= TAKEOVER_QUICK_DROPS or self._takeovers:
                 self._quick_drops = 0
                 why = self._taken_over(
                     client, f"the broker closed the connection {lasted:.1f} s after accepting it, "
