@@ -123,15 +123,16 @@ def check_broker(settings: Settings, own_id: str) -> None:
         return
     try:
         other = json.loads(found.get(topics.bridge_info, b"{}")).get("instance_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # whatever another client left there
         other = None
     if not other:
         log.warning("%s says online without an instance id (an older bridge, or one that crashed): starting",
                     topics.bridge_state)
         return
     if other != own_id:
+        shown = "".join(c for c in str(other)[:64] if c.isprintable())
         raise InstanceConflict(
-            f"another bridge (instance {str(other)[:64]}) is online on {s.mqtt_host}:{s.mqtt_port} under "
+            f"another bridge (instance {shown}) is online on {s.mqtt_host}:{s.mqtt_port} under "
             f"base topic {topics.base}; not starting beside it. If it no longer runs, clear its state: "
             f"mosquitto_pub -r -n -t '{topics.bridge_state}'"
         )
