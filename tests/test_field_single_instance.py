@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
