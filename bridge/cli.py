@@ -43,7 +43,8 @@ def setup_logging(level: str, secrets: list[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 logs each retry as a warning; the bridge and the commands say what failed themselves.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -81,9 +82,19 @@ def _chargepoint_id(s: Settings, client) -> str:
 
 
 def cmd_run(args, s: Settings) -> int:
+    from bridge.instance import InstanceConflict, claim
     from bridge.service import BridgeService
 
-    return BridgeService(s).run_forever()
+    try:
+        lock = claim(s)  # held until the process ends
+    except InstanceConflict as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return BridgeService(s).run_forever()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cmd_login(args, s: Settings) -> int:
@@ -98,6 +109,19 @@ def cmd_login(args, s: Settings) -> int:
     return EXIT_OK
 
 
+def _readable(read: Callable[[], object]) -> tuple[object | None, str | None]:
+    """(the settings, None), or (None, why) when the cloud would not give them: the rest of
+    `status` is still worth showing."""
+    from bridge.eapi import AuthError, EapiError
+
+    try:
+        return read(), None
+    except AuthError:
+        raise  # nothing else will be readable either
+    except EapiError as e:
+        return None, str(e)
+
+
 def _status_data(s: Settings, client) -> list[dict]:
     wanted = s.chargeamps_chargepoint_id
     out = []
@@ -105,10 +129,10 @@ def _status_data(s: Settings, client) -> list[dict]:
         if wanted and cp.id != wanted:
             continue
         status = client.status(cp.id)
-        settings = client.chargepoint_settings(cp.id)
+        settings, settings_error = _readable(lambda: client.chargepoint_settings(cp.id))
         connectors = []
         for c in cp.connectors or []:
-            cs = client.connector_settings(cp.id, c.connector_id)
+            cs, cs_error = _readable(lambda: client.connector_settings(cp.id, c.connector_id))
             st = next((x for x in status.connector_statuses or [] if x.connector_id == c.connector_id), None)
             connectors.append({
                 "connector_id": c.connector_id,
@@ -117,13 +141,16 @@ def _status_data(s: Settings, client) -> list[dict]:
                 "currents": {str(m.phase): m.current for m in (st.measurements or [])} if st else {},
                 "power_kw": st.charging_power_kw if st else None,
                 "session_energy_kwh": st.total_consumption_kwh if st else None,
-                "max_current": cs.max_current,
-                "mode": cs.mode,
-                "installation_current": cs.installation_current,
+                "max_current": cs.max_current if cs else None,
+                "mode": cs.mode if cs else None,
+                "installation_current": cs.installation_current if cs else None,
+                "settings_error": cs_error,
             })
         out.append({
             "id": cp.id, "name": cp.name, "type": cp.type, "status": status.status,
-            "max_current": settings.max_current, "installation_current": settings.installation_current,
+            "max_current": settings.max_current if settings else None,
+            "installation_current": settings.installation_current if settings else None,
+            "settings_error": settings_error,
             "connectors": connectors,
         })
     if wanted and not out:
@@ -142,8 +169,11 @@ def cmd_status(args, s: Settings) -> int:
         return EXIT_OK
     for cp in data:
         print(f"Charge point {cp['id']}  {cp['name'] or ''}  {cp['type'] or ''}  {cp['status']}")
-        print(f"  max current {_amps_text(cp['max_current'])}, "
-              f"installation current {_amps_text(cp['installation_current'])}")
+        if cp["settings_error"]:
+            print(f"  settings not readable: {cp['settings_error']}")
+        else:
+            print(f"  max current {_amps_text(cp['max_current'])}, "
+                  f"installation current {_amps_text(cp['installation_current'])}")
         print(f"  {'conn':<5}{'type':<9}{'status':<14}{'L1':>6}{'L2':>6}{'L3':>6}{'kW':>7}{'kWh':>8}{'max A':>7}  mode")
         for c in cp["connectors"]:
             cur = [c["currents"].get(p) for p in ("L1", "L2", "L3")]
@@ -153,18 +183,27 @@ def cmd_status(args, s: Settings) -> int:
                 f"{(c['power_kw'] or 0):>7.2f}{(c['session_energy_kwh'] or 0):>8.2f}"
                 f"{'-' if c['max_current'] is None else format(c['max_current'], 'g'):>7}  {c['mode'] or '-'}"
             )
+        for c in cp["connectors"]:
+            if c["settings_error"]:
+                print(f"  connector {c['connector_id']}: settings not readable: {c['settings_error']}")
     return EXIT_OK
 
 
-def _amps_argument(text: str) -> float:
-    try:
-        amps = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}") from None
-    # float() accepts "nan" and "inf"; neither is a current.
-    if not math.isfinite(amps):
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}")
-    return amps
+def number_argument(name: str, minimum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number (float() also takes "nan" and "inf"), at least `minimum`."""
+    def parse(text: str) -> float:
+        wanted = "a number" if minimum is None else f"a number from {minimum:g}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}") from None
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}")
+        return value
+    return parse
+
+
+_amps_argument = number_argument("AMPS")
 
 
 def cmd_set_current(args, s: Settings) -> int:

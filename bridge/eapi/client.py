@@ -166,7 +166,7 @@ class EapiClient:
             kind = "timed out" if _is_timeout(exc) else "could not connect"
             raise CloudUnavailable(
                 f"Charge Amps cloud unreachable ({kind}: {method} {API_PREFIX}{path}) at {self.base_url}; "
-                "check the network or CHARGEAMPS_BASE_URL, the bridge retries later"
+                "check the network or CHARGEAMPS_BASE_URL"
             ) from None
         except requests.RequestException as exc:
             raise CloudUnavailable(
@@ -183,7 +183,7 @@ class EapiClient:
             400: "the request was rejected as invalid",
             403: "this account may not do that on this charge point",
             404: "unknown charge point or connector; check CHARGEAMPS_CHARGEPOINT_ID / CHARGEAMPS_CONNECTOR_ID",
-        }.get(status, "the cloud has a problem; the bridge retries later" if status >= 500 else "")
+        }.get(status, "the cloud has a problem (a server error)" if status >= 500 else "")
         message = f"{what}: {hint}" if hint else what
         if detail:
             message = f"{message} ({detail})"

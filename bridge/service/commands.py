@@ -118,12 +118,16 @@ class CommandHandler:
         try:
             value = self._run(spec, command, payload)
         except (PayloadError, CommandRefused) as e:
-            self.health.commands_refused += 1
-            log.warning("refused %s: %s", command.topic, e)
-            return Outcome("error", None, str(e), spec.shown(self))
+            return self.refuse(command, str(e))
         except EapiError as e:
             return Outcome("error", None, f"the cloud did not accept it: {e}", spec.shown(self))
         return Outcome("ok", value)
+
+    def refuse(self, command: Command, why: str) -> Outcome:
+        """A command that is not applied: counted, logged, answered, and its value shown again."""
+        self.health.commands_refused += 1
+        log.warning("refused %s: %s", command.topic, why)
+        return Outcome("error", None, why, COMMANDS[command.name].shown(self))
 
     def _run(self, spec: CommandSpec, command: Command, payload: bytes) -> Any:
         now = self.clock()

@@ -18,6 +18,7 @@ from bridge import __version__
 from bridge.balancer import Balancer, Decision
 from bridge.config import ConfigError, Settings
 from bridge.eapi import EapiClient
+from bridge.instance import instance_id
 from bridge.mqtt.client import Message, Subscription
 from bridge.mqtt.meter import MeterConfigError
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
@@ -192,9 +193,16 @@ class BridgeService:
         command = self.topics.classify(msg.topic)
         if command is not None:
             if msg.retain:
-                log.warning("ignored retained command on %s: commands are never applied from retained messages", msg.topic)
-                return
-            outcome = self.commands.handle(command, msg.payload)
+                # The broker keeps a retained command and hands it to every later subscriber:
+                # it is a setting left lying around, never a request to act on now. An empty
+                # retained message only clears one.
+                if not msg.payload:
+                    return
+                outcome = self.commands.refuse(
+                    command, "refused: the message is retained, and a retained command is never applied; "
+                    "publish it without the retain flag (and clear the retained one with an empty retained message)")
+            else:
+                outcome = self.commands.handle(command, msg.payload)
             self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             if outcome.restate is not None:
                 self.publisher.publish(*outcome.restate, force=True)
@@ -249,6 +257,7 @@ class BridgeService:
             "connector_id": self.link.connector,
             "base_topic": self.topics.base,
             "current_level": self.settings.chargeamps_current_level,
+            "instance_id": instance_id(self.settings.chargeamps_state_dir),
         })
 
     def _publish_health(self, now: float) -> None:
