@@ -23,7 +23,7 @@ from bridge.config import ConfigError, Settings
 from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited, TokenStore
 from bridge.mqtt.client import Message, MqttClient, Subscription
 from bridge.mqtt.discovery import discovery_messages, ha_status_topic
-from bridge.mqtt.meter import MeterConfigError
+from bridge.mqtt.meter import MeterConfigError, MeterState
 from bridge.mqtt.payloads import PayloadError, format_bool, format_number, parse_bool, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
 from bridge.state import RuntimeSettings, RuntimeStore
@@ -149,6 +149,8 @@ class BridgeService:
             self.meter = settings.meter_source()
         except MeterConfigError as e:
             raise ConfigError(str(e)) from None
+        self.meter_state = MeterState(self.meter, fuse_a=settings.balancer_fuse_a,
+                                      stale_after_s=settings.balancer_stale_after_s)
         self.connector = settings.chargeamps_connector_id
         self.charger = ChargerView(cp_id=settings.chargeamps_chargepoint_id)
         self.health = Health()
@@ -257,6 +259,7 @@ class BridgeService:
             self.settings.balancer_fuse_a, self.settings.mqtt_host, self.settings.mqtt_port,
             self.topics.base,
         )
+        log.info("meter: %s", self.meter.describe())
         self.mqtt.start()
         self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
         self._worker.start()
@@ -355,28 +358,31 @@ class BridgeService:
 
     def _on_meter(self, msg: Message) -> None:
         now = self.clock()
-        if self.meter.is_heartbeat(msg.topic):
-            if not msg.retain:
-                self.balancer.meter_alive(now)
-                self._last_meter_at = now
-            return
-        try:
-            readings = self.meter.parse(msg.topic, msg.payload)
-        except PayloadError as e:
+        update = self.meter_state.on_message(msg.topic, msg.payload, msg.retain, now)
+        if update.invalid is not None:
             self.health.invalid_meter_payloads += 1
             last = self._bad_payload_logged.get(msg.topic)
             if last is None or now - last >= BAD_PAYLOAD_LOG_EVERY_S:
                 self._bad_payload_logged[msg.topic] = now
-                log.warning("ignored meter payload on %s: %s", msg.topic, e)
+                log.warning("ignored meter payload on %s: %s", msg.topic, update.invalid)
             return
-        if msg.retain:
-            # A retained value has unknown age: it proves nothing about the meter now.
-            log.info("retained meter value on %s not used (unknown age); waiting for a live one", msg.topic)
-            return
-        for phase, amps in readings:
-            self.balancer.meter(now, phase, amps)
-        self._last_meter_at = now
-        if self.events.empty():  # else the next queued reading decides (see _work)
+        if update.note:
+            log.info("%s", update.note)
+        if update.gap:
+            log.warning("%s", update.gap)
+        t = self.topics
+        for value in update.phases:
+            self.balancer.meter(now, value.phase, value.amps)
+            if value.power_w is not None:
+                self._publish(t.meter_power(value.phase), format_number(round(value.power_w, 1)))
+        if update.heartbeat:
+            # After the phases: a heartbeat vouches only for phases that have a value.
+            self.balancer.meter_alive(now)
+        if update.total_power_w is not None:
+            self._publish(t.meter_power_total, format_number(round(update.total_power_w, 1)))
+        if update.phases or update.heartbeat:
+            self._last_meter_at = now
+        if update.phases and self.events.empty():  # else the next queued reading decides (see _work)
             self._decide_and_apply(now)
 
     def _tick(self, now: float) -> None:
