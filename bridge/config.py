@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://eapi.charge.space"
@@ -153,28 +153,18 @@ class Settings(BaseSettings):
             raise ValueError("no such file")
         return v
 
-    @field_validator("p1_unit", mode="after")
+    @field_validator("p1_unit", "p1_power_unit", mode="after")
     @classmethod
-    def _unit(cls, v: str | None) -> str | None:
+    def _unit(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
-        from bridge.mqtt.meter import UNITS
+        from bridge.mqtt.meter import POWER_UNITS, UNITS
 
-        unit = UNITS.get(v.strip().lower())
+        units = UNITS if info.field_name == "p1_unit" else POWER_UNITS
+        unit = units.get(v.strip().lower())
         if unit is None:
-            raise ValueError("must be A, W or kW")
-        return unit
-
-    @field_validator("p1_power_unit", mode="after")
-    @classmethod
-    def _power_unit(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        from bridge.mqtt.meter import POWER_UNITS
-
-        unit = POWER_UNITS.get(v.strip().lower())
-        if unit is None:
-            raise ValueError("must be W or kW")
+            choices = list(units.values())
+            raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
         return unit
 
     @field_validator("chargeamps_base_url")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from hypothesis import assume, given, settings
@@ -162,6 +163,19 @@ def test_power_settings_combine_with_the_preset_per_phase() -> None:
     assert kinds_l1 == {POWER, VOLTAGE} and kinds_l2 == {DELIVERED, RETURNED, VOLTAGE}
 
 
+def test_a_phase_without_any_input_is_refused() -> None:
+    with pytest.raises(MeterConfigError) as info:
+        MeterSource(topics=("a", None, "c"))
+    assert str(info.value) == ("L2 has no input: set P1_TOPIC_L2 (current), P1_POWER_TOPIC_L2 (net power) "
+                               "or P1_POWER_DELIVERED_TOPIC_L2")
+
+
+def test_a_returned_topic_alone_names_itself_not_another_phase() -> None:
+    with pytest.raises(MeterConfigError) as info:
+        MeterSource.from_settings(returned_topics=[None, "x", None])
+    assert str(info.value).startswith("P1_POWER_RETURNED_TOPIC_L2 needs P1_POWER_DELIVERED_TOPIC_L2")
+
+
 def test_power_alone_needs_no_current_topic() -> None:
     m = MeterSource.from_settings(power_topics=["h/p1", "h/p2", "h/p3"], power_unit="kw")
     assert m.topics == (None, None, None) and m.power_unit == "kW"
@@ -186,7 +200,7 @@ def test_house_power_topic() -> None:
         ({"voltage_topics": [None, "v2", None]}, "P1_VOLTAGE_TOPIC_L2 is set but L2 has no power input"),
         ({"power_paths": [None, None, "x"]}, "P1_POWER_JSON_PATH_L3 is set but P1_POWER_TOPIC_L3 is not"),
         ({"total_power_path": "x"}, "P1_POWER_JSON_PATH is set but P1_POWER_TOPIC is not"),
-        ({"power_topics": ["p1", "p2", None]}, "L3 has no input"),
+        ({"power_topics": ["p1", "p2", None]}, None),  # L3 keeps the default current topic
         ({"power_unit": "A"}, "P1_POWER_UNIT must be W or kW"),
         ({"power_topics": ["same", "same", "p3"], "power_paths": ["a", "a", None]}, "read the same field 'a'"),
         ({"heartbeat_topic": "p1/current_l1"}, "P1_HEARTBEAT_TOPIC"),
@@ -573,3 +587,28 @@ def test_any_message_sequence_gives_only_finite_phases_within_the_bound(messages
             assert math.isfinite(v.amps) and abs(v.amps) <= 100
             assert v.power_w is None or math.isfinite(v.power_w)
         assert not (update.invalid and update.phases)
+
+
+def test_every_p1_setting_is_documented_in_the_readme_and_env_example() -> None:
+    from pathlib import Path
+
+    from bridge.config import Settings
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    example = (root / ".env.example").read_text()
+    names = [f.upper() for f in Settings.model_fields if f.startswith("p1_")]
+    assert len(names) > 30
+    # README groups the per-phase ones as `P1_X_L1` ... `_L3`; .env.example lists each.
+    missing_readme = [n for n in names if f"`{n}`" not in readme and f"`{n[:-1]}1`" not in readme]
+    missing_example = [n for n in names if f"# {n}=" not in example]
+    assert not missing_readme and not missing_example, (missing_readme, missing_example)
+
+
+def test_readme_preset_list_is_the_code_s() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `P1_PRESET`"))
+    listed = set(re.findall(r"`([a-z0-9-]+)`", row))
+    assert listed == set(P1_PRESETS)

@@ -410,7 +410,6 @@ class MeterSource:
         if UNITS.get(unit.strip().lower(), unit) != "A":
             # The current topics carry power (P1_UNIT W or kW): that replaces the preset's power inputs.
             preset_inputs = [i for i in preset_inputs if i.kind not in POWER_KINDS]
-        any_power_setting = any(t for k in POWER_KINDS for t in explicit[k][0])
         final_topics: list[str | None] = []
         final_paths: list[str | None] = []
         inputs: list[MeterInput] = []
@@ -423,8 +422,8 @@ class MeterSource:
                     # A preset's path only fits the preset's own topic.
                     path = path or base.paths[i]
                     inputs += preset_currents
-                elif not any_power_setting:
-                    topic = DEFAULT_TOPICS[i]
+                elif not any(explicit[k][0][i] for k in POWER_KINDS):
+                    topic = DEFAULT_TOPICS[i]  # a phase with a power topic needs no current
             final_topics.append(topic)
             final_paths.append(path)
             inputs += _explicit_or_preset(explicit, preset_inputs, POWER_KINDS, i)
