@@ -543,6 +543,19 @@ def test_a_live_value_is_used_at_once_while_retained_ones_of_the_phase_wait() ->
     assert v.amps == pytest.approx(3.0) and v.power_w == pytest.approx(500.0)
 
 
+def test_a_retained_copy_of_a_live_value_at_a_re_subscribe_keeps_it_live() -> None:
+    m = state(preset="dsmr-reader")
+    feed(m, DSMR_READER_RETAINED)  # live
+    feed(m, DSMR_READER_RETAINED[:3], retain=True)  # the broker re-sends them after a reconnect
+    [v] = m.on_message("dsmr/reading/phase_voltage_l1", b"230.4", False, 1.0).phases
+    assert v.amps == pytest.approx(2.17, abs=0.005)
+    m.on_message("dsmr/reading/phase_currently_delivered_l1", b"0.600", True, 2.0)  # a newer, unproven value
+    [v] = m.on_message("dsmr/reading/phase_voltage_l1", b"230.4", False, 3.0).phases
+    assert v.power_w == pytest.approx(500.0)  # the live one holds until a heartbeat vouches for the new one
+    [v] = m.on_message("dsmr/reading/timestamp", b"t", False, 4.0).phases
+    assert v.power_w == pytest.approx(600.0)
+
+
 def test_house_power_is_reported_live_and_held_like_the_phases() -> None:
     m = state(total_power_topic="house/p", heartbeat_topic="hb")
     assert m.on_message("house/p", b"-1234.5", False, 0).total_power_w == -1234.5

@@ -621,9 +621,9 @@ class MeterState:
         self.source = source
         self.limit_a = IMPLAUSIBLE_FUSE_MULTIPLE * fuse_a
         self.stale_after_s = stale_after_s
-        # (kind, phase) -> (value, proven live)
-        self._values: dict[tuple[str, int | None], tuple[float, bool]] = {}
-        self._held: set[int | None] = set()
+        # (kind, phase) -> value: the live ones, and retained ones waiting for a live heartbeat
+        self._values: dict[tuple[str, int | None], float] = {}
+        self._pending: dict[tuple[str, int | None], float] = {}
         self._last_live: dict[str, float] = {}
         self._gap_said = False
 
@@ -633,11 +633,10 @@ class MeterState:
             if retain:
                 return MeterUpdate()  # its age is unknown: it proves nothing
             gap = self._gap(topic, now)
-            held = sorted(self._held, key=lambda p: -1 if p is None else p)
-            for key, (value, _) in self._values.items():
-                self._values[key] = (value, True)
-            self._held.clear()
-            phases = self._phases(p for p in held if p is not None)
+            held = {phase for _, phase in self._pending}
+            self._values.update(self._pending)
+            self._pending.clear()
+            phases = self._phases(p for p in range(3) if p in held)
             note = None
             if phases:
                 names = ", ".join(f"L{v.phase + 1}" for v in phases)
@@ -654,19 +653,19 @@ class MeterState:
             return MeterUpdate(invalid=str(e))
         if not readings:
             return MeterUpdate()
-        live = not retain
-        touched: set[int | None] = set()
-        for r in readings:
-            self._values[(r.kind, r.phase)] = (r.value, live)
-            touched.add(r.phase)
-        if not live:
-            self._held |= touched
+        if retain:
+            for r in readings:
+                if self._values.get((r.kind, r.phase)) != r.value:  # else a copy re-sent at a re-subscribe
+                    self._pending[(r.kind, r.phase)] = r.value
             return MeterUpdate()
+        touched = set()
+        for r in readings:
+            self._values[(r.kind, r.phase)] = r.value
+            self._pending.pop((r.kind, r.phase), None)  # the live value is the newer one
+            touched.add(r.phase)
         gap = None if src.heartbeat_topic else self._gap(topic, now)
         total = self._live(TOTAL_POWER, None) if None in touched else None
-        return MeterUpdate(phases=self._phases(p for p in sorted(touched, key=lambda p: -1 if p is None else p)
-                                               if p is not None),
-                           total_power_w=total, gap=gap)
+        return MeterUpdate(phases=self._phases(p for p in range(3) if p in touched), total_power_w=total, gap=gap)
 
     def phase_value(self, phase: int) -> PhaseValue | None:
         """The phase's current from its latest live values; None while nothing usable is known.
@@ -693,8 +692,7 @@ class MeterState:
         return tuple(v for v in values if v is not None)
 
     def _live(self, kind: str, phase: int | None) -> float | None:
-        held = self._values.get((kind, phase))
-        return held[0] if held is not None and held[1] else None
+        return self._values.get((kind, phase))
 
     def _volts(self, phase: int | None) -> float:
         measured = None if phase is None else self._live(VOLTAGE, phase)
