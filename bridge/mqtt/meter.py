@@ -298,6 +298,7 @@ class MeterSource:
     inputs: tuple[MeterInput, ...] = ()
     power_unit: str = "W"
     all_inputs: tuple[MeterInput, ...] = field(init=False, repr=False, compare=False)
+    _by_topic: dict[str, tuple[MeterInput, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.topics) != 3 or len(self.paths) != 3:
@@ -345,6 +346,10 @@ class MeterSource:
         object.__setattr__(self, "heartbeat_topic", heartbeat)
         object.__setattr__(self, "inputs", tuple(others))
         object.__setattr__(self, "all_inputs", all_inputs)
+        by_topic: dict[str, list[MeterInput]] = {}
+        for inp in all_inputs:
+            by_topic.setdefault(inp.topic, []).append(inp)
+        object.__setattr__(self, "_by_topic", {t: tuple(i) for t, i in by_topic.items()})
 
     @classmethod
     def from_settings(
@@ -447,7 +452,7 @@ class MeterSource:
 
     def subscriptions(self) -> list[str]:
         """Topics to subscribe to, each once (inputs may share one JSON topic)."""
-        seen = dict.fromkeys(i.topic for i in self.all_inputs)
+        seen = dict.fromkeys(self._by_topic)
         if self.heartbeat_topic:
             seen.setdefault(self.heartbeat_topic)
         return list(seen)
@@ -456,8 +461,8 @@ class MeterSource:
         """A message here proves the meter alive even when no value changed."""
         return self.heartbeat_topic is not None and topic == self.heartbeat_topic
 
-    def inputs_on(self, topic: str) -> list[MeterInput]:
-        return [i for i in self.all_inputs if i.topic == topic]
+    def inputs_on(self, topic: str) -> tuple[MeterInput, ...]:
+        return self._by_topic.get(topic, ())
 
     def has_power(self, phase: int) -> bool:
         """Whether a power input (or the current topic in W/kW) serves this phase."""
