@@ -625,3 +625,31 @@ def test_readme_preset_list_is_the_code_s() -> None:
     row = next(line for line in readme.splitlines() if line.startswith("| `P1_PRESET`"))
     listed = set(re.findall(r"`([a-z0-9-]+)`", row))
     assert listed == set(P1_PRESETS)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"P1_POWER_RETURNED_TOPIC_L2": "house/l2_returned"},
+         "P1_POWER_RETURNED_TOPIC_L2 needs P1_POWER_DELIVERED_TOPIC_L2"),
+        ({"P1_PRESET": "homewizard", "P1_POWER_TOPIC_L1": "n", "P1_POWER_DELIVERED_TOPIC_L1": "d"},
+         "L1 has a net power (P1_POWER_TOPIC_L1"),
+        ({"P1_POWER_UNIT": "A"}, "P1_POWER_UNIT: must be W or kW"),
+        ({"P1_VOLTAGE_JSON_PATH_L3": "v"}, "P1_VOLTAGE_JSON_PATH_L3 is set but P1_VOLTAGE_TOPIC_L3 is not"),
+    ],
+)
+def test_a_bad_combination_in_the_environment_is_one_configuration_line(monkeypatch, tmp_path, settings, message):
+    import os
+
+    from bridge.config import ConfigError, load_settings
+
+    for name in list(os.environ):
+        if name.upper().startswith(("P1_", "BALANCER_", "MQTT_", "CHARGEAMPS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert text.startswith("invalid configuration: ") and message in text and "\n" not in text
