@@ -14,6 +14,7 @@ from typing import Callable
 
 from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A, LimitError, check_charger_current
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -61,17 +62,10 @@ def settings_secrets(s: Settings) -> list[str]:
 
 
 def _client(s: Settings):
-    from bridge.eapi import EapiClient, TokenStore
+    from bridge.eapi import client_from_settings
 
     s.require_cloud()
-    return EapiClient(
-        s.chargeamps_base_url,
-        s.chargeamps_email,
-        s.chargeamps_password,
-        s.chargeamps_api_key,
-        token_store=TokenStore(s.token_file),
-        timeout=s.chargeamps_http_timeout,
-    )
+    return client_from_settings(s)
 
 
 def _chargepoint_id(s: Settings, client) -> str:
@@ -175,8 +169,11 @@ def _amps_argument(text: str) -> float:
 
 def cmd_set_current(args, s: Settings) -> int:
     amps = args.amps
-    if amps != int(amps) or not (amps == 0 or 6 <= amps <= 32):
-        print(f"error: AMPS must be 0 (pause) or whole amps from 6 to 32; got {amps:g}", file=sys.stderr)
+    try:
+        check_charger_current(amps, MAX_CURRENT_A)
+    except LimitError:
+        print(f"error: AMPS must be 0 (pause) or whole amps from {MIN_CURRENT_A} to {MAX_CURRENT_A}; got {amps:g}",
+              file=sys.stderr)
         return EXIT_USAGE
     client = _client(s)
     cp = _chargepoint_id(s, client)
@@ -238,10 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "session energy and settings.")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)
-    sc = sub.add_parser("set-current", help="set the charging current (0 or 6..32 A)",
+    sc = sub.add_parser("set-current", help=f"set the charging current (0 or {MIN_CURRENT_A}..{MAX_CURRENT_A} A)",
                         description="Write the charging current (connector maxCurrent, or the charge point's "
                         "with CHARGEAMPS_CURRENT_LEVEL=chargepoint), read it back and print it.")
-    sc.add_argument("amps", type=_amps_argument, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
+    sc.add_argument("amps", type=_amps_argument, metavar="AMPS", help=f"0 pauses; {MIN_CURRENT_A} to {MAX_CURRENT_A}, not above the installation current")
     sc.set_defaults(func=cmd_set_current)
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, description=text)

@@ -16,6 +16,9 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
+
 DEFAULT_BASE_URL = "https://eapi.charge.space"
 
 
@@ -106,13 +109,13 @@ class Settings(BaseSettings):
     p1_power_json_path: str | None = None
 
     # Balancer
-    balancer_strategy: Literal["adaptive", "homey"] = "adaptive"
+    balancer_strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
     balancer_max_a: float = Field(24, gt=0, le=250)
     balancer_fuse_a: float = Field(25, gt=0, le=250)
-    balancer_default_current: int = Field(16, ge=6, le=32)
-    balancer_min_current: int = Field(6, ge=6, le=32)
+    balancer_default_current: int = Field(16, ge=MIN_CURRENT_A, le=MAX_CURRENT_A)
+    balancer_min_current: int = Field(MIN_CURRENT_A, ge=MIN_CURRENT_A, le=MAX_CURRENT_A)
     balancer_stale_after_s: float = Field(30, ge=1, le=3600)
-    balancer_failsafe_current: int = Field(6, ge=0, le=32)
+    balancer_failsafe_current: int = Field(MIN_CURRENT_A, ge=0, le=MAX_CURRENT_A)
     balancer_restore_interval_s: float = Field(600, ge=1)
     balancer_raise_hold_s: float | None = Field(None, ge=0)
     balancer_min_pause_s: float = Field(300, ge=0)

@@ -193,14 +193,68 @@ def test_stale_charger_readings_fall_back_to_the_last_command() -> None:
     b = Balancer(BalancerConfig(), "adaptive")
     for n in range(3):
         b.meter(0, n, 15.0)
-    b.charger(0, None, None)  # not charging: the meter is all house
-    d = b.decide(0)
-    assert d.charge_at == 9
-    b.commanded(0, 9)
+    b.commanded(0, 0)  # paused
+    b.charger(20, (0.0, 0.0, 0.0), (False, False, False))  # not charging: the meter is all house
     for n in range(3):
-        b.meter(200, n, 15.0)  # charger readings now 200 s old: the car is taken to draw 9 A
+        b.meter(20, n, 15.0)
+    d = b.decide(20)
+    assert d.charge_at == 9
+    b.commanded(20, 9)
+    for n in range(3):
+        b.meter(200, n, 15.0)  # charger readings now 180 s old: the car is taken to draw 9 A
     d = b.decide(200)
     assert d.headroom == (18.0, 18.0, 18.0)
+
+
+def feed_all(b: Balancer, now: float, amps: float) -> None:
+    for n in range(3):
+        b.meter(now, n, amps)
+
+
+def test_a_charger_that_reports_no_draw_at_full_offer_is_taken_at_its_word_whatever_is_written() -> None:
+    # No car plugged in (or a full one): the house is the whole meter, before and after any write.
+    b = Balancer(BalancerConfig(), "adaptive")
+    for t in range(0, 120):
+        if t % 30 == 0:  # the service's poll
+            b.charger(t, (0.0, 0.0, 0.0), (False, False, False))
+        feed_all(b, t, 5.0)
+        d = b.decide(t)
+        if d.command is not None:
+            b.commanded(t, d.command)
+        assert d.headroom == (19.0, 19.0, 19.0), t
+    assert d.charge_at == 16
+    b.charger(120, (0.0, 0.0, 0.0), (False, False, False))  # reported at an offer of 16 A
+    b.commanded(125, 6)  # say, the fail-safe
+    feed_all(b, 130, 5.0)
+    assert b.decide(130).headroom == (19.0, 19.0, 19.0)
+    # The house alone at 20 A: 4 A left, the car is paused (were it taken to draw 16 A it would keep 16).
+    feed_all(b, 131, 20.0)
+    assert b.decide(131).charge_at == 0
+
+
+def test_not_knowing_what_the_charger_delivers_falls_back_to_the_commands() -> None:
+    b = Balancer(BalancerConfig(), "adaptive")
+    b.charger(0, (0.0, 0.0, 0.0), (False, False, False))
+    feed_all(b, 0, 5.0)
+    b.commanded(0, b.decide(0).command or 0)
+    b.charger(20, None, None)  # a charging status without measurements
+    feed_all(b, 20, 21.0)
+    d = b.decide(20)
+    assert d.headroom == (19.0, 19.0, 19.0) and d.charge_at == 16  # the car is taken to draw the 16 A written
+
+
+def test_a_car_paused_by_the_balancer_is_taken_to_draw_again_once_resumed() -> None:
+    # Not drawing because the balancer offered 0 A says nothing about the car: a resume makes it charge.
+    h = House(BalancerConfig(min_pause_s=30), report_charger=False)
+    h.run(5, (5.0, 5.0, 5.0))
+    h.run(30, (5.0, 20.0, 5.0))  # 4 A left on L2: pause
+    assert h.writes[-1][1] == 0
+    h.b.charger(h.t, (0.0, 0.0, 0.0), (False, False, False))
+    decisions = h.run(90, (5.0, 9.0, 5.0))
+    assert h.writes[-1][1] == 15
+    # After the resume settled the meter carries the car's 15 A: the house is still 9 A on L2.
+    assert decisions[-1].headroom[1] == 24 - 9.0
+    assert all(d.command is None or d.command == 15 for d in decisions)
 
 
 def test_a_different_load_after_a_raise_does_not_lengthen_the_hold() -> None:
@@ -213,6 +267,35 @@ def test_a_different_load_after_a_raise_does_not_lengthen_the_hold() -> None:
     h.run(30, (5.0, 15.0, 5.0))  # a kettle (10 A on L2) within cycle_window_s of the raise
     assert s._cycle_level_at(h.t) == 0
     assert s.raise_hold(h.t) == BalancerConfig().raise_hold_s
+
+
+def test_an_unexplained_cut_soon_after_a_raise_doubles_the_hold_up_to_its_maximum() -> None:
+    # The house creeps up (never a step the load tracker takes for a load switching on), so
+    # nothing explains the cuts; without write budget there is no quick raise either.
+    cfg = BalancerConfig(write_budget_per_h=0, write_budget_burst=0)
+    h = settled(cfg)
+
+    def creep_up() -> None:
+        for i in range(1, 33):
+            h.step((5.0, 5.0 + 0.25 * i, 5.0))  # 5 -> 13 A on L2 in 32 s: cut down to 11 A
+        h.run(60, (5.0, 13.0, 5.0))
+        assert h.writes[-1][1] == 11
+
+    def drop(seconds: int) -> list[tuple[int, str]]:
+        """(seconds after the drop, reason) of every write while the house is back at 5 A."""
+        decisions = h.run(seconds, (5.0, 5.0, 5.0))
+        return [(i, d.reason) for i, d in enumerate(decisions) if d.command is not None]
+
+    creep_up()
+    assert drop(80) == [(60, "headroom held 60 s: raise to 16 A")]  # no raise before it: the plain hold
+    raised_at = h.writes[-1][0]
+    creep_up()  # cut within cycle_window_s of the raise
+    assert [t for t, _ in h.writes if t > raised_at][0] - raised_at <= cfg.cycle_window_s
+    assert drop(140) == [(120, "headroom held 120 s: raise to 16 A")]
+    creep_up()
+    assert drop(260) == [(240, "headroom held 240 s: raise to 16 A")]
+    creep_up()
+    assert drop(260) == [(240, "headroom held 240 s: raise to 16 A")]  # raise_hold_max_s
 
 
 def test_meter_noise_near_the_limit_is_not_chased() -> None:

@@ -69,12 +69,32 @@ def test_installation_current_caps_the_output() -> None:
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_meter_never_read_is_stale_and_gives_failsafe(strategy: str) -> None:
+def test_just_started_it_waits_for_the_meter_then_a_phase_never_read_gives_failsafe(strategy: str) -> None:
     b = Balancer(BalancerConfig(), strategy)
-    b.meter(0, 0, 10)
-    d = b.decide(0)
-    assert d.meter_stale and d.charge_at == 6 and d.command == 6
+    b.meter(100, 0, 10)  # the balancer's start: the first `now` it is given
+    for t in range(100, 130):
+        d = b.decide(t)
+        assert d.command is None and d.waiting_for_meter and not d.meter_stale
+        assert d.charge_at == 16 and not d.paused  # a charger not written to is taken to charge at the cap
+    assert d.reason == "waiting for the meter (29/30 s; no reading yet on L2, L3)"
+    d = b.decide(130)
+    assert d.meter_stale and d.charge_at == 6 and d.command == 6 and not d.waiting_for_meter
     assert "meter stale" in d.reason and "L2" in d.reason
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_meter_heard_within_stale_after_s_of_the_start_means_no_failsafe_write(strategy: str) -> None:
+    b = Balancer(BalancerConfig(), strategy)
+    assert b.decide(0).command is None
+    commands = []
+    for t in range(1, 60):
+        if t >= 12:
+            feed(b, t, 5, 5, 5)
+        d = b.decide(t)
+        if d.command is not None:
+            commands.append((t, d.command))
+            b.commanded(t, d.command)
+    assert commands == [(12, 16)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -102,7 +122,8 @@ def test_heartbeat_keeps_the_meter_live_without_new_values() -> None:
 
 def test_failsafe_zero_pauses() -> None:
     b = Balancer(BalancerConfig(failsafe_current=0))
-    d = b.decide(0)
+    assert b.decide(0).command is None
+    d = b.decide(30)
     assert d.charge_at == 0 and d.paused and d.command == 0
 
 
@@ -144,7 +165,7 @@ def test_decision_to_dict_is_json() -> None:
     assert json.loads(text)["strategy"] == "adaptive"
     assert set(data) == {
         "charge_at", "command", "loadbal", "phase_currents", "headroom",
-        "meter_stale", "paused", "reason", "strategy",
+        "meter_stale", "paused", "reason", "strategy", "waiting_for_meter",
     }
     assert data["phase_currents"][0] == 5.123
 

@@ -453,3 +453,35 @@ def test_token_file_that_is_not_utf8_is_ignored_without_quoting_it(tmp_path, cap
         assert TokenStore(path).load("http://h:1", "me@x.org") is None
     assert "corrupt token file" in caplog.text and "not UTF-8" in caplog.text
     assert "secret" not in caplog.text and "0xff" not in caplog.text
+
+
+# ConnectorStatus as the v5 document defines it (bridge/eapi/swagger_v5.json):
+# `measurements` is nullable and the cloud sends it only while a car charges;
+# `status` is a free string (own protocol or OCPP 1.6 ChargePointStatus values).
+@pytest.mark.parametrize(
+    "status, measurements, currents",
+    [
+        ("Available", None, (0.0, 0.0, 0.0)),
+        ("Connected", None, (0.0, 0.0, 0.0)),
+        ("SuspendedEV", [], (0.0, 0.0, 0.0)),
+        ("SuspendedEVSE", None, (0.0, 0.0, 0.0)),
+        ("Faulted", None, (0.0, 0.0, 0.0)),
+        ("Charging", None, None),  # charging, but how much is not said
+        ("Unknown", None, None),
+        (None, None, None),
+        ("SomethingNew", None, None),
+        ("Charging", [{"phase": "L1", "current": 10.5, "voltage": 230}], (10.5, 0.0, 0.0)),
+    ],
+)
+def test_connector_currents_are_zero_when_the_status_says_nothing_is_delivered(status, measurements, currents):
+    from bridge.eapi.models import ConnectorStatus
+
+    conn = ConnectorStatus.model_validate({"connectorId": 1, "status": status, "measurements": measurements})
+    assert conn.phase_currents() == currents
+    assert conn.active_phases() == (None if currents is None else tuple(c >= 1.0 for c in currents))
+
+
+def test_an_unplugged_connector_in_the_simulator_reports_zero_currents(sim):
+    sim.connector(1).car_plugged = False
+    status = make_client(sim).status(sim.chargepoint_id).connector(1)
+    assert status.status == "Available" and status.phase_currents() == (0.0, 0.0, 0.0)

@@ -265,12 +265,11 @@ def live(broker, tmp_path_factory):
         )
         errors = ErrorRecorder()
         logging.getLogger().addHandler(errors)
-        svc = BridgeService(s)
-        probe = CorrelatingProbe(broker.host, broker.port)
         # The fuzz drives the direct charger commands far faster than the command budget
         # allows a user (tests/test_service_e2e.py pins that budget); here it would only
         # turn the paths under test into refusals.
-        svc.command_budget = CommandBudget(burst=1e9, per_minute=1e9, tokens=1e9)
+        svc = BridgeService(s, command_budget=CommandBudget(burst=1e9, per_minute=1e9, tokens=1e9))
+        probe = CorrelatingProbe(broker.host, broker.port)
         svc.start()
         live = Live(svc, sim, probe)
         live.errors = errors
@@ -280,7 +279,7 @@ def live(broker, tmp_path_factory):
             # The end of the module: still alive, still answering, every command answered once.
             answer = live.command(f"{live.base}/bridge/request/refresh", b"")
             assert answer["status"] == "ok", answer
-            time.sleep(0.5)
+            # Answers go out in order: every earlier command's answer is in before this one.
             general = {}
             for _, t, p, _ in list(probe.messages):
                 if t == f"{live.base}/bridge/response":

@@ -62,14 +62,14 @@ def test_bad_path_syntax_is_refused(path: str) -> None:
 # --- building a source ----------------------------------------------------------
 
 
-def test_default_source_is_the_p1_current_topics_in_amps() -> None:
+def test_default_source_is_the_default_topics_in_amps() -> None:
     m = MeterSource.from_settings()
     assert m.topics == DEFAULT_TOPICS == ("p1/current_l1", "p1/current_l2", "p1/current_l3")
     assert (m.unit, m.voltage, m.heartbeat_topic) == ("A", 230.0, None)
     assert m.subscriptions() == list(DEFAULT_TOPICS)
 
 
-def test_every_documented_preset_exists() -> None:
+def test_the_documented_presets_exist() -> None:
     for name in ("dsmr-reader", "homewizard", "homewizard-v2", "tasmota-sml", "esphome-dsmr", "shelly-3em",
                  "shelly-pro-3em", "dsmr-api"):
         assert name in P1_PRESETS
@@ -299,6 +299,11 @@ def test_dsmr_api_string_inside_an_array() -> None:
 def test_a_current_topic_in_w_or_kw_carries_power(unit: str, payload: bytes, watts: float) -> None:
     m = MeterSource.from_settings(unit=unit)
     assert values(m.parse("p1/current_l1", payload)) == [(POWER, 0, pytest.approx(watts))]
+
+
+def test_a_kw_value_too_large_for_watts_is_a_payload_error_not_infinity() -> None:
+    with pytest.raises(PayloadError):
+        MeterSource.from_settings(unit="kW").parse("p1/current_l1", b"1.797693134862316e+305")
 
 
 def test_dsmr_reader_kw_topics_are_read_in_watts() -> None:

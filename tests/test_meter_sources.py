@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from bridge.sim.cloud import CloudSimulator
-from tests.e2e import BridgeProcess, Probe, bridge_env, topic, wait_online, wait_until
+from tests.e2e import BridgeProcess, Probe, bridge_env, max_current_writes, topic, wait_online, wait_until
 
 # homey goes to full power as soon as every phase is live, which keeps the checks short.
 QUICK = {"BALANCER_STRATEGY": "homey", "BALANCER_MIN_COMMAND_INTERVAL_S": "0", "BALANCER_RAISE_HOLD_S": "1"}
@@ -212,6 +212,7 @@ def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(run
         state = json.loads(probe.latest[topic(env2, "balancer/state")])
         assert not state["meter_stale"] and "no reading yet" not in state["reason"]
         assert sim.connector(1).max_current == 16
+        assert 6 not in max_current_writes(sim, since=t)  # the fail-safe was never written
         out = second.output()
         assert "retained values of L1, L2, L3 taken as current: the heartbeat on dsmr/reading/timestamp is live" in out
         # the change-only topics are quiet on purpose: no gap warning for them

@@ -7,7 +7,11 @@ a command is in flight (`settle_s` after it was written: the cloud and the car
 take seconds to follow) the car may draw the old or the new value. For a cut
 the car is taken to draw the larger (an overshoot already being cut is not cut
 twice, a raise on its way is not mistaken for a new load); for a raise the
-smaller (the house is never taken for lighter than it may be).
+smaller (the house is never taken for lighter than it may be). A report that
+the car draws nothing while it was offered at least the minimum current (no
+car, or a car that does not want to charge now) holds whatever is written
+next: the car is taken to draw nothing until a report says otherwise, so the
+house is never taken for lighter than it is when such a car starts on its own.
 
 Cuts are immediate and by the whole overshoot (beyond `overshoot_tolerance_a`,
 which never reaches the fuse). Raises go to the level the headroom allowed at
@@ -48,6 +52,7 @@ import math
 from collections import deque
 from typing import Callable
 
+from bridge.balancer.core import whole_amps_for_charger
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     PHASES,
@@ -114,18 +119,14 @@ class AdaptiveStrategy:
         return PHASES
 
     def _charger_fresh(self, now: float, obs: Observations) -> bool:
-        return obs.charger_at is not None and now - obs.charger_at <= self._cfg().charger_stale_after_s
+        return (obs.charger_currents is not None and obs.charger_at is not None
+                and now - obs.charger_at <= self._cfg().charger_stale_after_s)
 
     def _drawn(self, amps: int | None) -> int:
         """What a car draws when told `amps`: nothing below the minimum."""
         if amps is None or amps < self._cfg().min_current:
             return 0
         return amps
-
-    def car_draw(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, float]:
-        """The car's draw per phase (the most it may draw now), and the seconds until the latest command settles."""
-        high, _low, settle_left = self.car_draw_range(now, obs, used)
-        return high, settle_left
 
     def car_draw_range(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, Triple, float]:
         """The most and the least the car may have drawn per phase when that phase's meter reading
@@ -152,14 +153,17 @@ class AdaptiveStrategy:
         # Commands written after `t` had no part in a reading taken at `t`.
         known = [(ct, a) for ct, a in commands if ct <= t] or list(commands[:1])
         last_at = known[-1][0] if known else None
-        if (
-            self._charger_fresh(t, obs)
-            and obs.charger_at is not None
-            and (last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s))
-        ):
-            # Measured after that command settled: the ground truth.
-            measured = (obs.charger_currents or (0.0, 0.0, 0.0))[phase]
-            return measured, measured
+        report = obs.charger_currents if self._charger_fresh(t, obs) else None
+        if report is not None and obs.charger_at is not None:
+            if last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s):
+                # Measured after that command settled: the ground truth.
+                return report[phase], report[phase]
+            offered = obs.charger_offered
+            if max(report) < PHASE_IN_USE_A and (offered is None or offered >= cfg.min_current):
+                # Offered enough to charge and not charging: no car, or one that does not want to
+                # charge now. Another current does not change that; when the car starts on its
+                # own the next report says so (until then its draw is taken for the house's).
+                return 0.0, 0.0
         if not known:
             # Nothing written and nothing measured yet (the bridge just started): a
             # charger left alone charges at full power, and taking the meter as all
@@ -195,9 +199,6 @@ class AdaptiveStrategy:
     def _spend(self, now: float, writes: float) -> None:
         self._tokens = self.tokens(now) - writes
         self._tokens_at = now
-
-    def _budget_allows_quick_raise(self, now: float) -> bool:
-        return self.tokens(now) >= WRITES_PER_RAISE
 
     # ---- the raise hold -----------------------------------------------------
     def raise_hold(self, now: float, level: int | None = None) -> float:
@@ -338,12 +339,12 @@ class AdaptiveStrategy:
             )
 
         if self.target is None:
-            self._set_target(now, self._fitting(available))
+            self._set_target(now, whole_amps_for_charger(available, cfg))
             self._tokens_at = now
             return proposal(f"start: {where}, {self.target} A fits")
 
         if self.target > cap or (self.target > 0 and self.target > available + cfg.cut_tolerance_a):
-            new = min(self._fitting(available), cap)
+            new = whole_amps_for_charger(available, cfg)
             self._note_cut(now)
             self._set_target(now, new)
             if new == 0:
@@ -357,12 +358,6 @@ class AdaptiveStrategy:
             )
         above = any(meter[n] > cfg.max_a for n in used)
         return self._consider_raise(now, where, above, proposal)
-
-    def _fitting(self, available: float) -> int:
-        """The most the car may draw within `available` amps per phase: whole amps, or 0."""
-        cfg = self._cfg()
-        amps = min(math.floor(available), cfg.current_cap)
-        return amps if amps >= cfg.min_current else 0
 
     def _consider_raise(
         self, now: float, where: str, above_max_a: bool, proposal: Callable[[str], Proposal]

@@ -10,6 +10,8 @@ import math
 from typing import Protocol
 
 from bridge.balancer.model import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
     PHASES,
     BalancerConfig,
     Decision,
@@ -38,11 +40,11 @@ def _strategies() -> dict[str, type]:
     from bridge.balancer.adaptive import AdaptiveStrategy
     from bridge.balancer.homey import HomeyStrategy
 
-    return {"adaptive": AdaptiveStrategy, "homey": HomeyStrategy}
+    classes = {cls.name: cls for cls in (AdaptiveStrategy, HomeyStrategy)}
+    assert tuple(classes) == STRATEGIES, "STRATEGIES names every strategy class"
+    return classes
 
 
-STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
-DEFAULT_STRATEGY = "adaptive"
 
 
 def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
@@ -81,9 +83,11 @@ class Balancer:
         self._charger_currents: Triple | None = None
         self._charger_phases: tuple[bool, bool, bool] | None = None
         self._charger_at: float | None = None
+        self._charger_offered: int | None = None
         self._commanded: int | None = None
         self._commanded_at: float | None = None
         self._recent_commands: list[tuple[float, int]] = []
+        self._started_at: float | None = None
         self._strategy: Strategy = classes[strategy](self._cfg_view)
 
     # The strategies read the live config through this, so reconfigure() reaches them.
@@ -99,7 +103,13 @@ class Balancer:
         return self._strategy_name
 
     # ---- inputs -------------------------------------------------------------
+    def _seen(self, now: float) -> None:
+        # The balancer has no clock: its start is the first `now` it is given.
+        if self._started_at is None:
+            self._started_at = now
+
     def meter(self, now: float, phase: int, amps: float) -> None:
+        self._seen(now)
         if phase not in PHASES:
             raise ValueError(f"phase must be 0, 1 or 2 (L1..L3), got {phase!r}")
         if not math.isfinite(amps):
@@ -110,6 +120,7 @@ class Balancer:
         self._strategy.on_meter(now, phase, float(amps), previous)
 
     def meter_alive(self, now: float) -> None:
+        self._seen(now)
         # A heartbeat vouches only for phases that have a value to vouch for.
         for n in PHASES:
             if self._meter_at[n] is not None:
@@ -121,11 +132,29 @@ class Balancer:
         currents: tuple[float, float, float] | None,
         phases: tuple[bool, bool, bool] | None,
     ) -> None:
-        self._charger_currents = None if currents is None else tuple(max(0.0, float(c)) for c in currents)  # type: ignore[assignment]
+        """What the charger reports it delivers per phase: (0, 0, 0) when it reports that no car
+        draws; None when it does not say (the report is forgotten, the commands count again)."""
+        self._seen(now)
+        if currents is None:
+            self._charger_currents = self._charger_phases = self._charger_at = None
+            self._charger_offered = None
+            return
+        self._charger_currents = tuple(max(0.0, float(c)) for c in currents)  # type: ignore[assignment]
         self._charger_phases = None if phases is None else tuple(bool(p) for p in phases)  # type: ignore[assignment]
         self._charger_at = now
+        self._charger_offered = self._least_offered(now)
+
+    def _least_offered(self, now: float) -> int | None:
+        """The least current the car may have been offered at `now` (a command still on its way
+        or the one before it), or None when nothing has been written."""
+        horizon = now - self._cfg.settle_s
+        settled = [a for t, a in self._recent_commands if t <= horizon][-1:]
+        unsettled = [a for t, a in self._recent_commands if t > horizon]
+        offered = settled + unsettled
+        return min(offered) if offered else None
 
     def commanded(self, now: float, amps: int) -> None:
+        self._seen(now)
         amps = int(amps)
         if amps != self._commanded or self._commanded_at is None:
             self._commanded_at = now
@@ -144,6 +173,7 @@ class Balancer:
             del recent[0]
 
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
+        self._seen(now)
         known = {f.name for f in dataclasses.fields(BalancerConfig)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -161,19 +191,41 @@ class Balancer:
             charger_currents=self._charger_currents,
             charger_phases=self._charger_phases,
             charger_at=self._charger_at,
+            charger_offered=self._charger_offered,
             commanded=self._commanded,
             commanded_at=self._commanded_at,
             recent_commands=tuple(self._recent_commands),
         )
 
     def decide(self, now: float) -> Decision:
+        self._seen(now)
         self._forget_settled_commands(now)
         obs = self.observations()
         stale = meter_staleness(now, obs.meter_at, self._cfg)
         if stale is not None:
+            assert self._started_at is not None
+            if any(t is None for t in obs.meter_at) and now < self._started_at + self._cfg.stale_after_s:
+                return self._waiting_for_meter(now - self._started_at, stale)
             return self._fail_safe(now, obs, stale)
         proposal = self._strategy.propose(now, obs)
         return self._output(now, proposal.target, proposal, proposal.reason, meter_stale=False)
+
+    def _waiting_for_meter(self, waited: float, why: str) -> Decision:
+        """Just started: the meter has `stale_after_s` to speak before the fail-safe applies; until
+        then nothing is written (the charger keeps what it has, assumed at most the current cap)."""
+        charge_at = self._commanded if self._commanded is not None else self._cfg.current_cap
+        return Decision(
+            charge_at=charge_at,
+            command=None,
+            loadbal=(0.0, 0.0, 0.0),
+            phase_currents=tuple(self._meter),  # type: ignore[arg-type]
+            headroom=(None, None, None),
+            meter_stale=False,
+            paused=charge_at == 0,
+            reason=f"waiting for the meter ({waited:.0f}/{self._cfg.stale_after_s:.0f} s; {why})",
+            strategy=self._strategy_name,
+            waiting_for_meter=True,
+        )
 
     def _fail_safe(self, now: float, obs: Observations, why: str) -> Decision:
         """The meter cannot be trusted: charge at the fail-safe current (0 = pause)."""

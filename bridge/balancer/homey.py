@@ -1,11 +1,10 @@
 """Strategy `homey`: the original Homey flows, arithmetic unchanged.
 
-See ../shared/seed/SEED-BEHAVIOUR.md. ElAmp1..3 fire when a phase *becomes
-greater than* MaxA (upward crossing only) and grow that phase's reduction by
-the overshoot; ElRestore runs every `restore_interval_s` while ChargeAt is
+The flows ElAmp1..3 fire when a phase *becomes greater than* MaxA (upward
+crossing only) and grow that phase's reduction by the overshoot; ElRestore runs every `restore_interval_s` while ChargeAt is
 below the default. Both flows set ChargeAt one second after the LoadBal update
 (the flows' "after 1 s" delay), reading the variables as they are by then.
-ChargeAt and LoadBal keep the seed's raw values (fractions, below 6, below 0);
+ChargeAt and LoadBal keep the flows' raw values (fractions, below 6, below 0);
 only the shared output stage turns them into what the charger may be sent.
 """
 
@@ -15,7 +14,7 @@ from typing import Callable
 
 from bridge.balancer.model import PHASES, BalancerConfig, Observations, Proposal, phase_name
 
-SEED_CHARGEAT_DELAY_S = 1.0  # the flows' "after 1 s" between LoadBal and ChargeAt
+FLOW_CHARGEAT_DELAY_S = 1.0  # the flows' "after 1 s" between LoadBal and ChargeAt
 
 
 class HomeyStrategy:
@@ -39,7 +38,7 @@ class HomeyStrategy:
         if not crossed:
             return
         self.loadbal[phase] = max(0.0, self.loadbal[phase] + amps - max_a)
-        self._chargeat_due = now + SEED_CHARGEAT_DELAY_S
+        self._chargeat_due = now + FLOW_CHARGEAT_DELAY_S
         self._last_event = (
             f"{phase_name(phase)} rose to {amps:.1f} A over MaxA {max_a:g} A: "
             f"LoadBal{phase_name(phase)} {self.loadbal[phase]:.1f}"
@@ -51,7 +50,7 @@ class HomeyStrategy:
         for n in PHASES:
             amps = meter[n] if meter[n] is not None else cfg.max_a
             self.loadbal[n] = max(0.0, reduction - max(0.0, cfg.max_a - amps))
-        self._chargeat_due = now + SEED_CHARGEAT_DELAY_S
+        self._chargeat_due = now + FLOW_CHARGEAT_DELAY_S
         self._last_event = "restore (every {:g} s)".format(cfg.restore_interval_s)
 
     def _start_restore_timer(self, now: float) -> None:
@@ -68,7 +67,7 @@ class HomeyStrategy:
             self._apply_chargeat()
 
     def on_fail_safe(self, now: float, current: int) -> None:
-        # The seed has no fail-safe; its variables carry on untouched.
+        # The original flows have no fail-safe; their variables carry on untouched.
         pass
 
     def propose(self, now: float, obs: Observations) -> Proposal:

@@ -37,12 +37,10 @@ class Load:
     step: list[float]  # amps per phase (0 on phases the load is not on)
     on: bool
     since: float
-    first_seen: float
     comebacks: int = 0  # off -> on transitions seen
     on_s: float | None = None
     off_s: float | None = None
     longest_off_s: float = 0.0
-    last_step_at: float = 0.0
 
     @property
     def phases(self) -> tuple[int, ...]:
@@ -56,12 +54,10 @@ class LoadTracker:
     def __init__(self) -> None:
         self.loads: list[Load] = []
         self._level: list[float | None] = [None, None, None]
-        self._prev: list[float | None] = [None, None, None]
         self.last_up: tuple[float, Load, bool] | None = None  # when, which load, whether it came back
 
     def reset(self) -> None:
         self._level = [None, None, None]
-        self._prev = [None, None, None]
 
     # ---- input --------------------------------------------------------------
     def feed(self, now: float, house: Triple | None, cfg: BalancerConfig) -> None:
@@ -105,11 +101,11 @@ class LoadTracker:
                 load.off_s = off if load.off_s is None else EMA * off + (1 - EMA) * load.off_s
                 load.longest_off_s = max(load.longest_off_s, off)
                 load.comebacks += 1
-                load.on, load.since, load.last_step_at = True, now, now
+                load.on, load.since = True, now
                 load.step = [(a + b) / 2 if a > 0 else 0.0 for a, b in zip(load.step, step)]
                 self.last_up = (now, load, True)
                 return
-        load = Load(step=list(step), on=True, since=now, first_seen=now, last_step_at=now)
+        load = Load(step=list(step), on=True, since=now)
         self.loads.append(load)
         self.last_up = (now, load, False)
 
@@ -118,7 +114,7 @@ class LoadTracker:
             if load.on and self._matches(load, step, cfg):
                 on = now - load.since
                 load.on_s = on if load.on_s is None else EMA * on + (1 - EMA) * load.on_s
-                load.on, load.since, load.last_step_at = False, now, now
+                load.on, load.since = False, now
                 return
 
     def _forget(self, now: float, cfg: BalancerConfig) -> None:

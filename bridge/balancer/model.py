@@ -6,11 +6,17 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from bridge.limits import MIN_CURRENT_A
+
 Triple = tuple[float, float, float]
 OptTriple = tuple[float | None, float | None, float | None]
 
 PHASES = (0, 1, 2)
-IEC_MIN_CURRENT = 6  # IEC 61851: below 6 A a charger may not signal a charge
+IEC_MIN_CURRENT = MIN_CURRENT_A
+
+# The balancer strategies, by the name BALANCER_STRATEGY takes.
+STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
+DEFAULT_STRATEGY = "adaptive"
 
 
 def phase_name(phase: int) -> str:
@@ -127,6 +133,9 @@ class Observations:
     charger_currents: Triple | None
     charger_phases: tuple[bool, bool, bool] | None
     charger_at: float | None
+    # The least current the car may have been offered when the charger reported (None: nothing
+    # written yet): a report of no draw at an offer of at least min_current is the car's own choice.
+    charger_offered: int | None
     commanded: int | None
     commanded_at: float | None
     # Commands written to the cloud, oldest first: every one from the last
@@ -155,6 +164,9 @@ class Decision:
     paused: bool
     reason: str
     strategy: str
+    # Just started, the meter not heard on every phase yet: nothing is written until it has been
+    # silent for stale_after_s (then the fail-safe applies).
+    waiting_for_meter: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

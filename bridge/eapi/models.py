@@ -17,6 +17,14 @@ ConnectorMode = Literal["On", "Off", "Schedule"]
 CONNECTOR_MODES: tuple[str, ...] = ("On", "Off", "Schedule")
 DIMMER_VALUES: tuple[str, ...] = ("Off", "Low", "Medium", "High")
 PHASE_NAMES: tuple[str, str, str] = ("L1", "L2", "L3")
+# Connector statuses in which no current flows to a car: Charge Amps' own protocol
+# (Available, Connected, Error) and OCPP 1.6's ChargePointStatus values other than
+# Charging (the car or the charger suspends, a session is being prepared or
+# finished, the connector is reserved, unavailable or faulted).
+NOT_DELIVERING_STATUSES: frozenset[str] = frozenset({
+    "Available", "Connected", "Error",
+    "Preparing", "SuspendedEVSE", "SuspendedEV", "Finishing", "Reserved", "Unavailable", "Faulted",
+})
 
 
 class _Model(BaseModel):
@@ -52,9 +60,13 @@ class ConnectorStatus(_Model):
     _empty_list = field_validator("measurements", mode="before")(_none_to_empty_list)
 
     def phase_currents(self) -> tuple[float, float, float] | None:
-        """Per-phase amps (L1, L2, L3), or None when the cloud reports no measurements."""
+        """Per-phase amps (L1, L2, L3) the connector delivers.
+
+        The cloud sends measurements only while a car charges: without them, a
+        status that says the connector delivers nothing gives (0, 0, 0), and any
+        other status (`Charging`, `Unknown`, one not known here) gives None: not known."""
         if not self.measurements:
-            return None
+            return (0.0, 0.0, 0.0) if self.status in NOT_DELIVERING_STATUSES else None
         currents = [0.0, 0.0, 0.0]
         for m in self.measurements:
             if m.phase in PHASE_NAMES:
@@ -62,7 +74,7 @@ class ConnectorStatus(_Model):
         return (currents[0], currents[1], currents[2])
 
     def active_phases(self, threshold_a: float = 1.0) -> tuple[bool, bool, bool] | None:
-        """Which phases carry at least `threshold_a`, or None without measurements."""
+        """Which phases carry at least `threshold_a`, or None when the currents are not known."""
         currents = self.phase_currents()
         if currents is None:
             return None

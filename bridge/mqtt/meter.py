@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
+from bridge.limits import IMPLAUSIBLE_FUSE_MULTIPLE, meter_amps_bound
 from bridge.mqtt.payloads import PayloadError, _json_kind, coerce_number, decode_text, load_json, parse_number
 
 # Larger than any meter message seen (Tasmota SENSOR, dsmr/json are ~2 KB),
@@ -25,9 +26,6 @@ DEFAULT_TOPICS = ("p1/current_l1", "p1/current_l2", "p1/current_l3")
 DEFAULT_VOLTAGE = 230.0
 # What a phase voltage can be: the bounds of P1_VOLTAGE and of a measured voltage.
 VOLTAGE_RANGE = (100.0, 300.0)
-# A reading beyond this many times the main fuse is no current the installation
-# carries (a power in W sent as amps, a unit mix-up): it is refused like garbage.
-IMPLAUSIBLE_FUSE_MULTIPLE = 4
 UNITS = {"a": "A", "w": "W", "kw": "kW"}
 POWER_UNITS = {"w": "W", "kw": "kW"}
 _WATTS_PER = {"A": None, "W": 1.0, "kW": 1000.0}
@@ -71,7 +69,7 @@ class FieldMissing(PayloadError):
 
 
 @dataclass(frozen=True)
-class MeterInput:
+class MeterField:
     """One value the meter sends: its kind, phase (0..2; None for the whole house),
     topic and JSON path (None: the payload is the number)."""
 
@@ -86,10 +84,10 @@ class MeterInput:
         return what if self.phase is None else f"L{self.phase + 1} {what}"
 
 
-def _per_phase(kind: str, topic: str, path: str | None = None) -> tuple[MeterInput, ...]:
+def _per_phase(kind: str, topic: str, path: str | None = None) -> tuple[MeterField, ...]:
     """Three inputs from templates: {n} is 1..3, {i} is 0..2, {abc} is a..c."""
     return tuple(
-        MeterInput(kind, i, topic.format(n=i + 1, i=i, abc="abc"[i], device="{device}"),
+        MeterField(kind, i, topic.format(n=i + 1, i=i, abc="abc"[i], device="{device}"),
                    None if path is None else path.format(n=i + 1, i=i, abc="abc"[i]))
         for i in range(3)
     )
@@ -104,7 +102,7 @@ class MeterPreset:
     topics: tuple[str, str, str]
     paths: tuple[str | None, str | None, str | None] = (None, None, None)
     unit: str = "A"
-    inputs: tuple[MeterInput, ...] = ()
+    inputs: tuple[MeterField, ...] = ()
     power_unit: str = "W"
     heartbeat_topic: str | None = None
     default_device: str | None = None
@@ -140,7 +138,7 @@ P1_PRESETS: dict[str, MeterPreset] = {
             inputs=(
                 *_per_phase(POWER, "homewizard/{device}", "active_power_l{n}_w"),
                 *_per_phase(VOLTAGE, "homewizard/{device}", "active_voltage_l{n}_v"),
-                MeterInput(TOTAL_POWER, None, "homewizard/{device}", "active_power_w"),
+                MeterField(TOTAL_POWER, None, "homewizard/{device}", "active_power_w"),
             ),
             default_device="p1",
             note="the local API v1 JSON re-published on MQTT",
@@ -151,7 +149,7 @@ P1_PRESETS: dict[str, MeterPreset] = {
             inputs=(
                 *_per_phase(POWER, "homewizard/{device}", "power_l{n}_w"),
                 *_per_phase(VOLTAGE, "homewizard/{device}", "voltage_l{n}_v"),
-                MeterInput(TOTAL_POWER, None, "homewizard/{device}", "power_w"),
+                MeterField(TOTAL_POWER, None, "homewizard/{device}", "power_w"),
             ),
             default_device="p1",
             note="the local API v2 JSON re-published on MQTT",
@@ -190,12 +188,12 @@ P1_PRESETS: dict[str, MeterPreset] = {
             inputs=(
                 *_per_phase(POWER, _SHELLY_PRO, "{abc}_act_power"),
                 *_per_phase(VOLTAGE, _SHELLY_PRO, "{abc}_voltage"),
-                MeterInput(TOTAL_POWER, None, _SHELLY_PRO, "total_act_power"),
+                MeterField(TOTAL_POWER, None, _SHELLY_PRO, "total_act_power"),
                 # The RPC notifications (on by default) carry only what changed.
                 *_per_phase(CURRENT, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_current"),
                 *_per_phase(POWER, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_act_power"),
                 *_per_phase(VOLTAGE, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_voltage"),
-                MeterInput(TOTAL_POWER, None, _SHELLY_PRO_EVENTS, "params.em:0.total_act_power"),
+                MeterField(TOTAL_POWER, None, _SHELLY_PRO_EVENTS, "params.em:0.total_act_power"),
             ),
             default_device="shellypro3em",
             note="Gen2; the device is the Shelly's MQTT prefix (shellypro3em-<mac> by default)",
@@ -272,7 +270,7 @@ def _clean(value: str | None) -> str | None:
 class FieldReading(NamedTuple):
     """One value read from a message, in A (current), W (powers) or V (voltage)."""
 
-    input: MeterInput
+    input: MeterField
     value: float
 
     @property
@@ -295,10 +293,10 @@ class MeterSource:
     unit: str = "A"
     voltage: float = DEFAULT_VOLTAGE
     heartbeat_topic: str | None = None
-    inputs: tuple[MeterInput, ...] = ()
+    inputs: tuple[MeterField, ...] = ()
     power_unit: str = "W"
-    all_inputs: tuple[MeterInput, ...] = field(init=False, repr=False, compare=False)
-    _by_topic: dict[str, tuple[MeterInput, ...]] = field(init=False, repr=False, compare=False)
+    all_inputs: tuple[MeterField, ...] = field(init=False, repr=False, compare=False)
+    _by_topic: dict[str, tuple[MeterField, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.topics) != 3 or len(self.paths) != 3:
@@ -315,7 +313,7 @@ class MeterSource:
             raise MeterConfigError(f"P1_VOLTAGE must be a phase voltage between {lo:g} and {hi:g}: got {voltage!r}")
         topics = tuple(None if _clean(t) is None else _check_topic(t, f"P1_TOPIC_L{i + 1}") for i, t in enumerate(self.topics))
         paths = tuple(_clean(p) for p in self.paths)
-        currents = tuple(MeterInput(CURRENT, i, t, paths[i]) for i, t in enumerate(topics) if t is not None)
+        currents = tuple(MeterField(CURRENT, i, t, paths[i]) for i, t in enumerate(topics) if t is not None)
         for i, p in enumerate(paths):
             if p is not None and topics[i] is None:
                 raise MeterConfigError(f"P1_JSON_PATH_L{i + 1} is set but P1_TOPIC_L{i + 1} is not")
@@ -324,7 +322,7 @@ class MeterSource:
             if inp.kind not in _TOPIC_SETTING or (inp.phase is None) != (inp.kind == TOTAL_POWER):
                 raise MeterConfigError(f"not a meter input: {inp!r}")
             topic = _check_topic(inp.topic, topic_setting(inp.kind, inp.phase))
-            others.append(MeterInput(inp.kind, inp.phase, topic, _clean(inp.path)))
+            others.append(MeterField(inp.kind, inp.phase, topic, _clean(inp.path)))
         all_inputs = currents + tuple(others)
         for inp in all_inputs:
             if inp.path is not None:
@@ -346,7 +344,7 @@ class MeterSource:
         object.__setattr__(self, "heartbeat_topic", heartbeat)
         object.__setattr__(self, "inputs", tuple(others))
         object.__setattr__(self, "all_inputs", all_inputs)
-        by_topic: dict[str, list[MeterInput]] = {}
+        by_topic: dict[str, list[MeterField]] = {}
         for inp in all_inputs:
             by_topic.setdefault(inp.topic, []).append(inp)
         object.__setattr__(self, "_by_topic", {t: tuple(i) for t, i in by_topic.items()})
@@ -411,13 +409,13 @@ class MeterSource:
             )
         }
         unit = unit if unit else (base.unit if base else "A")
-        preset_inputs = [MeterInput(i.kind, i.phase, on_device(i.topic), i.path) for i in (base.inputs if base else ())]
+        preset_inputs = [MeterField(i.kind, i.phase, on_device(i.topic), i.path) for i in (base.inputs if base else ())]
         if UNITS.get(unit.strip().lower(), unit) != "A":
             # The current topics carry power (P1_UNIT W or kW): that replaces the preset's power inputs.
             preset_inputs = [i for i in preset_inputs if i.kind not in POWER_KINDS]
         final_topics: list[str | None] = []
         final_paths: list[str | None] = []
-        inputs: list[MeterInput] = []
+        inputs: list[MeterField] = []
         for i in range(3):
             topic, path = explicit[CURRENT][0][i], explicit[CURRENT][1][i]
             preset_currents = [p for p in preset_inputs if p.kind == CURRENT and p.phase == i]
@@ -435,7 +433,7 @@ class MeterSource:
             inputs += _explicit_or_preset(explicit, preset_inputs, (VOLTAGE,), i)
         total_topic, total_path = _clean(total_power_topic), _clean(total_power_path)
         if total_topic is not None:
-            inputs.append(MeterInput(TOTAL_POWER, None, total_topic, total_path))
+            inputs.append(MeterField(TOTAL_POWER, None, total_topic, total_path))
         elif total_path is not None:
             raise MeterConfigError("P1_POWER_JSON_PATH is set but P1_POWER_TOPIC is not")
         else:
@@ -461,18 +459,18 @@ class MeterSource:
         """A message here proves the meter alive even when no value changed."""
         return self.heartbeat_topic is not None and topic == self.heartbeat_topic
 
-    def inputs_on(self, topic: str) -> tuple[MeterInput, ...]:
+    def inputs_on(self, topic: str) -> tuple[MeterField, ...]:
         return self._by_topic.get(topic, ())
 
     def has_power(self, phase: int) -> bool:
         """Whether a power input (or the current topic in W/kW) serves this phase."""
         return any(i.phase == phase and self._kind(i) in POWER_KINDS for i in self.all_inputs)
 
-    def _kind(self, inp: MeterInput) -> str:
+    def _kind(self, inp: MeterField) -> str:
         # A current topic in W or kW carries a phase's net power.
         return POWER if inp.kind == CURRENT and self.unit != "A" else inp.kind
 
-    def _watts_per_unit(self, inp: MeterInput) -> float:
+    def _watts_per_unit(self, inp: MeterField) -> float:
         if inp.kind == CURRENT:
             return _WATTS_PER[self.unit] or 1.0
         if inp.kind == VOLTAGE:
@@ -500,8 +498,11 @@ class MeterSource:
             except PayloadError as e:
                 raise PayloadError(f"{inp.label} on {topic}: {e}") from None
             kind = self._kind(inp)
-            shown_input = inp if kind == inp.kind else MeterInput(kind, inp.phase, inp.topic, inp.path)
-            readings.append(FieldReading(shown_input, value * self._watts_per_unit(inp)))
+            shown_input = inp if kind == inp.kind else MeterField(kind, inp.phase, inp.topic, inp.path)
+            value *= self._watts_per_unit(inp)
+            if not math.isfinite(value):  # a huge kW value overflows when made W
+                raise PayloadError(f"{inp.label} on {topic}: a value out of range")
+            readings.append(FieldReading(shown_input, value))
         if not readings and not any(_has_root(obj, i.path) for i in inputs if i.path is not None):
             fields = ", ".join(dict.fromkeys(i.path for i in inputs if i.path is not None))
             raise PayloadError(f"the message on {topic} carries none of the meter's fields ({fields})")
@@ -512,19 +513,19 @@ class MeterSource:
         parts = []
         for inp in self.all_inputs:
             path = f" [{inp.path}]" if inp.path else ""
-            parts.append(f"{MeterInput(self._kind(inp), inp.phase, inp.topic).label} {inp.topic}{path}")
+            parts.append(f"{MeterField(self._kind(inp), inp.phase, inp.topic).label} {inp.topic}{path}")
         hb = f", heartbeat {self.heartbeat_topic}" if self.heartbeat_topic else ""
         units = f"currents in {self.unit}" + (f", powers in {self.power_unit}" if self.inputs else "")
         return f"{'; '.join(parts)} ({units}, {self.voltage:g} V unless measured{hb})"
 
 
-def _explicit_or_preset(explicit, preset_inputs: list[MeterInput], kinds: tuple[str, ...], phase: int) -> list[MeterInput]:
+def _explicit_or_preset(explicit, preset_inputs: list[MeterField], kinds: tuple[str, ...], phase: int) -> list[MeterField]:
     """A phase's inputs of these kinds: from the settings when any is set there, else the preset's."""
     chosen = []
     for kind in kinds:
         topic, path = explicit[kind][0][phase], explicit[kind][1][phase]
         if topic is not None:
-            chosen.append(MeterInput(kind, phase, topic, path))
+            chosen.append(MeterField(kind, phase, topic, path))
         elif path is not None:
             raise MeterConfigError(f"{path_setting(kind, phase)} is set but {topic_setting(kind, phase)} is not")
     if chosen:
@@ -532,7 +533,7 @@ def _explicit_or_preset(explicit, preset_inputs: list[MeterInput], kinds: tuple[
     return [p for p in preset_inputs if p.kind in kinds and p.phase == phase]
 
 
-def _check_phases(inputs: Sequence[MeterInput], unit: str) -> None:
+def _check_phases(inputs: Sequence[MeterField], unit: str) -> None:
     for phase in range(3):
         kinds = {POWER if i.kind == CURRENT and unit != "A" else i.kind for i in inputs if i.phase == phase}
         n = phase + 1
@@ -557,8 +558,8 @@ def _check_phases(inputs: Sequence[MeterInput], unit: str) -> None:
             )
 
 
-def _check_shared_topics(inputs: Sequence[MeterInput]) -> None:
-    by_topic: dict[str, list[MeterInput]] = {}
+def _check_shared_topics(inputs: Sequence[MeterField]) -> None:
+    by_topic: dict[str, list[MeterField]] = {}
     for inp in inputs:
         by_topic.setdefault(inp.topic, []).append(inp)
     for topic, sharing in by_topic.items():
@@ -568,7 +569,7 @@ def _check_shared_topics(inputs: Sequence[MeterInput]) -> None:
         if plain:
             names = ", ".join(path_setting(i.kind, i.phase) for i in sharing)
             raise MeterConfigError(f"{len(sharing)} inputs share the topic {topic!r}, so each needs a JSON path ({names})")
-        seen: dict[str, MeterInput] = {}
+        seen: dict[str, MeterField] = {}
         for i in sharing:
             if i.path in seen:
                 raise MeterConfigError(
@@ -624,7 +625,7 @@ class MeterState:
 
     def __init__(self, source: MeterSource, *, fuse_a: float, stale_after_s: float) -> None:
         self.source = source
-        self.limit_a = IMPLAUSIBLE_FUSE_MULTIPLE * fuse_a
+        self.limit_a = meter_amps_bound(fuse_a)
         self.stale_after_s = stale_after_s
         # (kind, phase) -> value: the live ones, and retained ones waiting for a live heartbeat
         self._values: dict[tuple[str, int | None], float] = {}
@@ -738,9 +739,8 @@ __all__ = [
     "DEFAULT_TOPICS",
     "DELIVERED",
     "FieldReading",
-    "IMPLAUSIBLE_FUSE_MULTIPLE",
     "MeterConfigError",
-    "MeterInput",
+    "MeterField",
     "MeterPreset",
     "MeterSource",
     "MeterState",

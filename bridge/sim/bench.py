@@ -26,19 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.balancer.from_env import config_values_from_env
+from bridge.balancer.model import STRATEGIES
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
 from bridge.sim.house import HouseTrace, load_trace
 from bridge.sim.scenarios import scenario, scenario_names
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
-DEFAULT_STRATEGIES = ("adaptive", "homey")
+DEFAULT_STRATEGIES = STRATEGIES
 
-# Targets of issue 7 for the adaptive strategy, compared with homey.
+# Targets for the adaptive strategy on each built-in scenario. How long an overload lasts is what
+# opens a fuse (a gG fuse holds 1.25 x its rating for an hour, an MCB 1.13 x), so the longest run over
+# the fuse is bounded, not the seconds compared with another strategy.
 TARGET_FUSE_MARGIN_S = 3.0
-TARGET_FUSE_SECONDS_VS_REFERENCE = 1.10
 TARGET_ENERGY_RATIO = 0.96
 TARGET_WRITES_PER_HOUR = 20.0
+MAX_GENERATED_HOUSES = 10000
 
 
 class BenchError(ValueError):
@@ -258,17 +261,14 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return {}
 
 
-def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive", reference: str = "homey") -> list[str]:
-    """Issue 7's targets that `strategy` misses on one trace entry of the report."""
+def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list[str]:
+    """The per-trace targets that `strategy` misses on one trace entry of the report."""
     s = entry["strategies"].get(strategy)
     if s is None:
         return []
     misses = []
     if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
         misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    ref = entry["strategies"].get(reference)
-    if ref is not None and s["seconds_over_fuse"] > TARGET_FUSE_SECONDS_VS_REFERENCE * ref["seconds_over_fuse"]:
-        misses.append(f"{s['seconds_over_fuse']} s over fuse > 110 % of {reference}'s {ref['seconds_over_fuse']} s")
     if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_ENERGY_RATIO:
         misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_ENERGY_RATIO}")
     per_hour = s["commands"] / (entry["duration_s"] / 3600)
@@ -362,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
                    help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="draw currents, MaxA, ChargeAt and the car's draw")
+    p.add_argument("--plot", metavar="FILE.png", help="draw currents, MaxA, ChargeAt and the car's draw "
+                                                      "(with --generate: each metric's distribution over the houses)")
+    p.add_argument("--generate", type=int, metavar="N",
+                   help="replay N generated houses instead of the built-in scenarios (see --seed)")
+    p.add_argument("--seed", type=int, metavar="S", help="the generated houses' seed (default 1); the same "
+                                                         "seed gives the same houses")
     return p
 
 
@@ -370,15 +375,19 @@ def bench_main(argv: list[str]) -> int:
     """The `bench` command: 0 when it ran, 2 on bad input."""
     args = build_parser().parse_args(argv)
     try:
-        from bridge.balancer import Balancer, BalancerConfig
+        from bridge.balancer import BalancerConfig
     except ImportError as e:
         print(f"bench: the balancer is not available: {e}", file=sys.stderr)
         return 2
 
-    def make_balancer(cfg: Any, strategy: str) -> BalancerLike:
-        return Balancer(cfg, strategy=strategy)
+    return run_cli(args, BalancerConfig, real_balancer)
 
-    return run_cli(args, BalancerConfig, make_balancer)
+
+def real_balancer(cfg: Any, strategy: str) -> BalancerLike:
+    """The service's balancer (a module-level function, so replays can run in a second process)."""
+    from bridge.balancer import Balancer
+
+    return Balancer(cfg, strategy=strategy)
 
 
 def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
@@ -390,6 +399,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
         return 2
+    generate_error = _generate_arguments_error(args)
+    if generate_error:
+        print(f"bench: {generate_error}", file=sys.stderr)
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -398,6 +411,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
             return 2
     try:
         cfg = balancer_config_from_env(config_cls, environ)
+        if args.generate is not None:
+            for strategy in strategies:
+                balancer_factory(cfg, strategy)
+            return _run_generated_cli(args, cfg, strategies, balancer_factory)
         traces = [load_trace(path) for path in args.trace]
         names = args.scenario or ([] if args.trace else scenario_names())
         traces += [scenario(name) for name in names]
@@ -412,12 +429,48 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
 
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
                         record=bool(args.plot))
+    from bridge.sim.distribution import distribution, format_distribution
+
+    report["distribution"] = distribution(report["traces"], strategies)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_table(report))
+        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=False))
     if args.plot:
         plot(args.plot, traces, raw, limits_of(cfg))
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
+    return 0
+
+
+def _generate_arguments_error(args: argparse.Namespace) -> str | None:
+    if args.generate is None:
+        return "--seed needs --generate N" if args.seed is not None else None
+    if args.trace or args.scenario:
+        return "--generate replays generated houses; it cannot be combined with --trace or --scenario"
+    if not 1 <= args.generate <= MAX_GENERATED_HOUSES:
+        return f"--generate needs between 1 and {MAX_GENERATED_HOUSES} houses, got {args.generate}"
+    if args.seed is not None and args.seed < 0:
+        return f"--seed cannot be negative, got {args.seed}"
+    return None
+
+
+def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[str],
+                       balancer_factory: BalancerFactory) -> int:
+    from bridge.sim.distribution import distribution, format_distribution, plot_distribution, run_generated
+
+    seed = 1 if args.seed is None else args.seed
+    report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s)
+    report["distribution"] = distribution(report["traces"], strategies)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.generate} generated houses, seed {seed}")
+        print(format_table(report))
+        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=True))
+    if args.plot:
+        plot_distribution(args.plot, report, args.charger_lag_s)
         if not args.json:
             print(f"\nplot written to {args.plot}")
     return 0

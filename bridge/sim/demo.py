@@ -20,6 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bridge.balancer.model import STRATEGIES
 from bridge.config import ConfigError, load_settings
 from bridge.sim.charger import ChargerModel
 from bridge.sim.cloud import CloudSimulator
@@ -166,7 +167,7 @@ def demo_main(argv: list[str]) -> int:
                         help="real seconds to run (default: until the scenario ends or Ctrl-C)")
     parser.add_argument("--charger-lag-s", type=float, default=10.0,
                         help="simulated seconds from a cloud write to the car drawing it")
-    parser.add_argument("--strategy", choices=("adaptive", "homey"), default=None,
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="balancer strategy (default: BALANCER_STRATEGY)")
     args = parser.parse_args(argv)
     if not 1 <= args.speed <= 60:
@@ -175,6 +176,7 @@ def demo_main(argv: list[str]) -> int:
         parser.error("--charger-lag-s cannot be negative")
 
     from bridge.service import BridgeService
+    from bridge.sim.clock import ScaledClock
 
     base = load_settings()
     logging.getLogger().setLevel(logging.WARNING)
@@ -197,10 +199,7 @@ def demo_main(argv: list[str]) -> int:
         conn.car_plugged = True
         conn.car_max_a = trace.car_max_a
         charger = ChargerModel(lag_s=args.charger_lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a)
-        start = time.monotonic()
-
-        def clock() -> float:
-            return (time.monotonic() - start) * args.speed
+        clock = ScaledClock(args.speed)
 
         conn.draw_override = lambda offered, now: charger.phase_draw(clock())
         state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
@@ -214,7 +213,7 @@ def demo_main(argv: list[str]) -> int:
         if args.strategy:
             overrides["balancer_strategy"] = args.strategy
         settings = load_settings(**overrides)
-        service = BridgeService(settings, clock=clock, speed=args.speed)
+        service = BridgeService(settings, clock=clock)
         service.start()
         cleanup.insert(0, service.stop)
         house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,

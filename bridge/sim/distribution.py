@@ -1,0 +1,211 @@
+"""Figures over many houses: per-strategy percentiles, the distribution targets, and replaying generated houses.
+
+Per house and strategy the bench reports energy, writes and seconds over the
+fuse; over many houses what matters is how those spread: the 10th percentile,
+the median and the 90th percentile, the best and the worst house.
+Percentiles interpolate linearly between the sorted values (the "inclusive"
+method of Python's `statistics.quantiles`, numpy's default).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.sim.bench import (
+    TARGET_FUSE_MARGIN_S,
+    TARGET_WRITES_PER_HOUR,
+    BalancerFactory,
+    run_bench,
+)
+from bridge.sim.generate import generate_house
+
+METRICS = ("energy_ratio", "writes_per_h", "longest_over_fuse_s", "seconds_over_fuse_per_h")
+FIGURES = ("p10", "median", "p90", "min", "max")
+
+# Targets on the distribution of generated houses (default settings): energy against the oracle's,
+# cloud writes an hour, and how long and how often the fuse is overloaded.
+TARGET_ENERGY_P10 = 0.95
+TARGET_ENERGY_MEDIAN = 0.97
+TARGET_WRITES_MEDIAN = 12.0
+TARGET_WRITES_P90 = TARGET_WRITES_PER_HOUR
+TARGET_FUSE_S_PER_H_MEDIAN = 45.0
+# The worst house may overload for two lags and a margin: a second load switching on while a cut settles.
+TARGET_WORST_FUSE_MARGIN_S = 5.0
+MAX_PROCESSES = 2
+
+
+def house_figures(entry: dict, strategy: str) -> dict[str, float | None]:
+    """The four distribution metrics of one trace entry of the report, for one strategy."""
+    s = entry["strategies"][strategy]
+    hours = entry["duration_s"] / 3600
+    return {
+        "energy_ratio": s["energy_ratio"],
+        "writes_per_h": s["commands"] / hours,
+        "longest_over_fuse_s": float(s["longest_over_fuse_s"]),
+        "seconds_over_fuse_per_h": s["seconds_over_fuse"] / hours,
+    }
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks of sorted values (`fraction` in 0..1)."""
+    if not ordered:
+        raise ValueError("no values")
+    position = fraction * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def summarise(values: Sequence[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"houses": 0, **{figure: None for figure in FIGURES}}
+    return {
+        "houses": len(ordered),
+        "p10": round(percentile(ordered, 0.1), 4),
+        "median": round(percentile(ordered, 0.5), 4),
+        "p90": round(percentile(ordered, 0.9), 4),
+        "min": round(ordered[0], 4),
+        "max": round(ordered[-1], 4),
+    }
+
+
+def distribution(entries: Sequence[dict], strategies: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """Per strategy and metric: houses, p10, median, p90, min and max over `entries`.
+
+    A house whose oracle gets no energy has no energy ratio and is left out of that metric only.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for strategy in strategies:
+        per_house = [house_figures(entry, strategy) for entry in entries]
+        out[strategy] = {
+            metric: summarise([h[metric] for h in per_house if h[metric] is not None]) for metric in METRICS
+        }
+    return out
+
+
+def distribution_misses(dist: dict, lag_s: float, strategy: str = "adaptive") -> list[str]:
+    """The distribution targets `strategy` misses."""
+    d = dist.get(strategy)
+    if d is None or not d["energy_ratio"]["houses"]:
+        return []
+    checks = [
+        ("energy_ratio", "p10", TARGET_ENERGY_P10, False),
+        ("energy_ratio", "median", TARGET_ENERGY_MEDIAN, False),
+        ("writes_per_h", "median", TARGET_WRITES_MEDIAN, True),
+        ("writes_per_h", "p90", TARGET_WRITES_P90, True),
+        ("longest_over_fuse_s", "p90", lag_s + TARGET_FUSE_MARGIN_S, True),
+        ("longest_over_fuse_s", "max", 2 * lag_s + TARGET_WORST_FUSE_MARGIN_S, True),
+        ("seconds_over_fuse_per_h", "median", TARGET_FUSE_S_PER_H_MEDIAN, True),
+    ]
+    misses = []
+    for metric, figure, target, at_most in checks:
+        value = d[metric][figure]
+        if value is None:
+            continue
+        if (value > target) if at_most else (value < target):
+            misses.append(f"{metric} {figure} {value:g} {'>' if at_most else '<'} {target:g}")
+    return misses
+
+
+_LABELS = {
+    "energy_ratio": "energy ratio",
+    "writes_per_h": "writes/h",
+    "longest_over_fuse_s": "longest > fuse (s)",
+    "seconds_over_fuse_per_h": "s > fuse per h",
+}
+
+
+def format_distribution(dist: dict, lag_s: float, *, with_targets: bool) -> str:
+    lines = ["", "-- distribution over the scored traces --",
+             f"{'strategy':<10} {'metric':<20} {'houses':>6} " + " ".join(f"{f:>8}" for f in FIGURES)]
+    for strategy, metrics in dist.items():
+        for metric, figures in metrics.items():
+            cells = ["-" if figures[f] is None else f"{figures[f]:.3f}" if metric == "energy_ratio"
+                     else f"{figures[f]:.1f}" for f in FIGURES]
+            lines.append(f"{strategy:<10} {_LABELS[metric]:<20} {figures['houses']:>6} "
+                         + " ".join(f"{c:>8}" for c in cells))
+    if with_targets and "adaptive" in dist:
+        misses = distribution_misses(dist, lag_s)
+        lines.append("adaptive distribution targets: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
+    return "\n".join(lines)
+
+
+# ---- generated houses -----------------------------------------------------------
+
+def _replay_house(job: tuple) -> tuple[dict, dict[str, Any]]:
+    seed, index, cfg, strategies, balancer_factory, lag_s = job
+    house = generate_house(seed, index)
+    report, _raw = run_bench([house.trace], cfg, strategies, balancer_factory, lag_s=lag_s)
+    entries = report["traces"] or report["traces_house_over_max_a"]
+    entry = entries[0]
+    entry["description"] = house.trace.description
+    entry["appliances"] = [use.as_json() for use in house.uses]
+    return report, entry
+
+
+def _picklable(*things: object) -> bool:
+    try:
+        pickle.dumps(things)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
+                  lag_s: float = 10.0, processes: int = MAX_PROCESSES) -> dict:
+    """Replay `n` generated houses of `seed`; the report of `run_bench` with each house's appliances.
+
+    Each house is generated and replayed on its own, from its seed and number only, so the report is
+    the same with one process or two; results are collected in house order.
+    """
+    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s) for index in range(n)]
+    processes = max(1, min(processes, MAX_PROCESSES, n))
+    if processes > 1 and _picklable(cfg, balancer_factory):
+        # fork: `python -m bridge` has no main guard for a spawned child to import safely.
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            results = pool.map(_replay_house, jobs, chunksize=1)
+    else:
+        results = [_replay_house(job) for job in jobs]
+    report: dict[str, Any] = {"generated": {"houses": n, "seed": seed}, "traces": [], "traces_house_over_max_a": []}
+    for house_report, entry in results:
+        report.setdefault("settings", house_report["settings"])
+        key = "traces" if house_report["traces"] else "traces_house_over_max_a"
+        report[key].append(entry)
+    return report
+
+
+def plot_distribution(path: str, report: dict, lag_s: float) -> None:
+    """One panel per metric: each strategy's houses sorted (an empirical distribution), with the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(report["distribution"])
+    targets = {
+        "energy_ratio": (TARGET_ENERGY_P10, TARGET_ENERGY_MEDIAN),
+        "writes_per_h": (TARGET_WRITES_MEDIAN, TARGET_WRITES_P90),
+        "longest_over_fuse_s": (lag_s + TARGET_FUSE_MARGIN_S, 2 * lag_s + TARGET_WORST_FUSE_MARGIN_S),
+        "seconds_over_fuse_per_h": (TARGET_FUSE_S_PER_H_MEDIAN,),
+    }
+    fig, axes = plt.subplots(len(METRICS), 1, figsize=(10, 3.2 * len(METRICS)), squeeze=False)
+    for ax, metric in zip(axes[:, 0], METRICS):
+        for strategy in strategies:
+            values = sorted(v for v in (house_figures(e, strategy)[metric] for e in report["traces"])
+                            if v is not None)
+            if values:
+                share = [(i + 1) / len(values) for i in range(len(values))]
+                ax.step(values, share, where="post", label=strategy)
+        for target in targets[metric]:
+            ax.axvline(target, color="tab:red", ls=":", lw=1)
+        ax.set_title(f"{_LABELS[metric]} (dotted: targets)", loc="left", fontsize=10)
+        ax.set_ylabel("share of houses")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
