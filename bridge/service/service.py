@@ -70,7 +70,9 @@ class BridgeService:
         self.mqtt = (mqtt or factory.mqtt_factory(settings))(
             self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
         self.publisher = StatePublisher(self.mqtt, self.topics)
-        self.meter_input = MeterInput(meter, self.balancer, self.health)
+        self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
+                                      stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
+                                      topics=self.topics)
         self.link = ChargerLink(
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
@@ -110,6 +112,7 @@ class BridgeService:
             self.settings.balancer_fuse_a, self.settings.mqtt_host, self.settings.mqtt_port,
             self.topics.base,
         )
+        log.info("meter: %s", self.meter.describe())
         self.mqtt.start()
         self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
         self._worker.start()
