@@ -81,9 +81,11 @@ def charging_at_full_power(probe, env, sim, bridge) -> MeterFeeder:
     probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok", timeout=15)
     feeder = MeterFeeder(probe, env, sim)
     deadline = time.monotonic() + 20
-    # The simulated charger starts at 16 A; the bridge writes the fail-safe 6 A first.
-    wait_until(lambda: max_current_writes(sim)[:1] == [6.0], 10, "the fail-safe 6 A at start")
-    while max_current_writes(sim)[-1] != 16:
+    # The simulated charger starts at 16 A. The bridge writes what the meter allows first (the
+    # fail-safe 6 A while the meter has not spoken), or nothing when it finds 16 A right; either
+    # way the charger ends at 16 A with the balancer wanting 16 A.
+    while not (sim.connector(1).max_current == 16
+               and probe.latest.get(topic(env, "balancer/charge_at")) == b"16"):
         # A poll now shows the balancer that the car follows; it raises only then.
         probe.publish(topic(env, "bridge/request/refresh"), "now")
         time.sleep(1.0)

@@ -19,7 +19,7 @@ from bridge.config import load_settings
 from bridge.eapi import client_from_settings
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
 from bridge.service import BridgeService, CloudBackoff, CommandBudget
-from bridge.service.charger_link import SETTINGS_EVERY_POLLS, ChargerLink
+from bridge.service.charger_link import ChargerLink
 from bridge.service.commands import COMMANDS, CommandHandler
 from bridge.service.health import Health
 from bridge.service.runtime import RuntimeKeeper
@@ -183,7 +183,7 @@ def test_charger_mode_and_reboot_reach_the_charger(parts):
     assert answer.status == "error" and answer.restate == (p.topics.charger_mode(cp, 1), "On")
     assert p.command("charger_mode", "off").value == "Off" and p.sim.connector(1).mode == "Off"
     reboots = p.sim.charge_points[cp].reboots
-    assert p.command("reboot", "").status == "ok" and p.sim.charge_points[cp].reboots == reboots + 1
+    assert p.command("reboot", "PRESS").status == "ok" and p.sim.charge_points[cp].reboots == reboots + 1
 
 
 def test_charger_commands_for_another_charger_or_connector_are_refused(parts):
@@ -240,16 +240,16 @@ def test_connect_identifies_the_charger_and_polls_it_with_its_settings(parts):
     assert p.health.cloud == "ok" and p.link.next_poll == p.clock() + 10
 
 
-def test_polls_follow_the_interval_and_read_the_settings_every_tenth(parts):
+def test_polls_follow_the_interval_and_read_the_setting_back_each_time(parts):
     p = connected(parts)
     settings_reads = len(p.sim.requests_to("/settings", "GET"))
     p.link.tick(p.clock())  # not yet time
     assert p.link.view.polls == 1
-    for _ in range(SETTINGS_EVERY_POLLS - 1):
+    for _ in range(3):
         p.clock.now = p.link.next_poll
         p.link.tick(p.clock())
-    assert p.link.view.polls == SETTINGS_EVERY_POLLS
-    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 1
+    assert p.link.view.polls == 4
+    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 3
 
 
 def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts):

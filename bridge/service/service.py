@@ -25,7 +25,7 @@ from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock, MonotonicClock
-from bridge.service.commands import CommandBudget, CommandHandler
+from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
@@ -74,6 +74,7 @@ class BridgeService:
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
             on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
         )
         self.discovery = Discovery(settings, self.topics, self.publisher, self.link)
         self.commands = CommandHandler(
@@ -194,7 +195,7 @@ class BridgeService:
             if msg.retain:
                 log.warning("ignored retained command on %s: commands are never applied from retained messages", msg.topic)
                 return
-            outcome = self.commands.handle(command, msg.payload)
+            outcome = self.commands.handle(command, msg.payload, describe_sender(msg.user_properties, msg.response_topic))
             self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             if outcome.restate is not None:
                 self.publisher.publish(*outcome.restate, force=True)
@@ -231,6 +232,12 @@ class BridgeService:
     def _identified(self) -> None:
         self._publish_info()
         self.discovery.announce()
+
+    def _installation_current_known(self, now: float) -> None:
+        """A stored default current above the installation current is refused, as the command would be."""
+        if self.keeper.fit(self.runtime, self.link.view.installation_current):
+            self.balancer.reconfigure(now, default_current=self.runtime.default_current)
+        self.discovery.announce()  # the default current's range changed
 
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
