@@ -348,3 +348,57 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
     finally:
         svc.stop()
         probe.close()
+
+
+# ---- the desired-state loop ---------------------------------------------------------------
+
+def test_the_setting_found_at_connect_counts_as_written(parts):
+    p = connected(parts)
+    assert p.link.expected == 16 and p.balancer.observations().commanded == 16
+    assert p.health.charger_overrides == 0
+
+
+def test_a_setting_changed_outside_the_bridge_goes_to_the_balancer_and_is_counted(parts):
+    p = connected(parts)
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.link.expected == 10
+    assert p.balancer.observations().commanded == 10
+    decision = dataclasses.replace(p.balancer.decide(p.clock()), command=12, reason="test")
+    p.link.apply(p.clock(), decision, enabled=True)
+    assert p.sim.connector(1).max_current == 12
+    assert p.health.last_override == "charger set to 10 A outside the bridge: restored 12 A"
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # read back as written: no new override
+    assert p.health.charger_overrides == 1
+
+
+def test_with_the_balancer_off_a_changed_setting_is_taken_as_it_is(parts):
+    p = connected(parts)
+    p.link.enabled = lambda: False
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+
+
+def test_paused_by_mode_reads_back_as_zero(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
+    assert p.link.write_current(p.clock(), 0, "pause") and p.link.expected == 0
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0
+    p.sim.connector(1).mode = "On"  # turned on in the app: the car may charge at 16 A
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.balancer.observations().commanded == 16
+
+
+def test_at_charge_point_level_the_charge_points_setting_is_read_back(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_current_level="chargepoint"))
+    assert p.link.write_current(p.clock(), 10, "test")
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # the connector's own setting is not what the bridge writes here
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+    assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
