@@ -338,7 +338,11 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
     svc.start()
     try:
         base = s.mqtt_base_topic
-        probe.wait_value(f"{base}/balancer/max_a", "24", timeout=15)
+        try:
+            probe.wait_value(f"{base}/balancer/max_a", "24", timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; mqtt connected: {svc.mqtt.connected}, health: {svc.health}, "
+                                 f"queue: {svc.events.qsize()}, decision: {svc.decision}") from None
         t = time.monotonic()
         probe.publish(f"{base}/balancer/max_a/set", "99")
         answer = probe.wait_json(f"{base}/bridge/response", lambda a: a["topic"].endswith("max_a/set"), since=t)
