@@ -50,10 +50,17 @@ def health_after(probe: Probe, env: dict, since: float, predicate, timeout: floa
     return probe.wait_json(topic(env, "bridge/health"), predicate, since=since, timeout=timeout)
 
 
-def in_process(broker, sim, tmp_path, **extra) -> tuple[InProcessBridge, dict]:
-    """The service in the test process with a 1 s cloud backoff (production: 5 s doubling)."""
+def in_process(broker, sim, tmp_path, **extra) -> tuple[InProcessBridge, dict, Probe]:
+    """The service in the test process with a 1 s cloud backoff (production: 5 s doubling), and a
+    probe of its base topic only: a probe of `#` would share the process's time with the service
+    while it reads every retained message earlier tests left on the shared broker."""
     env = bridge_env(broker, sim, tmp_path / "state", **{**BRIDGE_DEFAULTS, **extra})
-    return InProcessBridge(env, tmp_path, backoff=CloudBackoff(initial_s=1, max_s=2)).start(), env
+    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
+    try:
+        return InProcessBridge(env, tmp_path, backoff=CloudBackoff(initial_s=1, max_s=2)).start(), env, probe
+    except BaseException:
+        probe.close()
+        raise
 
 
 # ---- the charger follows the balancer's decision ---------------------------------------
@@ -107,7 +114,7 @@ def test_a_restart_with_a_live_meter_writes_nothing_when_the_charger_is_right(br
         sim.connector(1).max_current = 12  # what the balancer wants: the default current, quiet house
         sim.down = True  # the cloud answers only after the meter has spoken
         env = bridge_env(broker, sim, tmp_path / "state", **BRIDGE_DEFAULTS)
-        probe = Probe(broker.host, broker.port)
+        probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
         house = QuietHouse(probe, env)
         bridge = InProcessBridge(env, tmp_path, backoff=CloudBackoff(initial_s=1, max_s=2)).start()
         try:
@@ -177,7 +184,7 @@ def test_commands_on_the_charger_are_logged_with_their_sender_and_outcome(start_
 
 # ---- start-up and plausibility ----------------------------------------------------------
 
-def test_runtime_file_values_are_checked_like_the_commands(broker, probe, tmp_path):
+def test_runtime_file_values_are_checked_like_the_commands(broker, tmp_path):
     # The simulated charger is installed for 16 A; BALANCER_DEFAULT_CURRENT is 12 A.
     for stored, words in (({"default_current": 32}, "between 6 and 16 A (the installation current); got 32"),
                           ({"default_current": 12.5, "enabled": "maybe"}, "whole amps; got 12.5"),
@@ -186,7 +193,7 @@ def test_runtime_file_values_are_checked_like_the_commands(broker, probe, tmp_pa
             state = tmp_path / f"state-{len(words or '')}"
             state.mkdir()
             (state / "runtime.json").write_text(json.dumps({"max_a": 24, **stored}))
-            bridge, env = in_process(broker, sim, tmp_path, CHARGEAMPS_STATE_DIR=str(state))
+            bridge, env, probe = in_process(broker, sim, tmp_path, CHARGEAMPS_STATE_DIR=str(state))
             try:
                 probe.wait_value(topic(env, f"charger/{sim.chargepoint_id}/online"), "ON", timeout=15)
                 expected = "12" if words else "14"
@@ -199,10 +206,11 @@ def test_runtime_file_values_are_checked_like_the_commands(broker, probe, tmp_pa
                     probe.wait_value(topic(env, "balancer/enabled"), "ON" if stored["enabled"] == "maybe" else "OFF")
             finally:
                 bridge.close()
+                probe.close()
 
 
-def test_last_error_clears_once_the_cloud_is_back(broker, probe, sim, tmp_path):
-    bridge, env = in_process(broker, sim, tmp_path)
+def test_last_error_clears_once_the_cloud_is_back(broker, sim, tmp_path):
+    bridge, env, probe = in_process(broker, sim, tmp_path)
     try:
         probe.wait_value(topic(env, f"charger/{sim.chargepoint_id}/online"), "ON", timeout=15)
         t = time.monotonic()
@@ -217,3 +225,4 @@ def test_last_error_clears_once_the_cloud_is_back(broker, probe, sim, tmp_path):
         assert health["last_error"] is None, health
     finally:
         bridge.close()
+        probe.close()

@@ -334,7 +334,9 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
                      mqtt_base_topic=f"unit-{tag}", mqtt_client_id=f"unit-{tag}",
                      p1_topic_l1=f"p1-{tag}/l1", p1_topic_l2=f"p1-{tag}/l2", p1_topic_l3=f"p1-{tag}/l3")
     svc = BridgeService(s, backoff=CloudBackoff(initial_s=1, max_s=2))
-    probe = Probe(broker.host, broker.port)
+    # Only the base topic: a probe of `#` would read, in this process, every retained message
+    # earlier tests left on the shared broker while the service waits for the same interpreter.
+    probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
     svc.start()
     try:
         base = s.mqtt_base_topic
