@@ -133,53 +133,52 @@ def test_a_restart_with_a_live_meter_writes_nothing_when_the_charger_is_right(br
 
 # ---- commands that act on the charger --------------------------------------------------
 
-def test_reboot_needs_a_deliberate_payload_and_every_command_a_small_one(start_bridge, probe, sim):
+def started_with_charger(start_bridge, probe, sim) -> tuple:
     bridge, env = start_bridge()
     wait_online(probe, env, bridge)
+    probe.wait_value(topic(env, f"charger/{sim.chargepoint_id}/online"), "ON", timeout=15)
+    return bridge, env
+
+
+def send(probe: Probe, env: dict, command_topic: str, payload: str, **properties) -> dict:
+    """Publish a command and return its answer."""
+    t = time.monotonic()
+    probe.publish(command_topic, payload, **properties)
+    return response_for(probe, env, command_topic, t)
+
+
+def test_reboot_needs_a_deliberate_payload_and_every_command_a_small_one(start_bridge, probe, sim):
+    bridge, env = started_with_charger(start_bridge, probe, sim)
     cp = sim.chargepoint_id
-    probe.wait_value(topic(env, f"charger/{cp}/online"), "ON", timeout=15)
     reboot = topic(env, f"charger/{cp}/reboot/set")
     reboots = sim.charge_points[cp].reboots
     # "" is how a retained message is cleared; the others are mistakes.
     for payload in ("", "   ", "yes", "1", "ON", "PRESSED"):
-        t = time.monotonic()
-        probe.publish(reboot, payload)
-        answer = response_for(probe, env, reboot, t)
+        answer = send(probe, env, reboot, payload)
         assert answer["status"] == "error" and "PRESS or reboot" in answer["error"], (payload, answer)
     # PRESS is what a Home Assistant button sends (its default payload_press).
     for payload in ("PRESS", "press", "reboot", "Reboot"):
-        t = time.monotonic()
-        probe.publish(reboot, payload)
-        assert response_for(probe, env, reboot, t)["status"] == "ok", payload
+        assert send(probe, env, reboot, payload)["status"] == "ok", payload
     assert sim.charge_points[cp].reboots == reboots + 4
     # A size limit on every command topic, also where the payload is not read.
-    t = time.monotonic()
-    probe.publish(topic(env, "bridge/request/refresh"), "x" * 5000)
-    answer = response_for(probe, env, topic(env, "bridge/request/refresh"), t)
+    answer = send(probe, env, topic(env, "bridge/request/refresh"), "x" * 5000)
     assert answer["status"] == "error" and "payload too large" in answer["error"], answer
 
 
 def test_commands_on_the_charger_are_logged_with_their_sender_and_outcome(start_bridge, probe, sim):
-    bridge, env = start_bridge()
-    wait_online(probe, env, bridge)
+    bridge, env = started_with_charger(start_bridge, probe, sim)
     cp = sim.chargepoint_id
-    probe.wait_value(topic(env, f"charger/{cp}/online"), "ON", timeout=15)
     mode = topic(env, f"charger/{cp}/1/mode/set")
-    t = time.monotonic()
-    probe.publish(mode, "On", user_properties=[("client_id", "kitchen-panel")])
-    response_for(probe, env, mode, t)
-    t = time.monotonic()
-    probe.publish(topic(env, f"charger/{cp}/reboot/set"), "now",
-                  response_topic=topic(env, "bridge/response/tablet"))
-    response_for(probe, env, topic(env, f"charger/{cp}/reboot/set"), t)
-    t = time.monotonic()
-    probe.publish(topic(env, f"charger/{cp}/1/max_current/set"), "8")
-    response_for(probe, env, topic(env, f"charger/{cp}/1/max_current/set"), t)
+    reboot = topic(env, f"charger/{cp}/reboot/set")
+    current = topic(env, f"charger/{cp}/1/max_current/set")
+    send(probe, env, mode, "On", user_properties=[("client_id", "kitchen-panel")])
+    send(probe, env, reboot, "now", response_topic=topic(env, "bridge/response/tablet"))
+    send(probe, env, current, "8")
     out = bridge.output()
     assert f"INFO    bridge.service.commands: {mode} from client_id=kitchen-panel: done (On)" in out, out[-2000:]
-    assert (f"refused {topic(env, f'charger/{cp}/reboot/set')} from response topic "
-            f"{topic(env, 'bridge/response/tablet')}: reboot needs the payload PRESS or reboot") in out
-    assert f"refused {topic(env, f'charger/{cp}/1/max_current/set')} from an unnamed sender:" in out
+    assert (f"refused {reboot} from response topic {topic(env, 'bridge/response/tablet')}: "
+            "reboot needs the payload PRESS or reboot") in out
+    assert f"refused {current} from an unnamed sender:" in out
 
 
 # ---- start-up and plausibility ----------------------------------------------------------
