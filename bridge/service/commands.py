@@ -21,7 +21,16 @@ from bridge.limits import (
     check_max_a,
     current_ceiling,
 )
-from bridge.mqtt.payloads import PayloadError, format_bool, format_number, parse_bool, parse_mode, parse_number
+from bridge.mqtt.payloads import (
+    PayloadError,
+    check_size,
+    format_bool,
+    format_number,
+    parse_bool,
+    parse_mode,
+    parse_number,
+    parse_press,
+)
 from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock
@@ -81,6 +90,17 @@ class CommandSpec:
     to_charger: bool = False
 
 
+def describe_sender(user_properties: tuple[tuple[str, str], ...] = (), response_topic: str | None = None) -> str:
+    """Who sent a command, as far as MQTT tells: the sender's MQTT v5 user properties
+    (e.g. `client_id=homeassistant`), else its response topic. The broker does not pass
+    on the client id itself."""
+    if user_properties:
+        return ", ".join(f"{k[:40]}={v[:60]}" for k, v in user_properties[:4])
+    if response_topic:
+        return f"response topic {response_topic[:100]}"
+    return "an unnamed sender"
+
+
 def _no_payload(payload: bytes) -> None:
     return None
 
@@ -113,20 +133,23 @@ class CommandHandler:
         self.on_health = on_health
         self.budget = budget or CommandBudget()
 
-    def handle(self, command: Command, payload: bytes) -> Outcome:
+    def handle(self, command: Command, payload: bytes, sender: str = "an unnamed sender") -> Outcome:
         spec = COMMANDS[command.name]
         try:
             value = self._run(spec, command, payload)
         except (PayloadError, CommandRefused) as e:
-            return self.refuse(command, str(e))
+            return self.refuse(command, str(e), sender)
         except EapiError as e:
+            log.warning("%s from %s: the cloud did not accept it: %s", command.topic, sender, e)
             return Outcome("error", None, f"the cloud did not accept it: {e}", spec.shown(self))
+        if spec.to_charger:
+            log.info("%s from %s: done%s", command.topic, sender, "" if value is None else f" ({value})")
         return Outcome("ok", value)
 
-    def refuse(self, command: Command, why: str) -> Outcome:
+    def refuse(self, command: Command, why: str, sender: str = "an unnamed sender") -> Outcome:
         """A command that is not applied: counted, logged, answered, and its value shown again."""
         self.health.commands_refused += 1
-        log.warning("refused %s: %s", command.topic, why)
+        log.warning("refused %s from %s: %s", command.topic, sender, why)
         return Outcome("error", None, why, COMMANDS[command.name].shown(self))
 
     def _run(self, spec: CommandSpec, command: Command, payload: bytes) -> Any:
@@ -136,6 +159,7 @@ class CommandHandler:
                 f"unknown charge point or connector in {command.topic!r}; "
                 f"this bridge drives {self.link.view.cp_id} connector {self.link.connector}"
             )
+        check_size(payload)  # every command topic, also those that read no value
         value = spec.validate(self, spec.parse(payload))
         return spec.apply(self, now, value)
 
@@ -256,7 +280,7 @@ COMMANDS: dict[str, CommandSpec] = {
         lambda h: h.shown_charger(h.topics.charger_mode, h.link.view.mode),
         to_charger=True,
     ),
-    "reboot": CommandSpec(_no_payload, _accept, CommandHandler.apply_reboot, to_charger=True),
+    "reboot": CommandSpec(parse_press, _accept, CommandHandler.apply_reboot, to_charger=True),
     "refresh": CommandSpec(_no_payload, CommandHandler.valid_refresh, CommandHandler.apply_refresh),
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "one table entry per command topic"

@@ -26,7 +26,7 @@ from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock, MonotonicClock
-from bridge.service.commands import CommandBudget, CommandHandler
+from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
@@ -77,6 +77,7 @@ class BridgeService:
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
             on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
         )
         self.discovery = Discovery(settings, self.topics, self.publisher, self.link)
         self.commands = CommandHandler(
@@ -195,6 +196,7 @@ class BridgeService:
     def _on_message(self, msg: Message) -> None:
         command = self.topics.classify(msg.topic)
         if command is not None:
+            sender = describe_sender(msg.user_properties, msg.response_topic)
             if msg.retain:
                 # The broker keeps a retained command and hands it to every later subscriber:
                 # it is a setting left lying around, never a request to act on now. An empty
@@ -203,9 +205,10 @@ class BridgeService:
                     return
                 outcome = self.commands.refuse(
                     command, "refused: the message is retained, and a retained command is never applied; "
-                    "publish it without the retain flag (and clear the retained one with an empty retained message)")
+                    "publish it without the retain flag (and clear the retained one with an empty retained message)",
+                    sender)
             else:
-                outcome = self.commands.handle(command, msg.payload)
+                outcome = self.commands.handle(command, msg.payload, sender)
             self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             if outcome.restate is not None:
                 self.publisher.publish(*outcome.restate, force=True)
@@ -242,6 +245,12 @@ class BridgeService:
     def _identified(self) -> None:
         self._publish_info()
         self.discovery.announce()
+
+    def _installation_current_known(self, now: float) -> None:
+        """A stored default current above the installation current is refused, as the command would be."""
+        if self.keeper.fit(self.runtime, self.link.view.installation_current):
+            self.balancer.reconfigure(now, default_current=self.runtime.default_current)
+        self.discovery.announce()  # the default current's range changed
 
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
