@@ -14,6 +14,7 @@ from typing import Callable
 
 from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A, LimitError, check_charger_current
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -42,7 +43,8 @@ def setup_logging(level: str, secrets: list[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 logs each retry as a warning; the bridge and the commands say what failed themselves.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -61,17 +63,10 @@ def settings_secrets(s: Settings) -> list[str]:
 
 
 def _client(s: Settings):
-    from bridge.eapi import EapiClient, TokenStore
+    from bridge.eapi import client_from_settings
 
     s.require_cloud()
-    return EapiClient(
-        s.chargeamps_base_url,
-        s.chargeamps_email,
-        s.chargeamps_password,
-        s.chargeamps_api_key,
-        token_store=TokenStore(s.token_file),
-        timeout=s.chargeamps_http_timeout,
-    )
+    return client_from_settings(s)
 
 
 def _chargepoint_id(s: Settings, client) -> str:
@@ -87,9 +82,19 @@ def _chargepoint_id(s: Settings, client) -> str:
 
 
 def cmd_run(args, s: Settings) -> int:
+    from bridge.instance import InstanceConflict, claim
     from bridge.service import BridgeService
 
-    return BridgeService(s).run_forever()
+    try:
+        lock = claim(s)  # held until the process ends
+    except InstanceConflict as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return BridgeService(s).run_forever()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cmd_login(args, s: Settings) -> int:
@@ -104,6 +109,19 @@ def cmd_login(args, s: Settings) -> int:
     return EXIT_OK
 
 
+def _readable(read: Callable[[], object]) -> tuple[object | None, str | None]:
+    """(the settings, None), or (None, why) when the cloud would not give them: the rest of
+    `status` is still worth showing."""
+    from bridge.eapi import AuthError, EapiError
+
+    try:
+        return read(), None
+    except AuthError:
+        raise  # nothing else will be readable either
+    except EapiError as e:
+        return None, str(e)
+
+
 def _status_data(s: Settings, client) -> list[dict]:
     wanted = s.chargeamps_chargepoint_id
     out = []
@@ -111,10 +129,10 @@ def _status_data(s: Settings, client) -> list[dict]:
         if wanted and cp.id != wanted:
             continue
         status = client.status(cp.id)
-        settings = client.chargepoint_settings(cp.id)
+        settings, settings_error = _readable(lambda: client.chargepoint_settings(cp.id))
         connectors = []
         for c in cp.connectors or []:
-            cs = client.connector_settings(cp.id, c.connector_id)
+            cs, cs_error = _readable(lambda: client.connector_settings(cp.id, c.connector_id))
             st = next((x for x in status.connector_statuses or [] if x.connector_id == c.connector_id), None)
             connectors.append({
                 "connector_id": c.connector_id,
@@ -123,13 +141,16 @@ def _status_data(s: Settings, client) -> list[dict]:
                 "currents": {str(m.phase): m.current for m in (st.measurements or [])} if st else {},
                 "power_kw": st.charging_power_kw if st else None,
                 "session_energy_kwh": st.total_consumption_kwh if st else None,
-                "max_current": cs.max_current,
-                "mode": cs.mode,
-                "installation_current": cs.installation_current,
+                "max_current": cs.max_current if cs else None,
+                "mode": cs.mode if cs else None,
+                "installation_current": cs.installation_current if cs else None,
+                "settings_error": cs_error,
             })
         out.append({
             "id": cp.id, "name": cp.name, "type": cp.type, "status": status.status,
-            "max_current": settings.max_current, "installation_current": settings.installation_current,
+            "max_current": settings.max_current if settings else None,
+            "installation_current": settings.installation_current if settings else None,
+            "settings_error": settings_error,
             "connectors": connectors,
         })
     if wanted and not out:
@@ -148,8 +169,11 @@ def cmd_status(args, s: Settings) -> int:
         return EXIT_OK
     for cp in data:
         print(f"Charge point {cp['id']}  {cp['name'] or ''}  {cp['type'] or ''}  {cp['status']}")
-        print(f"  max current {_amps_text(cp['max_current'])}, "
-              f"installation current {_amps_text(cp['installation_current'])}")
+        if cp["settings_error"]:
+            print(f"  settings not readable: {cp['settings_error']}")
+        else:
+            print(f"  max current {_amps_text(cp['max_current'])}, "
+                  f"installation current {_amps_text(cp['installation_current'])}")
         print(f"  {'conn':<5}{'type':<9}{'status':<14}{'L1':>6}{'L2':>6}{'L3':>6}{'kW':>7}{'kWh':>8}{'max A':>7}  mode")
         for c in cp["connectors"]:
             cur = [c["currents"].get(p) for p in ("L1", "L2", "L3")]
@@ -159,24 +183,36 @@ def cmd_status(args, s: Settings) -> int:
                 f"{(c['power_kw'] or 0):>7.2f}{(c['session_energy_kwh'] or 0):>8.2f}"
                 f"{'-' if c['max_current'] is None else format(c['max_current'], 'g'):>7}  {c['mode'] or '-'}"
             )
+        for c in cp["connectors"]:
+            if c["settings_error"]:
+                print(f"  connector {c['connector_id']}: settings not readable: {c['settings_error']}")
     return EXIT_OK
 
 
-def _amps_argument(text: str) -> float:
-    try:
-        amps = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}") from None
-    # float() accepts "nan" and "inf"; neither is a current.
-    if not math.isfinite(amps):
-        raise argparse.ArgumentTypeError(f"AMPS must be a number, got {text[:20]!r}")
-    return amps
+def number_argument(name: str, minimum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number (float() also takes "nan" and "inf"), at least `minimum`."""
+    def parse(text: str) -> float:
+        wanted = "a number" if minimum is None else f"a number from {minimum:g}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}") from None
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}")
+        return value
+    return parse
+
+
+_amps_argument = number_argument("AMPS")
 
 
 def cmd_set_current(args, s: Settings) -> int:
     amps = args.amps
-    if amps != int(amps) or not (amps == 0 or 6 <= amps <= 32):
-        print(f"error: AMPS must be 0 (pause) or whole amps from 6 to 32; got {amps:g}", file=sys.stderr)
+    try:
+        check_charger_current(amps, MAX_CURRENT_A)
+    except LimitError:
+        print(f"error: AMPS must be 0 (pause) or whole amps from {MIN_CURRENT_A} to {MAX_CURRENT_A}; got {amps:g}",
+              file=sys.stderr)
         return EXIT_USAGE
     client = _client(s)
     cp = _chargepoint_id(s, client)
@@ -238,10 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "session energy and settings.")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)
-    sc = sub.add_parser("set-current", help="set the charging current (0 or 6..32 A)",
+    sc = sub.add_parser("set-current", help=f"set the charging current (0 or {MIN_CURRENT_A}..{MAX_CURRENT_A} A)",
                         description="Write the charging current (connector maxCurrent, or the charge point's "
                         "with CHARGEAMPS_CURRENT_LEVEL=chargepoint), read it back and print it.")
-    sc.add_argument("amps", type=_amps_argument, metavar="AMPS", help="0 pauses; 6 to 32, not above the installation current")
+    sc.add_argument("amps", type=_amps_argument, metavar="AMPS", help=f"0 pauses; {MIN_CURRENT_A} to {MAX_CURRENT_A}, not above the installation current")
     sc.set_defaults(func=cmd_set_current)
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, description=text)

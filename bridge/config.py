@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 DEFAULT_BASE_URL = "https://eapi.charge.space"
 
@@ -74,17 +77,45 @@ class Settings(BaseSettings):
     p1_json_path_l2: str | None = None
     p1_json_path_l3: str | None = None
     p1_unit: str | None = None
-    p1_voltage: float = Field(230, gt=100, lt=300)
+    p1_voltage: float = 230  # checked with the meter source (VOLTAGE_RANGE)
     p1_heartbeat_topic: str | None = None
+    # Per-phase power and voltage inputs, and the house's net power; the same None rule.
+    p1_power_topic_l1: str | None = None
+    p1_power_topic_l2: str | None = None
+    p1_power_topic_l3: str | None = None
+    p1_power_json_path_l1: str | None = None
+    p1_power_json_path_l2: str | None = None
+    p1_power_json_path_l3: str | None = None
+    p1_power_delivered_topic_l1: str | None = None
+    p1_power_delivered_topic_l2: str | None = None
+    p1_power_delivered_topic_l3: str | None = None
+    p1_power_delivered_json_path_l1: str | None = None
+    p1_power_delivered_json_path_l2: str | None = None
+    p1_power_delivered_json_path_l3: str | None = None
+    p1_power_returned_topic_l1: str | None = None
+    p1_power_returned_topic_l2: str | None = None
+    p1_power_returned_topic_l3: str | None = None
+    p1_power_returned_json_path_l1: str | None = None
+    p1_power_returned_json_path_l2: str | None = None
+    p1_power_returned_json_path_l3: str | None = None
+    p1_voltage_topic_l1: str | None = None
+    p1_voltage_topic_l2: str | None = None
+    p1_voltage_topic_l3: str | None = None
+    p1_voltage_json_path_l1: str | None = None
+    p1_voltage_json_path_l2: str | None = None
+    p1_voltage_json_path_l3: str | None = None
+    p1_power_unit: str | None = None
+    p1_power_topic: str | None = None
+    p1_power_json_path: str | None = None
 
     # Balancer
-    balancer_strategy: Literal["adaptive", "homey"] = "adaptive"
+    balancer_strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
     balancer_max_a: float = Field(24, gt=0, le=250)
     balancer_fuse_a: float = Field(25, gt=0, le=250)
-    balancer_default_current: int = Field(16, ge=6, le=32)
-    balancer_min_current: int = Field(6, ge=6, le=32)
+    balancer_default_current: int = Field(16, ge=MIN_CURRENT_A, le=MAX_CURRENT_A)
+    balancer_min_current: int = Field(MIN_CURRENT_A, ge=MIN_CURRENT_A, le=MAX_CURRENT_A)
     balancer_stale_after_s: float = Field(30, ge=1, le=3600)
-    balancer_failsafe_current: int = Field(6, ge=0, le=32)
+    balancer_failsafe_current: int = Field(MIN_CURRENT_A, ge=0, le=MAX_CURRENT_A)
     balancer_restore_interval_s: float = Field(600, ge=1)
     balancer_raise_hold_s: float | None = Field(None, ge=0)
     balancer_min_pause_s: float = Field(300, ge=0)
@@ -125,16 +156,18 @@ class Settings(BaseSettings):
             raise ValueError("no such file")
         return v
 
-    @field_validator("p1_unit", mode="after")
+    @field_validator("p1_unit", "p1_power_unit", mode="after")
     @classmethod
-    def _unit(cls, v: str | None) -> str | None:
+    def _unit(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
-        from bridge.mqtt.meter import UNITS
+        from bridge.mqtt.meter import POWER_UNITS, UNITS
 
-        unit = UNITS.get(v.strip().lower())
+        units = UNITS if info.field_name == "p1_unit" else POWER_UNITS
+        unit = units.get(v.strip().lower())
         if unit is None:
-            raise ValueError("must be A, W or kW")
+            choices = list(units.values())
+            raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
         return unit
 
     @field_validator("chargeamps_base_url")
@@ -227,14 +260,28 @@ class Settings(BaseSettings):
         """The meter source from the P1_* settings (a preset filled in, explicit settings winning)."""
         from bridge.mqtt.meter import MeterSource
 
+        def phases(name: str) -> tuple[str | None, str | None, str | None]:
+            return tuple(getattr(self, f"p1_{name}_l{n}") for n in (1, 2, 3))  # type: ignore[return-value]
+
         return MeterSource.from_settings(
-            topics=(self.p1_topic_l1, self.p1_topic_l2, self.p1_topic_l3),
-            paths=(self.p1_json_path_l1, self.p1_json_path_l2, self.p1_json_path_l3),
+            topics=phases("topic"),
+            paths=phases("json_path"),
             unit=self.p1_unit,
             voltage=self.p1_voltage,
             preset=self.p1_preset,
             device=self.p1_device,
             heartbeat_topic=self.p1_heartbeat_topic,
+            power_topics=phases("power_topic"),
+            power_paths=phases("power_json_path"),
+            delivered_topics=phases("power_delivered_topic"),
+            delivered_paths=phases("power_delivered_json_path"),
+            returned_topics=phases("power_returned_topic"),
+            returned_paths=phases("power_returned_json_path"),
+            voltage_topics=phases("voltage_topic"),
+            voltage_paths=phases("voltage_json_path"),
+            power_unit=self.p1_power_unit,
+            total_power_topic=self.p1_power_topic,
+            total_power_path=self.p1_power_json_path,
         )
 
     def balancer_config(self, **overrides):

@@ -32,10 +32,11 @@ class RuntimeStore:
             data = read_json_object(self.path)
             if data is None:
                 return defaults
+            # Numbers as they are (16.5 stays 16.5): the limits say whether they are allowed.
             loaded = RuntimeSettings(
                 max_a=float(data.get("max_a", defaults.max_a)),
-                default_current=int(data.get("default_current", defaults.default_current)),
-                enabled=bool(data.get("enabled", defaults.enabled)),
+                default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
+                enabled=data.get("enabled", defaults.enabled),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"

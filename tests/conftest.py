@@ -45,15 +45,21 @@ def probe(broker):
 @pytest.fixture
 def start_bridge(broker, sim, tmp_path, request):
     """Start `chargeamps-bridge run` subprocesses against `broker` and `sim`; the test
-    module's BRIDGE_DEFAULTS are its environment unless a call says otherwise."""
-    from tests.e2e import BridgeProcess, bridge_env
+    module's BRIDGE_DEFAULTS are its environment unless a call says otherwise. A module
+    with BRIDGE_IN_PROCESS (a function returning the collaborators to pass) runs the
+    service in the test process instead."""
+    from tests.e2e import BridgeProcess, InProcessBridge, bridge_env
 
     defaults = getattr(request.module, "BRIDGE_DEFAULTS", {})
-    started: list[BridgeProcess] = []
+    in_process = getattr(request.module, "BRIDGE_IN_PROCESS", None)
+    started: list = []
 
     def start(env=None, state_dir=None, **extra):
         env = env or bridge_env(broker, sim, state_dir or tmp_path / "state", **{**defaults, **extra})
-        bridge = BridgeProcess(env, tmp_path).start()
+        if in_process is not None:
+            bridge = InProcessBridge(env, tmp_path, **in_process()).start()
+        else:
+            bridge = BridgeProcess(env, tmp_path).start()
         started.append(bridge)
         return bridge, env
 

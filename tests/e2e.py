@@ -4,6 +4,7 @@ watches and drives it through a real broker."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -47,13 +48,17 @@ class Probe:
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False, qos: int = 1,
-                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+                response_topic: str | None = None, correlation: bytes | None = None,
+                user_properties: list[tuple[str, str]] | None = None) -> None:
         props = None
-        if response_topic:
+        if response_topic or user_properties:
             props = Properties(PacketTypes.PUBLISH)
+        if response_topic:
             props.ResponseTopic = response_topic
             if correlation is not None:
                 props.CorrelationData = correlation
+        if user_properties:
+            props.UserProperty = user_properties
         self.client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(5)
 
     def wait_for(self, topic: str, predicate: Callable[[bytes], bool] = lambda p: True,
@@ -130,6 +135,59 @@ class BridgeProcess:
         self._log.close()
 
 
+class InProcessBridge:
+    """The real BridgeService in the test process, configured from the same environment
+    as a BridgeProcess, with collaborators passed in (e.g. a short cloud backoff). Its
+    log records go to a file, so `output()` reads like the subprocess's."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, **collaborators: Any) -> None:
+        from bridge.config import Settings, load_settings
+        from bridge.service import BridgeService
+
+        self.log_path = workdir / f"bridge-{uuid.uuid4().hex[:6]}.log"
+        self._handler = logging.FileHandler(self.log_path)
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        self._logger = logging.getLogger("bridge")
+        self._level = self._logger.level
+        self._logger.addHandler(self._handler)  # from the start: restoring the state folder logs too
+        self._logger.setLevel(logging.INFO)
+        self._stopped = False
+        fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+        try:
+            self.service = BridgeService(load_settings(**fields), **collaborators)
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self) -> "InProcessBridge":
+        self.service.start()
+        return self
+
+    def output(self) -> str:
+        self._handler.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        worker = getattr(self.service, "_worker", None)
+        return not self._stopped and worker is not None and worker.is_alive()
+
+    def terminate(self, timeout: float = 20) -> int:
+        if not self._stopped:
+            self._stopped = True
+            if hasattr(self, "service"):
+                self.service.stop()
+        return 0
+
+    def kill(self) -> None:
+        self.terminate()
+
+    def close(self) -> None:
+        self.terminate()
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._level)
+        self._handler.close()
+
+
 def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:
     tag = uuid.uuid4().hex[:6]
     env = {
@@ -155,14 +213,13 @@ def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:
 
 # ---- shared by the fault tests --------------------------------------------------
 
-# Short settings so that a fault test runs in seconds; the hidden
-# BRIDGE_CLOUD_BACKOFF_S shortens the cloud backoff (5 s doubling to 300 s).
+# Short settings so that a fault test runs in seconds. A test that needs a short cloud
+# backoff (5 s doubling to 300 s in production) runs an InProcessBridge and passes one.
 FAULT_FAST = {
     "BALANCER_RAISE_HOLD_S": "1",
     "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
     "BALANCER_STALE_AFTER_S": "3",
     "CHARGEAMPS_POLL_INTERVAL": "10",
-    "BRIDGE_CLOUD_BACKOFF_S": "1,8",
 }
 
 

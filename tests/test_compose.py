@@ -14,7 +14,7 @@ from bridge.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-# A copy of ../shared/compose/compose-spec.json, so the test runs in a bare clone.
+# A copy of the Compose specification's JSON schema, so the test runs in a bare clone.
 SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 COMPOSE_ONLY_VARIABLES = {"MQTT_PUBLISHED_PORT", "DEMO_CLOUD_PORT"}
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $VAR; `$$` is a literal dollar

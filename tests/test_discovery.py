@@ -43,7 +43,7 @@ def test_config_topics_have_the_discovery_layout() -> None:
         assert parts[1] in REQUIRED_KEYS
 
 
-def test_every_entity_of_issue_4_is_there_with_its_component() -> None:
+def test_every_entity_is_there_with_its_component() -> None:
     entities = {key: component for key, (component, _, _) in by_key().items()}
     expected = {
         "charge_at": "sensor",

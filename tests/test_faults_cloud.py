@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bridge.service import CloudBackoff
+from bridge.service import CloudBackoff, CommandBudget
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
     FAULT_FAST, Probe, feed_meter, max_current_writes, topic, wait_online, wait_until,
@@ -19,9 +19,14 @@ from tests.e2e import (
 
 # `homey` raises to full power as soon as the meter is live (adaptive waits 15 s for
 # the car to settle), which keeps these tests short; the cloud side is the same.
-CLOUD_FAST = {**FAULT_FAST, "BRIDGE_CLOUD_BACKOFF_S": "1,4", "CHARGEAMPS_HTTP_TIMEOUT": "1",
-              "BALANCER_STRATEGY": "homey"}
+CLOUD_FAST = {**FAULT_FAST, "CHARGEAMPS_HTTP_TIMEOUT": "1", "BALANCER_STRATEGY": "homey"}
 BRIDGE_DEFAULTS = CLOUD_FAST
+
+
+def BRIDGE_IN_PROCESS() -> dict:
+    """The service in the test process with a cloud backoff of 1 s doubling to 4 s
+    (production: 5 s to 300 s), so that an outage shows several steps within seconds."""
+    return {"backoff": CloudBackoff(initial_s=1, max_s=4)}
 
 
 class MeterFeeder:
@@ -63,20 +68,29 @@ def health_since(probe: Probe, env: dict, since: float) -> list[dict]:
             if top == topic(env, "bridge/health") and t >= since]
 
 
+def worker_passed_by(probe: Probe, env: dict) -> None:
+    """A refresh, answered: the worker handled everything queued before it (answered or
+    refused by the command budget alike)."""
+    t = time.monotonic()
+    probe.publish(topic(env, "bridge/request/refresh"), "now")
+    probe.wait_json(topic(env, "bridge/response"), lambda r: r["topic"].endswith("request/refresh"), since=t)
+
+
 def charging_at_full_power(probe, env, sim, bridge) -> MeterFeeder:
     wait_online(probe, env, bridge)
     probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok", timeout=15)
     feeder = MeterFeeder(probe, env, sim)
     deadline = time.monotonic() + 20
-    # The simulated charger starts at 16 A; the meter speaks within BALANCER_STALE_AFTER_S of
-    # the start, so the first write is what the meter allows, never the fail-safe.
-    wait_until(lambda: bool(max_current_writes(sim)), 10, "the first write")
-    assert max_current_writes(sim)[0] != 6.0
-    while max_current_writes(sim)[-1] != 16:
+    # The simulated charger starts at 16 A. The bridge writes what the meter allows (never the
+    # fail-safe: the meter speaks within BALANCER_STALE_AFTER_S of the start), or nothing when it
+    # finds 16 A right; either way the charger ends at 16 A with the balancer wanting 16 A.
+    while not (sim.connector(1).max_current == 16
+               and probe.latest.get(topic(env, "balancer/charge_at")) == b"16"):
         # A poll now shows the balancer that the car follows; it raises only then.
         probe.publish(topic(env, "bridge/request/refresh"), "now")
         time.sleep(1.0)
         assert time.monotonic() < deadline, f"charger never reached 16 A:\n{bridge.output()[-3000:]}"
+    assert 6.0 not in max_current_writes(sim)[:1]
     probe.publish(topic(env, "bridge/request/refresh"), "now")
     return feeder
 
@@ -154,7 +168,7 @@ def test_cloud_outage_backs_off_reports_and_applies_only_the_latest_charge_at(ki
                    f"the latest ChargeAt ({latest} A)")
         probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok" and h["cloud_retry_in_s"] == 0,
                         since=back, timeout=15)
-        time.sleep(2.0)
+        worker_passed_by(probe, env)
         # Desired state, not a replay: one write, of the latest value, none of the missed ones.
         assert max_current_writes(sim, since=back) == [float(latest)]
         assert probe.latest[topic(env, "balancer/charge_at")].decode() == latest
@@ -192,7 +206,7 @@ def test_token_expiry_refreshes_without_login_and_refused_refresh_logs_in_once(s
                              since=t)
     assert answer["status"] == "ok", answer
     assert sim.logins == logins + 1
-    time.sleep(2)
+    worker_passed_by(probe, env)
     assert sim.logins == logins + 1
     assert len(sim.requests_to("/auth/login")) == logins + 1
     assert bridge.alive()
@@ -229,8 +243,6 @@ def test_revoked_credentials_give_auth_failed_and_never_a_login_storm(start_brid
 
 
 def test_command_budget_allows_a_burst_then_a_steady_rate():
-    from bridge.service import CommandBudget
-
     budget = CommandBudget(burst=5, per_minute=6, tokens=5)
     assert [budget.take(0.0) for _ in range(5)] == [0.0] * 5
     assert budget.take(0.0) == pytest.approx(10.0)  # one call per 10 s from now on

@@ -37,10 +37,11 @@ def test_meter_faults_retained_garbage_frozen_silence_hold_and_end_the_fail_safe
         bridge, env = start_bridge(env=env)
         wait_online(probe, env, bridge)
         # 1. Retained values have unknown age: not fresh, the fail-safe holds.
-        time.sleep(4)  # past BALANCER_STALE_AFTER_S=3
+        probe.wait_value(topic(env, "meter/stale"), "ON")
+        wait_until(lambda: all(f"retained meter value on {env[f'P1_TOPIC_L{n}']}" in bridge.output()
+                               for n in (1, 2, 3)), 10, "the bridge to set the three retained values aside")
+        probe.wait_value(topic(env, "balancer/charge_at"), "6")
         assert probe.latest[topic(env, "meter/stale")] == b"ON"
-        assert probe.latest[topic(env, "balancer/charge_at")] == b"6"
-        assert "retained meter value" in bridge.output()
         wait_until(lambda: sim.connector(1).max_current == 6, 5, "the fail-safe 6 A on the charger")
 
         # 2. Garbage is not a reading: still fail-safe.
@@ -49,10 +50,9 @@ def test_meter_faults_retained_garbage_frozen_silence_hold_and_end_the_fail_safe
             for n in (1, 2, 3):
                 probe.publish(env[f"P1_TOPIC_L{n}"], b"\xff garbage NaN")
             time.sleep(0.3)
-        time.sleep(1.0)
-        assert probe.latest[topic(env, "meter/stale")] == b"ON"
         health = probe.wait_json(topic(env, "bridge/health"), lambda h: h["invalid_meter_payloads"] >= 15,
                                  since=t, timeout=12)
+        assert probe.latest[topic(env, "meter/stale")] == b"ON"
         assert health["meter_age_s"] is None
 
         # 3. Live data ends the fail-safe.

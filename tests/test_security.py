@@ -31,7 +31,7 @@ from bridge.service import BridgeService
 from bridge.sim.cloud import CloudSimulator
 from tests.broker import MosquittoBroker, free_port
 from tests.certs import make_ca, make_server_certs, openssl_available
-from tests.e2e import BridgeProcess, Probe, bridge_env
+from tests.e2e import BridgeProcess, Probe, bridge_env, wait_until
 
 FAST = {
     "BALANCER_RAISE_HOLD_S": "1",
@@ -89,15 +89,6 @@ def password_broker(user: str = MQTT_USER, password: str = MQTT_PASSWORD) -> Mos
     (b.dir / "passwd").chmod(0o644)  # mosquitto may run as another user after dropping root
     b.dir.chmod(0o755)
     return b.start()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def topic(env: dict, rest: str) -> str:
@@ -294,7 +285,7 @@ def limits_service(broker, tmp_path):
     with CloudSimulator(installation_current=13) as sim:
         s = _service_settings(broker, sim, tmp_path / "state")
         svc = BridgeService(s)
-        probe = Probe(broker.host, broker.port)
+        probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
         svc.start()
         try:
             probe.wait_value(f"{s.mqtt_base_topic}/charger/{sim.chargepoint_id}/online", "ON", timeout=15)
@@ -317,8 +308,10 @@ def test_max_a_never_above_the_fuse(limits_service):
         assert answer["status"] == "error", (payload, answer)
         assert svc.runtime.max_a <= 25
     assert cmd.send("balancer/max_a/set", "25")["status"] == "ok"
+    refused_at = time.monotonic()
     assert cmd.send("balancer/max_a/set", "5.9")["status"] == "error"
-    time.sleep(0.3)
+    # The refusal's snap-back comes last: every MaxA the bridge published is in by then.
+    probe.wait_value(f"{base}/balancer/max_a", "25", since=refused_at)
     values = _max_a_values(probe, base)
     assert values and max(values) <= 25 and min(values) >= 6
     assert json.loads(probe.latest[f"{base}/balancer/state"])["max_a"] <= 25
@@ -364,15 +357,19 @@ def test_balancer_never_asks_more_than_the_installation_current(broker, tmp_path
         s = _service_settings(broker, sim, tmp_path / "state", balancer_default_current=16,
                               balancer_strategy="homey")
         svc = BridgeService(s)
-        probe = Probe(broker.host, broker.port)
+        probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
         svc.start()
         try:
             conn = sim.connector(1)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and conn.max_current != 13:
+            def quiet_house_at_13_a() -> bool:
                 for i in (1, 2, 3):
                     probe.publish(getattr(s, f"p1_topic_l{i}"), "3")
-                time.sleep(0.2)
+                return conn.max_current == 13
+
+            try:
+                wait_until(quiet_house_at_13_a, 10, "the charger at 13 A", step=0.2)
+            except AssertionError:
+                pass  # the assertions below say what the charger got instead
             attempted = [r.body.get("maxCurrent") for r in sim.requests
                          if r.method == "PUT" and isinstance(r.body, dict) and r.body.get("maxCurrent") is not None]
             assert all(v == 0 or 6 <= v <= 13 for v in attempted), attempted

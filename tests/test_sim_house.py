@@ -100,7 +100,7 @@ def scenarios() -> dict[str, HouseTrace]:
     return {name: scenario(name) for name in scenario_names()}
 
 
-def test_scenarios_cover_the_cases_the_issue_asks_for(scenarios):
+def test_scenarios_cover_the_cases_a_balancer_must_handle(scenarios):
     assert {"evening-oven", "kitchen-spikes", "heat-pump", "one-phase-car-l2", "meter-dropout",
             "solar-export"} <= set(scenarios)
     assert scenarios["one-phase-car-l2"].car_phases == (False, True, False)

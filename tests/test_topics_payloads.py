@@ -24,7 +24,7 @@ CP = "2012345678M"
 # --- topics -----------------------------------------------------------------
 
 
-def test_state_topic_names_follow_issue_3() -> None:
+def test_state_topic_names_are_the_public_ones() -> None:
     t = Topics("chargeamps")
     assert t.bridge_state == "chargeamps/bridge/state"
     assert t.bridge_info == "chargeamps/bridge/info"
@@ -48,7 +48,7 @@ def test_state_topic_names_follow_issue_3() -> None:
     assert t.charger_session_energy_kwh(CP, 1) == f"chargeamps/charger/{CP}/1/session_energy_kwh"
 
 
-def test_command_topic_names_follow_issue_3() -> None:
+def test_command_topic_names_are_the_public_ones() -> None:
     t = Topics("chargeamps")
     assert t.command_topics(CP, 1) == [
         "chargeamps/balancer/max_a/set",

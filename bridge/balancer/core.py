@@ -12,6 +12,8 @@ from collections import deque
 from typing import Protocol
 
 from bridge.balancer.model import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
     PHASES,
     BalancerConfig,
     Decision,
@@ -40,11 +42,11 @@ def _strategies() -> dict[str, type]:
     from bridge.balancer.adaptive import AdaptiveStrategy
     from bridge.balancer.homey import HomeyStrategy
 
-    return {"adaptive": AdaptiveStrategy, "homey": HomeyStrategy}
+    classes = {cls.name: cls for cls in (AdaptiveStrategy, HomeyStrategy)}
+    assert tuple(classes) == STRATEGIES, "STRATEGIES names every strategy class"
+    return classes
 
 
-STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
-DEFAULT_STRATEGY = "adaptive"
 
 
 def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:

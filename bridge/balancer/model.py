@@ -6,11 +6,17 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from bridge.limits import MIN_CURRENT_A
+
 Triple = tuple[float, float, float]
 OptTriple = tuple[float | None, float | None, float | None]
 
 PHASES = (0, 1, 2)
-IEC_MIN_CURRENT = 6  # IEC 61851: below 6 A a charger may not signal a charge
+IEC_MIN_CURRENT = MIN_CURRENT_A
+
+# The balancer strategies, by the name BALANCER_STRATEGY takes.
+STRATEGIES: tuple[str, ...] = ("adaptive", "homey")
+DEFAULT_STRATEGY = "adaptive"
 
 
 def phase_name(phase: int) -> str:

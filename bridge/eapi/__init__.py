@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.eapi.client import EapiClient, validate_amps
+from bridge.eapi.client import EapiClient, client_from_settings, validate_amps
 from bridge.eapi.errors import (
     ApiError,
     AuthError,
@@ -46,6 +46,7 @@ __all__ = [
     "TokenStore",
     "jwt_expiry",
     "match_path",
+    "client_from_settings",
     "validate_amps",
     "validate_request",
 ]

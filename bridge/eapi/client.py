@@ -29,12 +29,13 @@ from bridge.eapi.models import (
     ConnectorSettings,
 )
 from bridge.eapi.tokens import TokenSet, TokenStore, jwt_expiry, jwt_issued_at
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v5"
-MIN_CHARGING_A = 6  # IEC 61851: below this a car does not charge
-MAX_SETTABLE_A = 32
+MIN_CHARGING_A = MIN_CURRENT_A
+MAX_SETTABLE_A = MAX_CURRENT_A
 REFRESH_MARGIN_S = 60.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -165,7 +166,7 @@ class EapiClient:
             kind = "timed out" if _is_timeout(exc) else "could not connect"
             raise CloudUnavailable(
                 f"Charge Amps cloud unreachable ({kind}: {method} {API_PREFIX}{path}) at {self.base_url}; "
-                "check the network or CHARGEAMPS_BASE_URL, the bridge retries later"
+                "check the network or CHARGEAMPS_BASE_URL"
             ) from None
         except requests.RequestException as exc:
             raise CloudUnavailable(
@@ -182,7 +183,7 @@ class EapiClient:
             400: "the request was rejected as invalid",
             403: "this account may not do that on this charge point",
             404: "unknown charge point or connector; check CHARGEAMPS_CHARGEPOINT_ID / CHARGEAMPS_CONNECTOR_ID",
-        }.get(status, "the cloud has a problem; the bridge retries later" if status >= 500 else "")
+        }.get(status, "the cloud has a problem (a server error)" if status >= 500 else "")
         message = f"{what}: {hint}" if hint else what
         if detail:
             message = f"{message} ({detail})"
@@ -423,7 +424,8 @@ class EapiClient:
 
 
 def validate_amps(amps: Any) -> int:
-    """0 (pause) or 6..32 whole amps; ValueError with a clear message otherwise."""
+    """0 (pause) or whole amps from the IEC minimum to the most a connector takes;
+    ValueError with a clear message otherwise."""
     if isinstance(amps, bool) or not isinstance(amps, int):
         if isinstance(amps, float) and amps.is_integer():
             amps = int(amps)
@@ -498,3 +500,23 @@ def _parse(model: Any, data: Any, what: str) -> Any:
 
 
 __all__ = ["EapiClient", "validate_amps"]
+
+
+def client_from_settings(settings: Any, *, long_running: bool = False) -> EapiClient:
+    """The EAPI client for the configured account, built the same way for the CLI and the service.
+
+    `long_running` (the service): a worker must not sleep through a long Retry-After
+    inside a request, so anything above 2 s goes to the service's own backoff, which
+    honours it; and one quick retry for a blip, past which that backoff takes over, so a
+    dead cloud holds the worker for at most two timeouts per attempt.
+    """
+    tuning: dict[str, Any] = {"max_retry_after_s": 2.0, "retries": 1} if long_running else {}
+    return EapiClient(
+        settings.chargeamps_base_url,
+        settings.chargeamps_email or "",
+        settings.chargeamps_password,
+        settings.chargeamps_api_key,
+        token_store=TokenStore(settings.token_file),
+        timeout=settings.chargeamps_http_timeout,
+        **tuning,
+    )

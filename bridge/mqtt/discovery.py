@@ -11,17 +11,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 from bridge.mqtt.topics import PHASES, Topics
 
 MANUFACTURER = "Charge Amps"
 ORIGIN_NAME = "chargeamps-bridge"
 
-# What `limits` holds when the caller leaves a key out: the issue-3 defaults.
+# What `limits` holds when the caller leaves a key out: the limits with the
+# default settings (BALANCER_MIN_CURRENT 6 A, BALANCER_FUSE_A 25 A, no installation current).
 DEFAULT_LIMITS: dict[str, float] = {
-    "max_a_min": 6,
+    "max_a_min": MIN_CURRENT_A,
     "max_a_max": 25,
-    "default_current_min": 6,
-    "default_current_max": 32,
+    "default_current_min": MIN_CURRENT_A,
+    "default_current_max": MAX_CURRENT_A,
     "step": 1,
 }
 

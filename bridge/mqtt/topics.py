@@ -1,6 +1,6 @@
 """Every MQTT topic the bridge publishes or listens to: the public MQTT API.
 
-Names follow issue 3. Phases are 0, 1, 2 in code and `_l1`..`_l3` in topics.
+Phases are 0, 1, 2 in code and `_l1`..`_l3` in topics.
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from dataclasses import dataclass
 
 PHASES = (0, 1, 2)
 
-# The command names `classify` returns; the service dispatches on them.
-COMMAND_NAMES = (
-    "max_a",
-    "default_current",
-    "enabled",
-    "charger_max_current",
-    "charger_mode",
-    "reboot",
-    "refresh",
-)
+# Every command topic under the base topic, by the command name `classify` returns.
+# In a pattern the first `+` is the charge point id, a second one the connector number.
+COMMAND_PATTERNS: dict[str, str] = {
+    "max_a": "balancer/max_a/set",
+    "default_current": "balancer/default_current/set",
+    "enabled": "balancer/enabled/set",
+    "charger_max_current": "charger/+/+/max_current/set",
+    "charger_mode": "charger/+/+/mode/set",
+    "reboot": "charger/+/reboot/set",
+    "refresh": "bridge/request/refresh",
+}
+COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Topics:
         self.bridge_info = f"{base}/bridge/info"
         self.bridge_health = f"{base}/bridge/health"
         self.response = f"{base}/bridge/response"
-        self.request_refresh = f"{base}/bridge/request/refresh"
+        self.request_refresh = self.command_topic("refresh")
 
         # balancer
         self.charge_at = f"{base}/balancer/charge_at"
@@ -76,12 +78,13 @@ class Topics:
         self.enabled = f"{base}/balancer/enabled"
         self.balancer_state = f"{base}/balancer/state"
         self.balancer_paused = f"{base}/balancer/paused"
-        self.max_a_set = f"{self.max_a}/set"
-        self.default_current_set = f"{self.default_current}/set"
-        self.enabled_set = f"{self.enabled}/set"
+        self.max_a_set = self.command_topic("max_a")
+        self.default_current_set = self.command_topic("default_current")
+        self.enabled_set = self.command_topic("enabled")
 
         # meter
         self.meter_stale = f"{base}/meter/stale"
+        self.meter_power_total = f"{base}/meter/power"
 
     def __repr__(self) -> str:
         return f"Topics({self.base!r})"
@@ -98,6 +101,9 @@ class Topics:
 
     def meter_current(self, phase: int) -> str:
         return f"{self.base}/meter/current_{_phase_suffix(phase)}"
+
+    def meter_power(self, phase: int) -> str:
+        return f"{self.base}/meter/power_{_phase_suffix(phase)}"
 
     # --- per charge point / connector -------------------------------------
     def _cp(self, cp: str) -> str:
@@ -128,13 +134,28 @@ class Topics:
         return f"{self._connector(cp, n)}/session_energy_kwh"
 
     def charger_max_current_set(self, cp: str, n: int) -> str:
-        return f"{self.charger_max_current(cp, n)}/set"
+        return self.command_topic("charger_max_current", cp, n)
 
     def charger_mode_set(self, cp: str, n: int) -> str:
-        return f"{self.charger_mode(cp, n)}/set"
+        return self.command_topic("charger_mode", cp, n)
 
     def charger_reboot_set(self, cp: str) -> str:
-        return f"{self._cp(cp)}/reboot/set"
+        return self.command_topic("reboot", cp)
+
+    # --- commands ---------------------------------------------------------
+    def command_pattern(self, name: str) -> str:
+        """The subscription for one command: its topic, with `+` for charge point and connector."""
+        return f"{self.base}/{COMMAND_PATTERNS[name]}"
+
+    def command_topic(self, name: str, cp: str | None = None, n: int | None = None) -> str:
+        """One command's topic, for a charge point (and connector) where the command has them."""
+        levels = COMMAND_PATTERNS[name].split("/")
+        fill = iter([_check_level(cp, "charge point id"), str(_check_connector(n))]
+                    if n is not None else [_check_level(cp, "charge point id")] if cp is not None else [])
+        topic = "/".join(next(fill) if level == "+" else level for level in levels)
+        if next(fill, None) is not None:
+            raise ValueError(f"command {name} takes no {'connector' if n is not None else 'charge point'}")
+        return f"{self.base}/{topic}"
 
     # --- MQTT v5 request/response ----------------------------------------
     def client_response(self, client: str) -> str:
@@ -187,21 +208,17 @@ class Topics:
         if not isinstance(topic, str) or not topic.startswith(self.base + "/"):
             return None
         levels = topic[len(self.base) + 1 :].split("/")
-        match levels:
-            case ["balancer", "max_a", "set"]:
-                return Command("max_a", topic)
-            case ["balancer", "default_current", "set"]:
-                return Command("default_current", topic)
-            case ["balancer", "enabled", "set"]:
-                return Command("enabled", topic)
-            case ["bridge", "request", "refresh"]:
-                return Command("refresh", topic)
-            case ["charger", cp, "reboot", "set"] if _valid_level(cp):
-                return Command("reboot", topic, cp=cp)
-            case ["charger", cp, n, "max_current", "set"] if _valid_level(cp) and _connector_id(n):
-                return Command("charger_max_current", topic, cp=cp, connector=int(n))
-            case ["charger", cp, n, "mode", "set"] if _valid_level(cp) and _connector_id(n):
-                return Command("charger_mode", topic, cp=cp, connector=int(n))
+        for name, pattern in COMMAND_PATTERNS.items():
+            wanted = pattern.split("/")
+            if len(wanted) != len(levels):
+                continue
+            wild = [level for level, want in zip(levels, wanted) if want == "+"]
+            if any(want not in ("+", level) for level, want in zip(levels, wanted)):
+                continue
+            if wild and not _valid_level(wild[0]) or len(wild) > 1 and not _connector_id(wild[1]):
+                continue
+            return Command(name, topic, cp=wild[0] if wild else None,
+                           connector=int(wild[1]) if len(wild) > 1 else None)
         return None
 
 

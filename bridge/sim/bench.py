@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.balancer.from_env import config_values_from_env
+from bridge.balancer.model import STRATEGIES
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
 from bridge.sim.house import HouseTrace, load_trace
 from bridge.sim.scenarios import scenario, scenario_names
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
-DEFAULT_STRATEGIES = ("adaptive", "homey")
+DEFAULT_STRATEGIES = STRATEGIES
 
 # Targets for the adaptive strategy on each built-in scenario. How long an overload lasts is what
 # opens a fuse (a gG fuse holds 1.25 x its rating for an hour, an MCB 1.13 x), so the longest run over

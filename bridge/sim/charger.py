@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-IEC_MIN_CURRENT_A = 6
+from bridge.limits import MIN_CURRENT_A as IEC_MIN_CURRENT_A
 
 
 class ChargerModel:

@@ -679,11 +679,14 @@ def serve(port: int = 8080, host: str = "127.0.0.1", token_ttl_s: float = 7200,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="simulate-cloud", description="Run the Charge Amps EAPI v5 simulator.")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
-    parser.add_argument("--token-ttl", type=float, default=7200, help="access token lifetime in seconds")
-    parser.add_argument("--installation-current", type=int, default=16, help="installation current in A")
+    parser = argparse.ArgumentParser(prog="chargeamps-bridge simulate-cloud",
+                                     description="Run the Charge Amps EAPI v5 simulator.")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default %(default)s; 0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s, loopback)")
+    parser.add_argument("--token-ttl", type=float, default=7200,
+                        help="access token lifetime in seconds (default %(default)g)")
+    parser.add_argument("--installation-current", type=int, default=16,
+                        help="installation current in A (default %(default)s)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
@@ -694,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(args.port, args.host, args.token_ttl, args.installation_current)
     except OSError as exc:
-        print(f"simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        print(f"chargeamps-bridge simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror}")
         return 1
     return 0
 

@@ -19,14 +19,23 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
+from bridge.balancer.model import STRATEGIES
+from bridge.cli import number_argument
 from bridge.config import ConfigError, load_settings
+from bridge.mqtt.client import read_retained
+from bridge.mqtt.discovery import slug
 from bridge.sim.charger import ChargerModel
 from bridge.sim.cloud import CloudSimulator
 from bridge.sim.house import HouseTrace
 from bridge.sim.scenarios import scenario, scenario_names
 
 PHASE_VOLTAGE = 230.0
+# The demo's own topics, never a running bridge's: its base topic, and its simulated meter under it.
+DEMO_BASE_TOPIC = "chargeamps-demo"
+# A scenario starts this long before the house first needs balancing, unless --start says otherwise.
+LEAD_IN_S = 300
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -84,6 +93,8 @@ class Tally:
     seconds_over_fuse: int = 0
     meter: tuple[float, float, float] = (0.0, 0.0, 0.0)
     car: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    first_s: int | None = None
+    last_s: int | None = None
 
 
 class House(threading.Thread):
@@ -116,17 +127,18 @@ class House(threading.Thread):
             self.charger.write(now, int(offered))
 
     def run(self) -> None:
-        second = -1
+        second = int(self.clock()) - 1
         while not self.stop_event.is_set():
             now = self.clock()
             self._follow_cloud(now)
-            s = int(now)
-            if s >= self.trace.duration_s:
-                self.finished.set()
-                return
-            if s != second:
-                second = s
+            # Every simulated second is stepped, also those a busy machine let pass
+            # between two wake-ups: the tally counts the time the clock reached.
+            for s in range(second + 1, int(now) + 1):
+                if s >= self.trace.duration_s:
+                    self.finished.set()
+                    return
                 self._step(s, now)
+                second = s
             self.stop_event.wait(0.02)
 
     def _step(self, s: int, now: float) -> None:
@@ -137,6 +149,8 @@ class House(threading.Thread):
                 self.client.publish(self.topics[p], f"{meter[p]:.2f}", qos=0)
         t = self.tally
         t.seconds += 1
+        t.first_s = s if t.first_s is None else t.first_s
+        t.last_s = s
         t.energy_kwh += sum(car) * PHASE_VOLTAGE / 3_600_000
         t.seconds_over_max_a += any(m > self.max_a for m in meter)
         t.seconds_over_fuse += any(m > self.fuse_a for m in meter)
@@ -154,6 +168,35 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def first_need_s(trace: HouseTrace, max_a: float, car_a: float) -> int | None:
+    """The first second at which the house plus a car drawing `car_a` would exceed MaxA."""
+    for s in range(trace.duration_s):
+        if any(trace.base[p][s] + (car_a if trace.car_phases[p] else 0.0) > max_a for p in range(3)):
+            return s
+    return None
+
+
+def clear_retained(host: str, port: int, topics: list[str], username: str | None,
+                   password: SecretStr | None) -> int:
+    """Remove every retained message on `topics` (filters); how many there were."""
+    found = read_retained(host, port, topics, username=username, password=password) or {}
+    if not found:
+        return 0
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-cleanup-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password.get_secret_value() if password else None)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        for info in [client.publish(t, b"", qos=1, retain=True) for t in found]:
+            info.wait_for_publish(timeout=5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return len(found)
+
+
 def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="chargeamps-bridge demo",
@@ -166,8 +209,14 @@ def demo_main(argv: list[str]) -> int:
                         help="real seconds to run (default: until the scenario ends or Ctrl-C)")
     parser.add_argument("--charger-lag-s", type=float, default=10.0,
                         help="simulated seconds from a cloud write to the car drawing it")
-    parser.add_argument("--strategy", choices=("adaptive", "homey"), default=None,
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="balancer strategy (default: BALANCER_STRATEGY)")
+    parser.add_argument("--start", type=number_argument("--start", minimum=0), default=None, metavar="MINUTES",
+                        help="simulated minute of the scenario to begin at (default: "
+                        f"{LEAD_IN_S // 60} minutes before the house first needs balancing)")
+    parser.add_argument("--ha-discovery", action="store_true",
+                        help="publish Home Assistant discovery for the simulated charger (off by default, "
+                        "so a Home Assistant on the same broker gets no demo entities)")
     args = parser.parse_args(argv)
     if not 1 <= args.speed <= 60:
         parser.error("--speed must be from 1 to 60")
@@ -175,17 +224,20 @@ def demo_main(argv: list[str]) -> int:
         parser.error("--charger-lag-s cannot be negative")
 
     from bridge.service import BridgeService
+    from bridge.sim.clock import ScaledClock
 
     base = load_settings()
     logging.getLogger().setLevel(logging.WARNING)
     trace = scenario(args.scenario)
     cleanup: list = []
     try:
+        own_broker = None
         if _port_answers(base.mqtt_host, base.mqtt_port):
             host, port = base.mqtt_host, base.mqtt_port
-            print(f"Using the broker at {host}:{port}")
+            print(f"Using the broker at {host}:{port} (base topic {DEMO_BASE_TOPIC}; "
+                  "its retained messages are removed when the demo ends)")
         else:
-            broker = OwnBroker()
+            broker = own_broker = OwnBroker()
             cleanup.append(broker.close)
             host, port = "127.0.0.1", broker.port
             print(f"No broker at {base.mqtt_host}:{base.mqtt_port}; started mosquitto on {host}:{port}")
@@ -197,10 +249,12 @@ def demo_main(argv: list[str]) -> int:
         conn.car_plugged = True
         conn.car_max_a = trace.car_max_a
         charger = ChargerModel(lag_s=args.charger_lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a)
-        start = time.monotonic()
-
-        def clock() -> float:
-            return (time.monotonic() - start) * args.speed
+        if args.start is not None:
+            start_s = min(args.start * 60, trace.duration_s - 1)
+        else:
+            need = first_need_s(trace, base.balancer_max_a, min(trace.car_max_a, base.balancer_default_current))
+            start_s = 0 if need is None else max(0, need - LEAD_IN_S)
+        clock = ScaledClock(args.speed, start_s)
 
         conn.draw_override = lambda offered, now: charger.phase_draw(clock())
         state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
@@ -210,11 +264,24 @@ def demo_main(argv: list[str]) -> int:
             chargeamps_api_key=sim.api_key, chargeamps_chargepoint_id=None, chargeamps_state_dir=state_dir,
             chargeamps_poll_interval=max(10.0, base.chargeamps_poll_interval), mqtt_host=host, mqtt_port=port,
             mqtt_client_id=f"chargeamps-bridge-demo-{uuid.uuid4().hex[:6]}",
+            # Its own topics: nothing it publishes lands on a running bridge's topics, meter or
+            # Home Assistant (discovery only when asked).
+            mqtt_base_topic=DEMO_BASE_TOPIC, ha_discovery=args.ha_discovery, p1_preset=None, p1_device=None,
+            p1_unit="A", p1_heartbeat_topic=None,
+            **{f"p1_topic_l{n}": f"{DEMO_BASE_TOPIC}/meter-sim/current_l{n}" for n in (1, 2, 3)},
+            **{f"p1_json_path_l{n}": None for n in (1, 2, 3)},
         )
         if args.strategy:
             overrides["balancer_strategy"] = args.strategy
         settings = load_settings(**overrides)
-        service = BridgeService(settings, clock=clock, speed=args.speed)
+        if own_broker is None:
+            # After the service has said `offline` (the cleanup runs in reverse order of start).
+            leftovers = [f"{DEMO_BASE_TOPIC}/#"]
+            if settings.ha_discovery:
+                leftovers.append(f"{settings.ha_discovery_prefix.strip('/')}/+/{slug(DEMO_BASE_TOPIC)}/+/config")
+            cleanup.insert(0, lambda: clear_retained(host, port, leftovers, settings.mqtt_username,
+                                                     settings.mqtt_password))
+        service = BridgeService(settings, clock=clock)
         service.start()
         cleanup.insert(0, service.stop)
         house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,
@@ -230,20 +297,29 @@ def demo_main(argv: list[str]) -> int:
         print(f"Watch the topics: mosquitto_sub -h {host} -p {port} -v -t '{b}/#'")
         print(f"{'time':>8} {'L1':>6} {'L2':>6} {'L3':>6} {'ChargeAt':>8} {'LoadBal':>7} {'car':>5}  reason")
         end = None if args.duration is None else time.monotonic() + args.duration
+
+        shown: list[int] = []
+
+        def row() -> None:
+            d, t = service.decision, house.tally
+            if d is not None and t.last_s is not None and t.last_s not in shown[-1:]:
+                shown.append(t.last_s)
+                print(f"{_hms(t.last_s):>8} {t.meter[0]:>6.1f} {t.meter[1]:>6.1f} {t.meter[2]:>6.1f} "
+                      f"{d.charge_at:>8d} {max(d.loadbal):>7.1f} {max(t.car):>5.1f}  {d.reason}", flush=True)
+
         try:
             while not house.finished.is_set() and (end is None or time.monotonic() < end):
                 time.sleep(1.0)
-                d = service.decision
-                t = house.tally
-                if d is None:
-                    continue
-                print(f"{_hms(clock()):>8} {t.meter[0]:>6.1f} {t.meter[1]:>6.1f} {t.meter[2]:>6.1f} "
-                      f"{d.charge_at:>8d} {max(d.loadbal):>7.1f} {max(t.car):>5.1f}  {d.reason}", flush=True)
+                row()
         except KeyboardInterrupt:
             print()
+        house.close()  # the tally stops here: the last row and the summary show the same time
+        row()
         t = house.tally
         writes = sum(1 for w in sim.writes if w[3] == "maxCurrent")
-        print(f"Summary after {_hms(t.seconds)} simulated: car energy {t.energy_kwh:.2f} kWh, "
+        reached = ("00:00:00 simulated" if t.first_s is None else
+                   f"{_hms(t.last_s - t.first_s)} simulated, {_hms(t.first_s)} to {_hms(t.last_s)}")
+        print(f"Summary after {reached}: car energy {t.energy_kwh:.2f} kWh, "
               f"time over MaxA {t.seconds_over_max_a} s, over the fuse {t.seconds_over_fuse} s, cloud writes {writes}")
         return 0
     finally:

@@ -1,0 +1,304 @@
+"""The link to one charger connector through the Charge Amps cloud.
+
+It finds the charge point, polls it, reads its settings, writes the current the
+balancer decided (and pauses the way CHARGEAMPS_PAUSE_METHOD says), backs off
+after a cloud error and keeps the cloud's side of `bridge/health`.
+
+It keeps the charger at the balancer's decision (desired state): every poll
+reads the setting back, and a setting changed outside the bridge (the Charge
+Amps app, another tool, a reboot that restored an old value) is given to the
+balancer as the charger's current setting, so that it writes its own value
+again: a cut at once, a raise paced like any raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bridge.balancer import Balancer, Decision
+from bridge.config import Settings
+from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited
+from bridge.mqtt.payloads import format_number
+from bridge.service.backoff import CloudBackoff
+from bridge.service.clock import Clock
+from bridge.service.health import Health, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChargerView:
+    """What the bridge last learned of the charger from the cloud."""
+
+    cp_id: str | None = None
+    model: str | None = None
+    online: bool | None = None
+    status: str | None = None
+    max_current: float | None = None
+    mode: str | None = None
+    installation_current: int | None = None
+    currents: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    power_kw: float = 0.0
+    session_energy_kwh: float = 0.0
+    polls: int = 0
+
+
+def _no_op(*_: Any) -> None:
+    return None
+
+
+class ChargerLink:
+    """One connector. The worker thread calls it; it never raises for a cloud error.
+
+    `on_change()` runs when the charger's view changed (to publish it),
+    `on_health(now)` when the cloud's health changed, `on_identified()` once the
+    charge point is known.
+    """
+
+    def __init__(self, settings: Settings, cloud: EapiClient, balancer: Balancer, health: Health,
+                 clock: Clock, backoff: CloudBackoff, *,
+                 on_change: Callable[[], None] = _no_op,
+                 on_health: Callable[[float], None] = _no_op,
+                 on_identified: Callable[[], None] = _no_op,
+                 on_installation_current: Callable[[float], None] = _no_op,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
+        self.settings = settings
+        self.cloud = cloud
+        self.balancer = balancer
+        self.health = health
+        self.clock = clock
+        self.backoff = backoff
+        self.connector = settings.chargeamps_connector_id
+        self.view = ChargerView(cp_id=settings.chargeamps_chargepoint_id)
+        self.on_change = on_change
+        self.on_health = on_health
+        self.on_identified = on_identified
+        self.on_installation_current = on_installation_current
+        self.enabled = enabled  # whether the balancer drives the charger
+        # What the charger's setting should read back (0 while paused): the bridge's
+        # last write, or the setting found at connect; None until the first read.
+        self.expected: float | None = None
+        self._overridden: float | None = None  # a setting found changed outside the bridge, not yet restored
+        self.ready = False  # the charge point is known and answered
+        self._cloud_error: str | None = None  # the last_error this link reported, while it lasts
+        self.next_poll = 0.0
+
+    # ---- the worker's rhythm ------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Connect when not connected yet, else poll when it is time; both wait out the backoff."""
+        if not self.backoff.ready(now):
+            return
+        if not self.ready:
+            self.connect(now)
+        elif now >= self.next_poll:
+            self.poll(now)
+
+    def apply(self, now: float, decision: Decision, enabled: bool) -> None:
+        """Write the decision's command, if it has one and the balancer may drive the charger now."""
+        if decision.command is None or not enabled or not self.ready or not self.backoff.ready(now):
+            return
+        if self.write_current(now, decision.command, decision.reason):
+            self.balancer.commanded(now, decision.command)
+
+    # ---- cloud calls ----------------------------------------------------------------
+
+    def call(self, now: float, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """One cloud operation with health bookkeeping and backoff; never raises."""
+        if not self.backoff.ready(now):
+            return False, None
+        try:
+            result = fn()
+        except RateLimited as e:
+            # The backoff counts from the failure, not from the start of a call that
+            # may have spent seconds in timeouts and retries.
+            delay = self.backoff.failed(self.clock(), at_least_s=e.retry_after_s or 0.0)
+            self._failed(what, "error", f"{e} (next try in {delay:.0f} s)")
+            return False, None
+        except AuthError as e:
+            delay = self.backoff.failed(self.clock())
+            self._failed(what, "auth_failed", f"{e} (next try in {delay:.0f} s)")
+            return False, None
+        except (EapiError, ValueError) as e:
+            # ValueError: the client refused to send what the installation does not allow.
+            delay = self.backoff.failed(self.clock())
+            self._failed(what, "error", f"{e} (next try in {delay:.0f} s)")
+            return False, None
+        was = self.health.cloud
+        self.backoff.succeeded()
+        self.health.cloud = "ok"
+        self.health.last_cloud_call = {"at": utc_now(), "call": what, "result": "ok"}
+        if was != "ok":
+            log.info("cloud ok (%s)", what)
+            if self.health.last_error is not None and self.health.last_error == self._cloud_error:
+                # The cloud's error is over; an error of another part stays until it is over too.
+                self.health.last_error = None
+            self._cloud_error = None
+            self.on_health(now)
+        return True, result
+
+    def _failed(self, what: str, state: str, message: str) -> None:
+        self.health.cloud = state
+        self.health.last_error = self._cloud_error = f"{what}: {message}"
+        self.health.last_cloud_call = {"at": utc_now(), "call": what, "result": state}
+        log.error("cloud %s failed: %s", what, message)
+        self.on_health(self.clock())
+
+    def connect(self, now: float) -> None:
+        s = self.settings
+        if not (s.chargeamps_email and s.chargeamps_password and s.chargeamps_api_key):
+            if self.health.cloud != "not_configured":
+                self.health.cloud = "not_configured"
+                log.warning("CHARGEAMPS_EMAIL, CHARGEAMPS_PASSWORD or CHARGEAMPS_API_KEY not set: balancing without the charger")
+            return
+        ok, cps = self.call(now, "owned chargepoints", self.cloud.owned_chargepoints)
+        if not ok:
+            return
+        wanted = s.chargeamps_chargepoint_id
+        chosen = next((cp for cp in cps if cp.id == wanted), None) if wanted else (cps[0] if cps else None)
+        if chosen is None:
+            self._failed(
+                "owned chargepoints", "error",
+                f"charge point {wanted} is not owned by this account" if wanted else "the account owns no charge point",
+            )
+            self.backoff.failed(now)
+            return
+        self.view.cp_id = chosen.id
+        self.view.model = chosen.type
+        self.ready = True
+        self.next_poll = now
+        log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)
+        self.on_identified()
+        self.poll(now)
+
+    def poll(self, now: float) -> None:
+        """The connector's status, then its settings read back."""
+        cp = self.view.cp_id
+        self.next_poll = now + self.settings.chargeamps_poll_interval
+        ok, status = self.call(now, "status", lambda: self.cloud.status(cp))
+        if not ok:
+            return
+        v = self.view
+        v.polls += 1
+        v.online = status.status == "Online"
+        conn = status.connector(self.connector)
+        currents = conn.phase_currents() if conn is not None else None
+        if conn is not None:
+            v.status = conn.status
+            v.power_kw = conn.charging_power_kw or 0.0
+            v.session_energy_kwh = conn.total_consumption_kwh or 0.0
+        v.currents = currents or (0.0, 0.0, 0.0)
+        self.balancer.charger(now, currents, conn.active_phases() if conn is not None else None)
+        self.read_settings(now)
+        self.on_change()
+
+    def read_settings(self, now: float) -> None:
+        ok, cs = self.call(now, "connector settings",
+                           lambda: self.cloud.connector_settings(self.view.cp_id, self.connector))
+        if not ok:
+            return
+        v = self.view
+        v.max_current = cs.max_current
+        v.mode = str(cs.mode) if cs.mode is not None else None
+        if cs.installation_current and cs.installation_current != v.installation_current:
+            v.installation_current = int(cs.installation_current)
+            # The installation's limit caps every command, whatever the default current says.
+            self.balancer.reconfigure(now, installation_current=v.installation_current)
+            log.info("installation current %d A caps the charging current", v.installation_current)
+            self.on_installation_current(now)
+        self._follow(now, self._read_back(now))
+
+    def _read_back(self, now: float) -> float | None:
+        """What the charger is set to give the car, at the level the bridge writes: 0 while
+        paused by mode, else the connector's (or the charge point's) max current."""
+        if self.settings.chargeamps_pause_method == "mode" and self.view.mode == "Off":
+            return 0.0
+        if self.settings.chargeamps_current_level == "chargepoint":
+            ok, cps = self.call(now, "charge point settings", lambda: self.cloud.chargepoint_settings(self.view.cp_id))
+            return cps.max_current if ok else None
+        return self.view.max_current
+
+    def _follow(self, now: float, setting: float | None) -> None:
+        """Compare the charger's setting with what the bridge set; take a change made outside
+        the bridge as the charger's setting, so that the balancer writes its own value again."""
+        if setting is None:
+            return
+        if setting == self.expected:
+            self._overridden = None  # restored, or the balancer wanted that value anyway
+            return
+        if self.expected is not None and self.enabled():
+            self.health.charger_overrides += 1
+            self._overridden = setting
+            log.warning("charger set to %s A outside the bridge (the bridge had set %s A)",
+                        format_number(setting), format_number(self.expected))
+        # At connect, or while the balancer is off, the setting found is simply taken as it is.
+        self.expected = setting
+        self.balancer.commanded(now, int(setting))
+
+    def write_current(self, now: float, amps: int, why: str) -> bool:
+        """The balancer's current; 0 pauses by current or by mode (CHARGEAMPS_PAUSE_METHOD)."""
+        cp, n, s = self.view.cp_id, self.connector, self.settings
+        by_mode = s.chargeamps_pause_method == "mode"
+
+        def write() -> float:
+            if by_mode and amps == 0:
+                self.cloud.set_mode(cp, n, "Off")
+                return 0.0
+            applied = self.cloud.set_current(cp, n, amps, level=s.chargeamps_current_level)
+            if by_mode and self.view.mode == "Off":
+                self.cloud.set_mode(cp, n, "On")
+            return applied
+
+        ok, applied = self.call(now, f"set current {amps} A", write)
+        if ok:
+            log.info("charger set to %d A (%s)", amps, why)
+            if by_mode:
+                self.view.mode = "Off" if amps == 0 else "On"
+            self.expected = 0.0 if by_mode and amps == 0 else applied
+            if self._overridden is not None:
+                self.health.last_override = (f"charger set to {format_number(self._overridden)} A outside "
+                                             f"the bridge: restored {amps} A")
+                log.warning("%s", self.health.last_override)
+                self._overridden = None
+            self.view.max_current = applied
+            self.on_change()
+        return ok
+
+    # ---- a user's commands: tried now, even during the backoff ------------------
+
+    def refresh(self, now: float) -> bool:
+        """Poll now; False when the cloud did not answer."""
+        self.backoff.try_now(now)
+        self.poll(now)
+        return self.health.cloud == "ok"
+
+    def set_current_directly(self, now: float, amps: int) -> bool:
+        self.backoff.try_now(now)
+        ok, _ = self.call(now, f"set current {amps} A",
+                          lambda: self.cloud.set_current(self.view.cp_id, self.connector, amps,
+                                                         level=self.settings.chargeamps_current_level))
+        if ok:
+            self.view.max_current = float(amps)
+            self.expected = None  # the user's value: the next read-back is taken as it is
+            self.on_change()
+        return ok
+
+    def set_mode(self, now: float, mode: str) -> bool:
+        self.backoff.try_now(now)
+        ok, _ = self.call(now, f"mode {mode}", lambda: self.cloud.set_mode(self.view.cp_id, self.connector, mode))
+        if ok:
+            self.view.mode = mode
+            self.expected = None  # the user's value: the next read-back is taken as it is
+            self.on_change()
+        return ok
+
+    def reboot(self, now: float) -> bool:
+        self.backoff.try_now(now)
+        ok, _ = self.call(now, "reboot", lambda: self.cloud.reboot(self.view.cp_id))
+        return ok
+
+    def addresses(self, cp: str | None, connector: int | None) -> bool:
+        """Whether a command topic's charge point (and connector) is this link's."""
+        return self.ready and cp == self.view.cp_id and connector in (None, self.connector)

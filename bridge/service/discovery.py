@@ -1,0 +1,60 @@
+"""Home Assistant discovery: announces the bridge's entities, and again whenever
+Home Assistant comes back online (it forgets what it was told when it restarts)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bridge import __version__
+from bridge.config import Settings
+from bridge.limits import default_current_range, max_a_range
+from bridge.mqtt.client import Message, Subscription
+from bridge.mqtt.discovery import discovery_messages, ha_status_topic
+from bridge.mqtt.topics import Topics
+from bridge.service.charger_link import ChargerLink
+from bridge.service.publisher import StatePublisher
+
+log = logging.getLogger(__name__)
+
+
+class Discovery:
+    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, link: ChargerLink) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.publisher = publisher
+        self.link = link
+        self.enabled = settings.ha_discovery
+        self.status_topic = ha_status_topic(settings.ha_discovery_prefix)
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(self.status_topic)] if self.enabled else []
+
+    def is_status(self, msg: Message) -> bool:
+        return self.enabled and msg.topic == self.status_topic
+
+    def home_assistant_online(self, msg: Message) -> bool:
+        """Whether this status message says Home Assistant came (back) online."""
+        if msg.payload.strip() != b"online":
+            return False
+        log.info("Home Assistant is online: re-publishing discovery and state")
+        return True
+
+    def announce(self) -> None:
+        view = self.link.view
+        if not self.enabled or not view.cp_id:
+            return
+        s = self.settings
+        max_a_min, max_a_max = max_a_range(s.balancer_min_current, s.balancer_fuse_a)
+        default_min, default_max = default_current_range(s.balancer_min_current, view.installation_current)
+        limits = {
+            "max_a_min": max_a_min,
+            "max_a_max": max_a_max,
+            "default_current_min": default_min,
+            "default_current_max": default_max,
+        }
+        for topic, payload in discovery_messages(
+            self.topics, s.ha_discovery_prefix, self.topics.base, view.cp_id, self.link.connector,
+            view.model, __version__, limits,
+        ):
+            self.publisher.publish(topic, json.dumps(payload))

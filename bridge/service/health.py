@@ -1,0 +1,23 @@
+"""What `bridge/health` reports, gathered by the components that know it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass
+class Health:
+    cloud: str = "unknown"
+    last_cloud_call: dict[str, Any] | None = None
+    last_error: str | None = None
+    invalid_meter_payloads: int = 0
+    meter_readings_superseded: int = 0
+    commands_refused: int = 0
+    charger_overrides: int = 0  # times the charger's setting was found changed outside the bridge
+    last_override: str | None = None
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,85 @@
+"""Publishes the bridge's state as retained MQTT topics, each only when its value changed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.balancer import Decision
+from bridge.mqtt.client import Message, MqttClient
+from bridge.mqtt.payloads import format_bool, format_number
+from bridge.mqtt.topics import Topics
+from bridge.service.charger_link import ChargerView
+from bridge.state import RuntimeSettings
+
+
+class StatePublisher:
+    def __init__(self, mqtt: MqttClient, topics: Topics) -> None:
+        self.mqtt = mqtt
+        self.topics = topics
+        self._published: dict[str, str] = {}
+
+    def publish(self, topic: str, payload: str, force: bool = False) -> None:
+        """Retained; skipped when the broker already has this value from us, unless `force`."""
+        if not force and self._published.get(topic) == payload:
+            return
+        self._published[topic] = payload
+        self.mqtt.publish(topic, payload)
+
+    def forget(self) -> None:
+        """After a (re)connect, or when Home Assistant restarts: the next publish sends everything."""
+        self._published.clear()
+
+    def answer(self, msg: Message, status: str, value: Any, error: str | None) -> None:
+        """The answer to a command: on `bridge/response`, and on the sender's MQTT v5 response topic."""
+        answer = json.dumps({"topic": msg.topic, "status": status, "value": value, "error": error})
+        self.mqtt.publish(self.topics.response, answer, retain=False)
+        if msg.response_topic:
+            self.mqtt.publish(msg.response_topic, answer, retain=False, correlation_data=msg.correlation_data)
+
+    def health(self, health: dict[str, Any]) -> None:
+        # Always sent: meter age and queue change with every report.
+        self.mqtt.publish(self.topics.bridge_health, json.dumps(health))
+
+    def info(self, info: dict[str, Any]) -> None:
+        self.publish(self.topics.bridge_info, json.dumps(info))
+
+    def balancer(self, d: Decision, runtime: RuntimeSettings) -> None:
+        t = self.topics
+        self.publish(t.charge_at, format_number(d.charge_at))
+        for i in range(3):
+            self.publish(t.loadbal(i), format_number(round(d.loadbal[i], 2)))
+            current = d.phase_currents[i]
+            if current is not None:
+                self.publish(t.meter_current(i), format_number(round(current, 2)))
+        self.runtime(runtime)
+        self.publish(t.meter_stale, format_bool(d.meter_stale))
+        self.publish(t.balancer_paused, format_bool(d.paused))
+        state = d.to_dict()
+        state["enabled"] = runtime.enabled
+        state["max_a"] = runtime.max_a
+        state["default_current"] = runtime.default_current
+        self.publish(t.balancer_state, json.dumps(state))
+
+    def runtime(self, runtime: RuntimeSettings) -> None:
+        t = self.topics
+        self.publish(t.max_a, format_number(runtime.max_a))
+        self.publish(t.default_current, format_number(runtime.default_current))
+        self.publish(t.enabled, format_bool(runtime.enabled))
+
+    def charger(self, c: ChargerView, n: int) -> None:
+        if not c.cp_id or c.polls == 0 and c.max_current is None:
+            return
+        t = self.topics
+        if c.online is not None:
+            self.publish(t.charger_online(c.cp_id), format_bool(c.online))
+        if c.status is not None:
+            self.publish(t.charger_status(c.cp_id, n), c.status)
+        if c.max_current is not None:
+            self.publish(t.charger_max_current(c.cp_id, n), format_number(c.max_current))
+        if c.mode is not None:
+            self.publish(t.charger_mode(c.cp_id, n), c.mode)
+        for i in range(3):
+            self.publish(t.charger_current(c.cp_id, n, i), format_number(round(c.currents[i], 2)))
+        self.publish(t.charger_power_kw(c.cp_id, n), format_number(round(c.power_kw, 3)))
+        self.publish(t.charger_session_energy_kwh(c.cp_id, n), format_number(round(c.session_energy_kwh, 3)))

@@ -1,0 +1,73 @@
+"""The settings a user changes by command (MaxA, default current, enabled), kept across restarts.
+
+A stored value is checked by the same rules as the command that sets it: a value
+the command would refuse is refused from the file too, and the configured one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bridge.config import Settings
+from bridge.limits import LimitError, check_default_current, check_max_a
+from bridge.mqtt.payloads import PayloadError, parse_bool
+from bridge.state import RuntimeSettings, RuntimeStore
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeKeeper:
+    """Restores the runtime settings at start (a hand-edited file must not lift a
+    hard limit) and saves every change."""
+
+    def __init__(self, store: RuntimeStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    @property
+    def last_error(self) -> str | None:
+        return self.store.last_error
+
+    def restore(self) -> RuntimeSettings:
+        s = self.settings
+        defaults = RuntimeSettings(max_a=s.balancer_max_a, default_current=s.balancer_default_current)
+        loaded = self.store.load(defaults)
+        try:
+            loaded.max_a = check_max_a(loaded.max_a, s.balancer_min_current, s.balancer_fuse_a)
+        except LimitError as e:
+            self._refused(e, f"{defaults.max_a:g} A")
+            loaded.max_a = defaults.max_a
+        # The installation current is not known yet: `fit` checks against it once it is.
+        try:
+            loaded.default_current = check_default_current(loaded.default_current, s.balancer_min_current, None)
+        except LimitError as e:
+            self._refused(e, f"{defaults.default_current} A")
+            loaded.default_current = defaults.default_current
+        if not isinstance(loaded.enabled, bool):
+            try:
+                loaded.enabled = parse_bool(str(loaded.enabled))
+            except PayloadError as e:
+                self._refused(f"enabled: {e}", "ON" if defaults.enabled else "OFF")
+                loaded.enabled = defaults.enabled
+        return loaded
+
+    def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:
+        """Refuse a stored default current above the installation current (once that is
+        known), as the command would; True when the runtime settings changed."""
+        s = self.settings
+        if runtime.default_current == s.balancer_default_current:
+            return False  # the configured value: the balancer caps it at the installation current
+        try:
+            check_default_current(runtime.default_current, s.balancer_min_current, installation_current)
+        except LimitError as e:
+            self._refused(e, f"{s.balancer_default_current} A")
+            runtime.default_current = s.balancer_default_current
+            return True
+        return False
+
+    def _refused(self, why: object, instead: str) -> None:
+        log.error("%s: value refused (%s); using %s", self.store.path, why, instead)
+
+    def save(self, runtime: RuntimeSettings) -> bool:
+        """False when the file could not be written (`last_error` says why); the change holds until restart."""
+        return self.store.save(runtime)

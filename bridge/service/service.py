@@ -1,0 +1,281 @@
+"""The service: wires the meter input, the balancer, the charger link, the
+commands, the state publisher and discovery, and runs them on one worker.
+
+paho's network thread only enqueues events. One worker thread owns all state:
+it parses, runs the balancer, makes the HTTP calls and publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from bridge import __version__
+from bridge.balancer import Balancer, Decision
+from bridge.config import ConfigError, Settings
+from bridge.eapi import EapiClient
+from bridge.instance import instance_id
+from bridge.mqtt.client import Message, Subscription
+from bridge.mqtt.meter import MeterConfigError
+from bridge.mqtt.topics import COMMAND_NAMES, Topics
+from bridge.service import factory
+from bridge.service.backoff import CloudBackoff
+from bridge.service.charger_link import ChargerLink
+from bridge.service.clock import Clock, MonotonicClock
+from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
+from bridge.service.discovery import Discovery
+from bridge.service.health import Health
+from bridge.service.meter_input import MeterInput
+from bridge.service.publisher import StatePublisher
+from bridge.service.runtime import RuntimeKeeper
+from bridge.state import RuntimeStore
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+HEALTH_EVERY_S = 10.0
+
+
+class BridgeService:
+    """Lifecycle, the event queue, the worker and the signals. Every collaborator
+    can be passed in; what is not is built from `settings` (see `factory`)."""
+
+    def __init__(self, settings: Settings, *, cloud: EapiClient | None = None,
+                 mqtt: factory.MqttFactory | None = None, clock: Clock | None = None,
+                 backoff: CloudBackoff | None = None, store: RuntimeStore | None = None,
+                 command_budget: CommandBudget | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self.topics = Topics(settings.mqtt_base_topic)
+        try:
+            meter = settings.meter_source()
+        except MeterConfigError as e:
+            raise ConfigError(str(e)) from None
+        self.health = Health()
+        self.keeper = RuntimeKeeper(store or factory.runtime_store(settings), settings)
+        self.runtime = self.keeper.restore()
+        self.health.last_error = self.keeper.last_error  # a corrupt or unreadable state file
+        self.balancer = Balancer(
+            settings.balancer_config(max_a=self.runtime.max_a, default_current=self.runtime.default_current),
+            strategy=settings.balancer_strategy,
+        )
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.stop_event = threading.Event()
+        self.decision: Decision | None = None
+        self._next_health = 0.0
+        self.mqtt = (mqtt or factory.mqtt_factory(settings))(
+            self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
+        self.publisher = StatePublisher(self.mqtt, self.topics)
+        self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
+                                      stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
+                                      topics=self.topics)
+        self.link = ChargerLink(
+            settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
+            backoff or CloudBackoff(),
+            on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
+        )
+        self.discovery = Discovery(settings, self.topics, self.publisher, self.link)
+        self.commands = CommandHandler(
+            settings, self.topics, self.runtime, self.keeper, self.balancer, self.link, self.health, self.clock,
+            decide=self._decide_and_apply, on_health=self._publish_health, budget=command_budget,
+        )
+        self.mqtt.subscribe_on_connect(self._subscriptions())
+
+    @property
+    def meter(self):
+        """The meter source (its topics, its parser)."""
+        return self.meter_input.meter
+
+    def _subscriptions(self) -> list[Subscription]:
+        commands = [Subscription(self.topics.command_pattern(name), skip_retained=True) for name in COMMAND_NAMES]
+        return self.meter_input.subscriptions() + commands + self.discovery.subscriptions()
+
+    # ---- threads --------------------------------------------------------------
+
+    def _enqueue(self, kind: str, item: Any) -> None:
+        self.events.put_nowait((kind, item))
+
+    def _enqueue_message(self, msg: Message) -> None:
+        """On paho's thread: queue the message, or during a meter flood keep only the newest reading."""
+        if self.topics.classify(msg.topic) is None and self.meter_input.hold(msg, self.events.qsize()):
+            return
+        self._enqueue("message", msg)
+
+    def start(self) -> None:
+        log.info(
+            "chargeamps-bridge %s starting: strategy %s, MaxA %.1f A, fuse %.0f A, broker %s:%d, base topic %s",
+            __version__, self.settings.balancer_strategy, self.runtime.max_a,
+            self.settings.balancer_fuse_a, self.settings.mqtt_host, self.settings.mqtt_port,
+            self.topics.base,
+        )
+        log.info("meter: %s", self.meter.describe())
+        self.mqtt.start()
+        self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._enqueue("stop", None)
+        if getattr(self, "_worker", None):
+            self._worker.join(timeout=15)
+        self.mqtt.stop(final_topic=self.topics.bridge_state, final_payload="offline")
+        log.info("stopped")
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; publish `offline` and return 0."""
+        def _signal(signum, frame):
+            log.info("signal %s received, stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+            self._enqueue("stop", None)
+
+        signal.signal(signal.SIGTERM, _signal)
+        signal.signal(signal.SIGINT, _signal)
+        self.start()
+        while not self.stop_event.wait(0.5):
+            pass
+        self.stop()
+        return 0
+
+    def _work(self) -> None:
+        next_tick = self.clock()
+        while not self.stop_event.is_set():
+            now = self.clock()
+            wake = min(next_tick, self.link.next_poll) if self.link.ready else next_tick
+            try:
+                kind, item = self.events.get(timeout=self.clock.real_seconds(max(0.0, wake - now)))
+            except queue.Empty:
+                kind, item = "tick", None
+            self._handle(kind, item)
+            if self.events.empty():
+                for msg in self.meter_input.take_held():
+                    self._handle("message", msg)
+            if self.clock() >= next_tick:
+                # A slow cloud call leaves a backlog of meter readings in the queue: read
+                # what is there before deciding, or a phase whose fresh reading is still
+                # queued would look stale and trip the fail-safe.
+                for _ in range(self.events.qsize()):
+                    try:
+                        kind, item = self.events.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._handle(kind, item)
+                now = self.clock()
+                next_tick = now + TICK_S
+                self._handle("tick", now)
+
+    def _handle(self, kind: str, item: Any) -> None:
+        try:
+            if kind == "message":
+                self._on_message(item)
+            elif kind == "connection":
+                self._on_connection(*item)
+            elif kind == "tick" and item is not None:
+                self._tick(item)
+        except Exception as e:  # the loop must outlive any bug in a handler
+            log.exception("worker: %s failed", kind)
+            self.health.last_error = f"internal error: {type(e).__name__}: {e}"
+
+    # ---- events ---------------------------------------------------------------
+
+    def _on_connection(self, ok: bool, why: str) -> None:
+        if not ok:
+            log.warning("MQTT disconnected: %s", why)
+            return
+        log.info("MQTT connected to %s:%d", self.settings.mqtt_host, self.settings.mqtt_port)
+        self.publisher.forget()
+        self.publisher.publish(self.topics.bridge_state, "online")
+        self._publish_info()
+        self.discovery.announce()
+        self._publish_all(self.clock())
+
+    def _on_message(self, msg: Message) -> None:
+        command = self.topics.classify(msg.topic)
+        if command is not None:
+            sender = describe_sender(msg.user_properties, msg.response_topic)
+            if msg.retain:
+                # The broker keeps a retained command and hands it to every later subscriber:
+                # it is a setting left lying around, never a request to act on now. An empty
+                # retained message only clears one.
+                if not msg.payload:
+                    return
+                outcome = self.commands.refuse(
+                    command, "refused: the message is retained, and a retained command is never applied; "
+                    "publish it without the retain flag (and clear the retained one with an empty retained message)",
+                    sender)
+            else:
+                outcome = self.commands.handle(command, msg.payload, sender)
+            self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
+            if outcome.restate is not None:
+                self.publisher.publish(*outcome.restate, force=True)
+            return
+        if self.discovery.is_status(msg):
+            if self.discovery.home_assistant_online(msg):
+                self.publisher.forget()
+                self.discovery.announce()
+                self._publish_all(self.clock())
+            return
+        now = self.clock()
+        if self.meter_input.receive(msg, now) and self.events.empty():  # else the next queued reading decides
+            self._decide_and_apply(now)
+
+    def _tick(self, now: float) -> None:
+        self.link.tick(now)
+        self._decide_and_apply(now)
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_EVERY_S
+            self._publish_health(self.clock())  # `now` is old after a slow cloud call
+
+    def _decide_and_apply(self, now: float) -> None:
+        d = self.balancer.decide(now)
+        previous = self.decision
+        self.decision = d
+        if previous is None or previous.reason != d.reason or previous.charge_at != d.charge_at:
+            log.log(logging.INFO if previous is None or previous.charge_at != d.charge_at else logging.DEBUG,
+                    "decision: ChargeAt %d A (%s)", d.charge_at, d.reason)
+        self.link.apply(now, d, self.runtime.enabled)
+        self.publisher.balancer(d, self.runtime)
+
+    # ---- publishing -------------------------------------------------------------
+
+    def _identified(self) -> None:
+        self._publish_info()
+        self.discovery.announce()
+
+    def _installation_current_known(self, now: float) -> None:
+        """A stored default current above the installation current is refused, as the command would be."""
+        if self.keeper.fit(self.runtime, self.link.view.installation_current):
+            self.balancer.reconfigure(now, default_current=self.runtime.default_current)
+        self.discovery.announce()  # the default current's range changed
+
+    def _publish_all(self, now: float) -> None:
+        if self.decision is not None:
+            self.publisher.balancer(self.decision, self.runtime)
+        self._publish_charger()
+        self._publish_health(now)
+
+    def _publish_charger(self) -> None:
+        self.publisher.charger(self.link.view, self.link.connector)
+
+    def _publish_info(self) -> None:
+        self.publisher.info({
+            "version": __version__,
+            "strategy": self.settings.balancer_strategy,
+            "chargepoint_id": self.link.view.cp_id,
+            "connector_id": self.link.connector,
+            "base_topic": self.topics.base,
+            "current_level": self.settings.chargeamps_current_level,
+            "instance_id": instance_id(self.settings.chargeamps_state_dir),
+        })
+
+    def _publish_health(self, now: float) -> None:
+        h = asdict(self.health)
+        h["mqtt"] = "connected" if self.mqtt.connected else "disconnected"
+        h["meter_age_s"] = self.meter_input.age_s(now)
+        h["cloud_retry_in_s"] = self.link.backoff.retry_in(now)
+        h["queue"] = self.events.qsize()
+        self.publisher.health(h)

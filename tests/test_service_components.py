@@ -1,0 +1,410 @@
+"""The service's components on their own, without MQTT: the command table (every
+command parsed, checked, applied, and its refusal's snap-back value) and the charger
+link (connect, poll, write, pause by mode, backoff, installation current), against
+the cloud simulator through the real EAPI client. One test runs the whole service
+in process on the real broker for the answer and the snap-back on the wire."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bridge.balancer import Balancer
+from bridge.config import load_settings
+from bridge.eapi import client_from_settings
+from bridge.mqtt.topics import COMMAND_NAMES, Topics
+from bridge.service import BridgeService, CloudBackoff, CommandBudget
+from bridge.service.charger_link import ChargerLink
+from bridge.service.commands import COMMANDS, CommandHandler
+from bridge.service.health import Health
+from bridge.service.runtime import RuntimeKeeper
+from bridge.sim.cloud import CloudSimulator
+from bridge.state import RuntimeStore
+from tests.e2e import Probe, wait_until
+
+
+class ManualClock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def real_seconds(self, seconds: float) -> float:
+        return seconds
+
+
+def settings_for(sim: CloudSimulator, state: Path, **overrides):
+    values = dict(
+        chargeamps_email=sim.email, chargeamps_password=sim.password, chargeamps_api_key=sim.api_key,
+        chargeamps_base_url=sim.url, chargeamps_state_dir=state, chargeamps_chargepoint_id=None,
+        chargeamps_http_timeout=2, chargeamps_poll_interval=10,
+        mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit", mqtt_username=None, mqtt_password=None,
+        mqtt_tls=False, ha_discovery=False, balancer_fuse_a=25, balancer_max_a=24, balancer_default_current=16,
+        balancer_strategy="homey", balancer_raise_hold_s=0, balancer_min_command_interval_s=0,
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@dataclasses.dataclass
+class Parts:
+    sim: CloudSimulator
+    settings: object
+    clock: ManualClock
+    health: Health
+    balancer: Balancer
+    link: ChargerLink
+    handler: CommandHandler
+    keeper: RuntimeKeeper
+    events: list
+
+    @property
+    def topics(self) -> Topics:
+        return self.handler.topics
+
+    def command(self, name: str, payload: str | bytes, cp: str | None = None, n: int | None = None):
+        cp = cp if cp is not None else self.sim.chargepoint_id
+        topic = (self.topics.command_topic(name, cp, n if n is not None else 1) if name.startswith("charger_")
+                 else self.topics.command_topic(name, cp) if name == "reboot" else self.topics.command_topic(name))
+        command = self.topics.classify(topic)
+        assert command is not None and command.name == name
+        return self.handler.handle(command, payload.encode() if isinstance(payload, str) else payload)
+
+
+def build(sim: CloudSimulator, state: Path, budget: CommandBudget | None = None, **overrides) -> Parts:
+    s = settings_for(sim, state, **overrides)
+    clock = ManualClock()
+    health = Health()
+    keeper = RuntimeKeeper(RuntimeStore(s.runtime_file), s)
+    runtime = keeper.restore()
+    balancer = Balancer(s.balancer_config(max_a=runtime.max_a, default_current=runtime.default_current),
+                        strategy=s.balancer_strategy)
+    events: list = []
+    link = ChargerLink(s, client_from_settings(s, long_running=True), balancer, health, clock,
+                       CloudBackoff(initial_s=5, max_s=40),
+                       on_change=lambda: events.append("change"),
+                       on_health=lambda now: events.append("health"),
+                       on_identified=lambda: events.append("identified"))
+    handler = CommandHandler(s, Topics(s.mqtt_base_topic), runtime, keeper, balancer, link, health, clock,
+                             decide=lambda now: events.append("decide"),
+                             on_health=lambda now: events.append("health"), budget=budget)
+    return Parts(sim, s, clock, health, balancer, link, handler, keeper, events)
+
+
+@pytest.fixture
+def parts(sim, tmp_path) -> Parts:
+    return build(sim, tmp_path / "state", budget=CommandBudget(burst=100, per_minute=100, tokens=100))
+
+
+def connected(p: Parts) -> Parts:
+    p.link.tick(p.clock())
+    assert p.link.ready, p.health
+    return p
+
+
+def saved(p: Parts) -> dict:
+    return json.loads(p.settings.runtime_file.read_text())
+
+
+# ---- the table ------------------------------------------------------------------------
+
+def test_the_table_has_one_entry_per_command_topic():
+    assert tuple(COMMANDS) == COMMAND_NAMES
+    t = Topics("x")
+    assert {t.classify(top).name for top in t.command_topics("cp", 1)} == set(COMMANDS)
+
+
+def test_max_a_parse_check_apply_and_snap_back(parts):
+    p = parts
+    refused = p.command("max_a", "30")
+    assert refused.status == "error" and "between 6 and 25 A" in refused.error
+    assert refused.restate == (p.topics.max_a, "24")
+    garbage = p.command("max_a", "lots")
+    assert garbage.status == "error" and garbage.restate == (p.topics.max_a, "24")
+    assert p.health.commands_refused == 2 and "decide" not in p.events
+    ok = p.command("max_a", "20.5")
+    assert (ok.status, ok.value, ok.restate) == ("ok", 20.5, None)
+    assert p.handler.runtime.max_a == 20.5 and p.balancer.config.max_a == 20.5
+    assert saved(p)["max_a"] == 20.5 and p.events == ["decide"]
+
+
+def test_default_current_whole_amps_within_the_installation_current(sim, tmp_path):
+    sim.charge_points[sim.chargepoint_id].installation_current = 13
+    p = connected(build(sim, tmp_path / "state"))
+    assert p.link.view.installation_current == 13
+    for payload, why in (("13.5", "whole amps"), ("14", "between 6 and 13 A (the installation current)"),
+                         ("5", "between 6 and 13 A")):
+        answer = p.command("default_current", payload)
+        assert answer.status == "error" and why in answer.error, answer
+        assert answer.restate == (p.topics.default_current, "16")
+    ok = p.command("default_current", "12")
+    assert (ok.status, ok.value) == ("ok", 12)
+    assert p.balancer.config.default_current == 12 and saved(p)["default_current"] == 12
+
+
+def test_enabled_parses_on_off_and_snaps_back_on_garbage(parts):
+    p = parts
+    refused = p.command("enabled", "maybe")
+    assert refused.status == "error" and refused.restate == (p.topics.enabled, "ON")
+    ok = p.command("enabled", "OFF")
+    assert (ok.status, ok.value) == ("ok", "OFF") and p.handler.runtime.enabled is False
+    assert saved(p)["enabled"] is False
+
+
+def test_charger_current_only_with_the_balancer_off_and_within_the_default(parts):
+    p = connected(parts)
+    cp = p.sim.chargepoint_id
+    shown = p.topics.charger_max_current(cp, 1)
+    answer = p.command("charger_max_current", "8")
+    assert answer.status == "error" and "balancer is enabled" in answer.error
+    assert answer.restate == (shown, "16")
+    p.command("enabled", "OFF")
+    for payload in ("5", "17", "8.5", "nan"):
+        answer = p.command("charger_max_current", payload)
+        assert answer.status == "error" and answer.restate == (shown, "16"), (payload, answer)
+    ok = p.command("charger_max_current", "8")
+    assert (ok.status, ok.value) == ("ok", 8)
+    assert p.sim.connector(1).max_current == 8 and p.link.view.max_current == 8
+    assert p.command("charger_max_current", "0").value == 0 and p.sim.connector(1).max_current == 0
+
+
+def test_charger_mode_and_reboot_reach_the_charger(parts):
+    p = connected(parts)
+    cp = p.sim.chargepoint_id
+    answer = p.command("charger_mode", "Sideways")
+    assert answer.status == "error" and answer.restate == (p.topics.charger_mode(cp, 1), "On")
+    assert p.command("charger_mode", "off").value == "Off" and p.sim.connector(1).mode == "Off"
+    reboots = p.sim.charge_points[cp].reboots
+    assert p.command("reboot", "PRESS").status == "ok" and p.sim.charge_points[cp].reboots == reboots + 1
+
+
+def test_charger_commands_for_another_charger_or_connector_are_refused(parts):
+    p = connected(parts)
+    for name, cp, n in (("reboot", "OTHER", None), ("charger_mode", "OTHER", 1), ("charger_mode", None, 2)):
+        answer = p.command(name, "On", cp=cp, n=n)
+        assert answer.status == "error" and "unknown charge point or connector" in answer.error, answer
+    assert [r for r in p.sim.requests if r.method == "PUT"] == []
+
+
+def test_refresh_needs_a_known_charger_and_then_polls_with_the_settings(parts):
+    p = parts
+    answer = p.command("refresh", "")
+    assert answer.status == "error" and "not known yet" in answer.error and answer.restate is None
+    connected(p)
+    p.sim.connector(1).max_current = 11  # changed behind the bridge's back
+    assert p.command("refresh", "now").status == "ok"
+    assert p.link.view.max_current == 11
+
+
+def test_the_command_budget_refuses_a_flood_and_says_when(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", budget=CommandBudget(burst=2, per_minute=6, tokens=2)))
+    assert [p.command("refresh", "").status for _ in range(2)] == ["ok", "ok"]
+    answer = p.command("refresh", "")
+    assert answer.status == "error" and "too many commands for the cloud, try again in 10 s" in answer.error
+
+
+def test_a_cloud_error_on_a_command_goes_back_to_the_user(parts):
+    p = connected(parts)
+    p.sim.fail_next(10, 503)
+    answer = p.command("charger_mode", "Off")
+    assert answer.status == "error" and answer.error.startswith("mode Off failed:")
+    assert p.health.cloud == "error" and p.sim.connector(1).mode == "On"
+
+
+def test_a_runtime_file_that_cannot_be_written_is_reported_and_the_change_holds(parts):
+    p = parts
+    p.settings.runtime_file.parent.mkdir(parents=True, exist_ok=True)
+    p.settings.runtime_file.mkdir()  # a folder where the file should be
+    assert p.command("max_a", "20").status == "ok"
+    assert p.handler.runtime.max_a == 20
+    assert "cannot write" in p.health.last_error and "health" in p.events
+
+
+# ---- the charger link --------------------------------------------------------------------
+
+def test_connect_identifies_the_charger_and_polls_it_with_its_settings(parts):
+    p = connected(parts)
+    v = p.link.view
+    assert v.cp_id == p.sim.chargepoint_id and v.online is True and v.polls == 1
+    assert v.max_current == 16 and v.mode == "On" and v.installation_current == 16
+    # cloud ok (health), then the charger known (info, discovery), then its state
+    assert p.events == ["health", "identified", "change"]
+    assert p.health.cloud == "ok" and p.link.next_poll == p.clock() + 10
+
+
+def test_polls_follow_the_interval_and_read_the_setting_back_each_time(parts):
+    p = connected(parts)
+    settings_reads = len(p.sim.requests_to("/settings", "GET"))
+    p.link.tick(p.clock())  # not yet time
+    assert p.link.view.polls == 1
+    for _ in range(3):
+        p.clock.now = p.link.next_poll
+        p.link.tick(p.clock())
+    assert p.link.view.polls == 4
+    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 3
+
+
+def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts):
+    p = connected(parts)
+    decision = dataclasses.replace(p.balancer.decide(p.clock()), command=10, reason="test")
+    p.link.apply(p.clock(), decision, enabled=False)
+    assert p.sim.connector(1).max_current == 16
+    p.link.apply(p.clock(), decision, enabled=True)
+    assert p.sim.connector(1).max_current == 10 and p.link.view.max_current == 10
+    assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
+
+
+def test_pause_by_mode_turns_the_connector_off_and_on_again(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
+    assert p.link.write_current(p.clock(), 0, "pause")
+    c = p.sim.connector(1)
+    assert c.mode == "Off" and c.max_current == 16  # the current is left as it was
+    assert p.link.write_current(p.clock(), 8, "resume")
+    assert c.mode == "On" and c.max_current == 8 and p.link.view.mode == "On"
+
+
+def test_pause_by_current_writes_zero(parts):
+    p = connected(parts)
+    assert p.link.write_current(p.clock(), 0, "pause")
+    assert p.sim.connector(1).max_current == 0 and p.sim.connector(1).mode == "On"
+
+
+def test_backoff_after_errors_grows_and_ends_with_success(parts):
+    p = connected(parts)
+    p.sim.fail_next(1000, 503)
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.cloud == "error" and p.link.backoff.failures == 1
+    assert p.link.backoff.retry_in(p.clock()) == 5
+    p.clock.now = p.link.next_poll  # the next poll, after the 5 s
+    p.link.tick(p.clock())
+    assert p.link.backoff.failures == 2 and p.link.backoff.retry_in(p.clock()) == 10
+    before = len(p.sim.requests)
+    p.clock.now = p.link.backoff.retry_at - 0.5
+    p.link.tick(p.clock())
+    assert len(p.sim.requests) == before  # still backing off: no request
+    with p.sim.lock:
+        p.sim._faults.clear()  # the simulator has no public "clear faults"
+    p.clock.now = p.link.backoff.retry_at
+    p.link.tick(p.clock())
+    assert p.health.cloud == "ok" and p.link.backoff.failures == 0 and len(p.sim.requests) > before
+
+
+def test_retry_after_is_honoured(parts):
+    p = connected(parts)
+    p.sim.fail_next(1000, 429, retry_after=30)
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.link.backoff.retry_in(p.clock()) == 30
+
+
+def test_the_installation_current_caps_the_balancer(sim, tmp_path):
+    sim.charge_points[sim.chargepoint_id].installation_current = 10
+    p = connected(build(sim, tmp_path / "state"))
+    assert p.link.view.installation_current == 10
+    assert p.balancer.config.installation_current == 10
+
+
+def test_an_account_without_the_configured_charger_backs_off(sim, tmp_path):
+    p = build(sim, tmp_path / "state", chargeamps_chargepoint_id="NOT-MINE")
+    p.link.tick(p.clock())
+    assert not p.link.ready and p.health.cloud == "error"
+    assert "NOT-MINE is not owned" in p.health.last_error and p.link.backoff.failures == 1
+
+
+def test_missing_credentials_mean_balancing_without_the_charger(sim, tmp_path):
+    p = build(sim, tmp_path / "state", chargeamps_api_key=None)
+    p.link.tick(p.clock())
+    assert not p.link.ready and p.health.cloud == "not_configured" and p.sim.requests == []
+
+
+# ---- the whole service in process, on the real broker ---------------------------------
+
+def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    s = settings_for(sim, tmp_path / "state", mqtt_host=broker.host, mqtt_port=broker.port,
+                     mqtt_base_topic=f"unit-{tag}", mqtt_client_id=f"unit-{tag}",
+                     p1_topic_l1=f"p1-{tag}/l1", p1_topic_l2=f"p1-{tag}/l2", p1_topic_l3=f"p1-{tag}/l3")
+    svc = BridgeService(s, backoff=CloudBackoff(initial_s=1, max_s=2))
+    # Only the base topic: a probe of `#` would read, in this process, every retained message
+    # earlier tests left on the shared broker while the service waits for the same interpreter.
+    probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
+    svc.start()
+    try:
+        base = s.mqtt_base_topic
+        try:
+            probe.wait_value(f"{base}/balancer/max_a", "24", timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; mqtt connected: {svc.mqtt.connected}, health: {svc.health}, "
+                                 f"queue: {svc.events.qsize()}, decision: {svc.decision}") from None
+        t = time.monotonic()
+        probe.publish(f"{base}/balancer/max_a/set", "99")
+        answer = probe.wait_json(f"{base}/bridge/response", lambda a: a["topic"].endswith("max_a/set"), since=t)
+        assert answer["status"] == "error" and "between 6 and 25 A" in answer["error"]
+        probe.wait_value(f"{base}/balancer/max_a", "24", since=t)  # published again although unchanged
+        wait_until(lambda: svc.health.commands_refused == 1, 5, "the refusal counted")
+    finally:
+        svc.stop()
+        probe.close()
+
+
+# ---- the desired-state loop ---------------------------------------------------------------
+
+def test_the_setting_found_at_connect_counts_as_written(parts):
+    p = connected(parts)
+    assert p.link.expected == 16 and p.balancer.observations().commanded == 16
+    assert p.health.charger_overrides == 0
+
+
+def test_a_setting_changed_outside_the_bridge_goes_to_the_balancer_and_is_counted(parts):
+    p = connected(parts)
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.link.expected == 10
+    assert p.balancer.observations().commanded == 10
+    decision = dataclasses.replace(p.balancer.decide(p.clock()), command=12, reason="test")
+    p.link.apply(p.clock(), decision, enabled=True)
+    assert p.sim.connector(1).max_current == 12
+    assert p.health.last_override == "charger set to 10 A outside the bridge: restored 12 A"
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # read back as written: no new override
+    assert p.health.charger_overrides == 1
+
+
+def test_with_the_balancer_off_a_changed_setting_is_taken_as_it_is(parts):
+    p = connected(parts)
+    p.link.enabled = lambda: False
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+
+
+def test_paused_by_mode_reads_back_as_zero(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
+    assert p.link.write_current(p.clock(), 0, "pause") and p.link.expected == 0
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0
+    p.sim.connector(1).mode = "On"  # turned on in the app: the car may charge at 16 A
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.balancer.observations().commanded == 16
+
+
+def test_at_charge_point_level_the_charge_points_setting_is_read_back(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_current_level="chargepoint"))
+    assert p.link.write_current(p.clock(), 10, "test")
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # the connector's own setting is not what the bridge writes here
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+    assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
