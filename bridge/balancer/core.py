@@ -58,8 +58,11 @@ def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
     return amps if amps >= cfg.min_current else 0
 
 
-USUAL_INTERVAL_READINGS = 20  # a phase's usual interval: the median of this many intervals
-USUAL_INTERVAL_MIN_READINGS = 5
+# A phase's usual interval: the 90th percentile of its last 20 intervals between readings, once
+# there are 20; readings closer than 0.5 s are one telegram (a meter that sends power, current and
+# voltage one after the other), not a shorter interval.
+USUAL_INTERVAL_READINGS = 20
+USUAL_INTERVAL_MIN_S = 0.5
 
 
 def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig,
@@ -139,21 +142,21 @@ class Balancer:
 
     def _heard(self, now: float, phase: int) -> None:
         last = self._meter_at[phase]
-        if last is not None and now > last:
+        if last is not None and now - last >= USUAL_INTERVAL_MIN_S:
             self._intervals[phase].append(now - last)
         self._meter_at[phase] = now
 
     def silence_limits(self) -> tuple[float, float, float]:
         """How long each phase may be silent before the meter counts as stale: `stale_after_s`, or
-        for a phase that usually speaks often, `meter_gap_intervals` times its usual interval (the
-        median of its last readings' intervals), at least `meter_gap_min_s`."""
+        for a phase that usually speaks often, `meter_gap_intervals` times its usual interval, at
+        least `meter_gap_min_s`."""
         cfg = self._cfg
         limits = []
         for n in PHASES:
             intervals = self._intervals[n]
             limit = cfg.stale_after_s
-            if len(intervals) >= USUAL_INTERVAL_MIN_READINGS:
-                usual = statistics.median(intervals)
+            if len(intervals) == USUAL_INTERVAL_READINGS:
+                usual = statistics.quantiles(intervals, n=10, method="inclusive")[8]
                 limit = min(limit, max(cfg.meter_gap_min_s, cfg.meter_gap_intervals * usual))
             limits.append(limit)
         return (limits[0], limits[1], limits[2])
