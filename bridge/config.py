@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     p1_unit: str | None = None
     p1_voltage: float = 230  # checked with the meter source (VOLTAGE_RANGE)
     p1_heartbeat_topic: str | None = None
+    p1_phases: int = 3  # 1: a single-phase connection on L1 (checked with the meter source)
     # Per-phase power and voltage inputs, and the house's net power; the same None rule.
     p1_power_topic_l1: str | None = None
     p1_power_topic_l2: str | None = None
@@ -282,6 +283,7 @@ class Settings(BaseSettings):
             power_unit=self.p1_power_unit,
             total_power_topic=self.p1_power_topic,
             total_power_path=self.p1_power_json_path,
+            phases=self.p1_phases,
         )
 
     def balancer_config(self, **overrides):

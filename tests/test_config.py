@@ -198,6 +198,8 @@ def test_a_home_relative_state_dir_is_expanded(env, tmp_path):
         ({"P1_UNIT": "VA"}, "P1_UNIT"),
         ({"P1_TOPIC_L1": "p1/+/l1"}, "P1_TOPIC_L1"),
         ({"P1_JSON_PATH_L2": "a..b"}, "P1_JSON_PATH_L2"),
+        ({"P1_PHASES": "2"}, "P1_PHASES"),
+        ({"P1_PHASES": "1", "P1_TOPIC_L2": "house/l2"}, "P1_TOPIC_L2"),
         ({"BALANCER_STRATEGY": "greedy"}, "BALANCER_STRATEGY"),
         ({"BALANCER_MAX_A": "30"}, "BALANCER_MAX_A"),
         ({"BALANCER_MAX_A": "4"}, "BALANCER_MAX_A"),
