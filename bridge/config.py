@@ -93,6 +93,23 @@ class Settings(BaseSettings):
     balancer_min_pause_s: float = Field(300, ge=0)
     balancer_min_command_interval_s: float = Field(15, ge=0)
 
+    # Capacity tariff (the guard is off while CAPACITY_LIMIT_KW is unset)
+    capacity_limit_kw: float | None = Field(None, gt=0, le=1000)
+    capacity_period_min: int = 60
+    capacity_hours: str | None = None
+    capacity_months: str | None = None
+    capacity_peaks: int = Field(1, ge=1, le=31)
+    capacity_peaks_distinct_days: bool = False
+    capacity_follow_month_peak: bool = True
+    # The local clock the tariff's periods follow (an IANA zone such as Europe/Stockholm)
+    tz: str | None = None
+
+    # Charging from solar surplus
+    pv_window_s: float = Field(60, ge=1, le=3600)
+    pv_import_allowance_w: float = Field(0, ge=0, le=100000)
+    pv_enable_delay_s: float = Field(60, ge=0, le=3600)
+    pv_disable_delay_s: float = Field(180, ge=0, le=3600)
+
     # Home Assistant
     ha_discovery: bool = True
     ha_discovery_prefix: str = "homeassistant"
@@ -139,6 +156,39 @@ class Settings(BaseSettings):
         if unit is None:
             raise ValueError("must be A, W or kW")
         return unit
+
+    @field_validator("capacity_period_min", mode="after")
+    @classmethod
+    def _capacity_period(cls, v: int) -> int:
+        from bridge.balancer.capacity import PERIOD_MINUTES
+
+        if v not in PERIOD_MINUTES:
+            raise ValueError("the tariff's period is 60 or 15 minutes")
+        return v
+
+    @field_validator("capacity_hours", mode="after")
+    @classmethod
+    def _capacity_hours(cls, v: str | None) -> str | None:
+        from bridge.balancer.capacity import parse_hours
+
+        parse_hours(v)  # CapacityConfigError is a ValueError: its one line becomes the message
+        return v
+
+    @field_validator("capacity_months", mode="after")
+    @classmethod
+    def _capacity_months(cls, v: str | None) -> str | None:
+        from bridge.balancer.capacity import parse_months
+
+        parse_months(v)
+        return v
+
+    @field_validator("tz", mode="after")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        zone_of(v)
+        return v.strip()
 
     @field_validator("chargeamps_base_url")
     @classmethod
@@ -240,6 +290,26 @@ class Settings(BaseSettings):
             heartbeat_topic=self.p1_heartbeat_topic,
         )
 
+    def capacity_config(self):
+        """The capacity guard's settings, or None when CAPACITY_LIMIT_KW is unset (the guard is off)."""
+        from bridge.balancer.capacity import CapacityConfig, parse_hours, parse_months
+
+        if self.capacity_limit_kw is None:
+            return None
+        return CapacityConfig(
+            limit_kw=self.capacity_limit_kw,
+            period_min=self.capacity_period_min,
+            hours=parse_hours(self.capacity_hours),
+            months=parse_months(self.capacity_months),
+            peaks=self.capacity_peaks,
+            peaks_distinct_days=self.capacity_peaks_distinct_days,
+            follow_month_peak=self.capacity_follow_month_peak,
+        )
+
+    def local_zone(self):
+        """The zone of the local clock: TZ, else the system's."""
+        return zone_of(self.tz)
+
     def balancer_config(self, **overrides):
         """The balancer's configuration: the BALANCER_* settings declared above, and
         its finer tuning (every other BalancerConfig field) read the same way from
@@ -256,6 +326,24 @@ class Settings(BaseSettings):
         values.update({k: v for k, v in declared.items() if v is not None and k in BalancerConfig.__dataclass_fields__})
         values.update(overrides)
         return BalancerConfig(**values)
+
+
+def zone_of(name: str | None):
+    """The time zone named `name` (IANA, e.g. Europe/Stockholm, or TZ's `:Europe/Stockholm`), or the
+    system's (/etc/localtime) when None; ValueError with one line when there is no such zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name is None or not name.strip():
+        try:
+            with open("/etc/localtime", "rb") as f:
+                return ZoneInfo.from_file(f, key="localtime")
+        except (OSError, ValueError):
+            return ZoneInfo("UTC")
+    key = name.strip().removeprefix(":")
+    try:
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; use a name such as Europe/Stockholm") from None
 
 
 def _environ_with_dotenv() -> dict[str, str]:
