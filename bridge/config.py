@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     pv_window_s: float = Field(60, ge=1, le=3600)
     pv_import_allowance_w: float = Field(0, ge=0, le=100000)
     pv_enable_delay_s: float = Field(60, ge=0, le=3600)
-    pv_disable_delay_s: float = Field(180, ge=0, le=3600)
+    pv_disable_delay_s: float = Field(30, ge=0, le=3600)
 
     # Home Assistant
     ha_discovery: bool = True
@@ -362,7 +362,8 @@ def _balancer_names(message: str) -> str:
     return message
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each variable at fault (secrets never quoted)."""
     lines = []
     for e in error.errors():
         loc = [str(p) for p in e.get("loc", ()) if p != "__root__"]
@@ -382,7 +383,7 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        message = _describe(e)
+        message = describe_validation_error(e)
     except UnicodeDecodeError as e:
         # Its own text would quote the file's bytes, and .env holds the password.
         message = f".env is not UTF-8 text (byte {e.start + 1} is not)"

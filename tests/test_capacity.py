@@ -14,6 +14,8 @@ from bridge.balancer import Balancer, BalancerConfig
 from bridge.balancer.capacity import (
     CapacityConfig,
     CapacityConfigError,
+    HOUSE_WINDOW_S,
+    SPREAD_S,
     CapacityGuard,
     parse_hours,
     parse_months,
@@ -108,9 +110,11 @@ def test_follow_month_peak_allows_up_to_what_is_billed_already():
     guard = CapacityGuard(cfg)
     start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
     run(guard, start, lambda t: 7000.0, 3600, car_on=lambda t: False)  # the house alone: a 7 kW hour
-    status = guard.update(start + timedelta(hours=1), 2000.0)
+    for s in range(200):  # longer than the window the house is averaged over
+        status = guard.update(start + timedelta(hours=1, seconds=s), 2000.0)
     assert status.allowed_kw == pytest.approx(7.0)
-    assert status.car_allowance_w == pytest.approx(5000.0, rel=0.01)
+    # 7 kW less the 2 kW house, and what the car left unused in the first 199 s, over the rest of the hour.
+    assert status.car_allowance_w == pytest.approx((7000.0 * 3600 - 2000.0 * 199 - 2000.0 * 10) / 3391 - 2000.0)
     unfollowed = CapacityGuard(CapacityConfig(limit_kw=5, follow_month_peak=False))
     unfollowed.restore(guard.to_state(), STOCKHOLM)
     assert unfollowed.update(start + timedelta(hours=1), 2000.0).allowed_kw == 5.0
@@ -182,18 +186,28 @@ def test_a_garbage_state_changes_nothing():
 
 
 def test_the_cars_keep_their_present_draw_for_the_charger_lag():
-    """60 s before the hour ends, the car draws 6 kW over a 1 kW house, the budget is nearly spent: the
-    car's next value counts only after the lag, so the guard plans the lag at today's import."""
+    """60 s before the hour ends, the hour so far at the limit, the car draws 6 kW over a 1 kW house: its
+    next value counts only after the lag, so the guard plans the lag at today's import."""
     start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
-    for lag_s in (0, 10):
+    for lag_s, expected in ((0, 4000.0), (10, 3600.0)):
         guard = CapacityGuard(CapacityConfig(limit_kw=5))
-        guard.restore({"period_start": start.isoformat(), "period_energy_wh": 4900.0 * 3540 / 3600, "period_observed_s": 3540},
-                      STOCKHOLM)
+        guard.restore({"period_start": start.isoformat(), "period_energy_wh": 5000.0 * 3540 / 3600,
+                       "period_observed_s": 3540}, STOCKHOLM)
         status = guard.update(start + timedelta(seconds=3540), 7000.0, 6000.0, lag_s=lag_s)
-        budget_ws = 5000.0 * 3600 - 4900.0 * 3540
-        expected = (budget_ws - 7000.0 * lag_s) / (60 - lag_s) - 1000.0
+        # 300 kJ left for 60 s; 7 kW for the lag, then 1 kW of house: (300 - 7 x lag) kJ / (60 - lag) s - 1 kW.
         assert status.car_allowance_w == pytest.approx(expected)
-        assert status.projected_kw == pytest.approx((4900.0 * 3540 + 7000.0 * 60) / 3600 / 1000)
+        assert status.projected_kw == pytest.approx((5000.0 * 3540 + 7000.0 * 60) / 3600 / 1000)
+
+
+def test_energy_to_spare_near_the_end_is_spread():
+    """Energy left over 30 s before the end is spread over SPREAD_S, not poured into the last seconds."""
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    guard = CapacityGuard(CapacityConfig(limit_kw=5), house_window_s=0.0)
+    guard.restore({"period_start": start.isoformat(), "period_energy_wh": 4000.0 * 3570 / 3600,
+                   "period_observed_s": 3570}, STOCKHOLM)
+    status = guard.update(start + timedelta(seconds=3570), 1000.0, 0.0, lag_s=0)
+    spare_ws = 5000.0 * 3600 - 4000.0 * 3570 - 5000.0 * 30
+    assert status.car_allowance_w == pytest.approx(5000.0 + spare_ws / SPREAD_S - 1000.0)
 
 
 def test_power_limit_caps_at_once_and_raises_paced():
@@ -232,12 +246,14 @@ local_starts = st.sampled_from([
     limit_kw=st.floats(2.0, 20.0),
     steps=st.lists(st.tuples(st.integers(30, 1200), st.floats(0.0, 1.0)), min_size=1, max_size=12),
     lag_s=st.integers(0, 30),
+    house_window_s=st.sampled_from([0.0, 60.0, HOUSE_WINDOW_S]),
 )
 def test_periods_end_at_or_below_the_limit_when_the_house_alone_stays_under_it(start, period_min, limit_kw, steps,
-                                                                               lag_s):
+                                                                               lag_s, house_window_s):
     """The house is a step function under the limit; the car takes whatever it is allowed, late by the
-    charger's lag. A house that rises by dP is seen at once but the car follows only after the lag, so
-    a period may end at most dP x lag over the limit's energy: that, and nothing more, is allowed."""
+    charger's lag. A house that rises by dP is seen in full only after the window it is averaged over,
+    and the car follows after the lag: a period may end at most dP x (lag + window) over the limit's
+    energy, and only when the rise comes too late to be made up for. That, and nothing more, is allowed."""
     levels = [fraction * limit_kw * 1000.0 for _, fraction in steps]
     assume(max(levels) < limit_kw * 1000.0)
     edges = []
@@ -252,10 +268,10 @@ def test_periods_end_at_or_below_the_limit_when_the_house_alone_stays_under_it(s
                 return level
         return levels[-1]
 
-    guard = CapacityGuard(CapacityConfig(limit_kw=limit_kw, period_min=period_min))
+    guard = CapacityGuard(CapacityConfig(limit_kw=limit_kw, period_min=period_min), house_window_s=house_window_s)
     periods = run(guard, start, house, t, lag_s=lag_s)
     biggest_rise_w = max([0.0] + [b - a for a, b in zip(levels, levels[1:])])
     # Several rises may fall into one period: each costs at most its own rise x lag.
-    rises_ws = sum(max(0.0, b - a) for a, b in zip(levels, levels[1:])) * lag_s
+    rises_ws = sum(max(0.0, b - a) for a, b in zip(levels, levels[1:])) * (lag_s + house_window_s)
     for key, kw in periods.items():
         assert kw <= limit_kw + rises_ws / (period_min * 60) / 1000.0 + 1e-3, (key, kw, biggest_rise_w)

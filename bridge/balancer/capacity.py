@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -24,6 +25,8 @@ PERIOD_MINUTES = (60, 15)
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
 MAX_INTEGRATION_GAP_S = 120.0
+SPREAD_S = 120.0
+HOUSE_WINDOW_S = 180.0
 
 
 class CapacityConfigError(ValueError):
@@ -196,6 +199,12 @@ class CapacityGuard:
     _observed_s: float = 0.0
     _last_at: datetime | None = None
     _last_import_w: float = 0.0
+    # The allowance plans with the house (without the cars) averaged over this long, so that a hob
+    # pulsing or an oven on its thermostat does not swing it and the charger with it; a rise is then
+    # seen late, which the rest of the period makes up for, save near its end (see _status).
+    house_window_s: float = HOUSE_WINDOW_S
+    _house: deque = field(default_factory=deque)
+    _house_sum: float = 0.0
     _month: str | None = None  # "YYYY-MM" of the peaks below
     _peaks: list[Peak] = field(default_factory=list)  # every counted period of the month, by start
 
@@ -236,16 +245,7 @@ class CapacityGuard:
     # ---- peaks ------------------------------------------------------------------
     def billed_peaks(self) -> tuple[Peak, ...]:
         """The month's highest periods the bill averages (one a day when distinct days count)."""
-        candidates = self._peaks
-        if self.cfg.peaks_distinct_days:
-            best: dict[Any, Peak] = {}
-            for p in candidates:
-                day = p.start.date()
-                if day not in best or p.kw > best[day].kw:
-                    best[day] = p
-            candidates = list(best.values())
-        top = sorted(candidates, key=lambda p: p.kw, reverse=True)[: self.cfg.peaks]
-        return tuple(sorted(top, key=lambda p: p.start))
+        return billed(self._peaks, self.cfg.peaks, self.cfg.peaks_distinct_days)
 
     def allowed_kw(self, local: datetime) -> float:
         """The period average that raises no bill: the limit, or, when following the month's peak,
@@ -303,6 +303,7 @@ class CapacityGuard:
             self._observed_s += unseen
         self._last_at = local
         self._last_import_w = max(0.0, net_w)
+        self._remember_house(local, net_w - max(0.0, car_w))
         return self._status(local, net_w, max(0.0, car_w), lag_s)
 
     def _integrate(self, local: datetime) -> None:
@@ -322,6 +323,17 @@ class CapacityGuard:
             self._energy_ws = self._last_import_w * (dt - in_period)
             self._observed_s = dt - in_period
 
+    def _remember_house(self, local: datetime, house_w: float) -> None:
+        at = local.astimezone(timezone.utc).timestamp()
+        samples = self._house
+        samples.append((at, house_w))
+        self._house_sum += house_w
+        while samples and (samples[0][0] <= at - self.house_window_s or at < samples[0][0]):
+            self._house_sum -= samples.popleft()[1]
+        if not samples:  # the clock went back: start again from this reading
+            samples.append((at, house_w))
+            self._house_sum = house_w
+
     def _status(self, local: datetime, net_w: float, car_w: float, lag_s: float) -> CapacityStatus:
         assert self._period is not None
         cfg = self.cfg
@@ -338,7 +350,12 @@ class CapacityGuard:
             allowance = None
             reason = "capacity tariff not counting now (outside CAPACITY_HOURS/CAPACITY_MONTHS)"
         else:
-            allowance = self._car_allowance_w(allowed * 1000.0, net_w, car_w, remaining, lag_s)
+            house_w = self._house_sum / len(self._house)
+            if remaining - lag_s <= self.house_window_s:
+                # Too late in the period to make up for a rise seen late: the house's load of this
+                # moment counts as soon as it is the higher.
+                house_w = max(house_w, net_w - car_w)
+            allowance = self._car_allowance_w(allowed * 1000.0, net_w, house_w, remaining, lag_s)
             reason = (
                 f"capacity {allowed:g} kW: period {period_kw:.2f} kW so far, projected {projected_kw:.2f} kW, "
                 f"cars may draw {allowance / 1000.0:.2f} kW"
@@ -352,23 +369,43 @@ class CapacityGuard:
             period_kw=period_kw,
             projected_kw=projected_kw,
             car_allowance_w=allowance,
+
             month_peaks=peaks,
             billed_kw=billed_kw,
             reason=reason,
         )
 
-    def _car_allowance_w(self, allowed_w: float, net_w: float, car_w: float, remaining_s: float, lag_s: float) -> float:
-        """The cars' draw that ends the period at `allowed_w` on average if the house stays as it is
-        now: for the charger's lag the cars keep their present draw, then they draw the answer."""
+    def _car_allowance_w(self, allowed_w: float, net_w: float, house_w: float, remaining_s: float,
+                         lag_s: float) -> float:
+        """The cars' draw that ends the period at `allowed_w` on average if the house stays at
+        `house_w`: for the charger's lag the cars keep their present draw, then they draw the answer."""
         budget_ws = allowed_w * self.cfg.period_s - self._energy_ws
-        house_w = net_w - car_w
         during_lag = min(lag_s, remaining_s)
         budget_ws -= max(0.0, net_w) * during_lag
         after = remaining_s - during_lag
         if after <= 0:
             # Nothing written now reaches the cars within this period: what holds the rate.
             return max(0.0, allowed_w - house_w)
-        return max(0.0, budget_ws / after - house_w)
+        # Energy to spare is spread over at least SPREAD_S: near the period's end, dividing by the few
+        # seconds left would swing the allowance (and the charger) with every watt. An excess is
+        # made up in the time there is.
+        spare_ws = budget_ws - allowed_w * after
+        rate_w = allowed_w + spare_ws / (max(after, SPREAD_S) if spare_ws > 0 else after)
+        return max(0.0, rate_w - house_w)
+
+
+def billed(peaks: list[Peak], count: int, distinct_days: bool) -> tuple[Peak, ...]:
+    """The `count` highest periods of a month's, in time order; with `distinct_days`, one a day."""
+    candidates = list(peaks)
+    if distinct_days:
+        best: dict[Any, Peak] = {}
+        for p in candidates:
+            day = p.start.date()
+            if day not in best or p.kw > best[day].kw:
+                best[day] = p
+        candidates = list(best.values())
+    top = sorted(candidates, key=lambda p: p.kw, reverse=True)[:count]
+    return tuple(sorted(top, key=lambda p: p.start.astimezone(timezone.utc)))
 
 
 def _month_key(local: datetime) -> str:
