@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     balancer_min_command_interval_s: float = Field(15, ge=0)
 
     # Capacity tariff (the guard is off while CAPACITY_LIMIT_KW is unset)
-    capacity_limit_kw: float | None = Field(None, gt=0, le=1000)
+    capacity_limit_kw: float | None = Field(None, gt=0, le=MAX_CAPACITY_LIMIT_KW)
     capacity_period_min: int = 60
     capacity_hours: str | None = None
     capacity_months: str | None = None
@@ -290,14 +291,16 @@ class Settings(BaseSettings):
             heartbeat_topic=self.p1_heartbeat_topic,
         )
 
-    def capacity_config(self):
-        """The capacity guard's settings, or None when CAPACITY_LIMIT_KW is unset (the guard is off)."""
+    def capacity_config(self, limit_kw: float | None = None):
+        """The capacity guard's settings (with `limit_kw` instead of CAPACITY_LIMIT_KW when given; 0 =
+        off), or None when there is no limit (the guard is off)."""
         from bridge.balancer.capacity import CapacityConfig, parse_hours, parse_months
 
-        if self.capacity_limit_kw is None:
+        limit = self.capacity_limit_kw if limit_kw is None else limit_kw
+        if not limit:
             return None
         return CapacityConfig(
-            limit_kw=self.capacity_limit_kw,
+            limit_kw=limit,
             period_min=self.capacity_period_min,
             hours=parse_hours(self.capacity_hours),
             months=parse_months(self.capacity_months),

@@ -17,6 +17,13 @@ class RuntimeSettings:
     max_a: float
     default_current: int
     enabled: bool = True
+    # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
+    capacity_limit_kw: float | None = None
+    charge_mode: str = "fast"
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 class RuntimeStore:
@@ -36,6 +43,8 @@ class RuntimeStore:
                 max_a=float(data.get("max_a", defaults.max_a)),
                 default_current=int(data.get("default_current", defaults.default_current)),
                 enabled=bool(data.get("enabled", defaults.enabled)),
+                capacity_limit_kw=_optional_float(data.get("capacity_limit_kw", defaults.capacity_limit_kw)),
+                charge_mode=str(data.get("charge_mode", defaults.charge_mode)),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"

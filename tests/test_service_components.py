@@ -348,3 +348,83 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
     finally:
         svc.stop()
         probe.close()
+
+
+# ---- power limits: the capacity limit and the charge mode ------------------------------------
+
+class Recorder:
+    """Stands where the MQTT client stands for the publisher: keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, str] = {}
+
+    def publish(self, topic: str, payload: str, retain: bool = True, **_: object) -> None:
+        self.published[topic] = payload
+
+
+def with_power(p: Parts, wall=None):
+    from bridge.service.power_limits import PowerLimits
+    from bridge.service.publisher import StatePublisher
+
+    recorder = Recorder()
+    power = PowerLimits(p.settings, p.topics, StatePublisher(recorder, p.topics), p.balancer, p.handler.runtime,
+                        wall=wall)
+    p.handler.power = power
+    return power, recorder
+
+
+def test_capacity_limit_set_validated_saved_and_shown(parts):
+    p = parts
+    power, recorder = with_power(p)
+    assert power.guard is None and power.limit_kw is None  # CAPACITY_LIMIT_KW unset: off
+    topic = p.topics.command_topic("capacity_limit")
+    for payload, why in (("-1", "between 0 (off) and 1000 kW"), ("5000", "between 0"), ("lots", "a number")):
+        answer = p.handler.handle(p.topics.classify(topic), payload.encode())
+        assert answer.status == "error" and why in answer.error, answer
+        assert answer.restate == (p.topics.capacity_limit_kw, "0")
+    ok = p.handler.handle(p.topics.classify(topic), b"5.5")
+    assert (ok.status, ok.value) == ("ok", 5.5)
+    assert power.guard is not None and power.limit_kw == 5.5 and saved(p)["capacity_limit_kw"] == 5.5
+    assert recorder.published[p.topics.capacity_limit_kw] == "5.5"
+    off = p.handler.handle(p.topics.classify(topic), b"0")
+    assert off.status == "ok" and power.guard is None and saved(p)["capacity_limit_kw"] == 0
+
+
+def test_charge_mode_set_for_this_connector_only_and_saved(parts):
+    p = connected(parts)
+    with_power(p)
+    cp = p.sim.chargepoint_id
+    shown = p.topics.charge_mode(cp, 1)
+    bad = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"solar")
+    assert bad.status == "error" and "fast, pv, minpv or off" in bad.error and bad.restate == (shown, "fast")
+    other = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 2)), b"pv")
+    assert other.status == "error" and "unknown charge point or connector" in other.error
+    for payload in (b"PV", b'"pv"', b'{"value": "pv"}'):
+        ok = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), payload)
+        assert (ok.status, ok.value) == ("ok", "pv"), payload
+    assert saved(p)["charge_mode"] == "pv" and p.handler.runtime.charge_mode == "pv"
+
+
+def test_off_mode_pauses_and_the_capacity_guard_caps_the_balancer(parts):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    p = parts
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    seconds = iter(range(10**6))
+    power, recorder = with_power(p, wall=lambda: start + timedelta(seconds=next(seconds)))
+    power.set_limit(5.0)
+    for phase in range(3):
+        p.balancer.meter(0.0, phase, 6.0)  # 4.1 kW of house
+    p.balancer.charger(0.0, (0.0, 0.0, 0.0), (True, True, True))
+    power.update(1.0)
+    decision = p.balancer.decide(1.0)
+    assert decision.charge_at == 0 and "capacity 5 kW" in decision.reason  # 0.9 kW left: under 6 A on 3 phases
+    assert json.loads(recorder.published[p.topics.capacity_state])["limit_kw"] == 5.0
+    power.set_limit(0)
+    p.handler.runtime.charge_mode = "off"
+    power.update(2.0)
+    assert p.balancer.decide(2.0).charge_at == 0 and "charge mode off" in p.balancer.decide(2.0).reason
+    p.handler.runtime.charge_mode = "fast"
+    power.update(3.0)
+    assert p.balancer.decide(3.0).charge_at > 0

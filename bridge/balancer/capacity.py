@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 PERIOD_MINUTES = (60, 15)
+MAX_CAPACITY_LIMIT_KW = 1000.0  # far above any house connection: a typo, not a tariff
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
 MAX_INTEGRATION_GAP_S = 120.0
@@ -111,8 +112,9 @@ class CapacityConfig:
     follow_month_peak: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.limit_kw) and self.limit_kw > 0):
-            raise CapacityConfigError(f"the capacity limit must be above 0 kW; got {self.limit_kw!r}")
+        if not (math.isfinite(self.limit_kw) and 0 < self.limit_kw <= MAX_CAPACITY_LIMIT_KW):
+            raise CapacityConfigError(
+                f"the capacity limit must be above 0 and at most {MAX_CAPACITY_LIMIT_KW:g} kW; got {self.limit_kw!r}")
         if self.period_min not in PERIOD_MINUTES:
             raise CapacityConfigError(f"the capacity period is 60 or 15 minutes; got {self.period_min!r}")
         if not 1 <= self.peaks <= 31:

@@ -170,6 +170,23 @@ def parse_mode(payload: bytes | str) -> str:
     raise PayloadError(f"expected On, Off or Schedule, got {shown(text)}")
 
 
+def parse_charge_mode(payload: bytes | str) -> str:
+    """A charge mode `fast`, `pv`, `minpv` or `off` (any case; plain, quoted or {"value": ...})."""
+    from bridge.balancer.power import CHARGE_MODES
+
+    text = decode_text(payload)
+    if text.startswith("{"):
+        value = _unwrap_value(load_json(text, payload), "fast, pv, minpv or off")
+        if not isinstance(value, str):
+            raise PayloadError(f"expected fast, pv, minpv or off, got a JSON {_json_kind(value)}")
+        text = value.strip()
+    elif text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        text = text[1:-1].strip()
+    if text.lower() in CHARGE_MODES:
+        return text.lower()
+    raise PayloadError(f"expected fast, pv, minpv or off, got {shown(text)}")
+
+
 def format_number(x: float) -> str:
     """`16`, `10.5`, `0.333`: plain, at most three decimals, no trailing zeros."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):

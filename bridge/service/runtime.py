@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 
+from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
+from bridge.balancer.power import DEFAULT_CHARGE_MODE, check_charge_mode
 from bridge.config import Settings
 from bridge.limits import LimitError, check_default_current, check_max_a
 from bridge.state import RuntimeSettings, RuntimeStore
@@ -37,6 +40,15 @@ class RuntimeKeeper:
         except LimitError as e:
             log.error("stored value refused: %s; using %d A", e, defaults.default_current)
             loaded.default_current = defaults.default_current
+        limit = loaded.capacity_limit_kw
+        if limit is not None and not (math.isfinite(limit) and 0 <= limit <= MAX_CAPACITY_LIMIT_KW):
+            log.error("stored capacity limit %r refused; using CAPACITY_LIMIT_KW", limit)
+            loaded.capacity_limit_kw = None
+        try:
+            loaded.charge_mode = check_charge_mode(loaded.charge_mode)
+        except ValueError as e:
+            log.error("stored value refused: %s; charging fast", e)
+            loaded.charge_mode = DEFAULT_CHARGE_MODE
         return loaded
 
     def save(self, runtime: RuntimeSettings) -> bool:
