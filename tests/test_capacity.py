@@ -70,7 +70,7 @@ def test_parse_hours_and_months():
             parse_months(bad)
     with pytest.raises(CapacityConfigError, match="60 or 15"):
         CapacityConfig(limit_kw=5, period_min=30)
-    with pytest.raises(CapacityConfigError, match="above 0 kW"):
+    with pytest.raises(CapacityConfigError, match="above 0 and at most"):
         CapacityConfig(limit_kw=0)
 
 

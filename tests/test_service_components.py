@@ -428,3 +428,14 @@ def test_off_mode_pauses_and_the_capacity_guard_caps_the_balancer(parts):
     p.handler.runtime.charge_mode = "fast"
     power.update(3.0)
     assert p.balancer.decide(3.0).charge_at > 0
+
+
+def test_a_corrupt_capacity_file_is_reported_and_the_peaks_start_again(sim, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "capacity.json").write_text('{"month": "2027-01", "peaks": [{"start": "noon", "kw": 9}]}')
+    p = build(sim, state, capacity_limit_kw=5)
+    power, _ = with_power(p)
+    assert power.guard is not None and power.guard.billed_peaks() == ()
+    assert "capacity state" in power.last_error and "start again" in power.last_error
+    assert "not a capacity state" in power.last_error and "noon" not in power.last_error

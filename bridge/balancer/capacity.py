@@ -238,7 +238,8 @@ class CapacityGuard:
             if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0):
                 raise ValueError("the period's energy is not a finite non-negative number")
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a capacity state: {e}") from None
+            # The fault's kind only: its text would quote the file.
+            raise ValueError(f"not a capacity state ({type(e).__name__})") from None
         self._month = None if month is None else str(month)
         self._peaks = peaks
         self._period, self._energy_ws, self._observed_s = period, energy_ws, observed
