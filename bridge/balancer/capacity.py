@@ -372,7 +372,6 @@ class CapacityGuard:
             period_kw=period_kw,
             projected_kw=projected_kw,
             car_allowance_w=allowance,
-
             month_peaks=peaks,
             billed_kw=billed_kw,
             reason=reason,
