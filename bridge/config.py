@@ -186,10 +186,9 @@ class Settings(BaseSettings):
     @field_validator("tz", mode="after")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        zone_of(v)
-        return v.strip()
+        # Checked only where the capacity tariff needs it (see _limits): a TZ the bridge cannot
+        # read, such as a POSIX rule string, must not stop a bridge that does not use it.
+        return None if v is None or not v.strip() else v.strip()
 
     @field_validator("chargeamps_base_url")
     @classmethod
@@ -244,6 +243,11 @@ class Settings(BaseSettings):
             self.balancer_config()
         except ValueError as e:
             raise ValueError(_balancer_names(str(e))) from None
+        if self.capacity_limit_kw is not None:
+            try:
+                zone_of(self.tz)  # the periods follow this clock: an unknown zone is an error now
+            except ValueError as e:
+                raise ValueError(f"TZ: {e}") from None
         from bridge.mqtt.meter import MeterConfigError
 
         try:
@@ -310,8 +314,11 @@ class Settings(BaseSettings):
         )
 
     def local_zone(self):
-        """The zone of the local clock: TZ, else the system's."""
-        return zone_of(self.tz)
+        """The zone of the local clock: TZ, else the system's (also when TZ cannot be read)."""
+        try:
+            return zone_of(self.tz)
+        except ValueError:
+            return zone_of(None)
 
     def balancer_config(self, **overrides):
         """The balancer's configuration: the BALANCER_* settings declared above, and
@@ -344,8 +351,11 @@ def zone_of(name: str | None):
             return ZoneInfo("UTC")
     key = name.strip().removeprefix(":")
     try:
+        if key.startswith("/"):  # TZ=:/etc/localtime, as some systems set it
+            with open(key, "rb") as f:
+                return ZoneInfo.from_file(f, key=key)
         return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}; use a name such as Europe/Stockholm") from None
 
 

@@ -145,7 +145,7 @@ def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsy
         (["--car", "L1:16:solar"], {}, "fast, pv, minpv, off"),
         (["--car", "L1", "--car", "L2"], {}, "one --car"),
         ([], {"CAPACITY_PERIOD_MIN": "30"}, "CAPACITY_PERIOD_MIN"),
-        ([], {"TZ": "Mars/Olympus_Mons"}, "TZ"),
+        ([], {"TZ": "Mars/Olympus_Mons", "CAPACITY_LIMIT_KW": "5"}, "TZ"),
     ],
 )
 def test_cli_bad_power_input_exits_2_with_one_line(argv, environ, words, capsys):

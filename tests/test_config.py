@@ -212,7 +212,7 @@ def test_a_home_relative_state_dir_is_expanded(env, tmp_path):
         ({"CAPACITY_MONTHS": "13-2"}, "CAPACITY_MONTHS"),
         ({"CAPACITY_PEAKS": "0"}, "CAPACITY_PEAKS"),
         ({"CAPACITY_PEAKS_DISTINCT_DAYS": "maybe"}, "CAPACITY_PEAKS_DISTINCT_DAYS"),
-        ({"TZ": "Mars/Olympus_Mons"}, "TZ"),
+        ({"TZ": "Mars/Olympus_Mons", "CAPACITY_LIMIT_KW": "5"}, "TZ"),
         ({"PV_WINDOW_S": "0"}, "PV_WINDOW_S"),
         ({"PV_IMPORT_ALLOWANCE_W": "-5"}, "PV_IMPORT_ALLOWANCE_W"),
     ],
@@ -392,3 +392,11 @@ def test_capacity_guard_is_off_without_a_limit_and_built_from_the_settings(env):
     assert cfg.months == frozenset({11, 12, 1, 2, 3})
     assert cfg.hours.days == frozenset(range(5)) and (cfg.hours.start_hour, cfg.hours.end_hour) == (7, 19)
     assert str(settings.local_zone()) == "Europe/Stockholm"
+
+
+def test_a_tz_the_bridge_cannot_read_stops_only_a_capacity_guard(env):
+    env.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")  # a POSIX rule: not an IANA zone
+    assert load_settings().local_zone() is not None  # no guard: the system's zone, no error
+    env.setenv("TZ", ":/etc/localtime")
+    env.setenv("CAPACITY_LIMIT_KW", "5")
+    assert load_settings().local_zone() is not None
