@@ -2,7 +2,9 @@
 
 A replay with power limits feeds, every second, the meter's net power (the house and the car, per
 phase current times the voltage; export negative) to the capacity guard and to the surplus
-controller, exactly as the service does, and gives the balancer their cap. The scores:
+controller, as the service does, and gives the balancer their cap. One difference: the car's draw
+is the charger model's of that second, where the service has the charger's report of its last
+poll (every CHARGEAMPS_POLL_INTERVAL). The scores:
 
 - `capacity`: the highest period average of the import (house + car) in the periods the tariff
   counts, the average the tariff would bill over the trace, and the periods above the limit; the
