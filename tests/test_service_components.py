@@ -439,3 +439,18 @@ def test_a_corrupt_capacity_file_is_reported_and_the_peaks_start_again(sim, tmp_
     assert power.guard is not None and power.guard.billed_peaks() == ()
     assert "capacity state" in power.last_error and "start again" in power.last_error
     assert "not a capacity state" in power.last_error and "noon" not in power.last_error
+
+
+def test_charge_mode_and_capacity_limit_survive_a_restart_and_bad_stored_values_do_not(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state"))
+    with_power(p)
+    cp = p.sim.chargepoint_id
+    assert p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"minpv").status == "ok"
+    assert p.handler.handle(p.topics.classify(p.topics.command_topic("capacity_limit")), b"3.5").status == "ok"
+    again = build(sim, tmp_path / "state")
+    assert (again.handler.runtime.charge_mode, again.handler.runtime.capacity_limit_kw) == ("minpv", 3.5)
+    data = json.loads(p.settings.runtime_file.read_text())
+    data.update(charge_mode="turbo", capacity_limit_kw=-2)
+    p.settings.runtime_file.write_text(json.dumps(data))
+    fixed = build(sim, tmp_path / "state")
+    assert (fixed.handler.runtime.charge_mode, fixed.handler.runtime.capacity_limit_kw) == ("fast", None)
