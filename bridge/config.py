@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
@@ -78,8 +78,36 @@ class Settings(BaseSettings):
     p1_json_path_l2: str | None = None
     p1_json_path_l3: str | None = None
     p1_unit: str | None = None
-    p1_voltage: float = Field(230, gt=100, lt=300)
+    p1_voltage: float = 230  # checked with the meter source (VOLTAGE_RANGE)
     p1_heartbeat_topic: str | None = None
+    # Per-phase power and voltage inputs, and the house's net power; the same None rule.
+    p1_power_topic_l1: str | None = None
+    p1_power_topic_l2: str | None = None
+    p1_power_topic_l3: str | None = None
+    p1_power_json_path_l1: str | None = None
+    p1_power_json_path_l2: str | None = None
+    p1_power_json_path_l3: str | None = None
+    p1_power_delivered_topic_l1: str | None = None
+    p1_power_delivered_topic_l2: str | None = None
+    p1_power_delivered_topic_l3: str | None = None
+    p1_power_delivered_json_path_l1: str | None = None
+    p1_power_delivered_json_path_l2: str | None = None
+    p1_power_delivered_json_path_l3: str | None = None
+    p1_power_returned_topic_l1: str | None = None
+    p1_power_returned_topic_l2: str | None = None
+    p1_power_returned_topic_l3: str | None = None
+    p1_power_returned_json_path_l1: str | None = None
+    p1_power_returned_json_path_l2: str | None = None
+    p1_power_returned_json_path_l3: str | None = None
+    p1_voltage_topic_l1: str | None = None
+    p1_voltage_topic_l2: str | None = None
+    p1_voltage_topic_l3: str | None = None
+    p1_voltage_json_path_l1: str | None = None
+    p1_voltage_json_path_l2: str | None = None
+    p1_voltage_json_path_l3: str | None = None
+    p1_power_unit: str | None = None
+    p1_power_topic: str | None = None
+    p1_power_json_path: str | None = None
 
     # Balancer
     balancer_strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
@@ -146,16 +174,18 @@ class Settings(BaseSettings):
             raise ValueError("no such file")
         return v
 
-    @field_validator("p1_unit", mode="after")
+    @field_validator("p1_unit", "p1_power_unit", mode="after")
     @classmethod
-    def _unit(cls, v: str | None) -> str | None:
+    def _unit(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
-        from bridge.mqtt.meter import UNITS
+        from bridge.mqtt.meter import POWER_UNITS, UNITS
 
-        unit = UNITS.get(v.strip().lower())
+        units = UNITS if info.field_name == "p1_unit" else POWER_UNITS
+        unit = units.get(v.strip().lower())
         if unit is None:
-            raise ValueError("must be A, W or kW")
+            choices = list(units.values())
+            raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
         return unit
 
     @field_validator("capacity_period_min", mode="after")
@@ -285,14 +315,28 @@ class Settings(BaseSettings):
         """The meter source from the P1_* settings (a preset filled in, explicit settings winning)."""
         from bridge.mqtt.meter import MeterSource
 
+        def phases(name: str) -> tuple[str | None, str | None, str | None]:
+            return tuple(getattr(self, f"p1_{name}_l{n}") for n in (1, 2, 3))  # type: ignore[return-value]
+
         return MeterSource.from_settings(
-            topics=(self.p1_topic_l1, self.p1_topic_l2, self.p1_topic_l3),
-            paths=(self.p1_json_path_l1, self.p1_json_path_l2, self.p1_json_path_l3),
+            topics=phases("topic"),
+            paths=phases("json_path"),
             unit=self.p1_unit,
             voltage=self.p1_voltage,
             preset=self.p1_preset,
             device=self.p1_device,
             heartbeat_topic=self.p1_heartbeat_topic,
+            power_topics=phases("power_topic"),
+            power_paths=phases("power_json_path"),
+            delivered_topics=phases("power_delivered_topic"),
+            delivered_paths=phases("power_delivered_json_path"),
+            returned_topics=phases("power_returned_topic"),
+            returned_paths=phases("power_returned_json_path"),
+            voltage_topics=phases("voltage_topic"),
+            voltage_paths=phases("voltage_json_path"),
+            power_unit=self.p1_power_unit,
+            total_power_topic=self.p1_power_topic,
+            total_power_path=self.p1_power_json_path,
         )
 
     def capacity_config(self, limit_kw: float | None = None):

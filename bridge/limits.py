@@ -1,4 +1,4 @@
-"""The limits on a charging current, defined once for every part of the bridge.
+"""The limits on a charging current and on a meter reading, defined once for every part of the bridge.
 
 Pure: the CLI, the MQTT commands, the runtime file, Home Assistant discovery,
 the configuration and the balancer's output stage all ask here.
@@ -10,6 +10,16 @@ import math
 
 MIN_CURRENT_A = 6  # IEC 61851: below 6 A a charger may not signal a charge
 MAX_CURRENT_A = 32  # the most a Charge Amps connector is set to
+
+
+# A meter reading beyond this many main fuses is no current the installation
+# carries (a power in W sent as amps, a unit mix-up): it is refused like garbage.
+IMPLAUSIBLE_FUSE_MULTIPLE = 4
+
+
+def meter_amps_bound(fuse_a: float) -> float:
+    """The largest current, either way, a meter reading of one phase may show."""
+    return IMPLAUSIBLE_FUSE_MULTIPLE * fuse_a
 
 
 class LimitError(ValueError):

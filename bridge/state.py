@@ -1,4 +1,5 @@
-"""Runtime settings changed by command (MaxA, default current, enabled), kept across restarts."""
+"""Runtime settings changed by command (MaxA, default current, enabled, capacity limit,
+charge mode), kept across restarts."""
 
 from __future__ import annotations
 
@@ -22,10 +23,6 @@ class RuntimeSettings:
     charge_mode: str = "fast"
 
 
-def _optional_float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
-
-
 class RuntimeStore:
     """`runtime.json` in the state folder. Only the values a user changed are stored;
     a corrupt file is set aside and the configured defaults are used."""
@@ -39,12 +36,13 @@ class RuntimeStore:
             data = read_json_object(self.path)
             if data is None:
                 return defaults
+            # Numbers as they are (16.5 stays 16.5): the limits say whether they are allowed.
             loaded = RuntimeSettings(
                 max_a=float(data.get("max_a", defaults.max_a)),
-                default_current=int(data.get("default_current", defaults.default_current)),
-                enabled=bool(data.get("enabled", defaults.enabled)),
-                capacity_limit_kw=_optional_float(data.get("capacity_limit_kw", defaults.capacity_limit_kw)),
-                charge_mode=str(data.get("charge_mode", defaults.charge_mode)),
+                default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
+                enabled=data.get("enabled", defaults.enabled),
+                capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
+                charge_mode=data.get("charge_mode", defaults.charge_mode),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"

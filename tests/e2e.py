@@ -48,13 +48,17 @@ class Probe:
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False, qos: int = 1,
-                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+                response_topic: str | None = None, correlation: bytes | None = None,
+                user_properties: list[tuple[str, str]] | None = None) -> None:
         props = None
-        if response_topic:
+        if response_topic or user_properties:
             props = Properties(PacketTypes.PUBLISH)
+        if response_topic:
             props.ResponseTopic = response_topic
             if correlation is not None:
                 props.CorrelationData = correlation
+        if user_properties:
+            props.UserProperty = user_properties
         self.client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(5)
 
     def wait_for(self, topic: str, predicate: Callable[[bytes], bool] = lambda p: True,
@@ -140,18 +144,22 @@ class InProcessBridge:
         from bridge.config import Settings, load_settings
         from bridge.service import BridgeService
 
-        fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
-        self.service = BridgeService(load_settings(**fields), **collaborators)
         self.log_path = workdir / f"bridge-{uuid.uuid4().hex[:6]}.log"
         self._handler = logging.FileHandler(self.log_path)
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         self._logger = logging.getLogger("bridge")
         self._level = self._logger.level
+        self._logger.addHandler(self._handler)  # from the start: restoring the state folder logs too
+        self._logger.setLevel(logging.INFO)
         self._stopped = False
+        fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+        try:
+            self.service = BridgeService(load_settings(**fields), **collaborators)
+        except BaseException:
+            self.close()
+            raise
 
     def start(self) -> "InProcessBridge":
-        self._logger.addHandler(self._handler)
-        self._logger.setLevel(logging.INFO)
         self.service.start()
         return self
 
@@ -166,7 +174,8 @@ class InProcessBridge:
     def terminate(self, timeout: float = 20) -> int:
         if not self._stopped:
             self._stopped = True
-            self.service.stop()
+            if hasattr(self, "service"):
+                self.service.stop()
         return 0
 
     def kill(self) -> None:

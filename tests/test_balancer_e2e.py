@@ -18,6 +18,7 @@ BRIDGE_DEFAULTS = {
 
 def test_no_car_and_a_late_meter_no_failsafe_write_and_the_headroom_is_the_houses(start_bridge, probe, sim):
     sim.connector(1).car_plugged = False  # connector status `Available`, no measurements
+    sim.connector(1).max_current = 10  # not what the balancer wants, so it has a write to make
     bridge, env = start_bridge()
     wait_online(probe, env, bridge)
     state = topic(env, "balancer/state")

@@ -81,15 +81,16 @@ def charging_at_full_power(probe, env, sim, bridge) -> MeterFeeder:
     probe.wait_json(topic(env, "bridge/health"), lambda h: h["cloud"] == "ok", timeout=15)
     feeder = MeterFeeder(probe, env, sim)
     deadline = time.monotonic() + 20
-    # The simulated charger starts at 16 A; the meter speaks within BALANCER_STALE_AFTER_S of
-    # the start, so the first write is what the meter allows, never the fail-safe.
-    wait_until(lambda: bool(max_current_writes(sim)), 10, "the first write")
-    assert max_current_writes(sim)[0] != 6.0
-    while max_current_writes(sim)[-1] != 16:
+    # The simulated charger starts at 16 A. The bridge writes what the meter allows (never the
+    # fail-safe: the meter speaks within BALANCER_STALE_AFTER_S of the start), or nothing when it
+    # finds 16 A right; either way the charger ends at 16 A with the balancer wanting 16 A.
+    while not (sim.connector(1).max_current == 16
+               and probe.latest.get(topic(env, "balancer/charge_at")) == b"16"):
         # A poll now shows the balancer that the car follows; it raises only then.
         probe.publish(topic(env, "bridge/request/refresh"), "now")
         time.sleep(1.0)
         assert time.monotonic() < deadline, f"charger never reached 16 A:\n{bridge.output()[-3000:]}"
+    assert 6.0 not in max_current_writes(sim)[:1]
     probe.publish(topic(env, "bridge/request/refresh"), "now")
     return feeder
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config import load_settings
-from bridge.mqtt.meter import MAX_ABS_AMPS, MeterSource
+from bridge.mqtt.meter import MeterSource
 from bridge.mqtt.payloads import PayloadError, parse_bool, parse_mode, parse_number
 from bridge.service import BridgeService, CommandBudget
 from bridge.sim.cloud import CloudSimulator
@@ -140,9 +140,9 @@ _SOURCES = [
 def test_meter_parse_raises_only_payload_error_and_readings_are_finite(source, payload):
     for topic in dict.fromkeys(source.topics):
         readings = _only_payload_error(lambda p: source.parse(topic, p), payload)
-        for phase, amps in readings or []:
-            assert phase in (0, 1, 2) and topic == source.topics[phase]
-            assert isinstance(amps, float) and math.isfinite(amps) and abs(amps) <= MAX_ABS_AMPS
+        for reading in readings or []:
+            assert reading.phase in (0, 1, 2) and topic == reading.input.topic == source.topics[reading.phase]
+            assert isinstance(reading.value, float) and math.isfinite(reading.value)
 
 
 # ---- one live service for the module ----------------------------------------------------

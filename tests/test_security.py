@@ -285,7 +285,7 @@ def limits_service(broker, tmp_path):
     with CloudSimulator(installation_current=13) as sim:
         s = _service_settings(broker, sim, tmp_path / "state")
         svc = BridgeService(s)
-        probe = Probe(broker.host, broker.port)
+        probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
         svc.start()
         try:
             probe.wait_value(f"{s.mqtt_base_topic}/charger/{sim.chargepoint_id}/online", "ON", timeout=15)
@@ -357,7 +357,7 @@ def test_balancer_never_asks_more_than_the_installation_current(broker, tmp_path
         s = _service_settings(broker, sim, tmp_path / "state", balancer_default_current=16,
                               balancer_strategy="homey")
         svc = BridgeService(s)
-        probe = Probe(broker.host, broker.port)
+        probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
         svc.start()
         try:
             conn = sim.connector(1)

@@ -19,7 +19,7 @@ from bridge.config import load_settings
 from bridge.eapi import client_from_settings
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
 from bridge.service import BridgeService, CloudBackoff, CommandBudget
-from bridge.service.charger_link import SETTINGS_EVERY_POLLS, ChargerLink
+from bridge.service.charger_link import ChargerLink
 from bridge.service.commands import COMMANDS, CommandHandler
 from bridge.service.health import Health
 from bridge.service.runtime import RuntimeKeeper
@@ -183,7 +183,7 @@ def test_charger_mode_and_reboot_reach_the_charger(parts):
     assert answer.status == "error" and answer.restate == (p.topics.charger_mode(cp, 1), "On")
     assert p.command("charger_mode", "off").value == "Off" and p.sim.connector(1).mode == "Off"
     reboots = p.sim.charge_points[cp].reboots
-    assert p.command("reboot", "").status == "ok" and p.sim.charge_points[cp].reboots == reboots + 1
+    assert p.command("reboot", "PRESS").status == "ok" and p.sim.charge_points[cp].reboots == reboots + 1
 
 
 def test_charger_commands_for_another_charger_or_connector_are_refused(parts):
@@ -240,16 +240,16 @@ def test_connect_identifies_the_charger_and_polls_it_with_its_settings(parts):
     assert p.health.cloud == "ok" and p.link.next_poll == p.clock() + 10
 
 
-def test_polls_follow_the_interval_and_read_the_settings_every_tenth(parts):
+def test_polls_follow_the_interval_and_read_the_setting_back_each_time(parts):
     p = connected(parts)
     settings_reads = len(p.sim.requests_to("/settings", "GET"))
     p.link.tick(p.clock())  # not yet time
     assert p.link.view.polls == 1
-    for _ in range(SETTINGS_EVERY_POLLS - 1):
+    for _ in range(3):
         p.clock.now = p.link.next_poll
         p.link.tick(p.clock())
-    assert p.link.view.polls == SETTINGS_EVERY_POLLS
-    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 1
+    assert p.link.view.polls == 4
+    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 3
 
 
 def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts):
@@ -334,11 +334,17 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
                      mqtt_base_topic=f"unit-{tag}", mqtt_client_id=f"unit-{tag}",
                      p1_topic_l1=f"p1-{tag}/l1", p1_topic_l2=f"p1-{tag}/l2", p1_topic_l3=f"p1-{tag}/l3")
     svc = BridgeService(s, backoff=CloudBackoff(initial_s=1, max_s=2))
-    probe = Probe(broker.host, broker.port)
+    # Only the base topic: a probe of `#` would read, in this process, every retained message
+    # earlier tests left on the shared broker while the service waits for the same interpreter.
+    probe = Probe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
     svc.start()
     try:
         base = s.mqtt_base_topic
-        probe.wait_value(f"{base}/balancer/max_a", "24", timeout=15)
+        try:
+            probe.wait_value(f"{base}/balancer/max_a", "24", timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; mqtt connected: {svc.mqtt.connected}, health: {svc.health}, "
+                                 f"queue: {svc.events.qsize()}, decision: {svc.decision}") from None
         t = time.monotonic()
         probe.publish(f"{base}/balancer/max_a/set", "99")
         answer = probe.wait_json(f"{base}/bridge/response", lambda a: a["topic"].endswith("max_a/set"), since=t)
@@ -348,6 +354,60 @@ def test_in_process_refusal_answers_and_snaps_the_slider_back(broker, sim, tmp_p
     finally:
         svc.stop()
         probe.close()
+
+
+# ---- the desired-state loop ---------------------------------------------------------------
+
+def test_the_setting_found_at_connect_counts_as_written(parts):
+    p = connected(parts)
+    assert p.link.expected == 16 and p.balancer.observations().commanded == 16
+    assert p.health.charger_overrides == 0
+
+
+def test_a_setting_changed_outside_the_bridge_goes_to_the_balancer_and_is_counted(parts):
+    p = connected(parts)
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.link.expected == 10
+    assert p.balancer.observations().commanded == 10
+    decision = dataclasses.replace(p.balancer.decide(p.clock()), command=12, reason="test")
+    p.link.apply(p.clock(), decision, enabled=True)
+    assert p.sim.connector(1).max_current == 12
+    assert p.health.last_override == "charger set to 10 A outside the bridge: restored 12 A"
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # read back as written: no new override
+    assert p.health.charger_overrides == 1
+
+
+def test_with_the_balancer_off_a_changed_setting_is_taken_as_it_is(parts):
+    p = connected(parts)
+    p.link.enabled = lambda: False
+    p.sim.connector(1).max_current = 10
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+
+
+def test_paused_by_mode_reads_back_as_zero(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
+    assert p.link.write_current(p.clock(), 0, "pause") and p.link.expected == 0
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 0
+    p.sim.connector(1).mode = "On"  # turned on in the app: the car may charge at 16 A
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert p.health.charger_overrides == 1 and p.balancer.observations().commanded == 16
+
+
+def test_at_charge_point_level_the_charge_points_setting_is_read_back(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state", chargeamps_current_level="chargepoint"))
+    assert p.link.write_current(p.clock(), 10, "test")
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())  # the connector's own setting is not what the bridge writes here
+    assert p.health.charger_overrides == 0 and p.link.expected == 10
+    assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
 
 
 # ---- power limits: the capacity limit and the charge mode ------------------------------------

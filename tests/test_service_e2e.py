@@ -133,7 +133,7 @@ def test_commands_apply_refuse_answer_and_snap_back(start_bridge, probe, sim):
 
     reboots = sim.charge_points[cp].reboots
     t = time.monotonic()
-    probe.publish(topic(env, f"charger/{cp}/reboot/set"), "")
+    probe.publish(topic(env, f"charger/{cp}/reboot/set"), "PRESS")
     assert response_for(probe, env, topic(env, f"charger/{cp}/reboot/set"), t)["status"] == "ok"
     assert sim.charge_points[cp].reboots == reboots + 1
 
@@ -278,7 +278,7 @@ def test_a_flood_of_charger_commands_never_floods_the_cloud(start_bridge, probe,
     reboots = sim.charge_points[cp].reboots
     t = time.monotonic()
     for _ in range(30):
-        probe.publish(topic(env, f"charger/{cp}/reboot/set"), "")
+        probe.publish(topic(env, f"charger/{cp}/reboot/set"), "PRESS")
     def answers() -> list[dict]:
         return [json.loads(p) for ts, top, p, _ in list(probe.messages)
                 if top == topic(env, "bridge/response") and ts >= t]

@@ -34,6 +34,16 @@ class CapacityConfigError(ValueError):
     """A capacity setting that cannot be used; the message says what is wrong, in one line."""
 
 
+def check_capacity_limit(value: object) -> float:
+    """A capacity limit set by command or read back from the runtime file: 0 (the guard
+    off) up to MAX_CAPACITY_LIMIT_KW."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and 0 <= value <= MAX_CAPACITY_LIMIT_KW)):
+        raise CapacityConfigError(
+            f"the capacity limit must be between 0 (off) and {MAX_CAPACITY_LIMIT_KW:g} kW; got {value!r}")
+    return float(value)
+
+
 def _range(low: int, high: int, lowest: int, highest: int) -> frozenset[int]:
     """`low..high` inclusive, wrapping past `highest` back to `lowest` (11-3 = Nov to Mar)."""
     if low <= high:

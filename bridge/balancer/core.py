@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from collections import deque
 from typing import Protocol
 
 from bridge.balancer.model import (
@@ -56,13 +58,21 @@ def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
     return amps if amps >= cfg.min_current else 0
 
 
-def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig) -> str | None:
-    """Why the meter counts as stale (a user-readable phrase), or None when it is live."""
+USUAL_INTERVAL_READINGS = 20  # a phase's usual interval: the median of this many intervals
+USUAL_INTERVAL_MIN_READINGS = 5
+
+
+def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig,
+                    limits_s: tuple[float, float, float] | None = None) -> str | None:
+    """Why the meter counts as stale (a user-readable phrase), or None when it is live.
+
+    A phase is stale when silent for `limits_s` (per phase; `stale_after_s` when not given)."""
     never = [phase_name(n) for n in PHASES if meter_at[n] is None]
     if never:
         return f"no reading yet on {', '.join(never)}"
+    limits = limits_s or (cfg.stale_after_s,) * 3
     silent = [
-        (phase_name(n), now - t) for n in PHASES if (t := meter_at[n]) is not None and now - t >= cfg.stale_after_s
+        (phase_name(n), now - t) for n in PHASES if (t := meter_at[n]) is not None and now - t >= limits[n]
     ]
     if silent:
         return ", ".join(f"{name} silent {age:.0f} s" for name, age in silent)
@@ -80,6 +90,7 @@ class Balancer:
         self._strategy_name = strategy
         self._meter: list[float | None] = [None, None, None]
         self._meter_at: list[float | None] = [None, None, None]
+        self._intervals = [deque(maxlen=USUAL_INTERVAL_READINGS) for _ in PHASES]
         self._charger_currents: Triple | None = None
         self._charger_phases: tuple[bool, bool, bool] | None = None
         self._charger_at: float | None = None
@@ -118,7 +129,7 @@ class Balancer:
             raise ValueError(f"meter current must be finite, got {amps!r}")
         previous = self._meter[phase]
         self._meter[phase] = float(amps)
-        self._meter_at[phase] = now
+        self._heard(now, phase)
         self._strategy.on_meter(now, phase, float(amps), previous)
 
     def meter_alive(self, now: float) -> None:
@@ -126,7 +137,28 @@ class Balancer:
         # A heartbeat vouches only for phases that have a value to vouch for.
         for n in PHASES:
             if self._meter_at[n] is not None:
-                self._meter_at[n] = now
+                self._heard(now, n)
+
+    def _heard(self, now: float, phase: int) -> None:
+        last = self._meter_at[phase]
+        if last is not None and now > last:
+            self._intervals[phase].append(now - last)
+        self._meter_at[phase] = now
+
+    def silence_limits(self) -> tuple[float, float, float]:
+        """How long each phase may be silent before the meter counts as stale: `stale_after_s`, or
+        for a phase that usually speaks often, `meter_gap_intervals` times its usual interval (the
+        median of its last readings' intervals), at least `meter_gap_min_s`."""
+        cfg = self._cfg
+        limits = []
+        for n in PHASES:
+            intervals = self._intervals[n]
+            limit = cfg.stale_after_s
+            if len(intervals) >= USUAL_INTERVAL_MIN_READINGS:
+                usual = statistics.median(intervals)
+                limit = min(limit, max(cfg.meter_gap_min_s, cfg.meter_gap_intervals * usual))
+            limits.append(limit)
+        return (limits[0], limits[1], limits[2])
 
     def charger(
         self,
@@ -213,7 +245,7 @@ class Balancer:
         self._seen(now)
         self._forget_settled_commands(now)
         obs = self.observations()
-        stale = meter_staleness(now, obs.meter_at, self._cfg)
+        stale = meter_staleness(now, obs.meter_at, self._cfg, self.silence_limits())
         if stale is not None:
             assert self._started_at is not None
             if any(t is None for t in obs.meter_at) and now < self._started_at + self._cfg.stale_after_s:
@@ -240,14 +272,21 @@ class Balancer:
         )
 
     def _fail_safe(self, now: float, obs: Observations, why: str) -> Decision:
-        """The meter cannot be trusted: charge at the fail-safe current (0 = pause)."""
+        """The meter cannot be trusted: charge at most at the fail-safe current (0 = pause).
+
+        Never a raise: a car paused (or cut below it) when the meter fell silent stays there, for
+        the house that left it no room may still be on."""
         current = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
+        reason = f"meter stale ({why}): fail-safe {current} A"
+        if self._commanded is not None and self._commanded < current:
+            current = self._commanded
+            reason = f"meter stale ({why}): {'paused' if current == 0 else f'{current} A'}, below the fail-safe"
         self._strategy.on_fail_safe(now, current)
         proposal = Proposal(
             target=current,
             loadbal=(0.0, 0.0, 0.0),
             headroom=(None, None, None),
-            reason=f"meter stale ({why}): fail-safe {current} A",
+            reason=reason,
         )
         return self._output(now, current, proposal, proposal.reason, meter_stale=True)
 

@@ -50,6 +50,8 @@ class Message:
     retain: bool
     response_topic: str | None = None
     correlation_data: bytes | None = None
+    # MQTT v5 user properties (name, value): a sender may name itself there.
+    user_properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,9 +207,10 @@ class MqttClient:
         props = getattr(msg, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
+        user = tuple((str(k), str(v)) for k, v in (getattr(props, "UserProperty", None) or ())) if props else ()
         try:
             self._on_message_cb(
-                Message(msg.topic, bytes(msg.payload), bool(msg.retain), response_topic, correlation)
+                Message(msg.topic, bytes(msg.payload), bool(msg.retain), response_topic, correlation, user)
             )
         except Exception:  # a failing handler must never stop paho's loop
             log.exception("message handler failed for %s", msg.topic)

@@ -1,99 +1,206 @@
-"""Where the house's per-phase currents come from, and how to read them.
+"""Where the house's meter values come from, how to read them, and what they add up to.
 
-A `MeterSource` knows the three phase topics, an optional JSON path per phase,
-the unit and the voltage used to turn power into current. Presets cover the
-common P1 sources (see shared/meters/P1-SOURCES.md); explicit settings win
-over a preset.
+`MeterSource` knows every input of the meter: per phase a current, a signed
+power (or delivered and returned power) and a voltage, each on its own topic
+with an optional JSON path, plus the whole house's net power and a heartbeat
+topic. Presets cover the common P1 sources; explicit settings win over a
+preset. `MeterState` is the meter's memory: fed one message at a time, it
+says which phases changed and to what current, and refuses readings no
+installation could carry. It is pure apart from its inputs (no clock, no I/O).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Sequence
 
-from bridge.mqtt.payloads import PayloadError, coerce_number, decode_text, load_json, parse_number
+from bridge.limits import IMPLAUSIBLE_FUSE_MULTIPLE, meter_amps_bound
+from bridge.mqtt.payloads import PayloadError, _json_kind, coerce_number, decode_text, load_json, parse_number
 
 # Larger than any meter message seen (Tasmota SENSOR, dsmr/json are ~2 KB),
 # small enough that a flood of junk costs little to refuse.
 MAX_METER_PAYLOAD_BYTES = 64 * 1024
-MAX_ABS_AMPS = 1000.0
 DEFAULT_TOPICS = ("p1/current_l1", "p1/current_l2", "p1/current_l3")
 DEFAULT_VOLTAGE = 230.0
+# What a phase voltage can be: the bounds of P1_VOLTAGE and of a measured voltage.
+VOLTAGE_RANGE = (100.0, 300.0)
 UNITS = {"a": "A", "w": "W", "kw": "kW"}
+POWER_UNITS = {"w": "W", "kw": "kW"}
+_WATTS_PER = {"A": None, "W": 1.0, "kW": 1000.0}
+
+# The kinds of meter input.
+CURRENT = "current"        # A, as the meter reports it (often unsigned, often whole amps)
+POWER = "power"            # net W of a phase, import positive
+DELIVERED = "delivered"    # W taken from the grid on a phase
+RETURNED = "returned"      # W fed back on a phase
+VOLTAGE = "voltage"        # V of a phase
+TOTAL_POWER = "total_power"  # net W of the whole house, import positive
+POWER_KINDS = (POWER, DELIVERED, RETURNED)
+
+# The setting that names each kind's topic; its JSON path setting is the same
+# name with JSON_PATH for TOPIC.
+_TOPIC_SETTING = {
+    CURRENT: "P1_TOPIC_L{n}",
+    POWER: "P1_POWER_TOPIC_L{n}",
+    DELIVERED: "P1_POWER_DELIVERED_TOPIC_L{n}",
+    RETURNED: "P1_POWER_RETURNED_TOPIC_L{n}",
+    VOLTAGE: "P1_VOLTAGE_TOPIC_L{n}",
+    TOTAL_POWER: "P1_POWER_TOPIC",
+}
+
+
+def topic_setting(kind: str, phase: int | None) -> str:
+    """The name of the setting for one input's topic, e.g. P1_POWER_DELIVERED_TOPIC_L2."""
+    return _TOPIC_SETTING[kind].format(n="" if phase is None else phase + 1)
+
+
+def path_setting(kind: str, phase: int | None) -> str:
+    return topic_setting(kind, phase).replace("TOPIC", "JSON_PATH")
 
 
 class MeterConfigError(ValueError):
     """The meter settings do not describe a usable source; the message names the setting."""
 
 
+class FieldMissing(PayloadError):
+    """The message does not carry this field: a partial message, not a bad one."""
+
+
+@dataclass(frozen=True)
+class MeterField:
+    """One value the meter sends: its kind, phase (0..2; None for the whole house),
+    topic and JSON path (None: the payload is the number)."""
+
+    kind: str
+    phase: int | None
+    topic: str
+    path: str | None = None
+
+    @property
+    def label(self) -> str:
+        what = {TOTAL_POWER: "house power"}.get(self.kind, self.kind)
+        return what if self.phase is None else f"L{self.phase + 1} {what}"
+
+
+def _per_phase(kind: str, topic: str, path: str | None = None) -> tuple[MeterField, ...]:
+    """Three inputs from templates: {n} is 1..3, {i} is 0..2, {abc} is a..c."""
+    return tuple(
+        MeterField(kind, i, topic.format(n=i + 1, i=i, abc="abc"[i], device="{device}"),
+                   None if path is None else path.format(n=i + 1, i=i, abc="abc"[i]))
+        for i in range(3)
+    )
+
+
 @dataclass(frozen=True)
 class MeterPreset:
-    """One known source. `{device}` in a topic is replaced by P1_DEVICE or `default_device`."""
+    """One known source. `{device}` in a topic is replaced by P1_DEVICE or `default_device`.
+    `topics`/`paths` are the per-phase currents; `inputs` everything else it offers."""
 
     name: str
     topics: tuple[str, str, str]
     paths: tuple[str | None, str | None, str | None] = (None, None, None)
     unit: str = "A"
+    inputs: tuple[MeterField, ...] = ()
+    power_unit: str = "W"
     heartbeat_topic: str | None = None
     default_device: str | None = None
     note: str = ""
 
+
+def _preset_currents(topic: str, path: str | None = None) -> dict[str, Any]:
+    inputs = _per_phase(CURRENT, topic, path)
+    return {"topics": tuple(i.topic for i in inputs), "paths": tuple(i.path for i in inputs)}
+
+
+_SHELLY_PRO = "{device}/status/em:0"
+_SHELLY_PRO_EVENTS = "{device}/events/rpc"
 
 P1_PRESETS: dict[str, MeterPreset] = {
     p.name: p
     for p in (
         MeterPreset(
             "dsmr-reader",
-            tuple(f"dsmr/reading/phase_power_current_l{i}" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("dsmr/reading/phase_power_current_l{n}"),
+            inputs=(
+                *_per_phase(DELIVERED, "dsmr/reading/phase_currently_delivered_l{n}"),
+                *_per_phase(RETURNED, "dsmr/reading/phase_currently_returned_l{n}"),
+                *_per_phase(VOLTAGE, "dsmr/reading/phase_voltage_l{n}"),
+            ),
+            power_unit="kW",
             heartbeat_topic="dsmr/reading/timestamp",
-            note="whole amps, unsigned; a steady load publishes nothing, the timestamp proves the meter alive",
+            note="split topics, retained, a value re-sent only when it changes; the timestamp proves the meter alive",
         ),
         MeterPreset(
             "homewizard",
-            ("homewizard/{device}",) * 3,  # type: ignore[arg-type]
-            tuple(f"active_current_l{i}_a" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("homewizard/{device}", "active_current_l{n}_a"),
+            inputs=(
+                *_per_phase(POWER, "homewizard/{device}", "active_power_l{n}_w"),
+                *_per_phase(VOLTAGE, "homewizard/{device}", "active_voltage_l{n}_v"),
+                MeterField(TOTAL_POWER, None, "homewizard/{device}", "active_power_w"),
+            ),
             default_device="p1",
-            note="the local API v1 JSON re-published on MQTT; signed amps",
+            note="the local API v1 JSON re-published on MQTT",
         ),
         MeterPreset(
             "homewizard-v2",
-            ("homewizard/{device}",) * 3,  # type: ignore[arg-type]
-            tuple(f"current_l{i}_a" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("homewizard/{device}", "current_l{n}_a"),
+            inputs=(
+                *_per_phase(POWER, "homewizard/{device}", "power_l{n}_w"),
+                *_per_phase(VOLTAGE, "homewizard/{device}", "voltage_l{n}_v"),
+                MeterField(TOTAL_POWER, None, "homewizard/{device}", "power_w"),
+            ),
             default_device="p1",
-            note="the local API v2 JSON re-published on MQTT; signed amps",
+            note="the local API v2 JSON re-published on MQTT",
         ),
         MeterPreset(
             "tasmota-sml",
-            ("tele/{device}/SENSOR",) * 3,  # type: ignore[arg-type]
-            tuple(f"SML.current_l{i}" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("tele/{device}/SENSOR", "SML.current_l{n}"),
             default_device="tasmota",
             note="group and key names are the Tasmota script's; SML.current_lN is the convention",
         ),
         MeterPreset(
             "esphome-dsmr",
-            tuple(f"{{device}}/sensor/current_phase_{i}/state" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("{device}/sensor/current_phase_{n}/state"),
+            inputs=(
+                *_per_phase(DELIVERED, "{device}/sensor/power_consumed_phase_{n}/state"),
+                *_per_phase(RETURNED, "{device}/sensor/power_produced_phase_{n}/state"),
+                *_per_phase(VOLTAGE, "{device}/sensor/voltage_phase_{n}/state"),
+            ),
+            power_unit="kW",
             default_device="slimmelezer",
-            note="ESPHome dsmr component; the device is the node name",
+            note="ESPHome dsmr component with the SlimmeLezer's sensor names; the device is the node name",
         ),
         MeterPreset(
             "shelly-3em",
-            tuple(f"shellies/{{device}}/emeter/{i}/current" for i in (0, 1, 2)),  # type: ignore[arg-type]
+            **_preset_currents("shellies/{device}/emeter/{i}/current"),
+            inputs=(
+                *_per_phase(POWER, "shellies/{device}/emeter/{i}/power"),
+                *_per_phase(VOLTAGE, "shellies/{device}/emeter/{i}/voltage"),
+            ),
             default_device="shellyem3",
             note="Gen1; the device is shellyem3-<mac>",
         ),
         MeterPreset(
             "shelly-pro-3em",
-            ("{device}/status/em:0",) * 3,  # type: ignore[arg-type]
-            ("a_current", "b_current", "c_current"),
+            **_preset_currents(_SHELLY_PRO, "{abc}_current"),
+            inputs=(
+                *_per_phase(POWER, _SHELLY_PRO, "{abc}_act_power"),
+                *_per_phase(VOLTAGE, _SHELLY_PRO, "{abc}_voltage"),
+                MeterField(TOTAL_POWER, None, _SHELLY_PRO, "total_act_power"),
+                # The RPC notifications (on by default) carry only what changed.
+                *_per_phase(CURRENT, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_current"),
+                *_per_phase(POWER, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_act_power"),
+                *_per_phase(VOLTAGE, _SHELLY_PRO_EVENTS, "params.em:0.{abc}_voltage"),
+                MeterField(TOTAL_POWER, None, _SHELLY_PRO_EVENTS, "params.em:0.total_act_power"),
+            ),
             default_device="shellypro3em",
             note="Gen2; the device is the Shelly's MQTT prefix (shellypro3em-<mac> by default)",
         ),
         MeterPreset(
             "dsmr-api",
-            tuple(f"{{device}}/current_l{i}" for i in (1, 2, 3)),  # type: ignore[arg-type]
-            tuple(f"current_l{i}[0].value" for i in (1, 2, 3)),  # type: ignore[arg-type]
+            **_preset_currents("{device}/current_l{n}", "current_l{n}[0].value"),
             default_device="DSMR-API",
             note="DSMR-logger; the value is a string inside an array",
         ),
@@ -126,12 +233,16 @@ def extract_path(obj: Any, path: str | Sequence[str | int]) -> Any:
     current = obj
     for token in tokens:
         if isinstance(token, int):
-            if not isinstance(current, list) or token >= len(current):
-                raise PayloadError(f"the message has no {shown_path!r} (no list item {token})")
+            if not isinstance(current, list):
+                raise PayloadError(f"the message has no {shown_path!r} (a JSON {_json_kind(current)} where a list should be)")
+            if token >= len(current):
+                raise FieldMissing(f"the message has no {shown_path!r} (no list item {token})")
             current = current[token]
         else:
-            if not isinstance(current, dict) or token not in current:
-                raise PayloadError(f"the message has no {shown_path!r} (no key {token!r})")
+            if not isinstance(current, dict):
+                raise PayloadError(f"the message has no {shown_path!r} (a JSON {_json_kind(current)} where an object should be)")
+            if token not in current:
+                raise FieldMissing(f"the message has no {shown_path!r} (no key {token!r})")
             current = current[token]
     return current
 
@@ -152,45 +263,91 @@ def _check_topic(topic: str, what: str) -> str:
     return topic
 
 
+def _clean(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+class FieldReading(NamedTuple):
+    """One value read from a message, in A (current), W (powers) or V (voltage)."""
+
+    input: MeterField
+    value: float
+
+    @property
+    def kind(self) -> str:
+        return self.input.kind
+
+    @property
+    def phase(self) -> int | None:
+        return self.input.phase
+
+
 @dataclass(frozen=True)
 class MeterSource:
-    topics: tuple[str, str, str] = DEFAULT_TOPICS
+    """Every input of the meter. `topics`/`paths`/`unit` are the per-phase current
+    topics (a phase may have none when a power input serves it); `inputs` holds the
+    powers, voltages and the house's power; `power_unit` is the unit of every power input."""
+
+    topics: tuple[str | None, str | None, str | None] = DEFAULT_TOPICS
     paths: tuple[str | None, str | None, str | None] = (None, None, None)
     unit: str = "A"
     voltage: float = DEFAULT_VOLTAGE
     heartbeat_topic: str | None = None
+    inputs: tuple[MeterField, ...] = ()
+    power_unit: str = "W"
+    all_inputs: tuple[MeterField, ...] = field(init=False, repr=False, compare=False)
+    _by_topic: dict[str, tuple[MeterField, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.topics) != 3 or len(self.paths) != 3:
             raise MeterConfigError("a meter source needs a topic and a path setting for each of L1, L2, L3")
-        topics = tuple(_check_topic(t, f"P1_TOPIC_L{i + 1}") for i, t in enumerate(self.topics))
-        paths = tuple(None if p is None or not str(p).strip() else str(p).strip() for p in self.paths)
-        for i, p in enumerate(paths):
-            if p is not None:
-                try:
-                    parse_path(p)
-                except ValueError as e:
-                    raise MeterConfigError(f"P1_JSON_PATH_L{i + 1}: {e}") from None
-        for i in range(3):
-            for j in range(i + 1, 3):
-                if topics[i] == topics[j] and (paths[i] is None or paths[j] is None):
-                    raise MeterConfigError(
-                        f"L{i + 1} and L{j + 1} share the topic {topics[i]!r}, so each needs a JSON path "
-                        f"(P1_JSON_PATH_L{i + 1}, P1_JSON_PATH_L{j + 1})"
-                    )
         unit = UNITS.get(str(self.unit).strip().lower())
         if unit is None:
             raise MeterConfigError(f"P1_UNIT must be A, W or kW: got {self.unit!r}")
+        power_unit = POWER_UNITS.get(str(self.power_unit).strip().lower())
+        if power_unit is None:
+            raise MeterConfigError(f"P1_POWER_UNIT must be W or kW: got {self.power_unit!r}")
         voltage = self.voltage
-        if isinstance(voltage, bool) or not isinstance(voltage, (int, float)) or not 100 <= voltage <= 300:
-            raise MeterConfigError(f"P1_VOLTAGE must be a phase voltage between 100 and 300: got {voltage!r}")
+        lo, hi = VOLTAGE_RANGE
+        if isinstance(voltage, bool) or not isinstance(voltage, (int, float)) or not lo <= voltage <= hi:
+            raise MeterConfigError(f"P1_VOLTAGE must be a phase voltage between {lo:g} and {hi:g}: got {voltage!r}")
+        topics = tuple(None if _clean(t) is None else _check_topic(t, f"P1_TOPIC_L{i + 1}") for i, t in enumerate(self.topics))
+        paths = tuple(_clean(p) for p in self.paths)
+        currents = tuple(MeterField(CURRENT, i, t, paths[i]) for i, t in enumerate(topics) if t is not None)
+        for i, p in enumerate(paths):
+            if p is not None and topics[i] is None:
+                raise MeterConfigError(f"P1_JSON_PATH_L{i + 1} is set but P1_TOPIC_L{i + 1} is not")
+        others = []
+        for inp in self.inputs:
+            if inp.kind not in _TOPIC_SETTING or (inp.phase is None) != (inp.kind == TOTAL_POWER):
+                raise MeterConfigError(f"not a meter input: {inp!r}")
+            topic = _check_topic(inp.topic, topic_setting(inp.kind, inp.phase))
+            others.append(MeterField(inp.kind, inp.phase, topic, _clean(inp.path)))
+        all_inputs = currents + tuple(others)
+        for inp in all_inputs:
+            if inp.path is not None:
+                try:
+                    parse_path(inp.path)
+                except ValueError as e:
+                    raise MeterConfigError(f"{path_setting(inp.kind, inp.phase)}: {e}") from None
+        _check_phases(all_inputs, unit)
+        _check_shared_topics(all_inputs)
         heartbeat = None if not self.heartbeat_topic else _check_topic(self.heartbeat_topic, "P1_HEARTBEAT_TOPIC")
+        if heartbeat is not None and any(i.topic == heartbeat for i in all_inputs):
+            raise MeterConfigError(f"P1_HEARTBEAT_TOPIC {heartbeat!r} is also a value topic: choose a topic that carries no value")
         # frozen: normalised values go in through object.__setattr__
         object.__setattr__(self, "topics", topics)
         object.__setattr__(self, "paths", paths)
         object.__setattr__(self, "unit", unit)
+        object.__setattr__(self, "power_unit", power_unit)
         object.__setattr__(self, "voltage", float(voltage))
         object.__setattr__(self, "heartbeat_topic", heartbeat)
+        object.__setattr__(self, "inputs", tuple(others))
+        object.__setattr__(self, "all_inputs", all_inputs)
+        by_topic: dict[str, list[MeterField]] = {}
+        for inp in all_inputs:
+            by_topic.setdefault(inp.topic, []).append(inp)
+        object.__setattr__(self, "_by_topic", {t: tuple(i) for t, i in by_topic.items()})
 
     @classmethod
     def from_settings(
@@ -202,9 +359,23 @@ class MeterSource:
         preset: str | None = None,
         device: str | None = None,
         heartbeat_topic: str | None = None,
+        *,
+        power_topics: Sequence[str | None] | None = None,
+        power_paths: Sequence[str | None] | None = None,
+        delivered_topics: Sequence[str | None] | None = None,
+        delivered_paths: Sequence[str | None] | None = None,
+        returned_topics: Sequence[str | None] | None = None,
+        returned_paths: Sequence[str | None] | None = None,
+        voltage_topics: Sequence[str | None] | None = None,
+        voltage_paths: Sequence[str | None] | None = None,
+        power_unit: str | None = None,
+        total_power_topic: str | None = None,
+        total_power_path: str | None = None,
     ) -> MeterSource:
         """A source from the P1_* settings. None (or empty) means unset: the preset's value,
-        else the built-in default. Explicit settings always win."""
+        else the built-in default. Explicit settings always win: a phase's current, its power
+        inputs (power, or delivered and returned), its voltage and the house's power are each
+        taken from the settings when any of them is set there, else from the preset."""
         base: MeterPreset | None = None
         if preset:
             base = P1_PRESETS.get(preset.strip())
@@ -217,37 +388,69 @@ class MeterSource:
         else:
             device = base.default_device if base else None
 
-        def per_phase(given: Sequence[str | None] | None, name: str) -> list[str | None]:
+        def per_phase(given: Sequence[str | None] | None, kind: str, setting: str) -> list[str | None]:
             values = list(given) if given is not None else [None, None, None]
             if len(values) != 3:
+                name = setting.format(n="1..3")
                 raise MeterConfigError(f"{name} needs one value per phase (L1, L2, L3)")
-            return [v if v is not None and str(v).strip() else None for v in values]
+            return [_clean(v) for v in values]
 
-        chosen_topics = per_phase(topics, "P1_TOPIC_L1..3")
-        chosen_paths = per_phase(paths, "P1_JSON_PATH_L1..3")
-        final_topics: list[str] = []
+        def on_device(topic: str) -> str:
+            return topic.replace("{device}", device or "")
+
+        explicit: dict[str, tuple[list[str | None], list[str | None]]] = {
+            kind: (per_phase(t, kind, _TOPIC_SETTING[kind]), per_phase(p, kind, _TOPIC_SETTING[kind]))
+            for kind, t, p in (
+                (CURRENT, topics, paths),
+                (POWER, power_topics, power_paths),
+                (DELIVERED, delivered_topics, delivered_paths),
+                (RETURNED, returned_topics, returned_paths),
+                (VOLTAGE, voltage_topics, voltage_paths),
+            )
+        }
+        unit = unit if unit else (base.unit if base else "A")
+        preset_inputs = [MeterField(i.kind, i.phase, on_device(i.topic), i.path) for i in (base.inputs if base else ())]
+        if UNITS.get(unit.strip().lower(), unit) != "A":
+            # The current topics carry power (P1_UNIT W or kW): that replaces the preset's power inputs.
+            preset_inputs = [i for i in preset_inputs if i.kind not in POWER_KINDS]
+        final_topics: list[str | None] = []
         final_paths: list[str | None] = []
+        inputs: list[MeterField] = []
         for i in range(3):
-            topic = chosen_topics[i]
+            topic, path = explicit[CURRENT][0][i], explicit[CURRENT][1][i]
+            preset_currents = [p for p in preset_inputs if p.kind == CURRENT and p.phase == i]
             if topic is None:
-                topic = base.topics[i].replace("{device}", device or "") if base else DEFAULT_TOPICS[i]
+                if base is not None:
+                    topic = on_device(base.topics[i])
+                    # A preset's path only fits the preset's own topic.
+                    path = path or base.paths[i]
+                    inputs += preset_currents
+                elif not any(explicit[k][0][i] for k in POWER_KINDS):
+                    topic = DEFAULT_TOPICS[i]  # a phase with a power topic needs no current
             final_topics.append(topic)
-            path = chosen_paths[i]
-            # A preset's path only fits the preset's own topic.
-            if path is None and base is not None and chosen_topics[i] is None:
-                path = base.paths[i]
             final_paths.append(path)
+            inputs += _explicit_or_preset(explicit, preset_inputs, POWER_KINDS, i)
+            inputs += _explicit_or_preset(explicit, preset_inputs, (VOLTAGE,), i)
+        total_topic, total_path = _clean(total_power_topic), _clean(total_power_path)
+        if total_topic is not None:
+            inputs.append(MeterField(TOTAL_POWER, None, total_topic, total_path))
+        elif total_path is not None:
+            raise MeterConfigError("P1_POWER_JSON_PATH is set but P1_POWER_TOPIC is not")
+        else:
+            inputs += [p for p in preset_inputs if p.kind == TOTAL_POWER]
         return cls(
             topics=tuple(final_topics),  # type: ignore[arg-type]
             paths=tuple(final_paths),  # type: ignore[arg-type]
-            unit=unit if unit else (base.unit if base else "A"),
+            unit=unit,
             voltage=DEFAULT_VOLTAGE if voltage is None else voltage,
             heartbeat_topic=heartbeat_topic or (base.heartbeat_topic if base else None),
+            inputs=tuple(inputs),
+            power_unit=power_unit if power_unit else (base.power_unit if base else "W"),
         )
 
     def subscriptions(self) -> list[str]:
-        """Topics to subscribe to, each once (phases may share one JSON topic)."""
-        seen = dict.fromkeys(self.topics)
+        """Topics to subscribe to, each once (inputs may share one JSON topic)."""
+        seen = dict.fromkeys(self._by_topic)
         if self.heartbeat_topic:
             seen.setdefault(self.heartbeat_topic)
         return list(seen)
@@ -256,65 +459,299 @@ class MeterSource:
         """A message here proves the meter alive even when no value changed."""
         return self.heartbeat_topic is not None and topic == self.heartbeat_topic
 
-    def phases_of(self, topic: str) -> list[int]:
-        return [i for i, t in enumerate(self.topics) if t == topic]
+    def inputs_on(self, topic: str) -> tuple[MeterField, ...]:
+        return self._by_topic.get(topic, ())
 
-    def parse(self, topic: str, payload: bytes | str) -> list[tuple[int, float]]:
-        """(phase, amps) read from one message; [] when the topic carries no phase.
+    def has_power(self, phase: int) -> bool:
+        """Whether a power input (or the current topic in W/kW) serves this phase."""
+        return any(i.phase == phase and self._kind(i) in POWER_KINDS for i in self.all_inputs)
 
-        A message is read whole or not at all: a value that cannot be read
-        raises PayloadError naming the phase.
-        """
-        phases = self.phases_of(topic)
-        if not phases:
+    def _kind(self, inp: MeterField) -> str:
+        # A current topic in W or kW carries a phase's net power.
+        return POWER if inp.kind == CURRENT and self.unit != "A" else inp.kind
+
+    def _watts_per_unit(self, inp: MeterField) -> float:
+        if inp.kind == CURRENT:
+            return _WATTS_PER[self.unit] or 1.0
+        if inp.kind == VOLTAGE:
+            return 1.0
+        return _WATTS_PER[self.power_unit] or 1.0
+
+    def parse(self, topic: str, payload: bytes | str) -> list[FieldReading]:
+        """The values one message carries, in A, W or V; [] when the topic is not the meter's
+        or the message carries none of its fields but is shaped like its source's messages
+        (another component's status on a shared topic). A value that is there but cannot be
+        read, or a message that is not shaped like the source's at all, raises PayloadError."""
+        inputs = self.inputs_on(topic)
+        if not inputs:
             return []
         text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
         obj: Any = None
-        if any(self.paths[i] is not None for i in phases):
+        if any(i.path is not None for i in inputs):
             obj = load_json(text, payload)
-        readings: list[tuple[int, float]] = []
-        for phase in phases:
-            path = self.paths[phase]
+        readings: list[FieldReading] = []
+        for inp in inputs:
             try:
-                if path is None:
-                    value = parse_number(text)
-                else:
-                    value = coerce_number(extract_path(obj, path))
+                value = parse_number(text) if inp.path is None else coerce_number(extract_path(obj, inp.path))
+            except FieldMissing:
+                continue
             except PayloadError as e:
-                raise PayloadError(f"L{phase + 1} on {topic}: {e}") from None
-            readings.append((phase, self._to_amps(value, phase, payload)))
+                raise PayloadError(f"{inp.label} on {topic}: {e}") from None
+            kind = self._kind(inp)
+            shown_input = inp if kind == inp.kind else MeterField(kind, inp.phase, inp.topic, inp.path)
+            value *= self._watts_per_unit(inp)
+            if not math.isfinite(value):  # a huge kW value overflows when made W
+                raise PayloadError(f"{inp.label} on {topic}: a value out of range")
+            readings.append(FieldReading(shown_input, value))
+        if not readings and not any(_has_root(obj, i.path) for i in inputs if i.path is not None):
+            fields = ", ".join(dict.fromkeys(i.path for i in inputs if i.path is not None))
+            raise PayloadError(f"the message on {topic} carries none of the meter's fields ({fields})")
         return readings
 
-    def _to_amps(self, value: float, phase: int, payload: bytes | str) -> float:
-        if self.unit == "W":
-            amps = value / self.voltage
-        elif self.unit == "kW":
-            amps = value * 1000.0 / self.voltage
-        else:
-            amps = value
-        if not math.isfinite(amps) or abs(amps) > MAX_ABS_AMPS:
-            raise PayloadError(
-                f"L{phase + 1}: {value:g} {self.unit} is {amps:g} A, beyond ±{MAX_ABS_AMPS:g} A: not a real reading"
-            )
-        return amps
-
     def describe(self) -> str:
-        """One line for the log at start: where each phase comes from."""
+        """One line for the log at start: where each value comes from."""
         parts = []
-        for i in range(3):
-            path = f" [{self.paths[i]}]" if self.paths[i] else ""
-            parts.append(f"L{i + 1} {self.topics[i]}{path}")
+        for inp in self.all_inputs:
+            path = f" [{inp.path}]" if inp.path else ""
+            parts.append(f"{MeterField(self._kind(inp), inp.phase, inp.topic).label} {inp.topic}{path}")
         hb = f", heartbeat {self.heartbeat_topic}" if self.heartbeat_topic else ""
-        return f"{'; '.join(parts)} ({self.unit}, {self.voltage:g} V{hb})"
+        units = f"currents in {self.unit}" + (f", powers in {self.power_unit}" if self.inputs else "")
+        return f"{'; '.join(parts)} ({units}, {self.voltage:g} V unless measured{hb})"
+
+
+def _explicit_or_preset(explicit, preset_inputs: list[MeterField], kinds: tuple[str, ...], phase: int) -> list[MeterField]:
+    """A phase's inputs of these kinds: from the settings when any is set there, else the preset's."""
+    chosen = []
+    for kind in kinds:
+        topic, path = explicit[kind][0][phase], explicit[kind][1][phase]
+        if topic is not None:
+            chosen.append(MeterField(kind, phase, topic, path))
+        elif path is not None:
+            raise MeterConfigError(f"{path_setting(kind, phase)} is set but {topic_setting(kind, phase)} is not")
+    if chosen:
+        return chosen
+    return [p for p in preset_inputs if p.kind in kinds and p.phase == phase]
+
+
+def _check_phases(inputs: Sequence[MeterField], unit: str) -> None:
+    for phase in range(3):
+        kinds = {POWER if i.kind == CURRENT and unit != "A" else i.kind for i in inputs if i.phase == phase}
+        n = phase + 1
+        if RETURNED in kinds and DELIVERED not in kinds:
+            raise MeterConfigError(
+                f"P1_POWER_RETURNED_TOPIC_L{n} needs P1_POWER_DELIVERED_TOPIC_L{n}: the returned power "
+                "is subtracted from the delivered power"
+            )
+        if POWER in kinds and DELIVERED in kinds:
+            raise MeterConfigError(
+                f"L{n} has a net power (P1_POWER_TOPIC_L{n}, or P1_TOPIC_L{n} with P1_UNIT {unit}) and a delivered "
+                f"power (P1_POWER_DELIVERED_TOPIC_L{n}): set one of them"
+            )
+        if not kinds & {CURRENT, POWER, DELIVERED}:
+            raise MeterConfigError(
+                f"L{n} has no input: set P1_TOPIC_L{n} (current), P1_POWER_TOPIC_L{n} (net power) "
+                f"or P1_POWER_DELIVERED_TOPIC_L{n}"
+            )
+        if VOLTAGE in kinds and not kinds & {POWER, DELIVERED}:
+            raise MeterConfigError(
+                f"P1_VOLTAGE_TOPIC_L{n} is set but L{n} has no power input: the voltage only turns power into current"
+            )
+
+
+def _check_shared_topics(inputs: Sequence[MeterField]) -> None:
+    by_topic: dict[str, list[MeterField]] = {}
+    for inp in inputs:
+        by_topic.setdefault(inp.topic, []).append(inp)
+    for topic, sharing in by_topic.items():
+        if len(sharing) < 2:
+            continue
+        plain = [i for i in sharing if i.path is None]
+        if plain:
+            names = ", ".join(path_setting(i.kind, i.phase) for i in sharing)
+            raise MeterConfigError(f"{len(sharing)} inputs share the topic {topic!r}, so each needs a JSON path ({names})")
+        seen: dict[str, MeterField] = {}
+        for i in sharing:
+            if i.path in seen:
+                raise MeterConfigError(
+                    f"{seen[i.path].label} and {i.label} read the same field {i.path!r} of {topic!r}"
+                )
+            seen[i.path] = i  # type: ignore[index]
+
+
+def _has_root(obj: Any, path: str) -> bool:
+    """Whether the message has the first key (or item) of a path: shaped like its source's messages."""
+    first = parse_path(path)[0]
+    if isinstance(first, int):
+        return isinstance(obj, list) and first < len(obj)
+    return isinstance(obj, dict) and first in obj
+
+
+# ---- the meter's memory ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseValue:
+    """A phase's current as the balancer should use it, and its net power when known (W)."""
+
+    phase: int
+    amps: float
+    power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class MeterUpdate:
+    """What one message changed.
+
+    `phases`: phases with a new value (feed each to the balancer); `heartbeat`: the
+    meter is proven alive (after the phases, vouch for the rest); `total_power_w`: the
+    house's net power; `invalid`: why the message was refused (count it, change nothing);
+    `note`: worth an INFO line; `gap`: said once per run, a WARNING."""
+
+    phases: tuple[PhaseValue, ...] = ()
+    heartbeat: bool = False
+    total_power_w: float | None = None
+    invalid: str | None = None
+    note: str | None = None
+    gap: str | None = None
+
+
+class MeterState:
+    """The latest value of every meter input, and the phase currents they add up to.
+
+    Each message updates the values it carries; a phase's current is recomputed from
+    its latest current, power and voltage. A retained value has unknown age: with a
+    heartbeat topic it is held until a live heartbeat proves the meter alive (then it
+    is the phase's value, as old as that heartbeat); without one it is not used."""
+
+    def __init__(self, source: MeterSource, *, fuse_a: float, stale_after_s: float) -> None:
+        self.source = source
+        self.limit_a = meter_amps_bound(fuse_a)
+        self.stale_after_s = stale_after_s
+        # (kind, phase) -> value: the live ones, and retained ones waiting for a live heartbeat
+        self._values: dict[tuple[str, int | None], float] = {}
+        self._pending: dict[tuple[str, int | None], float] = {}
+        self._last_live: dict[str, float] = {}
+        self._gap_said = False
+
+    def on_message(self, topic: str, payload: bytes | str, retain: bool, now: float) -> MeterUpdate:
+        src = self.source
+        if src.is_heartbeat(topic):
+            if retain:
+                return MeterUpdate()  # its age is unknown: it proves nothing
+            gap = self._gap(topic, now)
+            held = {phase for _, phase in self._pending}
+            self._values.update(self._pending)
+            self._pending.clear()
+            phases = self._phases(p for p in range(3) if p in held)
+            note = None
+            if phases:
+                names = ", ".join(f"L{v.phase + 1}" for v in phases)
+                note = f"retained values of {names} taken as current: the heartbeat on {topic} is live"
+            total = self._live(TOTAL_POWER, None) if None in held else None
+            return MeterUpdate(phases=phases, heartbeat=True, total_power_w=total, note=note, gap=gap)
+        if retain and src.heartbeat_topic is None:
+            return MeterUpdate(note=f"retained meter value on {topic} not used (unknown age); waiting for a live one")
+        try:
+            readings = src.parse(topic, payload)
+            for r in readings:
+                self._check_plausible(r)
+        except PayloadError as e:
+            return MeterUpdate(invalid=str(e))
+        if not readings:
+            return MeterUpdate()
+        if retain:
+            for r in readings:
+                if self._values.get((r.kind, r.phase)) != r.value:  # else a copy re-sent at a re-subscribe
+                    self._pending[(r.kind, r.phase)] = r.value
+            return MeterUpdate()
+        touched = set()
+        for r in readings:
+            self._values[(r.kind, r.phase)] = r.value
+            self._pending.pop((r.kind, r.phase), None)  # the live value is the newer one
+            touched.add(r.phase)
+        gap = None if src.heartbeat_topic else self._gap(topic, now)
+        total = self._live(TOTAL_POWER, None) if None in touched else None
+        return MeterUpdate(phases=self._phases(p for p in range(3) if p in touched), total_power_w=total, gap=gap)
+
+    def phase_value(self, phase: int) -> PhaseValue | None:
+        """The phase's current from its latest live values; None while nothing usable is known.
+
+        A fuse heats on the RMS current and active power understates it when the power
+        factor is below 1 (|P| / V <= I), so with both the larger one counts, signed as
+        the power (export negative). A returned power not heard yet counts as 0; a
+        delivered power not heard yet leaves the phase to its current."""
+        current = self._live(CURRENT, phase)
+        power = self._live(POWER, phase)
+        if power is None:
+            delivered = self._live(DELIVERED, phase)
+            if delivered is not None:
+                power = delivered - (self._live(RETURNED, phase) or 0.0)
+        if power is None:
+            return None if current is None else PhaseValue(phase, current)
+        from_power = power / self._volts(phase)
+        if current is None:
+            return PhaseValue(phase, from_power, power)
+        return PhaseValue(phase, math.copysign(max(abs(current), abs(from_power)), -1.0 if power < 0 else 1.0), power)
+
+    def _phases(self, phases) -> tuple[PhaseValue, ...]:
+        values = (self.phase_value(p) for p in phases)
+        return tuple(v for v in values if v is not None)
+
+    def _live(self, kind: str, phase: int | None) -> float | None:
+        return self._values.get((kind, phase))
+
+    def _volts(self, phase: int | None) -> float:
+        measured = None if phase is None else self._live(VOLTAGE, phase)
+        return measured if measured is not None else self.source.voltage
+
+    def _check_plausible(self, r: FieldReading) -> None:
+        where = f"{r.input.label} on {r.input.topic}"
+        if r.kind == VOLTAGE:
+            lo, hi = VOLTAGE_RANGE
+            if not lo <= r.value <= hi:
+                raise PayloadError(f"{where}: {r.value:g} V is not a phase voltage ({lo:g} to {hi:g} V)")
+            return
+        limit = self.limit_a if r.phase is not None else 3 * self.limit_a
+        amps = r.value if r.kind == CURRENT else r.value / self._volts(r.phase)
+        if abs(amps) > limit:
+            value = f"{r.value:g} A" if r.kind == CURRENT else f"{r.value:g} W ({amps:.0f} A)"
+            raise PayloadError(
+                f"{where}: {value} is beyond ±{limit:g} A ({IMPLAUSIBLE_FUSE_MULTIPLE} x BALANCER_FUSE_A"
+                f"{'' if r.phase is not None else ' on three phases'}): not a real reading (a power sent as amps?)"
+            )
+
+    def _gap(self, topic: str, now: float) -> str | None:
+        last = self._last_live.get(topic)
+        self._last_live[topic] = now
+        if self._gap_said or last is None or now - last <= self.stale_after_s:
+            return None
+        self._gap_said = True
+        return (
+            f"meter messages on {topic} came {now - last:.0f} s apart, more than BALANCER_STALE_AFTER_S "
+            f"({self.stale_after_s:g} s): between them the meter counts as stale and the charger drops to the "
+            "fail-safe. Make the source publish more often (Tasmota: TelePeriod 10, or immediate values) "
+            "or raise BALANCER_STALE_AFTER_S. (Said once.)"
+        )
 
 
 __all__ = [
+    "CURRENT",
     "DEFAULT_TOPICS",
-    "MAX_ABS_AMPS",
+    "DELIVERED",
+    "FieldReading",
     "MeterConfigError",
+    "MeterField",
     "MeterPreset",
     "MeterSource",
+    "MeterState",
+    "MeterUpdate",
     "P1_PRESETS",
+    "POWER",
+    "PhaseValue",
+    "RETURNED",
+    "TOTAL_POWER",
+    "VOLTAGE",
+    "VOLTAGE_RANGE",
     "extract_path",
     "parse_path",
 ]

@@ -37,8 +37,8 @@ def shown(payload: bytes | str) -> str:
     return repr(text)
 
 
-def decode_text(payload: bytes | str, limit: int = MAX_COMMAND_PAYLOAD_BYTES) -> str:
-    """The payload as stripped UTF-8 text; refuses oversized or non-text payloads."""
+def check_size(payload: bytes | str, limit: int = MAX_COMMAND_PAYLOAD_BYTES) -> bytes:
+    """The payload's bytes; refuses an oversized payload (every command topic) or one that is no bytes or text."""
     if isinstance(payload, str):
         raw = payload.encode("utf-8", errors="surrogatepass")
     elif isinstance(payload, (bytes, bytearray, memoryview)):
@@ -47,6 +47,12 @@ def decode_text(payload: bytes | str, limit: int = MAX_COMMAND_PAYLOAD_BYTES) ->
         raise PayloadError(f"expected bytes or text, got {type(payload).__name__}")
     if len(raw) > limit:
         raise PayloadError(f"payload too large ({len(raw)} bytes, at most {limit})")
+    return raw
+
+
+def decode_text(payload: bytes | str, limit: int = MAX_COMMAND_PAYLOAD_BYTES) -> str:
+    """The payload as stripped UTF-8 text; refuses oversized or non-text payloads."""
+    raw = check_size(payload, limit)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -181,6 +187,20 @@ def parse_charge_mode(payload: bytes | str) -> str:
     from bridge.balancer.power import CHARGE_MODES
 
     return _parse_choice(payload, CHARGE_MODES)
+
+
+# A deliberate press: Home Assistant's button sends PRESS (the `payload_press` the
+# bridge announces); a person typing a command writes the action's name.
+def parse_press(payload: bytes | str, action: str = "reboot") -> str:
+    """A deliberate press of a button: `PRESS` or the action's name, any case. An empty
+    payload (how a retained message is cleared) or anything else is refused."""
+    try:
+        text = decode_text(payload)
+    except PayloadError as e:
+        raise PayloadError(f"{e}: {action} needs the payload PRESS or {action}") from None
+    if text.lower() in ("press", action.lower()):
+        return text
+    raise PayloadError(f"{action} needs the payload PRESS or {action}, got {shown(text)}")
 
 
 def format_number(x: float) -> str:

@@ -86,6 +86,7 @@ class Topics:
 
         # meter
         self.meter_stale = f"{base}/meter/stale"
+        self.meter_power_total = f"{base}/meter/power"
 
         # capacity tariff
         self.capacity_limit_kw = f"{base}/capacity/limit_kw"
@@ -110,6 +111,9 @@ class Topics:
 
     def meter_current(self, phase: int) -> str:
         return f"{self.base}/meter/current_{_phase_suffix(phase)}"
+
+    def meter_power(self, phase: int) -> str:
+        return f"{self.base}/meter/power_{_phase_suffix(phase)}"
 
     # --- per charge point / connector -------------------------------------
     def _cp(self, cp: str) -> str:

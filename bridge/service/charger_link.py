@@ -3,6 +3,12 @@
 It finds the charge point, polls it, reads its settings, writes the current the
 balancer decided (and pauses the way CHARGEAMPS_PAUSE_METHOD says), backs off
 after a cloud error and keeps the cloud's side of `bridge/health`.
+
+It keeps the charger at the balancer's decision (desired state): every poll
+reads the setting back, and a setting changed outside the bridge (the Charge
+Amps app, another tool, a reboot that restored an old value) is given to the
+balancer as the charger's current setting, so that it writes its own value
+again: a cut at once, a raise paced like any raise.
 """
 
 from __future__ import annotations
@@ -14,15 +20,12 @@ from typing import Any, Callable
 from bridge.balancer import Balancer, Decision
 from bridge.config import Settings
 from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited
+from bridge.mqtt.payloads import format_number
 from bridge.service.backoff import CloudBackoff
 from bridge.service.clock import Clock
 from bridge.service.health import Health, utc_now
 
 log = logging.getLogger(__name__)
-
-# The connector's settings (max current, mode, installation current) are read
-# with every tenth status poll, and at once after a command asks for a refresh.
-SETTINGS_EVERY_POLLS = 10
 
 
 @dataclass
@@ -58,7 +61,9 @@ class ChargerLink:
                  clock: Clock, backoff: CloudBackoff, *,
                  on_change: Callable[[], None] = _no_op,
                  on_health: Callable[[float], None] = _no_op,
-                 on_identified: Callable[[], None] = _no_op) -> None:
+                 on_identified: Callable[[], None] = _no_op,
+                 on_installation_current: Callable[[float], None] = _no_op,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.cloud = cloud
         self.balancer = balancer
@@ -70,7 +75,14 @@ class ChargerLink:
         self.on_change = on_change
         self.on_health = on_health
         self.on_identified = on_identified
+        self.on_installation_current = on_installation_current
+        self.enabled = enabled  # whether the balancer drives the charger
+        # What the charger's setting should read back (0 while paused): the bridge's
+        # last write, or the setting found at connect; None until the first read.
+        self.expected: float | None = None
+        self._overridden: float | None = None  # a setting found changed outside the bridge, not yet restored
         self.ready = False  # the charge point is known and answered
+        self._cloud_error: str | None = None  # the last_error this link reported, while it lasts
         self.next_poll = 0.0
 
     # ---- the worker's rhythm ------------------------------------------------------
@@ -120,12 +132,16 @@ class ChargerLink:
         self.health.last_cloud_call = {"at": utc_now(), "call": what, "result": "ok"}
         if was != "ok":
             log.info("cloud ok (%s)", what)
+            if self.health.last_error is not None and self.health.last_error == self._cloud_error:
+                # The cloud's error is over; an error of another part stays until it is over too.
+                self.health.last_error = None
+            self._cloud_error = None
             self.on_health(now)
         return True, result
 
     def _failed(self, what: str, state: str, message: str) -> None:
         self.health.cloud = state
-        self.health.last_error = f"{what}: {message}"
+        self.health.last_error = self._cloud_error = f"{what}: {message}"
         self.health.last_cloud_call = {"at": utc_now(), "call": what, "result": state}
         log.error("cloud %s failed: %s", what, message)
         self.on_health(self.clock())
@@ -155,9 +171,10 @@ class ChargerLink:
         self.next_poll = now
         log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)
         self.on_identified()
-        self.poll(now, with_settings=True)
+        self.poll(now)
 
-    def poll(self, now: float, with_settings: bool = False) -> None:
+    def poll(self, now: float) -> None:
+        """The connector's status, then its settings read back."""
         cp = self.view.cp_id
         self.next_poll = now + self.settings.chargeamps_poll_interval
         ok, status = self.call(now, "status", lambda: self.cloud.status(cp))
@@ -174,8 +191,7 @@ class ChargerLink:
             v.session_energy_kwh = conn.total_consumption_kwh or 0.0
         v.currents = currents or (0.0, 0.0, 0.0)
         self.balancer.charger(now, currents, conn.active_phases() if conn is not None else None)
-        if with_settings or v.polls % SETTINGS_EVERY_POLLS == 0:
-            self.read_settings(now)
+        self.read_settings(now)
         self.on_change()
 
     def read_settings(self, now: float) -> None:
@@ -191,6 +207,35 @@ class ChargerLink:
             # The installation's limit caps every command, whatever the default current says.
             self.balancer.reconfigure(now, installation_current=v.installation_current)
             log.info("installation current %d A caps the charging current", v.installation_current)
+            self.on_installation_current(now)
+        self._follow(now, self._read_back(now))
+
+    def _read_back(self, now: float) -> float | None:
+        """What the charger is set to give the car, at the level the bridge writes: 0 while
+        paused by mode, else the connector's (or the charge point's) max current."""
+        if self.settings.chargeamps_pause_method == "mode" and self.view.mode == "Off":
+            return 0.0
+        if self.settings.chargeamps_current_level == "chargepoint":
+            ok, cps = self.call(now, "charge point settings", lambda: self.cloud.chargepoint_settings(self.view.cp_id))
+            return cps.max_current if ok else None
+        return self.view.max_current
+
+    def _follow(self, now: float, setting: float | None) -> None:
+        """Compare the charger's setting with what the bridge set; take a change made outside
+        the bridge as the charger's setting, so that the balancer writes its own value again."""
+        if setting is None:
+            return
+        if setting == self.expected:
+            self._overridden = None  # restored, or the balancer wanted that value anyway
+            return
+        if self.expected is not None and self.enabled():
+            self.health.charger_overrides += 1
+            self._overridden = setting
+            log.warning("charger set to %s A outside the bridge (the bridge had set %s A)",
+                        format_number(setting), format_number(self.expected))
+        # At connect, or while the balancer is off, the setting found is simply taken as it is.
+        self.expected = setting
+        self.balancer.commanded(now, int(setting))
 
     def write_current(self, now: float, amps: int, why: str) -> bool:
         """The balancer's current; 0 pauses by current or by mode (CHARGEAMPS_PAUSE_METHOD)."""
@@ -211,6 +256,12 @@ class ChargerLink:
             log.info("charger set to %d A (%s)", amps, why)
             if by_mode:
                 self.view.mode = "Off" if amps == 0 else "On"
+            self.expected = 0.0 if by_mode and amps == 0 else applied
+            if self._overridden is not None:
+                self.health.last_override = (f"charger set to {format_number(self._overridden)} A outside "
+                                             f"the bridge: restored {amps} A")
+                log.warning("%s", self.health.last_override)
+                self._overridden = None
             self.view.max_current = applied
             self.on_change()
         return ok
@@ -218,9 +269,9 @@ class ChargerLink:
     # ---- a user's commands: tried now, even during the backoff ------------------
 
     def refresh(self, now: float) -> bool:
-        """Poll now, with the settings; False when the cloud did not answer."""
+        """Poll now; False when the cloud did not answer."""
         self.backoff.try_now(now)
-        self.poll(now, with_settings=True)
+        self.poll(now)
         return self.health.cloud == "ok"
 
     def set_current_directly(self, now: float, amps: int) -> bool:
@@ -230,6 +281,7 @@ class ChargerLink:
                                                          level=self.settings.chargeamps_current_level))
         if ok:
             self.view.max_current = float(amps)
+            self.expected = None  # the user's value: the next read-back is taken as it is
             self.on_change()
         return ok
 
@@ -238,6 +290,7 @@ class ChargerLink:
         ok, _ = self.call(now, f"mode {mode}", lambda: self.cloud.set_mode(self.view.cp_id, self.connector, mode))
         if ok:
             self.view.mode = mode
+            self.expected = None  # the user's value: the next read-back is taken as it is
             self.on_change()
         return ok
 

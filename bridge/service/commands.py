@@ -21,15 +21,17 @@ from bridge.limits import (
     check_max_a,
     current_ceiling,
 )
-from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
+from bridge.balancer.capacity import check_capacity_limit
 from bridge.mqtt.payloads import (
     PayloadError,
+    check_size,
     format_bool,
     format_number,
     parse_bool,
     parse_charge_mode,
     parse_mode,
     parse_number,
+    parse_press,
 )
 from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
 from bridge.service.charger_link import ChargerLink
@@ -90,6 +92,17 @@ class CommandSpec:
     to_charger: bool = False
 
 
+def describe_sender(user_properties: tuple[tuple[str, str], ...] = (), response_topic: str | None = None) -> str:
+    """Who sent a command, as far as MQTT tells: the sender's MQTT v5 user properties
+    (e.g. `client_id=homeassistant`), else its response topic. The broker does not pass
+    on the client id itself."""
+    if user_properties:
+        return ", ".join(f"{k[:40]}={v[:60]}" for k, v in user_properties[:4])
+    if response_topic:
+        return f"response topic {response_topic[:100]}"
+    return "an unnamed sender"
+
+
 def _no_payload(payload: bytes) -> None:
     return None
 
@@ -123,20 +136,23 @@ class CommandHandler:
         self.budget = budget or CommandBudget()
         self.power = power  # bridge.service.power_limits.PowerLimits
 
-    def handle(self, command: Command, payload: bytes) -> Outcome:
+    def handle(self, command: Command, payload: bytes, sender: str = "an unnamed sender") -> Outcome:
         spec = COMMANDS[command.name]
         try:
             value = self._run(spec, command, payload)
         except (PayloadError, CommandRefused) as e:
-            return self.refuse(command, str(e))
+            return self.refuse(command, str(e), sender)
         except EapiError as e:
+            log.warning("%s from %s: the cloud did not accept it: %s", command.topic, sender, e)
             return Outcome("error", None, f"the cloud did not accept it: {e}", spec.shown(self))
+        if spec.to_charger:
+            log.info("%s from %s: done%s", command.topic, sender, "" if value is None else f" ({value})")
         return Outcome("ok", value)
 
-    def refuse(self, command: Command, why: str) -> Outcome:
+    def refuse(self, command: Command, why: str, sender: str = "an unnamed sender") -> Outcome:
         """A command that is not applied: counted, logged, answered, and its value shown again."""
         self.health.commands_refused += 1
-        log.warning("refused %s: %s", command.topic, why)
+        log.warning("refused %s from %s: %s", command.topic, sender, why)
         return Outcome("error", None, why, COMMANDS[command.name].shown(self))
 
     def _run(self, spec: CommandSpec, command: Command, payload: bytes) -> Any:
@@ -146,6 +162,7 @@ class CommandHandler:
                 f"unknown charge point or connector in {command.topic!r}; "
                 f"this bridge drives {self.link.view.cp_id} connector {self.link.connector}"
             )
+        check_size(payload)  # every command topic, also those that read no value
         value = spec.validate(self, spec.parse(payload))
         return spec.apply(self, now, value)
 
@@ -192,10 +209,10 @@ class CommandHandler:
         return _limit(check_charger_current, value, highest)
 
     def valid_capacity_limit(self, value: float) -> float:
-        if not 0 <= value <= MAX_CAPACITY_LIMIT_KW:
-            raise CommandRefused(
-                f"the capacity limit must be between 0 (off) and {MAX_CAPACITY_LIMIT_KW:g} kW; got {value:g}")
-        return value
+        try:
+            return check_capacity_limit(value)
+        except ValueError as e:
+            raise CommandRefused(str(e)) from None
 
     def valid_refresh(self, value: None) -> None:
         if not self.link.ready:
@@ -282,7 +299,7 @@ COMMANDS: dict[str, CommandSpec] = {
         lambda h: h.shown_charger(h.topics.charger_mode, h.link.view.mode),
         to_charger=True,
     ),
-    "reboot": CommandSpec(_no_payload, _accept, CommandHandler.apply_reboot, to_charger=True),
+    "reboot": CommandSpec(parse_press, _accept, CommandHandler.apply_reboot, to_charger=True),
     "refresh": CommandSpec(_no_payload, CommandHandler.valid_refresh, CommandHandler.apply_refresh),
     "capacity_limit": CommandSpec(
         parse_number, CommandHandler.valid_capacity_limit, CommandHandler.apply_capacity_limit,

@@ -15,6 +15,8 @@ class Health:
     invalid_meter_payloads: int = 0
     meter_readings_superseded: int = 0
     commands_refused: int = 0
+    charger_overrides: int = 0  # times the charger's setting was found changed outside the bridge
+    last_override: str | None = None
 
 
 def utc_now() -> str:

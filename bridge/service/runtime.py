@@ -1,14 +1,19 @@
-"""The settings a user changes by command (MaxA, default current, enabled), kept across restarts."""
+"""The settings a user changes by command (MaxA, default current, enabled, capacity limit,
+charge mode), kept across restarts.
+
+A stored value is checked by the same rules as the command that sets it: a value
+the command would refuse is refused from the file too, and the configured one is used.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 
-from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
+from bridge.balancer.capacity import check_capacity_limit
 from bridge.balancer.power import DEFAULT_CHARGE_MODE, check_charge_mode
 from bridge.config import Settings
 from bridge.limits import LimitError, check_default_current, check_max_a
+from bridge.mqtt.payloads import PayloadError, parse_bool
 from bridge.state import RuntimeSettings, RuntimeStore
 
 log = logging.getLogger(__name__)
@@ -31,25 +36,51 @@ class RuntimeKeeper:
         defaults = RuntimeSettings(max_a=s.balancer_max_a, default_current=s.balancer_default_current)
         loaded = self.store.load(defaults)
         try:
-            check_max_a(loaded.max_a, s.balancer_min_current, s.balancer_fuse_a)
+            loaded.max_a = check_max_a(loaded.max_a, s.balancer_min_current, s.balancer_fuse_a)
         except LimitError as e:
-            log.error("stored %s; using %.1f A", e, defaults.max_a)
+            self._refused(e, f"{defaults.max_a:g} A")
             loaded.max_a = defaults.max_a
+        # The installation current is not known yet: `fit` checks against it once it is.
         try:
-            check_default_current(loaded.default_current, s.balancer_min_current, None)
+            loaded.default_current = check_default_current(loaded.default_current, s.balancer_min_current, None)
         except LimitError as e:
-            log.error("stored value refused: %s; using %d A", e, defaults.default_current)
+            self._refused(e, f"{defaults.default_current} A")
             loaded.default_current = defaults.default_current
-        limit = loaded.capacity_limit_kw
-        if limit is not None and not (math.isfinite(limit) and 0 <= limit <= MAX_CAPACITY_LIMIT_KW):
-            log.error("stored capacity limit %r refused; using CAPACITY_LIMIT_KW", limit)
-            loaded.capacity_limit_kw = None
+        if not isinstance(loaded.enabled, bool):
+            try:
+                loaded.enabled = parse_bool(str(loaded.enabled))
+            except PayloadError as e:
+                self._refused(f"enabled: {e}", "ON" if defaults.enabled else "OFF")
+                loaded.enabled = defaults.enabled
+        if loaded.capacity_limit_kw is not None:  # None: CAPACITY_LIMIT_KW applies
+            try:
+                loaded.capacity_limit_kw = check_capacity_limit(loaded.capacity_limit_kw)
+            except ValueError as e:
+                self._refused(e, "CAPACITY_LIMIT_KW")
+                loaded.capacity_limit_kw = None
         try:
-            loaded.charge_mode = check_charge_mode(loaded.charge_mode)
+            loaded.charge_mode = check_charge_mode(str(loaded.charge_mode))
         except ValueError as e:
-            log.error("stored value refused: %s; charging fast", e)
+            self._refused(e, DEFAULT_CHARGE_MODE)
             loaded.charge_mode = DEFAULT_CHARGE_MODE
         return loaded
+
+    def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:
+        """Refuse a stored default current above the installation current (once that is
+        known), as the command would; True when the runtime settings changed."""
+        s = self.settings
+        if runtime.default_current == s.balancer_default_current:
+            return False  # the configured value: the balancer caps it at the installation current
+        try:
+            check_default_current(runtime.default_current, s.balancer_min_current, installation_current)
+        except LimitError as e:
+            self._refused(e, f"{s.balancer_default_current} A")
+            runtime.default_current = s.balancer_default_current
+            return True
+        return False
+
+    def _refused(self, why: object, instead: str) -> None:
+        log.error("%s: value refused (%s); using %s", self.store.path, why, instead)
 
     def save(self, runtime: RuntimeSettings) -> bool:
         """False when the file could not be written (`last_error` says why); the change holds until restart."""

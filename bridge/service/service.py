@@ -26,7 +26,7 @@ from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock, MonotonicClock
-from bridge.service.commands import CommandBudget, CommandHandler
+from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
@@ -74,11 +74,14 @@ class BridgeService:
         self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime, wall=wall_clock)
         if self.power.last_error:
             self.health.last_error = self.power.last_error
-        self.meter_input = MeterInput(meter, self.balancer, self.health)
+        self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
+                                      stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
+                                      topics=self.topics)
         self.link = ChargerLink(
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
             on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
         )
         self.discovery = Discovery(settings, self.topics, self.publisher, self.link)
         self.commands = CommandHandler(
@@ -115,6 +118,7 @@ class BridgeService:
             self.settings.balancer_fuse_a, self.settings.mqtt_host, self.settings.mqtt_port,
             self.topics.base,
         )
+        log.info("meter: %s", self.meter.describe())
         self.mqtt.start()
         self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
         self._worker.start()
@@ -198,6 +202,7 @@ class BridgeService:
     def _on_message(self, msg: Message) -> None:
         command = self.topics.classify(msg.topic)
         if command is not None:
+            sender = describe_sender(msg.user_properties, msg.response_topic)
             if msg.retain:
                 # The broker keeps a retained command and hands it to every later subscriber:
                 # it is a setting left lying around, never a request to act on now. An empty
@@ -206,9 +211,10 @@ class BridgeService:
                     return
                 outcome = self.commands.refuse(
                     command, "refused: the message is retained, and a retained command is never applied; "
-                    "publish it without the retain flag (and clear the retained one with an empty retained message)")
+                    "publish it without the retain flag (and clear the retained one with an empty retained message)",
+                    sender)
             else:
-                outcome = self.commands.handle(command, msg.payload)
+                outcome = self.commands.handle(command, msg.payload, sender)
             self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             if outcome.restate is not None:
                 self.publisher.publish(*outcome.restate, force=True)
@@ -247,6 +253,12 @@ class BridgeService:
     def _identified(self) -> None:
         self._publish_info()
         self.discovery.announce()
+
+    def _installation_current_known(self, now: float) -> None:
+        """A stored default current above the installation current is refused, as the command would be."""
+        if self.keeper.fit(self.runtime, self.link.view.installation_current):
+            self.balancer.reconfigure(now, default_current=self.runtime.default_current)
+        self.discovery.announce()  # the default current's range changed
 
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
