@@ -124,3 +124,36 @@ def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, pro
     wait_until(lambda: (feed_meter(probe, env, 4, 4, 4) or True) and sim.connector(1).max_current == 0, 30,
                "the pv car stopped without surplus", step=0.3)
     assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]
+
+
+def test_the_house_power_topic_drives_the_capacity_guard_and_the_currents_stand_in_when_it_stops(
+        start_bridge, probe, tmp_path):
+    # The whole house's power as HomeWizard's local API v1 (`/api/v1/data`) documents it,
+    # re-published on MQTT as users do from Node-RED: `active_power_w`, import positive.
+    WALL.move_to(datetime(2027, 1, 12, 18, 0, tzinfo=STOCKHOLM))
+    house = f"homewizard-{tmp_path.name[-12:]}/p1"
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5",
+                               P1_POWER_TOPIC=house, P1_POWER_JSON_PATH="active_power_w")
+    wait_online(probe, env, bridge)
+    since = time.monotonic()
+
+    def feed(total_w: float | None) -> bool:
+        feed_meter(probe, env, 1, 1, 1)  # unsigned whole amps: 0.69 kW, far below the house's 4 kW
+        if total_w is not None:
+            probe.publish(house, json.dumps({"wifi_strength": 78, "active_tariff": 2,
+                                             "active_power_w": total_w, "active_power_l1_w": 1400.0}))
+        return True
+
+    # 4 kW from the house power topic, not the 0.69 kW the currents give.
+    wait_until(lambda: feed(4000.0) and float(probe.latest.get(topic(env, "capacity/period_kw"), b"0")) > 3.5,
+               30, "capacity/period_kw from the house power topic", step=0.25)
+    state = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("house_power_from") == "P1_POWER_TOPIC",
+                            since=since, timeout=20)
+    assert state["period_kw"] > 3.5
+    # The house power falls silent: past BALANCER_STALE_AFTER_S the currents stand in.
+    stopped = time.monotonic()
+    wait_until(lambda: feed(None) and time.monotonic() - stopped > 6, 30, "the house power stale", step=0.25)
+    state = probe.wait_json(topic(env, "capacity/state"),
+                            lambda s: s.get("house_power_from") == "currents x P1_VOLTAGE", since=stopped,
+                            timeout=20)
+    assert state["projected_kw"] < 1.5  # 0.69 kW for the rest of the hour

@@ -514,3 +514,42 @@ def test_charge_mode_and_capacity_limit_survive_a_restart_and_bad_stored_values_
     p.settings.runtime_file.write_text(json.dumps(data))
     fixed = build(sim, tmp_path / "state")
     assert (fixed.handler.runtime.charge_mode, fixed.handler.runtime.capacity_limit_kw) == ("fast", None)
+
+
+def test_house_power_takes_the_best_input_the_meter_has():
+    from bridge.service.meter_input import house_power
+
+    # the whole house's power: what the grid sees, export nets out to no import
+    h = house_power((5.0, 5.0, 5.0), 230.0, (1000.0, 1000.0, 1000.0), total_w=-500.0)
+    assert (h.net_w, h.import_w, h.source) == (-500.0, 0.0, "P1_POWER_TOPIC")
+    # each phase's signed power: solar on L3 nets against L1 and L2
+    h = house_power((5.0, 5.0, -5.0), 230.0, (1150.0, 1150.0, -1150.0))
+    assert (h.net_w, h.import_w, h.source) == (1150.0, 1150.0, "phase powers")
+    # currents only: a phase's export counts as no import
+    h = house_power((5.0, 5.0, -5.0), 230.0)
+    assert (h.net_w, h.import_w, h.source) == (1150.0, 2300.0, "currents x P1_VOLTAGE")
+
+
+def test_meter_input_gives_the_phase_powers_and_the_house_power_only_while_it_is_live(sim, tmp_path):
+    from bridge.mqtt.client import Message
+    from bridge.mqtt.meter import MeterSource
+    from bridge.service.meter_input import MeterInput
+    from bridge.service.publisher import StatePublisher
+
+    p = build(sim, tmp_path / "state")
+    # Shelly 3EM (Gen1): `emeter/<n>/current` unsigned amps, `emeter/<n>/power` signed W (its MQTT docs)
+    dev = "shellies/shellyem3-c45bbe6b2a1f/emeter"
+    meter = MeterSource.from_settings(topics=[f"{dev}/{n}/current" for n in range(3)],
+                                      power_topics=[f"{dev}/{n}/power" for n in range(3)],
+                                      total_power_topic="house/power")
+    m = MeterInput(meter, p.balancer, p.health, fuse_a=25, stale_after_s=5,
+                   publisher=StatePublisher(Recorder(), p.topics), topics=p.topics)
+    for n, (amps, watts) in enumerate((("4.1", "940.0"), ("4.0", "920.0"), ("5.0", "-1150.0"))):
+        m.receive(Message(f"{dev}/{n}/current", amps.encode(), False), 0.0)
+        m.receive(Message(f"{dev}/{n}/power", watts.encode(), False), 0.0)
+    amps = p.balancer.observations().meter
+    h = m.house_power(1.0, amps, 230.0)
+    assert h.source == "phase powers" and h.net_w == pytest.approx(710.0)
+    m.receive(Message("house/power", b"650", False), 2.0)
+    assert m.house_power(7.0, amps, 230.0).net_w == 650.0  # 5 s old: live
+    assert m.house_power(7.5, amps, 230.0).source == "phase powers"  # stale: the phases again

@@ -1,8 +1,9 @@
 """The power limits in the service: the capacity tariff's guard and the connector's charge mode.
 
-Before every decision the house's net power (from the meter's currents times P1_VOLTAGE; the
-capacity guard counts a phase's export as no import) and the car's draw (from the charger's report)
-go to the guard and to the surplus controller; their cap goes to the balancer's `power_limit`,
+Before every decision the house's net power (the meter's whole-house power, else its phases'
+powers, else their currents times P1_VOLTAGE: `meter_input.house_power`; the capacity guard counts
+export as no import) and the car's draw (from the charger's report) go to the guard and to the
+surplus controller; their cap goes to the balancer's `power_limit`,
 where the fuse limits apply as well. The guard's state (the month's peaks, the period so far) is
 kept in `capacity.json` in the state folder, so that a restart keeps what the month has billed.
 """
@@ -22,6 +23,7 @@ from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
 from bridge.mqtt.payloads import format_number
 from bridge.mqtt.topics import Topics
+from bridge.service.meter_input import HousePower, MeterInput, house_power
 from bridge.service.publisher import StatePublisher
 from bridge.state import RuntimeSettings
 
@@ -37,13 +39,15 @@ def wall_clock(zone) -> Callable[[], datetime]:
 
 class PowerLimits:
     def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, balancer: Balancer,
-                 runtime: RuntimeSettings, *, wall: Callable[[], datetime] | None = None,
-                 path: Path | None = None) -> None:
+                 runtime: RuntimeSettings, *, meter: MeterInput | None = None,
+                 wall: Callable[[], datetime] | None = None, path: Path | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.publisher = publisher
         self.balancer = balancer
         self.runtime = runtime
+        self.meter = meter  # None: the house's power from the balancer's currents alone
+        self.house_from: str | None = None
         self.zone = settings.local_zone()
         self.wall = wall or wall_clock(self.zone)
         self.path = path or settings.chargeamps_state_dir / "capacity.json"
@@ -120,23 +124,30 @@ class PowerLimits:
             self.balancer.power_limit(now, 0 if self.runtime.charge_mode == "off" else None, "charge mode off")
             return
         v = self.voltage
-        net_w = sum(obs.meter) * v  # type: ignore[arg-type]
-        import_w = sum(max(0.0, a) for a in obs.meter) * v  # type: ignore[union-attr]
+        house = self._house(now, obs.meter)  # type: ignore[arg-type]
         phases = sum(obs.charger_phases) if obs.charger_phases else 3
         car_w = sum(obs.charger_currents) * v if obs.charger_currents else 0.0
         cfg = self.balancer.config
         capacity_cap, capacity_reason = None, ""
         if self.guard is not None:
-            self.status = self.guard.update(self.wall(), import_w, car_w)
+            self.status = self.guard.update(self.wall(), house.import_w, car_w)
             capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
             capacity_reason = self.status.reason
             self._keep(now)
-        mode_cap, mode_reason = self.surplus.step(now, net_w, car_w, self.runtime.charge_mode, phases, v,
+        mode_cap, mode_reason = self.surplus.step(now, house.net_w, car_w, self.runtime.charge_mode, phases, v,
                                                   cfg.min_current, cfg.current_cap)
         cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
         self.balancer.power_limit(now, cap, reason)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
+
+    def _house(self, now: float, amps: tuple[float, float, float]) -> HousePower:
+        house = (house_power(amps, self.voltage) if self.meter is None
+                 else self.meter.house_power(now, amps, self.voltage))
+        if house.source != self.house_from:
+            log.info("the house's net power for the capacity guard and the charge mode: from %s", house.source)
+            self.house_from = house.source
+        return house
 
     def _keep(self, now: float) -> None:
         assert self.guard is not None
@@ -162,4 +173,4 @@ class PowerLimits:
         self.publisher.publish(t.capacity_period_kw, format_number(round(s.period_kw, 2)))
         self.publisher.publish(t.capacity_projected_kw, format_number(round(s.projected_kw, 2)))
         self.publisher.publish(t.capacity_month_peaks, json.dumps([p.to_dict() for p in s.month_peaks]))
-        self.publisher.publish(t.capacity_state, json.dumps(s.to_dict()))
+        self.publisher.publish(t.capacity_state, json.dumps({**s.to_dict(), "house_power_from": self.house_from}))

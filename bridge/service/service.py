@@ -71,12 +71,13 @@ class BridgeService:
         self.mqtt = (mqtt or factory.mqtt_factory(settings))(
             self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
         self.publisher = StatePublisher(self.mqtt, self.topics)
-        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime, wall=wall_clock)
-        if self.power.last_error:
-            self.health.last_error = self.power.last_error
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
+        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,
+                                 meter=self.meter_input, wall=wall_clock)
+        if self.power.last_error:
+            self.health.last_error = self.power.last_error
         self.link = ChargerLink(
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
