@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from tests.e2e import Probe, feed_meter, response_for, topic, wait_online, wait_until
 
@@ -43,6 +46,21 @@ BRIDGE_DEFAULTS = {
 }
 
 
+@pytest.fixture
+def base() -> str:
+    return f"ca-power-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def probe(broker, base):
+    """The bridge's base topic only (the bridges here run in this process): a probe of `#` would
+    share the process's time with the service while it reads every retained message earlier
+    tests left on the shared broker."""
+    p = Probe(broker.host, broker.port, subscribe=f"{base}/#")
+    yield p
+    p.close()
+
+
 def feed_for(probe: Probe, env: dict, amps: float, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -50,9 +68,9 @@ def feed_for(probe: Probe, env: dict, amps: float, seconds: float) -> None:
         time.sleep(0.25)
 
 
-def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, tmp_path):
+def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, base, tmp_path):
     state = tmp_path / "state"
-    bridge, env = start_bridge(state_dir=state)
+    bridge, env = start_bridge(state_dir=state, MQTT_BASE_TOPIC=base)
     wait_online(probe, env, bridge)
     probe.wait_value(topic(env, "capacity/limit_kw"), "0")  # CAPACITY_LIMIT_KW unset: off
     since = time.monotonic()
@@ -73,9 +91,9 @@ def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, tmp_p
     assert "reason" in state_json
 
 
-def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start_bridge, probe, tmp_path):
+def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start_bridge, probe, base, tmp_path):
     WALL.move_to(datetime(2027, 1, 12, 16, 59, 45, tzinfo=STOCKHOLM))
-    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5")
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5", MQTT_BASE_TOPIC=base)
     wait_online(probe, env, bridge)
     # 10 A on each phase at 230 V: 6.9 kW until 17:00, then 2 A: 1.38 kW.
     feed_for(probe, env, 10.0, 3)
@@ -100,9 +118,9 @@ def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start
     assert again == peaks
 
 
-def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, probe, sim):
+def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, probe, base, sim):
     WALL.move_to(datetime(2027, 4, 20, 12, 0, tzinfo=STOCKHOLM))
-    bridge, env = start_bridge()
+    bridge, env = start_bridge(MQTT_BASE_TOPIC=base)
     wait_online(probe, env, bridge)
     cp = sim.chargepoint_id
     probe.wait_json(topic(env, "bridge/info"), lambda i: i["chargepoint_id"] == cp)
@@ -127,13 +145,13 @@ def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, pro
 
 
 def test_the_house_power_topic_drives_the_capacity_guard_and_the_currents_stand_in_when_it_stops(
-        start_bridge, probe, tmp_path):
+        start_bridge, probe, base, tmp_path):
     # The whole house's power as HomeWizard's local API v1 (`/api/v1/data`) documents it,
     # re-published on MQTT as users do from Node-RED: `active_power_w`, import positive.
     WALL.move_to(datetime(2027, 1, 12, 18, 0, tzinfo=STOCKHOLM))
     house = f"homewizard-{tmp_path.name[-12:]}/p1"
     bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5",
-                               P1_POWER_TOPIC=house, P1_POWER_JSON_PATH="active_power_w")
+                               P1_POWER_TOPIC=house, P1_POWER_JSON_PATH="active_power_w", MQTT_BASE_TOPIC=base)
     wait_online(probe, env, bridge)
     since = time.monotonic()
 
