@@ -1,4 +1,5 @@
-"""Runtime settings changed by command (MaxA, default current, enabled), kept across restarts."""
+"""Runtime settings changed by command (MaxA, default current, enabled, capacity limit,
+charge mode), kept across restarts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class RuntimeSettings:
     max_a: float
     default_current: int
     enabled: bool = True
+    # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
+    capacity_limit_kw: float | None = None
+    charge_mode: str = "fast"
 
 
 class RuntimeStore:
@@ -37,6 +41,8 @@ class RuntimeStore:
                 max_a=float(data.get("max_a", defaults.max_a)),
                 default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
                 enabled=data.get("enabled", defaults.enabled),
+                capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
+                charge_mode=data.get("charge_mode", defaults.charge_mode),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"

@@ -371,7 +371,8 @@ def test_bench_main_parses_the_documented_options():
         ["--trace", "a.csv", "--trace", "b.csv", "--scenario", "heat-pump", "--strategy", "homey",
          "--charger-lag-s", "5", "--json", "--plot", "x.png"])
     assert args == argparse.Namespace(trace=["a.csv", "b.csv"], scenario=["heat-pump"], strategy="homey",
-                                      charger_lag_s=5.0, json=True, plot="x.png", generate=None, seed=None)
+                                      charger_lag_s=5.0, json=True, plot="x.png", generate=None, seed=None,
+                                      start=None, car=[])
 
 
 def test_bench_main_with_the_real_balancer(tmp_path, capsys):

@@ -102,6 +102,8 @@ class Balancer:
         self._commanded_at: float | None = None
         self._recent_commands: list[tuple[float, int]] = []
         self._started_at: float | None = None
+        self._power_cap: int | None = None
+        self._power_cap_reason = ""
         self._strategy: Strategy = classes[strategy](self._cfg_view)
 
     # The strategies read the live config through this, so reconfigure() reaches them.
@@ -207,6 +209,16 @@ class Balancer:
         while len(recent) > 1 and recent[1][0] <= horizon:
             del recent[0]
 
+    def power_limit(self, now: float, amps_cap: float | None, reason: str = "") -> None:
+        """A limit on the car's current from a power budget (the capacity tariff, solar surplus), or
+        None for none. It caps every decision's target before the output stage, so a lower cap cuts at
+        once and a higher one is paced like any raise; the fuse limits apply as well."""
+        self._seen(now)
+        if amps_cap is not None and not (math.isfinite(amps_cap) and amps_cap >= 0):
+            raise ValueError(f"a power limit must be a finite current of at least 0 A, got {amps_cap!r}")
+        self._power_cap = None if amps_cap is None else math.floor(amps_cap)
+        self._power_cap_reason = reason
+
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
         self._seen(now)
         known = {f.name for f in dataclasses.fields(BalancerConfig)}
@@ -285,6 +297,9 @@ class Balancer:
         self, now: float, target: float, proposal: Proposal, reason: str, *, meter_stale: bool
     ) -> Decision:
         """The output stage: whole amps, caps, no 1..5 A, raises paced, cuts at once."""
+        if self._power_cap is not None and self._power_cap < target:
+            target = self._power_cap
+            reason = f"{reason}; {self._power_cap_reason or 'power limit'}: at most {self._power_cap} A"
         charge_at = whole_amps_for_charger(target, self._cfg)
         last, last_at = self._commanded, self._commanded_at
         if last is not None and last_at is not None and charge_at > last:

@@ -19,6 +19,8 @@ COMMAND_PATTERNS: dict[str, str] = {
     "charger_mode": "charger/+/+/mode/set",
     "reboot": "charger/+/reboot/set",
     "refresh": "bridge/request/refresh",
+    "capacity_limit": "capacity/limit_kw/set",
+    "charge_mode": "charger/+/+/charge_mode/set",
 }
 COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 
@@ -86,6 +88,14 @@ class Topics:
         self.meter_stale = f"{base}/meter/stale"
         self.meter_power_total = f"{base}/meter/power"
 
+        # capacity tariff
+        self.capacity_limit_kw = f"{base}/capacity/limit_kw"
+        self.capacity_limit_kw_set = self.command_topic("capacity_limit")
+        self.capacity_period_kw = f"{base}/capacity/period_kw"
+        self.capacity_projected_kw = f"{base}/capacity/projected_kw"
+        self.capacity_month_peaks = f"{base}/capacity/month_peaks"
+        self.capacity_state = f"{base}/capacity/state"
+
     def __repr__(self) -> str:
         return f"Topics({self.base!r})"
 
@@ -133,6 +143,13 @@ class Topics:
     def charger_session_energy_kwh(self, cp: str, n: int) -> str:
         return f"{self._connector(cp, n)}/session_energy_kwh"
 
+    def charge_mode(self, cp: str, n: int) -> str:
+        """The connector's charge mode: fast, pv, minpv or off (the bridge's, not the charger's)."""
+        return f"{self._connector(cp, n)}/charge_mode"
+
+    def charge_mode_set(self, cp: str, n: int) -> str:
+        return self.command_topic("charge_mode", cp, n)
+
     def charger_max_current_set(self, cp: str, n: int) -> str:
         return self.command_topic("charger_max_current", cp, n)
 
@@ -177,6 +194,8 @@ class Topics:
             self.charger_mode_set(cp, n),
             self.charger_reboot_set(cp),
             self.request_refresh,
+            self.capacity_limit_kw_set,
+            self.charge_mode_set(cp, n),
         ]
 
     def state_topics(self, cp: str, n: int) -> list[str]:
@@ -201,6 +220,12 @@ class Topics:
             *(self.charger_current(cp, n, p) for p in PHASES),
             self.charger_power_kw(cp, n),
             self.charger_session_energy_kwh(cp, n),
+            self.charge_mode(cp, n),
+            self.capacity_limit_kw,
+            self.capacity_period_kw,
+            self.capacity_projected_kw,
+            self.capacity_month_peaks,
+            self.capacity_state,
         ]
 
     def classify(self, topic: str) -> Command | None:

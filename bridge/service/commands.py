@@ -21,12 +21,14 @@ from bridge.limits import (
     check_max_a,
     current_ceiling,
 )
+from bridge.balancer.capacity import check_capacity_limit
 from bridge.mqtt.payloads import (
     PayloadError,
     check_size,
     format_bool,
     format_number,
     parse_bool,
+    parse_charge_mode,
     parse_mode,
     parse_number,
     parse_press,
@@ -120,7 +122,7 @@ class CommandHandler:
     def __init__(self, settings: Settings, topics: Topics, runtime: RuntimeSettings, keeper: RuntimeKeeper,
                  balancer: Balancer, link: ChargerLink, health: Health, clock: Clock, *,
                  decide: Callable[[float], None], on_health: Callable[[float], None],
-                 budget: CommandBudget | None = None) -> None:
+                 budget: CommandBudget | None = None, power: Any = None) -> None:
         self.settings = settings
         self.topics = topics
         self.runtime = runtime
@@ -132,6 +134,7 @@ class CommandHandler:
         self.decide = decide
         self.on_health = on_health
         self.budget = budget or CommandBudget()
+        self.power = power  # bridge.service.power_limits.PowerLimits
 
     def handle(self, command: Command, payload: bytes, sender: str = "an unnamed sender") -> Outcome:
         spec = COMMANDS[command.name]
@@ -205,6 +208,12 @@ class CommandHandler:
         highest = min(self.runtime.default_current, current_ceiling(self.link.view.installation_current))
         return _limit(check_charger_current, value, highest)
 
+    def valid_capacity_limit(self, value: float) -> float:
+        try:
+            return check_capacity_limit(value)
+        except ValueError as e:
+            raise CommandRefused(str(e)) from None
+
     def valid_refresh(self, value: None) -> None:
         if not self.link.ready:
             raise CommandRefused("the charger is not known yet: the cloud has not answered")
@@ -230,6 +239,16 @@ class CommandHandler:
     def apply_enabled(self, now: float, value: bool) -> str:
         said = "balancer enabled" if value else "balancer disabled (the charger keeps its last value)"
         return format_bool(self.change(now, "enabled", value, said, balancer=False))
+
+    def apply_capacity_limit(self, now: float, value: float) -> float:
+        self.power.set_limit(value)
+        said = f"capacity limit set to {value:g} kW" if value else "capacity limit off"
+        self.change(now, "capacity_limit_kw", value, said, balancer=False)
+        self.power.publish(now)
+        return value
+
+    def apply_charge_mode(self, now: float, mode: str) -> str:
+        return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
@@ -282,5 +301,14 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "reboot": CommandSpec(parse_press, _accept, CommandHandler.apply_reboot, to_charger=True),
     "refresh": CommandSpec(_no_payload, CommandHandler.valid_refresh, CommandHandler.apply_refresh),
+    "capacity_limit": CommandSpec(
+        parse_number, CommandHandler.valid_capacity_limit, CommandHandler.apply_capacity_limit,
+        lambda h: (h.topics.capacity_limit_kw, format_number(h.power.limit_kw or 0)),
+    ),
+    "charge_mode": CommandSpec(
+        parse_charge_mode, _accept, CommandHandler.apply_charge_mode,
+        lambda h: h.shown_charger(h.topics.charge_mode, h.runtime.charge_mode),
+        to_charger=True,
+    ),
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "one table entry per command topic"

@@ -30,6 +30,7 @@ from bridge.service.commands import CommandBudget, CommandHandler, describe_send
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
+from bridge.service.power_limits import PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeStore
@@ -47,7 +48,7 @@ class BridgeService:
     def __init__(self, settings: Settings, *, cloud: EapiClient | None = None,
                  mqtt: factory.MqttFactory | None = None, clock: Clock | None = None,
                  backoff: CloudBackoff | None = None, store: RuntimeStore | None = None,
-                 command_budget: CommandBudget | None = None) -> None:
+                 command_budget: CommandBudget | None = None, wall_clock: Any = None) -> None:
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self.topics = Topics(settings.mqtt_base_topic)
@@ -73,6 +74,10 @@ class BridgeService:
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
+        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,
+                                 meter=self.meter_input, wall=wall_clock)
+        if self.power.last_error:
+            self.health.last_error = self.power.last_error
         self.link = ChargerLink(
             settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
             backoff or CloudBackoff(),
@@ -83,6 +88,7 @@ class BridgeService:
         self.commands = CommandHandler(
             settings, self.topics, self.runtime, self.keeper, self.balancer, self.link, self.health, self.clock,
             decide=self._decide_and_apply, on_health=self._publish_health, budget=command_budget,
+            power=self.power,
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
 
@@ -123,6 +129,7 @@ class BridgeService:
         self._enqueue("stop", None)
         if getattr(self, "_worker", None):
             self._worker.join(timeout=15)
+        self.power.save()
         self.mqtt.stop(final_topic=self.topics.bridge_state, final_payload="offline")
         log.info("stopped")
 
@@ -231,6 +238,7 @@ class BridgeService:
             self._publish_health(self.clock())  # `now` is old after a slow cloud call
 
     def _decide_and_apply(self, now: float) -> None:
+        self.power.update(now)
         d = self.balancer.decide(now)
         previous = self.decision
         self.decision = d
@@ -239,6 +247,7 @@ class BridgeService:
                     "decision: ChargeAt %d A (%s)", d.charge_at, d.reason)
         self.link.apply(now, d, self.runtime.enabled)
         self.publisher.balancer(d, self.runtime)
+        self._publish_charge_mode()
 
     # ---- publishing -------------------------------------------------------------
 
@@ -255,11 +264,18 @@ class BridgeService:
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
             self.publisher.balancer(self.decision, self.runtime)
+        self.power.publish(now)
         self._publish_charger()
         self._publish_health(now)
 
     def _publish_charger(self) -> None:
         self.publisher.charger(self.link.view, self.link.connector)
+        self._publish_charge_mode()
+
+    def _publish_charge_mode(self) -> None:
+        if self.link.view.cp_id:
+            self.publisher.publish(self.topics.charge_mode(self.link.view.cp_id, self.link.connector),
+                                   self.runtime.charge_mode)
 
     def _publish_info(self) -> None:
         self.publisher.info({
