@@ -307,7 +307,7 @@ def test_a_kw_value_too_large_for_watts_is_a_payload_error_not_infinity() -> Non
 
 
 def test_dsmr_reader_kw_topics_are_read_in_watts() -> None:
-    # dsmr-reader split topics: kW with three decimals (dsmr-reader issue 1558 shows
+    # dsmr-reader split topics: kW with three decimals (github.com/dsmrreader/dsmr-reader/issues/1558 shows
     # `dsmr/reading/phase_currently_delivered_l1 0.046`, `phase_voltage_l3 236.0`)
     m = MeterSource.from_settings(preset="dsmr-reader")
     assert values(m.parse("dsmr/reading/phase_currently_delivered_l1", b"0.046")) == [(DELIVERED, 0, pytest.approx(46.0))]
@@ -506,7 +506,7 @@ def test_without_a_heartbeat_retained_values_are_not_used() -> None:
 
 
 DSMR_READER_RETAINED = [
-    # dsmr-reader's split topics, all published retained (dsmr-reader issue 723: retain plus a
+    # dsmr-reader's split topics, all published retained (github.com/dsmrreader/dsmr-reader/issues/723: retain plus a
     # cache that re-sends an unchanged value only after its timeout)
     ("dsmr/reading/phase_power_current_l1", b"2"),
     ("dsmr/reading/phase_currently_delivered_l1", b"0.500"),

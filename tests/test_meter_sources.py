@@ -164,10 +164,10 @@ def test_a_power_in_w_sent_as_amps_is_ignored_and_counted_not_a_pause(esphome, p
 
 # ---- dsmr-reader: retained split topics, change-only, a timestamp every telegram ------------------------
 
-# dsmr-reader's split topics (dsmr-reader issue 1558 lists them as its MQTT client sends them:
+# dsmr-reader's split topics (github.com/dsmrreader/dsmr-reader/issues/1558 lists them as its MQTT client sends them:
 # `dsmr/reading/phase_currently_delivered_l1 0.046`, `dsmr/reading/phase_voltage_l3 236.0`,
 # `dsmr/reading/timestamp 2022-01-16T15:00:06Z`); it publishes them retained and re-sends an
-# unchanged value only after its cache timeout (dsmr-reader issue 723).
+# unchanged value only after its cache timeout (github.com/dsmrreader/dsmr-reader/issues/723).
 DSMR_READER = {
     "dsmr/reading/phase_power_current_l1": "2",
     "dsmr/reading/phase_currently_delivered_l1": "0.500",
