@@ -144,6 +144,7 @@ class Claim:
     cap: int  # the most it may be given; below the minimum it may not charge
     priority: int = DEFAULT_PRIORITY
     fixed: int | None = None  # a charger that cannot be written: held at this, first
+    held: int = 0  # what it has now: an amp that cannot be split evenly stays where it is
 
 
 def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) -> dict[str, int]:
@@ -151,7 +152,8 @@ def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) ->
     `budget`; each gets 0 or `min_current` up to its cap. `claims` come in precedence order:
     a claim gets its minimum when it fits after those before it (so the last pause first).
     Then, priority by priority from the highest, the admitted ones are raised one amp at a time,
-    the lowest first (max-min fair), while their phases have an amp left: a higher priority
+    the lowest first (max-min fair; among equals the one that holds more now, so an odd amp does
+    not move back and forth), while their phases have an amp left: a higher priority
     reaches its cap before a lower one gets more than its minimum."""
     left = [float(b) for b in budget]
     amps: dict[str, int] = {}
@@ -178,7 +180,7 @@ def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) ->
             growable = [c for c in group if amps[c.key] < c.cap and all(left[p] >= 1 for p in c.phases)]
             if not growable:
                 break
-            c = min(growable, key=lambda g: (amps[g.key], order[g.key]))
+            c = min(growable, key=lambda g: (amps[g.key], -g.held, order[g.key]))
             amps[c.key] += 1
             for p in c.phases:
                 left[p] -= 1
@@ -514,7 +516,8 @@ class SharedBalancer:
 
     def _claims(self, now: float, used: dict[str, tuple[int, ...]], idle: dict[str, bool],
                 resume_gate: bool) -> list[Claim]:
-        """Every connector's claim, in precedence order (see `share`)."""
+        """Every connector's claim, in precedence order (see `share`). In a cut (`resume_gate`
+        False) a paused connector claims nothing: nobody is raised in a cut."""
         cfg = self._cfg
         ordered = []
         for key, c in self._conns.items():
@@ -524,11 +527,11 @@ class SharedBalancer:
                 continue
             cap = cfg.min_current if idle[key] else self._cap(c)
             paused_for = None if c.paused_at is None or c.target else now - c.paused_at
-            if resume_gate and paused_for is not None and paused_for < cfg.min_pause_s:
-                cap = 0  # paused too recently to resume
+            if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
+                cap = 0  # paused too recently to resume, or a cut
             in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
             rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), key)
-            ordered.append((rank, Claim(key, used[key], cap, c.priority)))
+            ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0)))
         ordered.sort(key=lambda rc: rc[0])
         return [claim for _, claim in ordered]
 

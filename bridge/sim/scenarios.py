@@ -277,15 +277,16 @@ THREE_PHASE_16 = CarSpec(phases=(True, True, True), max_a=16)
 def _winter_evening(seed: int, hours: int = 3) -> _House:
     """A winter evening: heat pump cycling, electric room heaters, dinner on the oven and hob."""
     h = _House(hours * HOUR, seed=seed)
-    h.background((1.6, 1.3, 1.4))
+    h.background((1.3, 1.0, 1.1))
     h.fridge(L1)
     t = 2 * MINUTE
     while t < h.n:
         run = h.rng.uniform(20, 35) * MINUTE
-        h.add_all(t, t + 2, (5.5, 5.5, 5.5))
-        h.add_all(t + 2, t + run, (3.8, 3.8, 3.8))
-        t += run + h.rng.uniform(8, 15) * MINUTE
-    h.thermostat(0, h.n, (0.0, amps(1000), 0.0), on_s=(4 * MINUTE, 9 * MINUTE), off_s=(5 * MINUTE, 12 * MINUTE))
+        h.add_all(t, t + 2, (4.5, 4.5, 4.5))
+        h.add_all(t + 2, t + run, (3.0, 3.0, 3.0))
+        t += run + h.rng.uniform(10, 20) * MINUTE
+    h.thermostat(120 * MINUTE, h.n, (0.0, amps(1000), 0.0), on_s=(4 * MINUTE, 9 * MINUTE),
+                 off_s=(5 * MINUTE, 12 * MINUTE))
     h.thermostat(40 * MINUTE, 110 * MINUTE, (amps(1400), amps(1900), amps(1600)), on_s=(35, 80),
                  off_s=(50, 130), first_on_s=12 * MINUTE)
     h.add(L1, 60 * MINUTE, 63 * MINUTE, amps(2200))
