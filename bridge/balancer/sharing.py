@@ -57,6 +57,9 @@ IDENTITY_PHASES = (0, 1, 2)
 LIMITED_GAP_A = 2.0
 LIMITED_REPORTS = 2
 ENERGY_BUCKET_S = 10.0
+# Amps are moved from one car to another (a cut and a raise: two writes) for a resume, or for a
+# raise of at least this much; a smaller evening-out is not worth the writes.
+MOVE_MIN_STEP_A = 2
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
 
@@ -185,6 +188,35 @@ def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) ->
             for p in c.phases:
                 left[p] -= 1
     return amps
+
+
+def least_cut(headroom: Sequence[float], targets: dict[str, int], fair: dict[str, int],
+              phases: dict[str, tuple[int, ...]], min_current: int, tolerance: float = 0.0) -> dict[str, int]:
+    """A cut that writes as few connectors as it can: while a phase is over its headroom (beyond
+    `tolerance`), one connector on it gives up all that phase needs when it can keep the minimum
+    (the one furthest above its `fair` share); else the one furthest above its fair share goes
+    to that share. Never raises anyone. Evening out is left to the raises that follow."""
+    new = dict(targets)
+
+    def over() -> dict[int, float]:
+        load = [sum(new[k] for k in new if p in phases[k] and new[k] >= min_current) for p in range(3)]
+        return {p: load[p] - headroom[p] for p in range(3) if load[p] > headroom[p] + tolerance}
+
+    while (excess := over()):
+        need = {k: math.ceil(max(excess[p] for p in phases[k] if p in excess))
+                for k in new if new[k] >= min_current and set(phases[k]) & set(excess)}
+        # One connector that can give all a phase needs and keep the minimum: the one with most.
+        whole = [k for k in need if new[k] - need[k] >= min_current]
+        if whole:
+            k = max(whole, key=lambda c: (new[c] - fair[c], new[c], c))
+            new[k] -= need[k]
+            continue
+        candidates = [k for k in need if new[k] > fair[k]]
+        if not candidates:
+            return {k: min(new[k], fair[k]) for k in new}
+        k = max(candidates, key=lambda c: (new[c] - fair[c], c))
+        new[k] = fair[k]
+    return new
 
 
 # ---- the balancer -----------------------------------------------------------------
@@ -598,7 +630,9 @@ class SharedBalancer:
         idle = {k: self._idle(now, conns[k]) for k in conns}
         ranges = {k: self._reader.car_draw_range(now, obs[k], used[k]) for k in conns}
         for k, c in conns.items():
-            self._add_energy(now, c, sum(ranges[k][1]) * dt)
+            # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
+            # current as a three-phase one has had the same turn.
+            self._add_energy(now, c, max(ranges[k][1]) * dt)
         meter = [0.0 if m is None else m for m in self._meter]
         why = meter_staleness(now, tuple(self._meter_at), cfg)  # type: ignore[arg-type]
         if why is not None:
@@ -640,7 +674,7 @@ class SharedBalancer:
         if over or first:
             # Cut now, to what the headroom gives; nobody is raised in a cut.
             alloc = share(headroom, self._claims(now, used, idle, resume_gate=False), cfg.min_current)
-            new = {k: min(alloc[k], targets[k]) for k in conns}
+            new = least_cut(headroom, targets, alloc, used, cfg.min_current, cfg.cut_tolerance_a)
             if over:
                 self._note_cut(now)
             where = ", ".join(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
@@ -686,6 +720,12 @@ class SharedBalancer:
             return dict(targets), f"holding: the headroom must hold {long_hold:.0f} s"
         cuts = {k for k in self._conns if ideal[k] < targets[k]}
         new = dict(targets)
+        worth_moving = any((ideal[k] and not targets[k]) or ideal[k] - targets[k] >= MOVE_MIN_STEP_A
+                           for k in self._conns)
+        if cuts and not worth_moving:
+            for k in self._conns:
+                reasons[k] = f"holding {targets[k]} A (evening out by 1 A is not worth two writes)"
+            return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
         if cuts:
             for k in cuts:
                 new[k] = ideal[k]
