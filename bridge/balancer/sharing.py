@@ -312,6 +312,9 @@ class _Connector:
     tokens_at: float | None = None
     failed: bool = False
     confirmed: bool = False  # a write of ours reached it (else its setting is only assumed)
+    # Reported drawing nothing while offered at least the minimum (no car, or a full one); kept
+    # through a pause (a paused car draws nothing whatever it wants) until a report shows a draw.
+    idle: bool = False
     limit: int | None = None  # the most its car takes, learned from its reports
     low_reports: int = 0
     energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
@@ -403,6 +406,12 @@ class SharedBalancer:
                 flags[pm[i]] = bool(on)
             house_phases = (flags[0], flags[1], flags[2])
         c.inputs.charger(now, house_currents, house_phases)
+        if house_currents is not None:
+            offered = c.inputs.observations().charger_offered
+            if max(house_currents) >= PHASE_IN_USE_A:
+                c.idle = False
+            elif offered is not None and offered >= self._cfg.min_current:
+                c.idle = True
         self._learn_limit(now, c, house_currents)
 
     def _learn_limit(self, now: float, c: _Connector, currents: Triple | None) -> None:
@@ -487,12 +496,8 @@ class SharedBalancer:
         return cap
 
     def _idle(self, now: float, c: _Connector) -> bool:
-        """Offered at least the minimum and drawing nothing: no car, or a full one."""
-        obs = c.inputs.observations()
-        return (obs.charger_currents is not None and obs.charger_at is not None
-                and now - obs.charger_at <= self._cfg.charger_stale_after_s
-                and max(obs.charger_currents) < PHASE_IN_USE_A
-                and obs.charger_offered is not None and obs.charger_offered >= self._cfg.min_current)
+        """No car, or a full one: held at the minimum, counted, and the first to pause."""
+        return c.idle
 
     def _tokens(self, now: float, c: _Connector) -> float:
         if c.tokens_at is None:
@@ -720,11 +725,12 @@ class SharedBalancer:
             return dict(targets), f"holding: the headroom must hold {long_hold:.0f} s"
         cuts = {k for k in self._conns if ideal[k] < targets[k]}
         new = dict(targets)
-        worth_moving = any((ideal[k] and not targets[k]) or ideal[k] - targets[k] >= MOVE_MIN_STEP_A
+        # No charging car is cut for a connector that has no car (or a full one) to resume.
+        worth_moving = any(not idle[k] and ((ideal[k] and not targets[k]) or ideal[k] - targets[k] >= MOVE_MIN_STEP_A)
                            for k in self._conns)
         if cuts and not worth_moving:
             for k in self._conns:
-                reasons[k] = f"holding {targets[k]} A (evening out by 1 A is not worth two writes)"
+                reasons[k] = f"holding {targets[k]} A (moving amps would not pay for its writes)"
             return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
         if cuts:
             for k in cuts:
