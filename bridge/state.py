@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bridge.files import atomic_write_json, read_json_object
@@ -17,6 +17,8 @@ class RuntimeSettings:
     max_a: float
     default_current: int
     enabled: bool = True
+    # Each connector's priority on a shared fuse ("CP:N" -> 0..9); only those a user set.
+    priorities: dict[str, int] = field(default_factory=dict)
 
 
 class RuntimeStore:
@@ -37,6 +39,7 @@ class RuntimeStore:
                 max_a=float(data.get("max_a", defaults.max_a)),
                 default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
                 enabled=data.get("enabled", defaults.enabled),
+                priorities=dict(data.get("priorities", defaults.priorities)),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"
@@ -57,7 +60,10 @@ class RuntimeStore:
 
     def save(self, settings: RuntimeSettings) -> bool:
         try:
-            atomic_write_json(self.path, asdict(settings))
+            data = asdict(settings)
+            if not data["priorities"]:
+                del data["priorities"]  # one connector: the file stays as it always was
+            atomic_write_json(self.path, data)
         except OSError as e:
             self.last_error = f"cannot write {self.path}: {e.strerror}; the change holds until restart"
             log.error(self.last_error)

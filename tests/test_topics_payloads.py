@@ -46,6 +46,10 @@ def test_state_topic_names_are_the_public_ones() -> None:
     assert t.charger_current(CP, 1, 2) == f"chargeamps/charger/{CP}/1/current_l3"
     assert t.charger_power_kw(CP, 1) == f"chargeamps/charger/{CP}/1/power_kw"
     assert t.charger_session_energy_kwh(CP, 1) == f"chargeamps/charger/{CP}/1/session_energy_kwh"
+    # several connectors on one fuse
+    assert t.charger_charge_at(CP, 2) == f"chargeamps/charger/{CP}/2/charge_at"
+    assert t.charger_priority(CP, 2) == f"chargeamps/charger/{CP}/2/priority"
+    assert t.charger_reason(CP, 2) == f"chargeamps/charger/{CP}/2/reason"
 
 
 def test_command_topic_names_are_the_public_ones() -> None:
@@ -58,6 +62,7 @@ def test_command_topic_names_are_the_public_ones() -> None:
         f"chargeamps/charger/{CP}/1/mode/set",
         f"chargeamps/charger/{CP}/reboot/set",
         "chargeamps/bridge/request/refresh",
+        f"chargeamps/charger/{CP}/1/priority/set",  # several connectors on one fuse
     ]
 
 

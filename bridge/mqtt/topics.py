@@ -19,6 +19,8 @@ COMMAND_PATTERNS: dict[str, str] = {
     "charger_mode": "charger/+/+/mode/set",
     "reboot": "charger/+/reboot/set",
     "refresh": "bridge/request/refresh",
+    # Several connectors on one fuse.
+    "charger_priority": "charger/+/+/priority/set",
 }
 COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 
@@ -133,6 +135,19 @@ class Topics:
     def charger_session_energy_kwh(self, cp: str, n: int) -> str:
         return f"{self._connector(cp, n)}/session_energy_kwh"
 
+    # Several connectors on one fuse: what the balancer gives each, its priority and why.
+    def charger_charge_at(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/charge_at"
+
+    def charger_priority(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/priority"
+
+    def charger_reason(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/reason"
+
+    def charger_priority_set(self, cp: str, n: int) -> str:
+        return self.command_topic("charger_priority", cp, n)
+
     def charger_max_current_set(self, cp: str, n: int) -> str:
         return self.command_topic("charger_max_current", cp, n)
 
@@ -177,6 +192,7 @@ class Topics:
             self.charger_mode_set(cp, n),
             self.charger_reboot_set(cp),
             self.request_refresh,
+            self.charger_priority_set(cp, n),
         ]
 
     def state_topics(self, cp: str, n: int) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from bridge.balancer.sharing import DEFAULT_PRIORITY, check_priority
 from bridge.config import Settings
 from bridge.limits import LimitError, check_default_current, check_max_a
 from bridge.mqtt.payloads import PayloadError, parse_bool
@@ -49,6 +50,12 @@ class RuntimeKeeper:
             except PayloadError as e:
                 self._refused(f"enabled: {e}", "ON" if defaults.enabled else "OFF")
                 loaded.enabled = defaults.enabled
+        for key, priority in list(loaded.priorities.items()):
+            try:
+                check_priority(priority)
+            except ValueError as e:
+                self._refused(f"priority of {key}: {e}", f"{DEFAULT_PRIORITY}")
+                del loaded.priorities[key]
         return loaded
 
     def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:
