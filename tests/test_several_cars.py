@@ -350,3 +350,15 @@ def test_homey_with_several_connectors_is_refused_with_the_reason(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "configuration error" in run.stderr and "homey balances one connector only" in run.stderr
+
+
+def test_demo_shows_two_cars_sharing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "BALANCER_", "MQTT_", "P1_"))}
+    env.update(MQTT_HOST="127.0.0.1", MQTT_PORT="1", PYTHONPATH=str(REPO_ROOT))  # no broker there: its own
+    run = subprocess.run([sys.executable, "-m", "bridge", "demo", "--cars", "2", "--speed", "60", "--duration", "12"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if f"{AURA}:" in line and "ChargeAt" in line]
+    assert {r[0] for r in rows} == {f"{AURA}:1", f"{AURA}:2"}, run.stdout
+    # Both outlets are given current: the second car, plugged in two minutes in, shares.
+    assert any(r[0] == f"{AURA}:2" and int(r[r.index("ChargeAt") + 1]) >= 6 for r in rows), run.stdout
