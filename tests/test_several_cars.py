@@ -362,3 +362,20 @@ def test_demo_shows_two_cars_sharing(tmp_path):
     assert {r[0] for r in rows} == {f"{AURA}:1", f"{AURA}:2"}, run.stdout
     # Both outlets are given current: the second car, plugged in two minutes in, shares.
     assert any(r[0] == f"{AURA}:2" and int(r[r.index("ChargeAt") + 1]) >= 6 for r in rows), run.stdout
+
+
+def test_one_connector_of_an_aura_says_the_other_outlet_is_not_balanced(broker, tmp_path):
+    sim = several_cars_account().start()
+    env = bridge_env(broker, sim, tmp_path / "state", **FAST)  # no CHARGEAMPS_CONNECTORS: connector 1, as always
+    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
+    bridge = start(env, tmp_path)
+    try:
+        wait_online(probe, env, bridge)
+        health = probe.wait_json(topic(env, "bridge/health"), lambda h: "CHARGEAMPS_CONNECTORS" in (h["last_error"] or ""),
+                                 timeout=20)
+        assert f"CHARGEAMPS_CONNECTORS={AURA}:1,{AURA}:2" in health["last_error"]
+        assert "charger/" + AURA + "/1/charge_at" not in "".join(probe.latest)  # one connector: as today
+    finally:
+        bridge.close()
+        probe.close()
+        sim.stop()

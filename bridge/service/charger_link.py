@@ -174,6 +174,8 @@ class ChargerLink:
             return
         if self.listed and not self._connector_exists(now, chosen):
             return
+        if not self.listed:
+            self._warn_unbalanced(chosen)
         self.config_error = None
         self.view.cp_id = chosen.id
         self.view.model = chosen.type
@@ -200,6 +202,19 @@ class ChargerLink:
         self.backoff.failed(now)
         self.on_health(now)
         return False
+
+    def _warn_unbalanced(self, chosen: Any) -> None:
+        """One connector configured on a charge point with more car outlets (an Aura): the
+        others share the fuse unseen. Said in health and the log; the setting that fixes it named."""
+        cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")
+        others = [n for n in cars if n != self.connector]
+        if not others:
+            return
+        self.health.last_error = (
+            f"charge point {chosen.id} has car connectors {', '.join(map(str, cars))}, but only connector "
+            f"{self.connector} is balanced: set CHARGEAMPS_CONNECTORS="
+            + ",".join(f"{chosen.id}:{n}" for n in cars) + " to share the fuse between them")
+        log.warning("%s", self.health.last_error)
 
     @property
     def failing(self) -> bool:
