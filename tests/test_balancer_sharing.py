@@ -148,14 +148,18 @@ def test_share_properties(budget, raw):
             assert any(left[p] < 1 for p in c.phases)
     for a in claims:
         for b in claims:
-            if amps[a.key] == 0 or amps[b.key] == 0:
+            if amps[a.key] == 0 or amps[b.key] == 0 or a is b:
                 continue
-            # Priority: a lower one above its minimum only when the higher is at its cap or blocked.
-            if a.priority > b.priority and amps[b.key] > MIN and set(a.phases) & set(b.phases):
-                assert amps[a.key] == a.cap or any(left[p] < 1 for p in a.phases)
-            # Max-min fair among equals: more than 1 A apart only when the lower one is blocked.
-            if a.priority == b.priority and amps[a.key] > amps[b.key] + 1:
-                assert amps[b.key] == b.cap or any(left[p] < 1 for p in b.phases)
+            blocking_a = {p for p in a.phases if left[p] < 1}
+            blocking_b = {p for p in b.phases if left[p] < 1}
+            # Priority: a lower one above its minimum never holds amps a higher one below its cap
+            # could take (every phase that blocks the higher one is one the lower one draws on).
+            if a.priority > b.priority and amps[b.key] > MIN and amps[a.key] < a.cap:
+                assert not blocking_a <= set(b.phases)
+            # Max-min fair among equals: more than 1 A apart only when moving an amp from the
+            # higher to the lower would not free every phase that blocks the lower one.
+            if a.priority == b.priority and amps[a.key] > amps[b.key] + 1 and amps[b.key] < b.cap:
+                assert not blocking_b <= set(a.phases)
 
 
 @settings(max_examples=200, deadline=None)
