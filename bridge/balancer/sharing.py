@@ -85,11 +85,17 @@ class ConnectorSpec:
 
     @property
     def chargepoint(self) -> str:
-        return self.key.rsplit(":", 1)[0]
+        return split_key(self.key)[0]
 
     @property
     def connector(self) -> int:
-        return int(self.key.rsplit(":", 1)[1])
+        return split_key(self.key)[1]
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """"2001:2" -> ("2001", 2)."""
+    chargepoint, _, number = key.rpartition(":")
+    return chargepoint, int(number)
 
 
 def check_priority(priority: object) -> int:
@@ -233,18 +239,11 @@ class ConnectorDecision:
     phases: tuple[int, ...]  # the house phases its car draws on
     priority: int
 
-    @property
-    def chargepoint(self) -> str:
-        return self.key.rsplit(":", 1)[0]
-
-    @property
-    def connector(self) -> int:
-        return int(self.key.rsplit(":", 1)[1])
-
     def to_dict(self) -> dict[str, Any]:
+        chargepoint, connector = split_key(self.key)
         return {
-            "chargepoint": self.chargepoint,
-            "connector": self.connector,
+            "chargepoint": chargepoint,
+            "connector": connector,
             "phases": [phase_name(p) for p in self.phases],
             "priority": self.priority,
             "charge_at": self.charge_at,

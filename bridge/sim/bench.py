@@ -379,11 +379,7 @@ def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
     s = entry["strategies"].get("adaptive")
     if s is None:
         return []
-    misses = []
-    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
-        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_SHARED_ENERGY_RATIO:
-        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_SHARED_ENERGY_RATIO}")
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_SHARED_ENERGY_RATIO)
     if s["fairness"] is not None and s["fairness"] < TARGET_FAIRNESS:
         misses.append(f"fairness {s['fairness']:.3f} < {TARGET_FAIRNESS}")
     if s["max_writes_per_h_per_connector"] > TARGET_WRITES_PER_HOUR:
@@ -483,16 +479,21 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return {}
 
 
+def _fuse_and_energy_misses(s: dict, lag_s: float, energy_target: float) -> list[str]:
+    misses = []
+    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
+        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
+    if s["energy_ratio"] is not None and s["energy_ratio"] < energy_target:
+        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {energy_target}")
+    return misses
+
+
 def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list[str]:
     """The per-trace targets that `strategy` misses on one trace entry of the report."""
     s = entry["strategies"].get(strategy)
     if s is None:
         return []
-    misses = []
-    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
-        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_ENERGY_RATIO:
-        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_ENERGY_RATIO}")
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_ENERGY_RATIO)
     per_hour = s["commands"] / (entry["duration_s"] / 3600)
     if per_hour > TARGET_WRITES_PER_HOUR:
         misses.append(f"{per_hour:.1f} writes/h > {TARGET_WRITES_PER_HOUR:g}")
