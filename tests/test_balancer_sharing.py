@@ -392,3 +392,20 @@ def test_per_connector_settings_and_errors():
         b.meter(0.0, p, 0.0)
     d = b.decide(0.0)
     assert d.connector("2001:2").charge_at <= 10 and d.connector("2001:1").charge_at <= 16
+
+
+def test_a_bad_shared_setting_changes_nothing_and_caps_survive_a_reconfigure():
+    b = SharedBalancer(BalancerConfig(installation_current=10), parse_connectors("2001:1,2001:2"))
+    with pytest.raises(ValueError, match="max_a"):
+        b.reconfigure(0.0, max_a=40)
+    assert b.config.max_a == 24
+    b.reconfigure(0.0, max_a=20)
+    for p in range(3):
+        b.meter(0.0, p, 0.0)
+    d = b.decide(0.0)
+    assert all(c.charge_at <= 10 for c in d.connectors)  # the installation current is kept
+
+
+def test_one_connector_takes_the_installation_current_as_the_one_car_balancer_does():
+    b = SharedBalancer(BalancerConfig(), parse_connectors("2001:1"))
+    assert b.reconfigure(0.0, installation_current=10).installation_current == 10
