@@ -85,11 +85,17 @@ class ConnectorSpec:
 
     @property
     def chargepoint(self) -> str:
-        return self.key.rsplit(":", 1)[0]
+        return split_key(self.key)[0]
 
     @property
     def connector(self) -> int:
-        return int(self.key.rsplit(":", 1)[1])
+        return split_key(self.key)[1]
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """"2001:2" -> ("2001", 2)."""
+    chargepoint, _, number = key.rpartition(":")
+    return chargepoint, int(number)
 
 
 def check_priority(priority: object) -> int:
@@ -233,18 +239,11 @@ class ConnectorDecision:
     phases: tuple[int, ...]  # the house phases its car draws on
     priority: int
 
-    @property
-    def chargepoint(self) -> str:
-        return self.key.rsplit(":", 1)[0]
-
-    @property
-    def connector(self) -> int:
-        return int(self.key.rsplit(":", 1)[1])
-
     def to_dict(self) -> dict[str, Any]:
+        chargepoint, connector = split_key(self.key)
         return {
-            "chargepoint": self.chargepoint,
-            "connector": self.connector,
+            "chargepoint": chargepoint,
+            "connector": connector,
             "phases": [phase_name(p) for p in self.phases],
             "priority": self.priority,
             "charge_at": self.charge_at,
@@ -318,7 +317,6 @@ class _Connector:
     limit: int | None = None  # the most its car takes, learned from its reports
     low_reports: int = 0
     energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
-    reason: str = ""
 
 
 class SharedBalancer:
@@ -341,6 +339,7 @@ class SharedBalancer:
                        for s in specs}
         for c in self._conns.values():
             c.tokens = float(self._cfg.write_budget_burst)
+            c.installation_current = self._cfg.installation_current
         self._single = len(specs) == 1
         self._reader = AdaptiveStrategy(lambda: self._cfg)  # reads a car's draw from its inputs
         self._meter: list[float | None] = [None, None, None]
@@ -456,24 +455,22 @@ class SharedBalancer:
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
         """Shared settings (max_a, default_current, ...); ValueError changes nothing."""
         self._seen(now)
-        if "installation_current" in changes:
+        if "installation_current" in changes and not self._single:
             raise ValueError("the installation current is per connector: use set_installation_current")
-        for c in self._conns.values():
-            self._apply(now, c, changes)
-        self._cfg = next(iter(self._conns.values())).inputs.config
-        self._history.clear()
-        return self._cfg
-
-    def _apply(self, now: float, c: _Connector, changes: dict[str, object]) -> None:
-        per = dict(changes)
-        per["installation_current"] = c.installation_current
-        # Validate on a copy first so a bad value changes nothing anywhere.
         known = {f.name for f in dataclasses.fields(BalancerConfig)}
-        unknown = sorted(set(per) - known)
+        unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown balancer setting(s): {', '.join(unknown)}")
-        dataclasses.replace(c.inputs.config, **per)  # type: ignore[arg-type]
-        c.inputs.reconfigure(now, **per)
+        # Every connector's settings are checked before any changes: a bad value changes nothing.
+        for c in self._conns.values():
+            dataclasses.replace(c.inputs.config, **changes)  # type: ignore[arg-type]
+        new = dataclasses.replace(self._cfg, **changes)  # type: ignore[arg-type]
+        for c in self._conns.values():
+            c.inputs.reconfigure(now, **changes)
+            c.installation_current = c.inputs.config.installation_current
+        self._cfg = new
+        self._history.clear()
+        return self._cfg
 
     def set_priority(self, now: float, key: str, priority: int) -> None:
         """0..9, higher first."""

@@ -379,11 +379,7 @@ def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
     s = entry["strategies"].get("adaptive")
     if s is None:
         return []
-    misses = []
-    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
-        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_SHARED_ENERGY_RATIO:
-        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_SHARED_ENERGY_RATIO}")
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_SHARED_ENERGY_RATIO)
     if s["fairness"] is not None and s["fairness"] < TARGET_FAIRNESS:
         misses.append(f"fairness {s['fairness']:.3f} < {TARGET_FAIRNESS}")
     if s["max_writes_per_h_per_connector"] > TARGET_WRITES_PER_HOUR:
@@ -467,6 +463,9 @@ def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, st
                         lag_s: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": trace.name, "duration_s": trace.duration_s,
                              "cars": [spec.label for spec in cars], "strategies": {}}
+    if len(cars) > 1:
+        # Only `adaptive` shares a fuse (`homey` is the one-car original); run_cli refuses others given by name.
+        strategies = [s for s in strategies if s == "adaptive"]
     for strategy in strategies:
         result = replay_shared(trace, cars, factory(cfg, strategy, cars), limits, lag_s=lag_s)
         entry["oracle"] = {"energy_kwh": round(result.oracle_kwh, 4)}
@@ -480,16 +479,21 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return {}
 
 
+def _fuse_and_energy_misses(s: dict, lag_s: float, energy_target: float) -> list[str]:
+    misses = []
+    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
+        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
+    if s["energy_ratio"] is not None and s["energy_ratio"] < energy_target:
+        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {energy_target}")
+    return misses
+
+
 def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list[str]:
     """The per-trace targets that `strategy` misses on one trace entry of the report."""
     s = entry["strategies"].get(strategy)
     if s is None:
         return []
-    misses = []
-    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
-        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_ENERGY_RATIO:
-        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_ENERGY_RATIO}")
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_ENERGY_RATIO)
     per_hour = s["commands"] / (entry["duration_s"] / 3600)
     if per_hour > TARGET_WRITES_PER_HOUR:
         misses.append(f"{per_hour:.1f} writes/h > {TARGET_WRITES_PER_HOUR:g}")
@@ -526,12 +530,30 @@ def format_table(report: dict) -> str:
                          f"{m['amp_seconds_over_max_a']:.0f}", m["seconds_over_fuse"], m["longest_over_fuse_s"],
                          m["commands"], f"{m['commands'] / hours:.1f}", m["pauses"])
                 lines.append(f"{'':<18} {'':>5} " + " ".join(f"{c!s:>9}" for c in cells))
-            if "house_seconds_over_max_a" in entry:
+            if "cars" in entry:
+                lines.extend(_car_lines(entry, s["charger_lag_s"]))
+            elif "house_seconds_over_max_a" in entry:
                 lines.append(f"{'':<24} house alone over MaxA for {entry['house_seconds_over_max_a']} s")
             elif "adaptive" in entry["strategies"]:
                 misses = target_misses(entry, s["charger_lag_s"])
                 lines.append(f"{'':<24} adaptive targets: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
     return "\n".join(lines)
+
+
+def _car_lines(entry: dict, lag_s: float) -> list[str]:
+    """Per car of a trace with cars: its energy, writes and pauses; the fairness and the targets."""
+    lines = []
+    for name, m in entry["strategies"].items():
+        fairness = "-" if m["fairness"] is None else f"{m['fairness']:.3f}"
+        lines.append(f"{'':<24} {name}: cars {', '.join(entry['cars'])}; fairness {fairness}; "
+                     f"most writes/h on a connector {m['max_writes_per_h_per_connector']:.1f}")
+        for car in m["cars"]:
+            lines.append(f"{'':<28} car {car['car']} {car['phases']:<11} {car['energy_kwh']:7.2f} kWh "
+                         f"(oracle {car['oracle_kwh']:.2f}), {car['commands']} writes, {car['pauses']} pauses")
+    if "adaptive" in entry["strategies"]:
+        misses = shared_target_misses(entry, lag_s)
+        lines.append(f"{'':<24} targets for several cars: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
+    return lines
 
 
 def plot(path: str, traces: Sequence[HouseTrace], raw: dict[str, dict[str, StrategyResult]], limits: Limits) -> None:
@@ -576,8 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help=f"a built-in scenario (repeatable): {', '.join(scenario_names())}; "
                         "default: all of them, unless --trace is given")
-    p.add_argument("--strategy", default=",".join(DEFAULT_STRATEGIES),
-                   help="comma-separated strategies (default: %(default)s)")
+    p.add_argument("--strategy", default=None,
+                   help=f"comma-separated strategies (default: {','.join(DEFAULT_STRATEGIES)}; with several cars "
+                        "adaptive, the only one that shares a fuse)")
+    p.add_argument("--car", action="append", default=[], metavar="PHASES[:MAX_A]",
+                   help="put a car on every trace (repeatable, one per car): the house phases it charges on "
+                        "and the most it draws, e.g. L1L2L3, L2, L1L2L3:10; a trace's car1, car2, ... columns "
+                        "give each car's demand. Default: one three-phase car (a two-car scenario: its own cars)")
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
                    help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -611,9 +638,21 @@ def real_balancer(cfg: Any, strategy: str) -> BalancerLike:
 
 def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
             environ: Mapping[str, str] | None = None) -> int:
-    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    explicit = args.strategy is not None
+    strategies = [s.strip() for s in (args.strategy or ",".join(DEFAULT_STRATEGIES)).split(",") if s.strip()]
     if not strategies:
         print("bench: --strategy lists no strategy", file=sys.stderr)
+        return 2
+    try:
+        cars = [parse_car(text) for text in getattr(args, "car", [])]
+    except ValueError as e:
+        print(f"bench: --car {e}", file=sys.stderr)
+        return 2
+    if len(cars) > MAX_CARS:
+        print(f"bench: at most {MAX_CARS} cars (--car), got {len(cars)}", file=sys.stderr)
+        return 2
+    if cars and args.generate is not None:
+        print("bench: --car cannot be combined with --generate (generated houses have one car)", file=sys.stderr)
         return 2
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
@@ -639,6 +678,13 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         traces += [scenario(name) for name in names]
         for strategy in strategies:
             balancer_factory(cfg, strategy)  # an unknown strategy fails now, not after minutes of replay
+        for trace in traces:
+            chosen = cars_of(trace, cars)
+            if chosen is not None and len(chosen) > MAX_CARS:
+                raise BenchError(f"trace {trace.name}: at most {MAX_CARS} cars, it has {len(chosen)}")
+            if chosen is not None and len(chosen) > 1 and explicit:
+                for strategy in strategies:
+                    shared_balancer(cfg, strategy, chosen)  # `homey` refuses several cars, saying why
     except KeyError as e:  # unknown scenario; the message lists the built-in names
         print(f"bench: {e.args[0]}", file=sys.stderr)
         return 2
@@ -646,11 +692,16 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         print(f"bench: {e}", file=sys.stderr)
         return 2
 
+    if args.plot and any(cars_of(trace, cars) is not None for trace in traces):
+        print("bench: --plot draws one car; it cannot be combined with several cars (--car or a two-car scenario)",
+              file=sys.stderr)
+        return 2
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                        record=bool(args.plot))
+                            record=bool(args.plot), cars=cars or None)
     from bridge.sim.distribution import distribution, format_distribution
 
-    report["distribution"] = distribution(report["traces"], strategies)
+    everywhere = [s for s in strategies if all(s in e["strategies"] for e in report["traces"])]
+    report["distribution"] = distribution(report["traces"], everywhere)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -61,12 +61,12 @@ class CarSpec:
 
 def parse_car(text: str) -> CarSpec:
     """`L1L2L3`, `L2`, `L1L2L3:10`: the car's phases and, optionally, the most it draws."""
-    phases_text, _, max_text = text.strip().upper().partition(":")
+    phases_text, colon, max_text = text.strip().upper().partition(":")
     names = [phases_text[i:i + 2] for i in range(0, len(phases_text), 2)]
     if not names or any(n not in PHASE_NAMES for n in names) or len(set(names)) != len(names):
         raise ValueError(f"car {text!r}: expected phases such as L1L2L3 or L2, optionally :MAX_A (e.g. L1L2L3:10)")
     max_a = DEFAULT_CAR_MAX_A
-    if max_text:
+    if colon:
         try:
             max_a = int(max_text)
         except ValueError:
