@@ -379,3 +379,28 @@ def test_one_connector_of_an_aura_says_the_other_outlet_is_not_balanced(broker, 
         bridge.close()
         probe.close()
         sim.stop()
+
+
+def test_home_assistant_gets_one_device_per_charge_point_with_each_connectors_entities():
+    from bridge.mqtt.discovery import REQUIRED_KEYS, connector_messages
+    from bridge.mqtt.topics import Topics
+
+    t = Topics("chargeamps")
+    one = connector_messages(t, "homeassistant", "chargeamps", AURA, 1, "AURA", "1.0")
+    two = connector_messages(t, "homeassistant", "chargeamps", AURA, 2, "AURA", "1.0")
+    halo = connector_messages(t, "homeassistant", "chargeamps", HALO, 1, "HALO", "1.0")
+    configs = [c for _, c in one + two + halo]
+    assert len({c["unique_id"] for c in configs}) == len(configs)
+    assert len({topic for topic, _ in one + two + halo}) == len(configs)
+    devices = {c["device"]["identifiers"][0] for c in configs}
+    assert devices == {f"chargeamps_{AURA}", f"chargeamps_{HALO}"}
+    for topic_, c in one + two + halo:
+        component = topic_.split("/")[1]
+        assert all(k in c for k in REQUIRED_KEYS[component]), (topic_, c)
+    priority = next(c for topic_, c in two if topic_.startswith("homeassistant/number/"))
+    assert priority["command_topic"] == f"chargeamps/charger/{AURA}/2/priority/set"
+    assert priority["state_topic"] == f"chargeamps/charger/{AURA}/2/priority"
+    assert (priority["min"], priority["max"], priority["step"]) == (0, 9, 1)
+    states = {c.get("state_topic") for c in (c for _, c in two)}
+    assert {f"chargeamps/charger/{AURA}/2/{name}" for name in
+            ("charge_at", "status", "current_l1", "power_kw", "session_energy_kwh")} <= states

@@ -217,6 +217,11 @@ class ChargerLink:
         log.warning("%s", self.health.last_error)
 
     @property
+    def key(self) -> str:
+        """The connector as CHARGEAMPS_CONNECTORS and the shared balancer name it: "CP:N"."""
+        return f"{self.view.cp_id}:{self.connector}"
+
+    @property
     def failing(self) -> bool:
         """Not known yet, a configuration error, or backing off after a cloud error: the balancer
         cannot count on writing it."""

@@ -270,7 +270,7 @@ class CommandHandler:
             raise CommandRefused(str(e)) from None
 
     def apply_priority(self, now: float, value: int) -> int:
-        key = f"{self.target.view.cp_id}:{self.target.connector}"
+        key = self.target.key
         self.balancer.set_priority(now, key, value)  # type: ignore[union-attr]
         self.runtime.priorities[key] = value
         self.save(now)
@@ -282,9 +282,8 @@ class CommandHandler:
         v = self.target.view
         if not v.cp_id or not isinstance(self.balancer, SharedBalancer):
             return None
-        key = f"{v.cp_id}:{self.target.connector}"
         return (self.topics.charger_priority(v.cp_id, self.target.connector),
-                str(self.runtime.priorities.get(key, DEFAULT_PRIORITY)))
+                str(self.runtime.priorities.get(self.target.key, DEFAULT_PRIORITY)))
 
     # ---- shown --------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bridge.balancer import Decision
-from bridge.balancer.sharing import SharedDecision
+from bridge.balancer.sharing import SharedDecision, split_key
 from bridge.mqtt.client import Message, MqttClient
 from bridge.mqtt.payloads import format_bool, format_number
 from bridge.mqtt.topics import Topics
@@ -65,9 +65,10 @@ class StatePublisher:
         self.publish(t.balancer_state, json.dumps(state))
         if isinstance(d, SharedDecision):
             for c in d.connectors:
-                self.publish(t.charger_charge_at(c.chargepoint, c.connector), format_number(c.charge_at))
-                self.publish(t.charger_priority(c.chargepoint, c.connector), str(c.priority))
-                self.publish(t.charger_reason(c.chargepoint, c.connector), c.reason)
+                cp, n = split_key(c.key)
+                self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
+                self.publish(t.charger_priority(cp, n), str(c.priority))
+                self.publish(t.charger_reason(cp, n), c.reason)
 
     def runtime(self, runtime: RuntimeSettings) -> None:
         t = self.topics

@@ -278,7 +278,7 @@ class BridgeService:
         """Several connectors: every link writes its own connector's command; a link that
         cannot be written is told to the balancer, which assumes its last setting."""
         shared: SharedBalancer = self.balancer  # type: ignore[assignment]
-        by_key = {f"{link.view.cp_id}:{link.connector}": link for link in self.links}
+        by_key = {link.key: link for link in self.links}
         for key, link in by_key.items():
             shared.charger_failed(now, key, link.failing)
         d = shared.decide(now)
@@ -327,7 +327,7 @@ class BridgeService:
             "base_topic": self.topics.base,
             "current_level": self.settings.chargeamps_current_level,
             "instance_id": instance_id(self.settings.chargeamps_state_dir),
-            **({"connectors": [f"{link.view.cp_id}:{link.connector}" for link in self.links]} if self.shared else {}),
+            **({"connectors": [link.key for link in self.links]} if self.shared else {}),
         })
 
     def _publish_health(self, now: float) -> None:
