@@ -310,6 +310,7 @@ def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker,
     env = bridge_env(broker, sim, tmp_path / "state", CHARGEAMPS_CONNECTORS=f"{AURA}:1,{AURA}:3", **FAST)
     probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
     bridge = start(env, tmp_path)
+    house = House(probe, env, sim, [(AURA, 1), (AURA, 2)])
     try:
         wait_online(probe, env, bridge)
         health = probe.wait_json(topic(env, "bridge/health"),
@@ -319,8 +320,13 @@ def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker,
         assert "CHARGEAMPS_CONNECTORS" in bridge.output() and f"{AURA}:3" in bridge.output()
         # The bridge does not die: the connector that exists is balanced.
         probe.wait_value(topic(env, f"charger/{AURA}/1/status"), "Charging", timeout=20)
+        # Nothing draws at a connector that is not there: it counts 0 A, and the car has the 20 A left
+        # (its own 16 A).
+        probe.wait_value(topic(env, f"charger/{AURA}/3/charge_at"), "0", timeout=20)
+        probe.wait_value(topic(env, f"charger/{AURA}/1/charge_at"), "16", timeout=30)
         assert bridge.alive()
     finally:
+        house.stop()
         bridge.close()
         probe.close()
         sim.stop()

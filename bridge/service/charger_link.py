@@ -199,6 +199,8 @@ class ChargerLink:
         if self.health.last_error != self.config_error:
             log.error("%s", self.config_error)
         self.health.last_error = self.config_error
+        # Nothing can draw at a connector that is not there: counted at 0 A, not at its cap.
+        self.balancer.commanded(now, 0)
         self.backoff.failed(now)
         self.on_health(now)
         return False
