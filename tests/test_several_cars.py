@@ -137,15 +137,19 @@ def command(probe: Probe, env: dict, rest: str, payload: str) -> dict:
 
 
 class Rig:
-    def __init__(self, broker, tmp: Path) -> None:
-        self.sim = several_cars_account().start()
+    """A simulator, the service in-process, its probe, and the house with the cars at `outlets`."""
+
+    def __init__(self, broker, tmp: Path, cars: dict | None = None,
+                 outlets: tuple[tuple[str, int], ...] = ((AURA, 1), (AURA, 2)),
+                 connectors: str | None = f"{AURA}:1,{AURA}:2") -> None:
+        self.sim = several_cars_account(cars).start()
         self.tmp = tmp
-        self.env = bridge_env(broker, self.sim, tmp / "state",
-                              CHARGEAMPS_CONNECTORS=f"{AURA}:1,{AURA}:2", **FAST)
+        extra = {"CHARGEAMPS_CONNECTORS": connectors} if connectors else {}
+        self.env = bridge_env(broker, self.sim, tmp / "state", **extra, **FAST)
         self.probe = Probe(broker.host, broker.port, subscribe=f"{self.env['MQTT_BASE_TOPIC']}/#")
         self.bridge = start(self.env, tmp)
         wait_online(self.probe, self.env, self.bridge)
-        self.house = House(self.probe, self.env, self.sim, [(AURA, 1), (AURA, 2)])
+        self.house = House(self.probe, self.env, self.sim, list(outlets))
 
     def restart(self) -> float:
         self.bridge.close()
@@ -279,13 +283,10 @@ def test_a_car_plugging_in_never_takes_the_fuse_over(rig):
 # ---- a charger failing, a configuration error, homey: a bridge of their own ------------------
 
 def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
-    sim = several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}).start()
-    env = bridge_env(broker, sim, tmp_path / "state", CHARGEAMPS_CONNECTORS=f"{AURA}:1,{HALO}:1", **FAST)
-    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
-    bridge = start(env, tmp_path)
-    house = House(probe, env, sim, [(AURA, 1), (HALO, 1)])
+    rig = Rig(broker, tmp_path, {(AURA, 1): SimCar(), (HALO, 1): SimCar()}, ((AURA, 1), (HALO, 1)),
+              f"{AURA}:1,{HALO}:1")
+    sim, env, probe, house = rig.sim, rig.env, rig.probe, rig.house
     try:
-        wait_online(probe, env, bridge)
         wait_until(lambda: offered(sim, AURA, 1) == 10 and offered(sim, HALO, 1) == 10, 40, "10 A each")
         sim.fail_next(10_000, status=503, path_contains=HALO)  # the Halo's cloud calls all fail
         refresh_t = time.monotonic()
@@ -299,20 +300,13 @@ def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
         assert s["connectors"][1]["charge_at"] == 10
         assert offered(sim, HALO, 1) == 10
     finally:
-        house.stop()
-        bridge.close()
-        probe.close()
-        sim.stop()
+        rig.close()
 
 
 def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker, tmp_path):
-    sim = several_cars_account().start()
-    env = bridge_env(broker, sim, tmp_path / "state", CHARGEAMPS_CONNECTORS=f"{AURA}:1,{AURA}:3", **FAST)
-    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
-    bridge = start(env, tmp_path)
-    house = House(probe, env, sim, [(AURA, 1), (AURA, 2)])
+    rig = Rig(broker, tmp_path, connectors=f"{AURA}:1,{AURA}:3")
+    env, probe, bridge = rig.env, rig.probe, rig.bridge
     try:
-        wait_online(probe, env, bridge)
         health = probe.wait_json(topic(env, "bridge/health"),
                                  lambda h: h["last_error"] and f"{AURA}:3" in h["last_error"], timeout=20)
         assert "configuration error" in health["last_error"]
@@ -326,10 +320,7 @@ def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker,
         probe.wait_value(topic(env, f"charger/{AURA}/1/charge_at"), "16", timeout=30)
         assert bridge.alive()
     finally:
-        house.stop()
-        bridge.close()
-        probe.close()
-        sim.stop()
+        rig.close()
 
 
 @pytest.mark.parametrize("entry, named", [
@@ -371,20 +362,15 @@ def test_demo_shows_two_cars_sharing(tmp_path):
 
 
 def test_one_connector_of_an_aura_says_the_other_outlet_is_not_balanced(broker, tmp_path):
-    sim = several_cars_account().start()
-    env = bridge_env(broker, sim, tmp_path / "state", **FAST)  # no CHARGEAMPS_CONNECTORS: connector 1, as always
-    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
-    bridge = start(env, tmp_path)
+    rig = Rig(broker, tmp_path, connectors=None)  # no CHARGEAMPS_CONNECTORS: connector 1, as always
+    env, probe = rig.env, rig.probe
     try:
-        wait_online(probe, env, bridge)
         health = probe.wait_json(topic(env, "bridge/health"), lambda h: "CHARGEAMPS_CONNECTORS" in (h["last_error"] or ""),
                                  timeout=20)
         assert f"CHARGEAMPS_CONNECTORS={AURA}:1,{AURA}:2" in health["last_error"]
         assert "charger/" + AURA + "/1/charge_at" not in "".join(probe.latest)  # one connector: as today
     finally:
-        bridge.close()
-        probe.close()
-        sim.stop()
+        rig.close()
 
 
 def test_home_assistant_gets_one_device_per_charge_point_with_each_connectors_entities():

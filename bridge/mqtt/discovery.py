@@ -250,6 +250,20 @@ def config_topic(prefix: str, component: str, node_id: str, key: str) -> str:
     return f"{prefix.strip('/')}/{component}/{slug(node_id)}/{slug(key)}/config"
 
 
+def _device(cp_id: str, device_model: str | None, sw_version: str) -> dict[str, Any]:
+    """One Home Assistant device per charge point."""
+    device: dict[str, Any] = {
+        "identifiers": [f"chargeamps_{slug(cp_id)}"],
+        "name": f"Charge Amps {cp_id}",
+        "manufacturer": MANUFACTURER,
+        "sw_version": sw_version,
+        "serial_number": cp_id,
+    }
+    if device_model:
+        device["model"] = device_model
+    return device
+
+
 def discovery_messages(
     topics: Topics,
     prefix: str,
@@ -262,15 +276,7 @@ def discovery_messages(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON."""
     bounds = _limits(limits)
-    device: dict[str, Any] = {
-        "identifiers": [f"chargeamps_{slug(cp_id)}"],
-        "name": f"Charge Amps {cp_id}",
-        "manufacturer": MANUFACTURER,
-        "sw_version": sw_version,
-        "serial_number": cp_id,
-    }
-    if device_model:
-        device["model"] = device_model
+    device = _device(cp_id, device_model, sw_version)
     origin = {"name": ORIGIN_NAME, "sw_version": sw_version}
     availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
     messages: list[tuple[str, dict[str, Any]]] = []
@@ -323,10 +329,7 @@ def connector_messages(
                                             "device_class": "energy", "unit_of_measurement": "kWh",
                                             "state_class": "total_increasing"}),
     ]
-    device: dict[str, Any] = {"identifiers": [f"chargeamps_{slug(cp_id)}"], "name": f"Charge Amps {cp_id}",
-                              "manufacturer": MANUFACTURER, "sw_version": sw_version, "serial_number": cp_id}
-    if device_model:
-        device["model"] = device_model
+    device = _device(cp_id, device_model, sw_version)
     availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
     messages = []
     for e in entities:
