@@ -396,3 +396,16 @@ def test_home_assistant_gets_one_device_per_charge_point_with_each_connectors_en
     states = {c.get("state_topic") for c in (c for _, c in two)}
     assert {f"chargeamps/charger/{AURA}/2/{name}" for name in
             ("charge_at", "status", "current_l1", "power_kw", "session_energy_kwh")} <= states
+
+
+def test_a_stored_priority_out_of_range_is_refused_and_the_default_used(tmp_path, caplog):
+    from bridge.service.runtime import RuntimeKeeper
+    from bridge.state import RuntimeStore
+
+    path = tmp_path / "runtime.json"
+    path.write_text(json.dumps({"max_a": 20, "priorities": {f"{AURA}:1": 12, f"{AURA}:2": 7}}))
+    settings = load_settings(chargeamps_connectors=f"{AURA}:1,{AURA}:2", chargeamps_state_dir=tmp_path)
+    runtime = RuntimeKeeper(RuntimeStore(path), settings).restore()
+    assert runtime.priorities == {f"{AURA}:2": 7}
+    assert runtime.max_a == 20
+    assert f"priority of {AURA}:1" in caplog.text
