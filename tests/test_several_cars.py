@@ -141,10 +141,11 @@ class Rig:
 
     def __init__(self, broker, tmp: Path, cars: dict | None = None,
                  outlets: tuple[tuple[str, int], ...] = ((AURA, 1), (AURA, 2)),
-                 connectors: str | None = f"{AURA}:1,{AURA}:2") -> None:
+                 connectors: str | None = f"{AURA}:1,{AURA}:2", **extra: str) -> None:
         self.sim = several_cars_account(cars).start()
         self.tmp = tmp
-        extra = {"CHARGEAMPS_CONNECTORS": connectors} if connectors else {}
+        if connectors:
+            extra["CHARGEAMPS_CONNECTORS"] = connectors
         self.env = bridge_env(broker, self.sim, tmp / "state", **extra, **FAST)
         self.probe = Probe(broker.host, broker.port, subscribe=f"{self.env['MQTT_BASE_TOPIC']}/#")
         self.bridge = start(self.env, tmp)
@@ -361,8 +362,19 @@ def test_demo_shows_two_cars_sharing(tmp_path):
     assert any(r[0] == f"{AURA}:2" and int(r[r.index("ChargeAt") + 1]) >= 6 for r in rows), run.stdout
 
 
-def test_one_connector_of_an_aura_says_the_other_outlet_is_not_balanced(broker, tmp_path):
-    rig = Rig(broker, tmp_path, connectors=None)  # no CHARGEAMPS_CONNECTORS: connector 1, as always
+def test_without_a_connector_setting_every_car_outlet_of_the_charge_point_shares_the_fuse(broker, tmp_path):
+    rig = Rig(broker, tmp_path, connectors=None)  # neither CHARGEAMPS_CONNECTORS nor CHARGEAMPS_CONNECTOR_ID
+    try:
+        wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the Aura's two outlets sharing 20 A")
+        info = json.loads(rig.probe.latest[topic(rig.env, "bridge/info")])
+        assert info["connectors"] == [f"{AURA}:1", f"{AURA}:2"]
+        assert offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2) <= 20
+    finally:
+        rig.close()
+
+
+def test_one_connector_named_on_an_aura_says_the_other_outlet_is_not_balanced(broker, tmp_path):
+    rig = Rig(broker, tmp_path, connectors=None, CHARGEAMPS_CONNECTOR_ID="1")  # one connector, as always
     env, probe = rig.env, rig.probe
     try:
         health = probe.wait_json(topic(env, "bridge/health"), lambda h: "CHARGEAMPS_CONNECTORS" in (h["last_error"] or ""),

@@ -65,7 +65,8 @@ class ChargerLink:
                  on_installation_current: Callable[[float], None] = _no_op,
                  enabled: Callable[[], bool] = lambda: True,
                  chargepoint: str | None = None, connector: int | None = None,
-                 phase_map: tuple[int, int, int] | None = None, listed: bool = False) -> None:
+                 phase_map: tuple[int, int, int] | None = None, listed: bool = False,
+                 on_car_connectors: Callable[[float, str, list[int]], bool] = lambda *_: False) -> None:
         self.settings = settings
         self.cloud = cloud
         self.balancer = balancer
@@ -79,6 +80,9 @@ class ChargerLink:
         self.phase_map = phase_map
         self.listed = listed  # named in CHARGEAMPS_CONNECTORS: a connector that does not exist is a config error
         self.config_error: str | None = None
+        # At connect, when not listed: the charge point's car connectors; True when the service
+        # takes them all over (this link then stops).
+        self.on_car_connectors = on_car_connectors
         self.on_change = on_change
         self.on_health = on_health
         self.on_identified = on_identified
@@ -175,6 +179,9 @@ class ChargerLink:
         if self.listed and not self._connector_exists(now, chosen):
             return
         if not self.listed:
+            cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")
+            if len(cars) > 1 and self.on_car_connectors(now, chosen.id, cars):
+                return
             self._warn_unbalanced(chosen)
         self.config_error = None
         self.view.cp_id = chosen.id

@@ -17,7 +17,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.balancer import Balancer, Decision
-from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer, SharedDecision
+from bridge.balancer.sharing import DEFAULT_PRIORITY, ConnectorSpec, SharedBalancer, SharedDecision
 from bridge.config import ConfigError, Settings
 from bridge.eapi import EapiClient
 from bridge.instance import instance_id
@@ -82,31 +82,22 @@ class BridgeService:
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
-        cloud = cloud or factory.cloud_client(settings)
-
-        def link(inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
-            return ChargerLink(
-                settings, cloud, inputs, self.health, self.clock, link_backoff,
-                on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
-                on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
-                **where,
-            )
+        self._cloud = cloud or factory.cloud_client(settings)
+        self._backoff = backoff
 
         if self.shared:
-            # Each connector its own link, backoff and write pacing: one failing does not stop the others.
-            self.links = [
-                link(ConnectorInputs(self.balancer, s.key),  # type: ignore[arg-type]
-                     dataclasses.replace(backoff) if backoff else CloudBackoff(),
-                     chargepoint=s.chargepoint, connector=s.connector, listed=True)
-                for s in specs
-            ]
+            self.links = self._shared_links(specs)
         else:
             where: dict[str, Any] = {}
             if specs:
                 one = specs[0]
                 where = dict(chargepoint=one.chargepoint, connector=one.connector, listed=True,
                              phase_map=None if one.phase_map == (0, 1, 2) else one.phase_map)
-            self.links = [link(self.balancer, backoff or CloudBackoff(), **where)]
+            if not specs and "chargeamps_connector_id" not in settings.model_fields_set \
+                    and settings.balancer_strategy == "adaptive":
+                # Neither setting names the connector: every car connector of the charge point.
+                where["on_car_connectors"] = self._share_charge_point
+            self.links = [self._link(self.balancer, backoff or CloudBackoff(), **where)]
         self.link = self.links[0]
         self.discovery = Discovery(settings, self.topics, self.publisher, self.link, self.links)
         self.commands = CommandHandler(
@@ -115,6 +106,42 @@ class BridgeService:
             links=self.links,
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
+
+    def _link(self, inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
+        return ChargerLink(
+            self.settings, self._cloud, inputs, self.health, self.clock, link_backoff,
+            on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
+            **where,
+        )
+
+    def _shared_links(self, specs: list[ConnectorSpec]) -> list[ChargerLink]:
+        """Each connector its own link, backoff and write pacing: one failing does not stop the others."""
+        return [
+            self._link(ConnectorInputs(self.balancer, s.key),  # type: ignore[arg-type]
+                       dataclasses.replace(self._backoff) if self._backoff else CloudBackoff(),
+                       chargepoint=s.chargepoint, connector=s.connector, listed=True)
+            for s in specs
+        ]
+
+    def _share_charge_point(self, now: float, cp: str, cars: list[int]) -> bool:
+        """No connector configured and the charge point has several car outlets (an Aura): they share
+        one fuse, so all of them are balanced together from now on. The new links connect on the next tick."""
+        specs = [ConnectorSpec(f"{cp}:{n}", priority=self.runtime.priorities.get(f"{cp}:{n}", DEFAULT_PRIORITY))
+                 for n in cars]
+        cfg = dataclasses.replace(self.balancer.config, installation_current=None)  # per connector, read at connect
+        self.balancer = SharedBalancer(cfg, specs, self.settings.balancer_strategy)
+        self.shared = True
+        self.decision = None
+        self.links = self._shared_links(specs)
+        self.link = self.links[0]
+        self.meter_input.balancer = self.balancer  # type: ignore[assignment]
+        self.commands.balancer = self.balancer  # type: ignore[assignment]
+        self.commands.links, self.commands.link, self.commands.target = self.links, self.link, self.link
+        self.discovery.links, self.discovery.link = self.links, self.link
+        log.info("charge point %s has car connectors %s on one fuse: balancing them together "
+                 "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
+        return True
 
     @property
     def meter(self):
