@@ -187,6 +187,7 @@ class Car:
     phases: tuple[bool, bool, bool] = (True, True, True)
     demand: float = 16.0
     model: ChargerModel | None = None
+    plugged: bool | None = None  # what the connector's status says with each report; None: not said
 
 
 class Rig:
@@ -217,6 +218,8 @@ class Rig:
             if self.t % 30 == 0:
                 for d, c in zip(draws, self.cars):
                     self.b.charger(now, c.key, tuple(d if on else 0.0 for on in c.phases), c.phases)
+                    if c.plugged is not None:
+                        self.b.car_plugged(now, c.key, c.plugged)
             d = self.b.decide(now)
             self.decisions.append((self.t, d))
             for part in d.connectors:
@@ -351,6 +354,36 @@ def test_a_connector_without_a_car_is_held_at_the_minimum_and_counted():
     rig.cars[1].demand = 16.0
     rig.run(40)
     assert max(rig.house[0] + rig.draw(rig.cars[0]) + rig.draw(rig.cars[1]) for _ in [0]) <= cfg.max_a
+
+
+def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn():
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2", demand=0.0, plugged=False)], house=(13.0, 2.0, 2.0))  # one car's room
+    rig.run(600)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, 0)  # the outlet without a car pauses first
+    plugged_at = rig.t
+    rig.cars[1].demand, rig.cars[1].plugged = 16.0, True  # a car plugs in: at 0 A it cannot show a draw
+    rig.run(cfg.rotate_s + 300)
+    resumed = [t for t, k, a in rig.writes if k == "1:2" and a >= MIN and t >= plugged_at]
+    assert resumed, [d.connector("1:2").reason for _t, d in rig.decisions[-3:]]
+    # It waits for the charging car's turn (rotate_s from its start), not longer than a turn and the pauses.
+    assert resumed[0] - plugged_at <= cfg.rotate_s + cfg.settle_s + 60
+    assert rig.setting("1:2") >= MIN and rig.setting("1:1") == 0
+
+
+def test_an_unplugged_car_makes_its_outlet_idle_and_the_reason_shows_short_turns_in_seconds():
+    cfg = BalancerConfig(rotate_s=90, min_pause_s=30)
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", plugged=True)], house=(13.0, 2.0, 2.0))
+    rig.run(400)
+    reasons = [d.connector(k).reason for _t, d in rig.decisions for k in ("1:1", "1:2")]
+    assert any("most energy in the last 90 s" in r for r in reasons), reasons
+    assert not any("0 min" in r for r in reasons)
+    charging = "1:1" if rig.setting("1:1") else "1:2"
+    other = "1:2" if charging == "1:1" else "1:1"
+    car = next(c for c in rig.cars if c.key == charging)
+    car.demand, car.plugged = 0.0, False  # unplugged: the other car takes the room
+    rig.run(200)
+    assert rig.setting(other) >= MIN and rig.setting(charging) in (0, MIN)
 
 
 def test_a_car_taking_less_than_offered_gives_the_rest_to_the_other():

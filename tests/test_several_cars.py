@@ -281,6 +281,20 @@ def test_a_car_plugging_in_never_takes_the_fuse_over(rig):
     assert max(worst) <= 20 + 0.5, f"the cars drew {max(worst)} A on L1 (20 A for the cars)"
 
 
+def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
+    rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
+    rig.sim.connector(2, AURA).car_plugged = False
+    refresh(rig.probe, rig.env)
+    # No car at outlet 2 and room for one car only: the empty outlet is the one paused.
+    wait_given(rig, lambda g: g[1] >= 6 and g[2] == 0, 60, "the empty outlet paused")
+    rig.sim.connector(2, AURA).car_plugged = True  # at 0 A the car cannot show that it wants current
+    refresh(rig.probe, rig.env)
+    # Its status says a car is plugged in: it gets its turn like any waiting car (BALANCER_ROTATE_S 12 s).
+    wait_given(rig, lambda g: g[2] >= 6 and g[1] == 0, 60, "the plugged-in car's turn")
+    wait_until(lambda: draw(rig.sim, AURA, 2)[0] >= 6, 15, "the plugged-in car charges")
+    rig.house.base = [5.0, 5.0, 5.0]
+
+
 # ---- a charger failing, a configuration error, homey: a bridge of their own ------------------
 
 def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
@@ -358,6 +372,9 @@ def test_demo_shows_two_cars_sharing(tmp_path):
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines() if f"{AURA}:" in line and "ChargeAt" in line]
     assert {r[0] for r in rows} == {f"{AURA}:1", f"{AURA}:2"}, run.stdout
+    # Both outlets are given current: the second car, plugged in two minutes in, shares (its outlet,
+    # paused while it had no car, is resumed when its status says a car is plugged in).
+    assert any(r[0] == f"{AURA}:2" and int(r[r.index("ChargeAt") + 1]) >= 6 for r in rows), run.stdout
     # The total ChargeAt of every row stays within MaxA (24 A).
     totals = [int(line.split()[4]) for line in run.stdout.splitlines() if line[:8].strip().count(":") == 2]
     assert totals and all(t <= 24 for t in totals), run.stdout

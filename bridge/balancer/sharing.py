@@ -225,6 +225,11 @@ def least_cut(headroom: Sequence[float], targets: dict[str, int], fair: dict[str
     return new
 
 
+def duration_text(seconds: float) -> str:
+    """"45 s" under two minutes, else "30 min"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 # ---- the balancer -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -314,6 +319,7 @@ class _Connector:
     # Reported drawing nothing while offered at least the minimum (no car, or a full one); kept
     # through a pause (a paused car draws nothing whatever it wants) until a report shows a draw.
     idle: bool = False
+    plugged: bool | None = None  # a car plugged in, from the connector's status; None: not said
     limit: int | None = None  # the most its car takes, learned from its reports
     low_reports: int = 0
     energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
@@ -412,6 +418,22 @@ class SharedBalancer:
             elif offered is not None and offered >= self._cfg.min_current:
                 c.idle = True
         self._learn_limit(now, c, house_currents)
+
+    def car_plugged(self, now: float, key: str, plugged: bool | None) -> None:
+        """Whether a car is plugged into the connector, from its status (None: the status does not
+        say). With no car it is idle (held at the minimum, the first to pause). A car plugging in
+        wants current until its reports show otherwise: a paused outlet cannot show a draw, so its
+        car waits for its turn like any other instead of for a draw it cannot make."""
+        self._seen(now)
+        c = self._conn(key)
+        if plugged is False:
+            c.idle = True
+        elif plugged and c.plugged is False:
+            c.idle = False
+            c.limit = None
+            c.low_reports = 0
+        if plugged is not None:
+            c.plugged = bool(plugged)
 
     def _learn_limit(self, now: float, c: _Connector, currents: Triple | None) -> None:
         """A car drawing well below its setting, twice in a row after the setting settled, takes
@@ -784,7 +806,7 @@ class SharedBalancer:
             if len(same) < len(others):
                 text += f"; lower priority ({mine.priority}) than {', '.join(o for o in others if o not in same)}"
             else:
-                text += f"; most energy in the last {cfg.rotate_s / 60:.0f} min"
+                text += f"; most energy in the last {duration_text(cfg.rotate_s)}"
         return text
 
     def _waiting(self, now: float, used: dict, ranges: dict, idle: dict, why: str) -> SharedDecision:

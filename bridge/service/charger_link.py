@@ -263,6 +263,11 @@ class ChargerLink:
         v.currents = currents or (0.0, 0.0, 0.0)
         self.balancer.charger(now, self._mapped(currents),
                               self._mapped(conn.active_phases() if conn is not None else None))
+        # Several connectors share by who has a car plugged in (a paused outlet shows no draw);
+        # one connector is balanced from its draw alone.
+        car_plugged = getattr(self.balancer, "car_plugged", None)
+        if car_plugged is not None:
+            car_plugged(now, conn.car_plugged() if conn is not None else None)
         self.read_settings(now)
         self.on_change()
 

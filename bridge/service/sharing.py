@@ -19,6 +19,9 @@ class ConnectorInputs:
                 phases: tuple[bool, bool, bool] | None) -> None:
         self.shared.charger(now, self.key, currents, phases)
 
+    def car_plugged(self, now: float, plugged: bool | None) -> None:
+        self.shared.car_plugged(now, self.key, plugged)
+
     def commanded(self, now: float, amps: int) -> None:
         self.shared.commanded(now, self.key, amps)
 
