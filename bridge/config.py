@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     p1_unit: str | None = None
     p1_voltage: float = 230  # checked with the meter source (VOLTAGE_RANGE)
     p1_heartbeat_topic: str | None = None
+    p1_phases: int = 3  # 1: a single-phase connection on L1 (checked with the meter source)
     # Per-phase power and voltage inputs, and the house's net power; the same None rule.
     p1_power_topic_l1: str | None = None
     p1_power_topic_l2: str | None = None
@@ -122,6 +124,23 @@ class Settings(BaseSettings):
     balancer_raise_hold_s: float | None = Field(None, ge=0)
     balancer_min_pause_s: float = Field(300, ge=0)
     balancer_min_command_interval_s: float = Field(15, ge=0)
+
+    # Capacity tariff (the guard is off while CAPACITY_LIMIT_KW is unset)
+    capacity_limit_kw: float | None = Field(None, gt=0, le=MAX_CAPACITY_LIMIT_KW)
+    capacity_period_min: int = 60
+    capacity_hours: str | None = None
+    capacity_months: str | None = None
+    capacity_peaks: int = Field(1, ge=1, le=31)
+    capacity_peaks_distinct_days: bool = False
+    capacity_follow_month_peak: bool = True
+    # The local clock the tariff's periods follow (an IANA zone such as Europe/Stockholm)
+    tz: str | None = None
+
+    # Charging from solar surplus
+    pv_window_s: float = Field(60, ge=1, le=3600)
+    pv_import_allowance_w: float = Field(0, ge=0, le=100000)
+    pv_enable_delay_s: float = Field(60, ge=0, le=3600)
+    pv_disable_delay_s: float = Field(30, ge=0, le=3600)
 
     # Home Assistant
     ha_discovery: bool = True
@@ -171,6 +190,38 @@ class Settings(BaseSettings):
             choices = list(units.values())
             raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
         return unit
+
+    @field_validator("capacity_period_min", mode="after")
+    @classmethod
+    def _capacity_period(cls, v: int) -> int:
+        from bridge.balancer.capacity import PERIOD_MINUTES
+
+        if v not in PERIOD_MINUTES:
+            raise ValueError("the tariff's period is 60 or 15 minutes")
+        return v
+
+    @field_validator("capacity_hours", mode="after")
+    @classmethod
+    def _capacity_hours(cls, v: str | None) -> str | None:
+        from bridge.balancer.capacity import parse_hours
+
+        parse_hours(v)  # CapacityConfigError is a ValueError: its one line becomes the message
+        return v
+
+    @field_validator("capacity_months", mode="after")
+    @classmethod
+    def _capacity_months(cls, v: str | None) -> str | None:
+        from bridge.balancer.capacity import parse_months
+
+        parse_months(v)
+        return v
+
+    @field_validator("tz", mode="after")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        # Checked only where the capacity tariff needs it (see _limits): a TZ the bridge cannot
+        # read, such as a POSIX rule string, must not stop a bridge that does not use it.
+        return None if v is None or not v.strip() else v.strip()
 
     @field_validator("chargeamps_base_url")
     @classmethod
@@ -241,6 +292,11 @@ class Settings(BaseSettings):
             self.balancer_config()
         except ValueError as e:
             raise ValueError(_balancer_names(str(e))) from None
+        if self.capacity_limit_kw is not None:
+            try:
+                zone_of(self.tz)  # the periods follow this clock: an unknown zone is an error now
+            except ValueError as e:
+                raise ValueError(f"TZ: {e}") from None
         from bridge.mqtt.meter import MeterConfigError
 
         try:
@@ -309,7 +365,33 @@ class Settings(BaseSettings):
             power_unit=self.p1_power_unit,
             total_power_topic=self.p1_power_topic,
             total_power_path=self.p1_power_json_path,
+            phases=self.p1_phases,
         )
+
+    def capacity_config(self, limit_kw: float | None = None):
+        """The capacity guard's settings (with `limit_kw` instead of CAPACITY_LIMIT_KW when given; 0 =
+        off), or None when there is no limit (the guard is off)."""
+        from bridge.balancer.capacity import CapacityConfig, parse_hours, parse_months
+
+        limit = self.capacity_limit_kw if limit_kw is None else limit_kw
+        if not limit:
+            return None
+        return CapacityConfig(
+            limit_kw=limit,
+            period_min=self.capacity_period_min,
+            hours=parse_hours(self.capacity_hours),
+            months=parse_months(self.capacity_months),
+            peaks=self.capacity_peaks,
+            peaks_distinct_days=self.capacity_peaks_distinct_days,
+            follow_month_peak=self.capacity_follow_month_peak,
+        )
+
+    def local_zone(self):
+        """The zone of the local clock: TZ, else the system's (also when TZ cannot be read)."""
+        try:
+            return zone_of(self.tz)
+        except ValueError:
+            return zone_of(None)
 
     def balancer_config(self, **overrides):
         """The balancer's configuration: the BALANCER_* settings declared above, and
@@ -329,6 +411,27 @@ class Settings(BaseSettings):
         return BalancerConfig(**values)
 
 
+def zone_of(name: str | None):
+    """The time zone named `name` (IANA, e.g. Europe/Stockholm, or TZ's `:Europe/Stockholm`), or the
+    system's (/etc/localtime) when None; ValueError with one line when there is no such zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name is None or not name.strip():
+        try:
+            with open("/etc/localtime", "rb") as f:
+                return ZoneInfo.from_file(f, key="localtime")
+        except (OSError, ValueError):
+            return ZoneInfo("UTC")
+    key = name.strip().removeprefix(":")
+    try:
+        if key.startswith("/"):  # TZ=:/etc/localtime, as some systems set it
+            with open(key, "rb") as f:
+                return ZoneInfo.from_file(f, key=key)
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}; use a name such as Europe/Stockholm") from None
+
+
 def _environ_with_dotenv() -> dict[str, str]:
     """The environment over `.env`, as pydantic-settings reads them."""
     merged = {k.upper(): v for k, v in dotenv_values(".env").items() if v is not None} if Path(".env").is_file() else {}
@@ -345,7 +448,8 @@ def _balancer_names(message: str) -> str:
     return message
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each variable at fault (secrets never quoted)."""
     lines = []
     for e in error.errors():
         loc = [str(p) for p in e.get("loc", ()) if p != "__root__"]
@@ -365,7 +469,7 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        message = _describe(e)
+        message = describe_validation_error(e)
     except UnicodeDecodeError as e:
         # Its own text would quote the file's bytes, and .env holds the password.
         message = f".env is not UTF-8 text (byte {e.start + 1} is not)"

@@ -1,4 +1,5 @@
-"""Runtime settings changed by command (MaxA, default current, enabled), kept across restarts."""
+"""Runtime settings changed by command (MaxA, default current, enabled, capacity limit,
+charge mode), kept across restarts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class RuntimeSettings:
     enabled: bool = True
     # Each connector's priority on a shared fuse ("CP:N" -> 0..9); only those a user set.
     priorities: dict[str, int] = field(default_factory=dict)
+    # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
+    capacity_limit_kw: float | None = None
+    charge_mode: str = "fast"
 
 
 class RuntimeStore:
@@ -40,6 +44,8 @@ class RuntimeStore:
                 default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
                 enabled=data.get("enabled", defaults.enabled),
                 priorities=dict(data.get("priorities", defaults.priorities)),
+                capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
+                charge_mode=data.get("charge_mode", defaults.charge_mode),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"

@@ -83,7 +83,7 @@ def test_overshoot_within_tolerance_is_not_chased() -> None:
 
 # The tests below pin the plain raise hold (60 s); quick raises are switched off for them
 # by making the quick hold as long as the plain one.
-PLAIN = BalancerConfig(quick_raise_hold_s=60)
+PLAIN = BalancerConfig(quick_raise_hold_s=60, raise_hold_s=60)  # one plain 60 s hold
 
 
 def test_raise_waits_for_headroom_to_hold_then_goes_to_the_held_level() -> None:
@@ -287,10 +287,12 @@ def test_an_unexplained_cut_soon_after_a_raise_doubles_the_hold_up_to_its_maximu
         return [(i, d.reason) for i, d in enumerate(decisions) if d.command is not None]
 
     creep_up()
-    assert drop(80) == [(60, "headroom held 60 s: raise to 16 A")]  # no raise before it: the plain hold
+    assert drop(50) == [(30, "headroom held 30 s: raise to 16 A")]  # no raise before it: the plain hold
     raised_at = h.writes[-1][0]
     creep_up()  # cut within cycle_window_s of the raise
     assert [t for t, _ in h.writes if t > raised_at][0] - raised_at <= cfg.cycle_window_s
+    assert drop(80) == [(60, "headroom held 60 s: raise to 16 A")]
+    creep_up()
     assert drop(140) == [(120, "headroom held 120 s: raise to 16 A")]
     creep_up()
     assert drop(260) == [(240, "headroom held 240 s: raise to 16 A")]
@@ -309,15 +311,55 @@ def test_meter_noise_near_the_limit_is_not_chased() -> None:
     assert len(h.writes) <= 4
 
 
-def test_meter_stale_sets_failsafe_and_raise_after_needs_hold() -> None:
-    h = settled(PLAIN)
-    b = h.b
-    d = b.decide(h.t + 30)
-    assert d.meter_stale and d.command == 6 and d.reason.startswith("meter stale")
-    b.commanded(h.t + 30, 6)
-    h.t += 31
-    decisions = h.run(59, (5.0, 5.0, 5.0))
-    assert all(d.command is None for d in decisions)
+def test_after_a_meter_gap_the_car_is_back_at_the_live_level_one_lag_after_the_meter() -> None:
+    h = settled(PLAIN)  # no quick raises: the plain hold is 60 s
+    last_heard = h.t - 1
+    commands = []
+    for t in range(int(h.t), int(h.t) + 60):  # the meter is silent for a minute
+        d = h.b.decide(t)
+        if d.command is not None:
+            commands.append((t - last_heard, d.command, d.meter_stale))
+            h.writes.append((t, d.command))
+            h.b.commanded(t, d.command)
+    # A meter heard every second is stale after 8 of its intervals (BALANCER_METER_GAP_MIN_S).
+    assert commands == [(8, 6, True)]
+    h.t += 60
+    gap_end = h.t
+    back = h.run(30, (5.0, 5.0, 5.0))
+    assert back[0].command == 16 and back[0].reason == "meter back: L1 at 11.0 A, raise to 16 A"
+    assert h.draw(gap_end + h.lag) == 16  # one lag after the meter came back
+    assert all(d.command is None for d in back[1:])
+
+
+def test_a_meter_gap_never_raises_a_paused_car_to_the_failsafe_current() -> None:
+    h = settled(BalancerConfig(min_pause_s=300))
+    h.run(20, (5.0, 20.0, 5.0))  # 4 A left on L2: paused
+    assert h.writes[-1][1] == 0
+    gap_start = h.t
+    decisions = [h.b.decide(gap_start + i) for i in range(60)]
+    assert all(d.command is None and d.charge_at == 0 for d in decisions)
+    assert decisions[-1].meter_stale and "paused, below the fail-safe" in decisions[-1].reason
+
+
+def test_a_cut_while_a_raise_is_on_its_way_counts_the_car_where_it_was() -> None:
+    h = settled()
+    h.run(1, (5.0, 10.0, 5.0))  # cut to 14
+    h.run(30, (5.0, 10.0, 5.0))
+    h.run(12, (5.0, 5.0, 5.0))  # the kettle is off: quick raise to 16 after 10 s
+    assert [a for _t, a in h.writes] == [16, 14, 16]
+    d = h.step((13.0, 5.0, 5.0))  # an oven element on L1 while the raise is on its way
+    # The car still draws 14 A: the house on L1 is 13 A and 11 A fit. Counting the raise as
+    # arrived would take the house for 2 A lighter and cut to 13 A, 2 A over MaxA once it lands.
+    assert d.command == 11 and d.reason == "L1 at 27.0 A, cut to 11 A"
+
+
+def test_the_car_seen_following_a_cut_ends_the_flight_before_settle_s() -> None:
+    h = settled()
+    h.step((5.0, 14.0, 5.0))  # L2 30 A: cut to 10 A; the car follows 10 s later
+    h.run(11, (5.0, 14.0, 5.0))
+    assert h.draw(h.t - 1) == 10  # every phase stepped down by 6 A at once: the cut has landed
+    d = h.step((5.0, 16.0, 5.0))  # 2 A more on L2, 12 s after the cut (settle_s is 15)
+    assert d.command == 8 and d.reason == "L2 at 26.0 A, cut to 8 A"
 
 
 def test_lowering_max_a_cuts_at_once() -> None:

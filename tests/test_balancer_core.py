@@ -186,3 +186,21 @@ def test_meter_rejects_bad_phase_and_non_finite_amps() -> None:
         b.meter(0, 3, 10)
     with pytest.raises(ValueError):
         b.meter(0, 0, float("inf"))
+
+
+def test_a_meter_heard_every_second_is_stale_after_8_intervals_a_slower_one_after_stale_after_s() -> None:
+    fast = Balancer(BalancerConfig())
+    for t in range(0, 30):
+        feed(fast, t, 5, 5, 5)
+    assert not fast.decide(29 + 7).meter_stale
+    d = fast.decide(29 + 8)
+    assert d.meter_stale and "L1 silent 8 s" in d.reason
+    # A DSMR 4 meter sends a telegram every 10 s, each value of it a message of its own (current,
+    # power delivered, power returned, voltage, a few ms apart): one telegram is one reading's worth.
+    slow = Balancer(BalancerConfig())
+    for telegram in range(0, 300, 10):
+        for offset in (0.0, 0.004, 0.008, 0.012):
+            feed(slow, telegram + offset, 5, 5, 5)
+    last = 290.012
+    assert not slow.decide(last + 29).meter_stale
+    assert slow.decide(last + 30).meter_stale

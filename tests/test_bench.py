@@ -372,7 +372,7 @@ def test_bench_main_parses_the_documented_options():
          "--charger-lag-s", "5", "--json", "--plot", "x.png", "--car", "L2", "--car", "L1L2L3:10"])
     assert args == argparse.Namespace(trace=["a.csv", "b.csv"], scenario=["heat-pump"], strategy="homey",
                                       car=["L2", "L1L2L3:10"], charger_lag_s=5.0, json=True, plot="x.png",
-                                      generate=None, seed=None)
+                                      generate=None, seed=None, start=None)
 
 
 def test_bench_main_with_the_real_balancer(tmp_path, capsys):

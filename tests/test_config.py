@@ -13,7 +13,7 @@ from bridge.balancer import BalancerConfig
 from bridge.config import DEFAULT_BASE_URL, ConfigError, Settings, load_settings
 from bridge.mqtt.meter import P1_PRESETS
 
-OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_DISCOVERY", "LOG_LEVEL")
+OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_DISCOVERY", "LOG_LEVEL", "CAPACITY_", "PV_")
 PASSWORD = "pa55-word-never-shown"
 API_KEY = "api-key-never-shown-0123"
 MQTT_PASSWORD = "mqtt-pass-never-shown"
@@ -198,12 +198,25 @@ def test_a_home_relative_state_dir_is_expanded(env, tmp_path):
         ({"P1_UNIT": "VA"}, "P1_UNIT"),
         ({"P1_TOPIC_L1": "p1/+/l1"}, "P1_TOPIC_L1"),
         ({"P1_JSON_PATH_L2": "a..b"}, "P1_JSON_PATH_L2"),
+        ({"P1_PHASES": "2"}, "P1_PHASES"),
+        ({"P1_PHASES": "1", "P1_TOPIC_L2": "house/l2"}, "P1_TOPIC_L2"),
         ({"BALANCER_STRATEGY": "greedy"}, "BALANCER_STRATEGY"),
         ({"BALANCER_MAX_A": "30"}, "BALANCER_MAX_A"),
         ({"BALANCER_MAX_A": "4"}, "BALANCER_MAX_A"),
         ({"BALANCER_DEFAULT_CURRENT": "40"}, "BALANCER_DEFAULT_CURRENT"),
         ({"BALANCER_FAILSAFE_CURRENT": "3"}, "BALANCER_FAILSAFE_CURRENT"),
         ({"BALANCER_RAISE_HOLD_S": "100000"}, "BALANCER_RAISE_HOLD_S"),
+        ({"CAPACITY_LIMIT_KW": "0"}, "CAPACITY_LIMIT_KW"),
+        ({"CAPACITY_LIMIT_KW": "five"}, "CAPACITY_LIMIT_KW"),
+        ({"CAPACITY_PERIOD_MIN": "30"}, "CAPACITY_PERIOD_MIN"),
+        ({"CAPACITY_HOURS": "Mon-Fry 07-19"}, "CAPACITY_HOURS"),
+        ({"CAPACITY_HOURS": "07-25"}, "CAPACITY_HOURS"),
+        ({"CAPACITY_MONTHS": "13-2"}, "CAPACITY_MONTHS"),
+        ({"CAPACITY_PEAKS": "0"}, "CAPACITY_PEAKS"),
+        ({"CAPACITY_PEAKS_DISTINCT_DAYS": "maybe"}, "CAPACITY_PEAKS_DISTINCT_DAYS"),
+        ({"TZ": "Mars/Olympus_Mons", "CAPACITY_LIMIT_KW": "5"}, "TZ"),
+        ({"PV_WINDOW_S": "0"}, "PV_WINDOW_S"),
+        ({"PV_IMPORT_ALLOWANCE_W": "-5"}, "PV_IMPORT_ALLOWANCE_W"),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_variable(env, values, name):
@@ -362,3 +375,30 @@ def test_bad_finer_balancer_tuning_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("BALANCER_SETTLE_S", "soon")
     with pytest.raises(ConfigError, match="BALANCER_SETTLE_S"):
         load_settings()
+
+
+def test_capacity_guard_is_off_without_a_limit_and_built_from_the_settings(env):
+    assert load_settings().capacity_config() is None
+    env.setenv("CAPACITY_LIMIT_KW", "5")
+    env.setenv("CAPACITY_PERIOD_MIN", "15")
+    env.setenv("CAPACITY_HOURS", "Mon-Fri 07-19")
+    env.setenv("CAPACITY_MONTHS", "11-3")
+    env.setenv("CAPACITY_PEAKS", "3")
+    env.setenv("CAPACITY_PEAKS_DISTINCT_DAYS", "true")
+    env.setenv("CAPACITY_FOLLOW_MONTH_PEAK", "false")
+    env.setenv("TZ", "Europe/Stockholm")
+    settings = load_settings()
+    cfg = settings.capacity_config()
+    assert (cfg.limit_kw, cfg.period_min, cfg.peaks, cfg.peaks_distinct_days, cfg.follow_month_peak) == (
+        5.0, 15, 3, True, False)
+    assert cfg.months == frozenset({11, 12, 1, 2, 3})
+    assert cfg.hours.days == frozenset(range(5)) and (cfg.hours.start_hour, cfg.hours.end_hour) == (7, 19)
+    assert str(settings.local_zone()) == "Europe/Stockholm"
+
+
+def test_a_tz_the_bridge_cannot_read_stops_only_a_capacity_guard(env):
+    env.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")  # a POSIX rule: not an IANA zone
+    assert load_settings().local_zone() is not None  # no guard: the system's zone, no error
+    env.setenv("TZ", ":/etc/localtime")
+    env.setenv("CAPACITY_LIMIT_KW", "5")
+    assert load_settings().local_zone() is not None

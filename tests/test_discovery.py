@@ -17,7 +17,7 @@ from bridge.mqtt.discovery import (
     ha_status_topic,
     removal_messages,
 )
-from bridge.mqtt.payloads import parse_bool, parse_mode, parse_number
+from bridge.mqtt.payloads import parse_bool, parse_charge_mode, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
 
 CP = "2012345678M"
@@ -151,6 +151,8 @@ def test_command_topics_are_command_topics_and_accept_what_home_assistant_sends(
         "charger_max_current": parse_number,
         "enabled": parse_bool,
         "charger_mode": parse_mode,
+        "capacity_limit": parse_number,
+        "charge_mode": parse_charge_mode,
     }
     seen = set()
     for topic, config in messages():
@@ -165,12 +167,16 @@ def test_command_topics_are_command_topics_and_accept_what_home_assistant_sends(
         seen.add(command.name)
         payloads = [config["payload_on"], config["payload_off"]] if component == "switch" else sends[component]
         if component == "select":
-            assert config["options"] == ["On", "Off", "Schedule"]
+            # Home Assistant sends the option as it is listed.
+            expected = ["fast", "pv", "minpv", "off"] if command.name == "charge_mode" else ["On", "Off", "Schedule"]
+            assert config["options"] == expected
+            payloads = [o.encode() for o in config["options"]]
         for payload in payloads:
             parser = parsers.get(command.name)
             if parser is not None:
                 parser(payload if isinstance(payload, bytes) else payload.encode())
-    assert seen == {"max_a", "default_current", "enabled", "charger_mode", "refresh", "reboot"}
+    assert seen == {"max_a", "default_current", "enabled", "charger_mode", "refresh", "reboot", "capacity_limit",
+                    "charge_mode"}
 
 
 def test_switch_and_binary_sensors_match_the_published_booleans() -> None:

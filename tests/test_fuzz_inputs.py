@@ -231,9 +231,9 @@ class Live:
 class CorrelatingProbe(Probe):
     """Probe that also keeps (correlation data, payload) of every message that carries one."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, subscribe: str = "#") -> None:
         self.correlated: list[tuple[str, bytes, bytes]] = []
-        super().__init__(host, port)
+        super().__init__(host, port, subscribe)
         self.cond = self._cond
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -269,7 +269,9 @@ def live(broker, tmp_path_factory):
         # allows a user (tests/test_service_e2e.py pins that budget); here it would only
         # turn the paths under test into refusals.
         svc = BridgeService(s, command_budget=CommandBudget(burst=1e9, per_minute=1e9, tokens=1e9))
-        probe = CorrelatingProbe(broker.host, broker.port)
+        # The service's base topic only: a probe of `#` would share this process's time with the
+        # service while it reads every retained message earlier tests left on the shared broker.
+        probe = CorrelatingProbe(broker.host, broker.port, subscribe=f"{s.mqtt_base_topic}/#")
         svc.start()
         live = Live(svc, sim, probe)
         live.errors = errors

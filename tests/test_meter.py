@@ -658,3 +658,55 @@ def test_a_bad_combination_in_the_environment_is_one_configuration_line(monkeypa
         load_settings()
     text = str(info.value)
     assert text.startswith("invalid configuration: ") and message in text and "\n" not in text
+
+
+# --- a single-phase connection (P1_PHASES=1) --------------------------------------------------------
+
+# HomeWizard's API documentation, "Recent Measurement (/api/v1/data)", example "HWE-P1 (1-phase, no
+# gas)": only the _l1 fields, no _l2/_l3 at all (the example's trailing comma left out, and
+# active_current_l1_a, documented in its parameter table, added; import here, not export).
+HOMEWIZARD_ONE_PHASE = json.dumps({
+    "smr_version": 50, "meter_model": "ISKRA  2M550T-101", "wifi_ssid": "My Wi-Fi", "wifi_strength": 100,
+    "total_power_import_t1_kwh": 10830.511, "total_power_import_t2_kwh": 2948.827,
+    "total_power_export_t1_kwh": 1285.951, "total_power_export_t2_kwh": 2876.51,
+    "active_power_w": 2300, "active_power_l1_w": 2300, "active_current_l1_a": 10,
+}).encode()
+
+
+def test_single_phase_l2_and_l3_read_zero_whenever_l1_has_a_reading() -> None:
+    m = state(preset="homewizard", phases=1)
+    assert [i.phase for i in m.source.all_inputs] == [0, 0, 0, None]  # L1 current, power, voltage; the house
+    assert [m.phase_value(p) for p in range(3)] == [None, None, None]  # nothing vouched for before L1
+    [update] = feed(m, [("homewizard/p1", HOMEWIZARD_ONE_PHASE)], now=5.0)
+    assert update.phases == (PhaseValue(0, 10.0, 2300.0), PhaseValue(1, 0.0, 0.0), PhaseValue(2, 0.0, 0.0))
+    assert update.invalid is None and update.total_power_w == 2300.0
+
+
+def test_on_three_phases_the_same_message_leaves_l2_and_l3_unknown() -> None:
+    [update] = feed(state(preset="homewizard"), [("homewizard/p1", HOMEWIZARD_ONE_PHASE)])
+    assert [v.phase for v in update.phases] == [0]
+
+
+def test_single_phase_retained_l1_held_for_the_heartbeat_brings_l2_and_l3_along() -> None:
+    m = state(preset="dsmr-reader", phases=1)
+    assert feed(m, [("dsmr/reading/phase_power_current_l1", b"7")], retain=True)[0].phases == ()
+    update = m.on_message("dsmr/reading/timestamp", b"2024-01-01T10:00:00Z", False, 1.0)
+    assert update.phases == (PhaseValue(0, 7.0), PhaseValue(1, 0.0), PhaseValue(2, 0.0))
+
+
+@pytest.mark.parametrize("kwargs, setting", [
+    ({"topics": [None, "h/l2", None]}, "P1_TOPIC_L2"),
+    ({"paths": [None, None, "x.y"]}, "P1_JSON_PATH_L3"),
+    ({"preset": "homewizard", "power_topics": [None, "h/p2", None]}, "P1_POWER_TOPIC_L2"),
+    ({"preset": "dsmr-reader", "voltage_paths": [None, None, "v"]}, "P1_VOLTAGE_JSON_PATH_L3"),
+])
+def test_a_second_or_third_phase_input_with_one_phase_is_one_clear_line(kwargs: dict, setting: str) -> None:
+    with pytest.raises(MeterConfigError) as caught:
+        MeterSource.from_settings(phases=1, **kwargs)
+    message = str(caught.value)
+    assert message.startswith(f"{setting} is set but P1_PHASES is 1") and "\n" not in message
+
+
+def test_phases_other_than_one_or_three_are_refused() -> None:
+    with pytest.raises(MeterConfigError, match="P1_PHASES must be 3 or 1"):
+        MeterSource(phases=2)

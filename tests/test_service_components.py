@@ -408,3 +408,148 @@ def test_at_charge_point_level_the_charge_points_setting_is_read_back(sim, tmp_p
     p.link.tick(p.clock())  # the connector's own setting is not what the bridge writes here
     assert p.health.charger_overrides == 0 and p.link.expected == 10
     assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
+
+
+# ---- power limits: the capacity limit and the charge mode ------------------------------------
+
+class Recorder:
+    """Stands where the MQTT client stands for the publisher: keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, str] = {}
+
+    def publish(self, topic: str, payload: str, retain: bool = True, **_: object) -> None:
+        self.published[topic] = payload
+
+
+def with_power(p: Parts, wall=None):
+    from bridge.service.power_limits import PowerLimits
+    from bridge.service.publisher import StatePublisher
+
+    recorder = Recorder()
+    power = PowerLimits(p.settings, p.topics, StatePublisher(recorder, p.topics), p.balancer, p.handler.runtime,
+                        wall=wall)
+    p.handler.power = power
+    return power, recorder
+
+
+def test_capacity_limit_set_validated_saved_and_shown(parts):
+    p = parts
+    power, recorder = with_power(p)
+    assert power.guard is None and power.limit_kw is None  # CAPACITY_LIMIT_KW unset: off
+    topic = p.topics.command_topic("capacity_limit")
+    for payload, why in (("-1", "between 0 (off) and 1000 kW"), ("5000", "between 0"), ("lots", "a number")):
+        answer = p.handler.handle(p.topics.classify(topic), payload.encode())
+        assert answer.status == "error" and why in answer.error, answer
+        assert answer.restate == (p.topics.capacity_limit_kw, "0")
+    ok = p.handler.handle(p.topics.classify(topic), b"5.5")
+    assert (ok.status, ok.value) == ("ok", 5.5)
+    assert power.guard is not None and power.limit_kw == 5.5 and saved(p)["capacity_limit_kw"] == 5.5
+    assert recorder.published[p.topics.capacity_limit_kw] == "5.5"
+    off = p.handler.handle(p.topics.classify(topic), b"0")
+    assert off.status == "ok" and power.guard is None and saved(p)["capacity_limit_kw"] == 0
+
+
+def test_charge_mode_set_for_this_connector_only_and_saved(parts):
+    p = connected(parts)
+    with_power(p)
+    cp = p.sim.chargepoint_id
+    shown = p.topics.charge_mode(cp, 1)
+    bad = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"solar")
+    assert bad.status == "error" and "fast, pv, minpv or off" in bad.error and bad.restate == (shown, "fast")
+    other = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 2)), b"pv")
+    assert other.status == "error" and "unknown charge point or connector" in other.error
+    for payload in (b"PV", b'"pv"', b'{"value": "pv"}'):
+        ok = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), payload)
+        assert (ok.status, ok.value) == ("ok", "pv"), payload
+    assert saved(p)["charge_mode"] == "pv" and p.handler.runtime.charge_mode == "pv"
+
+
+def test_off_mode_pauses_and_the_capacity_guard_caps_the_balancer(parts):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    p = parts
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    seconds = iter(range(10**6))
+    power, recorder = with_power(p, wall=lambda: start + timedelta(seconds=next(seconds)))
+    power.set_limit(5.0)
+    for phase in range(3):
+        p.balancer.meter(0.0, phase, 6.0)  # 4.1 kW of house
+    p.balancer.charger(0.0, (0.0, 0.0, 0.0), (True, True, True))
+    power.update(1.0)
+    decision = p.balancer.decide(1.0)
+    assert decision.charge_at == 0 and "capacity 5 kW" in decision.reason  # 0.9 kW left: under 6 A on 3 phases
+    assert json.loads(recorder.published[p.topics.capacity_state])["limit_kw"] == 5.0
+    power.set_limit(0)
+    p.handler.runtime.charge_mode = "off"
+    power.update(2.0)
+    assert p.balancer.decide(2.0).charge_at == 0 and "charge mode off" in p.balancer.decide(2.0).reason
+    p.handler.runtime.charge_mode = "fast"
+    power.update(3.0)
+    assert p.balancer.decide(3.0).charge_at > 0
+
+
+def test_a_corrupt_capacity_file_is_reported_and_the_peaks_start_again(sim, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "capacity.json").write_text('{"month": "2027-01", "peaks": [{"start": "noon", "kw": 9}]}')
+    p = build(sim, state, capacity_limit_kw=5)
+    power, _ = with_power(p)
+    assert power.guard is not None and power.guard.billed_peaks() == ()
+    assert "capacity state" in power.last_error and "start again" in power.last_error
+    assert "not a capacity state" in power.last_error and "noon" not in power.last_error
+
+
+def test_charge_mode_and_capacity_limit_survive_a_restart_and_bad_stored_values_do_not(sim, tmp_path):
+    p = connected(build(sim, tmp_path / "state"))
+    with_power(p)
+    cp = p.sim.chargepoint_id
+    assert p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"minpv").status == "ok"
+    assert p.handler.handle(p.topics.classify(p.topics.command_topic("capacity_limit")), b"3.5").status == "ok"
+    again = build(sim, tmp_path / "state")
+    assert (again.handler.runtime.charge_mode, again.handler.runtime.capacity_limit_kw) == ("minpv", 3.5)
+    data = json.loads(p.settings.runtime_file.read_text())
+    data.update(charge_mode="turbo", capacity_limit_kw=-2)
+    p.settings.runtime_file.write_text(json.dumps(data))
+    fixed = build(sim, tmp_path / "state")
+    assert (fixed.handler.runtime.charge_mode, fixed.handler.runtime.capacity_limit_kw) == ("fast", None)
+
+
+def test_house_power_takes_the_best_input_the_meter_has():
+    from bridge.service.meter_input import house_power
+
+    # the whole house's power: what the grid sees, export nets out to no import
+    h = house_power((5.0, 5.0, 5.0), 230.0, (1000.0, 1000.0, 1000.0), total_w=-500.0)
+    assert (h.net_w, h.import_w, h.source) == (-500.0, 0.0, "P1_POWER_TOPIC")
+    # each phase's signed power: solar on L3 nets against L1 and L2
+    h = house_power((5.0, 5.0, -5.0), 230.0, (1150.0, 1150.0, -1150.0))
+    assert (h.net_w, h.import_w, h.source) == (1150.0, 1150.0, "phase powers")
+    # currents only: a phase's export counts as no import
+    h = house_power((5.0, 5.0, -5.0), 230.0)
+    assert (h.net_w, h.import_w, h.source) == (1150.0, 2300.0, "currents x P1_VOLTAGE")
+
+
+def test_meter_input_gives_the_phase_powers_and_the_house_power_only_while_it_is_live(sim, tmp_path):
+    from bridge.mqtt.client import Message
+    from bridge.mqtt.meter import MeterSource
+    from bridge.service.meter_input import MeterInput
+    from bridge.service.publisher import StatePublisher
+
+    p = build(sim, tmp_path / "state")
+    # Shelly 3EM (Gen1): `emeter/<n>/current` unsigned amps, `emeter/<n>/power` signed W (its MQTT docs)
+    dev = "shellies/shellyem3-c45bbe6b2a1f/emeter"
+    meter = MeterSource.from_settings(topics=[f"{dev}/{n}/current" for n in range(3)],
+                                      power_topics=[f"{dev}/{n}/power" for n in range(3)],
+                                      total_power_topic="house/power")
+    m = MeterInput(meter, p.balancer, p.health, fuse_a=25, stale_after_s=5,
+                   publisher=StatePublisher(Recorder(), p.topics), topics=p.topics)
+    for n, (amps, watts) in enumerate((("4.1", "940.0"), ("4.0", "920.0"), ("5.0", "-1150.0"))):
+        m.receive(Message(f"{dev}/{n}/current", amps.encode(), False), 0.0)
+        m.receive(Message(f"{dev}/{n}/power", watts.encode(), False), 0.0)
+    amps = p.balancer.observations().meter
+    h = m.house_power(1.0, amps, 230.0)
+    assert h.source == "phase powers" and h.net_w == pytest.approx(710.0)
+    m.receive(Message("house/power", b"650", False), 2.0)
+    assert m.house_power(7.0, amps, 230.0).net_w == 650.0  # 5 s old: live
+    assert m.house_power(7.5, amps, 230.0).source == "phase powers"  # stale: the phases again

@@ -295,6 +295,16 @@ def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
     rig.house.base = [5.0, 5.0, 5.0]
 
 
+def test_power_limits_with_several_connectors_are_refused_saying_why(rig):
+    # The capacity guard and the charge modes cap one connector; the shared balancer has no power cap.
+    for rest, payload in (("capacity/limit_kw/set", "5"), (f"charger/{AURA}/1/charge_mode/set", "pv")):
+        answer = command(rig.probe, rig.env, rest, payload)
+        assert answer["status"] == "error" and "with one connector" in answer["error"], answer
+    stored = rig.env["CHARGEAMPS_STATE_DIR"]
+    runtime = json.loads((Path(stored) / "runtime.json").read_text()) if (Path(stored) / "runtime.json").exists() else {}
+    assert runtime.get("charge_mode", "fast") == "fast" and runtime.get("capacity_limit_kw") is None
+
+
 # ---- a charger failing, a configuration error, homey: a bridge of their own ------------------
 
 def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):

@@ -4,14 +4,20 @@ The house's own load on a phase is the meter minus what the car draws there.
 The car's draw comes from the charger's own measurements when they are fresh
 and taken after the latest command settled; otherwise from the commands: while
 a command is in flight (`settle_s` after it was written: the cloud and the car
-take seconds to follow) the car may draw the old or the new value. For a cut
-the car is taken to draw the larger (an overshoot already being cut is not cut
-twice, a raise on its way is not mistaken for a new load); for a raise the
+take seconds to follow) the car may draw the old or the new value. Whether to
+cut is judged with the car at the larger (an overshoot already being cut is not
+cut twice, a raise on its way is not mistaken for a new load); for a raise the
 smaller (the house is never taken for lighter than it may be). A report that
 the car draws nothing while it was offered at least the minimum current (no
 car, or a car that does not want to charge now) holds whatever is written
 next: the car is taken to draw nothing until a report says otherwise, so the
 house is never taken for lighter than it is when such a car starts on its own.
+A command's flight ends early when the meter shows the car following it (two
+or more of its phases stepping by the command's change at once).
+
+Cuts are sized with the car where it was before the commands in flight: a cut
+in flight has most likely not reached it yet, and a raise in flight may not
+have either (counting it would leave the cut short by the raise).
 
 Cuts are immediate and by the whole overshoot (beyond `overshoot_tolerance_a`,
 which never reaches the fuse). Raises go to the level the headroom allowed at
@@ -41,6 +47,10 @@ can pay for a raise and the cut it may invite, raises wait only
 `cycle_window_s` of a raise, doubles the hold when the budget runs short, up to
 `raise_hold_max_s`, and each `cycle_forget_s` without one halves it again.
 
+After the meter fail-safe, the first settled decision on live readings goes
+straight to the level they allow: the fail-safe's cut was the silence's, not
+the house's.
+
 Pauses: below the minimum current the car pauses; it resumes, at the level the
 headroom held, as soon as `min_pause_s` has passed since the pause began and
 min + 1 A has held for the hold (the hold may run during the pause).
@@ -65,6 +75,10 @@ from bridge.balancer.model import (
 
 PHASE_IN_USE_A = 1.0  # a measured phase current at or above this is a phase the car uses
 WRITES_PER_RAISE = 2  # a raise, and the cut a cycling load may answer it with
+# A command's landing is seen on the meter when at least two of the car's phases step by the
+# command's change within this tolerance, from one reading to the next.
+LANDING_TOLERANCE_A = 1.0
+LANDING_MIN_CHANGE_A = 2.0
 
 
 class AdaptiveStrategy:
@@ -86,6 +100,11 @@ class AdaptiveStrategy:
         self._tokens_at: float | None = None
         self._loads = LoadTracker()
         self._reserved_load = None
+        self._after_fail_safe = False
+        # When the meter showed the car following a command (command time -> reading time), and
+        # the readings of the previous decision to see it by.
+        self._landed: dict[float, float] = {}
+        self._previous_readings: tuple[tuple[float | None, ...], tuple[float | None, ...]] | None = None
         self._unexplained: tuple[float, int, float | None] | None = None
 
     # ---- hooks --------------------------------------------------------------
@@ -101,6 +120,7 @@ class AdaptiveStrategy:
         self._loads.reset()
         if self.target is None or current < self.target:
             self._set_target(now, current)
+        self._after_fail_safe = True
 
     def _forget_history(self) -> None:
         self._history.clear()
@@ -128,26 +148,29 @@ class AdaptiveStrategy:
             return 0
         return amps
 
-    def car_draw_range(self, now: float, obs: Observations, used: tuple[int, ...]) -> tuple[Triple, Triple, float]:
+    def car_draw_range(self, now: float, obs: Observations,
+                       used: tuple[int, ...]) -> tuple[Triple, Triple, Triple, float]:
         """The most and the least the car may have drawn per phase when that phase's meter reading
-        was taken, and the seconds until the latest command settles.
+        was taken, what it drew if none of the commands still in flight had reached it, and the
+        seconds until the latest command settles.
 
         A reading is matched with the draw of its own moment: a reading taken before a cut reached
         the car still carries the old draw, and read against the new one it would cut again."""
         cfg = self._cfg()
         settle_left = 0.0
-        if obs.commanded_at is not None:
+        if obs.commanded_at is not None and self._landed.get(obs.commanded_at, math.inf) > now:
             settle_left = max(0.0, obs.commanded_at + cfg.settle_s - now)
         high = [0.0, 0.0, 0.0]
         low = [0.0, 0.0, 0.0]
+        before = [0.0, 0.0, 0.0]
         for n in used:
             at = obs.meter_at[n]
-            hi, lo = self._draw_at(now if at is None else min(at, now), obs, n)
-            high[n], low[n] = hi, lo
-        return (high[0], high[1], high[2]), (low[0], low[1], low[2]), settle_left
+            high[n], low[n], before[n] = self._draw_at(now if at is None else min(at, now), obs, n)
+        return (high[0], high[1], high[2]), (low[0], low[1], low[2]), (before[0], before[1], before[2]), settle_left
 
-    def _draw_at(self, t: float, obs: Observations, phase: int) -> tuple[float, float]:
-        """The most and the least the car may have drawn on `phase` at time `t`."""
+    def _draw_at(self, t: float, obs: Observations, phase: int) -> tuple[float, float, float]:
+        """The most and the least the car may have drawn on `phase` at time `t`, and what it drew
+        if no command still in flight at `t` had reached it."""
         cfg = self._cfg()
         commands = obs.recent_commands
         # Commands written after `t` had no part in a reading taken at `t`.
@@ -157,25 +180,55 @@ class AdaptiveStrategy:
         if report is not None and obs.charger_at is not None:
             if last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s):
                 # Measured after that command settled: the ground truth.
-                return report[phase], report[phase]
+                return report[phase], report[phase], report[phase]
             offered = obs.charger_offered
             if max(report) < PHASE_IN_USE_A and (offered is None or offered >= cfg.min_current):
                 # Offered enough to charge and not charging: no car, or one that does not want to
                 # charge now. Another current does not change that; when the car starts on its
                 # own the next report says so (until then its draw is taken for the house's).
-                return 0.0, 0.0
+                return 0.0, 0.0, 0.0
         if not known:
             # Nothing written and nothing measured yet (the bridge just started): a
             # charger left alone charges at full power, and taking the meter as all
             # house would pause the car for min_pause_s on every restart.
             amps0 = float(self._drawn(cfg.current_cap))
-            return amps0, amps0
-        # Any command still settling at `t` may be the one the car followed.
+            return amps0, amps0, amps0
+        # Any command still settling at `t` may be the one the car followed, unless the meter showed
+        # the car following a newer one.
         horizon = t - cfg.settle_s
+        landed = [i for i, (ct, _a) in enumerate(known) if self._landed.get(ct, math.inf) <= t]
+        if landed:
+            known = known[landed[-1]:]
+            horizon = min(horizon, known[0][0])
         settled = [a for ct, a in known if ct <= horizon][-1:]
         unsettled = [a for ct, a in known if ct > horizon]
         candidates = [float(self._drawn(a)) for a in settled + unsettled] or [0.0]
-        return max(candidates), min(candidates)
+        return max(candidates), min(candidates), candidates[0]
+
+    def _watch_landing(self, now: float, obs: Observations, used: tuple[int, ...]) -> None:
+        """See on the meter when the car follows the oldest command still in flight: at least two of
+        its phases step by the command's change at once (a one-phase car's step is no proof)."""
+        cfg = self._cfg()
+        commands = obs.recent_commands
+        kept = {ct for ct, _a in commands}
+        self._landed = {ct: at for ct, at in self._landed.items() if ct in kept}
+        previous, self._previous_readings = self._previous_readings, (obs.meter, obs.meter_at)
+        if previous is None or len(used) < 2:
+            return
+        before, before_at = previous
+        if any(obs.meter_at[n] is None or before_at[n] is None or obs.meter_at[n] <= before_at[n]  # type: ignore[operator]
+               for n in used):
+            return
+        for i in range(1, len(commands)):
+            ct, amps = commands[i]
+            if ct in self._landed or ct + cfg.settle_s <= now:
+                continue
+            change = self._drawn(amps) - self._drawn(commands[i - 1][1])
+            if abs(change) >= LANDING_MIN_CHANGE_A:
+                steps = [obs.meter[n] - before[n] for n in used]  # type: ignore[operator]
+                if sum(1 for step in steps if abs(step - change) <= LANDING_TOLERANCE_A) >= 2:
+                    self._landed[ct] = min(obs.meter_at[n] for n in used)  # type: ignore[type-var]
+            return  # the car follows commands in order: only the oldest in flight can land now
 
     # ---- state changes ------------------------------------------------------
     def _set_target(self, now: float, amps: int) -> None:
@@ -313,7 +366,8 @@ class AdaptiveStrategy:
         cfg = self._cfg()
         cap = cfg.current_cap
         used = self.used_phases(now, obs)
-        draw, draw_low, settle_left = self.car_draw_range(now, obs, used)
+        self._watch_landing(now, obs, used)
+        draw, draw_low, draw_before, settle_left = self.car_draw_range(now, obs, used)
         meter = [0.0 if m is None else m for m in obs.meter]
         headroom = tuple(cfg.max_a - (meter[n] - draw[n]) for n in PHASES)
         # For raises the house is taken at its heaviest: the car at the least it may draw.
@@ -344,19 +398,32 @@ class AdaptiveStrategy:
             return proposal(f"start: {where}, {self.target} A fits")
 
         if self.target > cap or (self.target > 0 and self.target > available + cfg.cut_tolerance_a):
-            new = whole_amps_for_charger(available, cfg)
+            # Even with the car at the most it may draw, the house has grown: cut to what fits with
+            # the car where it was before the changes in flight. A cut in flight has not reached it
+            # yet (most likely: the cut is not taken twice); a raise in flight may not have either,
+            # and counting it would leave the cut short by the raise.
+            new = whole_amps_for_charger(min(cfg.max_a - (meter[n] - draw_before[n]) for n in used), cfg)
             self._note_cut(now)
             self._set_target(now, new)
             if new == 0:
                 return proposal(f"{where}, pause (only {max(available, 0):.1f} A left)")
             return proposal(f"{where}, cut to {new} A")
 
+        above = any(meter[n] > cfg.max_a for n in used)
+        if self._after_fail_safe and settle_left <= 0:
+            # The meter is back: the fail-safe's cut was the silence's, not the house's, so the car
+            # goes back at once to what the live readings allow (a pause keeps its own rules).
+            self._after_fail_safe = False
+            level = min(cap, whole_amps_for_charger(spare - cfg.raise_margin_a, cfg))
+            if 0 < self.target < level and not above:
+                self._last_raise_at = now
+                self._set_target(now, level)
+                return proposal(f"meter back: {where}, raise to {level} A")
         if settle_left > 0:
             return proposal(
                 f"{where}; waiting for the charger to follow {obs.commanded} A "
                 f"({cfg.settle_s - settle_left:.0f}/{cfg.settle_s:.0f} s)"
             )
-        above = any(meter[n] > cfg.max_a for n in used)
         return self._consider_raise(now, where, above, proposal)
 
     def _consider_raise(

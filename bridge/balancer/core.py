@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from collections import deque
 from typing import Protocol
 
 from bridge.balancer.model import (
@@ -56,13 +58,24 @@ def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
     return amps if amps >= cfg.min_current else 0
 
 
-def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig) -> str | None:
-    """Why the meter counts as stale (a user-readable phrase), or None when it is live."""
+# A phase's usual interval: the 90th percentile of its last 20 intervals between readings, once
+# there are 20; readings closer than 0.5 s are one telegram (a meter that sends power, current and
+# voltage one after the other), not a shorter interval.
+USUAL_INTERVAL_READINGS = 20
+USUAL_INTERVAL_MIN_S = 0.5
+
+
+def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig,
+                    limits_s: tuple[float, float, float] | None = None) -> str | None:
+    """Why the meter counts as stale (a user-readable phrase), or None when it is live.
+
+    A phase is stale when silent for `limits_s` (per phase; `stale_after_s` when not given)."""
     never = [phase_name(n) for n in PHASES if meter_at[n] is None]
     if never:
         return f"no reading yet on {', '.join(never)}"
+    limits = limits_s or (cfg.stale_after_s,) * 3
     silent = [
-        (phase_name(n), now - t) for n in PHASES if (t := meter_at[n]) is not None and now - t >= cfg.stale_after_s
+        (phase_name(n), now - t) for n in PHASES if (t := meter_at[n]) is not None and now - t >= limits[n]
     ]
     if silent:
         return ", ".join(f"{name} silent {age:.0f} s" for name, age in silent)
@@ -80,6 +93,7 @@ class Balancer:
         self._strategy_name = strategy
         self._meter: list[float | None] = [None, None, None]
         self._meter_at: list[float | None] = [None, None, None]
+        self._intervals = [deque(maxlen=USUAL_INTERVAL_READINGS) for _ in PHASES]
         self._charger_currents: Triple | None = None
         self._charger_phases: tuple[bool, bool, bool] | None = None
         self._charger_at: float | None = None
@@ -88,6 +102,8 @@ class Balancer:
         self._commanded_at: float | None = None
         self._recent_commands: list[tuple[float, int]] = []
         self._started_at: float | None = None
+        self._power_cap: int | None = None
+        self._power_cap_reason = ""
         self._strategy: Strategy = classes[strategy](self._cfg_view)
 
     # The strategies read the live config through this, so reconfigure() reaches them.
@@ -116,7 +132,7 @@ class Balancer:
             raise ValueError(f"meter current must be finite, got {amps!r}")
         previous = self._meter[phase]
         self._meter[phase] = float(amps)
-        self._meter_at[phase] = now
+        self._heard(now, phase)
         self._strategy.on_meter(now, phase, float(amps), previous)
 
     def meter_alive(self, now: float) -> None:
@@ -124,7 +140,28 @@ class Balancer:
         # A heartbeat vouches only for phases that have a value to vouch for.
         for n in PHASES:
             if self._meter_at[n] is not None:
-                self._meter_at[n] = now
+                self._heard(now, n)
+
+    def _heard(self, now: float, phase: int) -> None:
+        last = self._meter_at[phase]
+        if last is not None and now - last >= USUAL_INTERVAL_MIN_S:
+            self._intervals[phase].append(now - last)
+        self._meter_at[phase] = now
+
+    def silence_limits(self) -> tuple[float, float, float]:
+        """How long each phase may be silent before the meter counts as stale: `stale_after_s`, or
+        for a phase that usually speaks often, `meter_gap_intervals` times its usual interval, at
+        least `meter_gap_min_s`."""
+        cfg = self._cfg
+        limits = []
+        for n in PHASES:
+            intervals = self._intervals[n]
+            limit = cfg.stale_after_s
+            if len(intervals) == USUAL_INTERVAL_READINGS:
+                usual = statistics.quantiles(intervals, n=10, method="inclusive")[8]
+                limit = min(limit, max(cfg.meter_gap_min_s, cfg.meter_gap_intervals * usual))
+            limits.append(limit)
+        return (limits[0], limits[1], limits[2])
 
     def charger(
         self,
@@ -172,6 +209,16 @@ class Balancer:
         while len(recent) > 1 and recent[1][0] <= horizon:
             del recent[0]
 
+    def power_limit(self, now: float, amps_cap: float | None, reason: str = "") -> None:
+        """A limit on the car's current from a power budget (the capacity tariff, solar surplus), or
+        None for none. It caps every decision's target before the output stage, so a lower cap cuts at
+        once and a higher one is paced like any raise; the fuse limits apply as well."""
+        self._seen(now)
+        if amps_cap is not None and not (math.isfinite(amps_cap) and amps_cap >= 0):
+            raise ValueError(f"a power limit must be a finite current of at least 0 A, got {amps_cap!r}")
+        self._power_cap = None if amps_cap is None else math.floor(amps_cap)
+        self._power_cap_reason = reason
+
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
         self._seen(now)
         known = {f.name for f in dataclasses.fields(BalancerConfig)}
@@ -201,7 +248,7 @@ class Balancer:
         self._seen(now)
         self._forget_settled_commands(now)
         obs = self.observations()
-        stale = meter_staleness(now, obs.meter_at, self._cfg)
+        stale = meter_staleness(now, obs.meter_at, self._cfg, self.silence_limits())
         if stale is not None:
             assert self._started_at is not None
             if any(t is None for t in obs.meter_at) and now < self._started_at + self._cfg.stale_after_s:
@@ -228,14 +275,21 @@ class Balancer:
         )
 
     def _fail_safe(self, now: float, obs: Observations, why: str) -> Decision:
-        """The meter cannot be trusted: charge at the fail-safe current (0 = pause)."""
+        """The meter cannot be trusted: charge at most at the fail-safe current (0 = pause).
+
+        Never a raise: a car paused (or cut below it) when the meter fell silent stays there, for
+        the house that left it no room may still be on."""
         current = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
+        reason = f"meter stale ({why}): fail-safe {current} A"
+        if self._commanded is not None and self._commanded < current:
+            current = self._commanded
+            reason = f"meter stale ({why}): {'paused' if current == 0 else f'{current} A'}, below the fail-safe"
         self._strategy.on_fail_safe(now, current)
         proposal = Proposal(
             target=current,
             loadbal=(0.0, 0.0, 0.0),
             headroom=(None, None, None),
-            reason=f"meter stale ({why}): fail-safe {current} A",
+            reason=reason,
         )
         return self._output(now, current, proposal, proposal.reason, meter_stale=True)
 
@@ -243,6 +297,9 @@ class Balancer:
         self, now: float, target: float, proposal: Proposal, reason: str, *, meter_stale: bool
     ) -> Decision:
         """The output stage: whole amps, caps, no 1..5 A, raises paced, cuts at once."""
+        if self._power_cap is not None and self._power_cap < target:
+            target = self._power_cap
+            reason = f"{reason}; {self._power_cap_reason or 'power limit'}: at most {self._power_cap} A"
         charge_at = whole_amps_for_charger(target, self._cfg)
         last, last_at = self._commanded, self._commanded_at
         if last is not None and last_at is not None and charge_at > last:

@@ -32,9 +32,11 @@ class BalancerConfig:
     default_current: int = 16
     min_current: int = 6
     stale_after_s: float = 30.0
+    meter_gap_intervals: float = 8.0
+    meter_gap_min_s: float = 8.0
     failsafe_current: int = 6
     restore_interval_s: float = 600.0
-    raise_hold_s: float = 60.0
+    raise_hold_s: float = 30.0
     min_pause_s: float = 300.0
     min_command_interval_s: float = 15.0
     charger_stale_after_s: float = 90.0

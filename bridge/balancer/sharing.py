@@ -674,7 +674,7 @@ class SharedBalancer:
 
         high = [sum(ranges[k][0][p] for k in conns) for p in PHASES]
         low = [sum(ranges[k][1][p] for k in conns) for p in PHASES]
-        in_flight = max(ranges[k][2] for k in conns) > 0
+        in_flight = max(ranges[k][3] for k in conns) > 0
         headroom = tuple(cfg.max_a - (meter[p] - high[p]) for p in PHASES)
         house = (meter[0] - low[0], meter[1] - low[1], meter[2] - low[2])  # at its heaviest, for raises
         self._loads.feed(now, None if in_flight else house, cfg)
@@ -710,7 +710,7 @@ class SharedBalancer:
             new = dict(targets)
             summary = "waiting for the chargers to follow"
             for k, c in conns.items():
-                left = ranges[k][2]
+                left = ranges[k][3]
                 reasons[k] = (f"waiting for the charger to follow {targets[k]} A "
                               f"({cfg.settle_s - left:.0f}/{cfg.settle_s:.0f} s)" if left > 0 else
                               f"holding {targets[k]} A until the other changes settle")

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
+from bridge.balancer.power import CHARGE_MODES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 from bridge.mqtt.topics import PHASES, Topics
 
@@ -59,6 +61,7 @@ class Entity:
 
 def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Entity]:
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
+    kilowatts = {"device_class": "power", "unit_of_measurement": "kW", "state_class": "measurement"}
     es: list[Entity] = [
         Entity(
             "charge_at",
@@ -176,6 +179,61 @@ def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Enti
                 "state_topic": t.charger_mode(cp, n),
                 "command_topic": t.charger_mode_set(cp, n),
                 "options": ["On", "Off", "Schedule"],
+            },
+        ),
+        Entity(
+            "charge_mode",
+            "select",
+            {
+                "name": "Charge mode",
+                "state_topic": t.charge_mode(cp, n),
+                "command_topic": t.charge_mode_set(cp, n),
+                "options": list(CHARGE_MODES),
+                "icon": "mdi:solar-power-variant",
+            },
+        ),
+        Entity(
+            "capacity_limit",
+            "number",
+            {
+                "name": "Capacity limit",
+                "state_topic": t.capacity_limit_kw,
+                "command_topic": t.capacity_limit_kw_set,
+                "min": 0,
+                "max": MAX_CAPACITY_LIMIT_KW,
+                "step": 0.1,
+                "mode": "box",
+                "device_class": "power",
+                "unit_of_measurement": "kW",
+                "entity_category": "config",
+            },
+        ),
+        Entity(
+            "capacity_period",
+            "sensor",
+            {
+                "name": "Capacity period average",
+                "state_topic": t.capacity_period_kw,
+                "json_attributes_topic": t.capacity_state,
+                **kilowatts,
+            },
+        ),
+        Entity(
+            "capacity_projected",
+            "sensor",
+            {"name": "Capacity period projected", "state_topic": t.capacity_projected_kw, **kilowatts},
+        ),
+        Entity(
+            "capacity_month_peak",
+            "sensor",
+            {
+                "name": "Capacity month peak",
+                "state_topic": t.capacity_month_peaks,
+                # The highest of the month's billed peaks; the list of {start, kw} as an attribute.
+                "value_template": "{{ (value_json | map(attribute='kw') | max) if value_json else 0 }}",
+                "json_attributes_topic": t.capacity_month_peaks,
+                "json_attributes_template": "{{ {'peaks': value_json} | tojson }}",
+                **kilowatts,
             },
         ),
         Entity(

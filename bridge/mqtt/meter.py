@@ -26,6 +26,8 @@ DEFAULT_TOPICS = ("p1/current_l1", "p1/current_l2", "p1/current_l3")
 DEFAULT_VOLTAGE = 230.0
 # What a phase voltage can be: the bounds of P1_VOLTAGE and of a measured voltage.
 VOLTAGE_RANGE = (100.0, 300.0)
+# P1_PHASES: a three-phase connection, or a single-phase one on L1.
+PHASE_COUNTS = (1, 3)
 UNITS = {"a": "A", "w": "W", "kw": "kW"}
 POWER_UNITS = {"w": "W", "kw": "kW"}
 _WATTS_PER = {"A": None, "W": 1.0, "kW": 1000.0}
@@ -286,7 +288,9 @@ class FieldReading(NamedTuple):
 class MeterSource:
     """Every input of the meter. `topics`/`paths`/`unit` are the per-phase current
     topics (a phase may have none when a power input serves it); `inputs` holds the
-    powers, voltages and the house's power; `power_unit` is the unit of every power input."""
+    powers, voltages and the house's power; `power_unit` is the unit of every power input.
+    `phases` is 3, or 1 for a single-phase connection: only L1 has inputs, L2 and L3
+    carry no current."""
 
     topics: tuple[str | None, str | None, str | None] = DEFAULT_TOPICS
     paths: tuple[str | None, str | None, str | None] = (None, None, None)
@@ -295,6 +299,7 @@ class MeterSource:
     heartbeat_topic: str | None = None
     inputs: tuple[MeterField, ...] = ()
     power_unit: str = "W"
+    phases: int = 3
     all_inputs: tuple[MeterField, ...] = field(init=False, repr=False, compare=False)
     _by_topic: dict[str, tuple[MeterField, ...]] = field(init=False, repr=False, compare=False)
 
@@ -307,6 +312,8 @@ class MeterSource:
         power_unit = POWER_UNITS.get(str(self.power_unit).strip().lower())
         if power_unit is None:
             raise MeterConfigError(f"P1_POWER_UNIT must be W or kW: got {self.power_unit!r}")
+        if self.phases not in PHASE_COUNTS:
+            raise MeterConfigError(f"P1_PHASES must be 3 or 1 (a single-phase connection on L1): got {self.phases!r}")
         voltage = self.voltage
         lo, hi = VOLTAGE_RANGE
         if isinstance(voltage, bool) or not isinstance(voltage, (int, float)) or not lo <= voltage <= hi:
@@ -324,13 +331,16 @@ class MeterSource:
             topic = _check_topic(inp.topic, topic_setting(inp.kind, inp.phase))
             others.append(MeterField(inp.kind, inp.phase, topic, _clean(inp.path)))
         all_inputs = currents + tuple(others)
+        extra = next((i for i in all_inputs if i.phase is not None and i.phase >= self.phases), None)
+        if extra is not None:
+            raise _absent_phase_error(topic_setting(extra.kind, extra.phase), self.phases)
         for inp in all_inputs:
             if inp.path is not None:
                 try:
                     parse_path(inp.path)
                 except ValueError as e:
                     raise MeterConfigError(f"{path_setting(inp.kind, inp.phase)}: {e}") from None
-        _check_phases(all_inputs, unit)
+        _check_phases(all_inputs, unit, self.phases)
         _check_shared_topics(all_inputs)
         heartbeat = None if not self.heartbeat_topic else _check_topic(self.heartbeat_topic, "P1_HEARTBEAT_TOPIC")
         if heartbeat is not None and any(i.topic == heartbeat for i in all_inputs):
@@ -371,11 +381,14 @@ class MeterSource:
         power_unit: str | None = None,
         total_power_topic: str | None = None,
         total_power_path: str | None = None,
+        phases: int = 3,
     ) -> MeterSource:
         """A source from the P1_* settings. None (or empty) means unset: the preset's value,
         else the built-in default. Explicit settings always win: a phase's current, its power
         inputs (power, or delivered and returned), its voltage and the house's power are each
-        taken from the settings when any of them is set there, else from the preset."""
+        taken from the settings when any of them is set there, else from the preset. With
+        `phases` 1 the preset's and the defaults' L2 and L3 inputs are left out; one set
+        in the settings is an error."""
         base: MeterPreset | None = None
         if preset:
             base = P1_PRESETS.get(preset.strip())
@@ -417,6 +430,14 @@ class MeterSource:
         final_paths: list[str | None] = []
         inputs: list[MeterField] = []
         for i in range(3):
+            if i >= phases:
+                for kind, (given_topics, given_paths) in explicit.items():
+                    if given_topics[i] is not None or given_paths[i] is not None:
+                        name = topic_setting(kind, i) if given_topics[i] is not None else path_setting(kind, i)
+                        raise _absent_phase_error(name, phases)
+                final_topics.append(None)
+                final_paths.append(None)
+                continue
             topic, path = explicit[CURRENT][0][i], explicit[CURRENT][1][i]
             preset_currents = [p for p in preset_inputs if p.kind == CURRENT and p.phase == i]
             if topic is None:
@@ -446,6 +467,7 @@ class MeterSource:
             heartbeat_topic=heartbeat_topic or (base.heartbeat_topic if base else None),
             inputs=tuple(inputs),
             power_unit=power_unit if power_unit else (base.power_unit if base else "W"),
+            phases=phases,
         )
 
     def subscriptions(self) -> list[str]:
@@ -515,6 +537,8 @@ class MeterSource:
             path = f" [{inp.path}]" if inp.path else ""
             parts.append(f"{MeterField(self._kind(inp), inp.phase, inp.topic).label} {inp.topic}{path}")
         hb = f", heartbeat {self.heartbeat_topic}" if self.heartbeat_topic else ""
+        if self.phases == 1:
+            hb += ", single-phase: L2 and L3 count as 0 A"
         units = f"currents in {self.unit}" + (f", powers in {self.power_unit}" if self.inputs else "")
         return f"{'; '.join(parts)} ({units}, {self.voltage:g} V unless measured{hb})"
 
@@ -533,8 +557,15 @@ def _explicit_or_preset(explicit, preset_inputs: list[MeterField], kinds: tuple[
     return [p for p in preset_inputs if p.kind in kinds and p.phase == phase]
 
 
-def _check_phases(inputs: Sequence[MeterField], unit: str) -> None:
-    for phase in range(3):
+def _absent_phase_error(setting: str, phases: int) -> MeterConfigError:
+    return MeterConfigError(
+        f"{setting} is set but P1_PHASES is {phases}: a single-phase connection reads only L1 "
+        "(unset it, or set P1_PHASES=3)"
+    )
+
+
+def _check_phases(inputs: Sequence[MeterField], unit: str, phase_count: int) -> None:
+    for phase in range(phase_count):
         kinds = {POWER if i.kind == CURRENT and unit != "A" else i.kind for i in inputs if i.phase == phase}
         n = phase + 1
         if RETURNED in kinds and DELIVERED not in kinds:
@@ -619,7 +650,9 @@ class MeterState:
     """The latest value of every meter input, and the phase currents they add up to.
 
     Each message updates the values it carries; a phase's current is recomputed from
-    its latest current, power and voltage. A retained value has unknown age: with a
+    its latest current, power and voltage. On a single-phase connection L2 and L3
+    read 0 A whenever L1 has a reading, so they are exactly as fresh as L1 and the
+    balancer needs no notion of absent phases. A retained value has unknown age: with a
     heartbeat topic it is held until a live heartbeat proves the meter alive (then it
     is the phase's value, as old as that heartbeat); without one it is not used."""
 
@@ -679,7 +712,11 @@ class MeterState:
         A fuse heats on the RMS current and active power understates it when the power
         factor is below 1 (|P| / V <= I), so with both the larger one counts, signed as
         the power (export negative). A returned power not heard yet counts as 0; a
-        delivered power not heard yet leaves the phase to its current."""
+        delivered power not heard yet leaves the phase to its current. A phase the
+        connection does not have carries nothing (0 A, 0 W) as long as L1 has a reading."""
+        if phase >= self.source.phases:
+            first = self.phase_value(0)
+            return None if first is None else PhaseValue(phase, 0.0, None if first.power_w is None else 0.0)
         current = self._live(CURRENT, phase)
         power = self._live(POWER, phase)
         if power is None:
@@ -694,7 +731,10 @@ class MeterState:
         return PhaseValue(phase, math.copysign(max(abs(current), abs(from_power)), -1.0 if power < 0 else 1.0), power)
 
     def _phases(self, phases) -> tuple[PhaseValue, ...]:
-        values = (self.phase_value(p) for p in phases)
+        phases = set(phases)
+        if 0 in phases:  # the phases the connection does not have follow L1
+            phases.update(range(self.source.phases, 3))
+        values = (self.phase_value(p) for p in sorted(phases))
         return tuple(v for v in values if v is not None)
 
     def _live(self, kind: str, phase: int | None) -> float | None:
@@ -746,6 +786,7 @@ __all__ = [
     "MeterState",
     "MeterUpdate",
     "P1_PRESETS",
+    "PHASE_COUNTS",
     "POWER",
     "PhaseValue",
     "RETURNED",

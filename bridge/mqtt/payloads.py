@@ -160,20 +160,33 @@ def parse_bool(payload: bytes | str) -> bool:
     raise PayloadError(f"expected ON or OFF (or true/false, 1/0), got {shown(text)}")
 
 
-def parse_mode(payload: bytes | str) -> str:
-    """A connector mode `On`, `Off` or `Schedule` (any case), normalised."""
+def _parse_choice(payload: bytes | str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (any case; plain, quoted or {"value": ...}), spelled as in `choices`."""
+    what = f"{', '.join(choices[:-1])} or {choices[-1]}"
     text = decode_text(payload)
     if text.startswith("{"):
-        value = _unwrap_value(load_json(text, payload), "On, Off or Schedule")
+        value = _unwrap_value(load_json(text, payload), what)
         if not isinstance(value, str):
-            raise PayloadError(f"expected On, Off or Schedule, got a JSON {_json_kind(value)}")
+            raise PayloadError(f"expected {what}, got a JSON {_json_kind(value)}")
         text = value.strip()
     elif text.startswith('"') and text.endswith('"') and len(text) >= 2:
         text = text[1:-1].strip()
-    for mode in MODES:
-        if text.lower() == mode.lower():
-            return mode
-    raise PayloadError(f"expected On, Off or Schedule, got {shown(text)}")
+    for choice in choices:
+        if text.lower() == choice.lower():
+            return choice
+    raise PayloadError(f"expected {what}, got {shown(text)}")
+
+
+def parse_mode(payload: bytes | str) -> str:
+    """A connector mode `On`, `Off` or `Schedule` (any case), normalised."""
+    return _parse_choice(payload, MODES)
+
+
+def parse_charge_mode(payload: bytes | str) -> str:
+    """A charge mode `fast`, `pv`, `minpv` or `off` (any case)."""
+    from bridge.balancer.power import CHARGE_MODES
+
+    return _parse_choice(payload, CHARGE_MODES)
 
 
 # A deliberate press: Home Assistant's button sends PRESS (the `payload_press` the

@@ -21,6 +21,8 @@ COMMAND_PATTERNS: dict[str, str] = {
     "refresh": "bridge/request/refresh",
     # Several connectors on one fuse.
     "charger_priority": "charger/+/+/priority/set",
+    "capacity_limit": "capacity/limit_kw/set",
+    "charge_mode": "charger/+/+/charge_mode/set",
 }
 COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 
@@ -88,6 +90,14 @@ class Topics:
         self.meter_stale = f"{base}/meter/stale"
         self.meter_power_total = f"{base}/meter/power"
 
+        # capacity tariff
+        self.capacity_limit_kw = f"{base}/capacity/limit_kw"
+        self.capacity_limit_kw_set = self.command_topic("capacity_limit")
+        self.capacity_period_kw = f"{base}/capacity/period_kw"
+        self.capacity_projected_kw = f"{base}/capacity/projected_kw"
+        self.capacity_month_peaks = f"{base}/capacity/month_peaks"
+        self.capacity_state = f"{base}/capacity/state"
+
     def __repr__(self) -> str:
         return f"Topics({self.base!r})"
 
@@ -148,6 +158,13 @@ class Topics:
     def charger_priority_set(self, cp: str, n: int) -> str:
         return self.command_topic("charger_priority", cp, n)
 
+    def charge_mode(self, cp: str, n: int) -> str:
+        """The connector's charge mode: fast, pv, minpv or off (the bridge's, not the charger's)."""
+        return f"{self._connector(cp, n)}/charge_mode"
+
+    def charge_mode_set(self, cp: str, n: int) -> str:
+        return self.command_topic("charge_mode", cp, n)
+
     def charger_max_current_set(self, cp: str, n: int) -> str:
         return self.command_topic("charger_max_current", cp, n)
 
@@ -193,6 +210,8 @@ class Topics:
             self.charger_reboot_set(cp),
             self.request_refresh,
             self.charger_priority_set(cp, n),
+            self.capacity_limit_kw_set,
+            self.charge_mode_set(cp, n),
         ]
 
     def state_topics(self, cp: str, n: int) -> list[str]:
@@ -217,6 +236,12 @@ class Topics:
             *(self.charger_current(cp, n, p) for p in PHASES),
             self.charger_power_kw(cp, n),
             self.charger_session_energy_kwh(cp, n),
+            self.charge_mode(cp, n),
+            self.capacity_limit_kw,
+            self.capacity_period_kw,
+            self.capacity_projected_kw,
+            self.capacity_month_peaks,
+            self.capacity_state,
         ]
 
     def classify(self, topic: str) -> Command | None:

@@ -22,12 +22,14 @@ from bridge.limits import (
     check_max_a,
     current_ceiling,
 )
+from bridge.balancer.capacity import check_capacity_limit
 from bridge.mqtt.payloads import (
     PayloadError,
     check_size,
     format_bool,
     format_number,
     parse_bool,
+    parse_charge_mode,
     parse_mode,
     parse_number,
     parse_press,
@@ -36,6 +38,7 @@ from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock
 from bridge.service.health import Health
+from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeSettings
 
@@ -121,7 +124,8 @@ class CommandHandler:
     def __init__(self, settings: Settings, topics: Topics, runtime: RuntimeSettings, keeper: RuntimeKeeper,
                  balancer: Balancer, link: ChargerLink, health: Health, clock: Clock, *,
                  decide: Callable[[float], None], on_health: Callable[[float], None],
-                 budget: CommandBudget | None = None, links: list[ChargerLink] | None = None) -> None:
+                 budget: CommandBudget | None = None, links: list[ChargerLink] | None = None,
+                 power: Any = None) -> None:
         self.settings = settings
         self.topics = topics
         self.runtime = runtime
@@ -136,6 +140,7 @@ class CommandHandler:
         self.decide = decide
         self.on_health = on_health
         self.budget = budget or CommandBudget()
+        self.power = power  # bridge.service.power_limits.PowerLimits
 
     def handle(self, command: Command, payload: bytes, sender: str = "an unnamed sender") -> Outcome:
         spec = COMMANDS[command.name]
@@ -211,6 +216,21 @@ class CommandHandler:
         highest = min(self.runtime.default_current, current_ceiling(self.target.view.installation_current))
         return _limit(check_charger_current, value, highest)
 
+    def valid_capacity_limit(self, value: float) -> float:
+        self.power_limits_apply()
+        try:
+            return check_capacity_limit(value)
+        except ValueError as e:
+            raise CommandRefused(str(e)) from None
+
+    def valid_charge_mode(self, mode: str) -> str:
+        self.power_limits_apply()
+        return mode
+
+    def power_limits_apply(self) -> None:
+        if isinstance(self.balancer, SharedBalancer):
+            raise CommandRefused(POWER_LIMITS_ONE_CONNECTOR)
+
     def valid_refresh(self, value: None) -> None:
         if not any(link.ready for link in self.links):
             raise CommandRefused("the charger is not known yet: the cloud has not answered")
@@ -236,6 +256,16 @@ class CommandHandler:
     def apply_enabled(self, now: float, value: bool) -> str:
         said = "balancer enabled" if value else "balancer disabled (the charger keeps its last value)"
         return format_bool(self.change(now, "enabled", value, said, balancer=False))
+
+    def apply_capacity_limit(self, now: float, value: float) -> float:
+        self.power.set_limit(value)
+        said = f"capacity limit set to {value:g} kW" if value else "capacity limit off"
+        self.change(now, "capacity_limit_kw", value, said, balancer=False)
+        self.power.publish(now)
+        return value
+
+    def apply_charge_mode(self, now: float, mode: str) -> str:
+        return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
@@ -324,6 +354,15 @@ COMMANDS: dict[str, CommandSpec] = {
     "charger_priority": CommandSpec(
         parse_number, CommandHandler.valid_priority, CommandHandler.apply_priority,
         CommandHandler.shown_priority, to_charger=True,
+    ),
+    "capacity_limit": CommandSpec(
+        parse_number, CommandHandler.valid_capacity_limit, CommandHandler.apply_capacity_limit,
+        lambda h: (h.topics.capacity_limit_kw, format_number(h.power.limit_kw or 0)),
+    ),
+    "charge_mode": CommandSpec(
+        parse_charge_mode, CommandHandler.valid_charge_mode, CommandHandler.apply_charge_mode,
+        lambda h: h.shown_charger(h.topics.charge_mode, h.runtime.charge_mode),
+        to_charger=True,
     ),
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "one table entry per command topic"

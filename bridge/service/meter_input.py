@@ -4,13 +4,16 @@
 current, a live heartbeat, a retained value held for it, an invalid reading.
 Here that goes to the balancer and out as retained topics; a bad payload is
 counted and logged at most once a minute per topic. During a flood only the
-newest reading per topic waits in the queue.
+newest reading per topic waits in the queue. `house_power` gives the power
+limits the house's net power from the best input the meter has.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bridge.balancer import Balancer
 from bridge.mqtt.client import Message, Subscription
@@ -29,6 +32,41 @@ METER_BACKLOG_LIMIT = 5_000
 BAD_PAYLOAD_LOG_EVERY_S = 60.0
 
 
+# Where the house's net power came from, best first (shown in `capacity/state`).
+FROM_TOTAL = "P1_POWER_TOPIC"
+FROM_PHASE_POWERS = "phase powers"
+FROM_CURRENTS = "currents x P1_VOLTAGE"
+
+
+@dataclass(frozen=True)
+class HousePower:
+    """The house's net power in W (import positive) and the import the capacity guard counts."""
+
+    net_w: float
+    import_w: float
+    source: str
+
+
+def house_power(amps: Sequence[float], voltage: float, phase_powers: Sequence[float | None] = (None, None, None),
+                total_w: float | None = None) -> HousePower:
+    """The whole house's net power when the meter gives it, else each phase's net power, or
+    its current times `voltage` where the meter gives no power. A phase known only by its
+    current counts its export as no import: a P1 current often has no sign, and an import
+    taken for export would let the car past the capacity limit."""
+    if total_w is not None:
+        return HousePower(total_w, max(0.0, total_w), FROM_TOTAL)
+    net_w = import_w = 0.0
+    for a, p in zip(amps, phase_powers):
+        if p is None:
+            net_w += a * voltage
+            import_w += max(0.0, a * voltage)
+        else:
+            net_w += p
+            import_w += p
+    source = FROM_CURRENTS if all(p is None for p in phase_powers) else FROM_PHASE_POWERS
+    return HousePower(net_w, max(0.0, import_w), source)
+
+
 class MeterInput:
     def __init__(self, meter: MeterSource, balancer: Balancer, health: Health, *, fuse_a: float,
                  stale_after_s: float, publisher: StatePublisher, topics: Topics) -> None:
@@ -39,6 +77,7 @@ class MeterInput:
         self.publisher = publisher
         self.topics = topics
         self.last_at: float | None = None
+        self._total: tuple[float, float] | None = None  # (W, when heard)
         self._bad_payload_logged: dict[str, float] = {}
         self._overflow: dict[str, Message] = {}
         self._overflow_lock = threading.Lock()
@@ -88,10 +127,20 @@ class MeterInput:
             # After the phases: a heartbeat vouches only for phases that have a value.
             self.balancer.meter_alive(now)
         if update.total_power_w is not None:
+            self._total = (update.total_power_w, now)
             self.publisher.publish(self.topics.meter_power_total, format_number(round(update.total_power_w, 1)))
         if update.phases or update.heartbeat:
             self.last_at = now
         return bool(update.phases)
+
+    def house_power(self, now: float, amps: Sequence[float], voltage: float) -> HousePower:
+        """The house's net power now, given the balancer's phase currents: the whole house's
+        power while it is no older than the stale limit, else the phases'."""
+        total_w = None
+        if self._total is not None and now - self._total[1] <= self.state.stale_after_s:
+            total_w = self._total[0]
+        values = [self.state.phase_value(p) for p in range(3)]
+        return house_power(amps, voltage, [None if v is None else v.power_w for v in values], total_w)
 
     def age_s(self, now: float) -> float | None:
         return None if self.last_at is None else round(now - self.last_at, 1)

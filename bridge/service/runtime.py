@@ -1,4 +1,5 @@
-"""The settings a user changes by command (MaxA, default current, enabled), kept across restarts.
+"""The settings a user changes by command (MaxA, default current, enabled, capacity limit,
+charge mode), kept across restarts.
 
 A stored value is checked by the same rules as the command that sets it: a value
 the command would refuse is refused from the file too, and the configured one is used.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from bridge.balancer.capacity import check_capacity_limit
+from bridge.balancer.power import DEFAULT_CHARGE_MODE, check_charge_mode
 from bridge.balancer.sharing import DEFAULT_PRIORITY, check_priority
 from bridge.config import Settings
 from bridge.limits import LimitError, check_default_current, check_max_a
@@ -56,6 +59,17 @@ class RuntimeKeeper:
             except ValueError as e:
                 self._refused(f"priority of {key}: {e}", f"{DEFAULT_PRIORITY}")
                 del loaded.priorities[key]
+        if loaded.capacity_limit_kw is not None:  # None: CAPACITY_LIMIT_KW applies
+            try:
+                loaded.capacity_limit_kw = check_capacity_limit(loaded.capacity_limit_kw)
+            except ValueError as e:
+                self._refused(e, "CAPACITY_LIMIT_KW")
+                loaded.capacity_limit_kw = None
+        try:
+            loaded.charge_mode = check_charge_mode(str(loaded.charge_mode))
+        except ValueError as e:
+            self._refused(e, DEFAULT_CHARGE_MODE)
+            loaded.charge_mode = DEFAULT_CHARGE_MODE
         return loaded
 
     def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:

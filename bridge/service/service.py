@@ -32,6 +32,7 @@ from bridge.service.commands import CommandBudget, CommandHandler, describe_send
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
+from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR, PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
 from bridge.service.sharing import ConnectorInputs
@@ -50,7 +51,7 @@ class BridgeService:
     def __init__(self, settings: Settings, *, cloud: EapiClient | None = None,
                  mqtt: factory.MqttFactory | None = None, clock: Clock | None = None,
                  backoff: CloudBackoff | None = None, store: RuntimeStore | None = None,
-                 command_budget: CommandBudget | None = None) -> None:
+                 command_budget: CommandBudget | None = None, wall_clock: Any = None) -> None:
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self.topics = Topics(settings.mqtt_base_topic)
@@ -82,6 +83,10 @@ class BridgeService:
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
+        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,  # type: ignore[arg-type]
+                                 meter=self.meter_input, wall=wall_clock)
+        if self.power.last_error:
+            self.health.last_error = self.power.last_error
         self._cloud = cloud or factory.cloud_client(settings)
         self._backoff = backoff
 
@@ -103,9 +108,17 @@ class BridgeService:
         self.commands = CommandHandler(
             settings, self.topics, self.runtime, self.keeper, self.balancer, self.link, self.health, self.clock,
             decide=self._decide_and_apply, on_health=self._publish_health, budget=command_budget,
-            links=self.links,
+            links=self.links, power=self.power,
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
+        self._power_limits_with_sharing()
+
+    def _power_limits_with_sharing(self) -> None:
+        """The capacity guard and the charge modes cap one connector's current; with several
+        connectors sharing the fuse they are not applied, and health says so when they are set."""
+        if self.shared and (self.power.limit_kw or self.runtime.charge_mode != "fast"):
+            self.health.last_error = POWER_LIMITS_ONE_CONNECTOR
+            log.warning("%s", POWER_LIMITS_ONE_CONNECTOR)
 
     def _link(self, inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
         return ChargerLink(
@@ -141,6 +154,7 @@ class BridgeService:
         self.discovery.links, self.discovery.link = self.links, self.link
         log.info("charge point %s has car connectors %s on one fuse: balancing them together "
                  "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
+        self._power_limits_with_sharing()
         return True
 
     @property
@@ -180,6 +194,7 @@ class BridgeService:
         self._enqueue("stop", None)
         if getattr(self, "_worker", None):
             self._worker.join(timeout=15)
+        self.power.save()
         self.mqtt.stop(final_topic=self.topics.bridge_state, final_payload="offline")
         log.info("stopped")
 
@@ -292,6 +307,7 @@ class BridgeService:
         if self.shared:
             self._decide_shared(now)
             return
+        self.power.update(now)
         d = self.balancer.decide(now)
         previous = self.decision
         self.decision = d
@@ -300,6 +316,7 @@ class BridgeService:
                     "decision: ChargeAt %d A (%s)", d.charge_at, d.reason)
         self.link.apply(now, d, self.runtime.enabled)
         self.publisher.balancer(d, self.runtime)
+        self._publish_charge_mode()
 
     def _decide_shared(self, now: float) -> None:
         """Several connectors: every link writes its own connector's command; a link that
@@ -338,12 +355,21 @@ class BridgeService:
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
             self.publisher.balancer(self.decision, self.runtime)
+        self.power.publish(now)
         self._publish_charger()
         self._publish_health(now)
 
     def _publish_charger(self) -> None:
         for link in self.links:
             self.publisher.charger(link.view, link.connector)
+        self._publish_charge_mode()
+
+    def _publish_charge_mode(self) -> None:
+        if self.shared:
+            return  # charge modes drive one connector (see POWER_LIMITS_ONE_CONNECTOR)
+        if self.link.view.cp_id:
+            self.publisher.publish(self.topics.charge_mode(self.link.view.cp_id, self.link.connector),
+                                   self.runtime.charge_mode)
 
     def _publish_info(self) -> None:
         self.publisher.info({

@@ -58,6 +58,7 @@ class BalancerLike(Protocol):
                 phases: tuple[bool, bool, bool] | None) -> None: ...
     def commanded(self, now: float, amps: int) -> None: ...
     def decide(self, now: float) -> Any: ...
+    def power_limit(self, now: float, amps_cap: float | None, reason: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,9 @@ def oracle_energy_kwh(trace: HouseTrace, limits: Limits) -> float:
 # ---- replay ---------------------------------------------------------------------
 
 def replay(trace: HouseTrace, balancer: BalancerLike, limits: Limits, lag_s: float = 10.0,
-           record: bool = False) -> StrategyResult:
-    """Run one balancer over one trace, one second at a time, and score it."""
+           record: bool = False, power: Any = None) -> StrategyResult:
+    """Run one balancer over one trace, one second at a time, and score it. `power` (a
+    bridge.sim.power_bench.PowerRun) adds the capacity guard and the charge mode, as in the service."""
     # The car is plugged in and charging at the full default when the trace begins.
     charger = ChargerModel(lag_s=lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a,
                            initial_a=limits.default_current)
@@ -148,6 +150,7 @@ def replay(trace: HouseTrace, balancer: BalancerLike, limits: Limits, lag_s: flo
     commands = 0
     pauses = 0
     last_written = limits.default_current
+    metered_totals = [0.0, 0.0, 0.0]  # the meter's last word on each phase, for the power limits
 
     for t in range(trace.duration_s):
         now = float(t)
@@ -161,6 +164,13 @@ def replay(trace: HouseTrace, balancer: BalancerLike, limits: Limits, lag_s: flo
             balancer.meter(now, 1, total2)
         if met3[t]:
             balancer.meter(now, 2, total3)
+        if power is not None:
+            for n, (met, total) in enumerate(((met1, total1), (met2, total2), (met3, total3))):
+                if met[t]:
+                    metered_totals[n] = total
+            cap, why = power.step(t, metered_totals, (total1, total2, total3),
+                                  (base1[t], base2[t], base3[t]), car)
+            balancer.power_limit(now, cap, why)
         if t % CHARGER_POLL_S == 0:
             if car > 0:
                 balancer.charger(now, (car if p1 else 0.0, car if p2 else 0.0, car if p3 else 0.0),
@@ -407,12 +417,14 @@ def run_bench(
     record: bool = False,
     cars: Sequence[CarSpec] | None = None,
     shared_factory: Callable[[Any, str, Sequence[CarSpec]], Any] | None = None,
+    power_for: Callable[[HouseTrace], tuple[HouseTrace, Any]] | None = None,
 ) -> tuple[dict, dict[str, dict[str, StrategyResult]]]:
     """Score every strategy on every trace: the JSON report and the raw results (with series when `record`).
 
     A trace with cars (`cars`, or the trace's own, or its demand columns) is replayed through a
     balancer of one connector per car (`shared_factory`, default `shared_balancer`); its entry has
-    `cars` and `fairness` too. Others are replayed as before, one three-phase car."""
+    `cars` and `fairness` too. Others are replayed as before, one car, with `power_for`
+    (bridge.sim.power_bench.power_run_factory) giving each trace its car and power limits."""
     limits = limits_of(cfg)
     report: dict[str, Any] = {
         "traces": [],
@@ -422,11 +434,17 @@ def run_bench(
     }
     raw: dict[str, dict[str, StrategyResult]] = {}
     for trace in traces:
+        power_oracles: dict[str, float] = {}
+        if power_for is not None:
+            trace, power = power_for(trace)
+            if power is not None:
+                power_oracles = power.oracles(
+                    lambda row, trace=trace: oracle_current(row, trace.car_phases, limits, trace.car_max_a))
         oracle_kwh = oracle_energy_kwh(trace, limits)
         entry: dict[str, Any] = {
             "name": trace.name,
             "duration_s": trace.duration_s,
-            "oracle": {"energy_kwh": round(oracle_kwh, 4)},
+            "oracle": {"energy_kwh": round(oracle_kwh, 4), **power_oracles},
             "strategies": {},
         }
         raw[trace.name] = {}
@@ -437,7 +455,8 @@ def run_bench(
             report["traces"].append(entry)
             continue
         for strategy in strategies:
-            result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record)
+            power = power_for(trace)[1] if power_for is not None else None
+            result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record, power=power)
             raw[trace.name][strategy] = result
             entry["strategies"][strategy] = {
                 "energy_kwh": round(result.energy_kwh, 4),
@@ -448,6 +467,7 @@ def run_bench(
                 "longest_over_fuse_s": result.longest_over_fuse_s,
                 "commands": result.commands,
                 "pauses": result.pauses,
+                **(power.score(result.energy_kwh, power_oracles) if power is not None else {}),
             }
         house_over = trace.seconds_house_over(limits.max_a)
         if house_over:
@@ -493,6 +513,12 @@ def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list
     s = entry["strategies"].get(strategy)
     if s is None:
         return []
+    if "capacity" in s or ("cars" in s and "cars" not in entry):
+        # Power limits hold the car back on purpose: their own oracles and targets apply.
+        from bridge.sim.power_bench import power_target_misses
+
+        misses = _fuse_and_energy_misses(s, lag_s, 0.0)
+        return misses + power_target_misses(entry, strategy)
     misses = _fuse_and_energy_misses(s, lag_s, TARGET_ENERGY_RATIO)
     per_hour = s["commands"] / (entry["duration_s"] / 3600)
     if per_hour > TARGET_WRITES_PER_HOUR:
@@ -532,7 +558,10 @@ def format_table(report: dict) -> str:
                 lines.append(f"{'':<18} {'':>5} " + " ".join(f"{c!s:>9}" for c in cells))
             if "cars" in entry:
                 lines.extend(_car_lines(entry, s["charger_lag_s"]))
-            elif "house_seconds_over_max_a" in entry:
+                continue
+            for name, m in entry["strategies"].items():
+                lines.extend(_power_lines(name, m))
+            if "house_seconds_over_max_a" in entry:
                 lines.append(f"{'':<24} house alone over MaxA for {entry['house_seconds_over_max_a']} s")
             elif "adaptive" in entry["strategies"]:
                 misses = target_misses(entry, s["charger_lag_s"])
@@ -553,6 +582,21 @@ def _car_lines(entry: dict, lag_s: float) -> list[str]:
     if "adaptive" in entry["strategies"]:
         misses = shared_target_misses(entry, lag_s)
         lines.append(f"{'':<24} targets for several cars: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
+    return lines
+
+
+def _power_lines(name: str, m: dict) -> list[str]:
+    lines = []
+    c = m.get("capacity")
+    if c is not None:
+        ratio = "-" if c["energy_ratio"] is None else f"{c['energy_ratio']:.3f}"
+        lines.append(f"{'':<24} {name} capacity: limit {c['limit_kw']:g} kW, highest period {c['max_period_kw']:.3f} kW, "
+                     f"billed {c['billed_kw']:.3f} kW, {c['periods_over']} periods over; energy/capacity oracle {ratio}")
+    for car in m.get("cars", []):
+        share = "-" if car["solar_share"] is None else f"{car['solar_share']:.3f}"
+        ratio = "-" if car["energy_ratio"] is None else f"{car['energy_ratio']:.3f}"
+        lines.append(f"{'':<24} {name} car {car['car']}: {car['energy_kwh']:.2f} kWh, solar share {share}, "
+                     f"{car['grid_kwh']:.2f} kWh from the grid; energy/surplus oracle {ratio}")
     return lines
 
 
@@ -587,24 +631,37 @@ def plot(path: str, traces: Sequence[HouseTrace], raw: dict[str, dict[str, Strat
 
 # ---- command line ---------------------------------------------------------------
 
+def _power_scenario_names() -> list[str]:
+    from bridge.sim.power_bench import power_scenario_names
+
+    return power_scenario_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chargeamps-bridge bench",
         description="Replay house load traces through the balancer and score each strategy against an "
-                    "oracle with no lag. Balancer settings come from the BALANCER_* environment variables.",
+                    "oracle with no lag. Balancer settings come from the BALANCER_* environment variables; "
+                    "the capacity tariff and charging from surplus from CAPACITY_*, PV_* and TZ, as for the "
+                    "service.",
     )
     p.add_argument("--trace", action="append", default=[], metavar="FILE",
                    help="a t,l1,l2,l3 CSV of the house load without the car (repeatable)")
     p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help=f"a built-in scenario (repeatable): {', '.join(scenario_names())}; "
-                        "default: all of them, unless --trace is given")
+                        "default: all of them, unless --trace is given; with their own capacity tariff "
+                        f"or charge mode: {', '.join(_power_scenario_names())}")
+    p.add_argument("--start", metavar="YYYY-MM-DDTHH:MM",
+                   help="the trace's wall-clock start in the local time of TZ, so that capacity periods, "
+                        "CAPACITY_HOURS and CAPACITY_MONTHS apply (default: the scenario's, else 2027-01-12T00:00)")
     p.add_argument("--strategy", default=None,
                    help=f"comma-separated strategies (default: {','.join(DEFAULT_STRATEGIES)}; with several cars "
                         "adaptive, the only one that shares a fuse)")
-    p.add_argument("--car", action="append", default=[], metavar="PHASES[:MAX_A]",
-                   help="put a car on every trace (repeatable, one per car): the house phases it charges on "
-                        "and the most it draws, e.g. L1L2L3, L2, L1L2L3:10; a trace's car1, car2, ... columns "
-                        "give each car's demand. Default: one three-phase car (a two-car scenario: its own cars)")
+    p.add_argument("--car", action="append", default=[], metavar="PHASES[:MAX_A][:MODE]",
+                   help="put a car on every trace (repeatable, one per car): the house phases it charges on, "
+                        "the most it draws and, with one car, its charge mode (fast, pv, minpv, off), e.g. "
+                        "L1L2L3, L2, L1L2L3:10, L1L2L3:16:pv; a trace's car1, car2, ... columns give each car's "
+                        "demand. Default: the trace's car, fast (a two-car scenario: its own cars)")
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
                    help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -673,13 +730,25 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
             for strategy in strategies:
                 balancer_factory(cfg, strategy)
             return _run_generated_cli(args, cfg, strategies, balancer_factory)
+        from bridge.sim.power_bench import POWER_SCENARIOS, power_run_factory
+
         traces = [load_trace(path) for path in args.trace]
         names = args.scenario or ([] if args.trace else scenario_names())
-        traces += [scenario(name) for name in names]
+        traces += [POWER_SCENARIOS[name][0]() if name in POWER_SCENARIOS else scenario(name) for name in names]
+        if len(cars) > 1 and any(car.mode != "fast" for car in cars):
+            raise BenchError("a charge mode (--car PHASES:MAX_A:MODE) is benched with one car; "
+                             "several cars share the fuse at fast")
+        power_for = power_run_factory(os.environ if environ is None else environ, args.start,
+                                      args.car[0] if len(args.car) == 1 else None, args.charger_lag_s,
+                                      int(getattr(cfg, "min_current", IEC_MIN_CURRENT_A)),
+                                      int(getattr(cfg, "current_cap", cfg.default_current)))
         for strategy in strategies:
             balancer_factory(cfg, strategy)  # an unknown strategy fails now, not after minutes of replay
         for trace in traces:
             chosen = cars_of(trace, cars)
+            if len(cars) == 1 and cars_of(trace, None) is not None:
+                raise BenchError(f"trace {trace.name} has {len(cars_of(trace, None) or ())} cars: "
+                                 "give one --car per car")
             if chosen is not None and len(chosen) > MAX_CARS:
                 raise BenchError(f"trace {trace.name}: at most {MAX_CARS} cars, it has {len(chosen)}")
             if chosen is not None and len(chosen) > 1 and explicit:
@@ -692,12 +761,13 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         print(f"bench: {e}", file=sys.stderr)
         return 2
 
-    if args.plot and any(cars_of(trace, cars) is not None for trace in traces):
+    shared_cars = cars if len(cars) > 1 else None  # one car: the one-connector bench, with its power limits
+    if args.plot and any(cars_of(trace, shared_cars) is not None for trace in traces):
         print("bench: --plot draws one car; it cannot be combined with several cars (--car or a two-car scenario)",
               file=sys.stderr)
         return 2
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                            record=bool(args.plot), cars=cars or None)
+                            record=bool(args.plot), cars=shared_cars, power_for=power_for)
     from bridge.sim.distribution import distribution, format_distribution
 
     everywhere = [s for s in strategies if all(s in e["strategies"] for e in report["traces"])]

@@ -44,10 +44,11 @@ MAX_TRACE_S = 31 * 24 * 3600
 
 @dataclass(frozen=True)
 class CarSpec:
-    """A car on the trace: the house phases it charges on and the most it draws per phase."""
+    """A car on the trace: the house phases it charges on, the most it draws per phase, its charge mode."""
 
     phases: tuple[bool, bool, bool] = THREE_PHASES
     max_a: int = DEFAULT_CAR_MAX_A
+    mode: str = "fast"
 
     def __post_init__(self) -> None:
         if not any(self.phases):
@@ -56,24 +57,37 @@ class CarSpec:
     @property
     def label(self) -> str:
         text = "".join(n for n, on in zip(PHASE_NAMES, self.phases) if on)
-        return text if self.max_a == DEFAULT_CAR_MAX_A else f"{text}:{self.max_a}"
+        if self.max_a != DEFAULT_CAR_MAX_A or self.mode != "fast":
+            text = f"{text}:{self.max_a}"
+        return text if self.mode == "fast" else f"{text}:{self.mode}"
 
 
 def parse_car(text: str) -> CarSpec:
-    """`L1L2L3`, `L2`, `L1L2L3:10`: the car's phases and, optionally, the most it draws."""
-    phases_text, colon, max_text = text.strip().upper().partition(":")
+    """`L1L2L3`, `L2`, `L1L2L3:10`, `L1L2L3:16:pv`: the car's phases and, optionally, the most it draws
+    and its charge mode (fast, pv, minpv, off)."""
+    from bridge.balancer.power import CHARGE_MODES
+
+    phases_text, colon, rest = text.strip().partition(":")
+    max_text, _, mode_text = rest.partition(":")
+    if colon and not rest:
+        raise ValueError(f"car {text!r}: the maximum after ':' must be whole amps")
+    phases_text = phases_text.upper()
     names = [phases_text[i:i + 2] for i in range(0, len(phases_text), 2)]
     if not names or any(n not in PHASE_NAMES for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"car {text!r}: expected phases such as L1L2L3 or L2, optionally :MAX_A (e.g. L1L2L3:10)")
+        raise ValueError(f"car {text!r}: expected phases such as L1L2L3 or L2, optionally :MAX_A[:MODE] "
+                         "(e.g. L1L2L3:16:pv)")
     max_a = DEFAULT_CAR_MAX_A
-    if colon:
+    if max_text:
         try:
             max_a = int(max_text)
         except ValueError:
             raise ValueError(f"car {text!r}: the maximum after ':' must be whole amps") from None
         if not 6 <= max_a <= 80:
             raise ValueError(f"car {text!r}: the maximum must be between 6 and 80 A, got {max_a}")
-    return CarSpec(phases=tuple(n in names for n in PHASE_NAMES), max_a=max_a)  # type: ignore[arg-type]
+    mode = mode_text.strip().lower() or "fast"
+    if mode not in CHARGE_MODES:
+        raise ValueError(f"car {text!r}: the mode must be one of {', '.join(CHARGE_MODES)}, got {mode_text!r}")
+    return CarSpec(phases=tuple(n in names for n in PHASE_NAMES), max_a=max_a, mode=mode)  # type: ignore[arg-type]
 
 
 class TraceError(ValueError):

@@ -1,0 +1,424 @@
+"""The capacity-tariff guard: keeps each billing period's average import at or below a limit.
+
+Grid operators that bill a capacity tariff take the highest average import power over a
+period (a whole hour or a quarter of an hour of the local clock), often only on some hours
+and months, sometimes the mean of the month's few highest periods. The guard integrates the
+house's import energy from its net power (import positive; export counts as no import),
+projects the period's average if the present import went on, and says how much power the
+cars may draw so that the period ends at or below the limit, allowing for the charger's lag.
+
+Pure: no I/O and no clock. Every call passes the local wall-clock time as a datetime with a
+time zone; periods follow that clock, across daylight-saving changes. The state (the period
+so far and the month's peaks) is a plain dict for persistence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+PERIOD_MINUTES = (60, 15)
+MAX_CAPACITY_LIMIT_KW = 1000.0  # far above any house connection: a typo, not a tariff
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
+MAX_INTEGRATION_GAP_S = 120.0
+SPREAD_S = 120.0
+HOUSE_WINDOW_S = 180.0
+
+
+class CapacityConfigError(ValueError):
+    """A capacity setting that cannot be used; the message says what is wrong, in one line."""
+
+
+def check_capacity_limit(value: object) -> float:
+    """A capacity limit set by command or read back from the runtime file: 0 (the guard
+    off) up to MAX_CAPACITY_LIMIT_KW."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and 0 <= value <= MAX_CAPACITY_LIMIT_KW)):
+        raise CapacityConfigError(
+            f"the capacity limit must be between 0 (off) and {MAX_CAPACITY_LIMIT_KW:g} kW; got {value!r}")
+    return float(value)
+
+
+def _range(low: int, high: int, lowest: int, highest: int) -> frozenset[int]:
+    """`low..high` inclusive, wrapping past `highest` back to `lowest` (11-3 = Nov to Mar)."""
+    if low <= high:
+        return frozenset(range(low, high + 1))
+    return frozenset(range(low, highest + 1)) | frozenset(range(lowest, high + 1))
+
+
+def parse_months(text: str | None) -> frozenset[int] | None:
+    """`11-3` (wrapping), `12`, `1,2,12`; None or empty = every month."""
+    if text is None or not text.strip():
+        return None
+    months: set[int] = set()
+    for item in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d{1,2})(?:-(\d{1,2}))?", item)
+        if not m:
+            raise CapacityConfigError("months must look like 11-3 or 1,2,12")
+        low = int(m.group(1))
+        high = int(m.group(2) or low)
+        if not (1 <= low <= 12 and 1 <= high <= 12):
+            raise CapacityConfigError("months are 1 to 12")
+        months |= _range(low, high, 1, 12)
+    return frozenset(months)
+
+
+@dataclass(frozen=True)
+class Hours:
+    """When peaks count: days of the week (0 = Monday) and hours [start, end) of the local clock."""
+
+    days: frozenset[int]
+    start_hour: int
+    end_hour: int
+
+    def contains(self, local: datetime) -> bool:
+        if local.weekday() not in self.days:
+            return False
+        if self.start_hour < self.end_hour:
+            return self.start_hour <= local.hour < self.end_hour
+        # 22-06: wraps past midnight.
+        return local.hour >= self.start_hour or local.hour < self.end_hour
+
+
+def _day(name: str, text: str) -> int:
+    key = name.lower()[:3]
+    if key not in DAY_NAMES:
+        raise CapacityConfigError(f"unknown day {name!r}; use Mon..Sun")
+    return DAY_NAMES.index(key)
+
+
+def parse_hours(text: str | None) -> Hours | None:
+    """`Mon-Fri 07-19`, `07-19` (every day), `Sat-Sun`; None or empty = always."""
+    if text is None or not text.strip():
+        return None
+    m = re.fullmatch(r"\s*(?:([A-Za-z]+)(?:-([A-Za-z]+))?)?\s*(?:(\d{1,2})-(\d{1,2}))?\s*", text)
+    if not m or not (m.group(1) or m.group(3)):
+        raise CapacityConfigError("hours must look like 'Mon-Fri 07-19' or '07-19'")
+    days = frozenset(range(7))
+    if m.group(1):
+        first = _day(m.group(1), text)
+        days = _range(first, _day(m.group(2) or m.group(1), text), 0, 6)
+    start, end = 0, 24
+    if m.group(3):
+        start, end = int(m.group(3)), int(m.group(4))
+        if not (0 <= start <= 23 and 1 <= end <= 24) or start == end:
+            raise CapacityConfigError("hours run from 0-23 to 1-24 and differ")
+    return Hours(days=days, start_hour=start, end_hour=end)
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    limit_kw: float
+    period_min: int = 60
+    hours: Hours | None = None
+    months: frozenset[int] | None = None
+    peaks: int = 1
+    peaks_distinct_days: bool = False
+    follow_month_peak: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.limit_kw) and 0 < self.limit_kw <= MAX_CAPACITY_LIMIT_KW):
+            raise CapacityConfigError(
+                f"the capacity limit must be above 0 and at most {MAX_CAPACITY_LIMIT_KW:g} kW; got {self.limit_kw!r}")
+        if self.period_min not in PERIOD_MINUTES:
+            raise CapacityConfigError(f"the capacity period is 60 or 15 minutes; got {self.period_min!r}")
+        if not 1 <= self.peaks <= 31:
+            raise CapacityConfigError(f"the number of peaks billed is 1 to 31; got {self.peaks!r}")
+
+    @property
+    def period_s(self) -> float:
+        return self.period_min * 60.0
+
+    def counts(self, local: datetime) -> bool:
+        """Whether a period starting at `local` counts for the tariff."""
+        if self.months is not None and local.month not in self.months:
+            return False
+        return self.hours is None or self.hours.contains(local)
+
+
+@dataclass(frozen=True)
+class Peak:
+    start: datetime  # the period's start, local time
+    kw: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "kw": round(self.kw, 3)}
+
+
+@dataclass(frozen=True)
+class CapacityStatus:
+    """The guard's view after an update: what it publishes and what limits the cars."""
+
+    active: bool  # this period counts for the tariff
+    limit_kw: float
+    allowed_kw: float  # the limit, or the month's lowest billed peak when that is higher and already paid for
+    period_start: datetime
+    period_end: datetime
+    period_kw: float  # average import over the elapsed part of this period
+    projected_kw: float  # the period's average if the present import went on
+    car_allowance_w: float | None  # what all cars together may draw; None = no capacity limit now
+    month_peaks: tuple[Peak, ...]
+    billed_kw: float  # the mean of the month's billed peaks so far (0 without any)
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "limit_kw": round(self.limit_kw, 3),
+            "allowed_kw": round(self.allowed_kw, 3),
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "period_kw": round(self.period_kw, 3),
+            "projected_kw": round(self.projected_kw, 3),
+            "car_allowance_w": None if self.car_allowance_w is None else round(self.car_allowance_w),
+            "month_peaks": [p.to_dict() for p in self.month_peaks],
+            "billed_kw": round(self.billed_kw, 3),
+            "reason": self.reason,
+        }
+
+
+def period_start(cfg: CapacityConfig, local: datetime) -> datetime:
+    """The start of the period holding `local`: the hour or quarter of the local clock."""
+    if local.tzinfo is None:
+        raise ValueError("the capacity guard needs a datetime with a time zone")
+    minute = local.minute - local.minute % cfg.period_min
+    # replace() keeps `fold`, so the repeated hour of an autumn DST change is its own period.
+    return local.replace(minute=minute, second=0, microsecond=0)
+
+
+def _period_end(cfg: CapacityConfig, start: datetime) -> datetime:
+    # Absolute time: the period lasts its length even across a DST change.
+    end_utc = start.astimezone(timezone.utc) + timedelta(seconds=cfg.period_s)
+    return end_utc.astimezone(start.tzinfo)
+
+
+def _elapsed(a: datetime, b: datetime) -> float:
+    """Seconds from a to b in absolute time (aware datetimes in zoneinfo zones subtract by wall clock
+    when they share a tzinfo, which is wrong across DST)."""
+    return (b.astimezone(timezone.utc) - a.astimezone(timezone.utc)).total_seconds()
+
+
+@dataclass
+class CapacityGuard:
+    cfg: CapacityConfig
+    _period: datetime | None = None
+    _energy_ws: float = 0.0  # import energy integrated so far in the period
+    _observed_s: float = 0.0
+    _last_at: datetime | None = None
+    _last_import_w: float = 0.0
+    # The allowance plans with the house (without the cars) averaged over this long, so that a hob
+    # pulsing or an oven on its thermostat does not swing it and the charger with it; a rise is then
+    # seen late, which the rest of the period makes up for, save near its end (see _status).
+    house_window_s: float = HOUSE_WINDOW_S
+    _house: deque = field(default_factory=deque)
+    _house_sum: float = 0.0
+    _month: str | None = None  # "YYYY-MM" of the peaks below
+    _peaks: list[Peak] = field(default_factory=list)  # every counted period of the month, by start
+
+    # ---- state ------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "month": self._month,
+            "peaks": [p.to_dict() for p in self._peaks],
+            "period_start": None if self._period is None else self._period.isoformat(),
+            "period_energy_wh": round(self._energy_ws / 3600.0, 4),
+            "period_observed_s": round(self._observed_s, 3),
+        }
+
+    def restore(self, state: dict[str, Any], tz: Any) -> None:
+        """Take back a state from `to_state`; ValueError (nothing changed) when it is not one."""
+        try:
+            month = state.get("month")
+            if month is not None and not re.fullmatch(r"\d{4}-\d{2}", str(month)):
+                raise ValueError(f"month {month!r} is not YYYY-MM")
+            peaks = [
+                Peak(datetime.fromisoformat(p["start"]).astimezone(tz), float(p["kw"])) for p in state.get("peaks", [])
+            ]
+            if any(not (math.isfinite(p.kw) and p.kw >= 0) for p in peaks):
+                raise ValueError("a peak's kW is not a finite non-negative number")
+            start = state.get("period_start")
+            period = None if start is None else datetime.fromisoformat(start).astimezone(tz)
+            energy_ws = float(state.get("period_energy_wh", 0.0)) * 3600.0
+            observed = float(state.get("period_observed_s", 0.0))
+            if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0):
+                raise ValueError("the period's energy is not a finite non-negative number")
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            # The fault's kind only: its text would quote the file.
+            raise ValueError(f"not a capacity state ({type(e).__name__})") from None
+        self._month = None if month is None else str(month)
+        self._peaks = peaks
+        self._period, self._energy_ws, self._observed_s = period, energy_ws, observed
+        self._last_at = None
+
+    # ---- peaks ------------------------------------------------------------------
+    def billed_peaks(self) -> tuple[Peak, ...]:
+        """The month's highest periods the bill averages (one a day when distinct days count)."""
+        return billed(self._peaks, self.cfg.peaks, self.cfg.peaks_distinct_days)
+
+    def allowed_kw(self, local: datetime) -> float:
+        """The period average that raises no bill: the limit, or, when following the month's peak,
+        the level below which a period changes nothing already billed."""
+        limit = self.cfg.limit_kw
+        if not self.cfg.follow_month_peak or self._month != _month_key(local):
+            return limit
+        billed = self.billed_peaks()
+        free = 0.0
+        if len(billed) >= self.cfg.peaks:
+            free = min(p.kw for p in billed)
+        if self.cfg.peaks_distinct_days:
+            today = [p.kw for p in billed if p.start.date() == local.date()]
+            if today:
+                free = max(free, today[0])
+        return max(limit, free)
+
+    def _close_period(self) -> None:
+        if self._period is None or self._observed_s <= 0 or not self.cfg.counts(self._period):
+            return
+        month = _month_key(self._period)
+        if self._month != month:
+            self._month, self._peaks = month, []
+        self._peaks.append(Peak(self._period, self._energy_ws / self.cfg.period_s / 1000.0))
+        self._peaks = list(self._all_needed_peaks())
+
+    def _all_needed_peaks(self) -> tuple[Peak, ...]:
+        # Only the periods that can still be billed are kept: with distinct days, the best of each
+        # day among the top; else the top N.
+        return self.billed_peaks()
+
+    # ---- update -----------------------------------------------------------------
+    def update(self, local: datetime, net_w: float, car_w: float = 0.0, lag_s: float = 10.0) -> CapacityStatus:
+        """Integrate the import up to `local` (at the power of the previous reading), take the new
+        net power (W, import positive, the cars included) and the cars' present draw (W), and say
+        what the cars may draw."""
+        if not (math.isfinite(net_w) and math.isfinite(car_w)):
+            raise ValueError("the capacity guard needs finite powers")
+        start = period_start(self.cfg, local)
+        self._integrate(local)
+        if self._period is None or _elapsed(self._period, start) != 0:
+            if self._period is not None and _elapsed(self._period, start) < 0:
+                # The clock went back (a corrected clock, not DST: DST is absolute time here).
+                self._period, self._energy_ws, self._observed_s = start, 0.0, 0.0
+            else:
+                self._close_period()
+                self._period, self._energy_ws, self._observed_s = start, 0.0, 0.0
+        if self._month is not None and self._month != _month_key(start):
+            self._month, self._peaks = _month_key(start), []
+        unseen = _elapsed(self._period, local) - self._observed_s
+        if unseen > 0:
+            # Started (or restarted, or the meter was silent) within the period: the time not seen
+            # counts at the present import, the best estimate there is.
+            self._energy_ws += max(0.0, net_w) * unseen
+            self._observed_s += unseen
+        self._last_at = local
+        self._last_import_w = max(0.0, net_w)
+        self._remember_house(local, net_w - max(0.0, car_w))
+        return self._status(local, net_w, max(0.0, car_w), lag_s)
+
+    def _integrate(self, local: datetime) -> None:
+        if self._last_at is None or self._period is None:
+            return
+        dt = _elapsed(self._last_at, local)
+        if not (0 < dt <= MAX_INTEGRATION_GAP_S):
+            return
+        end = _period_end(self.cfg, self._period)
+        in_period = min(dt, max(0.0, _elapsed(self._last_at, end)))
+        self._energy_ws += self._last_import_w * in_period
+        self._observed_s += in_period
+        if in_period < dt:
+            # The interval crosses the period's end: close it and carry the rest into the next.
+            self._close_period()
+            self._period = period_start(self.cfg, end)
+            self._energy_ws = self._last_import_w * (dt - in_period)
+            self._observed_s = dt - in_period
+
+    def _remember_house(self, local: datetime, house_w: float) -> None:
+        at = local.astimezone(timezone.utc).timestamp()
+        samples = self._house
+        samples.append((at, house_w))
+        self._house_sum += house_w
+        while samples and (samples[0][0] <= at - self.house_window_s or at < samples[0][0]):
+            self._house_sum -= samples.popleft()[1]
+        if not samples:  # the clock went back: start again from this reading
+            samples.append((at, house_w))
+            self._house_sum = house_w
+
+    def _status(self, local: datetime, net_w: float, car_w: float, lag_s: float) -> CapacityStatus:
+        assert self._period is not None
+        cfg = self.cfg
+        end = _period_end(cfg, self._period)
+        elapsed = max(0.0, _elapsed(self._period, local))
+        remaining = max(0.0, _elapsed(local, end))
+        period_kw = self._energy_ws / elapsed / 1000.0 if elapsed > 0 else max(0.0, net_w) / 1000.0
+        projected_kw = (self._energy_ws + max(0.0, net_w) * remaining) / cfg.period_s / 1000.0
+        peaks = tuple(self._peaks) if self._month == _month_key(local) else ()
+        billed_kw = sum(p.kw for p in peaks) / len(peaks) if peaks else 0.0
+        allowed = self.allowed_kw(local)
+        active = cfg.counts(self._period)
+        if not active:
+            allowance = None
+            reason = "capacity tariff not counting now (outside CAPACITY_HOURS/CAPACITY_MONTHS)"
+        else:
+            house_w = self._house_sum / len(self._house)
+            if remaining - lag_s <= self.house_window_s:
+                # Too late in the period to make up for a rise seen late: the house's load of this
+                # moment counts as soon as it is the higher.
+                house_w = max(house_w, net_w - car_w)
+            allowance = self._car_allowance_w(allowed * 1000.0, net_w, house_w, remaining, lag_s)
+            reason = (
+                f"capacity {allowed:g} kW: period {period_kw:.2f} kW so far, projected {projected_kw:.2f} kW, "
+                f"cars may draw {allowance / 1000.0:.2f} kW"
+            )
+        return CapacityStatus(
+            active=active,
+            limit_kw=cfg.limit_kw,
+            allowed_kw=allowed,
+            period_start=self._period,
+            period_end=end,
+            period_kw=period_kw,
+            projected_kw=projected_kw,
+            car_allowance_w=allowance,
+            month_peaks=peaks,
+            billed_kw=billed_kw,
+            reason=reason,
+        )
+
+    def _car_allowance_w(self, allowed_w: float, net_w: float, house_w: float, remaining_s: float,
+                         lag_s: float) -> float:
+        """The cars' draw that ends the period at `allowed_w` on average if the house stays at
+        `house_w`: for the charger's lag the cars keep their present draw, then they draw the answer."""
+        budget_ws = allowed_w * self.cfg.period_s - self._energy_ws
+        during_lag = min(lag_s, remaining_s)
+        budget_ws -= max(0.0, net_w) * during_lag
+        after = remaining_s - during_lag
+        if after <= 0:
+            # Nothing written now reaches the cars within this period: what holds the rate.
+            return max(0.0, allowed_w - house_w)
+        # Energy to spare is spread over at least SPREAD_S: near the period's end, dividing by the few
+        # seconds left would swing the allowance (and the charger) with every watt. An excess is
+        # made up in the time there is.
+        spare_ws = budget_ws - allowed_w * after
+        rate_w = allowed_w + spare_ws / (max(after, SPREAD_S) if spare_ws > 0 else after)
+        return max(0.0, rate_w - house_w)
+
+
+def billed(peaks: list[Peak], count: int, distinct_days: bool) -> tuple[Peak, ...]:
+    """The `count` highest periods of a month's, in time order; with `distinct_days`, one a day."""
+    candidates = list(peaks)
+    if distinct_days:
+        best: dict[Any, Peak] = {}
+        for p in candidates:
+            day = p.start.date()
+            if day not in best or p.kw > best[day].kw:
+                best[day] = p
+        candidates = list(best.values())
+    top = sorted(candidates, key=lambda p: p.kw, reverse=True)[:count]
+    return tuple(sorted(top, key=lambda p: p.start.astimezone(timezone.utc)))
+
+
+def _month_key(local: datetime) -> str:
+    return f"{local.year:04d}-{local.month:02d}"

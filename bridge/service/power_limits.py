@@ -1,0 +1,181 @@
+"""The power limits in the service: the capacity tariff's guard and the connector's charge mode.
+
+Before every decision the house's net power (the meter's whole-house power, else its phases'
+powers, else their currents times P1_VOLTAGE: `meter_input.house_power`; the capacity guard counts
+export as no import) and the car's draw (from the charger's report) go to the guard and to the
+surplus controller; their cap goes to the balancer's `power_limit`,
+where the fuse limits apply as well. The guard's state (the month's peaks, the period so far) is
+kept in `capacity.json` in the state folder, so that a restart keeps what the month has billed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from bridge.balancer import Balancer
+from bridge.balancer.capacity import CapacityGuard, CapacityStatus
+from bridge.balancer.power import CapacityCap, SurplusConfig, SurplusController, combine
+from bridge.config import Settings
+from bridge.files import atomic_write_json, read_json_object
+from bridge.mqtt.payloads import format_number
+from bridge.mqtt.topics import Topics
+from bridge.service.meter_input import HousePower, MeterInput, house_power
+from bridge.service.publisher import StatePublisher
+from bridge.state import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_EVERY_S = 10.0  # period_kw and projected_kw change every second; retained every 10 s is plenty
+SAVE_EVERY_S = 300.0  # the period so far; the month's peaks are saved as soon as they change
+
+
+# With several connectors on one fuse the shared balancer has no power cap yet.
+POWER_LIMITS_ONE_CONNECTOR = ("the capacity limit and the charge modes apply with one connector; with several "
+                              "connectors sharing the fuse they are not applied (only the fuse is balanced)")
+
+
+def wall_clock(zone) -> Callable[[], datetime]:
+    return lambda: datetime.now(zone)
+
+
+class PowerLimits:
+    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, balancer: Balancer,
+                 runtime: RuntimeSettings, *, meter: MeterInput | None = None,
+                 wall: Callable[[], datetime] | None = None, path: Path | None = None) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.publisher = publisher
+        self.balancer = balancer
+        self.runtime = runtime
+        self.meter = meter  # None: the house's power from the balancer's currents alone
+        self.house_from: str | None = None
+        self.zone = settings.local_zone()
+        self.wall = wall or wall_clock(self.zone)
+        self.path = path or settings.chargeamps_state_dir / "capacity.json"
+        self.voltage = settings.p1_voltage
+        self.surplus = SurplusController(SurplusConfig(
+            window_s=settings.pv_window_s,
+            import_allowance_w=settings.pv_import_allowance_w,
+            enable_delay_s=settings.pv_enable_delay_s,
+            disable_delay_s=settings.pv_disable_delay_s,
+        ))
+        self.cap = CapacityCap()
+        self.guard: CapacityGuard | None = None
+        self.status: CapacityStatus | None = None
+        self.last_error: str | None = None
+        self._saved_peaks: object = None
+        self._saved_at: float | None = None
+        self._published_at: float | None = None
+        self._build_guard()
+
+    # ---- the guard -------------------------------------------------------------------
+
+    @property
+    def limit_kw(self) -> float | None:
+        """The limit in force: set by command, else CAPACITY_LIMIT_KW; None = the guard is off."""
+        cfg = self.settings.capacity_config(self.runtime.capacity_limit_kw)
+        return None if cfg is None else cfg.limit_kw
+
+    def _build_guard(self) -> None:
+        cfg = self.settings.capacity_config(self.runtime.capacity_limit_kw)
+        if cfg is None:
+            self.guard = None
+            self.status = None
+            return
+        if self.guard is not None:
+            state = self.guard.to_state()
+            self.guard = CapacityGuard(cfg)
+            self.guard.restore(state, self.zone)
+            return
+        self.guard = CapacityGuard(cfg)
+        self._load()
+
+    def _load(self) -> None:
+        assert self.guard is not None
+        try:
+            data = read_json_object(self.path)
+            if data is not None:
+                self.guard.restore(data, self.zone)
+                log.info("capacity state restored from %s: %d peak(s) this month", self.path,
+                         len(data.get("peaks", [])))
+        except (OSError, ValueError) as e:
+            self.last_error = f"capacity state {self.path} not used ({e}); the month's peaks start again"
+            log.error(self.last_error)
+
+    def save(self) -> None:
+        if self.guard is None:
+            return
+        try:
+            atomic_write_json(self.path, self.guard.to_state())
+        except OSError as e:
+            self.last_error = f"cannot write {self.path}: {e.strerror}"
+            log.error(self.last_error)
+
+    def set_limit(self, limit_kw: float) -> None:
+        """A limit set by command (0 = off); the caller saves the runtime settings."""
+        self.runtime.capacity_limit_kw = limit_kw
+        self._build_guard()
+
+    # ---- each decision -------------------------------------------------------------------
+
+    def update(self, now: float) -> None:
+        """Give the balancer the cap of the capacity guard and the charge mode for `now`."""
+        obs = self.balancer.observations()
+        if any(a is None for a in obs.meter):
+            self.balancer.power_limit(now, 0 if self.runtime.charge_mode == "off" else None, "charge mode off")
+            return
+        v = self.voltage
+        house = self._house(now, obs.meter)  # type: ignore[arg-type]
+        phases = sum(obs.charger_phases) if obs.charger_phases else 3
+        car_w = sum(obs.charger_currents) * v if obs.charger_currents else 0.0
+        cfg = self.balancer.config
+        capacity_cap, capacity_reason = None, ""
+        if self.guard is not None:
+            self.status = self.guard.update(self.wall(), house.import_w, car_w)
+            capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
+            capacity_reason = self.status.reason
+            self._keep(now)
+        mode_cap, mode_reason = self.surplus.step(now, house.net_w, car_w, self.runtime.charge_mode, phases, v,
+                                                  cfg.min_current, cfg.current_cap)
+        cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
+        self.balancer.power_limit(now, cap, reason)
+        if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
+            self.publish(now)
+
+    def _house(self, now: float, amps: tuple[float, float, float]) -> HousePower:
+        house = (house_power(amps, self.voltage) if self.meter is None
+                 else self.meter.house_power(now, amps, self.voltage))
+        if house.source != self.house_from:
+            log.info("the house's net power for the capacity guard and the charge mode: from %s", house.source)
+            self.house_from = house.source
+        return house
+
+    def _keep(self, now: float) -> None:
+        assert self.guard is not None
+        state = self.guard.to_state()
+        peaks = (state["month"], state["peaks"])
+        if peaks != self._saved_peaks or self._saved_at is None or now - self._saved_at >= SAVE_EVERY_S:
+            self._saved_peaks, self._saved_at = peaks, now
+            self.save()
+
+    # ---- topics ----------------------------------------------------------------------------
+
+    def publish(self, now: float | None = None, cp: str | None = None, n: int | None = None) -> None:
+        if now is not None:
+            self._published_at = now
+        t = self.topics
+        limit = self.limit_kw
+        self.publisher.publish(t.capacity_limit_kw, format_number(limit) if limit is not None else "0")
+        s = self.status
+        if s is None:
+            state = {"active": False, "limit_kw": limit, "reason": "no capacity limit (CAPACITY_LIMIT_KW unset)"}
+            self.publisher.publish(t.capacity_state, json.dumps(state))
+            return
+        self.publisher.publish(t.capacity_period_kw, format_number(round(s.period_kw, 2)))
+        self.publisher.publish(t.capacity_projected_kw, format_number(round(s.projected_kw, 2)))
+        self.publisher.publish(t.capacity_month_peaks, json.dumps([p.to_dict() for p in s.month_peaks]))
+        self.publisher.publish(t.capacity_state, json.dumps({**s.to_dict(), "house_power_from": self.house_from}))

@@ -1,0 +1,354 @@
+"""The bench's power limits: the capacity tariff and the charge modes, replayed and scored.
+
+A replay with power limits feeds, every second, the meter's net power (the house and the car, per
+phase current times the voltage; export negative) to the capacity guard and to the surplus
+controller, as the service does, and gives the balancer their cap. One difference: the car's draw
+is the charger model's of that second, where the service has the charger's report of its last
+poll (every CHARGEAMPS_POLL_INTERVAL). The scores:
+
+- `capacity`: the highest period average of the import (house + car) in the periods the tariff
+  counts, the average the tariff would bill over the trace, and the periods above the limit; the
+  car's energy against a capacity-aware oracle that knows the house load ahead and fills each
+  period up to the limit (never over the fuse limits, one second at a time).
+- `cars` (modes pv and minpv): the share of the car's energy that came from export and the kWh it
+  took from the grid; the car's energy against a surplus oracle that puts every watt of export
+  (and the import allowed) into the car, whenever that reaches the minimum current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bridge.balancer.capacity import CapacityConfig, CapacityGuard, billed, period_start
+from bridge.balancer.power import CapacityCap, SurplusConfig, SurplusController, amps_for_watts, combine
+from bridge.limits import MIN_CURRENT_A
+from bridge.sim.house import CarSpec, HouseTrace, parse_car
+
+# Targets (10 s lag), pinned by tests/test_bench_power.py and shown in README.
+TARGET_PERIOD_MARGIN_KW = 0.05
+TARGET_CAPACITY_ENERGY_RATIO = 0.95
+TARGET_SOLAR_SHARE = 0.95
+TARGET_SURPLUS_ENERGY_RATIO = 0.9
+TARGET_WRITES_PER_HOUR = 20.0
+DEFAULT_START = "2027-01-12T00:00"
+
+
+@dataclass(frozen=True)
+class PowerSetup:
+    """What a power scenario brings: its wall-clock start, its car and its settings (the environment wins)."""
+
+    start: str
+    car: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    capacity: CapacityConfig | None
+    surplus: SurplusConfig
+    zone: Any
+    voltage: float
+
+
+def power_settings(environ: Mapping[str, str], defaults: Mapping[str, str] = ()) -> PowerSettings:  # type: ignore[assignment]
+    """CAPACITY_*, PV_*, TZ and P1_VOLTAGE read as the service reads them; `defaults` (a scenario's)
+    apply where the environment says nothing. ValueError with the configuration's one line."""
+    from pydantic import ValidationError
+
+    from bridge.config import Settings, describe_validation_error
+
+    names = ("CAPACITY_", "PV_", "TZ", "P1_VOLTAGE")
+    values = {k.upper(): v for k, v in dict(defaults).items()}
+    values.update({k.upper(): v for k, v in environ.items() if k.upper().startswith(names) and v != ""})
+    try:
+        settings = Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})  # type: ignore[call-arg]
+    except ValidationError as e:
+        raise ValueError(f"invalid power settings: {describe_validation_error(e)}") from None
+    surplus = SurplusConfig(
+        window_s=settings.pv_window_s,
+        import_allowance_w=settings.pv_import_allowance_w,
+        enable_delay_s=settings.pv_enable_delay_s,
+        disable_delay_s=settings.pv_disable_delay_s,
+    )
+    return PowerSettings(settings.capacity_config(), surplus, settings.local_zone(), settings.p1_voltage)
+
+
+def parse_start(text: str, zone: Any) -> datetime:
+    """`2027-01-12T16:00` (local, in `zone`) or with an offset."""
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start {text!r}: expected a date and time such as 2027-01-12T16:00") from None
+    return start.replace(tzinfo=zone) if start.tzinfo is None else start.astimezone(zone)
+
+
+class PowerRun:
+    """One replay's power limits: the service's guard and surplus controller, and what is scored."""
+
+    def __init__(self, trace: HouseTrace, car: CarSpec, settings: PowerSettings, start: datetime, lag_s: float,
+                 min_a: int, max_a: int) -> None:
+        self.trace, self.car, self.settings, self.start, self.lag_s = trace, car, settings, start, lag_s
+        self.min_a, self.max_a = min_a, max_a
+        self.phases = sum(car.phases)
+        self.guard = CapacityGuard(settings.capacity) if settings.capacity is not None else None
+        self.cap = CapacityCap()
+        self.surplus = SurplusController(settings.surplus)
+        self._start_utc = start.astimezone(timezone.utc)
+        self._import_ws: dict[datetime, float] = {}
+        self.car_ws = 0.0
+        self.solar_ws = 0.0
+
+    def local(self, t: int) -> datetime:
+        return (self._start_utc + timedelta(seconds=t)).astimezone(self.settings.zone)
+
+    def step(self, t: int, metered: Sequence[float], true_totals: Sequence[float], house: Sequence[float],
+             car_a: float) -> tuple[int | None, str]:
+        """The cap for this second from what the meter reports (`metered`); scores the true load."""
+        v = self.settings.voltage
+        local = self.local(t)
+        net_w = sum(metered) * v
+        car_w = car_a * self.phases * v
+        capacity_cap, capacity_reason = None, ""
+        if self.guard is not None:
+            status = self.guard.update(local, net_w, car_w, lag_s=self.lag_s)
+            capacity_cap = self.cap.step(float(t), status.car_allowance_w, self.phases, v, self.max_a)
+            capacity_reason = status.reason
+        mode_cap, mode_reason = self.surplus.step(float(t), net_w, car_w, self.car.mode, self.phases, v,
+                                                  self.min_a, self.max_a)
+        # Score on the true load.
+        cfg = self.settings.capacity
+        if cfg is not None:
+            key = period_start(cfg, local).astimezone(timezone.utc)
+            self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+        export_w = max(0.0, -sum(house) * v)
+        self.car_ws += car_w
+        self.solar_ws += min(car_w, export_w)
+        return combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
+
+    def score(self, energy_kwh: float, oracles: dict[str, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        cfg = self.settings.capacity
+        if cfg is not None:
+            periods = self._periods(self._import_ws)
+            out["capacity"] = {
+                "limit_kw": cfg.limit_kw,
+                "max_period_kw": round(max((kw for _, kw in periods), default=0.0), 3),
+                "billed_kw": round(_billed_kw(cfg, periods), 3),
+                "periods_over": sum(1 for _, kw in periods if kw > cfg.limit_kw + TARGET_PERIOD_MARGIN_KW),
+                "energy_ratio": _ratio(energy_kwh, oracles.get("capacity_energy_kwh")),
+            }
+        if self.car.mode in ("pv", "minpv"):
+            car_kwh = self.car_ws / 3.6e6
+            out["cars"] = [{
+                "car": self.car.label,
+                "mode": self.car.mode,
+                "energy_kwh": round(car_kwh, 4),
+                "solar_share": round(self.solar_ws / self.car_ws, 4) if self.car_ws > 0 else None,
+                "grid_kwh": round((self.car_ws - self.solar_ws) / 3.6e6, 4),
+                "energy_ratio": _ratio(car_kwh, oracles.get("surplus_energy_kwh")),
+            }]
+        return out
+
+    def _periods(self, import_ws: Mapping[datetime, float]) -> list[tuple[datetime, float]]:
+        """(start, average kW) of each period the tariff counts, in time order."""
+        cfg = self.settings.capacity
+        assert cfg is not None
+        return [(k, ws / cfg.period_s / 1000.0) for k, ws in sorted(import_ws.items())
+                if cfg.counts(k.astimezone(self.settings.zone))]
+
+    # ---- oracles ------------------------------------------------------------------
+    def oracles(self, fuse_current: Callable[[Sequence[float]], int]) -> dict[str, float]:
+        """The capacity-aware and the surplus oracle's car energy (kWh) on this trace."""
+        v, n = self.settings.voltage, self.phases
+        rows = list(zip(*self.trace.base))
+        fuse_w = [min(fuse_current(row), self.car.max_a) * n * v for row in rows]
+        house_w = [sum(row) * v for row in rows]
+        out: dict[str, float] = {}
+        cfg = self.settings.capacity
+        if cfg is not None:
+            by_period: dict[datetime, list[int]] = {}
+            for t in range(len(rows)):
+                key = period_start(cfg, self.local(t)).astimezone(timezone.utc)
+                by_period.setdefault(key, []).append(t)
+            car_ws = 0.0
+            for key, seconds in by_period.items():
+                most = sum(fuse_w[t] for t in seconds)
+                if not cfg.counts(key.astimezone(self.settings.zone)):
+                    car_ws += most
+                    continue
+                import_ws = sum(max(0.0, house_w[t]) for t in seconds)
+                export_ws = sum(max(0.0, -house_w[t]) for t in seconds)
+                room = max(0.0, cfg.limit_kw * 1000.0 * cfg.period_s - import_ws) + export_ws
+                car_ws += min(most, room)
+            out["capacity_energy_kwh"] = round(car_ws / 3.6e6, 4)
+        if self.car.mode in ("pv", "minpv"):
+            allowance = self.settings.surplus.import_allowance_w
+            car_ws = 0.0
+            for t in range(len(rows)):
+                avail = math.floor(amps_for_watts(max(0.0, -house_w[t]) + allowance, n, v))
+                amps = min(avail, fuse_w[t] / (n * v))
+                if self.car.mode == "minpv":
+                    amps = max(amps, self.min_a) if fuse_w[t] >= self.min_a * n * v else 0
+                elif amps < self.min_a:
+                    amps = 0
+                car_ws += amps * n * v
+            out["surplus_energy_kwh"] = round(car_ws / 3.6e6, 4)
+        return out
+
+
+def _ratio(value: float, oracle: float | None) -> float | None:
+    return round(value / oracle, 4) if oracle else None
+
+
+def _billed_kw(cfg: CapacityConfig, periods: list[tuple[datetime, float]]) -> float:
+    """The mean of the highest periods the tariff bills, month by month, averaged over the months."""
+    from bridge.balancer.capacity import Peak
+
+    months: dict[str, list[Peak]] = {}
+    for start, kw in periods:
+        local = start.astimezone(start.tzinfo)
+        months.setdefault(f"{local.year}-{local.month}", []).append(Peak(local, kw))
+    means = []
+    for peaks in months.values():
+        top = billed(peaks, cfg.peaks, cfg.peaks_distinct_days)
+        means.append(sum(p.kw for p in top) / len(top))
+    return sum(means) / len(means) if means else 0.0
+
+
+# ---- targets ------------------------------------------------------------------------
+
+def power_target_misses(entry: dict, strategy: str = "adaptive") -> list[str]:
+    s = entry["strategies"].get(strategy)
+    if s is None:
+        return []
+    misses = []
+    capacity = s.get("capacity")
+    if capacity is not None:
+        if not entry.get("house_over_capacity") and (
+                capacity["max_period_kw"] > capacity["limit_kw"] + TARGET_PERIOD_MARGIN_KW):
+            misses.append(f"max period {capacity['max_period_kw']:.3f} kW > limit + {TARGET_PERIOD_MARGIN_KW} kW")
+        ratio = capacity["energy_ratio"]
+        if ratio is not None and ratio < TARGET_CAPACITY_ENERGY_RATIO:
+            misses.append(f"capacity energy ratio {ratio:.3f} < {TARGET_CAPACITY_ENERGY_RATIO}")
+    for car in s.get("cars", []):
+        if car["mode"] == "pv":
+            if car["solar_share"] is not None and car["solar_share"] < TARGET_SOLAR_SHARE:
+                misses.append(f"solar share {car['solar_share']:.3f} < {TARGET_SOLAR_SHARE}")
+            if car["energy_ratio"] is not None and car["energy_ratio"] < TARGET_SURPLUS_ENERGY_RATIO:
+                misses.append(f"surplus energy ratio {car['energy_ratio']:.3f} < {TARGET_SURPLUS_ENERGY_RATIO}")
+    per_hour = s["commands"] / (entry["duration_s"] / 3600)
+    if per_hour > TARGET_WRITES_PER_HOUR:
+        misses.append(f"{per_hour:.1f} writes/h > {TARGET_WRITES_PER_HOUR:g}")
+    return misses
+
+
+# ---- scenarios ----------------------------------------------------------------------
+
+def _se_winter_evening() -> HouseTrace:
+    """16:00-20:00 on a January Tuesday in Sweden: heat pump, cooking, laundry; under 5 kW each hour."""
+    from bridge.sim.scenarios import HOUR, L1, L2, L3, MINUTE, _House, amps
+
+    h = _House(4 * HOUR, seed=1601)
+    h.background((1.2, 0.9, 1.0))
+    h.fridge(L3)
+    t = 2 * MINUTE
+    while t < h.n:  # a heat pump of about 1.8 kW cycling
+        run = h.rng.uniform(15, 30) * MINUTE
+        h.add_all(t, t + 2, (4.0, 4.0, 4.0))
+        h.add_all(t + 2, t + run, (2.6, 2.6, 2.6))
+        t += run + h.rng.uniform(10, 20) * MINUTE
+    h.thermostat(70 * MINUTE, 110 * MINUTE, (amps(700), amps(800), amps(700)), on_s=(40, 90), off_s=(60, 140))
+    h.pulsing(L1, 80 * MINUTE, 100 * MINUTE, amps(1500), on_s=6, period_s=15)
+    h.add(L2, 95 * MINUTE, 99 * MINUTE, amps(2000))  # kettle
+    h.add(L3, 150 * MINUTE, 200 * MINUTE, amps(600))  # dishwasher
+    h.add(L3, 155 * MINUTE, 170 * MINUTE, amps(1500))
+    h.noise()
+    return h.trace("capacity-se-evening", "Swedish winter evening, 5 kW hourly capacity limit",
+                   car_phases=(True, True, True), car_max_a=16)
+
+
+def _be_evening() -> HouseTrace:
+    """17:00-21:00 in Flanders: cooking and a kettle; quarter-hours under 4 kW, a one-phase car."""
+    from bridge.sim.scenarios import HOUR, L1, L2, L3, MINUTE, _House, amps
+
+    h = _House(4 * HOUR, seed=1702)
+    h.background((1.0, 0.7, 0.8))
+    h.fridge(L2)
+    h.thermostat(40 * MINUTE, 90 * MINUTE, (amps(600), amps(600), amps(500)), on_s=(40, 90), off_s=(60, 140))
+    h.pulsing(L1, 55 * MINUTE, 75 * MINUTE, amps(1400), on_s=6, period_s=15)
+    h.add(L2, 60 * MINUTE, 63 * MINUTE, amps(2000))  # kettle
+    h.add(L3, 130 * MINUTE, 175 * MINUTE, amps(500))  # washing machine
+    h.add(L3, 135 * MINUTE, 147 * MINUTE, amps(1200))
+    h.noise()
+    return h.trace("capacity-be-evening", "Flemish evening, 4 kW quarter-hour capacity limit, one-phase car",
+                   car_phases=(True, False, False), car_max_a=32)
+
+
+def _pv_spring_day() -> HouseTrace:
+    """10:00-16:00 on an April day: a three-phase 8 kW inverter under passing clouds, a house at ~1 kW."""
+    from bridge.sim.scenarios import HOUR, L1, L2, L3, MINUTE, _House, amps
+
+    h = _House(6 * HOUR, seed=2004)
+    h.background((0.6, 0.5, 0.6), wander=0.2)
+    h.fridge(L2)
+    peak = amps(8000) / 3
+    sun = 1.0
+    cloud_until = 0
+    for start in range(0, h.n, 10):
+        if start >= cloud_until and h.rng.random() < 0.008:
+            cloud_until = start + int(h.rng.uniform(60, 900))
+        target = 0.25 if start < cloud_until else 1.0
+        sun += (target - sun) * 0.4  # cloud edges take tens of seconds
+        noon = 1.0 - ((start - 3 * HOUR) / (4 * HOUR)) ** 2
+        for phase in (L1, L2, L3):
+            h.add(phase, start, start + 10, -peak * noon * sun)
+    h.add(L1, 60 * MINUTE, 140 * MINUTE, 0.5)
+    h.add(L1, 65 * MINUTE, 80 * MINUTE, amps(2000))  # washing machine heating
+    h.add(L2, 120 * MINUTE, 123 * MINUTE, amps(2200))  # kettle at lunch
+    h.pulsing(L3, 125 * MINUTE, 145 * MINUTE, amps(1800), on_s=6, period_s=15)
+    h.noise()
+    return h.trace("pv-spring-day", "spring day, 8 kW three-phase solar under clouds, a pv car",
+                   car_phases=(True, True, True), car_max_a=16)
+
+
+POWER_SCENARIOS: dict[str, tuple[Callable[[], HouseTrace], PowerSetup]] = {
+    "capacity-se-evening": (_se_winter_evening, PowerSetup(
+        start="2027-01-12T16:00", car="L1L2L3:16:fast",
+        settings={"CAPACITY_LIMIT_KW": "5", "CAPACITY_PERIOD_MIN": "60", "TZ": "Europe/Stockholm"})),
+    "capacity-be-evening": (_be_evening, PowerSetup(
+        start="2027-01-12T17:00", car="L1:32:fast",
+        settings={"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"})),
+    "pv-spring-day": (_pv_spring_day, PowerSetup(
+        start="2027-04-20T10:00", car="L1L2L3:16:pv", settings={"TZ": "Europe/Brussels"})),
+}
+
+
+def power_scenario_names() -> list[str]:
+    return list(POWER_SCENARIOS)
+
+
+def power_run_factory(environ: Mapping[str, str], start: str | None, car: str | None, lag_s: float,
+                      min_a: int, max_a: int) -> Callable[[HouseTrace], tuple[HouseTrace, PowerRun | None]]:
+    """For each trace: the trace with its car (from `car` or the scenario) and a fresh PowerRun, or
+    None when neither capacity nor a charge mode other than fast applies. Checks the settings now."""
+    car_spec = parse_car(car) if car else None
+    power_settings(environ)  # bad settings fail before minutes of replay
+    if start is not None:
+        parse_start(start, power_settings(environ).zone)
+
+    def make(trace: HouseTrace) -> tuple[HouseTrace, PowerRun | None]:
+        setup = POWER_SCENARIOS[trace.name][1] if trace.name in POWER_SCENARIOS else None
+        settings = power_settings(environ, setup.settings if setup else {})
+        spec = car_spec or (parse_car(setup.car) if setup else CarSpec(trace.car_phases, trace.car_max_a))
+        trace = dataclasses.replace(trace, car_phases=spec.phases, car_max_a=spec.max_a)
+        if settings.capacity is None and spec.mode == "fast":
+            return trace, None
+        when = parse_start(start or (setup.start if setup else DEFAULT_START), settings.zone)
+        return trace, PowerRun(trace, spec, settings, when, lag_s, min_a, max_a)
+
+    return make

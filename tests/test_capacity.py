@@ -1,0 +1,277 @@
+"""The capacity-tariff guard (bridge/balancer/capacity.py): pure, the caller passes the local time."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from bridge.balancer import Balancer, BalancerConfig
+from bridge.balancer.capacity import (
+    CapacityConfig,
+    CapacityConfigError,
+    HOUSE_WINDOW_S,
+    SPREAD_S,
+    CapacityGuard,
+    parse_hours,
+    parse_months,
+    period_start,
+)
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+BRUSSELS = ZoneInfo("Europe/Brussels")
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run(guard: CapacityGuard, start: datetime, house_w, seconds: int, lag_s: int = 10, car_max_w: float = 11000.0,
+        car_on=lambda t: True):
+    """Drive the guard one second at a time with a car that follows its allowance `lag_s` late.
+
+    `house_w(t)` is the house alone; returns the closed periods' averages (kW) by their start."""
+    pending: deque[float] = deque([0.0] * lag_s)
+    car_w = 0.0
+    closed: dict[datetime, float] = {}  # by the period's start in UTC
+    energy: dict[datetime, float] = {}
+    for t in range(seconds):
+        now = (start.astimezone(timezone.utc) + timedelta(seconds=t)).astimezone(start.tzinfo)
+        net = house_w(t) + car_w
+        status = guard.update(now, net, car_w, lag_s=lag_s)
+        allowance = car_max_w if status.car_allowance_w is None else min(car_max_w, status.car_allowance_w)
+        pending.append(allowance if car_on(t) else 0.0)
+        # The import of this second, at this second's power: the period the second belongs to.
+        # In UTC: within one zone, datetimes compare by wall clock, and the repeated autumn hour would merge.
+        key = status.period_start.astimezone(timezone.utc)
+        energy[key] = energy.get(key, 0.0) + max(0.0, net)
+        car_w = pending.popleft()
+    period_s = guard.cfg.period_s
+    for key, ws in energy.items():
+        closed[key] = ws / period_s / 1000.0
+    return closed
+
+
+def test_parse_hours_and_months():
+    hours = parse_hours("Mon-Fri 07-19")
+    assert hours is not None and hours.days == frozenset(range(5)) and (hours.start_hour, hours.end_hour) == (7, 19)
+    assert parse_hours("Sat-Mon").days == frozenset({5, 6, 0})
+    assert parse_hours("07-19").days == frozenset(range(7))
+    assert parse_hours(None) is None and parse_hours(" ") is None
+    assert parse_months("11-3") == frozenset({11, 12, 1, 2, 3})
+    assert parse_months("1,2,12") == frozenset({1, 2, 12})
+    assert parse_months("") is None
+    for bad in ("Mon-Fry 07-19", "07-07", "7-25", "every day"):
+        with pytest.raises(CapacityConfigError):
+            parse_hours(bad)
+    for bad in ("13-2", "0", "nov-mar"):
+        with pytest.raises(CapacityConfigError):
+            parse_months(bad)
+    with pytest.raises(CapacityConfigError, match="60 or 15"):
+        CapacityConfig(limit_kw=5, period_min=30)
+    with pytest.raises(CapacityConfigError, match="above 0 and at most"):
+        CapacityConfig(limit_kw=0)
+
+
+def test_counts_only_within_hours_and_months():
+    cfg = CapacityConfig(limit_kw=5, hours=parse_hours("Mon-Fri 07-19"), months=parse_months("11-3"))
+    assert cfg.counts(datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM))  # a Tuesday in January
+    assert not cfg.counts(datetime(2027, 1, 12, 19, 0, tzinfo=STOCKHOLM))  # 19:00 is past 07-19
+    assert not cfg.counts(datetime(2027, 1, 16, 16, 0, tzinfo=STOCKHOLM))  # Saturday
+    assert not cfg.counts(datetime(2027, 5, 11, 16, 0, tzinfo=STOCKHOLM))  # May
+    guard = CapacityGuard(cfg)
+    status = guard.update(datetime(2027, 1, 16, 16, 0, tzinfo=STOCKHOLM), 9000.0, 6000.0)
+    assert status.car_allowance_w is None and not status.active and "outside" in status.reason
+
+
+def test_hourly_period_ends_at_the_limit_and_the_car_gets_the_rest():
+    # A 2 kW house and a car that could take 11 kW: the car gets about 3 kW, the hour ends at 5 kW.
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    periods = run(guard, start, lambda t: 2000.0, 3 * 3600)
+    assert len(periods) == 3
+    for kw in periods.values():
+        assert 4.95 <= kw <= 5.0 + 1e-9
+
+
+def test_the_average_resets_at_a_period_boundary_and_the_peak_is_kept():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5, period_min=15))
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=BRUSSELS)
+    run(guard, start, lambda t: 3000.0, 900, car_on=lambda t: False)
+    status = guard.update(start + timedelta(seconds=900), 1000.0)
+    assert status.period_start == start + timedelta(minutes=15)
+    assert status.period_kw == pytest.approx(1.0)
+    assert [round(p.kw, 2) for p in status.month_peaks] == [3.0]
+
+
+def test_follow_month_peak_allows_up_to_what_is_billed_already():
+    cfg = CapacityConfig(limit_kw=5)
+    guard = CapacityGuard(cfg)
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    run(guard, start, lambda t: 7000.0, 3600, car_on=lambda t: False)  # the house alone: a 7 kW hour
+    for s in range(200):  # longer than the window the house is averaged over
+        status = guard.update(start + timedelta(hours=1, seconds=s), 2000.0)
+    assert status.allowed_kw == pytest.approx(7.0)
+    # 7 kW less the 2 kW house, and what the car left unused in the first 199 s, over the rest of the hour.
+    assert status.car_allowance_w == pytest.approx((7000.0 * 3600 - 2000.0 * 199 - 2000.0 * 10) / 3391 - 2000.0)
+    unfollowed = CapacityGuard(CapacityConfig(limit_kw=5, follow_month_peak=False))
+    unfollowed.restore(guard.to_state(), STOCKHOLM)
+    assert unfollowed.update(start + timedelta(hours=1), 2000.0).allowed_kw == 5.0
+
+
+def test_month_peaks_reset_when_the_month_changes_and_survive_a_restore():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5, peaks=3))
+    start = datetime(2027, 1, 31, 22, 0, tzinfo=STOCKHOLM)
+    run(guard, start, lambda t: 3000.0 if t < 3600 else 4000.0, 7200, car_on=lambda t: False)
+    status = guard.update(start + timedelta(hours=2), 1000.0)  # 00:00 on 1 February
+    assert status.month_peaks == () and status.billed_kw == 0.0
+    assert guard.to_state()["month"] == "2027-02"
+    # Before the boundary the state holds January's peaks, and a restored guard continues from it.
+    guard2 = CapacityGuard(CapacityConfig(limit_kw=5, peaks=3))
+    run(guard2, start, lambda t: 3000.0, 3601, car_on=lambda t: False)
+    state = guard2.to_state()
+    restored = CapacityGuard(CapacityConfig(limit_kw=5, peaks=3))
+    restored.restore(state, STOCKHOLM)
+    assert [p.to_dict() for p in restored.billed_peaks()] == state["peaks"]
+    assert state["peaks"][0]["kw"] == pytest.approx(3.0)
+
+
+def test_distinct_days_keep_one_peak_a_day():
+    cfg = CapacityConfig(limit_kw=5, peaks=3, peaks_distinct_days=True)
+    guard = CapacityGuard(cfg)
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    # Two high hours on the 12th, one on the 13th: the 12th counts once.
+    levels = {0: 6000.0, 1: 7000.0, 2: 1000.0}
+    run(guard, start, lambda t: levels[t // 3600], 3 * 3600, car_on=lambda t: False)
+    run(guard, start + timedelta(days=1), lambda t: 6500.0, 3600 + 1, car_on=lambda t: False)
+    peaks = guard.billed_peaks()
+    assert sorted(round(p.kw, 2) for p in peaks) == [6.5, 7.0]
+    assert len({p.start.date() for p in peaks}) == len(peaks)
+    # Two days billed out of three: the next new day would add a peak, so only the limit is free
+    # on a third day; on the 13th up to its own peak changes nothing.
+    assert guard.allowed_kw(datetime(2027, 1, 14, 10, 0, tzinfo=STOCKHOLM)) == 5.0
+    assert guard.allowed_kw(datetime(2027, 1, 13, 18, 0, tzinfo=STOCKHOLM)) == pytest.approx(6.5)
+
+
+def test_dst_autumn_the_repeated_hour_is_its_own_period():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    # 31 October 2027: Stockholm goes from 03:00 CEST back to 02:00 CET; 01:00 local to 04:00 local is 4 h.
+    start = datetime(2027, 10, 31, 1, 0, tzinfo=STOCKHOLM)
+    periods = run(guard, start, lambda t: 1000.0 * (1 + t // 3600), 4 * 3600, car_on=lambda t: False)
+    assert len(periods) == 4
+    assert sorted(round(kw, 3) for kw in periods.values()) == [1.0, 2.0, 3.0, 4.0]
+    assert [p.kw for p in sorted(guard.billed_peaks(), key=lambda p: p.start)] == [pytest.approx(3.0)]
+
+
+def test_dst_spring_the_missing_hour_is_skipped():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    # 28 March 2027: 02:00 CET jumps to 03:00 CEST; 01:00 to 04:00 local is 2 h.
+    start = datetime(2027, 3, 28, 1, 0, tzinfo=STOCKHOLM)
+    periods = run(guard, start, lambda t: 2000.0, 2 * 3600)
+    assert [k.astimezone(STOCKHOLM).hour for k in sorted(periods)] == [1, 3]
+    for kw in periods.values():
+        assert kw <= 5.0 + 1e-9
+
+
+def test_a_garbage_state_changes_nothing():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    run(guard, datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM), lambda t: 3000.0, 3601, car_on=lambda t: False)
+    before = guard.to_state()
+    for bad in ({"peaks": [{"start": "yesterday", "kw": 1}]}, {"peaks": [{"kw": 1}]}, {"month": "January"},
+                {"peaks": [{"start": "2027-01-12T16:00:00+01:00", "kw": float("nan")}]}, {"peaks": 5}):
+        with pytest.raises(ValueError, match="not a capacity state"):
+            guard.restore(bad, STOCKHOLM)
+        assert guard.to_state() == before
+
+
+def test_the_cars_keep_their_present_draw_for_the_charger_lag():
+    """60 s before the hour ends, the hour so far at the limit, the car draws 6 kW over a 1 kW house: its
+    next value counts only after the lag, so the guard plans the lag at today's import."""
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    for lag_s, expected in ((0, 4000.0), (10, 3600.0)):
+        guard = CapacityGuard(CapacityConfig(limit_kw=5))
+        guard.restore({"period_start": start.isoformat(), "period_energy_wh": 5000.0 * 3540 / 3600,
+                       "period_observed_s": 3540}, STOCKHOLM)
+        status = guard.update(start + timedelta(seconds=3540), 7000.0, 6000.0, lag_s=lag_s)
+        # 300 kJ left for 60 s; 7 kW for the lag, then 1 kW of house: (300 - 7 x lag) kJ / (60 - lag) s - 1 kW.
+        assert status.car_allowance_w == pytest.approx(expected)
+        assert status.projected_kw == pytest.approx((5000.0 * 3540 + 7000.0 * 60) / 3600 / 1000)
+
+
+def test_energy_to_spare_near_the_end_is_spread():
+    """Energy left over 30 s before the end is spread over SPREAD_S, not poured into the last seconds."""
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    guard = CapacityGuard(CapacityConfig(limit_kw=5), house_window_s=0.0)
+    guard.restore({"period_start": start.isoformat(), "period_energy_wh": 4000.0 * 3570 / 3600,
+                   "period_observed_s": 3570}, STOCKHOLM)
+    status = guard.update(start + timedelta(seconds=3570), 1000.0, 0.0, lag_s=0)
+    spare_ws = 5000.0 * 3600 - 4000.0 * 3570 - 5000.0 * 30
+    assert status.car_allowance_w == pytest.approx(5000.0 + spare_ws / SPREAD_S - 1000.0)
+
+
+def test_power_limit_caps_at_once_and_raises_paced():
+    b = Balancer(BalancerConfig(max_a=24, fuse_a=25, default_current=16))
+    for now in (0.0, 1.0):
+        for phase in range(3):
+            b.meter(now, phase, 2.0)
+    first = b.decide(1.0)
+    b.commanded(1.0, first.charge_at)
+    b.power_limit(2.0, 9.4, "capacity 5 kW")
+    cut = b.decide(2.0)
+    assert cut.command == 9 and "capacity 5 kW" in cut.reason
+    b.commanded(2.0, 9)
+    b.power_limit(3.0, None)
+    raised = b.decide(3.0)
+    assert raised.command is None and "pacing" in raised.reason
+    b.power_limit(4.0, 3.0)
+    assert b.decide(4.0).command == 0  # below the minimum current: a pause
+    with pytest.raises(ValueError):
+        b.power_limit(5.0, float("nan"))
+
+
+local_starts = st.sampled_from([
+    datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM),
+    datetime(2027, 3, 28, 0, 30, tzinfo=STOCKHOLM),  # spring DST
+    datetime(2027, 10, 31, 1, 15, tzinfo=STOCKHOLM),  # autumn DST
+    datetime(2027, 10, 31, 2, 40, tzinfo=ZoneInfo("Europe/Stockholm")).replace(fold=1),
+    datetime(2027, 1, 31, 22, 50, tzinfo=BRUSSELS),  # month boundary
+])
+
+
+@SETTINGS
+@given(
+    start=local_starts,
+    period_min=st.sampled_from([60, 15]),
+    limit_kw=st.floats(2.0, 20.0),
+    steps=st.lists(st.tuples(st.integers(30, 1200), st.floats(0.0, 1.0)), min_size=1, max_size=12),
+    lag_s=st.integers(0, 30),
+    house_window_s=st.sampled_from([0.0, 60.0, HOUSE_WINDOW_S]),
+)
+def test_periods_end_at_or_below_the_limit_when_the_house_alone_stays_under_it(start, period_min, limit_kw, steps,
+                                                                               lag_s, house_window_s):
+    """The house is a step function under the limit; the car takes whatever it is allowed, late by the
+    charger's lag. A house that rises by dP is seen in full only after the window it is averaged over,
+    and the car follows after the lag: a period may end at most dP x (lag + window) over the limit's
+    energy, and only when the rise comes too late to be made up for. That, and nothing more, is allowed."""
+    levels = [fraction * limit_kw * 1000.0 for _, fraction in steps]
+    assume(max(levels) < limit_kw * 1000.0)
+    edges = []
+    t = 0
+    for (length, _), level in zip(steps, levels):
+        edges.append((t, t + length, level))
+        t += length
+
+    def house(second: int) -> float:
+        for lo, hi, level in edges:
+            if lo <= second < hi:
+                return level
+        return levels[-1]
+
+    guard = CapacityGuard(CapacityConfig(limit_kw=limit_kw, period_min=period_min), house_window_s=house_window_s)
+    periods = run(guard, start, house, t, lag_s=lag_s)
+    biggest_rise_w = max([0.0] + [b - a for a, b in zip(levels, levels[1:])])
+    # Several rises may fall into one period: each costs at most its own rise x lag.
+    rises_ws = sum(max(0.0, b - a) for a, b in zip(levels, levels[1:])) * (lag_s + house_window_s)
+    for key, kw in periods.items():
+        assert kw <= limit_kw + rises_ws / (period_min * 60) / 1000.0 + 1e-3, (key, kw, biggest_rise_w)

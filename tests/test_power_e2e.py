@@ -1,0 +1,177 @@
+"""The capacity tariff and the charge modes end to end: a real broker, the cloud simulator and the
+service (in this process, so that its wall clock can be moved to a period's end), driven over MQTT.
+
+The meter payloads are plain amps per phase, as a dsmr-reader `current_l1` topic sends them; a
+negative current is export, as the P1 meters that sign currents report it."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.e2e import Probe, feed_meter, response_for, topic, wait_online, wait_until
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+class MovableWall:
+    """Wall-clock time that runs at the real rate from a chosen start and can be moved ahead."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.t0 = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.t0)
+
+    def move_to(self, when: datetime) -> None:
+        self.start, self.t0 = when, time.monotonic()
+
+
+WALL = MovableWall(datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM))
+BRIDGE_IN_PROCESS = lambda: {"wall_clock": WALL}  # noqa: E731 - the fixture calls it for each bridge
+BRIDGE_DEFAULTS = {
+    "BALANCER_RAISE_HOLD_S": "1",
+    "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
+    "BALANCER_STALE_AFTER_S": "5",
+    "TZ": "Europe/Stockholm",
+    "PV_WINDOW_S": "2",
+    "PV_ENABLE_DELAY_S": "2",
+    "PV_DISABLE_DELAY_S": "2",
+    "HA_DISCOVERY": "false",
+}
+
+
+@pytest.fixture
+def base() -> str:
+    return f"ca-power-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def probe(broker, base):
+    """The bridge's base topic only (the bridges here run in this process): a probe of `#` would
+    share the process's time with the service while it reads every retained message earlier
+    tests left on the shared broker."""
+    p = Probe(broker.host, broker.port, subscribe=f"{base}/#")
+    yield p
+    p.close()
+
+
+def feed_for(probe: Probe, env: dict, amps: float, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        feed_meter(probe, env, amps, amps, amps)
+        time.sleep(0.25)
+
+
+def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, base, tmp_path):
+    state = tmp_path / "state"
+    bridge, env = start_bridge(state_dir=state, MQTT_BASE_TOPIC=base)
+    wait_online(probe, env, bridge)
+    probe.wait_value(topic(env, "capacity/limit_kw"), "0")  # CAPACITY_LIMIT_KW unset: off
+    since = time.monotonic()
+    probe.publish(topic(env, "capacity/limit_kw/set"), "4.5")
+    assert response_for(probe, env, topic(env, "capacity/limit_kw/set"), since)["status"] == "ok"
+    probe.wait_value(topic(env, "capacity/limit_kw"), "4.5", since=since)
+    refused_at = time.monotonic()
+    probe.publish(topic(env, "capacity/limit_kw/set"), "-3")
+    answer = response_for(probe, env, topic(env, "capacity/limit_kw/set"), refused_at)
+    assert answer["status"] == "error" and "between 0 (off)" in answer["error"]
+    bridge.terminate()
+    restarted_at = time.monotonic()
+    bridge2, _ = start_bridge(env=env)
+    wait_online(probe, env, bridge2, since=restarted_at)
+    probe.wait_value(topic(env, "capacity/limit_kw"), "4.5", since=restarted_at)
+    state_json = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("limit_kw") == 4.5,
+                                 since=restarted_at)
+    assert "reason" in state_json
+
+
+def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start_bridge, probe, base, tmp_path):
+    WALL.move_to(datetime(2027, 1, 12, 16, 59, 45, tzinfo=STOCKHOLM))
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5", MQTT_BASE_TOPIC=base)
+    wait_online(probe, env, bridge)
+    # 10 A on each phase at 230 V: 6.9 kW until 17:00, then 2 A: 1.38 kW.
+    feed_for(probe, env, 10.0, 3)
+    probe.wait_for(topic(env, "capacity/period_kw"), lambda p: float(p) > 6.0, timeout=20)
+    wait_until(lambda: WALL() >= datetime(2027, 1, 12, 17, 0, 1, tzinfo=STOCKHOLM), 30, "17:00", step=0.2)
+    since = time.monotonic()
+    feed_for(probe, env, 2.0, 3)
+    # The new hour's average: the 1.38 kW of now, not the 6.9 kW of the hour before.
+    state = probe.wait_json(topic(env, "capacity/state"),
+                            lambda s: s.get("period_start", "").startswith("2027-01-12T17:00")
+                            and s["period_kw"] < 2.0, timeout=20, since=since)
+    assert state["month_peaks"][0]["kw"] > 1.0
+    peaks = json.loads(probe.wait_for(topic(env, "capacity/month_peaks"), lambda p: p != b"[]", since=since))
+    assert len(peaks) == 1 and peaks[0]["start"].startswith("2027-01-12T16:00")
+    bridge.terminate()
+    restarted_at = time.monotonic()
+    bridge2, _ = start_bridge(env=env)
+    wait_online(probe, env, bridge2, since=restarted_at)
+    feed_for(probe, env, 2.0, 1)
+    again = json.loads(probe.wait_for(topic(env, "capacity/month_peaks"), lambda p: p != b"[]",
+                                      since=restarted_at, timeout=20))
+    assert again == peaks
+
+
+def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, probe, base, sim):
+    WALL.move_to(datetime(2027, 4, 20, 12, 0, tzinfo=STOCKHOLM))
+    bridge, env = start_bridge(MQTT_BASE_TOPIC=base)
+    wait_online(probe, env, bridge)
+    cp = sim.chargepoint_id
+    probe.wait_json(topic(env, "bridge/info"), lambda i: i["chargepoint_id"] == cp)
+    probe.wait_value(topic(env, f"charger/{cp}/1/charge_mode"), "fast")
+    since = time.monotonic()
+    probe.publish(topic(env, f"charger/{cp}/1/charge_mode/set"), "pv")
+    assert response_for(probe, env, topic(env, f"charger/{cp}/1/charge_mode/set"), since)["status"] == "ok"
+    probe.wait_value(topic(env, f"charger/{cp}/1/charge_mode"), "pv", since=since)
+    # No surplus: the car is paused.
+    feed_for(probe, env, 3.0, 1)
+    wait_until(lambda: (feed_meter(probe, env, 3, 3, 3) or True) and sim.connector(1).max_current == 0, 20,
+               "the pv car paused without surplus", step=0.3)
+    # 9 A of export on each phase: 6.2 kW, above the 4.1 kW a three-phase car needs.
+    wait_until(lambda: (feed_meter(probe, env, -9, -9, -9) or True) and sim.connector(1).max_current >= 6, 30,
+               "the pv car started with the surplus", step=0.3)
+    state = json.loads(probe.wait_for(topic(env, "balancer/state"), lambda p: b"pv:" in p))
+    assert "surplus" in state["reason"]
+    # The surplus gone: after PV_DISABLE_DELAY_S the car stops.
+    wait_until(lambda: (feed_meter(probe, env, 4, 4, 4) or True) and sim.connector(1).max_current == 0, 30,
+               "the pv car stopped without surplus", step=0.3)
+    assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]
+
+
+def test_the_house_power_topic_drives_the_capacity_guard_and_the_currents_stand_in_when_it_stops(
+        start_bridge, probe, base, tmp_path):
+    # The whole house's power as HomeWizard's local API v1 (`/api/v1/data`) documents it,
+    # re-published on MQTT as users do from Node-RED: `active_power_w`, import positive.
+    WALL.move_to(datetime(2027, 1, 12, 18, 0, tzinfo=STOCKHOLM))
+    house = f"homewizard-{tmp_path.name[-12:]}/p1"
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5",
+                               P1_POWER_TOPIC=house, P1_POWER_JSON_PATH="active_power_w", MQTT_BASE_TOPIC=base)
+    wait_online(probe, env, bridge)
+    since = time.monotonic()
+
+    def feed(total_w: float | None) -> bool:
+        feed_meter(probe, env, 1, 1, 1)  # unsigned whole amps: 0.69 kW, far below the house's 4 kW
+        if total_w is not None:
+            probe.publish(house, json.dumps({"wifi_strength": 78, "active_tariff": 2,
+                                             "active_power_w": total_w, "active_power_l1_w": 1400.0}))
+        return True
+
+    # 4 kW from the house power topic, not the 0.69 kW the currents give.
+    wait_until(lambda: feed(4000.0) and float(probe.latest.get(topic(env, "capacity/period_kw"), b"0")) > 3.5,
+               30, "capacity/period_kw from the house power topic", step=0.25)
+    state = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("house_power_from") == "P1_POWER_TOPIC",
+                            since=since, timeout=20)
+    assert state["period_kw"] > 3.5
+    # The house power falls silent: past BALANCER_STALE_AFTER_S the currents stand in.
+    stopped = time.monotonic()
+    wait_until(lambda: feed(None) and time.monotonic() - stopped > 6, 30, "the house power stale", step=0.25)
+    state = probe.wait_json(topic(env, "capacity/state"),
+                            lambda s: s.get("house_power_from") == "currents x P1_VOLTAGE", since=stopped,
+                            timeout=20)
+    assert state["projected_kw"] < 1.5  # 0.69 kW for the rest of the hour
