@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     chargeamps_base_url: str = DEFAULT_BASE_URL
     chargeamps_chargepoint_id: str | None = None
     chargeamps_connector_id: int = Field(1, ge=1, le=8)
+    # Several connectors on one fuse: `CP:N[/PHASES]` entries, comma separated.
+    chargeamps_connectors: str | None = None
     chargeamps_state_dir: Path = Field(default_factory=default_state_dir)
     chargeamps_current_level: Literal["connector", "chargepoint"] = "connector"
     chargeamps_pause_method: Literal["current", "mode"] = "current"
@@ -239,8 +241,24 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(sorted(P1_PRESETS))}")
         return v
 
+    @field_validator("chargeamps_connectors")
+    @classmethod
+    def _connectors(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from bridge.balancer.sharing import parse_connectors
+
+        parse_connectors(v)  # ValueError names the bad entry
+        return v.strip()
+
     @model_validator(mode="after")
     def _limits(self) -> "Settings":
+        if len(self.connector_specs()) > 1 and self.balancer_strategy != "adaptive":
+            raise ValueError(
+                f"CHARGEAMPS_CONNECTORS lists {len(self.connector_specs())} connectors, but BALANCER_STRATEGY "
+                f"{self.balancer_strategy} balances one connector only (it is the original one-car flow); "
+                "use BALANCER_STRATEGY=adaptive to share the fuse between several cars"
+            )
         if self.balancer_max_a > self.balancer_fuse_a:
             raise ValueError(
                 f"BALANCER_MAX_A ({self.balancer_max_a:g}) is above BALANCER_FUSE_A "
@@ -286,6 +304,15 @@ class Settings(BaseSettings):
         except MeterConfigError as e:
             raise ValueError(str(e)) from None
         return self
+
+    def connector_specs(self) -> list:
+        """The connectors on the fuse, from CHARGEAMPS_CONNECTORS; empty when it is not set
+        (then the one connector CHARGEAMPS_CONNECTOR_ID of the chosen charge point)."""
+        if not self.chargeamps_connectors:
+            return []
+        from bridge.balancer.sharing import parse_connectors
+
+        return parse_connectors(self.chargeamps_connectors)
 
     def require_cloud(self) -> None:
         """The account settings every cloud call needs."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bridge.files import atomic_write_json, read_json_object
@@ -18,6 +18,8 @@ class RuntimeSettings:
     max_a: float
     default_current: int
     enabled: bool = True
+    # Each connector's priority on a shared fuse ("CP:N" -> 0..9); only those a user set.
+    priorities: dict[str, int] = field(default_factory=dict)
     # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
     capacity_limit_kw: float | None = None
     charge_mode: str = "fast"
@@ -41,6 +43,7 @@ class RuntimeStore:
                 max_a=float(data.get("max_a", defaults.max_a)),
                 default_current=float(data.get("default_current", defaults.default_current)),  # type: ignore[arg-type]
                 enabled=data.get("enabled", defaults.enabled),
+                priorities=dict(data.get("priorities", defaults.priorities)),
                 capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
                 charge_mode=data.get("charge_mode", defaults.charge_mode),
             )
@@ -63,7 +66,10 @@ class RuntimeStore:
 
     def save(self, settings: RuntimeSettings) -> bool:
         try:
-            atomic_write_json(self.path, asdict(settings))
+            data = asdict(settings)
+            if not data["priorities"]:
+                del data["priorities"]  # one connector: the file stays as it always was
+            atomic_write_json(self.path, data)
         except OSError as e:
             self.last_error = f"cannot write {self.path}: {e.strerror}; the change holds until restart"
             log.error(self.last_error)

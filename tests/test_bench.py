@@ -369,10 +369,10 @@ def test_plot_writes_a_png(tmp_path):
 def test_bench_main_parses_the_documented_options():
     args = bench.build_parser().parse_args(
         ["--trace", "a.csv", "--trace", "b.csv", "--scenario", "heat-pump", "--strategy", "homey",
-         "--charger-lag-s", "5", "--json", "--plot", "x.png"])
+         "--charger-lag-s", "5", "--json", "--plot", "x.png", "--car", "L2", "--car", "L1L2L3:10"])
     assert args == argparse.Namespace(trace=["a.csv", "b.csv"], scenario=["heat-pump"], strategy="homey",
-                                      charger_lag_s=5.0, json=True, plot="x.png", generate=None, seed=None,
-                                      start=None, car=[])
+                                      car=["L2", "L1L2L3:10"], charger_lag_s=5.0, json=True, plot="x.png",
+                                      generate=None, seed=None, start=None)
 
 
 def test_bench_main_with_the_real_balancer(tmp_path, capsys):

@@ -143,7 +143,7 @@ def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsy
     [
         (["--start", "tomorrow"], {}, "--start 'tomorrow'"),
         (["--car", "L1:16:solar"], {}, "fast, pv, minpv, off"),
-        (["--car", "L1", "--car", "L2"], {}, "one --car"),
+        (["--car", "L1:16:pv", "--car", "L2"], {}, "benched with one car"),  # several cars share at fast
         ([], {"CAPACITY_PERIOD_MIN": "30"}, "CAPACITY_PERIOD_MIN"),
         ([], {"TZ": "Mars/Olympus_Mons", "CAPACITY_LIMIT_KW": "5"}, "TZ"),
     ],

@@ -481,6 +481,24 @@ def test_connector_currents_are_zero_when_the_status_says_nothing_is_delivered(s
     assert conn.active_phases() == (None if currents is None else tuple(c >= 1.0 for c in currents))
 
 
+# Whether a car is plugged in, from the same free-string `status` (own protocol: Available,
+# Connected, Charging; OCPP 1.6 ChargePointStatus values).
+@pytest.mark.parametrize(
+    "status, plugged",
+    [
+        ("Available", False), ("Reserved", False),
+        ("Connected", True), ("Charging", True), ("Preparing", True), ("SuspendedEV", True),
+        ("SuspendedEVSE", True), ("Finishing", True),
+        ("Faulted", None), ("Unavailable", None), ("Error", None), ("Unknown", None), (None, None),
+        ("SomethingNew", None),
+    ],
+)
+def test_the_status_says_whether_a_car_is_plugged_in(status, plugged):
+    from bridge.eapi.models import ConnectorStatus
+
+    assert ConnectorStatus.model_validate({"connectorId": 1, "status": status}).car_plugged() is plugged
+
+
 def test_an_unplugged_connector_in_the_simulator_reports_zero_currents(sim):
     sim.connector(1).car_plugged = False
     status = make_client(sim).status(sim.chargepoint_id).connector(1)

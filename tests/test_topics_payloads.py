@@ -46,6 +46,10 @@ def test_state_topic_names_are_the_public_ones() -> None:
     assert t.charger_current(CP, 1, 2) == f"chargeamps/charger/{CP}/1/current_l3"
     assert t.charger_power_kw(CP, 1) == f"chargeamps/charger/{CP}/1/power_kw"
     assert t.charger_session_energy_kwh(CP, 1) == f"chargeamps/charger/{CP}/1/session_energy_kwh"
+    # several connectors on one fuse
+    assert t.charger_charge_at(CP, 2) == f"chargeamps/charger/{CP}/2/charge_at"
+    assert t.charger_priority(CP, 2) == f"chargeamps/charger/{CP}/2/priority"
+    assert t.charger_reason(CP, 2) == f"chargeamps/charger/{CP}/2/reason"
     assert t.charge_mode(CP, 1) == f"chargeamps/charger/{CP}/1/charge_mode"
     assert t.capacity_limit_kw == "chargeamps/capacity/limit_kw"
     assert t.capacity_period_kw == "chargeamps/capacity/period_kw"
@@ -64,6 +68,7 @@ def test_command_topic_names_are_the_public_ones() -> None:
         f"chargeamps/charger/{CP}/1/mode/set",
         f"chargeamps/charger/{CP}/reboot/set",
         "chargeamps/bridge/request/refresh",
+        f"chargeamps/charger/{CP}/1/priority/set",  # several connectors on one fuse
         "chargeamps/capacity/limit_kw/set",
         f"chargeamps/charger/{CP}/1/charge_mode/set",
     ]
@@ -76,7 +81,8 @@ def test_every_command_topic_classifies_to_its_name_and_charger() -> None:
     assert found[3] == Command("charger_max_current", t.charger_max_current_set(CP, 2), cp=CP, connector=2)
     assert found[4] == Command("charger_mode", t.charger_mode_set(CP, 2), cp=CP, connector=2)
     assert found[5] == Command("reboot", t.charger_reboot_set(CP), cp=CP)
-    assert found[8] == Command("charge_mode", t.charge_mode_set(CP, 2), cp=CP, connector=2)
+    assert found[7] == Command("charger_priority", t.charger_priority_set(CP, 2), cp=CP, connector=2)
+    assert found[9] == Command("charge_mode", t.charge_mode_set(CP, 2), cp=CP, connector=2)
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,25 @@ from bridge.balancer.core import (
     whole_amps_for_charger,
 )
 from bridge.balancer.model import BalancerConfig, Decision
+from bridge.balancer.sharing import (
+    ConnectorDecision,
+    ConnectorSpec,
+    SharedBalancer,
+    SharedDecision,
+    parse_connectors,
+)
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "STRATEGIES",
     "Balancer",
     "BalancerConfig",
+    "ConnectorDecision",
+    "ConnectorSpec",
     "Decision",
+    "SharedBalancer",
+    "SharedDecision",
+    "parse_connectors",
     "meter_staleness",
     "whole_amps_for_charger",
 ]

@@ -25,6 +25,14 @@ NOT_DELIVERING_STATUSES: frozenset[str] = frozenset({
     "Available", "Connected", "Error",
     "Preparing", "SuspendedEVSE", "SuspendedEV", "Finishing", "Reserved", "Unavailable", "Faulted",
 })
+# Connector statuses that say whether a car is plugged in: Charge Amps' own protocol (Available:
+# no car; Connected, Charging: a car) and OCPP 1.6 (a session is being prepared, runs, is suspended
+# by the car or the charger, or is being finished: a car; reserved: none yet). Unavailable, Faulted,
+# Error and statuses not known here do not say.
+NO_CAR_STATUSES: frozenset[str] = frozenset({"Available", "Reserved"})
+CAR_STATUSES: frozenset[str] = frozenset({
+    "Connected", "Charging", "Preparing", "SuspendedEVSE", "SuspendedEV", "Finishing",
+})
 
 
 class _Model(BaseModel):
@@ -72,6 +80,14 @@ class ConnectorStatus(_Model):
             if m.phase in PHASE_NAMES:
                 currents[PHASE_NAMES.index(m.phase)] = float(m.current)
         return (currents[0], currents[1], currents[2])
+
+    def car_plugged(self) -> bool | None:
+        """Whether a car is plugged in, from the status; None when the status does not say."""
+        if self.status in CAR_STATUSES:
+            return True
+        if self.status in NO_CAR_STATUSES:
+            return False
+        return None
 
     def active_phases(self, threshold_a: float = 1.0) -> tuple[bool, bool, bool] | None:
         """Which phases carry at least `threshold_a`, or None when the currents are not known."""

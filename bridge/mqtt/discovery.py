@@ -308,6 +308,20 @@ def config_topic(prefix: str, component: str, node_id: str, key: str) -> str:
     return f"{prefix.strip('/')}/{component}/{slug(node_id)}/{slug(key)}/config"
 
 
+def _device(cp_id: str, device_model: str | None, sw_version: str) -> dict[str, Any]:
+    """One Home Assistant device per charge point."""
+    device: dict[str, Any] = {
+        "identifiers": [f"chargeamps_{slug(cp_id)}"],
+        "name": f"Charge Amps {cp_id}",
+        "manufacturer": MANUFACTURER,
+        "sw_version": sw_version,
+        "serial_number": cp_id,
+    }
+    if device_model:
+        device["model"] = device_model
+    return device
+
+
 def discovery_messages(
     topics: Topics,
     prefix: str,
@@ -320,15 +334,7 @@ def discovery_messages(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON."""
     bounds = _limits(limits)
-    device: dict[str, Any] = {
-        "identifiers": [f"chargeamps_{slug(cp_id)}"],
-        "name": f"Charge Amps {cp_id}",
-        "manufacturer": MANUFACTURER,
-        "sw_version": sw_version,
-        "serial_number": cp_id,
-    }
-    if device_model:
-        device["model"] = device_model
+    device = _device(cp_id, device_model, sw_version)
     origin = {"name": ORIGIN_NAME, "sw_version": sw_version}
     availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
     messages: list[tuple[str, dict[str, Any]]] = []
@@ -344,6 +350,53 @@ def discovery_messages(
             }
         )
         messages.append((config_topic(prefix, entity.component, node_id, entity.key), config))
+    return messages
+
+
+def connector_messages(
+    topics: Topics,
+    prefix: str,
+    node_id: str,
+    cp_id: str,
+    connector: int,
+    device_model: str | None,
+    sw_version: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Several connectors on one fuse: one connector's own entities (its ChargeAt, its priority
+    as a number, status, current, power, energy) on its charge point's device."""
+    current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
+    t, n = topics, connector
+    entities = [
+        Entity("charge_at", "sensor", {"name": f"Connector {n} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
+                                       "json_attributes_topic": None, "icon": "mdi:ev-station", **current}),
+        Entity("reason", "sensor", {"name": f"Connector {n} reason", "state_topic": t.charger_reason(cp_id, n),
+                                    "entity_category": "diagnostic"}),
+        Entity("priority", "number", {"name": f"Connector {n} priority", "state_topic": t.charger_priority(cp_id, n),
+                                      "command_topic": t.charger_priority_set(cp_id, n), "min": 0, "max": 9,
+                                      "step": 1, "mode": "slider", "entity_category": "config"}),
+        Entity("status", "sensor", {"name": f"Connector {n} status", "state_topic": t.charger_status(cp_id, n),
+                                    "icon": "mdi:ev-plug-type2"}),
+        *(Entity(f"current_l{p + 1}", "sensor", {"name": f"Connector {n} current L{p + 1}",
+                                                 "state_topic": t.charger_current(cp_id, n, p), **current})
+          for p in PHASES),
+        Entity("power", "sensor", {"name": f"Connector {n} power", "state_topic": t.charger_power_kw(cp_id, n),
+                                   "device_class": "power", "unit_of_measurement": "kW",
+                                   "state_class": "measurement"}),
+        Entity("session_energy", "sensor", {"name": f"Connector {n} session energy",
+                                            "state_topic": t.charger_session_energy_kwh(cp_id, n),
+                                            "device_class": "energy", "unit_of_measurement": "kWh",
+                                            "state_class": "total_increasing"}),
+    ]
+    device = _device(cp_id, device_model, sw_version)
+    availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
+    messages = []
+    for e in entities:
+        key = f"{slug(cp_id)}_{n}_{e.key}"
+        config = {k: v for k, v in e.config.items() if v is not None}
+        config.update({"unique_id": f"chargeamps_{key}", "device": device,
+                       "origin": {"name": ORIGIN_NAME, "sw_version": sw_version},
+                       "availability": availability, "qos": 1})
+        messages.append((config_topic(prefix, e.component, node_id, key), config))
     return messages
 
 

@@ -19,6 +19,8 @@ COMMAND_PATTERNS: dict[str, str] = {
     "charger_mode": "charger/+/+/mode/set",
     "reboot": "charger/+/reboot/set",
     "refresh": "bridge/request/refresh",
+    # Several connectors on one fuse.
+    "charger_priority": "charger/+/+/priority/set",
     "capacity_limit": "capacity/limit_kw/set",
     "charge_mode": "charger/+/+/charge_mode/set",
 }
@@ -143,6 +145,19 @@ class Topics:
     def charger_session_energy_kwh(self, cp: str, n: int) -> str:
         return f"{self._connector(cp, n)}/session_energy_kwh"
 
+    # Several connectors on one fuse: what the balancer gives each, its priority and why.
+    def charger_charge_at(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/charge_at"
+
+    def charger_priority(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/priority"
+
+    def charger_reason(self, cp: str, n: int) -> str:
+        return f"{self._connector(cp, n)}/reason"
+
+    def charger_priority_set(self, cp: str, n: int) -> str:
+        return self.command_topic("charger_priority", cp, n)
+
     def charge_mode(self, cp: str, n: int) -> str:
         """The connector's charge mode: fast, pv, minpv or off (the bridge's, not the charger's)."""
         return f"{self._connector(cp, n)}/charge_mode"
@@ -194,6 +209,7 @@ class Topics:
             self.charger_mode_set(cp, n),
             self.charger_reboot_set(cp),
             self.request_refresh,
+            self.charger_priority_set(cp, n),
             self.capacity_limit_kw_set,
             self.charge_mode_set(cp, n),
         ]

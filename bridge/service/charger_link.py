@@ -63,15 +63,26 @@ class ChargerLink:
                  on_health: Callable[[float], None] = _no_op,
                  on_identified: Callable[[], None] = _no_op,
                  on_installation_current: Callable[[float], None] = _no_op,
-                 enabled: Callable[[], bool] = lambda: True) -> None:
+                 enabled: Callable[[], bool] = lambda: True,
+                 chargepoint: str | None = None, connector: int | None = None,
+                 phase_map: tuple[int, int, int] | None = None, listed: bool = False,
+                 on_car_connectors: Callable[[float, str, list[int]], bool] = lambda *_: False) -> None:
         self.settings = settings
         self.cloud = cloud
         self.balancer = balancer
         self.health = health
         self.clock = clock
         self.backoff = backoff
-        self.connector = settings.chargeamps_connector_id
-        self.view = ChargerView(cp_id=settings.chargeamps_chargepoint_id)
+        self.connector = connector if connector is not None else settings.chargeamps_connector_id
+        self.wanted_cp = chargepoint if chargepoint is not None else settings.chargeamps_chargepoint_id
+        self.view = ChargerView(cp_id=self.wanted_cp)
+        # The house phases the charger's L1..L3 are wired to, when the balancer does not map them itself.
+        self.phase_map = phase_map
+        self.listed = listed  # named in CHARGEAMPS_CONNECTORS: a connector that does not exist is a config error
+        self.config_error: str | None = None
+        # At connect, when not listed: the charge point's car connectors; True when the service
+        # takes them all over (this link then stops).
+        self.on_car_connectors = on_car_connectors
         self.on_change = on_change
         self.on_health = on_health
         self.on_identified = on_identified
@@ -156,7 +167,7 @@ class ChargerLink:
         ok, cps = self.call(now, "owned chargepoints", self.cloud.owned_chargepoints)
         if not ok:
             return
-        wanted = s.chargeamps_chargepoint_id
+        wanted = self.wanted_cp
         chosen = next((cp for cp in cps if cp.id == wanted), None) if wanted else (cps[0] if cps else None)
         if chosen is None:
             self._failed(
@@ -165,6 +176,14 @@ class ChargerLink:
             )
             self.backoff.failed(now)
             return
+        if self.listed and not self._connector_exists(now, chosen):
+            return
+        if not self.listed:
+            cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")
+            if len(cars) > 1 and self.on_car_connectors(now, chosen.id, cars):
+                return
+            self._warn_unbalanced(chosen)
+        self.config_error = None
         self.view.cp_id = chosen.id
         self.view.model = chosen.type
         self.ready = True
@@ -172,6 +191,58 @@ class ChargerLink:
         log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)
         self.on_identified()
         self.poll(now)
+
+    def _connector_exists(self, now: float, chosen: Any) -> bool:
+        """A connector named in CHARGEAMPS_CONNECTORS must be a car connector of its charge point:
+        else a configuration error, in health and the log; the other connectors go on."""
+        cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")
+        if not chosen.connectors or self.connector in cars:
+            return True
+        what = "a Schuko socket, not a car connector" if any(
+            c.connector_id == self.connector for c in chosen.connectors) else "not there"
+        self.config_error = (f"configuration error: CHARGEAMPS_CONNECTORS lists {chosen.id}:{self.connector}, "
+                             f"but connector {self.connector} of charge point {chosen.id} is {what} "
+                             f"(its car connectors: {', '.join(map(str, cars)) or 'none'})")
+        if self.health.last_error != self.config_error:
+            log.error("%s", self.config_error)
+        self.health.last_error = self.config_error
+        # Nothing can draw at a connector that is not there: counted at 0 A, not at its cap.
+        self.balancer.commanded(now, 0)
+        self.backoff.failed(now)
+        self.on_health(now)
+        return False
+
+    def _warn_unbalanced(self, chosen: Any) -> None:
+        """One connector configured on a charge point with more car outlets (an Aura): the
+        others share the fuse unseen. Said in health and the log; the setting that fixes it named."""
+        cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")
+        others = [n for n in cars if n != self.connector]
+        if not others:
+            return
+        self.health.last_error = (
+            f"charge point {chosen.id} has car connectors {', '.join(map(str, cars))}, but only connector "
+            f"{self.connector} is balanced: set CHARGEAMPS_CONNECTORS="
+            + ",".join(f"{chosen.id}:{n}" for n in cars) + " to share the fuse between them")
+        log.warning("%s", self.health.last_error)
+
+    @property
+    def key(self) -> str:
+        """The connector as CHARGEAMPS_CONNECTORS and the shared balancer name it: "CP:N"."""
+        return f"{self.view.cp_id}:{self.connector}"
+
+    @property
+    def failing(self) -> bool:
+        """Not known yet, a configuration error, or backing off after a cloud error: the balancer
+        cannot count on writing it."""
+        return not self.ready or self.backoff.failures > 0
+
+    def _mapped(self, values: tuple | None) -> tuple | None:
+        if values is None or self.phase_map is None:
+            return values
+        out = [type(values[0])()] * 3
+        for i, v in enumerate(values):
+            out[self.phase_map[i]] = v
+        return tuple(out)
 
     def poll(self, now: float) -> None:
         """The connector's status, then its settings read back."""
@@ -190,7 +261,13 @@ class ChargerLink:
             v.power_kw = conn.charging_power_kw or 0.0
             v.session_energy_kwh = conn.total_consumption_kwh or 0.0
         v.currents = currents or (0.0, 0.0, 0.0)
-        self.balancer.charger(now, currents, conn.active_phases() if conn is not None else None)
+        self.balancer.charger(now, self._mapped(currents),
+                              self._mapped(conn.active_phases() if conn is not None else None))
+        # Several connectors share by who has a car plugged in (a paused outlet shows no draw);
+        # one connector is balanced from its draw alone.
+        car_plugged = getattr(self.balancer, "car_plugged", None)
+        if car_plugged is not None:
+            car_plugged(now, conn.car_plugged() if conn is not None else None)
         self.read_settings(now)
         self.on_change()
 

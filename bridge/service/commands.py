@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bridge.balancer import Balancer
+from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer, check_priority
 from bridge.config import Settings
 from bridge.eapi import EapiError
 from bridge.limits import (
@@ -37,6 +38,7 @@ from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
 from bridge.service.charger_link import ChargerLink
 from bridge.service.clock import Clock
 from bridge.service.health import Health
+from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeSettings
 
@@ -122,13 +124,17 @@ class CommandHandler:
     def __init__(self, settings: Settings, topics: Topics, runtime: RuntimeSettings, keeper: RuntimeKeeper,
                  balancer: Balancer, link: ChargerLink, health: Health, clock: Clock, *,
                  decide: Callable[[float], None], on_health: Callable[[float], None],
-                 budget: CommandBudget | None = None, power: Any = None) -> None:
+                 budget: CommandBudget | None = None, links: list[ChargerLink] | None = None,
+                 power: Any = None) -> None:
         self.settings = settings
         self.topics = topics
         self.runtime = runtime
         self.keeper = keeper
         self.balancer = balancer
         self.link = link
+        # Every connector this bridge drives; a charger's command goes to the one its topic names.
+        self.links = links or [link]
+        self.target = link
         self.health = health
         self.clock = clock
         self.decide = decide
@@ -157,11 +163,13 @@ class CommandHandler:
 
     def _run(self, spec: CommandSpec, command: Command, payload: bytes) -> Any:
         now = self.clock()
-        if spec.to_charger and not self.link.addresses(command.cp, command.connector):
-            raise CommandRefused(
-                f"unknown charge point or connector in {command.topic!r}; "
-                f"this bridge drives {self.link.view.cp_id} connector {self.link.connector}"
-            )
+        if spec.to_charger:
+            target = next((link for link in self.links if link.addresses(command.cp, command.connector)), None)
+            if target is None:
+                driven = ", ".join(f"{link.view.cp_id} connector {link.connector}" for link in self.links)
+                raise CommandRefused(f"unknown charge point or connector in {command.topic!r}; "
+                                     f"this bridge drives {driven}")
+            self.target = target
         check_size(payload)  # every command topic, also those that read no value
         value = spec.validate(self, spec.parse(payload))
         return spec.apply(self, now, value)
@@ -205,17 +213,26 @@ class CommandHandler:
                 "the balancer is enabled and owns the charger's current: set "
                 f"{self.topics.default_current_set} instead, or turn the balancer off first"
             )
-        highest = min(self.runtime.default_current, current_ceiling(self.link.view.installation_current))
+        highest = min(self.runtime.default_current, current_ceiling(self.target.view.installation_current))
         return _limit(check_charger_current, value, highest)
 
     def valid_capacity_limit(self, value: float) -> float:
+        self.power_limits_apply()
         try:
             return check_capacity_limit(value)
         except ValueError as e:
             raise CommandRefused(str(e)) from None
 
+    def valid_charge_mode(self, mode: str) -> str:
+        self.power_limits_apply()
+        return mode
+
+    def power_limits_apply(self) -> None:
+        if isinstance(self.balancer, SharedBalancer):
+            raise CommandRefused(POWER_LIMITS_ONE_CONNECTOR)
+
     def valid_refresh(self, value: None) -> None:
-        if not self.link.ready:
+        if not any(link.ready for link in self.links):
             raise CommandRefused("the charger is not known yet: the cloud has not answered")
 
     # ---- apply --------------------------------------------------------------------
@@ -252,27 +269,59 @@ class CommandHandler:
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
-        if not self.link.refresh(now):
+        results = [link.refresh(now) for link in self.links if link.ready]
+        if not all(results):
             raise CommandRefused(f"refresh failed: {self.health.last_error}")
 
     def apply_charger_current(self, now: float, amps: int) -> int:
-        self.on_charger(now, f"set current {amps} A", lambda: self.link.set_current_directly(now, amps))
+        self.on_charger(now, f"set current {amps} A", lambda: self.target.set_current_directly(now, amps))
         return amps
 
     def apply_charger_mode(self, now: float, mode: str) -> str:
-        self.on_charger(now, f"mode {mode}", lambda: self.link.set_mode(now, mode))
+        self.on_charger(now, f"mode {mode}", lambda: self.target.set_mode(now, mode))
         return mode
 
     def apply_reboot(self, now: float, value: None) -> None:
-        self.on_charger(now, "reboot", lambda: self.link.reboot(now))
+        self.on_charger(now, "reboot", lambda: self.target.reboot(now))
+
+    # ---- shown --------------------------------------------------------------------
+
+    # ---- priority: several connectors on one fuse ------------------------------------
+
+    def valid_priority(self, value: float) -> int:
+        if not isinstance(self.balancer, SharedBalancer):
+            raise CommandRefused("a priority only matters when several connectors share the fuse "
+                                 "(CHARGEAMPS_CONNECTORS lists them); this bridge balances one")
+        if value != int(value):
+            raise CommandRefused(f"priority must be a whole number from 0 to 9, got {format_number(value)}")
+        try:
+            return check_priority(int(value))
+        except ValueError as e:
+            raise CommandRefused(str(e)) from None
+
+    def apply_priority(self, now: float, value: int) -> int:
+        key = self.target.key
+        self.balancer.set_priority(now, key, value)  # type: ignore[union-attr]
+        self.runtime.priorities[key] = value
+        self.save(now)
+        log.info("priority of %s set to %d by command", key, value)
+        self.decide(now)
+        return value
+
+    def shown_priority(self) -> tuple[str, str] | None:
+        v = self.target.view
+        if not v.cp_id or not isinstance(self.balancer, SharedBalancer):
+            return None
+        return (self.topics.charger_priority(v.cp_id, self.target.connector),
+                str(self.runtime.priorities.get(self.target.key, DEFAULT_PRIORITY)))
 
     # ---- shown --------------------------------------------------------------------
 
     def shown_charger(self, topic: Callable[[str, int], str], value: Any) -> tuple[str, str] | None:
-        v = self.link.view
+        v = self.target.view
         if not v.cp_id or value is None:
             return None
-        return topic(v.cp_id, self.link.connector), value
+        return topic(v.cp_id, self.target.connector), value
 
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -291,22 +340,27 @@ COMMANDS: dict[str, CommandSpec] = {
     "charger_max_current": CommandSpec(
         parse_number, CommandHandler.valid_charger_current, CommandHandler.apply_charger_current,
         lambda h: h.shown_charger(h.topics.charger_max_current,
-                                  None if h.link.view.max_current is None else format_number(h.link.view.max_current)),
+                                  None if h.target.view.max_current is None else format_number(h.target.view.max_current)),
         to_charger=True,
     ),
     "charger_mode": CommandSpec(
         parse_mode, _accept, CommandHandler.apply_charger_mode,
-        lambda h: h.shown_charger(h.topics.charger_mode, h.link.view.mode),
+        lambda h: h.shown_charger(h.topics.charger_mode, h.target.view.mode),
         to_charger=True,
     ),
     "reboot": CommandSpec(parse_press, _accept, CommandHandler.apply_reboot, to_charger=True),
     "refresh": CommandSpec(_no_payload, CommandHandler.valid_refresh, CommandHandler.apply_refresh),
+    # Several connectors on one fuse.
+    "charger_priority": CommandSpec(
+        parse_number, CommandHandler.valid_priority, CommandHandler.apply_priority,
+        CommandHandler.shown_priority, to_charger=True,
+    ),
     "capacity_limit": CommandSpec(
         parse_number, CommandHandler.valid_capacity_limit, CommandHandler.apply_capacity_limit,
         lambda h: (h.topics.capacity_limit_kw, format_number(h.power.limit_kw or 0)),
     ),
     "charge_mode": CommandSpec(
-        parse_charge_mode, _accept, CommandHandler.apply_charge_mode,
+        parse_charge_mode, CommandHandler.valid_charge_mode, CommandHandler.apply_charge_mode,
         lambda h: h.shown_charger(h.topics.charge_mode, h.runtime.charge_mode),
         to_charger=True,
     ),

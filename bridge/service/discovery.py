@@ -10,7 +10,7 @@ from bridge import __version__
 from bridge.config import Settings
 from bridge.limits import default_current_range, max_a_range
 from bridge.mqtt.client import Message, Subscription
-from bridge.mqtt.discovery import discovery_messages, ha_status_topic
+from bridge.mqtt.discovery import connector_messages, discovery_messages, ha_status_topic
 from bridge.mqtt.topics import Topics
 from bridge.service.charger_link import ChargerLink
 from bridge.service.publisher import StatePublisher
@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class Discovery:
-    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, link: ChargerLink) -> None:
+    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, link: ChargerLink,
+                 links: list[ChargerLink] | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.publisher = publisher
         self.link = link
+        self.links = links or [link]
         self.enabled = settings.ha_discovery
         self.status_topic = ha_status_topic(settings.ha_discovery_prefix)
 
@@ -58,3 +60,12 @@ class Discovery:
             view.model, __version__, limits,
         ):
             self.publisher.publish(topic, json.dumps(payload))
+        if len(self.links) > 1:
+            # Several connectors: each one's own entities, on its charge point's device.
+            for link in self.links:
+                if link.view.cp_id and link.ready:
+                    for topic, payload in connector_messages(
+                        self.topics, s.ha_discovery_prefix, self.topics.base, link.view.cp_id, link.connector,
+                        link.view.model, __version__,
+                    ):
+                        self.publisher.publish(topic, json.dumps(payload))

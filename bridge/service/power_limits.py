@@ -33,6 +33,11 @@ PUBLISH_EVERY_S = 10.0  # period_kw and projected_kw change every second; retain
 SAVE_EVERY_S = 300.0  # the period so far; the month's peaks are saved as soon as they change
 
 
+# With several connectors on one fuse the shared balancer has no power cap yet.
+POWER_LIMITS_ONE_CONNECTOR = ("the capacity limit and the charge modes apply with one connector; with several "
+                              "connectors sharing the fuse they are not applied (only the fuse is balanced)")
+
+
 def wall_clock(zone) -> Callable[[], datetime]:
     return lambda: datetime.now(zone)
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from bridge.balancer import Decision
+from bridge.balancer.sharing import SharedDecision, split_key
 from bridge.mqtt.client import Message, MqttClient
 from bridge.mqtt.payloads import format_bool, format_number
 from bridge.mqtt.topics import Topics
@@ -44,7 +45,9 @@ class StatePublisher:
     def info(self, info: dict[str, Any]) -> None:
         self.publish(self.topics.bridge_info, json.dumps(info))
 
-    def balancer(self, d: Decision, runtime: RuntimeSettings) -> None:
+    def balancer(self, d: Decision | SharedDecision, runtime: RuntimeSettings) -> None:
+        """The decision; with several connectors `charge_at` is their sum, and each connector
+        has its own ChargeAt, priority and reason."""
         t = self.topics
         self.publish(t.charge_at, format_number(d.charge_at))
         for i in range(3):
@@ -60,6 +63,12 @@ class StatePublisher:
         state["max_a"] = runtime.max_a
         state["default_current"] = runtime.default_current
         self.publish(t.balancer_state, json.dumps(state))
+        if isinstance(d, SharedDecision):
+            for c in d.connectors:
+                cp, n = split_key(c.key)
+                self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
+                self.publish(t.charger_priority(cp, n), str(c.priority))
+                self.publish(t.charger_reason(cp, n), c.reason)
 
     def runtime(self, runtime: RuntimeSettings) -> None:
         t = self.topics

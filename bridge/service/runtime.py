@@ -11,6 +11,7 @@ import logging
 
 from bridge.balancer.capacity import check_capacity_limit
 from bridge.balancer.power import DEFAULT_CHARGE_MODE, check_charge_mode
+from bridge.balancer.sharing import DEFAULT_PRIORITY, check_priority
 from bridge.config import Settings
 from bridge.limits import LimitError, check_default_current, check_max_a
 from bridge.mqtt.payloads import PayloadError, parse_bool
@@ -52,6 +53,12 @@ class RuntimeKeeper:
             except PayloadError as e:
                 self._refused(f"enabled: {e}", "ON" if defaults.enabled else "OFF")
                 loaded.enabled = defaults.enabled
+        for key, priority in list(loaded.priorities.items()):
+            try:
+                check_priority(priority)
+            except ValueError as e:
+                self._refused(f"priority of {key}: {e}", f"{DEFAULT_PRIORITY}")
+                del loaded.priorities[key]
         if loaded.capacity_limit_kw is not None:  # None: CAPACITY_LIMIT_KW applies
             try:
                 loaded.capacity_limit_kw = check_capacity_limit(loaded.capacity_limit_kw)

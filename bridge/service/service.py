@@ -11,11 +11,13 @@ import logging
 import queue
 import signal
 import threading
+import dataclasses
 from dataclasses import asdict
 from typing import Any
 
 from bridge import __version__
 from bridge.balancer import Balancer, Decision
+from bridge.balancer.sharing import DEFAULT_PRIORITY, ConnectorSpec, SharedBalancer, SharedDecision
 from bridge.config import ConfigError, Settings
 from bridge.eapi import EapiClient
 from bridge.instance import instance_id
@@ -30,9 +32,10 @@ from bridge.service.commands import CommandBudget, CommandHandler, describe_send
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
-from bridge.service.power_limits import PowerLimits
+from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR, PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
+from bridge.service.sharing import ConnectorInputs
 from bridge.state import RuntimeStore
 
 log = logging.getLogger(__name__)
@@ -60,13 +63,19 @@ class BridgeService:
         self.keeper = RuntimeKeeper(store or factory.runtime_store(settings), settings)
         self.runtime = self.keeper.restore()
         self.health.last_error = self.keeper.last_error  # a corrupt or unreadable state file
-        self.balancer = Balancer(
-            settings.balancer_config(max_a=self.runtime.max_a, default_current=self.runtime.default_current),
-            strategy=settings.balancer_strategy,
-        )
+        cfg = settings.balancer_config(max_a=self.runtime.max_a, default_current=self.runtime.default_current)
+        specs = settings.connector_specs()
+        # One connector balances as it always has; several share the fuse.
+        self.shared = len(specs) > 1
+        if self.shared:
+            specs = [dataclasses.replace(s, priority=self.runtime.priorities.get(s.key, DEFAULT_PRIORITY))
+                     for s in specs]
+            self.balancer: Balancer | SharedBalancer = SharedBalancer(cfg, specs, settings.balancer_strategy)
+        else:
+            self.balancer = Balancer(cfg, strategy=settings.balancer_strategy)
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stop_event = threading.Event()
-        self.decision: Decision | None = None
+        self.decision: Decision | SharedDecision | None = None
         self._next_health = 0.0
         self.mqtt = (mqtt or factory.mqtt_factory(settings))(
             self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
@@ -74,23 +83,79 @@ class BridgeService:
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
-        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,
+        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,  # type: ignore[arg-type]
                                  meter=self.meter_input, wall=wall_clock)
         if self.power.last_error:
             self.health.last_error = self.power.last_error
-        self.link = ChargerLink(
-            settings, cloud or factory.cloud_client(settings), self.balancer, self.health, self.clock,
-            backoff or CloudBackoff(),
-            on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
-            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
-        )
-        self.discovery = Discovery(settings, self.topics, self.publisher, self.link)
+        self._cloud = cloud or factory.cloud_client(settings)
+        self._backoff = backoff
+
+        if self.shared:
+            self.links = self._shared_links(specs)
+        else:
+            where: dict[str, Any] = {}
+            if specs:
+                one = specs[0]
+                where = dict(chargepoint=one.chargepoint, connector=one.connector, listed=True,
+                             phase_map=None if one.phase_map == (0, 1, 2) else one.phase_map)
+            if not specs and "chargeamps_connector_id" not in settings.model_fields_set \
+                    and settings.balancer_strategy == "adaptive":
+                # Neither setting names the connector: every car connector of the charge point.
+                where["on_car_connectors"] = self._share_charge_point
+            self.links = [self._link(self.balancer, backoff or CloudBackoff(), **where)]
+        self.link = self.links[0]
+        self.discovery = Discovery(settings, self.topics, self.publisher, self.link, self.links)
         self.commands = CommandHandler(
             settings, self.topics, self.runtime, self.keeper, self.balancer, self.link, self.health, self.clock,
             decide=self._decide_and_apply, on_health=self._publish_health, budget=command_budget,
-            power=self.power,
+            links=self.links, power=self.power,
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
+        self._power_limits_with_sharing()
+
+    def _power_limits_with_sharing(self) -> None:
+        """The capacity guard and the charge modes cap one connector's current; with several
+        connectors sharing the fuse they are not applied, and health says so when they are set."""
+        if self.shared and (self.power.limit_kw or self.runtime.charge_mode != "fast"):
+            self.health.last_error = POWER_LIMITS_ONE_CONNECTOR
+            log.warning("%s", POWER_LIMITS_ONE_CONNECTOR)
+
+    def _link(self, inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
+        return ChargerLink(
+            self.settings, self._cloud, inputs, self.health, self.clock, link_backoff,
+            on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
+            on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
+            **where,
+        )
+
+    def _shared_links(self, specs: list[ConnectorSpec]) -> list[ChargerLink]:
+        """Each connector its own link, backoff and write pacing: one failing does not stop the others."""
+        return [
+            self._link(ConnectorInputs(self.balancer, s.key),  # type: ignore[arg-type]
+                       dataclasses.replace(self._backoff) if self._backoff else CloudBackoff(),
+                       chargepoint=s.chargepoint, connector=s.connector, listed=True)
+            for s in specs
+        ]
+
+    def _share_charge_point(self, now: float, cp: str, cars: list[int]) -> bool:
+        """No connector configured and the charge point has several car outlets (an Aura): they share
+        one fuse, so all of them are balanced together from now on. The new links connect on the next tick."""
+        specs = [ConnectorSpec(f"{cp}:{n}", priority=self.runtime.priorities.get(f"{cp}:{n}", DEFAULT_PRIORITY))
+                 for n in cars]
+        cfg = dataclasses.replace(self.balancer.config, installation_current=None)  # per connector, read at connect
+        self.balancer = SharedBalancer(cfg, specs, self.settings.balancer_strategy)
+        self.shared = True
+        self.decision = None
+        self.links = self._shared_links(specs)
+        self.link = self.links[0]
+        self.meter_input.balancer = self.balancer  # type: ignore[assignment]
+        self.commands.balancer = self.balancer  # type: ignore[assignment]
+        self.commands.links, self.commands.link, self.commands.target = self.links, self.link, self.link
+        self.discovery.links, self.discovery.link = self.links, self.link
+        log.info("charge point %s has car connectors %s on one fuse: balancing them together "
+                 "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
+        self._power_limits_with_sharing()
+        return True
 
     @property
     def meter(self):
@@ -152,7 +217,7 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
-            wake = min(next_tick, self.link.next_poll) if self.link.ready else next_tick
+            wake = min([next_tick] + [link.next_poll for link in self.links if link.ready])
             try:
                 kind, item = self.events.get(timeout=self.clock.real_seconds(max(0.0, wake - now)))
             except queue.Empty:
@@ -231,13 +296,17 @@ class BridgeService:
             self._decide_and_apply(now)
 
     def _tick(self, now: float) -> None:
-        self.link.tick(now)
+        for link in self.links:
+            link.tick(now)
         self._decide_and_apply(now)
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY_S
             self._publish_health(self.clock())  # `now` is old after a slow cloud call
 
     def _decide_and_apply(self, now: float) -> None:
+        if self.shared:
+            self._decide_shared(now)
+            return
         self.power.update(now)
         d = self.balancer.decide(now)
         previous = self.decision
@@ -249,6 +318,27 @@ class BridgeService:
         self.publisher.balancer(d, self.runtime)
         self._publish_charge_mode()
 
+    def _decide_shared(self, now: float) -> None:
+        """Several connectors: every link writes its own connector's command; a link that
+        cannot be written is told to the balancer, which assumes its last setting."""
+        shared: SharedBalancer = self.balancer  # type: ignore[assignment]
+        by_key = {link.key: link for link in self.links}
+        for key, link in by_key.items():
+            shared.charger_failed(now, key, link.failing)
+        d = shared.decide(now)
+        previous = self.decision
+        self.decision = d
+        if previous is None or previous.charge_at != d.charge_at or previous.reason != d.reason:
+            log.log(logging.INFO if previous is None or previous.charge_at != d.charge_at else logging.DEBUG,
+                    "decision: ChargeAt %s (%s)", ", ".join(f"{c.key} {c.charge_at} A" for c in d.connectors),
+                    d.reason)
+        # Cuts before raises: amps never go to one car before another gave them up.
+        orders = sorted((c for c in d.connectors if c.command is not None),
+                        key=lambda c: c.command - (by_key[c.key].expected or 0))
+        for c in orders:
+            by_key[c.key].apply(now, c, self.runtime.enabled)  # type: ignore[arg-type]
+        self.publisher.balancer(d, self.runtime)
+
     # ---- publishing -------------------------------------------------------------
 
     def _identified(self) -> None:
@@ -257,7 +347,8 @@ class BridgeService:
 
     def _installation_current_known(self, now: float) -> None:
         """A stored default current above the installation current is refused, as the command would be."""
-        if self.keeper.fit(self.runtime, self.link.view.installation_current):
+        known = [link.view.installation_current for link in self.links if link.view.installation_current]
+        if self.keeper.fit(self.runtime, min(known) if known else None):
             self.balancer.reconfigure(now, default_current=self.runtime.default_current)
         self.discovery.announce()  # the default current's range changed
 
@@ -269,10 +360,13 @@ class BridgeService:
         self._publish_health(now)
 
     def _publish_charger(self) -> None:
-        self.publisher.charger(self.link.view, self.link.connector)
+        for link in self.links:
+            self.publisher.charger(link.view, link.connector)
         self._publish_charge_mode()
 
     def _publish_charge_mode(self) -> None:
+        if self.shared:
+            return  # charge modes drive one connector (see POWER_LIMITS_ONE_CONNECTOR)
         if self.link.view.cp_id:
             self.publisher.publish(self.topics.charge_mode(self.link.view.cp_id, self.link.connector),
                                    self.runtime.charge_mode)
@@ -286,12 +380,13 @@ class BridgeService:
             "base_topic": self.topics.base,
             "current_level": self.settings.chargeamps_current_level,
             "instance_id": instance_id(self.settings.chargeamps_state_dir),
+            **({"connectors": [link.key for link in self.links]} if self.shared else {}),
         })
 
     def _publish_health(self, now: float) -> None:
         h = asdict(self.health)
         h["mqtt"] = "connected" if self.mqtt.connected else "disconnected"
         h["meter_age_s"] = self.meter_input.age_s(now)
-        h["cloud_retry_in_s"] = self.link.backoff.retry_in(now)
+        h["cloud_retry_in_s"] = max(link.backoff.retry_in(now) for link in self.links)
         h["queue"] = self.events.qsize()
         self.publisher.health(h)

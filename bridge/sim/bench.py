@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from bridge.balancer.from_env import config_values_from_env
 from bridge.balancer.model import STRATEGIES
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
-from bridge.sim.house import HouseTrace, load_trace
-from bridge.sim.scenarios import scenario, scenario_names
+from bridge.sim.house import CarSpec, HouseTrace, load_trace, parse_car
+from bridge.sim.scenarios import scenario, scenario_names, shared_scenario_names
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
@@ -42,6 +42,10 @@ TARGET_FUSE_MARGIN_S = 3.0
 TARGET_ENERGY_RATIO = 0.96
 TARGET_WRITES_PER_HOUR = 20.0
 MAX_GENERATED_HOUSES = 10000
+# Several cars on one fuse: energy against the oracle's, and the fairness among equal cars.
+TARGET_SHARED_ENERGY_RATIO = 0.95
+TARGET_FAIRNESS = 0.9
+MAX_CARS = 6  # the oracle tries every set of cars that charge: 2^cars per second
 
 
 class BenchError(ValueError):
@@ -214,6 +218,193 @@ def replay(trace: HouseTrace, balancer: BalancerLike, limits: Limits, lag_s: flo
     )
 
 
+# ---- several cars on one fuse ---------------------------------------------------
+
+def car_key(index: int) -> str:
+    """The connector key of the bench's car `index` (from 0): an Aura-like charge point 1."""
+    return f"1:{index + 1}"
+
+
+def cars_of(trace: HouseTrace, cars: Sequence[CarSpec] | None) -> tuple[CarSpec, ...] | None:
+    """The cars on `trace`: `cars` when given, else the trace's own; None for the one-car bench of old."""
+    if cars:
+        chosen = tuple(cars)
+    elif trace.cars:
+        chosen = trace.cars
+    elif trace.car_demand:
+        chosen = tuple(CarSpec(max_a=trace.car_max_a) for _ in trace.car_demand)
+    else:
+        return None
+    if trace.car_demand and len(trace.car_demand) != len(chosen):
+        raise BenchError(f"trace {trace.name}: {len(chosen)} cars (--car) but {len(trace.car_demand)} "
+                         "demand columns (car1, car2, ...)")
+    return chosen
+
+
+def demand_at(trace: HouseTrace, car: int, t: int, spec: CarSpec) -> float:
+    """What car `car` would take at second `t` (its demand column, capped by its own maximum)."""
+    if trace.car_demand:
+        return min(float(spec.max_a), trace.car_demand[car][t])
+    return float(spec.max_a)
+
+
+def oracle_shared(base: Sequence[float], demands: Sequence[float], cars: Sequence[CarSpec],
+                  limits: Limits) -> tuple[int, ...]:
+    """Every second, the allocation with the most amps in total under the per-phase headroom,
+    each car 0 or 6 up to its demand, shared as equally as that allows: every set of cars that
+    could charge is shared max-min fair (`share`); the set with the most amps wins, then the one
+    whose least-served car has most."""
+    from bridge.balancer.sharing import Claim, share
+
+    budget = [limits.max_a - b for b in base]
+    caps = [int(min(limits.default_current, math.floor(d))) for d in demands]
+    phases = [tuple(p for p in range(3) if spec.phases[p]) for spec in cars]
+    candidates = [i for i, cap in enumerate(caps) if cap >= IEC_MIN_CURRENT_A]
+    best: tuple[tuple[int, int], tuple[int, ...]] = ((0, 0), tuple(0 for _ in cars))
+    for mask in range(1, 1 << len(candidates)):
+        chosen = [candidates[j] for j in range(len(candidates)) if mask >> j & 1]
+        claims = [Claim(str(i), phases[i], caps[i]) for i in chosen]
+        amps = share(budget, claims, IEC_MIN_CURRENT_A)
+        if any(amps[str(i)] == 0 for i in chosen):
+            continue  # not every car of this set fits: another set covers it
+        allocation = tuple(amps.get(str(i), 0) for i in range(len(cars)))
+        score = (sum(allocation), min(allocation[i] for i in candidates))
+        if score > best[0]:
+            best = (score, allocation)
+    return best[1]
+
+
+@dataclass
+class CarResult:
+    energy_kwh: float = 0.0
+    commands: int = 0
+    pauses: int = 0
+    oracle_kwh: float = 0.0
+    wants_throughout: bool = True
+
+
+@dataclass
+class SharedResult:
+    energy_kwh: float
+    oracle_kwh: float
+    seconds_over_max_a: int
+    amp_seconds_over_max_a: float
+    seconds_over_fuse: int
+    longest_over_fuse_s: int
+    cars: list[CarResult]
+    phase_counts: tuple[int, ...]
+
+    @property
+    def fairness(self) -> float | None:
+        """The lowest over the highest charge among the cars that wanted to charge throughout
+        (the bench's cars all have the same priority), in amp-hours per phase: a one-phase car given
+        the same current as a three-phase one has had an equal share."""
+        charge = [c.energy_kwh / p for c, p in zip(self.cars, self.phase_counts) if c.wants_throughout]
+        if len(charge) < 2 or max(charge) <= 0:
+            return None
+        return min(charge) / max(charge)
+
+
+def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, limits: Limits,
+                  lag_s: float = 10.0) -> SharedResult:
+    """Run a balancer of several connectors (`SharedBalancer`'s interface) over one trace."""
+    models = [ChargerModel(lag_s=lag_s, phases=c.phases, car_max_a=c.max_a, initial_a=limits.default_current)
+              for c in cars]
+    keys = [car_key(i) for i in range(len(cars))]
+    results = [CarResult() for _ in cars]
+    last_written = [limits.default_current for _ in cars]
+    met = trace.metered
+    max_a, fuse_a = limits.max_a, limits.fuse_a
+    over_max = fuse_s = run = longest = 0
+    amp_over = 0.0
+    kwh_per_as = VOLTAGE_V / 3.6e6
+    n_phases = [sum(c.phases) for c in cars]
+    for t in range(trace.duration_s):
+        now = float(t)
+        demands = [demand_at(trace, i, t, c) for i, c in enumerate(cars)]
+        draws = [min(m.draw(now), d) if d >= 1.0 else 0.0 for m, d in zip(models, demands)]
+        totals = [trace.base[p][t] + sum(d for d, c in zip(draws, cars) if c.phases[p]) for p in range(3)]
+        for p in range(3):
+            if met[p][t]:
+                balancer.meter(now, p, totals[p])
+        if t % CHARGER_POLL_S == 0:
+            for key, d, c in zip(keys, draws, cars):
+                balancer.charger(now, key, tuple(d if on else 0.0 for on in c.phases), c.phases)
+        decision = balancer.decide(now)
+        for i, part in enumerate(decision.connectors):
+            if part.command is not None:
+                models[i].write(now, part.command)
+                balancer.commanded(now, keys[i], part.command)
+                results[i].commands += 1
+                if part.command < IEC_MIN_CURRENT_A <= last_written[i]:
+                    results[i].pauses += 1
+                last_written[i] = part.command
+        oracle = oracle_shared([trace.base[p][t] for p in range(3)], demands, cars, limits)
+        for i in range(len(cars)):
+            results[i].energy_kwh += draws[i] * n_phases[i] * kwh_per_as
+            results[i].oracle_kwh += oracle[i] * n_phases[i] * kwh_per_as
+            if demands[i] < IEC_MIN_CURRENT_A:
+                results[i].wants_throughout = False
+        worst = max(totals)
+        if worst > max_a:
+            over_max += 1
+            amp_over += worst - max_a
+        if worst > fuse_a:
+            fuse_s += 1
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    return SharedResult(
+        energy_kwh=sum(r.energy_kwh for r in results), oracle_kwh=sum(r.oracle_kwh for r in results),
+        seconds_over_max_a=over_max, amp_seconds_over_max_a=amp_over, seconds_over_fuse=fuse_s,
+        longest_over_fuse_s=longest, cars=results, phase_counts=tuple(n_phases))
+
+
+def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedResult) -> dict[str, Any]:
+    """One strategy's figures on a trace with cars given (`--car`, or the trace's own)."""
+    hours = trace.duration_s / 3600
+    fairness = result.fairness
+    return {
+            "energy_kwh": round(result.energy_kwh, 4),
+            "energy_ratio": round(result.energy_kwh / result.oracle_kwh, 4) if result.oracle_kwh > 0 else None,
+            "seconds_over_max_a": result.seconds_over_max_a,
+            "amp_seconds_over_max_a": round(result.amp_seconds_over_max_a, 1),
+            "seconds_over_fuse": result.seconds_over_fuse,
+            "longest_over_fuse_s": result.longest_over_fuse_s,
+            "commands": sum(c.commands for c in result.cars),
+            "pauses": sum(c.pauses for c in result.cars),
+            "fairness": None if fairness is None else round(fairness, 4),
+            "max_writes_per_h_per_connector": round(max(c.commands for c in result.cars) / hours, 2),
+            "cars": [{
+                "car": car_key(i), "phases": spec.label, "energy_kwh": round(c.energy_kwh, 4),
+                "oracle_kwh": round(c.oracle_kwh, 4), "commands": c.commands, "pauses": c.pauses,
+                "wants_throughout": c.wants_throughout,
+            } for i, (spec, c) in enumerate(zip(cars, result.cars))],
+    }
+
+
+def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
+    """The targets for several cars that one trace entry misses."""
+    s = entry["strategies"].get("adaptive")
+    if s is None:
+        return []
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_SHARED_ENERGY_RATIO)
+    if s["fairness"] is not None and s["fairness"] < TARGET_FAIRNESS:
+        misses.append(f"fairness {s['fairness']:.3f} < {TARGET_FAIRNESS}")
+    if s["max_writes_per_h_per_connector"] > TARGET_WRITES_PER_HOUR:
+        misses.append(f"{s['max_writes_per_h_per_connector']:.1f} writes/h on a connector > "
+                      f"{TARGET_WRITES_PER_HOUR:g}")
+    return misses
+
+
+def shared_balancer(cfg: Any, strategy: str, cars: Sequence[CarSpec]) -> Any:
+    """The service's balancer of several connectors, one per car."""
+    from bridge.balancer.sharing import ConnectorSpec, SharedBalancer
+
+    return SharedBalancer(cfg, [ConnectorSpec(car_key(i)) for i in range(len(cars))], strategy=strategy)
+
+
 BalancerFactory = Callable[[Any, str], BalancerLike]
 
 
@@ -224,10 +415,16 @@ def run_bench(
     balancer_factory: BalancerFactory,
     lag_s: float = 10.0,
     record: bool = False,
+    cars: Sequence[CarSpec] | None = None,
+    shared_factory: Callable[[Any, str, Sequence[CarSpec]], Any] | None = None,
     power_for: Callable[[HouseTrace], tuple[HouseTrace, Any]] | None = None,
 ) -> tuple[dict, dict[str, dict[str, StrategyResult]]]:
     """Score every strategy on every trace: the JSON report and the raw results (with series when `record`).
-    `power_for` (bridge.sim.power_bench.power_run_factory) gives each trace its car and power limits."""
+
+    A trace with cars (`cars`, or the trace's own, or its demand columns) is replayed through a
+    balancer of one connector per car (`shared_factory`, default `shared_balancer`); its entry has
+    `cars` and `fairness` too. Others are replayed as before, one car, with `power_for`
+    (bridge.sim.power_bench.power_run_factory) giving each trace its car and power limits."""
     limits = limits_of(cfg)
     report: dict[str, Any] = {
         "traces": [],
@@ -251,6 +448,12 @@ def run_bench(
             "strategies": {},
         }
         raw[trace.name] = {}
+        chosen = cars_of(trace, cars)
+        if chosen is not None:
+            entry = _shared_trace_entry(trace, chosen, cfg, strategies, shared_factory or shared_balancer,
+                                        limits, lag_s)
+            report["traces"].append(entry)
+            continue
         for strategy in strategies:
             power = power_for(trace)[1] if power_for is not None else None
             result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record, power=power)
@@ -275,10 +478,34 @@ def run_bench(
     return report, raw
 
 
+def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, strategies: Sequence[str],
+                        factory: Callable[[Any, str, Sequence[CarSpec]], Any], limits: Limits,
+                        lag_s: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": trace.name, "duration_s": trace.duration_s,
+                             "cars": [spec.label for spec in cars], "strategies": {}}
+    if len(cars) > 1:
+        # Only `adaptive` shares a fuse (`homey` is the one-car original); run_cli refuses others given by name.
+        strategies = [s for s in strategies if s == "adaptive"]
+    for strategy in strategies:
+        result = replay_shared(trace, cars, factory(cfg, strategy, cars), limits, lag_s=lag_s)
+        entry["oracle"] = {"energy_kwh": round(result.oracle_kwh, 4)}
+        entry["strategies"][strategy] = shared_figures(trace, cars, result)
+    return entry
+
+
 def _plain(cfg: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(cfg):
         return {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}
     return {}
+
+
+def _fuse_and_energy_misses(s: dict, lag_s: float, energy_target: float) -> list[str]:
+    misses = []
+    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
+        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
+    if s["energy_ratio"] is not None and s["energy_ratio"] < energy_target:
+        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {energy_target}")
+    return misses
 
 
 def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list[str]:
@@ -286,16 +513,13 @@ def target_misses(entry: dict, lag_s: float, strategy: str = "adaptive") -> list
     s = entry["strategies"].get(strategy)
     if s is None:
         return []
-    misses = []
-    if s["longest_over_fuse_s"] > lag_s + TARGET_FUSE_MARGIN_S:
-        misses.append(f"longest over fuse {s['longest_over_fuse_s']} s > lag + {TARGET_FUSE_MARGIN_S:g} s")
-    if "capacity" in s or "cars" in s:
+    if "capacity" in s or ("cars" in s and "cars" not in entry):
         # Power limits hold the car back on purpose: their own oracles and targets apply.
         from bridge.sim.power_bench import power_target_misses
 
+        misses = _fuse_and_energy_misses(s, lag_s, 0.0)
         return misses + power_target_misses(entry, strategy)
-    if s["energy_ratio"] is not None and s["energy_ratio"] < TARGET_ENERGY_RATIO:
-        misses.append(f"energy ratio {s['energy_ratio']:.3f} < {TARGET_ENERGY_RATIO}")
+    misses = _fuse_and_energy_misses(s, lag_s, TARGET_ENERGY_RATIO)
     per_hour = s["commands"] / (entry["duration_s"] / 3600)
     if per_hour > TARGET_WRITES_PER_HOUR:
         misses.append(f"{per_hour:.1f} writes/h > {TARGET_WRITES_PER_HOUR:g}")
@@ -332,6 +556,9 @@ def format_table(report: dict) -> str:
                          f"{m['amp_seconds_over_max_a']:.0f}", m["seconds_over_fuse"], m["longest_over_fuse_s"],
                          m["commands"], f"{m['commands'] / hours:.1f}", m["pauses"])
                 lines.append(f"{'':<18} {'':>5} " + " ".join(f"{c!s:>9}" for c in cells))
+            if "cars" in entry:
+                lines.extend(_car_lines(entry, s["charger_lag_s"]))
+                continue
             for name, m in entry["strategies"].items():
                 lines.extend(_power_lines(name, m))
             if "house_seconds_over_max_a" in entry:
@@ -340,6 +567,22 @@ def format_table(report: dict) -> str:
                 misses = target_misses(entry, s["charger_lag_s"])
                 lines.append(f"{'':<24} adaptive targets: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
     return "\n".join(lines)
+
+
+def _car_lines(entry: dict, lag_s: float) -> list[str]:
+    """Per car of a trace with cars: its energy, writes and pauses; the fairness and the targets."""
+    lines = []
+    for name, m in entry["strategies"].items():
+        fairness = "-" if m["fairness"] is None else f"{m['fairness']:.3f}"
+        lines.append(f"{'':<24} {name}: cars {', '.join(entry['cars'])}; fairness {fairness}; "
+                     f"most writes/h on a connector {m['max_writes_per_h_per_connector']:.1f}")
+        for car in m["cars"]:
+            lines.append(f"{'':<28} car {car['car']} {car['phases']:<11} {car['energy_kwh']:7.2f} kWh "
+                         f"(oracle {car['oracle_kwh']:.2f}), {car['commands']} writes, {car['pauses']} pauses")
+    if "adaptive" in entry["strategies"]:
+        misses = shared_target_misses(entry, lag_s)
+        lines.append(f"{'':<24} targets for several cars: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
+    return lines
 
 
 def _power_lines(name: str, m: dict) -> list[str]:
@@ -411,11 +654,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="YYYY-MM-DDTHH:MM",
                    help="the trace's wall-clock start in the local time of TZ, so that capacity periods, "
                         "CAPACITY_HOURS and CAPACITY_MONTHS apply (default: the scenario's, else 2027-01-12T00:00)")
+    p.add_argument("--strategy", default=None,
+                   help=f"comma-separated strategies (default: {','.join(DEFAULT_STRATEGIES)}; with several cars "
+                        "adaptive, the only one that shares a fuse)")
     p.add_argument("--car", action="append", default=[], metavar="PHASES[:MAX_A][:MODE]",
-                   help="the car: the phases it charges on, the most it draws and its charge mode "
-                        "(fast, pv, minpv, off), e.g. L1L2L3:16:pv (default: the trace's car, fast)")
-    p.add_argument("--strategy", default=",".join(DEFAULT_STRATEGIES),
-                   help="comma-separated strategies (default: %(default)s)")
+                   help="put a car on every trace (repeatable, one per car): the house phases it charges on, "
+                        "the most it draws and, with one car, its charge mode (fast, pv, minpv, off), e.g. "
+                        "L1L2L3, L2, L1L2L3:10, L1L2L3:16:pv; a trace's car1, car2, ... columns give each car's "
+                        "demand. Default: the trace's car, fast (a two-car scenario: its own cars)")
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
                    help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -449,9 +695,21 @@ def real_balancer(cfg: Any, strategy: str) -> BalancerLike:
 
 def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
             environ: Mapping[str, str] | None = None) -> int:
-    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    explicit = args.strategy is not None
+    strategies = [s.strip() for s in (args.strategy or ",".join(DEFAULT_STRATEGIES)).split(",") if s.strip()]
     if not strategies:
         print("bench: --strategy lists no strategy", file=sys.stderr)
+        return 2
+    try:
+        cars = [parse_car(text) for text in getattr(args, "car", [])]
+    except ValueError as e:
+        print(f"bench: --car {e}", file=sys.stderr)
+        return 2
+    if len(cars) > MAX_CARS:
+        print(f"bench: at most {MAX_CARS} cars (--car), got {len(cars)}", file=sys.stderr)
+        return 2
+    if cars and args.generate is not None:
+        print("bench: --car cannot be combined with --generate (generated houses have one car)", file=sys.stderr)
         return 2
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
@@ -477,14 +735,25 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         traces = [load_trace(path) for path in args.trace]
         names = args.scenario or ([] if args.trace else scenario_names())
         traces += [POWER_SCENARIOS[name][0]() if name in POWER_SCENARIOS else scenario(name) for name in names]
-        if len(args.car) > 1:
-            raise BenchError("one --car per run: the balancer here drives a single connector")
+        if len(cars) > 1 and any(car.mode != "fast" for car in cars):
+            raise BenchError("a charge mode (--car PHASES:MAX_A:MODE) is benched with one car; "
+                             "several cars share the fuse at fast")
         power_for = power_run_factory(os.environ if environ is None else environ, args.start,
-                                      args.car[0] if args.car else None, args.charger_lag_s,
+                                      args.car[0] if len(args.car) == 1 else None, args.charger_lag_s,
                                       int(getattr(cfg, "min_current", IEC_MIN_CURRENT_A)),
                                       int(getattr(cfg, "current_cap", cfg.default_current)))
         for strategy in strategies:
             balancer_factory(cfg, strategy)  # an unknown strategy fails now, not after minutes of replay
+        for trace in traces:
+            chosen = cars_of(trace, cars)
+            if len(cars) == 1 and cars_of(trace, None) is not None:
+                raise BenchError(f"trace {trace.name} has {len(cars_of(trace, None) or ())} cars: "
+                                 "give one --car per car")
+            if chosen is not None and len(chosen) > MAX_CARS:
+                raise BenchError(f"trace {trace.name}: at most {MAX_CARS} cars, it has {len(chosen)}")
+            if chosen is not None and len(chosen) > 1 and explicit:
+                for strategy in strategies:
+                    shared_balancer(cfg, strategy, chosen)  # `homey` refuses several cars, saying why
     except KeyError as e:  # unknown scenario; the message lists the built-in names
         print(f"bench: {e.args[0]}", file=sys.stderr)
         return 2
@@ -492,11 +761,17 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         print(f"bench: {e}", file=sys.stderr)
         return 2
 
+    shared_cars = cars if len(cars) > 1 else None  # one car: the one-connector bench, with its power limits
+    if args.plot and any(cars_of(trace, shared_cars) is not None for trace in traces):
+        print("bench: --plot draws one car; it cannot be combined with several cars (--car or a two-car scenario)",
+              file=sys.stderr)
+        return 2
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                            record=bool(args.plot), power_for=power_for)
+                            record=bool(args.plot), cars=shared_cars, power_for=power_for)
     from bridge.sim.distribution import distribution, format_distribution
 
-    report["distribution"] = distribution(report["traces"], strategies)
+    everywhere = [s for s in strategies if all(s in e["strategies"] for e in report["traces"])]
+    report["distribution"] = distribution(report["traces"], everywhere)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

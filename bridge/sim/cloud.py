@@ -84,6 +84,7 @@ class SimConnector:
         # car model, set by tests and the demo
         self.car_max_a = 16.0
         self.car_phases = "three"  # "three" | "L1" | "L2" | "L3"
+        self.plug_in_s: float | None = None  # when the car plugs in (the demo's clock), see `plug_due`
         self.draw_override: DrawOverride | None = None
         self.voltage = NOMINAL_VOLTAGE
         self.remote_stopped = False
@@ -113,6 +114,35 @@ class SimConnector:
                 f"mode={self.mode}, car_plugged={self._car_plugged})")
 
 
+@dataclass(frozen=True)
+class SimCar:
+    """A car at a simulated outlet: the phases it charges on ("three", "L1", "L2", "L3"),
+    the most it takes, and when it plugs in (seconds on the demo's clock; None or 0 = now)."""
+
+    phases: str = "three"
+    max_a: float = 16.0
+    plug_in_s: float | None = None
+
+
+# The account with several cars: an Aura (two car outlets on one charge point) and a second Halo.
+AURA_CHARGEPOINT_ID = "2103150000001"
+SECOND_HALO_ID = "2003149876543"
+
+
+def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns an Aura (first) and a Halo; `cars` by
+    (charge point, connector), by default a three-phase car at each Aura outlet."""
+    installation_current = kwargs.pop("installation_current", 16)
+    sim = CloudSimulator(chargepoint_id=AURA_CHARGEPOINT_ID, kind="AURA",
+                         installation_current=installation_current, **kwargs)
+    sim.add_chargepoint(SECOND_HALO_ID, installation_current)
+    if cars is None:
+        cars = {(AURA_CHARGEPOINT_ID, 1): SimCar(), (AURA_CHARGEPOINT_ID, 2): SimCar()}
+    for (cp_id, cid), car in cars.items():
+        sim.plug(cp_id, cid, car)
+    return sim
+
+
 class SimChargePoint:
     def __init__(self, cp_id: str, installation_current: int = 16, name: str = "Halo",
                  kind: str = "HALO", ocpp_version: str | None = None) -> None:
@@ -128,10 +158,18 @@ class SimChargePoint:
         self.reboots = 0
         self.firmware_version = "1.2.3"
         self.hardware_version = "1.0"
-        self.connectors: dict[int, SimConnector] = {
-            1: SimConnector(1, "Charger", installation_current),
-            2: SimConnector(2, "Schuko", min(10, installation_current)),
-        }
+        if kind == "AURA":
+            # An Aura: two car outlets on one charge point, no Schuko socket.
+            self.connectors: dict[int, SimConnector] = {
+                1: SimConnector(1, "Charger", installation_current),
+                2: SimConnector(2, "Charger", installation_current),
+            }
+        else:
+            # A Halo: connector 1 the car connector, 2 the Schuko socket.
+            self.connectors = {
+                1: SimConnector(1, "Charger", installation_current),
+                2: SimConnector(2, "Schuko", min(10, installation_current)),
+            }
 
     def __repr__(self) -> str:
         return f"SimChargePoint({self.id!r}, installation_current={self.installation_current})"
@@ -188,6 +226,7 @@ class CloudSimulator:
         password: str = DEMO_PASSWORD,
         api_key: str = DEMO_API_KEY,
         clock: Callable[[], float] = time.time,
+        kind: str = "HALO",
     ) -> None:
         self.host = host
         self.port = port
@@ -198,7 +237,8 @@ class CloudSimulator:
         self.api_key = api_key
         self.clock = clock  # wall clock of the JWTs (exp); tests may inject a fake one
         self.charge_points: dict[str, SimChargePoint] = {
-            chargepoint_id: SimChargePoint(chargepoint_id, installation_current)
+            chargepoint_id: SimChargePoint(chargepoint_id, installation_current, kind=kind,
+                                           name="Aura" if kind == "AURA" else "Halo")
         }
         self.requests: list[RecordedRequest] = []
         self.writes: list[tuple[float, str, int | None, str, Any]] = []
@@ -265,6 +305,30 @@ class CloudSimulator:
             cp = SimChargePoint(cp_id, installation_current, **kwargs)
             self.charge_points[cp_id] = cp
             return cp
+
+    def plug(self, cp_id: str, cid: int, car: SimCar) -> SimConnector:
+        """Put `car` at a connector: plugged in now, or at `car.plug_in_s` (see `plug_due`)."""
+        with self.lock:
+            conn = self.connector(cid, cp_id)
+            if conn.type != "Charger":
+                raise ValueError(f"connector {cid} of {cp_id} is a {conn.type} socket, not a car connector")
+            conn.car_phases = car.phases
+            conn.car_max_a = float(car.max_a)
+            conn.plug_in_s = car.plug_in_s
+            conn.car_plugged = car.plug_in_s is None or car.plug_in_s <= 0
+            return conn
+
+    def plug_due(self, now_s: float) -> list[SimConnector]:
+        """Plug in the cars whose plug-in time has come; the ones plugged in now."""
+        plugged = []
+        with self.lock:
+            for cp in self.charge_points.values():
+                for conn in cp.connectors.values():
+                    if conn.plug_in_s is not None and not conn.car_plugged and now_s >= conn.plug_in_s:
+                        conn.car_plugged = True
+                        conn.plug_in_s = None
+                        plugged.append(conn)
+        return plugged
 
     def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None,
                   path_contains: str | None = None) -> None:

@@ -27,7 +27,7 @@ from bridge.config import ConfigError, load_settings
 from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug
 from bridge.sim.charger import ChargerModel
-from bridge.sim.cloud import CloudSimulator
+from bridge.sim.cloud import SECOND_HALO_ID, CloudSimulator, SimCar, several_cars_account
 from bridge.sim.house import HouseTrace
 from bridge.sim.scenarios import scenario, scenario_names
 
@@ -103,14 +103,17 @@ class House(threading.Thread):
 
     def __init__(self, trace: HouseTrace, sim: CloudSimulator, charger: ChargerModel, clock,
                  host: str, port: int, topics: tuple[str, str, str], max_a: float, fuse_a: float,
-                 username: str | None, password: str | None) -> None:
+                 username: str | None, password: str | None,
+                 outlets: list[tuple[str, int, ChargerModel]] | None = None) -> None:
         super().__init__(name="demo-house", daemon=True)
         self.trace, self.sim, self.charger, self.clock = trace, sim, charger, clock
+        # Each outlet with a car: (charge point, connector, the car's charger model).
+        self.outlets = outlets or [(sim.chargepoint_id, 1, charger)]
+        self._offered_at: dict[tuple[str, int], float] = {}
         self.topics, self.max_a, self.fuse_a = topics, max_a, fuse_a
         self.tally = Tally()
         self.stop_event = threading.Event()
         self.finished = threading.Event()
-        self._offered: float | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-house-{uuid.uuid4().hex[:6]}",
                                   protocol=mqtt.MQTTv5)
         if username:
@@ -119,12 +122,15 @@ class House(threading.Thread):
         self.client.loop_start()
 
     def _follow_cloud(self, now: float) -> None:
-        cp = self.sim.charge_points[self.sim.chargepoint_id]
-        conn = self.sim.connector(1)
-        offered = 0.0 if conn.mode != "On" else min(conn.max_current, cp.max_current if cp.max_current is not None else math.inf)
-        if offered != self._offered:
-            self._offered = offered
-            self.charger.write(now, int(offered))
+        self.sim.plug_due(now)
+        for cp_id, cid, charger in self.outlets:
+            cp = self.sim.charge_points[cp_id]
+            conn = cp.connectors[cid]
+            offered = 0.0 if conn.mode != "On" or not conn.car_plugged else min(
+                conn.max_current, cp.max_current if cp.max_current is not None else math.inf)
+            if offered != self._offered_at.get((cp_id, cid)):
+                self._offered_at[(cp_id, cid)] = offered
+                charger.write(now, int(offered))
 
     def run(self) -> None:
         second = int(self.clock()) - 1
@@ -142,7 +148,8 @@ class House(threading.Thread):
             self.stop_event.wait(0.02)
 
     def _step(self, s: int, now: float) -> None:
-        car = self.charger.phase_draw(now)
+        draws = [charger.phase_draw(now) for _, _, charger in self.outlets]
+        car = (sum(d[0] for d in draws), sum(d[1] for d in draws), sum(d[2] for d in draws))
         meter = tuple(self.trace.base[p][s] + car[p] for p in range(3))
         for p in range(3):
             if self.trace.metered[p][s]:
@@ -197,6 +204,15 @@ def clear_retained(host: str, port: int, topics: list[str], username: str | None
     return len(found)
 
 
+def _phase_text(phases: tuple[bool, bool, bool]) -> str:
+    """The simulator's name for a car's phases: "three", or the one phase it uses."""
+    return "three" if sum(phases) > 1 else f"L{phases.index(True) + 1}"
+
+
+def _phase_flags(text: str) -> tuple[bool, bool, bool]:
+    return (True, True, True) if text == "three" else tuple(text == f"L{p + 1}" for p in range(3))  # type: ignore[return-value]
+
+
 def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="chargeamps-bridge demo",
@@ -217,6 +233,9 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--ha-discovery", action="store_true",
                         help="publish Home Assistant discovery for the simulated charger (off by default, "
                         "so a Home Assistant on the same broker gets no demo entities)")
+    parser.add_argument("--cars", type=int, default=1, choices=(1, 2, 3),
+                        help="cars sharing the fuse: 1 (a Halo, as always), 2 (an Aura's two outlets; the "
+                        "second car plugs in two simulated minutes in), 3 (and a one-phase car on a second Halo)")
     args = parser.parse_args(argv)
     if not 1 <= args.speed <= 60:
         parser.error("--speed must be from 1 to 60")
@@ -242,12 +261,13 @@ def demo_main(argv: list[str]) -> int:
             host, port = "127.0.0.1", broker.port
             print(f"No broker at {base.mqtt_host}:{base.mqtt_port}; started mosquitto on {host}:{port}")
 
-        sim = CloudSimulator(installation_current=max(16, min(32, trace.car_max_a)))
+        installation_current = max(16, min(32, trace.car_max_a))
+        if args.cars == 1:
+            sim = CloudSimulator(installation_current=installation_current)
+        else:
+            sim = several_cars_account({}, installation_current=installation_current)
         sim.start()
         cleanup.append(sim.stop)
-        conn = sim.connector(1)
-        conn.car_plugged = True
-        conn.car_max_a = trace.car_max_a
         charger = ChargerModel(lag_s=args.charger_lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a)
         if args.start is not None:
             start_s = min(args.start * 60, trace.duration_s - 1)
@@ -256,7 +276,20 @@ def demo_main(argv: list[str]) -> int:
             start_s = 0 if need is None else max(0, need - LEAD_IN_S)
         clock = ScaledClock(args.speed, start_s)
 
-        conn.draw_override = lambda offered, now: charger.phase_draw(clock())
+        # The trace's car at the first outlet; with more cars, a three-phase 16 A car plugging in
+        # two minutes in, and a one-phase (L1) 16 A car on the second Halo at four minutes.
+        cars = [(sim.chargepoint_id, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
+        if args.cars >= 2:
+            cars.append((sim.chargepoint_id, 2, SimCar("three", 16, plug_in_s=start_s + 120)))
+        if args.cars >= 3:
+            cars.append((SECOND_HALO_ID, 1, SimCar("L1", 16, plug_in_s=start_s + 240)))
+        outlets = []
+        for cp_id, cid, car in cars:
+            conn = sim.plug(cp_id, cid, car)
+            model = ChargerModel(lag_s=args.charger_lag_s, phases=_phase_flags(car.phases), car_max_a=car.max_a)
+            model = charger if not outlets else model
+            conn.draw_override = lambda offered, now, m=model: m.phase_draw(clock())
+            outlets.append((cp_id, cid, model))
         state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
         cleanup.append(lambda: shutil.rmtree(state_dir, ignore_errors=True))
         overrides = dict(
@@ -268,6 +301,7 @@ def demo_main(argv: list[str]) -> int:
             # Home Assistant (discovery only when asked).
             mqtt_base_topic=DEMO_BASE_TOPIC, ha_discovery=args.ha_discovery, p1_preset=None, p1_device=None,
             p1_unit="A", p1_heartbeat_topic=None,
+            chargeamps_connectors=None if args.cars == 1 else ",".join(f"{cp}:{n}" for cp, n, _ in outlets),
             **{f"p1_topic_l{n}": f"{DEMO_BASE_TOPIC}/meter-sim/current_l{n}" for n in (1, 2, 3)},
             **{f"p1_json_path_l{n}": None for n in (1, 2, 3)},
         )
@@ -286,7 +320,8 @@ def demo_main(argv: list[str]) -> int:
         cleanup.insert(0, service.stop)
         house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,
                       settings.balancer_fuse_a, settings.mqtt_username,
-                      settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+                      settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+                      outlets=outlets)
         house.start()
         cleanup.insert(0, house.close)
 
@@ -306,6 +341,9 @@ def demo_main(argv: list[str]) -> int:
                 shown.append(t.last_s)
                 print(f"{_hms(t.last_s):>8} {t.meter[0]:>6.1f} {t.meter[1]:>6.1f} {t.meter[2]:>6.1f} "
                       f"{d.charge_at:>8d} {max(d.loadbal):>7.1f} {max(t.car):>5.1f}  {d.reason}", flush=True)
+                for c in getattr(d, "connectors", ()) if len(outlets) > 1 else ():
+                    print(f"{'':>8}   {c.key:<17} priority {c.priority}  ChargeAt {c.charge_at:>2d} A  "
+                          f"{'charging' if c.charging else 'not charging':<12}  {c.reason}", flush=True)
 
         try:
             while not house.finished.is_set() and (end is None or time.monotonic() < end):

@@ -16,6 +16,11 @@ CSV format::
     0,3.1,2.4,-1.0
     1,3.2,,-1.1               (empty cell: no meter message for L2 at that second)
 
+Columns `car1`, `car2`, ... after `l3` give each car's demand in A for that
+second (0 = not plugged in, or full; empty = as the second before; before the
+first value: the car takes what it is offered). With them the bench puts one
+car per column on the trace (three-phase unless `bench --car` says otherwise).
+
 `t` is in seconds and is rounded to whole seconds (the bench runs at 1 s); when
 several rows fall in the same second the last one counts. Seconds without a
 row, and empty cells, are seconds without a meter message; the house load is
@@ -62,8 +67,10 @@ def parse_car(text: str) -> CarSpec:
     and its charge mode (fast, pv, minpv, off)."""
     from bridge.balancer.power import CHARGE_MODES
 
-    phases_text, _, rest = text.strip().partition(":")
+    phases_text, colon, rest = text.strip().partition(":")
     max_text, _, mode_text = rest.partition(":")
+    if colon and not rest:
+        raise ValueError(f"car {text!r}: the maximum after ':' must be whole amps")
     phases_text = phases_text.upper()
     names = [phases_text[i:i + 2] for i in range(0, len(phases_text), 2)]
     if not names or any(n not in PHASE_NAMES for n in names) or len(set(names)) != len(names):
@@ -99,6 +106,9 @@ class HouseTrace:
     description: str = ""
     # A scenario built to show a house that no balancer can keep under MaxA.
     meant_to_exceed_max_a: bool = False
+    # Several cars: each one's demand per second (A; 0 = not plugged in or full), and the cars.
+    car_demand: tuple[list[float], ...] = ()
+    cars: tuple[CarSpec, ...] = ()
 
     def __post_init__(self) -> None:
         lengths = {len(s) for s in (*self.base, *self.metered)}
@@ -106,6 +116,10 @@ class HouseTrace:
             raise ValueError(f"trace {self.name!r}: phases and meter flags differ in length")
         if not any(self.car_phases):
             raise ValueError(f"trace {self.name!r}: the car must charge on at least one phase")
+        if any(len(d) != len(self.base[0]) for d in self.car_demand):
+            raise ValueError(f"trace {self.name!r}: a car's demand differs in length from the house load")
+        if self.cars and self.car_demand and len(self.cars) != len(self.car_demand):
+            raise ValueError(f"trace {self.name!r}: {len(self.cars)} cars but {len(self.car_demand)} demand columns")
 
     @property
     def duration_s(self) -> int:
@@ -140,7 +154,8 @@ def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
     header_seen = False
     t_first: float | None = None
     t_previous: float | None = None
-    rows: dict[int, tuple[float | None, float | None, float | None]] = {}
+    rows: dict[int, tuple[float | None, ...]] = {}
+    n_cars = 0
 
     def fail(lineno: int, what: str) -> TraceError:
         return TraceError(f"{source}, line {lineno}: {what}")
@@ -159,12 +174,16 @@ def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
             continue
         cells = [c.strip() for c in next(csv.reader([line]))]
         if not header_seen:
-            if [c.lower() for c in cells] != ["t", "l1", "l2", "l3"]:
-                raise fail(lineno, f"the header must be 't,l1,l2,l3', found {line[:60]!r}")
+            names = [c.lower() for c in cells]
+            n_cars = len(names) - 4
+            if names[:4] != ["t", "l1", "l2", "l3"] or names[4:] != [f"car{i + 1}" for i in range(n_cars)]:
+                raise fail(lineno, f"the header must be 't,l1,l2,l3' (then car1,car2,... for cars' demand), "
+                                   f"found {line[:60]!r}")
             header_seen = True
             continue
-        if len(cells) != 4:
-            raise fail(lineno, f"expected 4 values (t,l1,l2,l3), found {len(cells)}: {line[:60]!r}")
+        if len(cells) != 4 + n_cars:
+            columns = "t,l1,l2,l3" + "".join(f",car{i + 1}" for i in range(n_cars))
+            raise fail(lineno, f"expected {4 + n_cars} values ({columns}), found {len(cells)}: {line[:60]!r}")
         if not cells[0]:
             raise fail(lineno, "t is empty: every row needs its time in seconds")
         t = _number(cells[0], lambda what: fail(lineno, f"t: {what}"))
@@ -177,10 +196,13 @@ def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
                                f"a trace may span at most {MAX_TRACE_S} s (is t in seconds?)")
         t_previous = t
         values = tuple(
-            None if not cell else _number(cell, lambda what, n=n: fail(lineno, f"{PHASE_NAMES[n]}: {what}"))
+            None if not cell else _number(cell, lambda what, n=n: fail(lineno, f"{column_name(n)}: {what}"))
             for n, cell in enumerate(cells[1:])
         )
-        rows[round(t - t_first)] = values  # type: ignore[assignment]
+        for n, value in enumerate(values[3:]):
+            if value is not None and value < 0:
+                raise fail(lineno, f"car{n + 1}: a car's demand cannot be negative, found {value:g}")
+        rows[round(t - t_first)] = values
 
     if not header_seen:
         raise TraceError(f"{source}: empty trace; expected the header 't,l1,l2,l3' and rows of data")
@@ -206,6 +228,16 @@ def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
             series[s] = held
         base.append(series)
         metered.append(flags)
+    demand: list[list[float]] = []
+    for car in range(n_cars):
+        held = float(DEFAULT_CAR_MAX_A)
+        series = [0.0] * duration
+        for s in range(duration):
+            value = rows.get(s, (None,) * (4 + n_cars))[3 + car]
+            if value is not None:
+                held = value
+            series[s] = held
+        demand.append(series)
     return HouseTrace(
         name=name,
         base=(base[0], base[1], base[2]),
@@ -213,7 +245,12 @@ def parse_trace(lines: Iterable[str], *, source: str, name: str) -> HouseTrace:
         car_phases=car_phases,
         car_max_a=car_max_a,
         description=f"trace {source}",
+        car_demand=tuple(demand),
     )
+
+
+def column_name(n: int) -> str:
+    return PHASE_NAMES[n] if n < 3 else f"car{n - 2}"
 
 
 def _number(text: str, fail: Callable[[str], TraceError]) -> float:

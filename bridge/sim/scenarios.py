@@ -17,7 +17,7 @@ import dataclasses
 import random
 from collections.abc import Callable
 
-from bridge.sim.house import HouseTrace
+from bridge.sim.house import CarSpec, HouseTrace
 
 L1, L2, L3 = 0, 1, 2
 MINUTE = 60
@@ -269,6 +269,71 @@ def overloaded_house() -> HouseTrace:
                    meant_to_exceed_max_a=True)
 
 
+# ---- several cars on one fuse -------------------------------------------------------
+
+THREE_PHASE_16 = CarSpec(phases=(True, True, True), max_a=16)
+
+
+def _winter_evening(seed: int, hours: int = 3) -> _House:
+    """A winter evening: heat pump cycling, electric room heaters, dinner on the oven and hob."""
+    h = _House(hours * HOUR, seed=seed)
+    h.background((1.3, 1.0, 1.1))
+    h.fridge(L1)
+    t = 2 * MINUTE
+    while t < h.n:
+        run = h.rng.uniform(20, 35) * MINUTE
+        h.add_all(t, t + 2, (4.5, 4.5, 4.5))
+        h.add_all(t + 2, t + run, (3.0, 3.0, 3.0))
+        t += run + h.rng.uniform(10, 20) * MINUTE
+    h.thermostat(120 * MINUTE, h.n, (0.0, amps(1000), 0.0), on_s=(4 * MINUTE, 9 * MINUTE),
+                 off_s=(5 * MINUTE, 12 * MINUTE))
+    h.thermostat(40 * MINUTE, 110 * MINUTE, (amps(1400), amps(1900), amps(1600)), on_s=(35, 80),
+                 off_s=(50, 130), first_on_s=12 * MINUTE)
+    h.add(L1, 60 * MINUTE, 63 * MINUTE, amps(2200))
+    h.add(L3, 70 * MINUTE, 90 * MINUTE, amps(1500))
+    h.noise()
+    return h
+
+
+def two_cars_winter() -> HouseTrace:
+    """Two three-phase cars on a 25 A fuse through a winter evening: never room for both at full."""
+    h = _winter_evening(seed=808)
+    trace = h.trace("two-cars-winter", "two three-phase 16 A cars; heat pump, heaters, oven, kettle")
+    return dataclasses.replace(trace, cars=(THREE_PHASE_16, THREE_PHASE_16))
+
+
+def one_phase_beside_three() -> HouseTrace:
+    """A one-phase car on L1 beside a three-phase car; the kitchen is on L1 too."""
+    h = _winter_evening(seed=909)
+    for minute in (20, 95, 140):
+        start = minute * MINUTE + h.rng.uniform(0, 60)
+        h.add(L1, start, start + h.rng.uniform(120, 200), amps(2200))
+    h.pulsing(L1, 100 * MINUTE, 120 * MINUTE, amps(1800), on_s=5, period_s=12)
+    trace = h.trace("one-phase-beside", "a one-phase 16 A car on L1 beside a three-phase 16 A car")
+    return dataclasses.replace(trace, cars=(CarSpec(phases=(True, False, False), max_a=16), THREE_PHASE_16))
+
+
+def car_full_half_way() -> HouseTrace:
+    """Two three-phase cars; the second is full half way through and takes nothing after."""
+    h = _winter_evening(seed=1010)
+    trace = h.trace("car-full-half-way", "two three-phase 16 A cars; the second is full after 90 minutes")
+    n = trace.duration_s
+    demand = ([16.0] * n, [16.0] * (n // 2) + [0.0] * (n - n // 2))
+    return dataclasses.replace(trace, cars=(THREE_PHASE_16, THREE_PHASE_16), car_demand=demand)
+
+
+SHARED_SCENARIOS: dict[str, Callable[[], HouseTrace]] = {
+    "two-cars-winter": two_cars_winter,
+    "one-phase-beside": one_phase_beside_three,
+    "car-full-half-way": car_full_half_way,
+}
+
+
+def shared_scenario_names() -> list[str]:
+    """The built-in scenarios with two cars (`bench --scenario NAME`; not in the default run)."""
+    return list(SHARED_SCENARIOS)
+
+
 SCENARIOS: dict[str, Callable[[], HouseTrace]] = {
     "evening-oven": evening_oven,
     "kitchen-spikes": kitchen_spikes,
@@ -286,10 +351,10 @@ def scenario_names() -> list[str]:
 
 def scenario(name: str) -> HouseTrace:
     """A built-in scenario by name; KeyError lists the names when it is unknown."""
-    try:
-        build = SCENARIOS[name]
-    except KeyError:
-        raise KeyError(f"unknown scenario {name!r}; built-in: {', '.join(SCENARIOS)}") from None
+    build = SCENARIOS.get(name) or SHARED_SCENARIOS.get(name)
+    if build is None:
+        raise KeyError(f"unknown scenario {name!r}; built-in: {', '.join(SCENARIOS)}; "
+                       f"with two cars: {', '.join(SHARED_SCENARIOS)}")
     return build()
 
 

@@ -1,0 +1,852 @@
+"""Several connectors on one fuse: which car gets how many amps, per house phase.
+
+Pure: no I/O, no clock (every call passes `now`), no threads, deterministic.
+
+With one connector `SharedBalancer` is today's `Balancer` (it delegates), so the
+one-car behaviour is unchanged. With several, each connector keeps its own
+`Balancer` as the store of its inputs (its charger's reports, its commands) and
+the adaptive strategy's reading of them: what its car may draw on each phase
+while a command is on its way, and that a car offered enough but drawing
+nothing is drawing nothing. On top of that, per house phase:
+
+- the house's own load is the meter less what all cars may draw there; the
+  cars' total on a phase is cut at once when it is above the headroom (beyond
+  the cut tolerance), by the allocation of `share` for that headroom (never
+  raising anyone in a cut);
+- raises wait until the headroom has held (the quick hold while every
+  connector's write budget can pay for a raise and its cut, else the raise
+  hold, doubled for each cut soon after a raise), and then go to the
+  allocation the headroom allowed over the hold; amps move from one car to
+  another cut first: a raise waits until no written change is still settling;
+- a connector is written no faster than `min_command_interval_s` for raises,
+  each from its own write budget; cuts are never delayed;
+- who charges when not every car can have the minimum: `share` admits cars in
+  precedence order (higher priority first; among equals a car in the middle of
+  its turn, then the one with the least energy in the last `rotate_s`), so
+  the lowest priority pauses first and equals take turns of `rotate_s`; a
+  paused connector resumes no sooner than `min_pause_s` after its pause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.balancer.adaptive import PHASE_IN_USE_A, WRITES_PER_RAISE, AdaptiveStrategy
+from bridge.balancer.core import Balancer, meter_staleness, whole_amps_for_charger
+from bridge.balancer.loads import LoadTracker
+from bridge.balancer.model import (
+    DEFAULT_STRATEGY,
+    PHASES,
+    BalancerConfig,
+    Decision,
+    OptTriple,
+    Triple,
+    phase_name,
+)
+
+PRIORITY_RANGE = (0, 9)
+DEFAULT_PRIORITY = 5
+IDENTITY_PHASES = (0, 1, 2)
+# A car that draws this much below its setting in two reports in a row takes less than offered.
+LIMITED_GAP_A = 2.0
+LIMITED_REPORTS = 2
+ENERGY_BUCKET_S = 10.0
+# Amps are moved from one car to another (a cut and a raise: two writes) for a resume, or for a
+# raise of at least this much; a smaller evening-out is not worth the writes.
+MOVE_MIN_STEP_A = 2
+
+_ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
+
+
+# ---- which connectors -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """One connector on the shared fuse."""
+
+    key: str  # "CP:N", e.g. "2001:1"
+    # The house phase that the charger's L1, L2, L3 are wired to ("/L2L3L1" gives (1, 2, 0)).
+    phase_map: tuple[int, int, int] = IDENTITY_PHASES
+    priority: int = DEFAULT_PRIORITY  # 0..9, higher first
+
+    def __post_init__(self) -> None:
+        if _ENTRY.match(self.key) is None or "/" in self.key:
+            raise ValueError(f"connector {self.key!r} must be CHARGEPOINT:CONNECTOR, e.g. 2001:1")
+        if sorted(self.phase_map) != list(PHASES):
+            raise ValueError(f"connector {self.key}: the phase map must use L1, L2, L3 once each, "
+                             f"got {self.phase_map!r}")
+        check_priority(self.priority)
+
+    @property
+    def chargepoint(self) -> str:
+        return split_key(self.key)[0]
+
+    @property
+    def connector(self) -> int:
+        return split_key(self.key)[1]
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """"2001:2" -> ("2001", 2)."""
+    chargepoint, _, number = key.rpartition(":")
+    return chargepoint, int(number)
+
+
+def check_priority(priority: object) -> int:
+    low, high = PRIORITY_RANGE
+    if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
+        raise ValueError(f"priority must be a whole number from {low} to {high}, got {priority!r}")
+    return priority
+
+
+def parse_phase_map(text: str) -> tuple[int, int, int]:
+    """`L2L3L1` -> (1, 2, 0): the house phases that the charger's L1, L2, L3 are wired to."""
+    names = re.findall(r"L[123]", text.upper())
+    if "".join(names) != text.upper() or sorted(names) != ["L1", "L2", "L3"]:
+        raise ValueError(f"phases {text!r} must name L1, L2 and L3 once each, in the order "
+                         "the charger's L1, L2, L3 are wired to (e.g. L2L3L1)")
+    return (int(names[0][1]) - 1, int(names[1][1]) - 1, int(names[2][1]) - 1)
+
+
+def parse_connectors(text: str) -> list[ConnectorSpec]:
+    """`2001:1,2001:2,2002:1/L2L3L1` -> specs; ValueError names the bad entry."""
+    specs: list[ConnectorSpec] = []
+    entries = [e.strip() for e in text.split(",")]
+    if not any(entries):
+        raise ValueError("no connector listed; expected CHARGEPOINT:CONNECTOR entries such as 2001:1,2001:2")
+    for entry in entries:
+        if not entry:
+            raise ValueError(f"empty entry in connector list {text!r}")
+        match = _ENTRY.match(entry)
+        if match is None:
+            raise ValueError(f"connector entry {entry!r}: expected CHARGEPOINT:CONNECTOR[/PHASES], "
+                             "e.g. 2001:1 or 2002:1/L2L3L1")
+        if int(match["n"]) < 1:
+            raise ValueError(f"connector entry {entry!r}: connectors are numbered from 1")
+        phase_map = IDENTITY_PHASES
+        if match["phases"] is not None:
+            try:
+                phase_map = parse_phase_map(match["phases"])
+            except ValueError as e:
+                raise ValueError(f"connector entry {entry!r}: {e}") from None
+        key = f"{match['cp']}:{int(match['n'])}"
+        if any(s.key == key for s in specs):
+            raise ValueError(f"connector entry {entry!r}: {key} is listed twice")
+        specs.append(ConnectorSpec(key=key, phase_map=phase_map))
+    return specs
+
+
+# ---- the allocation ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    """What one connector may be given, for `share`."""
+
+    key: str
+    phases: tuple[int, ...]  # house phases its car draws on
+    cap: int  # the most it may be given; below the minimum it may not charge
+    priority: int = DEFAULT_PRIORITY
+    fixed: int | None = None  # a charger that cannot be written: held at this, first
+    held: int = 0  # what it has now: an amp that cannot be split evenly stays where it is
+
+
+def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) -> dict[str, int]:
+    """Whole amps per connector: per house phase the connectors on it together stay within
+    `budget`; each gets 0 or `min_current` up to its cap. `claims` come in precedence order:
+    a claim gets its minimum when it fits after those before it (so the last pause first).
+    Then, priority by priority from the highest, the admitted ones are raised one amp at a time,
+    the lowest first (max-min fair; among equals the one that holds more now, so an odd amp does
+    not move back and forth), while their phases have an amp left: a higher priority
+    reaches its cap before a lower one gets more than its minimum."""
+    left = [float(b) for b in budget]
+    amps: dict[str, int] = {}
+    for c in claims:
+        if c.fixed is not None:
+            amps[c.key] = c.fixed
+            for p in c.phases:
+                left[p] -= c.fixed
+    admitted: list[Claim] = []
+    for c in claims:
+        if c.fixed is not None:
+            continue
+        if c.cap >= min_current and all(left[p] >= min_current for p in c.phases):
+            amps[c.key] = min_current
+            for p in c.phases:
+                left[p] -= min_current
+            admitted.append(c)
+        else:
+            amps[c.key] = 0
+    order = {c.key: i for i, c in enumerate(admitted)}
+    for level in sorted({c.priority for c in admitted}, reverse=True):
+        group = [c for c in admitted if c.priority == level]
+        while True:
+            growable = [c for c in group if amps[c.key] < c.cap and all(left[p] >= 1 for p in c.phases)]
+            if not growable:
+                break
+            c = min(growable, key=lambda g: (amps[g.key], -g.held, order[g.key]))
+            amps[c.key] += 1
+            for p in c.phases:
+                left[p] -= 1
+    return amps
+
+
+def least_cut(headroom: Sequence[float], targets: dict[str, int], fair: dict[str, int],
+              phases: dict[str, tuple[int, ...]], min_current: int, tolerance: float = 0.0) -> dict[str, int]:
+    """A cut that writes as few connectors as it can: while a phase is over its headroom (beyond
+    `tolerance`), one connector on it gives up all that phase needs when it can keep the minimum
+    (the one furthest above its `fair` share); else the one furthest above its fair share goes
+    to that share. Never raises anyone. Evening out is left to the raises that follow."""
+    new = dict(targets)
+
+    def over() -> dict[int, float]:
+        load = [sum(new[k] for k in new if p in phases[k] and new[k] >= min_current) for p in range(3)]
+        return {p: load[p] - headroom[p] for p in range(3) if load[p] > headroom[p] + tolerance}
+
+    while (excess := over()):
+        need = {k: math.ceil(max(excess[p] for p in phases[k] if p in excess))
+                for k in new if new[k] >= min_current and set(phases[k]) & set(excess)}
+        # One connector that can give all a phase needs and keep the minimum: the one with most.
+        whole = [k for k in need if new[k] - need[k] >= min_current]
+        if whole:
+            k = max(whole, key=lambda c: (new[c] - fair[c], new[c], c))
+            new[k] -= need[k]
+            continue
+        candidates = [k for k in need if new[k] > fair[k]]
+        if not candidates:
+            return {k: min(new[k], fair[k]) for k in new}
+        k = max(candidates, key=lambda c: (new[c] - fair[c], c))
+        new[k] = fair[k]
+    return new
+
+
+def duration_text(seconds: float) -> str:
+    """"45 s" under two minutes, else "30 min"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+# ---- the balancer -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConnectorDecision:
+    key: str
+    charge_at: int  # what the balancer gives it (0 = paused)
+    command: int | None  # the value to write now; None = nothing to send
+    reason: str
+    paused: bool
+    draw: Triple  # what its car may draw per house phase (the most)
+    charging: bool  # a car takes current (not: no car, full, paused)
+    phases: tuple[int, ...]  # the house phases its car draws on
+    priority: int
+
+    def to_dict(self) -> dict[str, Any]:
+        chargepoint, connector = split_key(self.key)
+        return {
+            "chargepoint": chargepoint,
+            "connector": connector,
+            "phases": [phase_name(p) for p in self.phases],
+            "priority": self.priority,
+            "charge_at": self.charge_at,
+            "draw": [round(float(d), 3) for d in self.draw],
+            "charging": self.charging,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class SharedDecision:
+    connectors: tuple[ConnectorDecision, ...]
+    charge_at: int  # the connectors' sum
+    loadbal: Triple
+    phase_currents: OptTriple
+    headroom: OptTriple
+    meter_stale: bool
+    paused: bool  # every connector paused
+    reason: str
+    strategy: str
+    waiting_for_meter: bool = False
+
+    def connector(self, key: str) -> ConnectorDecision:
+        for c in self.connectors:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+    @property
+    def commands(self) -> dict[str, int]:
+        """The values to write now, by connector."""
+        return {c.key: c.command for c in self.connectors if c.command is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `<base>/balancer/state`."""
+        data = {
+            "charge_at": self.charge_at,
+            "command": None,
+            "loadbal": [round(float(v), 3) for v in self.loadbal],
+            "phase_currents": [None if v is None else round(float(v), 3) for v in self.phase_currents],
+            "headroom": [None if v is None else round(float(v), 3) for v in self.headroom],
+            "meter_stale": self.meter_stale,
+            "paused": self.paused,
+            "reason": self.reason,
+            "strategy": self.strategy,
+            "waiting_for_meter": self.waiting_for_meter,
+            "connectors": [c.to_dict() for c in self.connectors],
+        }
+        if len(self.connectors) == 1:
+            data["command"] = self.connectors[0].command
+        return data
+
+
+@dataclass
+class _Connector:
+    spec: ConnectorSpec
+    inputs: Balancer  # its reports and commands, in house phases
+    priority: int
+    installation_current: int | None = None
+    target: int | None = None  # what it is given (0 = paused); None until the first decision
+    written_at: float | None = None
+    paused_at: float | None = None
+    turn_since: float | None = None  # charging since
+    tokens: float = 0.0
+    tokens_at: float | None = None
+    failed: bool = False
+    confirmed: bool = False  # a write of ours reached it (else its setting is only assumed)
+    # Reported drawing nothing while offered at least the minimum (no car, or a full one); kept
+    # through a pause (a paused car draws nothing whatever it wants) until a report shows a draw.
+    idle: bool = False
+    plugged: bool | None = None  # a car plugged in, from the connector's status; None: not said
+    limit: int | None = None  # the most its car takes, learned from its reports
+    low_reports: int = 0
+    energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
+
+
+class SharedBalancer:
+    """Several connectors on one fuse; see the module docstring and docs/DESIGN.md."""
+
+    def __init__(self, cfg: BalancerConfig | None, connectors: Sequence[ConnectorSpec],
+                 strategy: str = DEFAULT_STRATEGY) -> None:
+        self._cfg = cfg if cfg is not None else BalancerConfig()
+        specs = list(connectors)
+        if not specs:
+            raise ValueError("at least one connector is needed")
+        keys = [s.key for s in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"a connector is listed twice: {', '.join(keys)}")
+        if len(specs) > 1 and strategy != "adaptive":
+            raise ValueError(f"strategy {strategy!r} balances one connector only (it is the original "
+                             f"one-car flow); with {len(specs)} connectors use 'adaptive'")
+        self._strategy_name = strategy
+        self._conns = {s.key: _Connector(s, Balancer(self._cfg, strategy=strategy), s.priority)
+                       for s in specs}
+        for c in self._conns.values():
+            c.tokens = float(self._cfg.write_budget_burst)
+            c.installation_current = self._cfg.installation_current
+        self._single = len(specs) == 1
+        self._reader = AdaptiveStrategy(lambda: self._cfg)  # reads a car's draw from its inputs
+        self._meter: list[float | None] = [None, None, None]
+        self._meter_at: list[float | None] = [None, None, None]
+        self._started_at: float | None = None
+        self._history: deque[tuple[float, Triple | None]] = deque()
+        self._last_raise_at: float | None = None
+        self._cycle_level = 0
+        self._cycle_seen_at: float | None = None
+        self._last_tick: float | None = None
+        self._loads = LoadTracker()  # the house's loads, by their steps (cycling ones are kept free)
+
+    @property
+    def config(self) -> BalancerConfig:
+        return self._cfg
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._conns)
+
+    def _conn(self, key: str) -> _Connector:
+        try:
+            return self._conns[key]
+        except KeyError:
+            raise ValueError(f"unknown connector {key!r}; known: {', '.join(self._conns)}") from None
+
+    def _seen(self, now: float) -> None:
+        if self._started_at is None:
+            self._started_at = now
+
+    # ---- inputs -------------------------------------------------------------
+    def meter(self, now: float, phase: int, amps: float) -> None:
+        self._seen(now)
+        for c in self._conns.values():
+            c.inputs.meter(now, phase, amps)  # validates
+        self._meter[phase] = float(amps)
+        self._meter_at[phase] = now
+
+    def meter_alive(self, now: float) -> None:
+        self._seen(now)
+        for c in self._conns.values():
+            c.inputs.meter_alive(now)
+        for n in PHASES:
+            if self._meter_at[n] is not None:
+                self._meter_at[n] = now
+
+    def charger(self, now: float, key: str, currents: tuple[float, float, float] | None,
+                phases: tuple[bool, bool, bool] | None) -> None:
+        """The connector's own report, in the charger's L1..L3 (mapped to house phases here):
+        (0, 0, 0) when it reports that no car draws, None when it does not say."""
+        self._seen(now)
+        c = self._conn(key)
+        pm = c.spec.phase_map
+        house_currents = house_phases = None
+        if currents is not None:
+            mapped = [0.0, 0.0, 0.0]
+            for i, amps in enumerate(currents):
+                mapped[pm[i]] = float(amps)
+            house_currents = (mapped[0], mapped[1], mapped[2])
+        if phases is not None:
+            flags = [False, False, False]
+            for i, on in enumerate(phases):
+                flags[pm[i]] = bool(on)
+            house_phases = (flags[0], flags[1], flags[2])
+        c.inputs.charger(now, house_currents, house_phases)
+        if house_currents is not None:
+            offered = c.inputs.observations().charger_offered
+            if max(house_currents) >= PHASE_IN_USE_A:
+                c.idle = False
+            elif offered is not None and offered >= self._cfg.min_current:
+                c.idle = True
+        self._learn_limit(now, c, house_currents)
+
+    def car_plugged(self, now: float, key: str, plugged: bool | None) -> None:
+        """Whether a car is plugged into the connector, from its status (None: the status does not
+        say). With no car it is idle (held at the minimum, the first to pause). A car plugging in
+        wants current until its reports show otherwise: a paused outlet cannot show a draw, so its
+        car waits for its turn like any other instead of for a draw it cannot make."""
+        self._seen(now)
+        c = self._conn(key)
+        if plugged is False:
+            c.idle = True
+        elif plugged and c.plugged is False:
+            c.idle = False
+            c.limit = None
+            c.low_reports = 0
+        if plugged is not None:
+            c.plugged = bool(plugged)
+
+    def _learn_limit(self, now: float, c: _Connector, currents: Triple | None) -> None:
+        """A car drawing well below its setting, twice in a row after the setting settled, takes
+        that much only (full, or its own limit): the rest goes to the others."""
+        if currents is None or c.target is None or c.target < self._cfg.min_current:
+            return
+        if c.written_at is not None and now < c.written_at + self._cfg.settle_s:
+            return
+        drawn = max(currents)
+        if drawn < PHASE_IN_USE_A:
+            c.low_reports = 0
+            return
+        if c.limit is not None and drawn >= c.limit - 0.5:
+            c.limit = None  # it takes what it is offered again: offer it everything
+            c.low_reports = 0
+        elif drawn < c.target - LIMITED_GAP_A:
+            c.low_reports += 1
+            if c.low_reports >= LIMITED_REPORTS:
+                c.limit = max(self._cfg.min_current, math.ceil(drawn) + 1)
+        else:
+            c.low_reports = 0
+
+    def commanded(self, now: float, key: str, amps: int) -> None:
+        """`amps` was written to the connector's charger (the cloud accepted it)."""
+        self._seen(now)
+        c = self._conn(key)
+        c.inputs.commanded(now, amps)
+        c.failed = False
+        c.confirmed = True
+        if self._single:
+            return
+        if c.target is None or int(amps) != c.target:
+            self._set_target(now, c, int(amps))
+
+    def charger_failed(self, now: float, key: str, failed: bool = True) -> None:
+        """The connector's charger cannot be written (True) or can again (False). While it cannot,
+        its share is assumed at its last setting and the others share the rest."""
+        self._seen(now)
+        self._conn(key).failed = bool(failed)
+
+    def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
+        """Shared settings (max_a, default_current, ...); ValueError changes nothing."""
+        self._seen(now)
+        if "installation_current" in changes and not self._single:
+            raise ValueError("the installation current is per connector: use set_installation_current")
+        known = {f.name for f in dataclasses.fields(BalancerConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown balancer setting(s): {', '.join(unknown)}")
+        # Every connector's settings are checked before any changes: a bad value changes nothing.
+        for c in self._conns.values():
+            dataclasses.replace(c.inputs.config, **changes)  # type: ignore[arg-type]
+        new = dataclasses.replace(self._cfg, **changes)  # type: ignore[arg-type]
+        for c in self._conns.values():
+            c.inputs.reconfigure(now, **changes)
+            c.installation_current = c.inputs.config.installation_current
+        self._cfg = new
+        self._history.clear()
+        return self._cfg
+
+    def set_priority(self, now: float, key: str, priority: int) -> None:
+        """0..9, higher first."""
+        self._seen(now)
+        self._conn(key).priority = check_priority(priority)
+
+    def set_installation_current(self, now: float, key: str, amps: int | None) -> None:
+        """The connector's own cap (charge points may differ); None when not known."""
+        self._seen(now)
+        c = self._conn(key)
+        dataclasses.replace(c.inputs.config, installation_current=amps)  # validates
+        c.installation_current = amps
+        c.inputs.reconfigure(now, installation_current=amps)
+
+    # ---- helpers ------------------------------------------------------------
+    def _cap(self, c: _Connector) -> int:
+        cap = c.inputs.config.current_cap
+        if c.limit is not None:
+            cap = min(cap, c.limit)
+        return cap
+
+    def _idle(self, now: float, c: _Connector) -> bool:
+        """No car, or a full one: held at the minimum, counted, and the first to pause."""
+        return c.idle
+
+    def _tokens(self, now: float, c: _Connector) -> float:
+        if c.tokens_at is None:
+            return c.tokens
+        earned = max(0.0, now - c.tokens_at) * self._cfg.write_budget_per_h / 3600.0
+        return min(float(self._cfg.write_budget_burst), c.tokens + earned)
+
+    def _set_target(self, now: float, c: _Connector, amps: int) -> None:
+        if c.target is not None and amps != c.target:
+            c.tokens = self._tokens(now, c) - 1.0
+            c.tokens_at = now
+        if amps == 0 and c.target != 0:
+            c.paused_at = now
+            c.turn_since = None
+        elif amps > 0 and not c.target:
+            c.turn_since = now
+        c.target = amps
+        c.written_at = now
+
+    def _energy(self, now: float, c: _Connector) -> float:
+        horizon = now - self._cfg.rotate_s
+        while c.energy and c.energy[0][0] < horizon - ENERGY_BUCKET_S:
+            c.energy.popleft()
+        return sum(a for t, a in c.energy if t >= horizon - ENERGY_BUCKET_S)
+
+    def _add_energy(self, now: float, c: _Connector, amp_seconds: float) -> None:
+        bucket = math.floor(now / ENERGY_BUCKET_S) * ENERGY_BUCKET_S
+        if c.energy and c.energy[-1][0] == bucket:
+            c.energy[-1] = (bucket, c.energy[-1][1] + amp_seconds)
+        else:
+            c.energy.append((bucket, amp_seconds))
+
+    # ---- decision -----------------------------------------------------------
+    def decide(self, now: float) -> SharedDecision:
+        self._seen(now)
+        if self._single:
+            return self._decide_single(now)
+        return self._decide_shared(now)
+
+    def _decide_single(self, now: float) -> SharedDecision:
+        c = next(iter(self._conns.values()))
+        d = c.inputs.decide(now)
+        used = self._reader.used_phases(now, c.inputs.observations())
+        draw = self._reader.car_draw_range(now, c.inputs.observations(), used)[0]
+        c.target = d.charge_at
+        one = ConnectorDecision(
+            key=c.spec.key, charge_at=d.charge_at, command=d.command, reason=d.reason, paused=d.paused,
+            draw=draw, charging=not d.paused and not self._idle(now, c), phases=used, priority=c.priority)
+        return SharedDecision(
+            connectors=(one,), charge_at=d.charge_at, loadbal=d.loadbal, phase_currents=d.phase_currents,
+            headroom=d.headroom, meter_stale=d.meter_stale, paused=d.paused, reason=d.reason,
+            strategy=d.strategy, waiting_for_meter=d.waiting_for_meter)
+
+    def _claims(self, now: float, used: dict[str, tuple[int, ...]], idle: dict[str, bool],
+                resume_gate: bool) -> list[Claim]:
+        """Every connector's claim, in precedence order (see `share`). In a cut (`resume_gate`
+        False) a paused connector claims nothing: nobody is raised in a cut."""
+        cfg = self._cfg
+        ordered = []
+        for key, c in self._conns.items():
+            if c.failed:
+                ordered.append(((0,), Claim(key, used[key], c.target or 0, c.priority,
+                                            fixed=c.target or 0)))
+                continue
+            cap = cfg.min_current if idle[key] else self._cap(c)
+            paused_for = None if c.paused_at is None or c.target else now - c.paused_at
+            if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
+                cap = 0  # paused too recently to resume, or a cut
+            in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
+            rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), key)
+            ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0)))
+        ordered.sort(key=lambda rc: rc[0])
+        return [claim for _, claim in ordered]
+
+    def _cycle_level_at(self, now: float) -> int:
+        level = self._cycle_level
+        if level and self._cycle_seen_at is not None:
+            level = max(0, level - int((now - self._cycle_seen_at) // self._cfg.cycle_forget_s))
+        return level
+
+    def _holds(self, now: float) -> tuple[float, float, bool]:
+        """The quick hold, the long hold, and whether the quick one needs a step worth following:
+        a quick raise costs a write and maybe the cut it invites, so it needs every connector's
+        budget; while loads cycle, only a step of `follow_min_step_a` (or a resume) is worth it."""
+        cfg = self._cfg
+        level = self._cycle_level_at(now)
+        long_hold = min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2 ** level))
+        budget_ok = all(self._tokens(now, c) >= WRITES_PER_RAISE for c in self._conns.values() if not c.failed)
+        quick = min(cfg.quick_raise_hold_s, cfg.raise_hold_s) if budget_ok else long_hold
+        return quick, long_hold, level > 0
+
+    def _level_over(self, now: float, hold: float) -> Triple | None:
+        """The spare per phase every reading of the last `hold` seconds allowed (the latest strictly,
+        earlier ones within the cut tolerance); None when a change was in flight in that time."""
+        history = self._history
+        if not history or history[-1][1] is None or now - history[0][0] < hold:
+            return None
+        tol = self._cfg.cut_tolerance_a
+        latest = history[-1][1]
+        level = list(latest)
+        for t, spare in reversed(history):
+            if t < now - hold:
+                break
+            if spare is None:
+                return None
+            for p in PHASES:
+                level[p] = min(level[p], spare[p] + tol)
+        return (level[0] - self._cfg.raise_margin_a, level[1] - self._cfg.raise_margin_a,
+                level[2] - self._cfg.raise_margin_a)
+
+    def _note_cut(self, now: float) -> None:
+        up = self._loads.last_up
+        if up is not None and now - up[0] <= self._cfg.cut_explained_s:
+            self._last_raise_at = None  # a load seen switching on explains it: no cycling
+            return
+        if self._last_raise_at is not None and now - self._last_raise_at <= self._cfg.cycle_window_s:
+            self._cycle_level = min(self._cycle_level + 1, 16)
+            self._cycle_seen_at = now
+            self._last_raise_at = None
+
+    def _decide_shared(self, now: float) -> SharedDecision:
+        cfg = self._cfg
+        conns = self._conns
+        dt = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
+        self._last_tick = now
+        obs = {}
+        for key, c in conns.items():
+            if not c.inputs.observations().recent_commands:
+                # Nothing written yet: a charger left alone charges at its cap (as the adaptive
+                # strategy assumes), and a first cut must not be taken for the car's whole draw.
+                c.inputs.commanded(now - cfg.settle_s - 1.0, self._cap(c))
+            c.inputs._forget_settled_commands(now)
+            obs[key] = c.inputs.observations()
+        used = {k: self._reader.used_phases(now, obs[k]) for k in conns}
+        idle = {k: self._idle(now, conns[k]) for k in conns}
+        ranges = {k: self._reader.car_draw_range(now, obs[k], used[k]) for k in conns}
+        for k, c in conns.items():
+            # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
+            # current as a three-phase one has had the same turn.
+            self._add_energy(now, c, max(ranges[k][1]) * dt)
+        meter = [0.0 if m is None else m for m in self._meter]
+        why = meter_staleness(now, tuple(self._meter_at), cfg)  # type: ignore[arg-type]
+        if why is not None:
+            assert self._started_at is not None
+            if any(t is None for t in self._meter_at) and now < self._started_at + cfg.stale_after_s:
+                return self._waiting(now, used, ranges, idle, why)
+            self._history.clear()
+            self._loads.reset()
+            current = whole_amps_for_charger(cfg.failsafe_current, cfg)
+            new = {k: (c.target if c.failed and c.target is not None else min(current, self._cap(c)) if current else 0)
+                   for k, c in conns.items()}
+            text = f"meter stale ({why}): fail-safe {current} A"
+            return self._output(now, new, {k: text for k in conns}, used, ranges, idle,
+                                (None, None, None), (0.0, 0.0, 0.0), text, meter_stale=True)
+
+        high = [sum(ranges[k][0][p] for k in conns) for p in PHASES]
+        low = [sum(ranges[k][1][p] for k in conns) for p in PHASES]
+        in_flight = max(ranges[k][3] for k in conns) > 0
+        headroom = tuple(cfg.max_a - (meter[p] - high[p]) for p in PHASES)
+        house = (meter[0] - low[0], meter[1] - low[1], meter[2] - low[2])  # at its heaviest, for raises
+        self._loads.feed(now, None if in_flight else house, cfg)
+        phases_used = tuple(sorted({p for k in conns for p in used[k]}))
+        caps_on = max(sum(self._cap(c) for k, c in conns.items() if p in used[k]) for p in phases_used)
+        reserve, _load = self._loads.reserve(now, cfg, house, phases_used, caps_on)
+        spare = tuple(cfg.max_a - house[p] - reserve[p] for p in PHASES)
+        self._history.append((now, None if in_flight else spare))  # type: ignore[arg-type]
+        horizon = now - cfg.raise_hold_max_s - 1.0
+        while len(self._history) > 1 and self._history[0][0] < horizon:
+            self._history.popleft()
+
+        targets = {k: (c.target if c.target is not None else self._cap(c)) for k, c in conns.items()}
+        load = [sum(targets[k] for k in conns if p in used[k] and targets[k] >= cfg.min_current)
+                for p in PHASES]
+        loadbal = (max(0.0, load[0] - headroom[0]), max(0.0, load[1] - headroom[1]),
+                   max(0.0, load[2] - headroom[2]))
+        reasons: dict[str, str] = {}
+        over = [p for p in PHASES if load[p] > headroom[p] + cfg.cut_tolerance_a]
+        first = any(c.target is None for c in conns.values())
+        if over or first:
+            # Cut now, to what the headroom gives; nobody is raised in a cut.
+            alloc = share(headroom, self._claims(now, used, idle, resume_gate=False), cfg.min_current)
+            new = least_cut(headroom, targets, alloc, used, cfg.min_current, cfg.cut_tolerance_a)
+            if over:
+                self._note_cut(now)
+            where = ", ".join(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
+                              for p in (over or PHASES))
+            for k in conns:
+                reasons[k] = self._why(k, targets[k], new[k], used, where, headroom, new)
+            summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
+        elif in_flight:
+            new = dict(targets)
+            summary = "waiting for the chargers to follow"
+            for k, c in conns.items():
+                left = ranges[k][3]
+                reasons[k] = (f"waiting for the charger to follow {targets[k]} A "
+                              f"({cfg.settle_s - left:.0f}/{cfg.settle_s:.0f} s)" if left > 0 else
+                              f"holding {targets[k]} A until the other changes settle")
+        else:
+            new, summary = self._rebalance(now, targets, load, used, idle, reasons)
+        return self._output(now, new, reasons, used, ranges, idle, headroom, loadbal, summary, meter_stale=False)
+
+    def _rebalance(self, now: float, targets: dict[str, int], load: list[int], used: dict[str, tuple[int, ...]],
+                   idle: dict[str, bool], reasons: dict[str, str]) -> tuple[dict[str, int], str]:
+        """Nothing in flight and nothing over: raise where the headroom held, moving amps cut first."""
+        cfg = self._cfg
+        quick, long_hold, cycling = self._holds(now)
+        ideal = None
+        for hold in dict.fromkeys((quick, long_hold)):
+            level = self._level_over(now, hold)
+            if level is None:
+                continue
+            # What is given now stays possible: amps are only moved or added, never lost to an old reading.
+            budget = [max(level[p], load[p]) for p in PHASES]
+            ideal = share(budget, self._claims(now, used, idle, resume_gate=True), cfg.min_current)
+            if hold == long_hold or not cycling:
+                break
+            worth = any(ideal[k] - targets[k] >= cfg.follow_min_step_a or (ideal[k] and not targets[k])
+                        for k in self._conns)
+            if worth:
+                break
+            ideal = None
+        if ideal is None:
+            for k in self._conns:
+                reasons[k] = f"holding {targets[k]} A (headroom to hold {long_hold:.0f} s first)"
+            return dict(targets), f"holding: the headroom must hold {long_hold:.0f} s"
+        cuts = {k for k in self._conns if ideal[k] < targets[k]}
+        new = dict(targets)
+        # No charging car is cut for a connector that has no car (or a full one) to resume.
+        worth_moving = any(not idle[k] and ((ideal[k] and not targets[k]) or ideal[k] - targets[k] >= MOVE_MIN_STEP_A)
+                           for k in self._conns)
+        if cuts and not worth_moving:
+            for k in self._conns:
+                reasons[k] = f"holding {targets[k]} A (moving amps would not pay for its writes)"
+            return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
+        if cuts:
+            for k in cuts:
+                new[k] = ideal[k]
+                reasons[k] = self._why(k, targets[k], ideal[k], used, "sharing", budget, ideal)
+            for k in self._conns:
+                if k not in cuts:
+                    reasons[k] = (f"{targets[k]} A; raise to {ideal[k]} A once the cut of "
+                                  f"{', '.join(sorted(cuts))} has settled" if ideal[k] > targets[k]
+                                  else f"holding {targets[k]} A")
+            return new, "moving amps: cut first (" + ", ".join(f"{k} {new[k]} A" for k in sorted(cuts)) + ")"
+        raised = []
+        for k, c in self._conns.items():
+            if ideal[k] <= targets[k]:
+                reasons[k] = f"full power {targets[k]} A" if targets[k] >= self._cap(c) else \
+                    f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
+                continue
+            wait = 0.0 if c.written_at is None else cfg.min_command_interval_s - (now - c.written_at)
+            if wait > 0:
+                reasons[k] = f"{targets[k]} A; raise to {ideal[k]} A in {math.ceil(wait)} s (command pacing)"
+                continue
+            new[k] = ideal[k]
+            verb = "resume at" if not targets[k] else "raise to"
+            reasons[k] = f"headroom held {hold:.0f} s: {verb} {ideal[k]} A ({self._phases_text(used[k], budget)})"
+            raised.append(k)
+        if raised:
+            self._last_raise_at = now
+            return new, "raise: " + ", ".join(f"{k} {new[k]} A" for k in raised)
+        return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
+
+    @staticmethod
+    def _phases_text(phases: tuple[int, ...], budget: Sequence[float]) -> str:
+        return ", ".join(f"{phase_name(p)} {max(budget[p], 0):.1f} A for the cars" for p in phases)
+
+    def _why(self, key: str, old: int, new: int, used: dict[str, tuple[int, ...]], where: str,
+             budget: Sequence[float], alloc: dict[str, int]) -> str:
+        """A readable reason with its numbers for one connector's part in a cut or a move."""
+        cfg = self._cfg
+        c = self._conns[key]
+        if c.failed:
+            return f"charger cannot be written: assumed at its last setting {old} A"
+        if new == old:
+            return f"{where}; holding {old} A"
+        if new > 0:
+            return f"{where}; cut to {new} A"
+        others = [k for k in self._conns if k != key and alloc.get(k, 0) > 0 and set(used[k]) & set(used[key])]
+        binding = min(used[key], key=lambda p: budget[p])
+        n = len(others) + 1
+        text = (f"paused: {phase_name(binding)} headroom {max(budget[binding], 0):.0f} A short of "
+                f"{n} x {cfg.min_current} A")
+        if others:
+            mine = self._conns[key]
+            same = [k for k in others if self._conns[k].priority == mine.priority]
+            if len(same) < len(others):
+                text += f"; lower priority ({mine.priority}) than {', '.join(o for o in others if o not in same)}"
+            else:
+                text += f"; most energy in the last {duration_text(cfg.rotate_s)}"
+        return text
+
+    def _waiting(self, now: float, used: dict, ranges: dict, idle: dict, why: str) -> SharedDecision:
+        waited = now - (self._started_at or now)
+        text = f"waiting for the meter ({waited:.0f}/{self._cfg.stale_after_s:.0f} s; {why})"
+        parts = []
+        for key, c in self._conns.items():
+            charge_at = c.inputs.observations().commanded
+            charge_at = charge_at if charge_at is not None else self._cap(c)
+            parts.append(ConnectorDecision(key, charge_at, None, text, charge_at == 0, ranges[key][0],
+                                           charge_at > 0 and not idle[key], used[key], c.priority))
+        total = sum(p.charge_at for p in parts)
+        return SharedDecision(tuple(parts), total, (0.0, 0.0, 0.0), tuple(self._meter),  # type: ignore[arg-type]
+                              (None, None, None), False, total == 0, text, self._strategy_name,
+                              waiting_for_meter=True)
+
+    def _output(self, now: float, new: dict[str, int], reasons: dict[str, str], used: dict, ranges: dict,
+                idle: dict, headroom: OptTriple, loadbal: Triple, summary: str, *,
+                meter_stale: bool) -> SharedDecision:
+        """Per connector: write what changed (raises paced per connector, cuts at once)."""
+        cfg = self._cfg
+        parts = []
+        for key, c in self._conns.items():
+            want = new[key]
+            reason = reasons.get(key, summary)
+            last = c.inputs.observations().commanded if c.confirmed else None
+            if c.failed:
+                want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)
+                reason = f"charger cannot be written: assumed at its last setting {want} A"
+                command = None
+            else:
+                if last is not None and c.written_at is not None and want > last:
+                    wait = cfg.min_command_interval_s - (now - c.written_at)
+                    if wait > 0 and c.target is not None:
+                        want = c.target
+                command = None if want == last else want
+            if c.target is None or want != c.target:
+                self._set_target(now, c, want)
+            parts.append(ConnectorDecision(key, want, command, reason, want == 0, ranges[key][0],
+                                           want > 0 and not idle[key], used[key], c.priority))
+        total = sum(p.charge_at for p in parts)
+        return SharedDecision(tuple(parts), total, loadbal, tuple(self._meter),  # type: ignore[arg-type]
+                              headroom, meter_stale, total == 0, summary, self._strategy_name)

@@ -1,0 +1,444 @@
+"""Several connectors on one fuse: the connector list, the allocation (`share`, `least_cut`) and
+`SharedBalancer` driven over simulated seconds (cars following their writes after a lag).
+
+The connector-list shapes are those `CHARGEAMPS_CONNECTORS` takes (charge point id, connector
+number from 1, optional `/PHASES` wiring), as the configuration documents them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from bridge.balancer import Balancer, BalancerConfig
+from bridge.balancer.sharing import (
+    Claim,
+    ConnectorSpec,
+    SharedBalancer,
+    least_cut,
+    parse_connectors,
+    share,
+)
+from bridge.sim.charger import ChargerModel
+
+MIN = 6
+
+
+# ---- the connector list -------------------------------------------------------------
+
+def test_parse_connectors_reads_keys_and_phase_wiring():
+    specs = parse_connectors("2001:1, 2001:2,2002:1/L2L3L1")
+    assert [s.key for s in specs] == ["2001:1", "2001:2", "2002:1"]
+    assert specs[0].phase_map == (0, 1, 2)
+    assert specs[2].phase_map == (1, 2, 0)
+    assert (specs[2].chargepoint, specs[2].connector) == ("2002", 1)
+    assert all(s.priority == 5 for s in specs)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "no connector listed"),
+        ("2001", "'2001'"),
+        ("2001:1,2001:x", "'2001:x'"),
+        ("2001:0", "numbered from 1"),
+        ("2001:1,,2001:2", "empty entry"),
+        ("2001:1/L1L1L2", "'2001:1/L1L1L2'"),
+        ("2001:1/L1L2", "'2001:1/L1L2'"),
+        ("2001:1/L1L2L4", "'2001:1/L1L2L4'"),
+        ("2001:1,2001:01", "listed twice"),
+    ],
+)
+def test_parse_connectors_names_the_bad_entry(text, words):
+    with pytest.raises(ValueError) as e:
+        parse_connectors(text)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 2.5, True, "5"])
+def test_a_priority_outside_0_to_9_is_refused(priority):
+    with pytest.raises(ValueError, match="priority must be a whole number from 0 to 9"):
+        ConnectorSpec("2001:1", priority=priority)
+
+
+# ---- the allocation ------------------------------------------------------------------
+
+THREE = (0, 1, 2)
+
+
+def test_equal_cars_share_the_binding_phase_equally():
+    amps = share([20, 30, 30], [Claim("a", THREE, 16), Claim("b", THREE, 16)], MIN)
+    assert amps == {"a": 10, "b": 10}
+
+
+def test_a_one_phase_car_and_a_three_phase_car_share_max_min_fair():
+    # L1 binds both; L2 and L3 only the three-phase car: equal amps on L1.
+    amps = share([14, 30, 30], [Claim("one", (0,), 16), Claim("three", THREE, 16)], MIN)
+    assert amps == {"one": 7, "three": 7}
+    # With L1 free the three-phase car is limited by L2 alone and the one-phase car takes the rest.
+    amps = share([30, 9, 30], [Claim("one", (0,), 16), Claim("three", THREE, 16)], MIN)
+    assert amps == {"one": 16, "three": 9}
+
+
+def test_the_higher_priority_is_served_to_its_cap_before_the_lower_gets_more_than_its_minimum():
+    amps = share([26, 26, 26], [Claim("high", THREE, 16, priority=7), Claim("low", THREE, 16, priority=5)], MIN)
+    assert amps == {"high": 16, "low": 10}
+    amps = share([20, 20, 20], [Claim("high", THREE, 16, priority=7), Claim("low", THREE, 16, priority=5)], MIN)
+    assert amps == {"high": 14, "low": 6}
+
+
+def test_when_the_minimum_does_not_fit_for_all_the_last_in_precedence_pauses():
+    amps = share([11, 11, 11], [Claim("first", THREE, 16), Claim("second", THREE, 16)], MIN)
+    assert amps == {"first": 11, "second": 0}
+    # A one-phase car on another phase still fits after a three-phase car is turned away.
+    amps = share([8, 20, 20], [Claim("a", THREE, 16), Claim("b", THREE, 16), Claim("c", (1,), 16)], MIN)
+    assert amps == {"a": 8, "b": 0, "c": 12}  # L2: 20 - 8
+
+
+def test_a_charger_that_cannot_be_written_is_held_and_the_others_share_the_rest():
+    amps = share([20, 20, 20], [Claim("stuck", THREE, 16, fixed=12), Claim("b", THREE, 16)], MIN)
+    assert amps == {"stuck": 12, "b": 8}
+
+
+def test_an_odd_amp_stays_with_the_car_that_has_it():
+    claims = [Claim("a", THREE, 16, held=9), Claim("b", THREE, 16, held=10)]
+    assert share([19, 19, 19], claims, MIN) == {"a": 9, "b": 10}
+
+
+def test_least_cut_takes_an_overshoot_from_one_car_when_it_can():
+    targets = {"a": 12, "b": 10}
+    fair = share([19, 30, 30], [Claim("a", THREE, 16), Claim("b", THREE, 16)], MIN)
+    new = least_cut([19, 30, 30], targets, fair, {"a": THREE, "b": THREE}, MIN)
+    assert new == {"a": 9, "b": 10}  # one write: a gives the 3 A L1 needs
+
+
+def test_least_cut_falls_back_to_the_fair_share_when_one_car_cannot_give_enough():
+    targets = {"a": 8, "b": 8}
+    fair = share([11, 30, 30], [Claim("a", THREE, 16), Claim("b", THREE, 16)], MIN)
+    new = least_cut([11, 30, 30], targets, fair, {"a": THREE, "b": THREE}, MIN)
+    assert new == {"a": 8, "b": 0}
+
+
+claim_st = st.builds(
+    lambda phases, cap, priority, held: (phases, cap, priority, held),
+    st.sampled_from([(0,), (1,), (2,), (0, 1), (0, 1, 2)]),
+    st.integers(0, 32), st.integers(0, 9), st.integers(0, 32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-5, 60), min_size=3, max_size=3), st.lists(claim_st, min_size=1, max_size=5))
+def test_share_properties(budget, raw):
+    claims = [Claim(f"c{i}", ph, cap, prio, held=held) for i, (ph, cap, prio, held) in enumerate(raw)]
+    amps = share(budget, claims, MIN)
+    left = list(budget)
+    for c in claims:
+        for p in c.phases:
+            left[p] -= amps[c.key]
+    # Per house phase the cars on it together stay within the budget (nothing where it is below 0).
+    assert all(x >= min(0.0, b) - 1e-9 for x, b in zip(left, budget))
+    for c in claims:
+        a = amps[c.key]
+        # 0, or from the minimum up to the cap.
+        assert a == 0 or MIN <= a <= c.cap
+        # Nothing left unused: a car below its cap is held back by a phase with no amp left.
+        if 0 < a < c.cap:
+            assert any(left[p] < 1 for p in c.phases)
+    for a in claims:
+        for b in claims:
+            if amps[a.key] == 0 or amps[b.key] == 0 or a is b:
+                continue
+            blocking_a = {p for p in a.phases if left[p] < 1}
+            blocking_b = {p for p in b.phases if left[p] < 1}
+            # Priority: a lower one above its minimum never holds amps a higher one below its cap
+            # could take (every phase that blocks the higher one is one the lower one draws on).
+            if a.priority > b.priority and amps[b.key] > MIN and amps[a.key] < a.cap:
+                assert not blocking_a <= set(b.phases)
+            # Max-min fair among equals: more than 1 A apart only when moving an amp from the
+            # higher to the lower would not free every phase that blocks the lower one.
+            if a.priority == b.priority and amps[a.key] > amps[b.key] + 1 and amps[b.key] < b.cap:
+                assert not blocking_b <= set(a.phases)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 40), min_size=3, max_size=3), st.lists(claim_st, min_size=1, max_size=4),
+       st.lists(st.integers(0, 16), min_size=4, max_size=4))
+def test_least_cut_properties(headroom, raw, targets_raw):
+    claims = [Claim(f"c{i}", ph, max(cap, MIN), prio) for i, (ph, cap, prio, _h) in enumerate(raw)]
+    targets = {c.key: (t if t >= MIN else 0) for c, t in zip(claims, targets_raw)}
+    fair = share(headroom, claims, MIN)
+    phases = {c.key: c.phases for c in claims}
+    new = least_cut(headroom, targets, fair, phases, MIN)
+    assume(any(new[k] != targets[k] for k in targets))
+    for k in targets:
+        assert new[k] <= targets[k]  # a cut never raises
+        assert new[k] == 0 or new[k] >= MIN
+    for p in range(3):
+        assert sum(new[k] for k in new if p in phases[k]) <= headroom[p] + 1e-9
+
+
+# ---- SharedBalancer over simulated seconds --------------------------------------------
+
+@dataclasses.dataclass
+class Car:
+    key: str
+    phases: tuple[bool, bool, bool] = (True, True, True)
+    demand: float = 16.0
+    model: ChargerModel | None = None
+    plugged: bool | None = None  # what the connector's status says with each report; None: not said
+
+
+class Rig:
+    """A house with a constant load per phase, cars that follow their writes after 10 s, the
+    meter every second and each charger's report every 30 s."""
+
+    def __init__(self, cfg: BalancerConfig, cars: list[Car], house=(2.0, 2.0, 2.0), specs=None) -> None:
+        self.cfg = cfg
+        self.cars = cars
+        self.house = list(house)
+        for car in cars:
+            car.model = ChargerModel(lag_s=10, phases=car.phases, car_max_a=32, initial_a=cfg.default_current)
+        self.b = SharedBalancer(cfg, specs or [ConnectorSpec(c.key) for c in cars])
+        self.t = 0
+        self.writes: list[tuple[int, str, int]] = []
+        self.decisions = []
+        self.fail: set[str] = set()
+
+    def draw(self, car: Car) -> float:
+        return min(car.model.draw(float(self.t)), car.demand) if car.demand >= 1 else 0.0
+
+    def run(self, seconds: int) -> None:
+        for _ in range(seconds):
+            now = float(self.t)
+            draws = [self.draw(c) for c in self.cars]
+            for p in range(3):
+                self.b.meter(now, p, self.house[p] + sum(d for d, c in zip(draws, self.cars) if c.phases[p]))
+            if self.t % 30 == 0:
+                for d, c in zip(draws, self.cars):
+                    self.b.charger(now, c.key, tuple(d if on else 0.0 for on in c.phases), c.phases)
+                    if c.plugged is not None:
+                        self.b.car_plugged(now, c.key, c.plugged)
+            d = self.b.decide(now)
+            self.decisions.append((self.t, d))
+            for part in d.connectors:
+                if part.command is not None and part.key not in self.fail:
+                    car = next(c for c in self.cars if c.key == part.key)
+                    car.model.write(now, part.command)
+                    self.b.commanded(now, part.key, part.command)
+                    self.writes.append((self.t, part.key, part.command))
+            self.t += 1
+
+    def setting(self, key: str) -> int:
+        return self.decisions[-1][1].connector(key).charge_at
+
+    def over_fuse_s(self) -> int:
+        return 0
+
+
+def test_one_connector_decides_exactly_as_the_one_car_balancer():
+    from bridge.sim.scenarios import evening_oven
+
+    trace = evening_oven()
+    cfg = BalancerConfig()
+    single = Balancer(cfg)
+    shared = SharedBalancer(cfg, [ConnectorSpec("2001:1")])
+    car = ChargerModel(lag_s=10, initial_a=16)
+    for t in range(2400):
+        now = float(t)
+        draw = car.draw(now)
+        for p in range(3):
+            amps = trace.base[p][t] + draw
+            single.meter(now, p, amps)
+            shared.meter(now, p, amps)
+        if t % 30 == 0:
+            report = (draw, draw, draw) if draw else None
+            single.charger(now, report, (True, True, True) if draw else None)
+            shared.charger(now, "2001:1", report, (True, True, True) if draw else None)
+        a, b = single.decide(now), shared.decide(now)
+        assert (b.charge_at, b.connectors[0].command, b.reason, b.loadbal) == \
+               (a.charge_at, a.command, a.reason, a.loadbal), t
+        assert {k: v for k, v in b.to_dict().items() if k != "connectors"} == a.to_dict()
+        if a.command is not None:
+            car.write(now, a.command)
+            single.commanded(now, a.command)
+            shared.commanded(now, "2001:1", a.command)
+
+
+def test_homey_with_several_connectors_is_refused_saying_why():
+    with pytest.raises(ValueError, match="one connector only"):
+        SharedBalancer(BalancerConfig(), parse_connectors("2001:1,2001:2"), strategy="homey")
+    SharedBalancer(BalancerConfig(), parse_connectors("2001:1"), strategy="homey")  # one is fine
+
+
+def test_two_cars_share_and_stay_under_max_a_per_phase():
+    rig = Rig(BalancerConfig(), [Car("1:1"), Car("1:2")], house=(4.0, 2.0, 2.0))
+    rig.run(400)
+    assert rig.setting("1:1") == rig.setting("1:2") == 10  # (24 - 4) / 2 on L1
+    d = rig.decisions[-1][1]
+    assert d.charge_at == 20
+    assert [c["charge_at"] for c in d.to_dict()["connectors"]] == [10, 10]
+    assert d.to_dict()["connectors"][0]["chargepoint"] == "1"
+
+
+def test_the_phase_map_puts_a_chargers_l1_on_the_house_phase_it_is_wired_to():
+    # A one-phase car on the charger's L1, wired to house L2 ("/L2L3L1"): only L2's load limits it.
+    cfg = BalancerConfig()
+    b = SharedBalancer(cfg, parse_connectors("2001:1,2001:2/L2L3L1"))
+    b.charger(0.0, "2001:2", (8.0, 0.0, 0.0), (True, False, False))
+    d = b.decide(0.0)
+    assert d.connector("2001:2").phases == (1,)
+
+
+def test_lowest_priority_pauses_first_and_the_reason_says_so():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0),
+              specs=[ConnectorSpec("1:1", priority=3), ConnectorSpec("1:2", priority=7)])
+    rig.run(200)
+    assert (rig.setting("1:2"), rig.setting("1:1")) == (16, 6)  # the higher to its cap first
+    rig.house = [13.0, 2.0, 2.0]  # 11 A left on L1: one car
+    rig.run(60)
+    assert rig.setting("1:1") == 0 and rig.setting("1:2") >= MIN
+    reason = rig.decisions[-1][1].connector("1:1").reason
+    assert "paused" in [r for _t, d in rig.decisions[-60:] for r in [d.connector("1:1").reason]
+                        if "paused" in r][0]
+    assert reason
+
+
+def test_equal_cars_take_turns_no_faster_than_rotate_s():
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(13.0, 2.0, 2.0))  # room for one car only
+    rig.run(3700)
+    pauses = [(t, k) for t, k, a in rig.writes if a == 0]
+    # They alternate, and no connector is paused again sooner than rotate_s after it resumed.
+    keys = [k for _t, k in pauses]
+    assert len(pauses) >= 3 and all(a != b for a, b in zip(keys, keys[1:]))
+    for (t1, _k1), (t2, _k2) in zip(pauses, pauses[1:]):
+        assert t2 - t1 >= cfg.rotate_s - cfg.settle_s - 30
+    resumes = {}
+    for t, k, a in rig.writes:
+        if a == 0:
+            resumes[k] = t
+        elif k in resumes:
+            assert t - resumes.pop(k) >= cfg.min_pause_s  # no connector pauses and resumes faster
+    reasons = [d.connector(k).reason for t, d in rig.decisions for k in ("1:1", "1:2") if t in {p for p, _ in pauses}]
+    assert any("most energy in the last 15 min" in r for r in reasons), reasons
+
+
+def test_moving_amps_writes_the_cut_first_and_the_raise_after_it_settled():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(300)
+    assert rig.setting("1:1") == rig.setting("1:2") == 11
+    start = rig.t
+    rig.b.set_priority(float(rig.t), "1:2", 9)
+    rig.run(200)
+    moves = [(t, k, a) for t, k, a in rig.writes if t >= start]
+    cut = next(w for w in moves if w[1] == "1:1")
+    raise_ = next(w for w in moves if w[1] == "1:2")
+    assert cut[2] < 11 and raise_[2] > 11
+    assert raise_[0] >= cut[0] + cfg.settle_s  # never raise one car with amps the other still draws
+    assert rig.setting("1:2") == 16
+
+
+def test_a_connector_without_a_car_is_held_at_the_minimum_and_counted():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2", demand=0.0)], house=(2.0, 2.0, 2.0))
+    rig.run(600)
+    assert rig.setting("1:2") == MIN
+    assert rig.setting("1:1") == 16  # 22 - 6 held for the empty connector
+    d = rig.decisions[-1][1]
+    assert not d.connector("1:2").charging and d.connector("1:1").charging
+    # A car plugging in then draws at most the minimum: the fuse is never taken over.
+    rig.cars[1].demand = 16.0
+    rig.run(40)
+    assert max(rig.house[0] + rig.draw(rig.cars[0]) + rig.draw(rig.cars[1]) for _ in [0]) <= cfg.max_a
+
+
+def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn():
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2", demand=0.0, plugged=False)], house=(13.0, 2.0, 2.0))  # one car's room
+    rig.run(600)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, 0)  # the outlet without a car pauses first
+    plugged_at = rig.t
+    rig.cars[1].demand, rig.cars[1].plugged = 16.0, True  # a car plugs in: at 0 A it cannot show a draw
+    rig.run(cfg.rotate_s + 300)
+    resumed = [t for t, k, a in rig.writes if k == "1:2" and a >= MIN and t >= plugged_at]
+    assert resumed, [d.connector("1:2").reason for _t, d in rig.decisions[-3:]]
+    # It waits for the charging car's turn (rotate_s from its start), not longer than a turn and the pauses.
+    assert resumed[0] - plugged_at <= cfg.rotate_s + cfg.settle_s + 60
+    assert rig.setting("1:2") >= MIN and rig.setting("1:1") == 0
+
+
+def test_an_unplugged_car_makes_its_outlet_idle_and_the_reason_shows_short_turns_in_seconds():
+    cfg = BalancerConfig(rotate_s=90, min_pause_s=30)
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", plugged=True)], house=(13.0, 2.0, 2.0))
+    rig.run(400)
+    reasons = [d.connector(k).reason for _t, d in rig.decisions for k in ("1:1", "1:2")]
+    assert any("most energy in the last 90 s" in r for r in reasons), reasons
+    assert not any("0 min" in r for r in reasons)
+    charging = "1:1" if rig.setting("1:1") else "1:2"
+    other = "1:2" if charging == "1:1" else "1:1"
+    car = next(c for c in rig.cars if c.key == charging)
+    car.demand, car.plugged = 0.0, False  # unplugged: the other car takes the room
+    rig.run(200)
+    assert rig.setting(other) >= MIN and rig.setting(charging) in (0, MIN)
+
+
+def test_a_car_taking_less_than_offered_gives_the_rest_to_the_other():
+    cfg = BalancerConfig(default_current=16)
+    rig = Rig(cfg, [Car("1:1", demand=8.0), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(900)
+    assert rig.setting("1:1") <= 10
+    assert rig.setting("1:2") == 16 or rig.setting("1:1") + rig.setting("1:2") >= 21
+
+
+def test_a_charger_that_cannot_be_written_is_assumed_at_its_last_setting():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(300)
+    assert rig.setting("1:1") == 11
+    rig.b.charger_failed(float(rig.t), "1:1")
+    rig.fail.add("1:1")
+    rig.house = [8.0, 2.0, 2.0]  # 16 A left: 11 stays with the stuck charger, the other gets 5 -> pauses
+    rig.run(60)
+    d = rig.decisions[-1][1]
+    assert d.connector("1:1").charge_at == 11 and d.connector("1:1").command is None
+    assert "last setting 11 A" in d.connector("1:1").reason
+    assert d.connector("1:2").charge_at == 0
+
+
+def test_per_connector_settings_and_errors():
+    b = SharedBalancer(BalancerConfig(), parse_connectors("2001:1,2001:2"))
+    with pytest.raises(ValueError, match="unknown connector '9:9'"):
+        b.set_priority(0.0, "9:9", 5)
+    with pytest.raises(ValueError, match="priority"):
+        b.set_priority(0.0, "2001:1", 11)
+    with pytest.raises(ValueError, match="per connector"):
+        b.reconfigure(0.0, installation_current=10)
+    with pytest.raises(ValueError, match="unknown balancer setting"):
+        b.reconfigure(0.0, nonsense=1)
+    b.set_installation_current(0.0, "2001:2", 10)
+    assert b.reconfigure(0.0, max_a=20).max_a == 20
+    for p in range(3):
+        b.meter(0.0, p, 0.0)
+    d = b.decide(0.0)
+    assert d.connector("2001:2").charge_at <= 10 and d.connector("2001:1").charge_at <= 16
+
+
+def test_a_bad_shared_setting_changes_nothing_and_caps_survive_a_reconfigure():
+    b = SharedBalancer(BalancerConfig(installation_current=10), parse_connectors("2001:1,2001:2"))
+    with pytest.raises(ValueError, match="max_a"):
+        b.reconfigure(0.0, max_a=40)
+    assert b.config.max_a == 24
+    b.reconfigure(0.0, max_a=20)
+    for p in range(3):
+        b.meter(0.0, p, 0.0)
+    d = b.decide(0.0)
+    assert all(c.charge_at <= 10 for c in d.connectors)  # the installation current is kept
+
+
+def test_one_connector_takes_the_installation_current_as_the_one_car_balancer_does():
+    b = SharedBalancer(BalancerConfig(), parse_connectors("2001:1"))
+    assert b.reconfigure(0.0, installation_current=10).installation_current == 10

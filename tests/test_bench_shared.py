@@ -1,0 +1,192 @@
+"""The bench with several cars: the oracle, the trace's demand columns, `--car`, and the figures
+README's table of the two-car scenarios claims (default settings, 10 s lag).
+
+The targets for several cars: longest run over the fuse at most lag + 3 s, energy at least 0.95
+of the oracle's, fairness at least 0.9, at most 20 writes an hour per connector. Where a target
+is missed (README says why), a floor at today's figure keeps the gap from growing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.balancer import BalancerConfig
+from bridge.sim import bench
+from bridge.sim.bench import Limits, oracle_shared, run_bench, shared_target_misses
+from bridge.sim.house import CarSpec, TraceError, load_trace, parse_car
+from bridge.sim.scenarios import scenario, shared_scenario_names
+
+LAG_S = 10.0
+LIMITS = Limits(max_a=24, fuse_a=25, default_current=16)
+THREE = CarSpec(phases=(True, True, True), max_a=16)
+ONE_L1 = CarSpec(phases=(True, False, False), max_a=16)
+# Today's figures where a target is missed (README, "Several cars on one fuse"); a floor each.
+ENERGY_FLOORS = {"two-cars-winter": 0.885, "one-phase-beside": 0.885, "car-full-half-way": 0.82}
+WRITES_CEILINGS = {"one-phase-beside": 23.4, "car-full-half-way": 21.4}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    traces = [scenario(name) for name in shared_scenario_names()]
+    result, _raw = run_bench(traces, BalancerConfig(), ["adaptive"], None, lag_s=LAG_S)
+    return result
+
+
+def figures(report: dict) -> dict[str, dict]:
+    entries = {e["name"]: e["strategies"]["adaptive"] for e in report["traces"]}
+    assert set(entries) == set(shared_scenario_names())
+    return entries
+
+
+def test_no_run_over_the_fuse_longer_than_the_lag_plus_3_s(report):
+    for name, s in figures(report).items():
+        assert s["longest_over_fuse_s"] <= LAG_S + 3, name
+
+
+def test_equal_cars_plugged_in_throughout_get_fair_shares(report):
+    fair = {name: s["fairness"] for name, s in figures(report).items()}
+    assert fair["car-full-half-way"] is None  # one car is full half way: nobody to compare it with
+    for name in ("two-cars-winter", "one-phase-beside"):
+        assert fair[name] >= 0.9, name
+
+
+def test_writes_per_hour_per_connector(report):
+    for name, s in figures(report).items():
+        assert s["max_writes_per_h_per_connector"] <= WRITES_CEILINGS.get(name, 20.0), name
+        hours = report["traces"][0]["duration_s"] / 3600
+        assert max(c["commands"] for c in s["cars"]) / hours == pytest.approx(
+            s["max_writes_per_h_per_connector"], abs=0.01)
+
+
+def test_energy_keeps_to_its_floor_and_misses_name_only_the_known_gaps(report):
+    for entry in report["traces"]:
+        s = entry["strategies"]["adaptive"]
+        assert s["energy_ratio"] >= ENERGY_FLOORS[entry["name"]], entry["name"]
+        for miss in shared_target_misses(entry, LAG_S):
+            assert miss.startswith("energy ratio") or (
+                entry["name"] in WRITES_CEILINGS and "writes/h" in miss), miss
+
+
+def test_per_car_figures_add_up(report):
+    for entry in report["traces"]:
+        s = entry["strategies"]["adaptive"]
+        assert sum(c["energy_kwh"] for c in s["cars"]) == pytest.approx(s["energy_kwh"], abs=1e-3)
+        assert sum(c["commands"] for c in s["cars"]) == s["commands"]
+        assert sum(c["oracle_kwh"] for c in s["cars"]) == pytest.approx(entry["oracle"]["energy_kwh"], abs=1e-3)
+
+
+# ---- the oracle ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("base", "demands", "cars", "expected"),
+    [
+        ((4.0, 2.0, 2.0), (16, 16), (THREE, THREE), (10, 10)),    # 20 A on L1, shared equally
+        ((13.0, 2.0, 2.0), (16, 16), (THREE, THREE), (11, 0)),    # 11 A: one car only
+        ((4.0, 2.0, 2.0), (16, 0), (THREE, THREE), (16, 0)),      # the second car takes nothing
+        ((4.0, 2.0, 2.0), (16, 3), (THREE, THREE), (16, 0)),      # below 6 A it cannot charge
+        ((10.0, 2.0, 2.0), (16, 16), (ONE_L1, THREE), (7, 7)),    # L1 shared by both
+        ((19.0, 2.0, 2.0), (16, 16), (ONE_L1, THREE), (0, 0)),    # 5 A on L1: nobody
+        ((2.0, 2.0, 2.0), (16, 16), (THREE, CarSpec(max_a=10)), (12, 10)),
+    ],
+)
+def test_oracle_shared(base, demands, cars, expected):
+    limited = tuple(min(d, c.max_a) for d, c in zip(demands, cars))
+    assert oracle_shared(base, limited, cars, LIMITS) == expected
+
+
+# ---- traces, --car and the command line ---------------------------------------------------
+
+def test_parse_car():
+    assert parse_car("L1L2L3") == CarSpec()
+    assert parse_car("l2") == CarSpec(phases=(False, True, False))
+    assert parse_car("L1L2L3:10") == CarSpec(max_a=10)
+
+
+@pytest.mark.parametrize("text", ["", "L4", "L1L1", "L1:", "L1:ten", "L1:5", "L1:100", "X"])
+def test_a_bad_car_is_refused_naming_it(text):
+    with pytest.raises(ValueError, match="car"):
+        parse_car(text)
+
+
+def test_a_trace_carries_each_cars_demand(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("t,l1,l2,l3,car1,car2\n0,1,1,1,16,0\n1,1,1,1,,\n2,1,1,1,8,16\n")
+    trace = load_trace(path)
+    assert trace.car_demand == ([16.0, 16.0, 8.0], [0.0, 0.0, 16.0])
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("t,l1,l2,l3,car2\n0,1,1,1,1\n", "car1,car2"),
+        ("t,l1,l2,l3,car1\n0,1,1,1\n", "expected 5 values"),
+        ("t,l1,l2,l3,car1\n0,1,1,1,-3\n", "car1: a car's demand cannot be negative"),
+        ("t,l1,l2,l3,car1\n0,1,1,1,lots\n", "car1: 'lots' is not a number"),
+    ],
+)
+def test_a_broken_demand_column_names_the_line(tmp_path, text, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(TraceError) as e:
+        load_trace(path)
+    assert words in str(e.value) and "bad.csv" in str(e.value)
+
+
+def run(argv: list[str]) -> int:
+    args = bench.build_parser().parse_args(argv)
+    return bench.run_cli(args, BalancerConfig, bench.real_balancer, environ={})
+
+
+def test_cli_cars_on_a_trace_give_per_car_figures_and_fairness(tmp_path, capsys):
+    path = tmp_path / "evening.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},4,2,2\n" for t in range(600)))
+    assert run(["--trace", str(path), "--car", "L1L2L3:16", "--car", "L1L2L3:16", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["traces"][0]
+    assert entry["cars"] == ["L1L2L3:16", "L1L2L3:16"]
+    s = entry["strategies"]["adaptive"]
+    assert set(entry["strategies"]) == {"adaptive"}  # homey balances one car only: left out by default
+    assert [c["car"] for c in s["cars"]] == ["1:1", "1:2"]
+    assert {"energy_kwh", "commands", "pauses"} <= set(s["cars"][0])
+    assert s["fairness"] > 0.9
+
+
+def test_cli_table_shows_each_car(capsys):
+    assert run(["--scenario", "car-full-half-way"]) == 0
+    out = capsys.readouterr().out
+    for words in ("car 1:1", "car 1:2", "fairness", "targets for several cars"):
+        assert words in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--car", "L4"], "--car car 'L4'"),
+        (["--car", "L1:3"], "between 6 and 80 A"),
+        (["--generate", "2", "--car", "L1"], "cannot be combined with --generate"),
+        (["--scenario", "two-cars-winter", "--strategy", "homey"], "one connector only"),
+        (["--scenario", "two-cars-winter", "--plot", "x.png"], "cannot be combined with several cars"),
+        (["--car"] * 0 + [f"--car=L1" for _ in range(7)], "at most 6 cars"),
+    ],
+)
+def test_cli_bad_cars_exit_2_with_a_message(argv, words, capsys):
+    pytest.importorskip("matplotlib") if "--plot" in argv else None
+    assert run(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_cli_cars_must_match_the_demand_columns(tmp_path, capsys):
+    path = tmp_path / "two.csv"
+    path.write_text("t,l1,l2,l3,car1,car2\n0,1,1,1,16,16\n1,1,1,1,16,16\n")
+    assert run(["--trace", str(path), "--car", "L1"]) == 2
+    assert "1 cars (--car) but 2 demand columns" in capsys.readouterr().err
+
+
+def test_one_car_through_the_shared_balancer_scores_as_the_one_car_bench():
+    trace = scenario("kitchen-spikes")
+    old, _ = run_bench([trace], BalancerConfig(), ["adaptive"], bench.real_balancer, lag_s=LAG_S)
+    new, _ = run_bench([trace], BalancerConfig(), ["adaptive"], bench.real_balancer, lag_s=LAG_S,
+                       cars=[CarSpec(max_a=trace.car_max_a)])
+    a, b = old["traces"][0]["strategies"]["adaptive"], new["traces"][0]["strategies"]["adaptive"]
+    for key in ("energy_kwh", "commands", "pauses", "longest_over_fuse_s", "seconds_over_fuse"):
+        assert a[key] == pytest.approx(b[key], abs=0.01 if key == "energy_kwh" else 0), key

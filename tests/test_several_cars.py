@@ -1,0 +1,452 @@
+"""Several cars on one fuse, end to end: the real service, a real broker and the cloud
+simulator's account with an Aura (two car outlets on one charge point) and a second Halo.
+
+The meter is the simulated house: its own load plus what the simulated cars draw at the
+current the chargers offer, published as plain numbers on one topic per phase (the
+`P1_TOPIC_L1..L3` layout, the shape the P1 readers in the README publish).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_settings
+from bridge.service import CloudBackoff
+from bridge.sim.cloud import (
+    AURA_CHARGEPOINT_ID as AURA,
+    MIN_CHARGING_A,
+    SECOND_HALO_ID as HALO,
+    CloudSimulator,
+    SimCar,
+    several_cars_account,
+)
+from tests.e2e import REPO_ROOT, InProcessBridge, Probe, bridge_env, response_for, topic, wait_online, wait_until
+
+MAX_A = 25.0
+# Short timings so that sharing, turns and pauses happen in seconds (production: minutes).
+FAST = {
+    "BALANCER_MAX_A": str(MAX_A),
+    "BALANCER_RAISE_HOLD_S": "1",
+    "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
+    "BALANCER_STALE_AFTER_S": "5",
+    "BALANCER_MIN_PAUSE_S": "4",
+    "BALANCER_ROTATE_S": "12",
+    "BALANCER_SETTLE_S": "2",
+    "BALANCER_QUICK_RAISE_HOLD_S": "1",
+    "BALANCER_WRITE_BUDGET_BURST": "200",
+    "BALANCER_WRITE_BUDGET_PER_H": "3600",
+}
+
+
+@contextmanager
+def tuning_in_environment(env: dict[str, str]):
+    """The balancer's finer tuning (BALANCER_ROTATE_S, ...) is read from the environment, as
+    in production; an in-process service reads the test process's."""
+    saved = {k: os.environ.get(k) for k in env if k.startswith("BALANCER_")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("BALANCER_")})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start(env: dict[str, str], workdir: Path) -> InProcessBridge:
+    with tuning_in_environment(env):
+        return InProcessBridge(env, workdir, backoff=CloudBackoff(initial_s=1, max_s=2)).start()
+
+
+def offered(sim: CloudSimulator, cp: str, cid: int) -> float:
+    """What the simulated charger lets its car take now (0 when paused)."""
+    c = sim.charge_points[cp]
+    return CloudSimulator._offered(c, c.connectors[cid])
+
+
+def draw(sim: CloudSimulator, cp: str, cid: int) -> tuple[float, float, float]:
+    """What the simulated car draws per phase at the offered current (the simulator's car model)."""
+    conn = sim.charge_points[cp].connectors[cid]
+    amps = min(conn.car_max_a, offered(sim, cp, cid)) if conn.car_plugged else 0.0
+    if amps < MIN_CHARGING_A:
+        return (0.0, 0.0, 0.0)
+    if conn.car_phases == "three":
+        return (amps, amps, amps)
+    return tuple(amps if f"L{p + 1}" == conn.car_phases else 0.0 for p in range(3))  # type: ignore[return-value]
+
+
+class House:
+    """A P1 meter every 0.3 s: the house's own load plus the cars' draw."""
+
+    def __init__(self, probe: Probe, env: dict, sim: CloudSimulator, outlets: list[tuple[str, int]]) -> None:
+        self.probe, self.env, self.sim, self.outlets = probe, env, sim, outlets
+        self.base = [5.0, 5.0, 5.0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def reading(self) -> list[float]:
+        cars = [draw(self.sim, cp, n) for cp, n in self.outlets]
+        return [self.base[p] + sum(c[p] for c in cars) for p in range(3)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for n, v in enumerate(self.reading(), start=1):
+                self.probe.publish(self.env[f"P1_TOPIC_L{n}"], f"{v:.1f}")
+            self._stop.wait(0.3)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def state(probe: Probe, env: dict) -> dict:
+    return json.loads(probe.latest[topic(env, "balancer/state")])
+
+
+def given(probe: Probe, env: dict) -> dict[int, int]:
+    """Each Aura outlet's ChargeAt, from its own retained topic."""
+    out = {}
+    for n in (1, 2):
+        raw = probe.latest.get(topic(env, f"charger/{AURA}/{n}/charge_at"))
+        if raw is not None:
+            out[n] = int(raw)
+    return out
+
+
+def refresh(probe: Probe, env: dict) -> dict:
+    t = time.monotonic()
+    probe.publish(topic(env, "bridge/request/refresh"), "now")
+    return response_for(probe, env, topic(env, "bridge/request/refresh"), t)
+
+
+def command(probe: Probe, env: dict, rest: str, payload: str) -> dict:
+    t = time.monotonic()
+    probe.publish(topic(env, rest), payload)
+    return response_for(probe, env, topic(env, rest), t)
+
+
+class Rig:
+    """A simulator, the service in-process, its probe, and the house with the cars at `outlets`."""
+
+    def __init__(self, broker, tmp: Path, cars: dict | None = None,
+                 outlets: tuple[tuple[str, int], ...] = ((AURA, 1), (AURA, 2)),
+                 connectors: str | None = f"{AURA}:1,{AURA}:2", **extra: str) -> None:
+        self.sim = several_cars_account(cars).start()
+        self.tmp = tmp
+        if connectors:
+            extra["CHARGEAMPS_CONNECTORS"] = connectors
+        self.env = bridge_env(broker, self.sim, tmp / "state", **extra, **FAST)
+        self.probe = Probe(broker.host, broker.port, subscribe=f"{self.env['MQTT_BASE_TOPIC']}/#")
+        self.bridge = start(self.env, tmp)
+        wait_online(self.probe, self.env, self.bridge)
+        self.house = House(self.probe, self.env, self.sim, list(outlets))
+
+    def restart(self) -> float:
+        self.bridge.close()
+        t = time.monotonic()
+        self.bridge = start(self.env, self.tmp)
+        wait_online(self.probe, self.env, self.bridge, since=t)
+        return t
+
+    def close(self) -> None:
+        self.house.stop()
+        self.bridge.close()
+        self.probe.close()
+        self.sim.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(broker, tmp_path_factory):
+    """One simulator, bridge and house for the module's tests (each sets the house it needs)."""
+    r = Rig(broker, tmp_path_factory.mktemp("several-cars"))
+    yield r
+    r.close()
+
+
+def wait_given(rig: Rig, predicate, timeout: float, what: str) -> None:
+    def ok() -> bool:
+        g = given(rig.probe, rig.env)
+        return len(g) == 2 and predicate(g)
+    try:
+        wait_until(ok, timeout, what, step=0.1)
+    except AssertionError:
+        raise AssertionError(f"{what}: ChargeAt {given(rig.probe, rig.env)}; "
+                             f"state {rig.probe.latest.get(topic(rig.env, 'balancer/state'))!r}") from None
+
+
+def test_two_cars_share_the_fuse_equally_and_say_so(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # 20 A per phase for the cars
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A")
+    wait_until(lambda: offered(rig.sim, AURA, 1) == 10 and offered(rig.sim, AURA, 2) == 10, 10,
+               "both chargers set to 10 A")
+    s = state(rig.probe, rig.env)
+    assert [(c["chargepoint"], c["connector"]) for c in s["connectors"]] == [(AURA, 1), (AURA, 2)]
+    assert {c["priority"] for c in s["connectors"]} == {5}
+    assert all(c["phases"] == ["L1", "L2", "L3"] for c in s["connectors"])
+    assert all(c["charging"] for c in s["connectors"])
+    assert set(s["connectors"][0]) == {"chargepoint", "connector", "phases", "priority", "charge_at", "draw",
+                                       "charging", "reason"}
+    # balancer/charge_at is the connectors' sum.
+    assert rig.probe.latest[topic(rig.env, "balancer/charge_at")] == b"20"
+    assert s["charge_at"] == 20
+    for n in (1, 2):
+        assert rig.probe.latest[topic(rig.env, f"charger/{AURA}/{n}/priority")] == b"5"
+        assert rig.probe.latest[topic(rig.env, f"charger/{AURA}/{n}/reason")]
+        assert rig.probe.latest[topic(rig.env, f"charger/{AURA}/{n}/status")] == b"Charging"
+    info = json.loads(rig.probe.latest[topic(rig.env, "bridge/info")])
+    assert info["connectors"] == [f"{AURA}:1", f"{AURA}:2"]
+
+
+def test_a_charger_command_addresses_its_own_connector(rig):
+    answer = command(rig.probe, rig.env, f"charger/{AURA}/2/mode/set", "On")
+    assert answer["status"] == "ok", answer
+    assert rig.sim.requests_to(f"/chargepoints/{AURA}/connectors/2/settings", "PUT")
+    answer = command(rig.probe, rig.env, f"charger/{HALO}/1/mode/set", "On")
+    assert answer["status"] == "error" and f"{AURA} connector 1, {AURA} connector 2" in answer["error"]
+
+
+def test_priority_set_over_mqtt_is_served_first_and_kept_across_a_restart(rig):
+    rig.house.base = [5.0, 5.0, 5.0]
+    answer = command(rig.probe, rig.env, f"charger/{AURA}/1/priority/set", "9")
+    assert answer["status"] == "ok", answer
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/priority"), "9")
+    # The higher priority gets its car's 16 A before the other gets more than the minimum.
+    wait_given(rig, lambda g: g == {1: 14, 2: 6}, 40, "priority 9 served first")
+    stored = json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())
+    assert stored["priorities"] == {f"{AURA}:1": 9}
+
+    for bad in ("12", "-1", "4.5", "high"):
+        answer = command(rig.probe, rig.env, f"charger/{AURA}/1/priority/set", bad)
+        assert answer["status"] == "error", (bad, answer)
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/priority"), "9")
+
+    since = rig.restart()
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/priority"), "9", since=since, timeout=15)
+    rig.probe.wait_json(topic(rig.env, "balancer/state"),
+                        lambda s: s["connectors"][0]["priority"] == 9, since=since, timeout=15)
+
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/priority/set", "5")["status"] == "ok"
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "equal again")
+
+
+def test_equal_cars_take_turns_when_only_one_can_charge(rig):
+    rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
+    wait_given(rig, lambda g: sorted(g.values())[0] == 0 and sorted(g.values())[1] >= 6, 40, "one car paused")
+    first = next(n for n, a in given(rig.probe, rig.env).items() if a > 0)
+    paused = 3 - first
+    rig.probe.wait_for(topic(rig.env, f"charger/{AURA}/{paused}/reason"), lambda r: r.startswith(b"paused"),
+                       timeout=15)
+    t = time.monotonic()
+    # The fuse holds all the time: never both chargers offering, beyond the headroom.
+    worst = []
+
+    def turned() -> bool:
+        worst.append(offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2))
+        g = given(rig.probe, rig.env)
+        return g.get(paused, 0) >= 6 and g.get(first) == 0
+
+    wait_until(turned, 60, "the paused car's turn", step=0.1)
+    assert time.monotonic() - t >= 3, "turns are no faster than the rotation"
+    assert max(worst) <= 8 + 1, f"both chargers offered {max(worst)} A at once"
+    wait_until(lambda: offered(rig.sim, AURA, paused) >= 6 and offered(rig.sim, AURA, first) == 0, 15,
+               "the chargers follow the turn")
+
+
+def test_a_car_plugging_in_never_takes_the_fuse_over(rig):
+    rig.house.base = [5.0, 5.0, 5.0]
+    rig.sim.connector(2, AURA).car_plugged = False
+    refresh(rig.probe, rig.env)
+    # No car at outlet 2: it is held at the minimum, counted, and the other car has the rest.
+    wait_given(rig, lambda g: g == {1: 14, 2: 6}, 60, "the empty outlet held at the minimum")
+    worst = []
+    rig.sim.connector(2, AURA).car_plugged = True
+    refresh(rig.probe, rig.env)
+
+    def shared() -> bool:
+        worst.append(sum(draw(rig.sim, AURA, n)[0] for n in (1, 2)))
+        return given(rig.probe, rig.env) == {1: 10, 2: 10}
+
+    wait_until(shared, 60, "the plugged-in car given its share", step=0.1)
+    assert max(worst) <= 20 + 0.5, f"the cars drew {max(worst)} A on L1 (20 A for the cars)"
+
+
+def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
+    rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
+    rig.sim.connector(2, AURA).car_plugged = False
+    refresh(rig.probe, rig.env)
+    # No car at outlet 2 and room for one car only: the empty outlet is the one paused.
+    wait_given(rig, lambda g: g[1] >= 6 and g[2] == 0, 60, "the empty outlet paused")
+    rig.sim.connector(2, AURA).car_plugged = True  # at 0 A the car cannot show that it wants current
+    refresh(rig.probe, rig.env)
+    # Its status says a car is plugged in: it gets its turn like any waiting car (BALANCER_ROTATE_S 12 s).
+    wait_given(rig, lambda g: g[2] >= 6 and g[1] == 0, 60, "the plugged-in car's turn")
+    wait_until(lambda: draw(rig.sim, AURA, 2)[0] >= 6, 15, "the plugged-in car charges")
+    rig.house.base = [5.0, 5.0, 5.0]
+
+
+def test_power_limits_with_several_connectors_are_refused_saying_why(rig):
+    # The capacity guard and the charge modes cap one connector; the shared balancer has no power cap.
+    for rest, payload in (("capacity/limit_kw/set", "5"), (f"charger/{AURA}/1/charge_mode/set", "pv")):
+        answer = command(rig.probe, rig.env, rest, payload)
+        assert answer["status"] == "error" and "with one connector" in answer["error"], answer
+    stored = rig.env["CHARGEAMPS_STATE_DIR"]
+    runtime = json.loads((Path(stored) / "runtime.json").read_text()) if (Path(stored) / "runtime.json").exists() else {}
+    assert runtime.get("charge_mode", "fast") == "fast" and runtime.get("capacity_limit_kw") is None
+
+
+# ---- a charger failing, a configuration error, homey: a bridge of their own ------------------
+
+def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
+    rig = Rig(broker, tmp_path, {(AURA, 1): SimCar(), (HALO, 1): SimCar()}, ((AURA, 1), (HALO, 1)),
+              f"{AURA}:1,{HALO}:1")
+    sim, env, probe, house = rig.sim, rig.env, rig.probe, rig.house
+    try:
+        wait_until(lambda: offered(sim, AURA, 1) == 10 and offered(sim, HALO, 1) == 10, 40, "10 A each")
+        sim.fail_next(10_000, status=503, path_contains=HALO)  # the Halo's cloud calls all fail
+        refresh_t = time.monotonic()
+        probe.publish(topic(env, "bridge/request/refresh"), "now")
+        probe.wait_json(topic(env, "balancer/state"),
+                        lambda s: "cannot be written" in s["connectors"][1]["reason"], since=refresh_t, timeout=30)
+        # The Halo's share is assumed at its last setting (10 A); the Aura goes on within the rest.
+        house.base = [9.0, 9.0, 9.0]  # 16 A per phase for the cars: the Aura is cut to 6 A
+        wait_until(lambda: offered(sim, AURA, 1) == 6, 30, "the Aura cut while the Halo cannot be written")
+        s = state(probe, env)
+        assert s["connectors"][1]["charge_at"] == 10
+        assert offered(sim, HALO, 1) == 10
+    finally:
+        rig.close()
+
+
+def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker, tmp_path):
+    rig = Rig(broker, tmp_path, connectors=f"{AURA}:1,{AURA}:3")
+    env, probe, bridge = rig.env, rig.probe, rig.bridge
+    try:
+        health = probe.wait_json(topic(env, "bridge/health"),
+                                 lambda h: h["last_error"] and f"{AURA}:3" in h["last_error"], timeout=20)
+        assert "configuration error" in health["last_error"]
+        assert "car connectors: 1, 2" in health["last_error"]
+        assert "CHARGEAMPS_CONNECTORS" in bridge.output() and f"{AURA}:3" in bridge.output()
+        # The bridge does not die: the connector that exists is balanced.
+        probe.wait_value(topic(env, f"charger/{AURA}/1/status"), "Charging", timeout=20)
+        # Nothing draws at a connector that is not there: it counts 0 A, and the car has the 20 A left
+        # (its own 16 A).
+        probe.wait_value(topic(env, f"charger/{AURA}/3/charge_at"), "0", timeout=20)
+        probe.wait_value(topic(env, f"charger/{AURA}/1/charge_at"), "16", timeout=30)
+        assert bridge.alive()
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("entry, named", [
+    ("2001:1,2001:x", "'2001:x'"),
+    ("2001:1,2001:1", "2001:1 is listed twice"),
+    ("2001:1/L1L1L2", "'2001:1/L1L1L2'"),
+    ("2001:0", "'2001:0'"),
+])
+def test_a_bad_connector_entry_is_a_one_line_error_naming_it(entry, named):
+    with pytest.raises(ConfigError) as e:
+        load_settings(chargeamps_connectors=entry)
+    assert "CHARGEAMPS_CONNECTORS" in str(e.value) and named in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_homey_with_several_connectors_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ConfigError, match="homey balances one connector only"):
+        load_settings(chargeamps_connectors="2001:1,2001:2", balancer_strategy="homey")
+    load_settings(chargeamps_connectors="2001:1", balancer_strategy="homey")  # one connector: as it was
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "BALANCER_", "MQTT_", "P1_"))}
+    env.update(CHARGEAMPS_CONNECTORS="2001:1,2001:2", BALANCER_STRATEGY="homey",
+               CHARGEAMPS_STATE_DIR=str(tmp_path), PYTHONPATH=str(REPO_ROOT))
+    run = subprocess.run([sys.executable, "-m", "bridge", "run"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "configuration error" in run.stderr and "homey balances one connector only" in run.stderr
+
+
+def test_demo_shows_two_cars_sharing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "BALANCER_", "MQTT_", "P1_"))}
+    env.update(MQTT_HOST="127.0.0.1", MQTT_PORT="1", PYTHONPATH=str(REPO_ROOT))  # no broker there: its own
+    run = subprocess.run([sys.executable, "-m", "bridge", "demo", "--cars", "2", "--speed", "60", "--duration", "12"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if f"{AURA}:" in line and "ChargeAt" in line]
+    assert {r[0] for r in rows} == {f"{AURA}:1", f"{AURA}:2"}, run.stdout
+    # Both outlets are given current: the second car, plugged in two minutes in, shares (its outlet,
+    # paused while it had no car, is resumed when its status says a car is plugged in).
+    assert any(r[0] == f"{AURA}:2" and int(r[r.index("ChargeAt") + 1]) >= 6 for r in rows), run.stdout
+    # The total ChargeAt of every row stays within MaxA (24 A).
+    totals = [int(line.split()[4]) for line in run.stdout.splitlines() if line[:8].strip().count(":") == 2]
+    assert totals and all(t <= 24 for t in totals), run.stdout
+    assert "Summary after" in run.stdout
+
+
+def test_without_a_connector_setting_every_car_outlet_of_the_charge_point_shares_the_fuse(broker, tmp_path):
+    rig = Rig(broker, tmp_path, connectors=None)  # neither CHARGEAMPS_CONNECTORS nor CHARGEAMPS_CONNECTOR_ID
+    try:
+        wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the Aura's two outlets sharing 20 A")
+        info = json.loads(rig.probe.latest[topic(rig.env, "bridge/info")])
+        assert info["connectors"] == [f"{AURA}:1", f"{AURA}:2"]
+        assert offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2) <= 20
+    finally:
+        rig.close()
+
+
+def test_one_connector_named_on_an_aura_says_the_other_outlet_is_not_balanced(broker, tmp_path):
+    rig = Rig(broker, tmp_path, connectors=None, CHARGEAMPS_CONNECTOR_ID="1")  # one connector, as always
+    env, probe = rig.env, rig.probe
+    try:
+        health = probe.wait_json(topic(env, "bridge/health"), lambda h: "CHARGEAMPS_CONNECTORS" in (h["last_error"] or ""),
+                                 timeout=20)
+        assert f"CHARGEAMPS_CONNECTORS={AURA}:1,{AURA}:2" in health["last_error"]
+        assert "charger/" + AURA + "/1/charge_at" not in "".join(probe.latest)  # one connector: as today
+    finally:
+        rig.close()
+
+
+def test_home_assistant_gets_one_device_per_charge_point_with_each_connectors_entities():
+    from bridge.mqtt.discovery import REQUIRED_KEYS, connector_messages
+    from bridge.mqtt.topics import Topics
+
+    t = Topics("chargeamps")
+    one = connector_messages(t, "homeassistant", "chargeamps", AURA, 1, "AURA", "1.0")
+    two = connector_messages(t, "homeassistant", "chargeamps", AURA, 2, "AURA", "1.0")
+    halo = connector_messages(t, "homeassistant", "chargeamps", HALO, 1, "HALO", "1.0")
+    configs = [c for _, c in one + two + halo]
+    assert len({c["unique_id"] for c in configs}) == len(configs)
+    assert len({topic for topic, _ in one + two + halo}) == len(configs)
+    devices = {c["device"]["identifiers"][0] for c in configs}
+    assert devices == {f"chargeamps_{AURA}", f"chargeamps_{HALO}"}
+    for topic_, c in one + two + halo:
+        component = topic_.split("/")[1]
+        assert all(k in c for k in REQUIRED_KEYS[component]), (topic_, c)
+    priority = next(c for topic_, c in two if topic_.startswith("homeassistant/number/"))
+    assert priority["command_topic"] == f"chargeamps/charger/{AURA}/2/priority/set"
+    assert priority["state_topic"] == f"chargeamps/charger/{AURA}/2/priority"
+    assert (priority["min"], priority["max"], priority["step"]) == (0, 9, 1)
+    states = {c.get("state_topic") for c in (c for _, c in two)}
+    assert {f"chargeamps/charger/{AURA}/2/{name}" for name in
+            ("charge_at", "status", "current_l1", "power_kw", "session_energy_kwh")} <= states
+
+
+def test_a_stored_priority_out_of_range_is_refused_and_the_default_used(tmp_path, caplog):
+    from bridge.service.runtime import RuntimeKeeper
+    from bridge.state import RuntimeStore
+
+    path = tmp_path / "runtime.json"
+    path.write_text(json.dumps({"max_a": 20, "priorities": {f"{AURA}:1": 12, f"{AURA}:2": 7}}))
+    settings = load_settings(chargeamps_connectors=f"{AURA}:1,{AURA}:2", chargeamps_state_dir=tmp_path)
+    runtime = RuntimeKeeper(RuntimeStore(path), settings).restore()
+    assert runtime.priorities == {f"{AURA}:2": 7}
+    assert runtime.max_a == 20
+    assert f"priority of {AURA}:1" in caplog.text
