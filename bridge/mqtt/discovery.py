@@ -335,22 +335,28 @@ def discovery_messages(
     """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON."""
     bounds = _limits(limits)
     device = _device(cp_id, device_model, sw_version)
-    origin = {"name": ORIGIN_NAME, "sw_version": sw_version}
-    availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
-    messages: list[tuple[str, dict[str, Any]]] = []
-    for entity in _entities(topics, cp_id, connector, bounds):
-        config = dict(entity.config)
-        config.update(
-            {
-                "unique_id": f"chargeamps_{slug(cp_id)}_{connector}_{entity.key}",
-                "device": device,
-                "origin": origin,
-                "availability": availability,
-                "qos": 1,
-            }
-        )
-        messages.append((config_topic(prefix, entity.component, node_id, entity.key), config))
-    return messages
+    return [
+        _announcement(topics, prefix, node_id, entity, entity.key, f"{slug(cp_id)}_{connector}_{entity.key}",
+                      device, sw_version)
+        for entity in _entities(topics, cp_id, connector, bounds)
+    ]
+
+
+def _announcement(topics: Topics, prefix: str, node_id: str, entity: Entity, object_id: str, unique_key: str,
+                  device: dict[str, Any], sw_version: str) -> tuple[str, dict[str, Any]]:
+    """One entity's config topic and payload, on its device, available while the bridge is online."""
+    config = dict(entity.config)
+    config.update(
+        {
+            "unique_id": f"chargeamps_{unique_key}",
+            "device": device,
+            "origin": {"name": ORIGIN_NAME, "sw_version": sw_version},
+            "availability": [{"topic": topics.bridge_state, "payload_available": "online",
+                              "payload_not_available": "offline"}],
+            "qos": 1,
+        }
+    )
+    return config_topic(prefix, entity.component, node_id, object_id), config
 
 
 def connector_messages(
@@ -368,7 +374,7 @@ def connector_messages(
     t, n = topics, connector
     entities = [
         Entity("charge_at", "sensor", {"name": f"Connector {n} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
-                                       "json_attributes_topic": None, "icon": "mdi:ev-station", **current}),
+                                       "icon": "mdi:ev-station", **current}),
         Entity("reason", "sensor", {"name": f"Connector {n} reason", "state_topic": t.charger_reason(cp_id, n),
                                     "entity_category": "diagnostic"}),
         Entity("priority", "number", {"name": f"Connector {n} priority", "state_topic": t.charger_priority(cp_id, n),
@@ -388,16 +394,9 @@ def connector_messages(
                                             "state_class": "total_increasing"}),
     ]
     device = _device(cp_id, device_model, sw_version)
-    availability = [{"topic": topics.bridge_state, "payload_available": "online", "payload_not_available": "offline"}]
-    messages = []
-    for e in entities:
-        key = f"{slug(cp_id)}_{n}_{e.key}"
-        config = {k: v for k, v in e.config.items() if v is not None}
-        config.update({"unique_id": f"chargeamps_{key}", "device": device,
-                       "origin": {"name": ORIGIN_NAME, "sw_version": sw_version},
-                       "availability": availability, "qos": 1})
-        messages.append((config_topic(prefix, e.component, node_id, key), config))
-    return messages
+    return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{n}_{e.key}", f"{slug(cp_id)}_{n}_{e.key}",
+                          device, sw_version)
+            for e in entities]
 
 
 def removal_messages(prefix: str, node_id: str, keys: list[str] | None = None) -> list[tuple[str, str]]:
