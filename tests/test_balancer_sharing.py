@@ -442,3 +442,42 @@ def test_a_bad_shared_setting_changes_nothing_and_caps_survive_a_reconfigure():
 def test_one_connector_takes_the_installation_current_as_the_one_car_balancer_does():
     b = SharedBalancer(BalancerConfig(), parse_connectors("2001:1"))
     assert b.reconfigure(0.0, installation_current=10).installation_current == 10
+
+
+def test_a_full_car_gives_all_it_is_offered_to_the_other_and_says_so():
+    # A car plugged in that takes nothing (full) stays at the minimum to start again, but it is not
+    # counted: the other car has the whole headroom (24 - 10 on L1), not that less 6 A.
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", demand=0.0, plugged=True)], house=(10.0, 2.0, 2.0))
+    rig.run(600)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (14, MIN)
+    d = rig.decisions[-1][1].connector("1:2")
+    assert "takes nothing" in d.reason and not d.charging
+    # It starts again: the meter shows its draw at once and the other car is cut for it.
+    rig.cars[1].demand = 16.0
+    rig.run(60)
+    assert rig.setting("1:1") + MIN <= 14 + cfg.cut_tolerance_a
+
+
+def test_a_meter_heard_every_second_is_stale_after_its_gap_limit_not_after_stale_after_s():
+    cfg = BalancerConfig()  # stale after 30 s; a phase heard every second: after 8 intervals, at least 8 s
+    b = SharedBalancer(cfg, parse_connectors("2001:1,2001:2"))
+    for t in range(120):
+        for p in range(3):
+            b.meter(float(t), p, 5.0)
+        assert not b.decide(float(t)).meter_stale
+    d = b.decide(119.0 + 9)
+    assert d.meter_stale, d.reason
+    assert "silent 9 s" in d.reason and "fail-safe" in d.reason
+    assert all(c.charge_at == cfg.failsafe_current for c in d.connectors)
+
+
+def test_two_minimums_that_fit_within_the_cut_tolerance_pause_nobody():
+    # 24 - 12.3 = 11.7 A for the cars on L1: 2 x 6 A is 0.3 A over, inside the cut tolerance
+    # (0.5 A, below the fuse), where nobody would be cut; so nobody is paused for it either.
+    cfg = BalancerConfig()
+    assert cfg.cut_tolerance_a >= 0.3
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(12.3, 2.0, 2.0))
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (MIN, MIN)
+    assert not any(a == 0 for _t, _k, a in rig.writes)

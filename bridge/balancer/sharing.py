@@ -515,8 +515,18 @@ class SharedBalancer:
         return cap
 
     def _idle(self, now: float, c: _Connector) -> bool:
-        """No car, or a full one: held at the minimum, counted, and the first to pause."""
+        """No car, or a full one: held at the minimum and the first to pause."""
         return c.idle
+
+    @staticmethod
+    def _shares_on(c: _Connector, used: tuple[int, ...]) -> tuple[int, ...]:
+        """The house phases on which the connector's setting is counted in the sharing. A car
+        plugged in that draws nothing while offered (full, or not wanting to charge now) gives all
+        it is offered to the others: it stays at the minimum to start again, and if it does, the
+        meter shows it and the others are cut as for any house load. An outlet with no car (or
+        whose status does not say) is counted at the minimum, because a car plugging in draws
+        at once, before any report shows it."""
+        return () if c.idle and c.plugged else used
 
     def _tokens(self, now: float, c: _Connector) -> float:
         if c.tokens_at is None:
@@ -653,12 +663,15 @@ class SharedBalancer:
         used = {k: self._reader.used_phases(now, obs[k]) for k in conns}
         idle = {k: self._idle(now, conns[k]) for k in conns}
         ranges = {k: self._reader.car_draw_range(now, obs[k], used[k]) for k in conns}
+        shares = {k: self._shares_on(conns[k], used[k]) for k in conns}
         for k, c in conns.items():
             # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
             # current as a three-phase one has had the same turn.
             self._add_energy(now, c, max(ranges[k][1]) * dt)
         meter = [0.0 if m is None else m for m in self._meter]
-        why = meter_staleness(now, tuple(self._meter_at), cfg)  # type: ignore[arg-type]
+        # Every connector's inputs hear the same meter: any of them knows its usual intervals.
+        limits = next(iter(conns.values())).inputs.silence_limits()
+        why = meter_staleness(now, tuple(self._meter_at), cfg, limits)  # type: ignore[arg-type]
         if why is not None:
             assert self._started_at is not None
             if any(t is None for t in self._meter_at) and now < self._started_at + cfg.stale_after_s:
@@ -678,8 +691,8 @@ class SharedBalancer:
         headroom = tuple(cfg.max_a - (meter[p] - high[p]) for p in PHASES)
         house = (meter[0] - low[0], meter[1] - low[1], meter[2] - low[2])  # at its heaviest, for raises
         self._loads.feed(now, None if in_flight else house, cfg)
-        phases_used = tuple(sorted({p for k in conns for p in used[k]}))
-        caps_on = max(sum(self._cap(c) for k, c in conns.items() if p in used[k]) for p in phases_used)
+        phases_used = tuple(sorted({p for k in conns for p in shares[k]})) or PHASES
+        caps_on = max(sum(self._cap(c) for k, c in conns.items() if p in shares[k]) for p in phases_used)
         reserve, _load = self._loads.reserve(now, cfg, house, phases_used, caps_on)
         spare = tuple(cfg.max_a - house[p] - reserve[p] for p in PHASES)
         self._history.append((now, None if in_flight else spare))  # type: ignore[arg-type]
@@ -688,7 +701,7 @@ class SharedBalancer:
             self._history.popleft()
 
         targets = {k: (c.target if c.target is not None else self._cap(c)) for k, c in conns.items()}
-        load = [sum(targets[k] for k in conns if p in used[k] and targets[k] >= cfg.min_current)
+        load = [sum(targets[k] for k in conns if p in shares[k] and targets[k] >= cfg.min_current)
                 for p in PHASES]
         loadbal = (max(0.0, load[0] - headroom[0]), max(0.0, load[1] - headroom[1]),
                    max(0.0, load[2] - headroom[2]))
@@ -697,14 +710,16 @@ class SharedBalancer:
         first = any(c.target is None for c in conns.values())
         if over or first:
             # Cut now, to what the headroom gives; nobody is raised in a cut.
-            alloc = share(headroom, self._claims(now, used, idle, resume_gate=False), cfg.min_current)
-            new = least_cut(headroom, targets, alloc, used, cfg.min_current, cfg.cut_tolerance_a)
+            # Within the cut tolerance nobody is cut, so nobody is paused for less either.
+            tolerated = [h + cfg.cut_tolerance_a for h in headroom]
+            alloc = share(tolerated, self._claims(now, shares, idle, resume_gate=False), cfg.min_current)
+            new = least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a)
             if over:
                 self._note_cut(now)
             where = ", ".join(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
                               for p in (over or PHASES))
             for k in conns:
-                reasons[k] = self._why(k, targets[k], new[k], used, where, headroom, new)
+                reasons[k] = self._why(k, targets[k], new[k], shares, where, headroom, new)
             summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
         elif in_flight:
             new = dict(targets)
@@ -715,7 +730,7 @@ class SharedBalancer:
                               f"({cfg.settle_s - left:.0f}/{cfg.settle_s:.0f} s)" if left > 0 else
                               f"holding {targets[k]} A until the other changes settle")
         else:
-            new, summary = self._rebalance(now, targets, load, used, idle, reasons)
+            new, summary = self._rebalance(now, targets, load, shares, idle, reasons)
         return self._output(now, new, reasons, used, ranges, idle, headroom, loadbal, summary, meter_stale=False)
 
     def _rebalance(self, now: float, targets: dict[str, int], load: list[int], used: dict[str, tuple[int, ...]],
@@ -796,7 +811,7 @@ class SharedBalancer:
         if new > 0:
             return f"{where}; cut to {new} A"
         others = [k for k in self._conns if k != key and alloc.get(k, 0) > 0 and set(used[k]) & set(used[key])]
-        binding = min(used[key], key=lambda p: budget[p])
+        binding = min(used[key] or PHASES, key=lambda p: budget[p])
         n = len(others) + 1
         text = (f"paused: {phase_name(binding)} headroom {max(budget[binding], 0):.0f} A short of "
                 f"{n} x {cfg.min_current} A")
@@ -845,6 +860,9 @@ class SharedBalancer:
                 command = None if want == last else want
             if c.target is None or want != c.target:
                 self._set_target(now, c, want)
+            if c.idle and c.plugged and not c.failed and not meter_stale and want:
+                reason = (f"the car takes nothing (full, or not charging now): {want} A offered, "
+                          "not counted in the sharing")
             parts.append(ConnectorDecision(key, want, command, reason, want == 0, ranges[key][0],
                                            want > 0 and not idle[key], used[key], c.priority))
         total = sum(p.charge_at for p in parts)

@@ -319,6 +319,9 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
     amp_over = 0.0
     kwh_per_as = VOLTAGE_V / 3.6e6
     n_phases = [sum(c.phases) for c in cars]
+    for key in keys:
+        # The bench's cars are plugged in throughout; a demand of 0 is a full car.
+        balancer.car_plugged(0.0, key, True)
     for t in range(trace.duration_s):
         now = float(t)
         demands = [demand_at(trace, i, t, c) for i, c in enumerate(cars)]
