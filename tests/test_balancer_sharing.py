@@ -469,7 +469,30 @@ def test_a_meter_heard_every_second_is_stale_after_its_gap_limit_not_after_stale
     d = b.decide(119.0 + 9)
     assert d.meter_stale, d.reason
     assert "silent 9 s" in d.reason and "fail-safe" in d.reason
-    assert all(c.charge_at == cfg.failsafe_current for c in d.connectors)
+
+
+def test_with_the_meter_stale_the_cars_together_take_the_failsafe_current_and_a_paused_car_stays_paused():
+    # Blind, the house's load is unknown: what one car may take is what all of them may, so two
+    # cars at the fail-safe are not twice the fail-safe. A car paused before stays paused.
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2"), Car("1:3")], house=(4.0, 4.0, 4.0))
+    rig.run(300)
+    assert all(rig.setting(k) >= MIN for k in ("1:1", "1:2", "1:3"))
+    rig.b.meter_alive(float(rig.t))  # the heartbeat, then silence: no reading for stale_after_s
+    d = rig.b.decide(rig.t + cfg.stale_after_s + 1)
+    assert d.meter_stale
+    settings = [c.charge_at for c in d.connectors]
+    assert sorted(settings) == [0, 0, cfg.failsafe_current], [c.reason for c in d.connectors]
+    assert all("fail-safe 6 A for the cars together" in c.reason for c in d.connectors)
+    # Paused by the fail-safe (or before it), a car is not raised by the next stale decision either.
+    again = rig.b.decide(rig.t + cfg.stale_after_s + 20)
+    assert [c.charge_at for c in again.connectors] == settings
+    paused_before = Rig(cfg, [Car("1:1"), Car("1:2")], house=(13.0, 2.0, 2.0))  # room for one car
+    paused_before.run(300)
+    stopped = [k for k in ("1:1", "1:2") if paused_before.setting(k) == 0]
+    assert len(stopped) == 1
+    d = paused_before.b.decide(paused_before.t + cfg.stale_after_s + 1)
+    assert d.meter_stale and d.connector(stopped[0]).charge_at == 0
 
 
 def test_two_minimums_that_fit_within_the_cut_tolerance_pause_nobody():

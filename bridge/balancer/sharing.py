@@ -60,6 +60,8 @@ ENERGY_BUCKET_S = 10.0
 # Amps are moved from one car to another (a cut and a raise: two writes) for a resume, or for a
 # raise of at least this much; a smaller evening-out is not worth the writes.
 MOVE_MIN_STEP_A = 2
+# A charging car is raised by at least this much (or to its cap): with several cars every write counts.
+RAISE_MIN_STEP_A = 2
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
 
@@ -678,11 +680,8 @@ class SharedBalancer:
                 return self._waiting(now, used, ranges, idle, why)
             self._history.clear()
             self._loads.reset()
-            current = whole_amps_for_charger(cfg.failsafe_current, cfg)
-            new = {k: (c.target if c.failed and c.target is not None else min(current, self._cap(c)) if current else 0)
-                   for k, c in conns.items()}
-            text = f"meter stale ({why}): fail-safe {current} A"
-            return self._output(now, new, {k: text for k in conns}, used, ranges, idle,
+            new, reasons, text = self._fail_safe(now, why, shares, idle)
+            return self._output(now, new, reasons, used, ranges, idle,
                                 (None, None, None), (0.0, 0.0, 0.0), text, meter_stale=True)
 
         high = [sum(ranges[k][0][p] for k in conns) for p in PHASES]
@@ -732,6 +731,27 @@ class SharedBalancer:
         else:
             new, summary = self._rebalance(now, targets, load, shares, idle, reasons)
         return self._output(now, new, reasons, used, ranges, idle, headroom, loadbal, summary, meter_stale=False)
+
+    def _fail_safe(self, now: float, why: str, shares: dict[str, tuple[int, ...]],
+                   idle: dict[str, bool]) -> tuple[dict[str, int], dict[str, str], str]:
+        """The meter cannot be trusted: the cars together take at most the fail-safe current on
+        each phase (what one car may take blind is what all may: the house's load is unknown), in
+        the usual precedence. Never a raise: a car paused, or cut below it, stays there."""
+        cfg = self._cfg
+        current = whole_amps_for_charger(cfg.failsafe_current, cfg)
+        claims = []
+        for claim in self._claims(now, shares, idle, resume_gate=False):
+            c = self._conns[claim.key]
+            if claim.fixed is None:
+                claim = dataclasses.replace(claim, cap=min(claim.cap, c.target if c.target is not None else claim.cap))
+            claims.append(claim)
+        new = share([float(current)] * 3, claims, cfg.min_current)
+        text = f"meter stale ({why}): fail-safe {current} A for the cars together"
+        reasons = {}
+        for k in self._conns:
+            reasons[k] = (f"{text}: {new[k]} A" if new[k] else
+                          f"{text}: paused" + ("" if self._conns[k].target == 0 else " (no room for its minimum)"))
+        return new, reasons, text
 
     def _rebalance(self, now: float, targets: dict[str, int], load: list[int], used: dict[str, tuple[int, ...]],
                    idle: dict[str, bool], reasons: dict[str, str]) -> tuple[dict[str, int], str]:
@@ -783,6 +803,12 @@ class SharedBalancer:
                     f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
                 continue
             wait = 0.0 if c.written_at is None else cfg.min_command_interval_s - (now - c.written_at)
+            if targets[k] and ideal[k] - targets[k] < RAISE_MIN_STEP_A and ideal[k] < self._cap(c):
+                reasons[k] = f"holding {targets[k]} A (a raise of less than {RAISE_MIN_STEP_A} A is not worth a write)"
+                continue
+            if targets[k] and self._tokens(now, c) < 1.0:
+                reasons[k] = f"{targets[k]} A; raise to {ideal[k]} A when its write budget allows"
+                continue
             if wait > 0:
                 reasons[k] = f"{targets[k]} A; raise to {ideal[k]} A in {math.ceil(wait)} s (command pacing)"
                 continue
