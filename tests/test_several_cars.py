@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, load_settings
-from bridge.service import CloudBackoff
+from bridge.service import BridgeService, CloudBackoff
 from bridge.sim.cloud import (
     AURA_CHARGEPOINT_ID as AURA,
     MIN_CHARGING_A,
@@ -293,6 +293,35 @@ def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
     wait_given(rig, lambda g: g[2] >= 6 and g[1] == 0, 60, "the plugged-in car's turn")
     wait_until(lambda: draw(rig.sim, AURA, 2)[0] >= 6, 15, "the plugged-in car charges")
     rig.house.base = [5.0, 5.0, 5.0]
+
+
+def test_the_default_current_fits_every_connector_and_a_refusal_names_the_lowest(tmp_path, caplog):
+    # One default current for all connectors: it must fit the lowest installation current (the
+    # Halo's 10 A here, not the first connector's 16 A), and Home Assistant's number ends there.
+    with several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}) as sim:
+        sim.charge_points[HALO].installation_current = 10
+        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1,{HALO}:1",
+                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s.runtime_file.write_text(json.dumps({"default_current": 12}))  # stored by an earlier command
+        svc = BridgeService(s)  # not started: its links are ticked here, its commands handled directly
+        for link in svc.links:
+            link.tick(svc.clock())
+        assert [link.view.installation_current for link in svc.links] == [16, 10]
+        # The stored value is refused as the command is: the configured 16 A, capped per connector, holds.
+        assert svc.runtime.default_current == 16
+        assert f"(the installation current of {HALO} connector 1); got 12" in caplog.text
+        t = svc.topics
+        default_current = t.classify(t.default_current_set)
+        refused = svc.commands.handle(default_current, b"12")
+        assert refused.status == "error", refused
+        assert f"between 6 and 10 A (the installation current of {HALO} connector 1); got 12" in refused.error
+        assert refused.restate == (t.default_current, "16") and svc.balancer.config.default_current == 16
+        ok = svc.commands.handle(default_current, b"10")
+        assert (ok.status, ok.value) == ("ok", 10) and svc.balancer.config.default_current == 10
+        number = json.loads(svc.publisher._published[f"homeassistant/number/{t.base}/default_current/config"])
+        assert number["max"] == 10
 
 
 def test_power_limits_with_several_connectors_are_refused_saying_why(rig):

@@ -35,7 +35,7 @@ from bridge.mqtt.payloads import (
     parse_press,
 )
 from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock
 from bridge.service.health import Health
 from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR
@@ -166,7 +166,7 @@ class CommandHandler:
         if spec.to_charger:
             target = next((link for link in self.links if link.addresses(command.cp, command.connector)), None)
             if target is None:
-                driven = ", ".join(f"{link.view.cp_id} connector {link.connector}" for link in self.links)
+                driven = ", ".join(link.name for link in self.links)
                 raise CommandRefused(f"unknown charge point or connector in {command.topic!r}; "
                                      f"this bridge drives {driven}")
             self.target = target
@@ -204,8 +204,10 @@ class CommandHandler:
         return _limit(check_max_a, value, self.settings.balancer_min_current, self.settings.balancer_fuse_a)
 
     def valid_default_current(self, value: float) -> int:
+        # One default current for every connector: above the lowest installation current it is
+        # refused, naming that connector, as one connector's command is (and as a stored value is).
         return _limit(check_default_current, value, self.settings.balancer_min_current,
-                      self.link.view.installation_current)
+                      *installation_limit(self.links))
 
     def valid_charger_current(self, value: float) -> int:
         if self.runtime.enabled:

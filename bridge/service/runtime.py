@@ -72,14 +72,15 @@ class RuntimeKeeper:
             loaded.charge_mode = DEFAULT_CHARGE_MODE
         return loaded
 
-    def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:
+    def fit(self, runtime: RuntimeSettings, installation_current: int | None, whose: str | None = None) -> bool:
         """Refuse a stored default current above the installation current (once that is
-        known), as the command would; True when the runtime settings changed."""
+        known; `whose` it is, with several connectors), as the command would; True when the
+        runtime settings changed."""
         s = self.settings
         if runtime.default_current == s.balancer_default_current:
             return False  # the configured value: the balancer caps it at the installation current
         try:
-            check_default_current(runtime.default_current, s.balancer_min_current, installation_current)
+            check_default_current(runtime.default_current, s.balancer_min_current, installation_current, whose)
         except LimitError as e:
             self._refused(e, f"{s.balancer_default_current} A")
             runtime.default_current = s.balancer_default_current

@@ -26,7 +26,7 @@ from bridge.mqtt.meter import MeterConfigError
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
 from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock, MonotonicClock
 from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
@@ -347,8 +347,7 @@ class BridgeService:
 
     def _installation_current_known(self, now: float) -> None:
         """A stored default current above the installation current is refused, as the command would be."""
-        known = [link.view.installation_current for link in self.links if link.view.installation_current]
-        if self.keeper.fit(self.runtime, min(known) if known else None):
+        if self.keeper.fit(self.runtime, *installation_limit(self.links)):
             self.balancer.reconfigure(now, default_current=self.runtime.default_current)
         self.discovery.announce()  # the default current's range changed
 
