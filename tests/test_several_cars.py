@@ -242,24 +242,45 @@ def test_priority_set_over_mqtt_is_served_first_and_kept_across_a_restart(rig):
 
 def test_equal_cars_take_turns_when_only_one_can_charge(rig):
     rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
-    wait_given(rig, lambda g: sorted(g.values())[0] == 0 and sorted(g.values())[1] >= 6, 40, "one car paused")
-    first = next(n for n, a in given(rig.probe, rig.env).items() if a > 0)
-    paused = 3 - first
-    rig.probe.wait_for(topic(rig.env, f"charger/{AURA}/{paused}/reason"), lambda r: r.startswith(b"paused"),
-                       timeout=15)
+    rotate_s = float(FAST["BALANCER_ROTATE_S"])
+    worst: list[float] = []  # what both chargers offer together, sampled all along
+
+    def when(n: int, ok, since: float, timeout: float, what: str) -> float:
+        """When outlet `n`'s ChargeAt first met `ok` after `since`, as the probe received it."""
+        charge_at = topic(rig.env, f"charger/{AURA}/{n}/charge_at")
+
+        def seen() -> float | None:
+            worst.append(offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2))
+            return next((t for t, top, p, _ in list(rig.probe.messages)
+                         if t >= since and top == charge_at and ok(int(p))), None)
+        wait_until(lambda: seen() is not None, timeout, what, step=0.1)
+        return seen()  # type: ignore[return-value]
+
+    def paused_for_energy(n: int, since: float) -> None:
+        rig.probe.wait_for(topic(rig.env, f"charger/{AURA}/{n}/reason"),
+                           lambda r: r.startswith(b"paused") and
+                           f"most energy in the last {rotate_s:.0f} s".encode() in r, since=since, timeout=10)
+
     t = time.monotonic()
+    wait_given(rig, lambda g: sorted(g.values())[0] == 0 and sorted(g.values())[1] >= 6, 40, "one car paused")
+    a = next(n for n, amps in given(rig.probe, rig.env).items() if amps > 0)
+    b = 3 - a
+    paused_for_energy(b, t)
+    # The paused car resumes when the other's turn (begun before the headroom shrank) is over, or
+    # once BALANCER_MIN_PAUSE_S has passed if that turn is older; the other pauses first (cut, then raise).
+    b_resumed = when(b, lambda amps: amps >= 6, t, 30, "the paused car's turn")
+    a_paused = when(a, lambda amps: amps == 0, t, 1, "the other car paused")
+    paused_for_energy(a, t)
+    # A whole turn: BALANCER_ROTATE_S of charging, then the other car's turn again.
+    b_paused = when(b, lambda amps: amps == 0, b_resumed, rotate_s + 20, "the end of the turn")
+    paused_for_energy(b, b_resumed)
+    a_resumed = when(a, lambda amps: amps >= 6, b_paused, 20, "the other car's turn again")
+    turn = b_paused - b_resumed
+    assert rotate_s - 0.5 <= turn <= rotate_s + 5, f"a turn of {turn:.1f} s, BALANCER_ROTATE_S {rotate_s:g} s"
+    assert a_resumed - a_paused >= rotate_s, f"paused only {a_resumed - a_paused:.1f} s"
     # The fuse holds all the time: never both chargers offering, beyond the headroom.
-    worst = []
-
-    def turned() -> bool:
-        worst.append(offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2))
-        g = given(rig.probe, rig.env)
-        return g.get(paused, 0) >= 6 and g.get(first) == 0
-
-    wait_until(turned, 60, "the paused car's turn", step=0.1)
-    assert time.monotonic() - t >= 3, "turns are no faster than the rotation"
     assert max(worst) <= 8 + 1, f"both chargers offered {max(worst)} A at once"
-    wait_until(lambda: offered(rig.sim, AURA, paused) >= 6 and offered(rig.sim, AURA, first) == 0, 15,
+    wait_until(lambda: offered(rig.sim, AURA, a) >= 6 and offered(rig.sim, AURA, b) == 0, 15,
                "the chargers follow the turn")
 
 
