@@ -62,6 +62,7 @@ class Entity:
 def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Entity]:
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
     kilowatts = {"device_class": "power", "unit_of_measurement": "kW", "state_class": "measurement"}
+    watts = {**kilowatts, "unit_of_measurement": "W"}
     es: list[Entity] = [
         Entity(
             "charge_at",
@@ -82,6 +83,10 @@ def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Enti
         es.append(
             Entity(f"meter_current_l{p + 1}", "sensor", {"name": f"Meter current L{p + 1}", "state_topic": t.meter_current(p), **current})
         )
+    # Published only where the meter gives power (its net W, import positive); unknown otherwise.
+    for p in PHASES:
+        es.append(Entity(f"meter_power_l{p + 1}", "sensor", {"name": f"Meter power L{p + 1}", "state_topic": t.meter_power(p), **watts}))
+    es.append(Entity("meter_power", "sensor", {"name": "Meter power", "state_topic": t.meter_power_total, **watts}))
     for p in PHASES:
         es.append(
             Entity(
