@@ -188,6 +188,26 @@ class InProcessBridge:
         self._handler.close()
 
 
+def probing(broker):
+    """A Probe of every topic on `broker`, closed when the generator resumes: the body of a
+    `probe` fixture of any scope."""
+    p = Probe(broker.host, broker.port)
+    yield p
+    p.close()
+
+
+def plugged_in_sim():
+    """A started cloud simulator with a car plugged in that takes up to 16 A, stopped when
+    the generator resumes: the body of a `sim` fixture of any scope."""
+    from bridge.sim.cloud import CloudSimulator
+
+    with CloudSimulator() as s:
+        c = s.connector(1)
+        c.car_plugged = True
+        c.car_max_a = 16
+        yield s
+
+
 def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:
     tag = uuid.uuid4().hex[:6]
     env = {
