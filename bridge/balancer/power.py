@@ -13,6 +13,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 CHARGE_MODES = ("fast", "pv", "minpv", "off")
 DEFAULT_CHARGE_MODE = "fast"
@@ -312,3 +313,47 @@ class SharedSurplus:
         reason = (f"pv: surplus {surplus / 1000:.2f} kW, {self._level * voltage / 1000:.1f} kW for "
                   f"{', '.join(charging)}" if charging else f"pv: surplus {surplus / 1000:.2f} kW")
         return SurplusShare(self._level, caps, reasons, reason, surplus)
+
+
+class SharedPowerLimits:
+    """The capacity allowance and the charge modes for a balancer of several connectors
+    (bridge.balancer.sharing.SharedBalancer): the allowance for all cars together becomes one power
+    budget for every connector, the surplus one for the connectors in `pv` and `minpv` together, and
+    a connector in `off` (or in `pv` before its car has started) is capped at 0. The service and the
+    bench both drive the shared balancer through this."""
+
+    def __init__(self, surplus: SurplusConfig, voltage: float) -> None:
+        self.voltage = voltage
+        self.surplus = SharedSurplus(surplus)
+        self.cap = CapacityCap(deadband_a=SHARED_CAPACITY_DEADBAND_PHASE_A)
+
+    def draws_w(self, shared: Any) -> dict[str, float]:
+        """What each connector's car draws by its charger's last report."""
+        out = {}
+        for k in shared.keys:
+            currents = shared.observations(k).charger_currents
+            out[k] = sum(currents) * self.voltage if currents else 0.0
+        return out
+
+    def apply(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
+              order: Sequence[str], status: Any = None) -> None:
+        """`status`: the capacity guard's (bridge.balancer.capacity.CapacityStatus), None without a
+        limit; `order`: the connectors by precedence (who starts first from the surplus)."""
+        v = self.voltage
+        cfg = shared.config
+        keys = shared.keys
+        capacity, why = None, ""
+        if status is not None:
+            capacity = self.cap.step(now, status.car_allowance_w, 1, v, 3 * cfg.current_cap * len(keys))
+            if capacity is not None:
+                why = (f"capacity {status.allowed_kw:g} kW: {capacity * v / 1000:.1f} kW for the cars "
+                       f"(period {status.period_kw:.2f} kW so far, projected {status.projected_kw:.2f} kW)")
+        shared.power_budget(now, "capacity", capacity, None, why)
+        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k]) for k in order]
+        pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)
+        shared.power_budget(now, "pv", pv.budget, [k for k in keys if modes[k] in ("pv", "minpv")], pv.reason)
+        for k in keys:
+            if modes[k] == "off":
+                shared.power_limit(now, k, 0, "charge mode off")
+            else:
+                shared.power_limit(now, k, pv.caps.get(k), pv.reasons.get(k, ""))

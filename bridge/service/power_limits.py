@@ -23,10 +23,8 @@ from pathlib import Path
 from bridge.balancer import Balancer
 from bridge.balancer.capacity import CapacityGuard, CapacityStatus
 from bridge.balancer.power import (
-    SHARED_CAPACITY_DEADBAND_PHASE_A,
     CapacityCap,
-    SharedSurplus,
-    SurplusCar,
+    SharedPowerLimits,
     SurplusConfig,
     SurplusController,
     combine,
@@ -74,8 +72,7 @@ class PowerLimits:
         self.surplus = SurplusController(surplus)
         self.cap = CapacityCap()
         # Several connectors: one surplus and one allowance for the cars together.
-        self.shared_surplus = SharedSurplus(surplus)
-        self.shared_cap = CapacityCap(deadband_a=SHARED_CAPACITY_DEADBAND_PHASE_A)
+        self.shared = SharedPowerLimits(surplus, self.voltage)
         self.guard: CapacityGuard | None = None
         self.status: CapacityStatus | None = None
         self.last_error: str | None = None
@@ -175,34 +172,15 @@ class PowerLimits:
             for k in keys:
                 shared.power_limit(now, k, 0 if modes[k] == "off" else None, "charge mode off")
             return
-        v = self.voltage
         house = self._house(now, meter)  # type: ignore[arg-type]
-        draws = {}
-        for k in keys:
-            currents = shared.observations(k).charger_currents
-            draws[k] = sum(currents) * v if currents else 0.0
-        cfg = shared.config
-        capacity, capacity_reason = None, ""
+        draws = self.shared.draws_w(shared)
+        status = None
         if self.guard is not None:
-            self.status = s = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
-            most = 3 * cfg.current_cap * len(keys)
-            capacity = self.shared_cap.step(now, s.car_allowance_w, 1, v, most)
-            if capacity is not None:
-                capacity_reason = (f"capacity {s.allowed_kw:g} kW: {capacity * v / 1000:.1f} kW for the cars "
-                                   f"(period {s.period_kw:.2f} kW so far, projected {s.projected_kw:.2f} kW)")
+            self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
             self._keep(now)
-        shared.power_budget(now, "capacity", capacity, None, capacity_reason)
         # Higher priority first, then as listed: who starts first from the surplus.
         order = sorted(keys, key=lambda k: -self.runtime.priorities.get(k, DEFAULT_PRIORITY))
-        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws[k]) for k in order]
-        pv = self.shared_surplus.step(now, house.net_w, cars, v, cfg.min_current)
-        members = [k for k in keys if modes[k] in ("pv", "minpv")]
-        shared.power_budget(now, "pv", pv.budget, members, pv.reason)
-        for k in keys:
-            if modes[k] == "off":
-                shared.power_limit(now, k, 0, "charge mode off")
-            else:
-                shared.power_limit(now, k, pv.caps.get(k), pv.reasons.get(k, ""))
+        self.shared.apply(now, shared, house.net_w, draws, modes, order, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
 
