@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -133,6 +134,20 @@ class BridgeProcess:
     def close(self) -> None:
         self.kill()
         self._log.close()
+
+
+class MovableWall:
+    """Wall-clock time that runs at the real rate from a chosen start and can be moved ahead: the
+    capacity tariff's periods in an in-process bridge (`wall_clock=`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.t0 = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.t0)
+
+    def move_to(self, when: datetime) -> None:
+        self.start, self.t0 = when, time.monotonic()
 
 
 class InProcessBridge:

@@ -15,7 +15,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -29,7 +31,17 @@ from bridge.sim.cloud import (
     SimCar,
     several_cars_account,
 )
-from tests.e2e import REPO_ROOT, InProcessBridge, Probe, bridge_env, response_for, topic, wait_online, wait_until
+from tests.e2e import (
+    REPO_ROOT,
+    InProcessBridge,
+    MovableWall,
+    Probe,
+    bridge_env,
+    response_for,
+    topic,
+    wait_online,
+    wait_until,
+)
 
 MAX_A = 25.0
 # Short timings so that sharing, turns and pauses happen in seconds (production: minutes).
@@ -45,6 +57,10 @@ FAST = {
     "BALANCER_WRITE_BUDGET_BURST": "200",
     "BALANCER_WRITE_BUDGET_PER_H": "3600",
 }
+# Charging from surplus in seconds too (production: a minute's average, a minute to start).
+FAST_PV = {"PV_WINDOW_S": "2", "PV_ENABLE_DELAY_S": "2", "PV_DISABLE_DELAY_S": "2", "TZ": "Europe/Stockholm"}
+# The capacity tariff's periods follow this clock, so that a test can begin one at its start.
+WALL = MovableWall(datetime(2027, 1, 12, 16, 0, tzinfo=ZoneInfo("Europe/Stockholm")))
 
 
 @contextmanager
@@ -65,7 +81,7 @@ def tuning_in_environment(env: dict[str, str]):
 
 def start(env: dict[str, str], workdir: Path) -> InProcessBridge:
     with tuning_in_environment(env):
-        return InProcessBridge(env, workdir, backoff=CloudBackoff(initial_s=1, max_s=2)).start()
+        return InProcessBridge(env, workdir, backoff=CloudBackoff(initial_s=1, max_s=2), wall_clock=WALL).start()
 
 
 def offered(sim: CloudSimulator, cp: str, cid: int) -> float:
@@ -169,7 +185,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(broker, tmp_path_factory):
     """One simulator, bridge and house for the module's tests (each sets the house it needs)."""
-    r = Rig(broker, tmp_path_factory.mktemp("several-cars"))
+    r = Rig(broker, tmp_path_factory.mktemp("several-cars"), **FAST_PV)
     yield r
     r.close()
 
@@ -196,7 +212,7 @@ def test_two_cars_share_the_fuse_equally_and_say_so(rig):
     assert all(c["phases"] == ["L1", "L2", "L3"] for c in s["connectors"])
     assert all(c["charging"] for c in s["connectors"])
     assert set(s["connectors"][0]) == {"chargepoint", "connector", "phases", "priority", "charge_at", "draw",
-                                       "charging", "reason"}
+                                       "charging", "reason", "charge_mode"}
     # balancer/charge_at is the connectors' sum.
     assert rig.probe.latest[topic(rig.env, "balancer/charge_at")] == b"20"
     assert s["charge_at"] == 20
@@ -345,14 +361,55 @@ def test_the_default_current_fits_every_connector_and_a_refusal_names_the_lowest
         assert number["max"] == 10
 
 
-def test_power_limits_with_several_connectors_are_refused_saying_why(rig):
-    # The capacity guard and the charge modes cap one connector; the shared balancer has no power cap.
-    for rest, payload in (("capacity/limit_kw/set", "5"), (f"charger/{AURA}/1/charge_mode/set", "pv")):
-        answer = command(rig.probe, rig.env, rest, payload)
-        assert answer["status"] == "error" and "with one connector" in answer["error"], answer
-    stored = rig.env["CHARGEAMPS_STATE_DIR"]
-    runtime = json.loads((Path(stored) / "runtime.json").read_text()) if (Path(stored) / "runtime.json").exists() else {}
-    assert runtime.get("charge_mode", "fast") == "fast" and runtime.get("capacity_limit_kw") is None
+def cars_kw(rig: Rig) -> float:
+    """What the two simulated cars draw together now."""
+    return sum(sum(draw(rig.sim, AURA, n)) for n in (1, 2)) * float(rig.env.get("P1_VOLTAGE", 230)) / 1000
+
+
+def test_a_capacity_limit_holds_two_cars_together_at_the_allowance(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # 3.45 kW; the fuse alone would give each car 10 A (13.8 kW)
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A")
+    WALL.move_to(datetime(2027, 1, 12, 17, 0, tzinfo=WALL.start.tzinfo))  # a period begins
+    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "13")["status"] == "ok"
+    # About 9.5 kW for the cars: both go on charging, below their fuse share, within the allowance.
+    wait_given(rig, lambda g: all(6 <= a < 10 for a in g.values()), 40, "both cars held by the capacity limit")
+    allowance = json.loads(rig.probe.wait_for(topic(rig.env, "capacity/state"),
+                                              lambda p: b"car_allowance_w" in p))["car_allowance_w"] / 1000
+
+    def held() -> bool:
+        return all(6 <= offered(rig.sim, AURA, n) < 10 for n in (1, 2)) and draw(rig.sim, AURA, 1)[0] > 0
+    wait_until(held, 20, "the chargers follow", step=0.2)
+    assert allowance - 2.0 <= cars_kw(rig) <= allowance + 0.7, (cars_kw(rig), allowance)
+    reason = rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
+    assert "capacity 13 kW:" in reason and "kW for the cars" in reason, reason
+    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "0")["status"] == "ok"
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the fuse alone again")
+
+
+def test_each_connector_charges_by_its_own_mode_which_survives_a_restart(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # importing: no surplus
+    for n, mode in ((1, "pv"), (2, "fast")):
+        answer = command(rig.probe, rig.env, f"charger/{AURA}/{n}/charge_mode/set", mode)
+        assert answer["status"] == "ok", answer
+        rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/{n}/charge_mode"), mode)
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/charge_mode/set", "solar")["status"] == "error"
+    # The pv car waits for surplus; the fast one has the fuse's room (its car's 16 A).
+    wait_given(rig, lambda g: g == {1: 0, 2: 16}, 40, "pv paused, fast at full power")
+    assert "pv: surplus" in rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
+    # 17 kW of export: 6 kW beyond the fast car's 11 kW, and the pv car starts from it.
+    rig.house.base = [-25.0, -25.0, -25.0]
+    wait_given(rig, lambda g: g[1] >= 6 and g[2] == 16, 40, "the pv car charging from the surplus")
+    s = state(rig.probe, rig.env)
+    assert [c["charge_mode"] for c in s["connectors"]] == ["pv", "fast"]
+    stored = json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())
+    assert stored["charge_modes"] == {f"{AURA}:1": "pv", f"{AURA}:2": "fast"}
+
+    rig.house.base = [5.0, 5.0, 5.0]
+    since = rig.restart()
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/charge_mode"), "pv", since=since, timeout=15)
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/2/charge_mode"), "fast", since=since, timeout=15)
+    wait_given(rig, lambda g: g == {1: 0, 2: 16}, 40, "pv paused again after the restart")
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/charge_mode/set", "fast")["status"] == "ok"
 
 
 # ---- a charger failing, a configuration error, homey: a bridge of their own ------------------

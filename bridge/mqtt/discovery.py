@@ -374,7 +374,8 @@ def connector_messages(
     sw_version: str,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Several connectors on one fuse: one connector's own entities (its ChargeAt, its priority
-    as a number, status, current, power, energy) on its charge point's device."""
+    as a number, its charge mode as a select, status, current, power, energy) on its charge point's
+    device."""
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
     t, n = topics, connector
     entities = [
@@ -385,6 +386,9 @@ def connector_messages(
         Entity("priority", "number", {"name": f"Connector {n} priority", "state_topic": t.charger_priority(cp_id, n),
                                       "command_topic": t.charger_priority_set(cp_id, n), "min": 0, "max": 9,
                                       "step": 1, "mode": "slider", "entity_category": "config"}),
+        Entity("charge_mode", "select", {"name": f"Connector {n} charge mode", "state_topic": t.charge_mode(cp_id, n),
+                                         "command_topic": t.charge_mode_set(cp_id, n), "options": list(CHARGE_MODES),
+                                         "icon": "mdi:solar-power-variant"}),
         Entity("status", "sensor", {"name": f"Connector {n} status", "state_topic": t.charger_status(cp_id, n),
                                     "icon": "mdi:ev-plug-type2"}),
         *(Entity(f"current_l{p + 1}", "sensor", {"name": f"Connector {n} current L{p + 1}",

@@ -38,7 +38,6 @@ from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
 from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock
 from bridge.service.health import Health
-from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeSettings
 
@@ -219,19 +218,10 @@ class CommandHandler:
         return _limit(check_charger_current, value, highest)
 
     def valid_capacity_limit(self, value: float) -> float:
-        self.power_limits_apply()
         try:
             return check_capacity_limit(value)
         except ValueError as e:
             raise CommandRefused(str(e)) from None
-
-    def valid_charge_mode(self, mode: str) -> str:
-        self.power_limits_apply()
-        return mode
-
-    def power_limits_apply(self) -> None:
-        if isinstance(self.balancer, SharedBalancer):
-            raise CommandRefused(POWER_LIMITS_ONE_CONNECTOR)
 
     def valid_refresh(self, value: None) -> None:
         if not any(link.ready for link in self.links):
@@ -267,7 +257,20 @@ class CommandHandler:
         return value
 
     def apply_charge_mode(self, now: float, mode: str) -> str:
-        return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
+        if not isinstance(self.balancer, SharedBalancer):
+            return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
+        # Several connectors on one fuse: each has its own.
+        key = self.target.key
+        self.runtime.charge_modes[key] = mode
+        self.save(now)
+        log.info("charge mode of %s set to %s by command", key, mode)
+        self.decide(now)
+        return mode
+
+    def shown_charge_mode(self) -> tuple[str, str] | None:
+        mode = (self.power.mode_of(self.target.key) if isinstance(self.balancer, SharedBalancer)
+                else self.runtime.charge_mode)
+        return self.shown_charger(self.topics.charge_mode, mode)
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
@@ -362,8 +365,7 @@ COMMANDS: dict[str, CommandSpec] = {
         lambda h: (h.topics.capacity_limit_kw, format_number(h.power.limit_kw or 0)),
     ),
     "charge_mode": CommandSpec(
-        parse_charge_mode, CommandHandler.valid_charge_mode, CommandHandler.apply_charge_mode,
-        lambda h: h.shown_charger(h.topics.charge_mode, h.runtime.charge_mode),
+        parse_charge_mode, _accept, CommandHandler.apply_charge_mode, CommandHandler.shown_charge_mode,
         to_charger=True,
     ),
 }

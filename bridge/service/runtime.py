@@ -70,6 +70,12 @@ class RuntimeKeeper:
         except ValueError as e:
             self._refused(e, DEFAULT_CHARGE_MODE)
             loaded.charge_mode = DEFAULT_CHARGE_MODE
+        for key, mode in list(loaded.charge_modes.items()):
+            try:
+                loaded.charge_modes[key] = check_charge_mode(str(mode))
+            except ValueError as e:
+                self._refused(f"charge mode of {key}: {e}", DEFAULT_CHARGE_MODE)
+                del loaded.charge_modes[key]
         return loaded
 
     def fit(self, runtime: RuntimeSettings, installation_current: int | None, whose: str | None = None) -> bool:
