@@ -49,12 +49,15 @@ def check_max_a(value: float, min_current: int, fuse_a: float) -> float:
     return value
 
 
-def check_default_current(value: float, min_current: int, installation_current: int | float | None) -> int:
+def check_default_current(value: float, min_current: int, installation_current: int | float | None,
+                          whose: str | None = None) -> int:
+    """`whose`: the connector the installation current is that of, named when several share the setting."""
     low, high = default_current_range(min_current, installation_current)
     if not math.isfinite(value) or value != int(value):
         raise LimitError(f"the default current must be whole amps; got {value:g}")
     if not (low <= value <= high):
-        why = " (the installation current)" if high < MAX_CURRENT_A else ""
+        why = "" if high >= MAX_CURRENT_A else f" (the installation current of {whose})" if whose \
+            else " (the installation current)"
         raise LimitError(f"the default current must be between {low} and {high} A{why}; got {value:g}")
     return int(value)
 

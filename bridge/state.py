@@ -22,7 +22,13 @@ class RuntimeSettings:
     priorities: dict[str, int] = field(default_factory=dict)
     # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
     capacity_limit_kw: float | None = None
-    charge_mode: str = "fast"
+    charge_mode: str = "fast"  # the one connector's
+    # Several connectors on one fuse: each one's charge mode ("CP:N" -> mode); only those a user set.
+    charge_modes: dict[str, str] = field(default_factory=dict)
+
+    def charge_mode_of(self, key: str) -> str:
+        """A connector's charge mode when several share the fuse ("CP:N"); fast unless set."""
+        return self.charge_modes.get(key, RuntimeSettings.charge_mode)
 
 
 class RuntimeStore:
@@ -46,6 +52,7 @@ class RuntimeStore:
                 priorities=dict(data.get("priorities", defaults.priorities)),
                 capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
                 charge_mode=data.get("charge_mode", defaults.charge_mode),
+                charge_modes=dict(data.get("charge_modes", defaults.charge_modes)),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"
@@ -67,8 +74,9 @@ class RuntimeStore:
     def save(self, settings: RuntimeSettings) -> bool:
         try:
             data = asdict(settings)
-            if not data["priorities"]:
-                del data["priorities"]  # one connector: the file stays as it always was
+            for name in ("priorities", "charge_modes"):
+                if not data[name]:
+                    del data[name]  # one connector: the file stays as it always was
             atomic_write_json(self.path, data)
         except OSError as e:
             self.last_error = f"cannot write {self.path}: {e.strerror}; the change holds until restart"

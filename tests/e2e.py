@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -135,6 +136,20 @@ class BridgeProcess:
         self._log.close()
 
 
+class MovableWall:
+    """Wall-clock time that runs at the real rate from a chosen start and can be moved ahead: the
+    capacity tariff's periods in an in-process bridge (`wall_clock=`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.t0 = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.t0)
+
+    def move_to(self, when: datetime) -> None:
+        self.start, self.t0 = when, time.monotonic()
+
+
 class InProcessBridge:
     """The real BridgeService in the test process, configured from the same environment
     as a BridgeProcess, with collaborators passed in (e.g. a short cloud backoff). Its
@@ -186,6 +201,26 @@ class InProcessBridge:
         self._logger.removeHandler(self._handler)
         self._logger.setLevel(self._level)
         self._handler.close()
+
+
+def probing(broker):
+    """A Probe of every topic on `broker`, closed when the generator resumes: the body of a
+    `probe` fixture of any scope."""
+    p = Probe(broker.host, broker.port)
+    yield p
+    p.close()
+
+
+def plugged_in_sim():
+    """A started cloud simulator with a car plugged in that takes up to 16 A, stopped when
+    the generator resumes: the body of a `sim` fixture of any scope."""
+    from bridge.sim.cloud import CloudSimulator
+
+    with CloudSimulator() as s:
+        c = s.connector(1)
+        c.car_plugged = True
+        c.car_max_a = 16
+        yield s
 
 
 def bridge_env(broker, sim, state_dir: Path, **extra: Any) -> dict[str, str]:

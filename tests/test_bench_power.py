@@ -138,12 +138,28 @@ def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsy
     assert "capacity_energy_kwh" in entry["oracle"] and "surplus_energy_kwh" in entry["oracle"]
 
 
+def test_two_cars_share_the_capacity_allowance_and_each_charges_by_its_mode(tmp_path, capsys):
+    # Half an hour of a 2 kW house, a 4 kW quarter-hour limit: the cars together may draw about 2 kW,
+    # while the fuse alone would give each 16 A.
+    path = tmp_path / "house.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},3,3,2.7\n" for t in range(1800)))
+    environ = {"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"}
+    assert run_cli(["--trace", str(path), "--start", "2027-01-12T16:45", "--car", "L1:16", "--car", "L2:16:pv",
+                    "--strategy", "adaptive", "--json"], environ) == 0
+    s = json.loads(capsys.readouterr().out)["traces"][0]["strategies"]["adaptive"]
+    assert s["capacity"]["limit_kw"] == 4 and s["capacity"]["periods_over"] == 0
+    assert s["capacity"]["max_period_kw"] <= 4 + TARGET_PERIOD_MARGIN_KW
+    fast, pv = s["cars"]
+    assert fast["energy_kwh"] > 0.5  # the fast car charges within the allowance
+    (solar,) = s["power_cars"]  # no export: the pv car waits (its first seconds at the default aside)
+    assert solar["mode"] == "pv" and pv["energy_kwh"] < 0.05
+
+
 @pytest.mark.parametrize(
     ("argv", "environ", "words"),
     [
         (["--start", "tomorrow"], {}, "--start 'tomorrow'"),
         (["--car", "L1:16:solar"], {}, "fast, pv, minpv, off"),
-        (["--car", "L1:16:pv", "--car", "L2"], {}, "benched with one car"),  # several cars share at fast
         ([], {"CAPACITY_PERIOD_MIN": "30"}, "CAPACITY_PERIOD_MIN"),
         ([], {"TZ": "Mars/Olympus_Mons", "CAPACITY_LIMIT_KW": "5"}, "TZ"),
     ],

@@ -53,6 +53,10 @@ def test_every_entity_is_there_with_its_component() -> None:
         "meter_current_l1": "sensor",
         "meter_current_l2": "sensor",
         "meter_current_l3": "sensor",
+        "meter_power_l1": "sensor",
+        "meter_power_l2": "sensor",
+        "meter_power_l3": "sensor",
+        "meter_power": "sensor",
         "charger_current_l1": "sensor",
         "charger_current_l2": "sensor",
         "charger_current_l3": "sensor",
@@ -107,6 +111,11 @@ def test_sensor_classes_and_units() -> None:
         "kW",
         "measurement",
     )
+    for key, state in (("meter_power_l1", "meter/power_l1"), ("meter_power_l2", "meter/power_l2"),
+                       ("meter_power_l3", "meter/power_l3"), ("meter_power", "meter/power")):
+        config = e[key][2]
+        assert (config["device_class"], config["unit_of_measurement"], config["state_class"]) == ("power", "W", "measurement")
+        assert config["state_topic"] == f"chargeamps/{state}"
     energy = e["session_energy"][2]
     assert (energy["device_class"], energy["unit_of_measurement"], energy["state_class"]) == ("energy", "kWh", "total_increasing")
     assert "device_class" not in e["connector_status"][2]

@@ -14,45 +14,25 @@ import uuid
 
 import pytest
 
-from bridge.sim.cloud import CloudSimulator
-from tests.e2e import BridgeProcess, Probe, bridge_env, max_current_writes, topic, wait_online, wait_until
+from tests.e2e import Probe, max_current_writes, plugged_in_sim, probing, topic, wait_online, wait_until
 
 # homey goes to full power as soon as every phase is live, which keeps the checks short.
 QUICK = {"BALANCER_STRATEGY": "homey", "BALANCER_MIN_COMMAND_INTERVAL_S": "0", "BALANCER_RAISE_HOLD_S": "1"}
 
 
+# Each test names its meter preset (start_module_bridge(P1_PRESET=...)), not P1_TOPIC_L1..L3.
+BRIDGE_DEFAULTS = {"P1_TOPIC_L1": "", "P1_TOPIC_L2": "", "P1_TOPIC_L3": "", **QUICK}
+
+
 @pytest.fixture(scope="module")
 def sim():
-    with CloudSimulator() as s:
-        c = s.connector(1)
-        c.car_plugged = True
-        c.car_max_a = 16
-        yield s
+    """One simulator for the module's bridges (start_module_bridge)."""
+    yield from plugged_in_sim()
 
 
 @pytest.fixture(scope="module")
 def probe(broker):
-    p = Probe(broker.host, broker.port)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
-def run_bridge(broker, sim, tmp_path_factory):
-    """Start `chargeamps-bridge run` with a meter preset; closed at the end of the module."""
-    started: list[BridgeProcess] = []
-
-    def run(state_dir=None, **settings) -> tuple[BridgeProcess, dict]:
-        workdir = tmp_path_factory.mktemp("bridge")
-        env = bridge_env(broker, sim, state_dir or workdir / "state", P1_TOPIC_L1="", P1_TOPIC_L2="",
-                         P1_TOPIC_L3="", **{**QUICK, **settings})
-        bridge = BridgeProcess(env, workdir).start()
-        started.append(bridge)
-        return bridge, env
-
-    yield run
-    for b in started:
-        b.close()
+    yield from probing(broker)
 
 
 def number(probe: Probe, env: dict, name: str) -> float:
@@ -77,12 +57,12 @@ def invalid_count(probe: Probe, env: dict) -> int:
 
 
 @pytest.fixture(scope="module")
-def esphome(run_bridge, probe):
+def esphome(start_module_bridge, probe):
     """A bridge on the esphome-dsmr preset. Topics are ESPHome's `<node>/sensor/<name>/state` with the
     SlimmeLezer's sensor names (zuidwijk/dsmr slimmelezer.yaml: "Current Phase 1", "Power Consumed
     Phase 1", "Power Produced Phase 1", "Voltage Phase 1"; kW with three decimals, V, whole amps)."""
     node = f"sl-{uuid.uuid4().hex[:6]}"
-    bridge, env = run_bridge(P1_PRESET="esphome-dsmr", P1_DEVICE=node)
+    bridge, env = start_module_bridge(P1_PRESET="esphome-dsmr", P1_DEVICE=node)
     wait_online(probe, env, bridge)
     health(probe, env, None, lambda h: h["cloud"] == "ok")
     return bridge, env, node
@@ -185,7 +165,7 @@ DSMR_READER = {
 HEARTBEAT = "dsmr/reading/timestamp"
 
 
-def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(run_bridge, probe, sim,
+def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(start_module_bridge, probe, sim,
                                                                              tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("dsmr-state")
     fast = {"P1_PRESET": "dsmr-reader", "BALANCER_STALE_AFTER_S": "3"}
@@ -198,7 +178,7 @@ def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(run
             time.sleep(0.5)
 
     try:
-        first, env = run_bridge(state_dir=state_dir, **fast)
+        first, env = start_module_bridge(state_dir=state_dir, **fast)
         wait_online(probe, env, first)
         health(probe, env, None, lambda h: h["cloud"] == "ok")
         t = time.monotonic()
@@ -209,7 +189,7 @@ def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(run
         assert first.terminate() == 0
 
         # The restart: nothing changes in the house, so dsmr-reader sends only its timestamp.
-        second, env2 = run_bridge(state_dir=state_dir, MQTT_BASE_TOPIC=env["MQTT_BASE_TOPIC"],
+        second, env2 = start_module_bridge(state_dir=state_dir, MQTT_BASE_TOPIC=env["MQTT_BASE_TOPIC"],
                                   MQTT_CLIENT_ID=env["MQTT_CLIENT_ID"], **fast)
         t = time.monotonic()
         wait_online(probe, env2, second, since=t)
@@ -235,9 +215,9 @@ def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(run
 # ---- Tasmota SML: one key per immediate message, TelePeriod for the rest ---------------------------------
 
 
-def test_tasmota_one_key_messages_and_a_telemetry_gap_said_once(run_bridge, probe):
+def test_tasmota_one_key_messages_and_a_telemetry_gap_said_once(start_module_bridge, probe):
     device = f"p1-{uuid.uuid4().hex[:6]}"
-    bridge, env = run_bridge(P1_PRESET="tasmota-sml", P1_DEVICE=device, BALANCER_STALE_AFTER_S="3")
+    bridge, env = start_module_bridge(P1_PRESET="tasmota-sml", P1_DEVICE=device, BALANCER_STALE_AFTER_S="3")
     wait_online(probe, env, bridge)
     sensor = f"tele/{device}/SENSOR"
 
@@ -282,9 +262,9 @@ def test_tasmota_one_key_messages_and_a_telemetry_gap_said_once(run_bridge, prob
 # ---- Shelly Pro 3EM: full status, then NotifyStatus with only what changed -------------------------------
 
 
-def test_shelly_pro_3em_notify_status_with_one_phase(run_bridge, probe):
+def test_shelly_pro_3em_notify_status_with_one_phase(start_module_bridge, probe):
     device = f"shellypro3em-{uuid.uuid4().hex[:6]}"
-    bridge, env = run_bridge(P1_PRESET="shelly-pro-3em", P1_DEVICE=device)
+    bridge, env = start_module_bridge(P1_PRESET="shelly-pro-3em", P1_DEVICE=device)
     wait_online(probe, env, bridge)
     t = time.monotonic()
     # <id>/status/em:0: the EM component's whole status (Shelly Gen2 API documentation, EM.GetStatus)
@@ -324,13 +304,14 @@ def test_shelly_pro_3em_notify_status_with_one_phase(run_bridge, probe):
 # ---- HomeWizard on a single-phase connection: no _l2/_l3 fields at all -----------------------------------
 
 
-def test_homewizard_on_a_single_phase_connection_needs_no_fail_safe_and_l1_silence_still_gives_it(run_bridge, probe, sim):
+def test_homewizard_on_a_single_phase_connection_needs_no_fail_safe_and_l1_silence_still_gives_it(
+        start_module_bridge, probe, sim):
     device = f"hw-{uuid.uuid4().hex[:6]}"
     # A charge point of its own: the module's other bridges still run and write to theirs.
     cp = f"ONEPHASE-{device}"
     charger = sim.add_chargepoint(cp).connectors[1]
     charger.car_plugged, charger.car_max_a = True, 16
-    bridge, env = run_bridge(P1_PRESET="homewizard", P1_DEVICE=device, P1_PHASES="1", BALANCER_STALE_AFTER_S="3",
+    bridge, env = start_module_bridge(P1_PRESET="homewizard", P1_DEVICE=device, P1_PHASES="1", BALANCER_STALE_AFTER_S="3",
                              CHARGEAMPS_CHARGEPOINT_ID=cp)
     wait_online(probe, env, bridge)
     health(probe, env, None, lambda h: h["cloud"] == "ok")

@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.mqtt.topics import Topics
+from bridge.sim.demo import DEMO_BASE_TOPIC
 from tests.broker import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +178,20 @@ def test_bridge_writes_its_topics_and_discovery_and_home_assistant_reads_them(cl
     assert got == sorted(
         [(t.charge_at, b"10"), ("homeassistant/sensor/chargeamps/charge_at/config", b"{}"), (t.client_response("node-red"), b"{}")]
     )
+
+
+def test_the_demo_with_the_bridge_credentials_has_its_own_base_topic_and_meter(clients) -> None:
+    # `chargeamps-bridge demo` on this broker: its state and commands under DEMO_BASE_TOPIC, its
+    # simulated meter under it too, and its retained messages read back and cleared at the end.
+    demo = Topics(DEMO_BASE_TOPIC)
+    meter = f"{DEMO_BASE_TOPIC}/meter-sim/current_l1"
+    watcher = clients("chargeamps-bridge")
+    watcher.subscribe(f"{DEMO_BASE_TOPIC}/#")
+    bridge = clients("chargeamps-bridge")
+    for topic_, payload in ((demo.charge_at, "10"), (meter, "7.5"), (demo.max_a_set, "20")):
+        bridge.publish(topic_, payload)
+    got = watcher.received(3, count=3) + watcher.received(0.2)
+    assert sorted(got) == sorted([(demo.charge_at, b"10"), (meter, b"7.5"), (demo.max_a_set, b"20")])
 
 
 def test_bridge_cannot_write_outside_its_base_topic(clients) -> None:

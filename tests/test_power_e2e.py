@@ -9,27 +9,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e import Probe, feed_meter, response_for, topic, wait_online, wait_until
+from tests.e2e import MovableWall, Probe, feed_meter, response_for, topic, wait_online, wait_until
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-
-
-class MovableWall:
-    """Wall-clock time that runs at the real rate from a chosen start and can be moved ahead."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start, self.t0 = start, time.monotonic()
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self.t0)
-
-    def move_to(self, when: datetime) -> None:
-        self.start, self.t0 = when, time.monotonic()
 
 
 WALL = MovableWall(datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM))

@@ -15,12 +15,14 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bridge.config import ConfigError, load_settings
-from bridge.service import CloudBackoff
+from bridge.service import BridgeService, CloudBackoff
 from bridge.sim.cloud import (
     AURA_CHARGEPOINT_ID as AURA,
     MIN_CHARGING_A,
@@ -29,7 +31,17 @@ from bridge.sim.cloud import (
     SimCar,
     several_cars_account,
 )
-from tests.e2e import REPO_ROOT, InProcessBridge, Probe, bridge_env, response_for, topic, wait_online, wait_until
+from tests.e2e import (
+    REPO_ROOT,
+    InProcessBridge,
+    MovableWall,
+    Probe,
+    bridge_env,
+    response_for,
+    topic,
+    wait_online,
+    wait_until,
+)
 
 MAX_A = 25.0
 # Short timings so that sharing, turns and pauses happen in seconds (production: minutes).
@@ -45,6 +57,10 @@ FAST = {
     "BALANCER_WRITE_BUDGET_BURST": "200",
     "BALANCER_WRITE_BUDGET_PER_H": "3600",
 }
+# Charging from surplus in seconds too (production: a minute's average, a minute to start).
+FAST_PV = {"PV_WINDOW_S": "2", "PV_ENABLE_DELAY_S": "2", "PV_DISABLE_DELAY_S": "2", "TZ": "Europe/Stockholm"}
+# The capacity tariff's periods follow this clock, so that a test can begin one at its start.
+WALL = MovableWall(datetime(2027, 1, 12, 16, 0, tzinfo=ZoneInfo("Europe/Stockholm")))
 
 
 @contextmanager
@@ -65,7 +81,7 @@ def tuning_in_environment(env: dict[str, str]):
 
 def start(env: dict[str, str], workdir: Path) -> InProcessBridge:
     with tuning_in_environment(env):
-        return InProcessBridge(env, workdir, backoff=CloudBackoff(initial_s=1, max_s=2)).start()
+        return InProcessBridge(env, workdir, backoff=CloudBackoff(initial_s=1, max_s=2), wall_clock=WALL).start()
 
 
 def offered(sim: CloudSimulator, cp: str, cid: int) -> float:
@@ -169,7 +185,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(broker, tmp_path_factory):
     """One simulator, bridge and house for the module's tests (each sets the house it needs)."""
-    r = Rig(broker, tmp_path_factory.mktemp("several-cars"))
+    r = Rig(broker, tmp_path_factory.mktemp("several-cars"), **FAST_PV)
     yield r
     r.close()
 
@@ -196,7 +212,7 @@ def test_two_cars_share_the_fuse_equally_and_say_so(rig):
     assert all(c["phases"] == ["L1", "L2", "L3"] for c in s["connectors"])
     assert all(c["charging"] for c in s["connectors"])
     assert set(s["connectors"][0]) == {"chargepoint", "connector", "phases", "priority", "charge_at", "draw",
-                                       "charging", "reason"}
+                                       "charging", "reason", "charge_mode"}
     # balancer/charge_at is the connectors' sum.
     assert rig.probe.latest[topic(rig.env, "balancer/charge_at")] == b"20"
     assert s["charge_at"] == 20
@@ -242,24 +258,45 @@ def test_priority_set_over_mqtt_is_served_first_and_kept_across_a_restart(rig):
 
 def test_equal_cars_take_turns_when_only_one_can_charge(rig):
     rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
-    wait_given(rig, lambda g: sorted(g.values())[0] == 0 and sorted(g.values())[1] >= 6, 40, "one car paused")
-    first = next(n for n, a in given(rig.probe, rig.env).items() if a > 0)
-    paused = 3 - first
-    rig.probe.wait_for(topic(rig.env, f"charger/{AURA}/{paused}/reason"), lambda r: r.startswith(b"paused"),
-                       timeout=15)
+    rotate_s = float(FAST["BALANCER_ROTATE_S"])
+    worst: list[float] = []  # what both chargers offer together, sampled all along
+
+    def when(n: int, ok, since: float, timeout: float, what: str) -> float:
+        """When outlet `n`'s ChargeAt first met `ok` after `since`, as the probe received it."""
+        charge_at = topic(rig.env, f"charger/{AURA}/{n}/charge_at")
+
+        def seen() -> float | None:
+            worst.append(offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2))
+            return next((t for t, top, p, _ in list(rig.probe.messages)
+                         if t >= since and top == charge_at and ok(int(p))), None)
+        wait_until(lambda: seen() is not None, timeout, what, step=0.1)
+        return seen()  # type: ignore[return-value]
+
+    def paused_for_energy(n: int, since: float) -> None:
+        rig.probe.wait_for(topic(rig.env, f"charger/{AURA}/{n}/reason"),
+                           lambda r: r.startswith(b"paused") and
+                           f"most energy in the last {rotate_s:.0f} s".encode() in r, since=since, timeout=10)
+
     t = time.monotonic()
+    wait_given(rig, lambda g: sorted(g.values())[0] == 0 and sorted(g.values())[1] >= 6, 40, "one car paused")
+    a = next(n for n, amps in given(rig.probe, rig.env).items() if amps > 0)
+    b = 3 - a
+    paused_for_energy(b, t)
+    # The paused car resumes when the other's turn (begun before the headroom shrank) is over, or
+    # once BALANCER_MIN_PAUSE_S has passed if that turn is older; the other pauses first (cut, then raise).
+    b_resumed = when(b, lambda amps: amps >= 6, t, 30, "the paused car's turn")
+    a_paused = when(a, lambda amps: amps == 0, t, 1, "the other car paused")
+    paused_for_energy(a, t)
+    # A whole turn: BALANCER_ROTATE_S of charging, then the other car's turn again.
+    b_paused = when(b, lambda amps: amps == 0, b_resumed, rotate_s + 20, "the end of the turn")
+    paused_for_energy(b, b_resumed)
+    a_resumed = when(a, lambda amps: amps >= 6, b_paused, 20, "the other car's turn again")
+    turn = b_paused - b_resumed
+    assert rotate_s - 0.5 <= turn <= rotate_s + 5, f"a turn of {turn:.1f} s, BALANCER_ROTATE_S {rotate_s:g} s"
+    assert a_resumed - a_paused >= rotate_s, f"paused only {a_resumed - a_paused:.1f} s"
     # The fuse holds all the time: never both chargers offering, beyond the headroom.
-    worst = []
-
-    def turned() -> bool:
-        worst.append(offered(rig.sim, AURA, 1) + offered(rig.sim, AURA, 2))
-        g = given(rig.probe, rig.env)
-        return g.get(paused, 0) >= 6 and g.get(first) == 0
-
-    wait_until(turned, 60, "the paused car's turn", step=0.1)
-    assert time.monotonic() - t >= 3, "turns are no faster than the rotation"
     assert max(worst) <= 8 + 1, f"both chargers offered {max(worst)} A at once"
-    wait_until(lambda: offered(rig.sim, AURA, paused) >= 6 and offered(rig.sim, AURA, first) == 0, 15,
+    wait_until(lambda: offered(rig.sim, AURA, a) >= 6 and offered(rig.sim, AURA, b) == 0, 15,
                "the chargers follow the turn")
 
 
@@ -295,14 +332,84 @@ def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
     rig.house.base = [5.0, 5.0, 5.0]
 
 
-def test_power_limits_with_several_connectors_are_refused_saying_why(rig):
-    # The capacity guard and the charge modes cap one connector; the shared balancer has no power cap.
-    for rest, payload in (("capacity/limit_kw/set", "5"), (f"charger/{AURA}/1/charge_mode/set", "pv")):
-        answer = command(rig.probe, rig.env, rest, payload)
-        assert answer["status"] == "error" and "with one connector" in answer["error"], answer
-    stored = rig.env["CHARGEAMPS_STATE_DIR"]
-    runtime = json.loads((Path(stored) / "runtime.json").read_text()) if (Path(stored) / "runtime.json").exists() else {}
-    assert runtime.get("charge_mode", "fast") == "fast" and runtime.get("capacity_limit_kw") is None
+def test_the_default_current_fits_every_connector_and_a_refusal_names_the_lowest(tmp_path, caplog):
+    # One default current for all connectors: it must fit the lowest installation current (the
+    # Halo's 10 A here, not the first connector's 16 A), and Home Assistant's number ends there.
+    with several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}) as sim:
+        sim.charge_points[HALO].installation_current = 10
+        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1,{HALO}:1",
+                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s.runtime_file.write_text(json.dumps({"default_current": 12}))  # stored by an earlier command
+        svc = BridgeService(s)  # not started: its links are ticked here, its commands handled directly
+        for link in svc.links:
+            link.tick(svc.clock())
+        assert [link.view.installation_current for link in svc.links] == [16, 10]
+        # The stored value is refused as the command is: the configured 16 A, capped per connector, holds.
+        assert svc.runtime.default_current == 16
+        assert f"(the installation current of {HALO} connector 1); got 12" in caplog.text
+        t = svc.topics
+        default_current = t.classify(t.default_current_set)
+        refused = svc.commands.handle(default_current, b"12")
+        assert refused.status == "error", refused
+        assert f"between 6 and 10 A (the installation current of {HALO} connector 1); got 12" in refused.error
+        assert refused.restate == (t.default_current, "16") and svc.balancer.config.default_current == 16
+        ok = svc.commands.handle(default_current, b"10")
+        assert (ok.status, ok.value) == ("ok", 10) and svc.balancer.config.default_current == 10
+        number = json.loads(svc.publisher._published[f"homeassistant/number/{t.base}/default_current/config"])
+        assert number["max"] == 10
+
+
+def cars_kw(rig: Rig) -> float:
+    """What the two simulated cars draw together now."""
+    return sum(sum(draw(rig.sim, AURA, n)) for n in (1, 2)) * float(rig.env.get("P1_VOLTAGE", 230)) / 1000
+
+
+def test_a_capacity_limit_holds_two_cars_together_at_the_allowance(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # 3.45 kW; the fuse alone would give each car 10 A (13.8 kW)
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A")
+    WALL.move_to(datetime(2027, 1, 12, 17, 0, tzinfo=WALL.start.tzinfo))  # a period begins
+    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "13")["status"] == "ok"
+    # About 9.5 kW for the cars: both go on charging, below their fuse share, within the allowance.
+    wait_given(rig, lambda g: all(6 <= a < 10 for a in g.values()), 40, "both cars held by the capacity limit")
+    allowance = json.loads(rig.probe.wait_for(topic(rig.env, "capacity/state"),
+                                              lambda p: b"car_allowance_w" in p))["car_allowance_w"] / 1000
+
+    def held() -> bool:
+        return all(6 <= offered(rig.sim, AURA, n) < 10 for n in (1, 2)) and draw(rig.sim, AURA, 1)[0] > 0
+    wait_until(held, 20, "the chargers follow", step=0.2)
+    assert allowance - 2.0 <= cars_kw(rig) <= allowance + 0.7, (cars_kw(rig), allowance)
+    reason = rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
+    assert "capacity 13 kW:" in reason and "kW for the cars" in reason, reason
+    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "0")["status"] == "ok"
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the fuse alone again")
+
+
+def test_each_connector_charges_by_its_own_mode_which_survives_a_restart(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # importing: no surplus
+    for n, mode in ((1, "pv"), (2, "fast")):
+        answer = command(rig.probe, rig.env, f"charger/{AURA}/{n}/charge_mode/set", mode)
+        assert answer["status"] == "ok", answer
+        rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/{n}/charge_mode"), mode)
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/charge_mode/set", "solar")["status"] == "error"
+    # The pv car waits for surplus; the fast one has the fuse's room (its car's 16 A).
+    wait_given(rig, lambda g: g == {1: 0, 2: 16}, 40, "pv paused, fast at full power")
+    assert "pv: surplus" in rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
+    # 17 kW of export: 6 kW beyond the fast car's 11 kW, and the pv car starts from it.
+    rig.house.base = [-25.0, -25.0, -25.0]
+    wait_given(rig, lambda g: g[1] >= 6 and g[2] == 16, 40, "the pv car charging from the surplus")
+    s = state(rig.probe, rig.env)
+    assert [c["charge_mode"] for c in s["connectors"]] == ["pv", "fast"]
+    stored = json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())
+    assert stored["charge_modes"] == {f"{AURA}:1": "pv", f"{AURA}:2": "fast"}
+
+    rig.house.base = [5.0, 5.0, 5.0]
+    since = rig.restart()
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/charge_mode"), "pv", since=since, timeout=15)
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/2/charge_mode"), "fast", since=since, timeout=15)
+    wait_given(rig, lambda g: g == {1: 0, 2: 16}, 40, "pv paused again after the restart")
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/charge_mode/set", "fast")["status"] == "ok"
 
 
 # ---- a charger failing, a configuration error, homey: a bridge of their own ------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 CHARGE_MODES = ("fast", "pv", "minpv", "off")
 DEFAULT_CHARGE_MODE = "fast"
@@ -55,6 +57,25 @@ class SurplusConfig:
             raise ValueError(f"window_s must be above 0 s, got {self.window_s!r}")
 
 
+class WindowMean:
+    """The mean of the samples of the last `window_s` seconds."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque()
+        self._sum = 0.0
+
+    def add(self, now: float, value: float) -> None:
+        samples = self._samples
+        samples.append((now, value))
+        self._sum += value
+        while samples and samples[0][0] <= now - self.window_s:
+            self._sum -= samples.popleft()[1]
+
+    def mean(self) -> float | None:
+        return self._sum / len(self._samples) if self._samples else None
+
+
 class SurplusController:
     """The current a `pv` or `minpv` car may draw from the surplus, per connector.
 
@@ -64,8 +85,7 @@ class SurplusController:
 
     def __init__(self, cfg: SurplusConfig | None = None) -> None:
         self.cfg = cfg or SurplusConfig()
-        self._samples: deque[tuple[float, float]] = deque()
-        self._sum = 0.0
+        self._house = WindowMean(self.cfg.window_s)  # the house's net power without the car
         self._level = 0
         self._changed_at: float | None = None
         self._enough_since: float | None = None
@@ -76,14 +96,13 @@ class SurplusController:
         return self._level
 
     def surplus_w(self) -> float | None:
-        if not self._samples:
-            return None
-        return self.cfg.import_allowance_w - self._sum / len(self._samples)
+        house = self._house.mean()
+        return None if house is None else self.cfg.import_allowance_w - house
 
     def step(self, now: float, net_w: float, car_w: float, mode: str, phases: int, voltage: float,
              min_a: int, max_a: int) -> tuple[int | None, str]:
         """The cap for the car (None = none from the mode) and why."""
-        self._sample(now, net_w - car_w)
+        self._house.add(now, net_w - car_w)
         if mode == "fast":
             self._level = 0
             return None, ""
@@ -127,13 +146,6 @@ class SurplusController:
         self._move(now, min(max_a, math.floor(possible)))
         return self._level, f"pv: surplus {surplus / 1000:.2f} kW, {self._level} A"
 
-    def _sample(self, now: float, house_net_w: float) -> None:
-        samples = self._samples
-        samples.append((now, house_net_w))
-        self._sum += house_net_w
-        while samples and samples[0][0] <= now - self.cfg.window_s:
-            self._sum -= samples.popleft()[1]
-
     def _move(self, now: float, target: int) -> None:
         """Cuts at once; raises when the last change is `raise_interval_s` old."""
         if target < self._level:
@@ -152,8 +164,9 @@ class CapacityCap:
     band under it, raised when it rises a dead band over the next amp and the last change is
     `raise_hold_s` old (each change is a cloud write; a raise put off is spent later in the period)."""
 
-    def __init__(self, raise_hold_s: float = CAPACITY_RAISE_HOLD_S) -> None:
+    def __init__(self, raise_hold_s: float = CAPACITY_RAISE_HOLD_S, deadband_a: float = CAPACITY_DEADBAND_A) -> None:
         self.raise_hold_s = raise_hold_s
+        self.deadband_a = deadband_a
         self._cap: int | None = None
         self._changed_at: float | None = None
 
@@ -163,11 +176,11 @@ class CapacityCap:
             return None
         amps = amps_for_watts(allowance_w, phases, voltage)
         cap = self._cap
-        if cap is None or amps < cap - CAPACITY_DEADBAND_A:
+        if cap is None or amps < cap - self.deadband_a:
             cap = math.floor(amps)
-        elif amps >= cap + 1 + CAPACITY_DEADBAND_A and (
+        elif amps >= cap + 1 + self.deadband_a and (
                 self._changed_at is None or now - self._changed_at >= self.raise_hold_s):
-            cap = math.floor(amps - CAPACITY_DEADBAND_A)
+            cap = math.floor(amps - self.deadband_a)
         cap = max(0, min(max_a, cap))
         if cap != self._cap:
             self._changed_at = now
@@ -182,3 +195,165 @@ def combine(capacity_cap: int | None, capacity_reason: str, mode_cap: int | None
     if not caps:
         return None, ""
     return min(caps, key=lambda cr: cr[0])
+
+
+# ---- several connectors on one fuse ---------------------------------------------------
+
+# The cars' capacity allowance as one budget in phase-amps (amps times the phases each car draws on):
+# the dead band of one three-phase car's amp, so that two cars make no more writes than one.
+SHARED_CAPACITY_DEADBAND_PHASE_A = 3 * CAPACITY_DEADBAND_A
+
+
+@dataclass(frozen=True)
+class SurplusCar:
+    """One connector, for `SharedSurplus`."""
+
+    key: str
+    mode: str
+    phases: int  # the house phases its car draws on (those it drew on last while paused)
+    draw_w: float  # what it draws now
+
+
+@dataclass(frozen=True)
+class SurplusShare:
+    """What `SharedSurplus` gives: one budget (phase-amps) for the cars in `pv` and `minpv` together
+    (None when none is), a cap per connector (0 for a `pv` car not started; None: the budget
+    applies), why, and the budget's reason."""
+
+    budget: int | None
+    caps: dict[str, int | None] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    surplus_w: float | None = None
+
+
+class SharedSurplus:
+    """The surplus for the connectors in `pv` and `minpv` when several share the fuse: one budget for
+    them together, so that the surplus is shared, never given to each car in full.
+
+    The surplus is what the house without these cars exports, averaged over the window, plus the
+    import allowed. A `minpv` car always has its minimum. A `pv` car starts when the surplus beyond
+    the minimums of the cars charging from it has carried its own minimum (on the phases its car
+    draws on) for `enable_delay_s`, in the order the cars are given (their precedence); when the
+    surplus has been below the minimums of those charging for `disable_delay_s`, the `pv` car started
+    last stops. The budget follows the surplus down at once and up at most every `raise_interval_s`
+    (each change may be a cloud write), never below the minimums of the cars charging from it."""
+
+    def __init__(self, cfg: SurplusConfig | None = None) -> None:
+        self.cfg = cfg or SurplusConfig()
+        self._house = WindowMean(self.cfg.window_s)
+        self._running: list[str] = []  # `pv` cars charging, in the order they started
+        self._enough_since: dict[str, float] = {}
+        self._short_since: float | None = None
+        self._level = 0
+        self._changed_at: float | None = None
+
+    def step(self, now: float, net_w: float, cars: Sequence[SurplusCar], voltage: float, min_a: int) -> SurplusShare:
+        members = [c for c in cars if c.mode in ("pv", "minpv")]
+        self._house.add(now, net_w - sum(max(0.0, c.draw_w) for c in members))
+        pv = [c.key for c in members if c.mode == "pv"]
+        self._running = [k for k in self._running if k in pv]
+        self._enough_since = {k: t for k, t in self._enough_since.items() if k in pv and k not in self._running}
+        if not members:
+            self._level, self._short_since = 0, None
+            return SurplusShare(None)
+        house = self._house.mean()
+        assert house is not None
+        surplus = self.cfg.import_allowance_w - house
+        possible = surplus / voltage  # phase-amps
+        need = {c.key: min_a * max(1, c.phases) for c in members}
+        caps: dict[str, int | None] = {}
+        reasons: dict[str, str] = {}
+
+        def floor_of() -> int:
+            return sum(need[c.key] for c in members if c.mode == "minpv" or c.key in self._running)
+
+        if self._running and possible < floor_of():
+            if self._short_since is None:
+                self._short_since = now
+            if now - self._short_since >= self.cfg.disable_delay_s:
+                self._short_since = None
+                stopped = self._running.pop()
+                reasons[stopped] = (f"pv: surplus {surplus / 1000:.2f} kW below the "
+                                    f"{floor_of() * voltage / 1000 + need[stopped] * voltage / 1000:.1f} kW "
+                                    "the cars charging from it need: stopped")
+        else:
+            self._short_since = None
+        started = False
+        spare = possible - floor_of()
+        for c in members:
+            if c.mode != "pv" or c.key in self._running:
+                continue
+            if spare >= need[c.key]:
+                since = self._enough_since.setdefault(c.key, now)
+                if now - since >= self.cfg.enable_delay_s:
+                    del self._enough_since[c.key]
+                    self._running.append(c.key)
+                    spare -= need[c.key]
+                    started = True
+                    continue
+                reasons.setdefault(c.key, f"pv: surplus {surplus / 1000:.2f} kW, starting in "
+                                          f"{self.cfg.enable_delay_s - (now - since):.0f} s")
+            else:
+                self._enough_since.pop(c.key, None)
+                beyond = " beyond the other cars' minimum" if spare < possible else ""
+                reasons.setdefault(c.key, f"pv: surplus {surplus / 1000:.2f} kW, "
+                                          f"{need[c.key] * voltage / 1000:.1f} kW needed to start{beyond}")
+            caps[c.key] = 0
+        for c in members:
+            caps.setdefault(c.key, None)
+        floor = floor_of()
+        target = max(floor, math.floor(possible))
+        if started or target < self._level or self._changed_at is None \
+                or now - self._changed_at >= self.cfg.raise_interval_s:
+            if target != self._level:
+                self._level, self._changed_at = target, now
+        self._level = max(self._level, floor)
+        charging = [c.key for c in members if c.mode == "minpv" or c.key in self._running]
+        reason = (f"pv: surplus {surplus / 1000:.2f} kW, {self._level * voltage / 1000:.1f} kW for "
+                  f"{', '.join(charging)}" if charging else f"pv: surplus {surplus / 1000:.2f} kW")
+        return SurplusShare(self._level, caps, reasons, reason, surplus)
+
+
+class SharedPowerLimits:
+    """The capacity allowance and the charge modes for a balancer of several connectors
+    (bridge.balancer.sharing.SharedBalancer): the allowance for all cars together becomes one power
+    budget for every connector, the surplus one for the connectors in `pv` and `minpv` together, and
+    a connector in `off` (or in `pv` before its car has started) is capped at 0. The service and the
+    bench both drive the shared balancer through this."""
+
+    def __init__(self, surplus: SurplusConfig, voltage: float) -> None:
+        self.voltage = voltage
+        self.surplus = SharedSurplus(surplus)
+        self.cap = CapacityCap(deadband_a=SHARED_CAPACITY_DEADBAND_PHASE_A)
+
+    def draws_w(self, shared: Any) -> dict[str, float]:
+        """What each connector's car draws by its charger's last report."""
+        out = {}
+        for k in shared.keys:
+            currents = shared.observations(k).charger_currents
+            out[k] = sum(currents) * self.voltage if currents else 0.0
+        return out
+
+    def apply(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
+              order: Sequence[str], status: Any = None) -> None:
+        """`status`: the capacity guard's (bridge.balancer.capacity.CapacityStatus), None without a
+        limit; `order`: the connectors by precedence (who starts first from the surplus)."""
+        v = self.voltage
+        cfg = shared.config
+        keys = shared.keys
+        capacity, why = None, ""
+        if status is not None:
+            capacity = self.cap.step(now, status.car_allowance_w, 1, v, 3 * cfg.current_cap * len(keys))
+            if capacity is not None:
+                why = (f"capacity {status.allowed_kw:g} kW: {capacity * v / 1000:.1f} kW for the cars "
+                       f"(period {status.period_kw:.2f} kW so far, projected {status.projected_kw:.2f} kW)")
+        shared.power_budget(now, "capacity", capacity, None, why)
+        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k]) for k in order]
+        pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)
+        shared.power_budget(now, "pv", pv.budget, [k for k in keys if modes[k] in ("pv", "minpv")], pv.reason)
+        for k in keys:
+            if modes[k] == "off":
+                shared.power_limit(now, k, 0, "charge mode off")
+            else:
+                shared.power_limit(now, k, pv.caps.get(k), pv.reasons.get(k, ""))

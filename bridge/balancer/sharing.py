@@ -60,7 +60,9 @@ ENERGY_BUCKET_S = 10.0
 # Amps are moved from one car to another (a cut and a raise: two writes) for a resume, or for a
 # raise of at least this much; a smaller evening-out is not worth the writes.
 MOVE_MIN_STEP_A = 2
-# A charging car is raised by at least this much (or to its cap): with several cars every write counts.
+# A charging car is raised by at least this much (or to its cap) unless its write budget is
+# (nearly) full: a load that falls slowly is not followed an amp a write, but a quiet house gets
+# its last amp.
 RAISE_MIN_STEP_A = 2
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
@@ -156,31 +158,70 @@ class Claim:
     priority: int = DEFAULT_PRIORITY
     fixed: int | None = None  # a charger that cannot be written: held at this, first
     held: int = 0  # what it has now: an amp that cannot be split evenly stays where it is
+    # What one amp counts in a power budget: the house phases its car draws on (None: `phases`);
+    # 0 for an outlet whose car draws nothing (no car, or a full one).
+    power_phases: int | None = None
+
+    @property
+    def weight(self) -> int:
+        return len(self.phases) if self.power_phases is None else self.power_phases
 
 
-def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class PowerBudget:
+    """A power limit on a group of connectors (the capacity tariff's allowance for every car, the
+    solar surplus for those charging from it): the connectors in `keys` (None: every one) together
+    stay within `phase_amps`, each counting its amps times the house phases its car draws on
+    (`Claim.weight`); watts are phase-amps times the voltage."""
+
+    phase_amps: float
+    keys: frozenset[str] | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.phase_amps) and self.phase_amps >= 0):
+            raise ValueError(f"a power budget must be a finite number of at least 0, got {self.phase_amps!r}")
+
+    def holds(self, key: str) -> bool:
+        return self.keys is None or key in self.keys
+
+
+def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int,
+          powers: Sequence[PowerBudget] = ()) -> dict[str, int]:
     """Whole amps per connector: per house phase the connectors on it together stay within
-    `budget`; each gets 0 or `min_current` up to its cap. `claims` come in precedence order:
-    a claim gets its minimum when it fits after those before it (so the last pause first).
-    Then, priority by priority from the highest, the admitted ones are raised one amp at a time,
-    the lowest first (max-min fair; among equals the one that holds more now, so an odd amp does
-    not move back and forth), while their phases have an amp left: a higher priority
-    reaches its cap before a lower one gets more than its minimum."""
+    `budget`, and the connectors of each power budget in `powers` within it; each gets 0 or
+    `min_current` up to its cap. `claims` come in precedence order: a claim gets its minimum when
+    it fits after those before it (so the last pause first). Then, priority by priority from the
+    highest, the admitted ones are raised one amp at a time, the lowest first (max-min fair; among
+    equals the one that holds more now, so an odd amp does not move back and forth), while their
+    phases and power budgets have an amp left: a higher priority reaches its cap before a lower one
+    gets more than its minimum."""
     left = [float(b) for b in budget]
+    room = [float(pb.phase_amps) for pb in powers]
+    mine = {c.key: [i for i, pb in enumerate(powers) if pb.holds(c.key)] for c in claims}
+
+    def fits(c: Claim, amps: int) -> bool:
+        return (all(left[p] >= amps for p in c.phases)
+                and all(room[i] >= amps * c.weight for i in mine[c.key]))
+
+    def take(c: Claim, amps: int) -> None:
+        for p in c.phases:
+            left[p] -= amps
+        for i in mine[c.key]:
+            room[i] -= amps * c.weight
+
     amps: dict[str, int] = {}
     for c in claims:
         if c.fixed is not None:
             amps[c.key] = c.fixed
-            for p in c.phases:
-                left[p] -= c.fixed
+            take(c, c.fixed)
     admitted: list[Claim] = []
     for c in claims:
         if c.fixed is not None:
             continue
-        if c.cap >= min_current and all(left[p] >= min_current for p in c.phases):
+        if c.cap >= min_current and fits(c, min_current):
             amps[c.key] = min_current
-            for p in c.phases:
-                left[p] -= min_current
+            take(c, min_current)
             admitted.append(c)
         else:
             amps[c.key] = 0
@@ -188,13 +229,12 @@ def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int) ->
     for level in sorted({c.priority for c in admitted}, reverse=True):
         group = [c for c in admitted if c.priority == level]
         while True:
-            growable = [c for c in group if amps[c.key] < c.cap and all(left[p] >= 1 for p in c.phases)]
+            growable = [c for c in group if amps[c.key] < c.cap and fits(c, 1)]
             if not growable:
                 break
             c = min(growable, key=lambda g: (amps[g.key], -g.held, order[g.key]))
             amps[c.key] += 1
-            for p in c.phases:
-                left[p] -= 1
+            take(c, 1)
     return amps
 
 
@@ -325,6 +365,11 @@ class _Connector:
     limit: int | None = None  # the most its car takes, learned from its reports
     low_reports: int = 0
     energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
+    # A cap from a power limit (its charge mode), and why; None: none.
+    power_cap: int | None = None
+    power_cap_reason: str = ""
+    # The house phases its car drew on when last seen drawing: a paused car's reports cannot show them.
+    car_phases: tuple[int, ...] | None = None
 
 
 class SharedBalancer:
@@ -359,6 +404,7 @@ class SharedBalancer:
         self._cycle_seen_at: float | None = None
         self._last_tick: float | None = None
         self._loads = LoadTracker()  # the house's loads, by their steps (cycling ones are kept free)
+        self._budgets: dict[str, PowerBudget] = {}  # power limits on groups of connectors, by name
 
     @property
     def config(self) -> BalancerConfig:
@@ -417,6 +463,7 @@ class SharedBalancer:
             offered = c.inputs.observations().charger_offered
             if max(house_currents) >= PHASE_IN_USE_A:
                 c.idle = False
+                c.car_phases = self._reader.used_phases(now, c.inputs.observations())
             elif offered is not None and offered >= self._cfg.min_current:
                 c.idle = True
         self._learn_limit(now, c, house_currents)
@@ -430,10 +477,12 @@ class SharedBalancer:
         c = self._conn(key)
         if plugged is False:
             c.idle = True
+            c.car_phases = None
         elif plugged and c.plugged is False:
             c.idle = False
             c.limit = None
             c.low_reports = 0
+            c.car_phases = None
         if plugged is not None:
             c.plugged = bool(plugged)
 
@@ -508,6 +557,92 @@ class SharedBalancer:
         dataclasses.replace(c.inputs.config, installation_current=amps)  # validates
         c.installation_current = amps
         c.inputs.reconfigure(now, installation_current=amps)
+
+    # ---- power limits (the capacity tariff, the charge modes) -------------------------
+    def power_limit(self, now: float, key: str, amps_cap: float | None, reason: str = "") -> None:
+        """A cap on one connector's current from a power limit (its charge mode: 0 while `off`, or
+        while a `pv` car waits for surplus), or None for none. A lower cap cuts at once; a higher
+        one is raised like any raise; the fuse and the power budgets apply as well."""
+        self._seen(now)
+        c = self._conn(key)
+        if amps_cap is not None and not (math.isfinite(amps_cap) and amps_cap >= 0):
+            raise ValueError(f"a power limit must be a finite current of at least 0 A, got {amps_cap!r}")
+        c.power_cap = None if amps_cap is None else math.floor(amps_cap)
+        c.power_cap_reason = reason
+        if self._single:
+            self._single_power_limit(now)
+
+    def power_budget(self, now: float, name: str, phase_amps: float | None,
+                     keys: Sequence[str] | None = None, reason: str = "") -> None:
+        """The connectors in `keys` (None: every one) together draw at most `phase_amps`: each its
+        amps times the house phases its car draws on (the budget's watts over the voltage); None
+        removes the budget `name`. A budget that falls below what is given cuts at once; the
+        connectors share it as they share the fuse (`share`)."""
+        self._seen(now)
+        if phase_amps is None:
+            self._budgets.pop(name, None)
+        else:
+            group = None if keys is None else frozenset(self._conn(k).spec.key for k in keys)
+            self._budgets[name] = PowerBudget(float(phase_amps), group, reason)
+        if self._single:
+            self._single_power_limit(now)
+
+    def power_phases(self, now: float, key: str) -> int:
+        """The house phases an amp of this connector counts in a power budget: those its car draws on
+        (when paused, those it drew on last), or all three when nothing has shown them."""
+        c = self._conn(key)
+        return len(c.car_phases or self._reader.used_phases(now, c.inputs.observations()))
+
+    def observations(self, key: str) -> Any:
+        """The connector's inputs (the meter, its charger's reports in house phases, its commands)."""
+        return self._conn(key).inputs.observations()
+
+    def _single_power_limit(self, now: float) -> None:
+        """One connector: the budgets are a cap on its current, for the one-car balancer."""
+        c = next(iter(self._conns.values()))
+        caps = [(c.power_cap, c.power_cap_reason)] if c.power_cap is not None else []
+        n = self.power_phases(now, c.spec.key)
+        caps += [(math.floor(b.phase_amps / n), b.reason) for b in self._budgets.values()]
+        cap, why = min(caps, key=lambda cr: cr[0]) if caps else (None, "")
+        c.inputs.power_limit(now, cap, why)
+
+    def _weights(self, now: float, used: dict[str, tuple[int, ...]], idle: dict[str, bool]) -> dict[str, int]:
+        """What an amp of each connector counts in a power budget: nothing for an outlet whose car
+        draws nothing (its minimum is held for a car to come, and counted against the fuse)."""
+        return {k: 0 if idle[k] else len(c.car_phases or used[k]) for k, c in self._conns.items()}
+
+    def _share(self, budget: Sequence[float], claims: Sequence[Claim]) -> dict[str, int]:
+        return share(budget, claims, self._cfg.min_current, tuple(self._budgets.values()))
+
+    def _power_over(self, amps: dict[str, int], weights: dict[str, int]) -> tuple[list[str], set[str]]:
+        """Why `amps` break a power limit (a connector above its cap, a budget exceeded), and the
+        connectors that must give way; empty when none does."""
+        why: list[str] = []
+        keys: set[str] = set()
+        for k, c in self._conns.items():
+            if c.power_cap is not None and amps[k] > c.power_cap and not c.failed:
+                why.append(f"{k} {c.power_cap_reason or 'power limit'}: at most {c.power_cap} A")
+                keys.add(k)
+        for b in self._budgets.values():
+            if self._drawn(b, amps, weights) > b.phase_amps + 1e-9:
+                why.append(b.reason or f"power limit {b.phase_amps:.0f} A over the phases")
+                keys.update(k for k in self._conns if b.holds(k))
+        return why, keys
+
+    def _drawn(self, b: PowerBudget, amps: dict[str, int], weights: dict[str, int]) -> float:
+        return sum(amps[k] * weights[k] for k in self._conns if b.holds(k) and amps[k] >= self._cfg.min_current)
+
+    def _power_note(self, key: str, amps: dict[str, int], weights: dict[str, int]) -> str:
+        """The power limits that keep this connector below its cap, for its reason."""
+        c = self._conns[key]
+        notes = []
+        if c.power_cap is not None and amps[key] <= c.power_cap < self._cap(c):
+            notes.append(f"{c.power_cap_reason or 'power limit'}: at most {c.power_cap} A")
+        if amps[key] < self._cap(c) and (c.power_cap is None or amps[key] < c.power_cap):
+            for b in self._budgets.values():
+                if b.holds(key) and b.phase_amps - self._drawn(b, amps, weights) < max(weights[key], 1):
+                    notes.append(b.reason or f"power limit {b.phase_amps:.0f} A over the phases")
+        return "".join(f"; {n}" for n in notes)
 
     # ---- helpers ------------------------------------------------------------
     def _cap(self, c: _Connector) -> int:
@@ -587,19 +722,23 @@ class SharedBalancer:
         """Every connector's claim, in precedence order (see `share`). In a cut (`resume_gate`
         False) a paused connector claims nothing: nobody is raised in a cut."""
         cfg = self._cfg
+        weights = self._weights(now, used, idle)
         ordered = []
         for key, c in self._conns.items():
             if c.failed:
                 ordered.append(((0,), Claim(key, used[key], c.target or 0, c.priority,
-                                            fixed=c.target or 0)))
+                                            fixed=c.target or 0, power_phases=weights[key])))
                 continue
             cap = cfg.min_current if idle[key] else self._cap(c)
+            if c.power_cap is not None:
+                cap = min(cap, c.power_cap)
             paused_for = None if c.paused_at is None or c.target else now - c.paused_at
             if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
                 cap = 0  # paused too recently to resume, or a cut
             in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
             rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), key)
-            ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0)))
+            ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0,
+                                        power_phases=weights[key])))
         ordered.sort(key=lambda rc: rc[0])
         return [claim for _, claim in ordered]
 
@@ -707,16 +846,22 @@ class SharedBalancer:
         reasons: dict[str, str] = {}
         over = [p for p in PHASES if load[p] > headroom[p] + cfg.cut_tolerance_a]
         first = any(c.target is None for c in conns.values())
-        if over or first:
-            # Cut now, to what the headroom gives; nobody is raised in a cut.
+        weights = self._weights(now, shares, idle)
+        power_over, power_keys = self._power_over(targets, weights)
+        if over or first or power_over:
+            # Cut now, to what the headroom and the power limits give; nobody is raised in a cut.
             # Within the cut tolerance nobody is cut, so nobody is paused for less either.
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
-            alloc = share(tolerated, self._claims(now, shares, idle, resume_gate=False), cfg.min_current)
+            alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False))
             new = least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a)
+            if power_over:
+                new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
             if over:
                 self._note_cut(now)
             where = ", ".join(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
                               for p in (over or PHASES))
+            if power_over and not over:
+                where = "; ".join(power_over)
             for k in conns:
                 reasons[k] = self._why(k, targets[k], new[k], shares, where, headroom, new)
             summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
@@ -765,7 +910,7 @@ class SharedBalancer:
                 continue
             # What is given now stays possible: amps are only moved or added, never lost to an old reading.
             budget = [max(level[p], load[p]) for p in PHASES]
-            ideal = share(budget, self._claims(now, used, idle, resume_gate=True), cfg.min_current)
+            ideal = self._share(budget, self._claims(now, used, idle, resume_gate=True))
             if hold == long_hold or not cycling:
                 break
             worth = any(ideal[k] - targets[k] >= cfg.follow_min_step_a or (ideal[k] and not targets[k])
@@ -803,10 +948,12 @@ class SharedBalancer:
                     f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
                 continue
             wait = 0.0 if c.written_at is None else cfg.min_command_interval_s - (now - c.written_at)
-            if targets[k] and ideal[k] - targets[k] < RAISE_MIN_STEP_A and ideal[k] < self._cap(c):
-                reasons[k] = f"holding {targets[k]} A (a raise of less than {RAISE_MIN_STEP_A} A is not worth a write)"
+            if (targets[k] and ideal[k] - targets[k] < RAISE_MIN_STEP_A and ideal[k] < self._cap(c)
+                    and self._tokens(now, c) < cfg.write_budget_burst - 1):
+                reasons[k] = (f"holding {targets[k]} A (a raise of less than {RAISE_MIN_STEP_A} A waits for "
+                              "a full write budget)")
                 continue
-            if targets[k] and self._tokens(now, c) < 1.0:
+            if targets[k] and self._tokens(now, c) < WRITES_PER_RAISE:
                 reasons[k] = f"{targets[k]} A; raise to {ideal[k]} A when its write budget allows"
                 continue
             if wait > 0:
@@ -870,9 +1017,12 @@ class SharedBalancer:
         """Per connector: write what changed (raises paced per connector, cuts at once)."""
         cfg = self._cfg
         parts = []
+        weights = self._weights(now, used, idle)
         for key, c in self._conns.items():
             want = new[key]
             reason = reasons.get(key, summary)
+            if not meter_stale:
+                reason += self._power_note(key, new, weights)
             last = c.inputs.observations().commanded if c.confirmed else None
             if c.failed:
                 want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)

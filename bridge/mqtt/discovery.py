@@ -62,6 +62,7 @@ class Entity:
 def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Entity]:
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
     kilowatts = {"device_class": "power", "unit_of_measurement": "kW", "state_class": "measurement"}
+    watts = {**kilowatts, "unit_of_measurement": "W"}
     es: list[Entity] = [
         Entity(
             "charge_at",
@@ -82,6 +83,10 @@ def _entities(t: Topics, cp: str, n: int, limits: dict[str, float]) -> list[Enti
         es.append(
             Entity(f"meter_current_l{p + 1}", "sensor", {"name": f"Meter current L{p + 1}", "state_topic": t.meter_current(p), **current})
         )
+    # Published only where the meter gives power (its net W, import positive); unknown otherwise.
+    for p in PHASES:
+        es.append(Entity(f"meter_power_l{p + 1}", "sensor", {"name": f"Meter power L{p + 1}", "state_topic": t.meter_power(p), **watts}))
+    es.append(Entity("meter_power", "sensor", {"name": "Meter power", "state_topic": t.meter_power_total, **watts}))
     for p in PHASES:
         es.append(
             Entity(
@@ -369,7 +374,8 @@ def connector_messages(
     sw_version: str,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Several connectors on one fuse: one connector's own entities (its ChargeAt, its priority
-    as a number, status, current, power, energy) on its charge point's device."""
+    as a number, its charge mode as a select, status, current, power, energy) on its charge point's
+    device."""
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
     t, n = topics, connector
     entities = [
@@ -380,6 +386,9 @@ def connector_messages(
         Entity("priority", "number", {"name": f"Connector {n} priority", "state_topic": t.charger_priority(cp_id, n),
                                       "command_topic": t.charger_priority_set(cp_id, n), "min": 0, "max": 9,
                                       "step": 1, "mode": "slider", "entity_category": "config"}),
+        Entity("charge_mode", "select", {"name": f"Connector {n} charge mode", "state_topic": t.charge_mode(cp_id, n),
+                                         "command_topic": t.charge_mode_set(cp_id, n), "options": list(CHARGE_MODES),
+                                         "icon": "mdi:solar-power-variant"}),
         Entity("status", "sensor", {"name": f"Connector {n} status", "state_topic": t.charger_status(cp_id, n),
                                     "icon": "mdi:ev-plug-type2"}),
         *(Entity(f"current_l{p + 1}", "sensor", {"name": f"Connector {n} current L{p + 1}",

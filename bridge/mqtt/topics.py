@@ -228,6 +228,8 @@ class Topics:
             self.balancer_state,
             self.balancer_paused,
             *(self.meter_current(p) for p in PHASES),
+            *(self.meter_power(p) for p in PHASES),  # where the meter gives power
+            self.meter_power_total,
             self.meter_stale,
             self.charger_online(cp),
             self.charger_status(cp, n),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from bridge.balancer import Balancer, Decision
 from bridge.config import Settings
@@ -231,6 +231,11 @@ class ChargerLink:
         return f"{self.view.cp_id}:{self.connector}"
 
     @property
+    def name(self) -> str:
+        """The connector as a message names it to the user: "CP connector N"."""
+        return f"{self.view.cp_id} connector {self.connector}"
+
+    @property
     def failing(self) -> bool:
         """Not known yet, a configuration error, or backing off after a cloud error: the balancer
         cannot count on writing it."""
@@ -379,3 +384,14 @@ class ChargerLink:
     def addresses(self, cp: str | None, connector: int | None) -> bool:
         """Whether a command topic's charge point (and connector) is this link's."""
         return self.ready and cp == self.view.cp_id and connector in (None, self.connector)
+
+
+def installation_limit(links: Sequence[ChargerLink]) -> tuple[int | None, str | None]:
+    """The lowest installation current known among `links`, and, with several connectors,
+    the name of the one it belongs to: a setting every connector shares (the default
+    current) must fit each of them, so the lowest one bounds it."""
+    known = [link for link in links if link.view.installation_current]
+    if not known:
+        return None, None
+    lowest = min(known, key=lambda link: link.view.installation_current or 0)
+    return lowest.view.installation_current, lowest.name if len(links) > 1 else None

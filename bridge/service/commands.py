@@ -35,10 +35,9 @@ from bridge.mqtt.payloads import (
     parse_press,
 )
 from bridge.mqtt.topics import COMMAND_NAMES, Command, Topics
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock
 from bridge.service.health import Health
-from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeSettings
 
@@ -166,7 +165,7 @@ class CommandHandler:
         if spec.to_charger:
             target = next((link for link in self.links if link.addresses(command.cp, command.connector)), None)
             if target is None:
-                driven = ", ".join(f"{link.view.cp_id} connector {link.connector}" for link in self.links)
+                driven = ", ".join(link.name for link in self.links)
                 raise CommandRefused(f"unknown charge point or connector in {command.topic!r}; "
                                      f"this bridge drives {driven}")
             self.target = target
@@ -204,8 +203,10 @@ class CommandHandler:
         return _limit(check_max_a, value, self.settings.balancer_min_current, self.settings.balancer_fuse_a)
 
     def valid_default_current(self, value: float) -> int:
+        # One default current for every connector: above the lowest installation current it is
+        # refused, naming that connector, as one connector's command is (and as a stored value is).
         return _limit(check_default_current, value, self.settings.balancer_min_current,
-                      self.link.view.installation_current)
+                      *installation_limit(self.links))
 
     def valid_charger_current(self, value: float) -> int:
         if self.runtime.enabled:
@@ -217,19 +218,10 @@ class CommandHandler:
         return _limit(check_charger_current, value, highest)
 
     def valid_capacity_limit(self, value: float) -> float:
-        self.power_limits_apply()
         try:
             return check_capacity_limit(value)
         except ValueError as e:
             raise CommandRefused(str(e)) from None
-
-    def valid_charge_mode(self, mode: str) -> str:
-        self.power_limits_apply()
-        return mode
-
-    def power_limits_apply(self) -> None:
-        if isinstance(self.balancer, SharedBalancer):
-            raise CommandRefused(POWER_LIMITS_ONE_CONNECTOR)
 
     def valid_refresh(self, value: None) -> None:
         if not any(link.ready for link in self.links):
@@ -265,7 +257,20 @@ class CommandHandler:
         return value
 
     def apply_charge_mode(self, now: float, mode: str) -> str:
-        return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
+        if not isinstance(self.balancer, SharedBalancer):
+            return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
+        # Several connectors on one fuse: each has its own.
+        key = self.target.key
+        self.runtime.charge_modes[key] = mode
+        self.save(now)
+        log.info("charge mode of %s set to %s by command", key, mode)
+        self.decide(now)
+        return mode
+
+    def shown_charge_mode(self) -> tuple[str, str] | None:
+        mode = (self.power.mode_of(self.target.key) if isinstance(self.balancer, SharedBalancer)
+                else self.runtime.charge_mode)
+        return self.shown_charger(self.topics.charge_mode, mode)
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
@@ -360,8 +365,7 @@ COMMANDS: dict[str, CommandSpec] = {
         lambda h: (h.topics.capacity_limit_kw, format_number(h.power.limit_kw or 0)),
     ),
     "charge_mode": CommandSpec(
-        parse_charge_mode, CommandHandler.valid_charge_mode, CommandHandler.apply_charge_mode,
-        lambda h: h.shown_charger(h.topics.charge_mode, h.runtime.charge_mode),
+        parse_charge_mode, _accept, CommandHandler.apply_charge_mode, CommandHandler.shown_charge_mode,
         to_charger=True,
     ),
 }

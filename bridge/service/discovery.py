@@ -12,7 +12,7 @@ from bridge.limits import default_current_range, max_a_range
 from bridge.mqtt.client import Message, Subscription
 from bridge.mqtt.discovery import connector_messages, discovery_messages, ha_status_topic
 from bridge.mqtt.topics import Topics
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.publisher import StatePublisher
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class Discovery:
             return
         s = self.settings
         max_a_min, max_a_max = max_a_range(s.balancer_min_current, s.balancer_fuse_a)
-        default_min, default_max = default_current_range(s.balancer_min_current, view.installation_current)
+        # One default current for every connector: its range ends at the lowest installation current.
+        default_min, default_max = default_current_range(s.balancer_min_current, installation_limit(self.links)[0])
         limits = {
             "max_a_min": max_a_min,
             "max_a_max": max_a_max,

@@ -1,11 +1,15 @@
-"""The power limits in the service: the capacity tariff's guard and the connector's charge mode.
+"""The power limits in the service: the capacity tariff's guard and each connector's charge mode.
 
 Before every decision the house's net power (the meter's whole-house power, else its phases'
 powers, else their currents times P1_VOLTAGE: `meter_input.house_power`; the capacity guard counts
-export as no import) and the car's draw (from the charger's report) go to the guard and to the
-surplus controller; their cap goes to the balancer's `power_limit`,
-where the fuse limits apply as well. The guard's state (the month's peaks, the period so far) is
-kept in `capacity.json` in the state folder, so that a restart keeps what the month has billed.
+export as no import) and the cars' draw (from the chargers' reports) go to the guard and to the
+surplus controller. With one connector their cap goes to the balancer's `power_limit`. With several
+sharing the fuse, the guard's allowance for all cars together becomes one power budget for every
+connector and the surplus one budget for the connectors in `pv` and `minpv` together
+(`SharedSurplus`), which the shared balancer divides as it divides the fuse; a connector in `off`,
+or in `pv` before its car has started, is capped at 0. The fuse limits apply as well. The guard's
+state (the month's peaks, the period so far) is kept in `capacity.json` in the state folder, so
+that a restart keeps what the month has billed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from pathlib import Path
 
 from bridge.balancer import Balancer
 from bridge.balancer.capacity import CapacityGuard, CapacityStatus
-from bridge.balancer.power import CapacityCap, SurplusConfig, SurplusController, combine
+from bridge.balancer.power import (
+    CapacityCap,
+    SharedPowerLimits,
+    SurplusConfig,
+    SurplusController,
+    combine,
+)
+from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer
 from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
 from bridge.mqtt.payloads import format_number
@@ -31,11 +42,6 @@ log = logging.getLogger(__name__)
 
 PUBLISH_EVERY_S = 10.0  # period_kw and projected_kw change every second; retained every 10 s is plenty
 SAVE_EVERY_S = 300.0  # the period so far; the month's peaks are saved as soon as they change
-
-
-# With several connectors on one fuse the shared balancer has no power cap yet.
-POWER_LIMITS_ONE_CONNECTOR = ("the capacity limit and the charge modes apply with one connector; with several "
-                              "connectors sharing the fuse they are not applied (only the fuse is balanced)")
 
 
 def wall_clock(zone) -> Callable[[], datetime]:
@@ -57,13 +63,16 @@ class PowerLimits:
         self.wall = wall or wall_clock(self.zone)
         self.path = path or settings.chargeamps_state_dir / "capacity.json"
         self.voltage = settings.p1_voltage
-        self.surplus = SurplusController(SurplusConfig(
+        surplus = SurplusConfig(
             window_s=settings.pv_window_s,
             import_allowance_w=settings.pv_import_allowance_w,
             enable_delay_s=settings.pv_enable_delay_s,
             disable_delay_s=settings.pv_disable_delay_s,
-        ))
+        )
+        self.surplus = SurplusController(surplus)
         self.cap = CapacityCap()
+        # Several connectors: one surplus and one allowance for the cars together.
+        self.shared = SharedPowerLimits(surplus, self.voltage)
         self.guard: CapacityGuard | None = None
         self.status: CapacityStatus | None = None
         self.last_error: str | None = None
@@ -122,8 +131,15 @@ class PowerLimits:
 
     # ---- each decision -------------------------------------------------------------------
 
+    def mode_of(self, key: str) -> str:
+        """A connector's charge mode when several share the fuse."""
+        return self.runtime.charge_mode_of(key)
+
     def update(self, now: float) -> None:
         """Give the balancer the cap of the capacity guard and the charge mode for `now`."""
+        if isinstance(self.balancer, SharedBalancer):
+            self._update_shared(now, self.balancer)
+            return
         obs = self.balancer.observations()
         if any(a is None for a in obs.meter):
             self.balancer.power_limit(now, 0 if self.runtime.charge_mode == "off" else None, "charge mode off")
@@ -143,6 +159,28 @@ class PowerLimits:
                                                   cfg.min_current, cfg.current_cap)
         cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
         self.balancer.power_limit(now, cap, reason)
+        if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
+            self.publish(now)
+
+    def _update_shared(self, now: float, shared: SharedBalancer) -> None:
+        """Several connectors: the capacity allowance for every car and the surplus for the cars in
+        `pv` and `minpv`, each as one budget the shared balancer divides; `off` caps a connector at 0."""
+        keys = shared.keys
+        modes = {k: self.mode_of(k) for k in keys}
+        meter = shared.observations(keys[0]).meter
+        if any(a is None for a in meter):
+            for k in keys:
+                shared.power_limit(now, k, 0 if modes[k] == "off" else None, "charge mode off")
+            return
+        house = self._house(now, meter)  # type: ignore[arg-type]
+        draws = self.shared.draws_w(shared)
+        status = None
+        if self.guard is not None:
+            self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
+            self._keep(now)
+        # Higher priority first, then as listed: who starts first from the surplus.
+        order = sorted(keys, key=lambda k: -self.runtime.priorities.get(k, DEFAULT_PRIORITY))
+        self.shared.apply(now, shared, house.net_w, draws, modes, order, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
 

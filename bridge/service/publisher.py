@@ -59,6 +59,10 @@ class StatePublisher:
         self.publish(t.meter_stale, format_bool(d.meter_stale))
         self.publish(t.balancer_paused, format_bool(d.paused))
         state = d.to_dict()
+        if isinstance(d, SharedDecision) and len(d.connectors) > 1:
+            for entry in state["connectors"]:
+                key = f"{entry['chargepoint']}:{entry['connector']}"
+                entry["charge_mode"] = runtime.charge_mode_of(key)
         state["enabled"] = runtime.enabled
         state["max_a"] = runtime.max_a
         state["default_current"] = runtime.default_current

@@ -70,16 +70,23 @@ class RuntimeKeeper:
         except ValueError as e:
             self._refused(e, DEFAULT_CHARGE_MODE)
             loaded.charge_mode = DEFAULT_CHARGE_MODE
+        for key, mode in list(loaded.charge_modes.items()):
+            try:
+                loaded.charge_modes[key] = check_charge_mode(str(mode))
+            except ValueError as e:
+                self._refused(f"charge mode of {key}: {e}", DEFAULT_CHARGE_MODE)
+                del loaded.charge_modes[key]
         return loaded
 
-    def fit(self, runtime: RuntimeSettings, installation_current: int | None) -> bool:
+    def fit(self, runtime: RuntimeSettings, installation_current: int | None, whose: str | None = None) -> bool:
         """Refuse a stored default current above the installation current (once that is
-        known), as the command would; True when the runtime settings changed."""
+        known; `whose` it is, with several connectors), as the command would; True when the
+        runtime settings changed."""
         s = self.settings
         if runtime.default_current == s.balancer_default_current:
             return False  # the configured value: the balancer caps it at the installation current
         try:
-            check_default_current(runtime.default_current, s.balancer_min_current, installation_current)
+            check_default_current(runtime.default_current, s.balancer_min_current, installation_current, whose)
         except LimitError as e:
             self._refused(e, f"{s.balancer_default_current} A")
             runtime.default_current = s.balancer_default_current

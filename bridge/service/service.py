@@ -26,13 +26,13 @@ from bridge.mqtt.meter import MeterConfigError
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
 from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock, MonotonicClock
 from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
 from bridge.service.meter_input import MeterInput
-from bridge.service.power_limits import POWER_LIMITS_ONE_CONNECTOR, PowerLimits
+from bridge.service.power_limits import PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
 from bridge.service.sharing import ConnectorInputs
@@ -111,14 +111,6 @@ class BridgeService:
             links=self.links, power=self.power,
         )
         self.mqtt.subscribe_on_connect(self._subscriptions())
-        self._power_limits_with_sharing()
-
-    def _power_limits_with_sharing(self) -> None:
-        """The capacity guard and the charge modes cap one connector's current; with several
-        connectors sharing the fuse they are not applied, and health says so when they are set."""
-        if self.shared and (self.power.limit_kw or self.runtime.charge_mode != "fast"):
-            self.health.last_error = POWER_LIMITS_ONE_CONNECTOR
-            log.warning("%s", POWER_LIMITS_ONE_CONNECTOR)
 
     def _link(self, inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
         return ChargerLink(
@@ -149,12 +141,12 @@ class BridgeService:
         self.links = self._shared_links(specs)
         self.link = self.links[0]
         self.meter_input.balancer = self.balancer  # type: ignore[assignment]
+        self.power.balancer = self.balancer  # type: ignore[assignment]
         self.commands.balancer = self.balancer  # type: ignore[assignment]
         self.commands.links, self.commands.link, self.commands.target = self.links, self.link, self.link
         self.discovery.links, self.discovery.link = self.links, self.link
         log.info("charge point %s has car connectors %s on one fuse: balancing them together "
                  "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
-        self._power_limits_with_sharing()
         return True
 
     @property
@@ -325,6 +317,7 @@ class BridgeService:
         by_key = {link.key: link for link in self.links}
         for key, link in by_key.items():
             shared.charger_failed(now, key, link.failing)
+        self.power.update(now)
         d = shared.decide(now)
         previous = self.decision
         self.decision = d
@@ -338,6 +331,7 @@ class BridgeService:
         for c in orders:
             by_key[c.key].apply(now, c, self.runtime.enabled)  # type: ignore[arg-type]
         self.publisher.balancer(d, self.runtime)
+        self._publish_charge_mode()
 
     # ---- publishing -------------------------------------------------------------
 
@@ -347,8 +341,7 @@ class BridgeService:
 
     def _installation_current_known(self, now: float) -> None:
         """A stored default current above the installation current is refused, as the command would be."""
-        known = [link.view.installation_current for link in self.links if link.view.installation_current]
-        if self.keeper.fit(self.runtime, min(known) if known else None):
+        if self.keeper.fit(self.runtime, *installation_limit(self.links)):
             self.balancer.reconfigure(now, default_current=self.runtime.default_current)
         self.discovery.announce()  # the default current's range changed
 
@@ -366,7 +359,11 @@ class BridgeService:
 
     def _publish_charge_mode(self) -> None:
         if self.shared:
-            return  # charge modes drive one connector (see POWER_LIMITS_ONE_CONNECTOR)
+            for link in self.links:
+                if link.view.cp_id:
+                    self.publisher.publish(self.topics.charge_mode(link.view.cp_id, link.connector),
+                                           self.power.mode_of(link.key))
+            return
         if self.link.view.cp_id:
             self.publisher.publish(self.topics.charge_mode(self.link.view.cp_id, self.link.connector),
                                    self.runtime.charge_mode)

@@ -306,8 +306,9 @@ class SharedResult:
 
 
 def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, limits: Limits,
-                  lag_s: float = 10.0) -> SharedResult:
-    """Run a balancer of several connectors (`SharedBalancer`'s interface) over one trace."""
+                  lag_s: float = 10.0, power: Any = None) -> SharedResult:
+    """Run a balancer of several connectors (`SharedBalancer`'s interface) over one trace. `power` (a
+    bridge.sim.power_bench.SharedPowerRun) adds the capacity guard and the charge modes, as in the service."""
     models = [ChargerModel(lag_s=lag_s, phases=c.phases, car_max_a=c.max_a, initial_a=limits.default_current)
               for c in cars]
     keys = [car_key(i) for i in range(len(cars))]
@@ -322,6 +323,7 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
     for key in keys:
         # The bench's cars are plugged in throughout; a demand of 0 is a full car.
         balancer.car_plugged(0.0, key, True)
+    metered = [0.0, 0.0, 0.0]  # the meter's last word on each phase, for the power limits
     for t in range(trace.duration_s):
         now = float(t)
         demands = [demand_at(trace, i, t, c) for i, c in enumerate(cars)]
@@ -330,6 +332,9 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         for p in range(3):
             if met[p][t]:
                 balancer.meter(now, p, totals[p])
+                metered[p] = totals[p]
+        if power is not None:
+            power.step_shared(t, balancer, metered, totals, [trace.base[p][t] for p in range(3)], draws)
         if t % CHARGER_POLL_S == 0:
             for key, d, c in zip(keys, draws, cars):
                 balancer.charger(now, key, tuple(d if on else 0.0 for on in c.phases), c.phases)
@@ -392,7 +397,13 @@ def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
     s = entry["strategies"].get("adaptive")
     if s is None:
         return []
-    misses = _fuse_and_energy_misses(s, lag_s, TARGET_SHARED_ENERGY_RATIO)
+    if "capacity" in s or "power_cars" in s:
+        # Power limits hold the cars back on purpose: the fuse oracle's energy is no target.
+        from bridge.sim.power_bench import shared_power_target_misses
+
+        misses = _fuse_and_energy_misses(s, lag_s, 0.0) + shared_power_target_misses(s)
+    else:
+        misses = _fuse_and_energy_misses(s, lag_s, TARGET_SHARED_ENERGY_RATIO)
     if s["fairness"] is not None and s["fairness"] < TARGET_FAIRNESS:
         misses.append(f"fairness {s['fairness']:.3f} < {TARGET_FAIRNESS}")
     if s["max_writes_per_h_per_connector"] > TARGET_WRITES_PER_HOUR:
@@ -421,13 +432,15 @@ def run_bench(
     cars: Sequence[CarSpec] | None = None,
     shared_factory: Callable[[Any, str, Sequence[CarSpec]], Any] | None = None,
     power_for: Callable[[HouseTrace], tuple[HouseTrace, Any]] | None = None,
+    shared_power_for: Callable[[HouseTrace, Sequence[CarSpec], Sequence[str]], Any] | None = None,
 ) -> tuple[dict, dict[str, dict[str, StrategyResult]]]:
     """Score every strategy on every trace: the JSON report and the raw results (with series when `record`).
 
     A trace with cars (`cars`, or the trace's own, or its demand columns) is replayed through a
     balancer of one connector per car (`shared_factory`, default `shared_balancer`); its entry has
     `cars` and `fairness` too. Others are replayed as before, one car, with `power_for`
-    (bridge.sim.power_bench.power_run_factory) giving each trace its car and power limits."""
+    (bridge.sim.power_bench.power_run_factory) giving each trace its car and power limits;
+    `shared_power_for` (bridge.sim.power_bench.shared_power_run_factory) gives several cars theirs."""
     limits = limits_of(cfg)
     report: dict[str, Any] = {
         "traces": [],
@@ -454,7 +467,7 @@ def run_bench(
         chosen = cars_of(trace, cars)
         if chosen is not None:
             entry = _shared_trace_entry(trace, chosen, cfg, strategies, shared_factory or shared_balancer,
-                                        limits, lag_s)
+                                        limits, lag_s, shared_power_for)
             report["traces"].append(entry)
             continue
         for strategy in strategies:
@@ -483,16 +496,20 @@ def run_bench(
 
 def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, strategies: Sequence[str],
                         factory: Callable[[Any, str, Sequence[CarSpec]], Any], limits: Limits,
-                        lag_s: float) -> dict[str, Any]:
+                        lag_s: float, power_for: Callable[..., Any] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": trace.name, "duration_s": trace.duration_s,
                              "cars": [spec.label for spec in cars], "strategies": {}}
     if len(cars) > 1:
         # Only `adaptive` shares a fuse (`homey` is the one-car original); run_cli refuses others given by name.
         strategies = [s for s in strategies if s == "adaptive"]
     for strategy in strategies:
-        result = replay_shared(trace, cars, factory(cfg, strategy, cars), limits, lag_s=lag_s)
+        keys = [car_key(i) for i in range(len(cars))]
+        power = power_for(trace, cars, keys) if power_for is not None and len(cars) > 1 else None
+        result = replay_shared(trace, cars, factory(cfg, strategy, cars), limits, lag_s=lag_s, power=power)
         entry["oracle"] = {"energy_kwh": round(result.oracle_kwh, 4)}
         entry["strategies"][strategy] = shared_figures(trace, cars, result)
+        if power is not None:
+            entry["strategies"][strategy].update(power.score_shared())
     return entry
 
 
@@ -582,6 +599,7 @@ def _car_lines(entry: dict, lag_s: float) -> list[str]:
         for car in m["cars"]:
             lines.append(f"{'':<28} car {car['car']} {car['phases']:<11} {car['energy_kwh']:7.2f} kWh "
                          f"(oracle {car['oracle_kwh']:.2f}), {car['commands']} writes, {car['pauses']} pauses")
+        lines.extend(_power_lines(name, {"capacity": m.get("capacity"), "cars": m.get("power_cars", [])}))
     if "adaptive" in entry["strategies"]:
         misses = shared_target_misses(entry, lag_s)
         lines.append(f"{'':<24} targets for several cars: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
@@ -662,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "adaptive, the only one that shares a fuse)")
     p.add_argument("--car", action="append", default=[], metavar="PHASES[:MAX_A][:MODE]",
                    help="put a car on every trace (repeatable, one per car): the house phases it charges on, "
-                        "the most it draws and, with one car, its charge mode (fast, pv, minpv, off), e.g. "
+                        "the most it draws and its charge mode (fast, pv, minpv, off), e.g. "
                         "L1L2L3, L2, L1L2L3:10, L1L2L3:16:pv; a trace's car1, car2, ... columns give each car's "
                         "demand. Default: the trace's car, fast (a two-car scenario: its own cars)")
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
@@ -733,18 +751,19 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
             for strategy in strategies:
                 balancer_factory(cfg, strategy)
             return _run_generated_cli(args, cfg, strategies, balancer_factory)
-        from bridge.sim.power_bench import POWER_SCENARIOS, power_run_factory
+        from bridge.sim.power_bench import POWER_SCENARIOS, power_run_factory, shared_power_run_factory
 
         traces = [load_trace(path) for path in args.trace]
         names = args.scenario or ([] if args.trace else scenario_names())
         traces += [POWER_SCENARIOS[name][0]() if name in POWER_SCENARIOS else scenario(name) for name in names]
-        if len(cars) > 1 and any(car.mode != "fast" for car in cars):
-            raise BenchError("a charge mode (--car PHASES:MAX_A:MODE) is benched with one car; "
-                             "several cars share the fuse at fast")
         power_for = power_run_factory(os.environ if environ is None else environ, args.start,
                                       args.car[0] if len(args.car) == 1 else None, args.charger_lag_s,
                                       int(getattr(cfg, "min_current", IEC_MIN_CURRENT_A)),
                                       int(getattr(cfg, "current_cap", cfg.default_current)))
+        shared_power_for = shared_power_run_factory(os.environ if environ is None else environ, args.start,
+                                                    args.charger_lag_s,
+                                                    int(getattr(cfg, "min_current", IEC_MIN_CURRENT_A)),
+                                                    int(getattr(cfg, "current_cap", cfg.default_current)))
         for strategy in strategies:
             balancer_factory(cfg, strategy)  # an unknown strategy fails now, not after minutes of replay
         for trace in traces:
@@ -770,7 +789,8 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
               file=sys.stderr)
         return 2
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                            record=bool(args.plot), cars=shared_cars, power_for=power_for)
+                            record=bool(args.plot), cars=shared_cars, power_for=power_for,
+                            shared_power_for=shared_power_for)
     from bridge.sim.distribution import distribution, format_distribution
 
     everywhere = [s for s in strategies if all(s in e["strategies"] for e in report["traces"])]

@@ -25,7 +25,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bridge.balancer.capacity import CapacityConfig, CapacityGuard, billed, period_start
-from bridge.balancer.power import CapacityCap, SurplusConfig, SurplusController, amps_for_watts, combine
+from bridge.balancer.power import (
+    CapacityCap,
+    SharedPowerLimits,
+    SurplusConfig,
+    SurplusController,
+    amps_for_watts,
+    combine,
+)
 from bridge.limits import MIN_CURRENT_A
 from bridge.sim.house import CarSpec, HouseTrace, parse_car
 
@@ -352,3 +359,93 @@ def power_run_factory(environ: Mapping[str, str], start: str | None, car: str | 
         return trace, PowerRun(trace, spec, settings, when, lag_s, min_a, max_a)
 
     return make
+
+
+# ---- several cars on one fuse ---------------------------------------------------------
+
+class SharedPowerRun(PowerRun):
+    """One replay's power limits with several cars on one fuse: the service's guard and the shared
+    power limits (bridge.balancer.power.SharedPowerLimits) drive the shared balancer, fed as in the
+    service from the chargers' reports. Scored like `PowerRun`; each car in `pv` or `minpv` has its
+    solar share: the export (after what the `fast` cars take) that the cars charging from the surplus
+    took, shared among them by their draw."""
+
+    def __init__(self, trace: HouseTrace, cars: Sequence[CarSpec], keys: Sequence[str], settings: PowerSettings,
+                 start: datetime, lag_s: float, min_a: int, max_a: int) -> None:
+        super().__init__(trace, cars[0], settings, start, lag_s, min_a, max_a)
+        self.cars, self.keys = list(cars), list(keys)
+        self.limits = SharedPowerLimits(settings.surplus, settings.voltage)
+        self.each_ws = [0.0 for _ in cars]
+        self.each_solar_ws = [0.0 for _ in cars]
+
+    def step_shared(self, t: int, shared: Any, metered: Sequence[float], true_totals: Sequence[float],
+                    house: Sequence[float], draws_a: Sequence[float]) -> None:
+        v = self.settings.voltage
+        local = self.local(t)
+        net_w = sum(metered) * v
+        reported = self.limits.draws_w(shared)
+        status = None
+        if self.guard is not None:
+            status = self.guard.update(local, net_w, sum(reported.values()), lag_s=self.lag_s)
+        modes = {k: c.mode for k, c in zip(self.keys, self.cars)}
+        self.limits.apply(float(t), shared, net_w, reported, modes, self.keys, status)
+        cfg = self.settings.capacity
+        if cfg is not None:
+            key = period_start(cfg, local).astimezone(timezone.utc)
+            self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+        car_w = [a * sum(c.phases) * v for a, c in zip(draws_a, self.cars)]
+        solar = [c.mode in ("pv", "minpv") for c in self.cars]
+        fast_w = sum(w for w, s in zip(car_w, solar) if not s)
+        group_w = sum(w for w, s in zip(car_w, solar) if s)
+        export_w = max(0.0, -(sum(house) * v + fast_w))
+        for i, w in enumerate(car_w):
+            self.each_ws[i] += w
+            if solar[i] and group_w > 0:
+                self.each_solar_ws[i] += min(group_w, export_w) * w / group_w
+
+    def score_shared(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.score(0.0, {}).items() if k == "capacity"}
+        if "capacity" in out:
+            out["capacity"]["energy_ratio"] = None  # the capacity oracle is for one car
+        cars = []
+        for i, c in enumerate(self.cars):
+            if c.mode not in ("pv", "minpv"):
+                continue
+            ws, solar = self.each_ws[i], self.each_solar_ws[i]
+            cars.append({"car": self.keys[i], "mode": c.mode, "energy_kwh": round(ws / 3.6e6, 4),
+                         "solar_share": round(solar / ws, 4) if ws > 0 else None,
+                         "grid_kwh": round((ws - solar) / 3.6e6, 4), "energy_ratio": None})
+        if cars:
+            out["power_cars"] = cars
+        return out
+
+
+def shared_power_run_factory(environ: Mapping[str, str], start: str | None, lag_s: float, min_a: int, max_a: int
+                             ) -> Callable[[HouseTrace, Sequence[CarSpec], Sequence[str]], SharedPowerRun | None]:
+    """For each trace with several cars: a fresh SharedPowerRun, or None when neither capacity nor a
+    charge mode other than fast applies."""
+    power_settings(environ)
+
+    def make(trace: HouseTrace, cars: Sequence[CarSpec], keys: Sequence[str]) -> SharedPowerRun | None:
+        setup = POWER_SCENARIOS[trace.name][1] if trace.name in POWER_SCENARIOS else None
+        settings = power_settings(environ, setup.settings if setup else {})
+        if settings.capacity is None and all(c.mode == "fast" for c in cars):
+            return None
+        when = parse_start(start or (setup.start if setup else DEFAULT_START), settings.zone)
+        return SharedPowerRun(trace, cars, keys, settings, when, lag_s, min_a, max_a)
+
+    return make
+
+
+def shared_power_target_misses(s: dict, limit_margin_applies: bool = True) -> list[str]:
+    """The power targets of a trace with several cars: the highest period within the limit, the solar
+    share of each car in pv."""
+    misses = []
+    capacity = s.get("capacity")
+    if capacity is not None and limit_margin_applies and (
+            capacity["max_period_kw"] > capacity["limit_kw"] + TARGET_PERIOD_MARGIN_KW):
+        misses.append(f"max period {capacity['max_period_kw']:.3f} kW > limit + {TARGET_PERIOD_MARGIN_KW} kW")
+    for car in s.get("power_cars", []):
+        if car["mode"] == "pv" and car["solar_share"] is not None and car["solar_share"] < TARGET_SOLAR_SHARE:
+            misses.append(f"{car['car']}: solar share {car['solar_share']:.3f} < {TARGET_SOLAR_SHARE}")
+    return misses

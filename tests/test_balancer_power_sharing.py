@@ -1,0 +1,189 @@
+"""Power limits with several connectors on one fuse: `share` under a power budget (the capacity
+tariff's allowance for every car, the solar surplus for those charging from it), `SharedBalancer`'s
+power inputs over simulated seconds, and the surplus shared among the cars in `pv` and `minpv`."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from bridge.balancer import BalancerConfig
+from bridge.balancer.power import SharedSurplus, SurplusCar, SurplusConfig
+from bridge.balancer.sharing import Claim, ConnectorSpec, PowerBudget, SharedBalancer, share
+from tests.test_balancer_sharing import MIN, THREE, Car, Rig
+
+V = 230.0
+
+
+# ---- share under a power budget ---------------------------------------------------------
+
+def test_a_power_budget_for_every_car_is_shared_max_min_fair():
+    claims = [Claim("a", THREE, 16), Claim("b", THREE, 16)]
+    # 42 phase-amps (9.7 kW): 7 A each on three phases, far below the fuse's 30 A per phase.
+    assert share([30, 30, 30], claims, MIN, [PowerBudget(42)]) == {"a": 7, "b": 7}
+    # Room for one car's minimum only (30 < 2 x 18): the last in precedence pauses.
+    assert share([30, 30, 30], claims, MIN, [PowerBudget(30)]) == {"a": 10, "b": 0}
+    # A one-phase car costs one phase-amp per amp: equal amps, the rest to the one that fits.
+    amps = share([30, 30, 30], [Claim("one", (0,), 16), Claim("three", THREE, 16)], MIN, [PowerBudget(30)])
+    assert amps == {"one": 9, "three": 7}
+    # The fuse binds as well: the budget never lifts a phase's limit.
+    assert share([10, 30, 30], claims, MIN, [PowerBudget(90)]) == {"a": 10, "b": 0}
+
+
+def test_a_budget_on_a_group_limits_only_its_members():
+    claims = [Claim("fast", THREE, 16), Claim("solar", THREE, 16)]
+    # 20 phase-amps of surplus for the solar car: 6 A (18); the fast car has the fuse's rest.
+    amps = share([24, 24, 24], claims, MIN, [PowerBudget(20, frozenset({"solar"}))])
+    assert amps == {"fast": 16, "solar": 6}
+    # Not enough for its minimum: the solar car pauses, the fast one is not held back by it.
+    amps = share([24, 24, 24], claims, MIN, [PowerBudget(17, frozenset({"solar"}))])
+    assert amps == {"fast": 16, "solar": 0}
+
+
+def test_an_outlet_without_a_car_counts_nothing_against_a_power_budget():
+    claims = [Claim("car", THREE, 16), Claim("empty", THREE, MIN, power_phases=0)]
+    assert share([30, 30, 30], claims, MIN, [PowerBudget(30)]) == {"car": 10, "empty": MIN}
+
+
+def test_a_power_budget_below_zero_is_refused():
+    with pytest.raises(ValueError, match="power budget"):
+        PowerBudget(-1)
+
+
+claim_st = st.builds(
+    lambda phases, cap, priority, held, weight: (phases, cap, priority, held, weight),
+    st.sampled_from([(0,), (1,), (2,), (0, 1), (0, 1, 2)]),
+    st.integers(0, 32), st.integers(0, 9), st.integers(0, 32), st.sampled_from([None, None, 0, 1, 3]),
+)
+budget_st = st.tuples(st.floats(0, 120), st.sets(st.integers(0, 4), max_size=5) | st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.floats(-5, 60), min_size=3, max_size=3), st.lists(claim_st, min_size=1, max_size=5),
+       st.lists(budget_st, min_size=1, max_size=2))
+def test_share_never_exceeds_a_power_budget_nor_a_phase(budget, raw, raw_powers):
+    claims = [Claim(f"c{i}", ph, cap, prio, held=held, power_phases=w)
+              for i, (ph, cap, prio, held, w) in enumerate(raw)]
+    powers = [PowerBudget(pa, None if keys is None else frozenset(f"c{i}" for i in keys)) for pa, keys in raw_powers]
+    amps = share(budget, claims, MIN, powers)
+    left = list(budget)
+    for c in claims:
+        for p in c.phases:
+            left[p] -= amps[c.key]
+    room = [pb.phase_amps - sum(amps[c.key] * c.weight for c in claims if pb.holds(c.key)) for pb in powers]
+    bound = [c for c in claims
+             if amps[c.key] < c.cap and not any(left[p] < 1 for p in c.phases)
+             and any(r < max(c.weight, 1) and pb.holds(c.key) for r, pb in zip(room, powers))]
+    # Not vacuous: a power budget, not a phase, is what holds some car back.
+    assume(bound)
+    assert all(x >= min(0.0, b) - 1e-9 for x, b in zip(left, budget)), "a phase's budget exceeded"
+    assert all(r >= -1e-9 for r in room), f"a power budget exceeded: {room}"
+    for c in claims:
+        a = amps[c.key]
+        assert a == 0 or MIN <= a <= c.cap
+        if 0 < a < c.cap:  # nothing left unused: a phase or a power budget has no amp left for it
+            assert any(left[p] < 1 for p in c.phases) or any(
+                r < c.weight for r, pb in zip(room, powers) if pb.holds(c.key))
+
+
+# ---- SharedBalancer with power inputs ---------------------------------------------------------
+
+def test_a_capacity_budget_holds_two_cars_cuts_at_once_and_says_so():
+    cfg = BalancerConfig(min_command_interval_s=15)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.b.power_budget(0.0, "capacity", 42, reason="capacity 5 kW: 9.7 kW for the cars")
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (7, 7)
+    assert "capacity 5 kW: 9.7 kW for the cars" in rig.decisions[-1][1].connector("1:1").reason
+    # The allowance falls: both are cut in the very decision, not after a hold.
+    t = rig.t
+    rig.b.power_budget(float(t), "capacity", 36, reason="capacity 5 kW: 8.3 kW for the cars")
+    rig.run(1)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (6, 6)
+    assert [w for w in rig.writes if w[0] == t] == [(t, "1:1", 6), (t, "1:2", 6)]
+    # Removed: the fuse alone; the cars go back to 11 A each (22 A for the cars per phase).
+    rig.b.power_budget(float(rig.t), "capacity", None)
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, 11)
+    assert "capacity" not in rig.decisions[-1][1].connector("1:1").reason
+
+
+def test_a_connector_capped_to_zero_pauses_at_once_and_the_other_takes_the_room():
+    rig = Rig(BalancerConfig(), [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(200)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, 11)
+    t = rig.t
+    rig.b.power_limit(float(t), "1:2", 0, "charge mode off")
+    rig.run(1)
+    assert rig.setting("1:2") == 0 and (t, "1:2", 0) in rig.writes
+    assert "charge mode off: at most 0 A" in rig.decisions[-1][1].connector("1:2").reason
+    rig.run(300)
+    assert rig.setting("1:1") == 16
+    with pytest.raises(ValueError, match="finite current"):
+        rig.b.power_limit(float(rig.t), "1:1", -2)
+    with pytest.raises(ValueError, match="unknown connector"):
+        rig.b.power_budget(float(rig.t), "pv", 10, keys=["9:9"])
+
+
+def test_one_connector_takes_a_budget_as_a_cap_on_its_current():
+    b = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1")])
+    for p in range(3):
+        b.meter(0.0, p, 2.0)
+    b.charger(0.0, "1:1", (16.0, 16.0, 16.0), (True, True, True))
+    b.power_budget(0.0, "capacity", 30, reason="capacity 5 kW")
+    d = b.decide(1.0)
+    assert d.charge_at == 10 and "capacity 5 kW: at most 10 A" in d.reason
+
+
+def test_a_paused_car_counts_the_phases_it_drew_on():
+    b = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    b.charger(0.0, "1:1", (8.0, 0.0, 0.0), None)
+    assert b.power_phases(0.0, "1:1") == 1
+    b.charger(1.0, "1:1", (0.0, 0.0, 0.0), None)  # paused: the report shows no phase
+    assert b.power_phases(1.0, "1:1") == 1
+    assert b.power_phases(1.0, "1:2") == 3  # nothing seen: all three
+    b.car_plugged(2.0, "1:1", False)
+    assert b.power_phases(2.0, "1:1") == 3
+
+
+# ---- the surplus shared among the cars in pv and minpv -------------------------------------------
+
+def cars(*specs):
+    return [SurplusCar(key, mode, phases, draw) for key, mode, phases, draw in specs]
+
+
+def test_two_pv_cars_share_one_surplus_and_start_one_after_the_other():
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=10, disable_delay_s=10, raise_interval_s=0))
+    # 6 kW of export: room for one three-phase car's 4.1 kW, not two.
+    for t in range(12):
+        out = s.step(float(t), -6000.0, cars(("a", "pv", 3, 0.0), ("b", "pv", 3, 0.0)), V, MIN)
+    assert out.caps == {"a": None, "b": 0}
+    assert out.budget == 26  # 6000 / 230, whole: one budget for both, not 26 each
+    assert "needed to start" in out.reasons["b"]
+    # Car a draws 6 A (4.1 kW) of it: the surplus without the cars is the same, still one car's worth.
+    for t in range(12, 30):
+        out = s.step(float(t), -6000.0 + 4140.0, cars(("a", "pv", 3, 4140.0), ("b", "pv", 3, 0.0)), V, MIN)
+    assert out.caps == {"a": None, "b": 0} and out.budget == 26
+    # 10 kW: both start, the second after its enable delay, and share 43 phase-amps.
+    for t in range(30, 42):
+        out = s.step(float(t), -10000.0 + 4140.0, cars(("a", "pv", 3, 4140.0), ("b", "pv", 3, 0.0)), V, MIN)
+    assert out.caps == {"a": None, "b": None} and out.budget == 43
+    # The surplus falls below both minimums: after the disable delay the last started stops.
+    for t in range(42, 54):
+        out = s.step(float(t), -5000.0 + 8280.0, cars(("a", "pv", 3, 4140.0), ("b", "pv", 3, 4140.0)), V, MIN)
+    assert out.caps == {"a": None, "b": 0}
+    assert out.budget == 21  # 5000 / 230
+
+
+def test_a_minpv_car_keeps_its_minimum_and_a_one_phase_pv_car_needs_1_4_kw():
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=0, disable_delay_s=0, raise_interval_s=0))
+    out = s.step(0.0, 500.0, cars(("m", "minpv", 3, 0.0), ("p", "pv", 1, 0.0)), V, MIN)
+    assert out.caps == {"m": None, "p": 0} and out.budget == 18  # the minpv minimum from the grid
+    # 1.5 kW of export: the minpv car's minimum takes it, the pv car would charge from the grid.
+    out = s.step(1.0, -1500.0 + 4140.0, cars(("m", "minpv", 3, 4140.0), ("p", "pv", 1, 0.0)), V, MIN)
+    assert out.caps == {"m": None, "p": 0}
+    # 5.6 kW: 1.4 kW beyond the minpv car's minimum, and the one-phase pv car starts.
+    out = s.step(2.0, -5600.0 + 4140.0, cars(("m", "minpv", 3, 4140.0), ("p", "pv", 1, 0.0)), V, MIN)
+    assert out.caps == {"m": None, "p": None}
+    assert out.budget == 24  # 5600 / 230
