@@ -504,3 +504,28 @@ def test_two_minimums_that_fit_within_the_cut_tolerance_pause_nobody():
     rig.run(300)
     assert (rig.setting("1:1"), rig.setting("1:2")) == (MIN, MIN)
     assert not any(a == 0 for _t, _k, a in rig.writes)
+
+
+def test_raises_wait_for_the_write_budget_and_a_one_amp_raise_for_a_fuller_one():
+    # A tight budget (6 writes an hour, 8 at most): a load that comes and goes spends it, and then a
+    # connector's raise waits for it (cuts never do); a raise of a single amp waits until the budget
+    # is within a few writes of full again.
+    tight = BalancerConfig(write_budget_per_h=6.0, write_budget_burst=8)
+    rig = Rig(tight, [Car("1:1"), Car("1:2")], house=(4.0, 2.0, 2.0))
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (10, 10)
+    for _ in range(4):
+        rig.house[0] = 10.0
+        rig.run(60)
+        assert rig.setting("1:1") + rig.setting("1:2") <= 14  # cut at once, budget or not
+        rig.house[0] = 4.0
+        rig.run(90)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (7, 7)
+    assert "raise to 10 A when its write budget allows" in rig.decisions[-1][1].connector("1:1").reason
+    rig.house[0] = 3.0  # room for 11 + 10
+    rig.run(300)
+    assert rig.setting("1:1") + rig.setting("1:2") == 20
+    reasons = [rig.decisions[-1][1].connector(k).reason for k in ("1:1", "1:2")]
+    assert any("a raise of less than 2 A waits for a fuller write budget" in r for r in reasons), reasons
+    rig.run(3600)  # the budget refills: the last amp is given
+    assert rig.setting("1:1") + rig.setting("1:2") == 21

@@ -22,7 +22,7 @@ LIMITS = Limits(max_a=24, fuse_a=25, default_current=16)
 THREE = CarSpec(phases=(True, True, True), max_a=16)
 ONE_L1 = CarSpec(phases=(True, False, False), max_a=16)
 # Today's figures where a target is missed (README, "Several cars on one fuse"); a floor each.
-ENERGY_FLOORS = {"two-cars-winter": 0.895, "one-phase-beside": 0.895, "car-full-half-way": 0.915}
+ENERGY_FLOORS = {"two-cars-winter": 0.895, "one-phase-beside": 0.91, "car-full-half-way": 0.915}
 
 
 @pytest.fixture(scope="module")

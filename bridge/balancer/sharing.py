@@ -60,10 +60,11 @@ ENERGY_BUCKET_S = 10.0
 # Amps are moved from one car to another (a cut and a raise: two writes) for a resume, or for a
 # raise of at least this much; a smaller evening-out is not worth the writes.
 MOVE_MIN_STEP_A = 2
-# A charging car is raised by at least this much (or to its cap) unless its write budget is
-# (nearly) full: a load that falls slowly is not followed an amp a write, but a quiet house gets
-# its last amp.
+# A charging car is raised by at least this much (or to its cap) unless its write budget is within
+# this many writes of full: a load that falls slowly is not followed an amp a write, but a quiet
+# house gets its last amp.
 RAISE_MIN_STEP_A = 2
+SMALL_RAISE_SPARE_WRITES = 4
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
 
@@ -949,9 +950,9 @@ class SharedBalancer:
                 continue
             wait = 0.0 if c.written_at is None else cfg.min_command_interval_s - (now - c.written_at)
             if (targets[k] and ideal[k] - targets[k] < RAISE_MIN_STEP_A and ideal[k] < self._cap(c)
-                    and self._tokens(now, c) < cfg.write_budget_burst - 1):
+                    and self._tokens(now, c) < cfg.write_budget_burst - SMALL_RAISE_SPARE_WRITES):
                 reasons[k] = (f"holding {targets[k]} A (a raise of less than {RAISE_MIN_STEP_A} A waits for "
-                              "a full write budget)")
+                              "a fuller write budget)")
                 continue
             if targets[k] and self._tokens(now, c) < WRITES_PER_RAISE:
                 reasons[k] = f"{targets[k]} A; raise to {ideal[k]} A when its write budget allows"
