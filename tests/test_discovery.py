@@ -5,6 +5,8 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,9 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bridge.mqtt.discovery import (
     ENTITY_KEYS,
     REQUIRED_KEYS,
+    connector_messages,
     discovery_messages,
     ha_status_topic,
     removal_messages,
+    retired_messages,
 )
 from bridge.mqtt.payloads import parse_bool, parse_charge_mode, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
@@ -216,6 +220,73 @@ def test_removal_is_an_empty_config_on_the_same_topics() -> None:
     assert removal_messages("homeassistant", "n", ["reboot"]) == [("homeassistant/button/n/reboot/config", "")]
     with pytest.raises(ValueError):
         removal_messages("homeassistant", "n", ["nope"])
+
+
+def test_one_connector_announces_byte_for_byte_what_it_always_did() -> None:
+    # Home Assistant keys its entities by unique_id and config topic: any change here renames or
+    # re-creates a user's entities. The file holds the announcement as it was before several
+    # connectors changed what the charge point's set holds; the service publishes json.dumps of each.
+    pinned = json.loads((Path(__file__).parent / "data" / "discovery_one_connector.json").read_text())
+    assert [(topic, json.dumps(config)) for topic, config in messages()] == \
+        [(topic, json.dumps(config)) for topic, config in pinned]
+    assert discovery_messages(Topics(), "homeassistant", "n", CP, 1, "Halo", "0.1.0", LIMITS,
+                              several_connectors=False) == discovery_messages(Topics(), "homeassistant", "n", CP, 1,
+                                                                              "Halo", "0.1.0", LIMITS)
+
+
+AURA = "2098765432A"
+
+
+def aura_with_two_connectors() -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """Everything the service announces for an Aura whose two connectors share the fuse, and what it retires."""
+    t = Topics("chargeamps")
+    announced = discovery_messages(t, "homeassistant", "chargeamps", AURA, 1, "Aura", "0.1.0", LIMITS,
+                                   several_connectors=True)
+    for n in (1, 2):
+        announced += connector_messages(t, "homeassistant", "chargeamps", AURA, n, "Aura", "0.1.0")
+    return announced, retired_messages(t, "homeassistant", "chargeamps", AURA, 1)
+
+
+def test_with_two_connectors_every_unique_id_and_config_topic_is_distinct() -> None:
+    announced, _ = aura_with_two_connectors()
+    unique_ids = Counter(config["unique_id"] for _, config in announced)
+    assert [u for u, count in unique_ids.items() if count > 1] == []
+    assert len({topic for topic, _ in announced}) == len(announced)
+
+
+def test_with_two_connectors_no_state_topic_shows_twice_on_the_device() -> None:
+    announced, _ = aura_with_two_connectors()
+    shown = Counter((config["device"]["identifiers"][0], config["state_topic"])
+                    for _, config in announced if "state_topic" in config)
+    assert [key for key, count in shown.items() if count > 1] == []
+    # What a connector shows is the connector's entity, named after it.
+    t = Topics("chargeamps")
+    names = {config["state_topic"]: config["name"] for _, config in announced if "state_topic" in config}
+    assert names[t.charger_power_kw(AURA, 1)] == "Connector 1 power"
+    assert names[t.charge_mode(AURA, 1)] == "Connector 1 charge mode"
+    assert names[t.charger_status(AURA, 1)] == "Connector 1 status"
+    assert names[t.charger_current(AURA, 1, 0)] == "Connector 1 current L1"
+    assert names[t.charge_at] == "ChargeAt"  # the connectors' sum stays on the charge point
+
+
+def test_with_two_connectors_what_one_connector_announced_and_two_do_not_is_removed() -> None:
+    # A bridge that ran with one connector (or an earlier version that announced both sets) left
+    # these configs retained: an empty retained config is how Home Assistant is told to drop them.
+    announced, retired = aura_with_two_connectors()
+    t = Topics("chargeamps")
+    one = discovery_messages(t, "homeassistant", "chargeamps", AURA, 1, "Aura", "0.1.0", LIMITS)
+    announced_topics = {topic for topic, _ in announced}
+    assert {topic for topic, _ in retired} == {topic for topic, _ in one} - announced_topics
+    assert all(payload == "" for _, payload in retired)
+    assert {topic.split("/")[3] for topic, _ in retired} == {
+        "charge_at", "charger_current_l1", "charger_current_l2", "charger_current_l3", "power", "session_energy",
+        "connector_status", "charge_mode"}
+    # The unique_ids the charge point's set shared with connector 1's entities are connector 1's alone now.
+    by_topic = dict(one)
+    retired_ids = {by_topic[topic]["unique_id"] for topic, _ in retired}
+    kept_ids = {config["unique_id"] for _, config in announced}
+    assert retired_ids & kept_ids == {f"chargeamps_{AURA}_1_{key}" for key in
+                                      ("charge_at", "power", "session_energy", "charge_mode")}
 
 
 def test_ha_status_topic() -> None:

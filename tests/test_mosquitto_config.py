@@ -194,6 +194,22 @@ def test_the_demo_with_the_bridge_credentials_has_its_own_base_topic_and_meter(c
     assert sorted(got) == sorted([(demo.charge_at, b"10"), (meter, b"7.5"), (demo.max_a_set, b"20")])
 
 
+def test_home_assistant_reads_the_demos_state_but_sends_it_no_commands(clients) -> None:
+    # `chargeamps-bridge demo --ha-discovery` announces entities whose state is under
+    # DEMO_BASE_TOPIC: Home Assistant must read it there, and may do nothing more.
+    demo = Topics(DEMO_BASE_TOPIC)
+    ha = clients("homeassistant")
+    ha.subscribe(f"{DEMO_BASE_TOPIC}/#")
+    bridge = clients("chargeamps-bridge")
+    bridge.subscribe(f"{DEMO_BASE_TOPIC}/#")
+    bridge.publish(demo.charge_at, "10")
+    assert ha.received(3, count=1) + ha.received(0.2) == [(demo.charge_at, b"10")]
+    assert bridge.received(3, count=1) == [(demo.charge_at, b"10")]
+    ha.publish(demo.max_a_set, "20")
+    ha.publish(demo.charge_at, "32")
+    assert bridge.received(0.5) == []
+
+
 def test_bridge_cannot_write_outside_its_base_topic(clients) -> None:
     ha = clients("homeassistant")
     ha.subscribe("#")

@@ -546,6 +546,54 @@ def test_home_assistant_gets_one_device_per_charge_point_with_each_connectors_en
             ("charge_at", "status", "current_l1", "power_kw", "session_energy_kwh")} <= states
 
 
+def announced_by_a_service(tmp_path, connectors: str) -> list[tuple[str, str]]:
+    """(config topic, payload) the service publishes to Home Assistant, in order, for `connectors`
+    of the simulator's account (the service is not started: its links are ticked here)."""
+    with several_cars_account() as sim:
+        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                          chargeamps_state_dir=tmp_path, chargeamps_connectors=connectors,
+                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        svc = BridgeService(s)
+        for link in svc.links:
+            link.tick(svc.clock())
+        assert all(link.ready for link in svc.links)
+        return [(t, p) for t, p in svc.publisher._published.items() if t.startswith("homeassistant/")]
+
+
+def test_home_assistant_gets_each_entity_once_from_a_service_with_an_auras_two_connectors(tmp_path):
+    from collections import Counter
+
+    from bridge.mqtt.discovery import retired_messages
+    from bridge.mqtt.topics import Topics
+
+    published = announced_by_a_service(tmp_path, f"{AURA}:1,{AURA}:2")
+    configs = [(t, json.loads(p)) for t, p in published if p]
+    unique_ids = Counter(c["unique_id"] for _, c in configs)
+    assert [u for u, count in unique_ids.items() if count > 1] == []
+    shown = Counter((c["device"]["identifiers"][0], c["state_topic"]) for _, c in configs if "state_topic" in c)
+    assert [key for key, count in shown.items() if count > 1] == []
+    # What one connector announced and two do not is removed, before connector 1's entities that
+    # take over its unique_ids are announced.
+    retired = retired_messages(Topics("unit"), "homeassistant", "unit", AURA, 1)
+    assert retired and [(t, p) for t, p in published if not p] == retired
+    order = [t for t, _ in published]
+    assert max(order.index(t) for t, _ in retired) < order.index(f"homeassistant/sensor/unit/{AURA}_1_power/config")
+
+
+def test_a_service_with_one_connector_announces_what_it_always_did(tmp_path):
+    from bridge import __version__
+    from bridge.mqtt.discovery import discovery_messages
+    from bridge.mqtt.topics import Topics
+
+    published = announced_by_a_service(tmp_path, f"{AURA}:1")
+    number = {key: json.loads(dict(published)[f"homeassistant/number/unit/{key}/config"])
+              for key in ("max_a", "default_current")}
+    limits = {f"{key}_{end}": number[key][end] for key in number for end in ("min", "max")}
+    expected = discovery_messages(Topics("unit"), "homeassistant", "unit", AURA, 1, "AURA", __version__, limits)
+    assert published == [(t, json.dumps(c)) for t, c in expected]
+
+
 def test_a_stored_priority_out_of_range_is_refused_and_the_default_used(tmp_path, caplog):
     from bridge.service.runtime import RuntimeKeeper
     from bridge.state import RuntimeStore

@@ -8,7 +8,7 @@ sends is exactly the bridge's public MQTT API.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
@@ -336,15 +336,44 @@ def discovery_messages(
     device_model: str | None,
     sw_version: str,
     limits: dict[str, float] | None = None,
+    several_connectors: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON."""
+    """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON.
+
+    With `several_connectors` the connectors' own entities (`connector_messages`) show each
+    connector, so this set leaves out what they show; publish `retired_messages` too."""
     bounds = _limits(limits)
     device = _device(cp_id, device_model, sw_version)
     return [
         _announcement(topics, prefix, node_id, entity, entity.key, f"{slug(cp_id)}_{connector}_{entity.key}",
                       device, sw_version)
-        for entity in _entities(topics, cp_id, connector, bounds)
+        for entity in _charge_point_entities(topics, cp_id, connector, bounds, several_connectors)
     ]
+
+
+# With several connectors the charge point's ChargeAt is the connectors' sum and each connector
+# has a ChargeAt of its own under the key `charge_at`: the sum takes another key, so that its
+# unique_id is not the first connector's.
+_SEVERAL_CONNECTORS_KEYS = {"charge_at": "charge_at_total"}
+
+
+def _charge_point_entities(t: Topics, cp: str, n: int, limits: dict[str, float], several: bool) -> list[Entity]:
+    """The charge point's set; with several connectors without what a connector's entity shows
+    (one state topic, one entity: the connector's, named after its connector)."""
+    entities = _entities(t, cp, n, limits)
+    if not several:
+        return entities
+    shown = {e.config["state_topic"] for e in _connector_entities(t, cp, n)}
+    return [replace(e, key=_SEVERAL_CONNECTORS_KEYS.get(e.key, e.key)) for e in entities
+            if e.config.get("state_topic") not in shown]
+
+
+def retired_messages(topics: Topics, prefix: str, node_id: str, cp_id: str, connector: int) -> list[tuple[str, str]]:
+    """Several connectors: (config topic, "") to publish retained for every entity of the charge
+    point's set that one connector announces and several do not, so that Home Assistant drops the
+    ones an earlier announcement left (a bridge run with one connector, or an earlier version)."""
+    kept = {e.key for e in _charge_point_entities(topics, cp_id, connector, DEFAULT_LIMITS, True)}
+    return removal_messages(prefix, node_id, [key for key in ENTITY_KEYS if key not in kept])
 
 
 def _announcement(topics: Topics, prefix: str, node_id: str, entity: Entity, object_id: str, unique_key: str,
@@ -364,21 +393,9 @@ def _announcement(topics: Topics, prefix: str, node_id: str, entity: Entity, obj
     return config_topic(prefix, entity.component, node_id, object_id), config
 
 
-def connector_messages(
-    topics: Topics,
-    prefix: str,
-    node_id: str,
-    cp_id: str,
-    connector: int,
-    device_model: str | None,
-    sw_version: str,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Several connectors on one fuse: one connector's own entities (its ChargeAt, its priority
-    as a number, its charge mode as a select, status, current, power, energy) on its charge point's
-    device."""
+def _connector_entities(t: Topics, cp_id: str, n: int) -> list[Entity]:
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
-    t, n = topics, connector
-    entities = [
+    return [
         Entity("charge_at", "sensor", {"name": f"Connector {n} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
                                        "icon": "mdi:ev-station", **current}),
         Entity("reason", "sensor", {"name": f"Connector {n} reason", "state_topic": t.charger_reason(cp_id, n),
@@ -402,10 +419,24 @@ def connector_messages(
                                             "device_class": "energy", "unit_of_measurement": "kWh",
                                             "state_class": "total_increasing"}),
     ]
+
+
+def connector_messages(
+    topics: Topics,
+    prefix: str,
+    node_id: str,
+    cp_id: str,
+    connector: int,
+    device_model: str | None,
+    sw_version: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Several connectors: one connector's own entities (its ChargeAt, its priority as a number,
+    its charge mode as a select, status, currents, power, energy) on its charge point's device."""
+    n = connector
     device = _device(cp_id, device_model, sw_version)
     return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{n}_{e.key}", f"{slug(cp_id)}_{n}_{e.key}",
                           device, sw_version)
-            for e in entities]
+            for e in _connector_entities(topics, cp_id, n)]
 
 
 def removal_messages(prefix: str, node_id: str, keys: list[str] | None = None) -> list[tuple[str, str]]:

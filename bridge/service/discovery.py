@@ -10,7 +10,7 @@ from bridge import __version__
 from bridge.config import Settings
 from bridge.limits import default_current_range, max_a_range
 from bridge.mqtt.client import Message, Subscription
-from bridge.mqtt.discovery import connector_messages, discovery_messages, ha_status_topic
+from bridge.mqtt.discovery import connector_messages, discovery_messages, ha_status_topic, retired_messages
 from bridge.mqtt.topics import Topics
 from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.publisher import StatePublisher
@@ -56,12 +56,20 @@ class Discovery:
             "default_current_min": default_min,
             "default_current_max": default_max,
         }
+        several = len(self.links) > 1
+        if several:
+            # First, so that Home Assistant has let go of a retired entity's unique_id before a
+            # connector's entity that shares it is announced.
+            for topic, empty in retired_messages(
+                self.topics, s.ha_discovery_prefix, self.topics.base, view.cp_id, self.link.connector,
+            ):
+                self.publisher.publish(topic, empty)
         for topic, payload in discovery_messages(
             self.topics, s.ha_discovery_prefix, self.topics.base, view.cp_id, self.link.connector,
-            view.model, __version__, limits,
+            view.model, __version__, limits, several_connectors=several,
         ):
             self.publisher.publish(topic, json.dumps(payload))
-        if len(self.links) > 1:
+        if several:
             # Several connectors: each one's own entities, on its charge point's device.
             for link in self.links:
                 if link.view.cp_id and link.ready:
