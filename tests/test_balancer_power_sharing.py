@@ -147,6 +147,55 @@ def test_a_paused_car_counts_the_phases_it_drew_on():
     assert b.power_phases(2.0, "1:1") == 3
 
 
+def test_under_a_budget_for_one_minimum_equal_cars_take_turns_no_faster_than_rotate_s():
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))  # the fuse has room for both
+    # 20 phase-amps (4.6 kW): one three-phase car's minimum (18), not two.
+    rig.b.power_budget(0.0, "capacity", 20, reason="capacity 5 kW: 4.6 kW for the cars")
+    rig.run(4000)
+    pauses = [(t, k) for t, k, a in rig.writes if a == 0]
+    keys = [k for _t, k in pauses]
+    assert len(pauses) >= 4 and all(a != b for a, b in zip(keys, keys[1:])), rig.writes
+    for (t1, _k1), (t2, _k2) in zip(pauses[1:], pauses[2:]):
+        assert t2 - t1 >= cfg.rotate_s - cfg.settle_s - 30  # turns no faster than rotate_s
+    paused_at = {}
+    for t, k, a in rig.writes:
+        if a == 0:
+            paused_at[k] = t
+        elif k in paused_at:
+            assert t - paused_at.pop(k) >= cfg.min_pause_s
+    for t, d in rig.decisions:
+        assert sum(p.charge_at for p in d.connectors) * 3 <= 20 or t < 1, t  # never both at once
+    # The reasons name the budget, not the fuse's headroom, and why this car pauses.
+    reasons = [d.connector(k).reason for t, d in rig.decisions for k in ("1:1", "1:2") if t in {p for p, _ in pauses[1:]}]
+    assert any("paused: capacity 5 kW: 4.6 kW for the cars, short of 2 x 6 A; most energy in the last 15 min" in r
+               for r in reasons), reasons
+    assert not any("headroom" in r for r in reasons if r.startswith("paused")), reasons
+
+
+def test_a_budget_that_comes_and_goes_gives_its_windows_in_turn():
+    """The allowance carries one car's minimum for 10 minutes, then nothing for 20 (longer than
+    rotate_s: neither has charged in the last rotate_s when the next window opens). The windows go
+    to the car that has had less since it plugged in, not always to the first listed."""
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    windows = []
+    for _ in range(6):
+        rig.b.power_budget(float(rig.t), "capacity", 20, reason="capacity 5 kW: 4.6 kW for the cars")
+        start = rig.t
+        rig.run(600)
+        charging = {k for t, d in rig.decisions[start:] for k in ("1:1", "1:2") if d.connector(k).charge_at >= MIN}
+        assert len(charging) == 1, rig.writes  # one at a time: the budget has room for one minimum
+        windows.append(charging.pop())
+        rig.b.power_budget(float(rig.t), "capacity", 8, reason="capacity 5 kW: 1.8 kW for the cars")
+        rig.run(1200)
+    assert windows.count("1:1") == windows.count("1:2") == 3, windows
+    # The one waiting says why it waits though neither charged in the last rotate_s.
+    waits = [d.connector(k).reason for _t, d in rig.decisions for k in ("1:1", "1:2")
+             if d.connector(k).reason.startswith("paused: capacity")]
+    assert any("short of 2 x 6 A; taking turns: 1:" in r for r in waits), waits
+
+
 # ---- the surplus shared among the cars in pv and minpv -------------------------------------------
 
 def cars(*specs):
