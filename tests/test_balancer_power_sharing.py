@@ -5,7 +5,7 @@ power inputs over simulated seconds, and the surplus shared among the cars in `p
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bridge.balancer import BalancerConfig
@@ -59,7 +59,7 @@ claim_st = st.builds(
 budget_st = st.tuples(st.floats(0, 120), st.sets(st.integers(0, 4), max_size=5) | st.none())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(st.lists(st.floats(-5, 60), min_size=3, max_size=3), st.lists(claim_st, min_size=1, max_size=5),
        st.lists(budget_st, min_size=1, max_size=2))
 def test_share_never_exceeds_a_power_budget_nor_a_phase(budget, raw, raw_powers):
@@ -196,6 +196,49 @@ def test_a_budget_that_comes_and_goes_gives_its_windows_in_turn():
     assert any("short of 2 x 6 A; taking turns: 1:" in r for r in waits), waits
 
 
+def test_a_falling_budget_is_followed_with_one_write_per_step():
+    """Two one-phase cars on L1 and L2 under a surplus budget that falls two phase-amps at a time
+    (a cloud's edge): each step is one car's write, the cars in turn, not a write of each."""
+    cfg = BalancerConfig()
+    cars = [Car("1:1", phases=(True, False, False)), Car("1:2", phases=(False, True, False))]
+    rig = Rig(cfg, cars, house=(2.0, 2.0, 2.0))
+    rig.b.power_budget(0.0, "pv", 24, reason="pv: surplus 5.5 kW")
+    rig.run(400)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (12, 12)
+    for step, budget in enumerate(range(22, 13, -2)):
+        t = rig.t
+        rig.b.power_budget(float(t), "pv", budget, reason=f"pv: surplus {budget * 0.23:.2f} kW")
+        rig.run(20)
+        assert len([w for w in rig.writes if w[0] >= t]) == 1, (budget, rig.writes[-4:])
+        amps = (rig.setting("1:1"), rig.setting("1:2"))
+        assert sum(amps) <= budget and max(amps) - min(amps) <= 2, (budget, amps)
+    assert (rig.setting("1:1"), rig.setting("1:2")) in {(7, 7), (6, 8), (8, 6)}
+
+
+def test_the_cars_draw_for_the_power_limits_is_the_setting_once_a_write_has_settled():
+    """A report of the last poll, taken before a raise, is not what the car draws after it: the
+    surplus would count the raise as the house's own load."""
+    b = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    b.commanded(0.0, "1:1", 10)
+
+    def car(t: int) -> float:  # the car follows each write 10 s later
+        return 10.0 if t < 110 else 14.0 if t < 160 else 8.0
+
+    for t in range(0, 200):
+        if t == 100:
+            b.commanded(100.0, "1:1", 14)  # a raise
+        if t == 150:
+            b.commanded(150.0, "1:1", 8)  # a cut
+        for p in range(3):
+            b.meter(float(t), p, 2.0 + car(t))
+        if t % 30 == 0:  # the charger's report every 30 s: the last one before the raise at t = 90
+            b.charger(float(t), "1:1", (car(t),) * 3, (True, True, True))
+        if 100 <= t < 105 or 119 <= t < 120 or 150 <= t < 155:
+            # The meter still shows the old setting just after a write; the new one once it settled,
+            # though the last report (t = 90) is older than the raise.
+            assert b.car_draw(float(t), "1:1") == (car(t),) * 3, t
+
+
 # ---- the surplus shared among the cars in pv and minpv -------------------------------------------
 
 def cars(*specs):
@@ -236,3 +279,16 @@ def test_a_minpv_car_keeps_its_minimum_and_a_one_phase_pv_car_needs_1_4_kw():
     out = s.step(2.0, -5600.0 + 4140.0, cars(("m", "minpv", 3, 4140.0), ("p", "pv", 1, 0.0)), V, MIN)
     assert out.caps == {"m": None, "p": None}
     assert out.budget == 24  # 5600 / 230
+
+
+def test_the_surplus_budget_is_cut_a_phase_amp_further_and_raised_after_the_interval():
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=0, disable_delay_s=600, raise_interval_s=120))
+    members = cars(("a", "minpv", 1, 0.0), ("b", "minpv", 1, 0.0))
+    assert s.step(0.0, -9200.0, members, V, MIN).budget == 40  # 9.2 kW: 40 phase-amps
+    # 9.0 kW (39.1): cut at once, one phase-amp further than the surplus.
+    assert s.step(1.0, -9000.0, members, V, MIN).budget == 38
+    # 8.9 kW (38.7): within the margin, no change (no write).
+    assert s.step(2.0, -8900.0, members, V, MIN).budget == 38
+    # Back to 9.2 kW: raised only once the last change is raise_interval_s old.
+    assert s.step(60.0, -9200.0, members, V, MIN).budget == 38
+    assert s.step(121.0, -9200.0, members, V, MIN).budget == 40

@@ -598,6 +598,14 @@ class SharedBalancer:
         c = self._conn(key)
         return len(c.car_phases or self._reader.used_phases(now, c.inputs.observations()))
 
+    def car_draw(self, now: float, key: str) -> Triple:
+        """What the connector's car draws per house phase in the meter's latest reading, as the
+        balancer reads it: its charger's report when taken after the last write settled, else the
+        setting it followed before the writes still on their way (until the meter shows it follow
+        one); 0 for a car offered enough that draws nothing."""
+        obs = self._conn(key).inputs.observations()
+        return self._reader.car_draw_range(now, obs, self._reader.used_phases(now, obs))[2]
+
     def observations(self, key: str) -> Any:
         """The connector's inputs (the meter, its charger's reports in house phases, its commands)."""
         return self._conn(key).inputs.observations()
@@ -633,6 +641,39 @@ class SharedBalancer:
                 why.append(b.reason or f"power limit {b.phase_amps:.0f} A over the phases")
                 keys.update(k for k in self._conns if b.holds(k))
         return why, keys
+
+    def _power_cut(self, amps: dict[str, int], fair: dict[str, int], weights: dict[str, int]) -> dict[str, int]:
+        """A cut to the power limits that writes as few connectors as it can (as `least_cut` does
+        for a phase): a connector above its cap goes to `fair` (the allocation, which keeps every
+        limit); while a budget is exceeded, one of its connectors that can give all of the excess
+        and keep the minimum and all but an amp of its fair share gives it (the one furthest above
+        its fair share), else the one
+        furthest above its fair share goes to that share, else all go to their fair shares."""
+        cfg = self._cfg
+        new = dict(amps)
+        for k, c in self._conns.items():
+            if c.power_cap is not None and new[k] > c.power_cap and not c.failed:
+                new[k] = min(new[k], fair[k])
+        for b in self._budgets.values():
+            while (excess := self._drawn(b, new, weights) - b.phase_amps) > 1e-9:
+                members = [k for k in self._conns if b.holds(k) and not self._conns[k].failed
+                           and new[k] >= cfg.min_current and weights[k] > 0]
+                need = {k: math.ceil(excess / weights[k] - 1e-9) for k in members}
+                # No more than an amp below its fair share: the next step of a falling budget is
+                # the other's, and no evening out (a cut and a raise) is needed after.
+                whole = [k for k in members if new[k] - need[k] >= max(cfg.min_current, fair[k] - 1)]
+                if whole:
+                    k = max(whole, key=lambda m: (new[m] - fair[m], new[m], m))
+                    new[k] -= need[k]
+                    continue
+                above = [k for k in members if new[k] > fair[k]]
+                if not above:
+                    for k in members:
+                        new[k] = min(new[k], fair[k])
+                    break
+                k = max(above, key=lambda m: (new[m] - fair[m], m))
+                new[k] = fair[k]
+        return new
 
     def _drawn(self, b: PowerBudget, amps: dict[str, int], weights: dict[str, int]) -> float:
         return sum(amps[k] * weights[k] for k in self._conns if b.holds(k) and amps[k] >= self._cfg.min_current)
@@ -881,7 +922,11 @@ class SharedBalancer:
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
             alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False))
             new = least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a)
-            if power_over:
+            if power_over and not over:
+                new = self._power_cut(new, alloc, weights)
+            elif power_over:
+                # A phase and a power limit at once: the allocation, not two least cuts in a row
+                # (each may leave a car an amp off its share, and together two amps apart).
                 new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
             if over:
                 self._note_cut(now)
