@@ -292,3 +292,8 @@ def test_the_surplus_budget_is_cut_a_phase_amp_further_and_raised_after_the_inte
     # Back to 9.2 kW: raised only once the last change is raise_interval_s old.
     assert s.step(60.0, -9200.0, members, V, MIN).budget == 38
     assert s.step(121.0, -9200.0, members, V, MIN).budget == 40
+    # Three-phase cars: their amps are three phase-amps apart, the budget follows the surplus.
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=0, disable_delay_s=600, raise_interval_s=120))
+    members = cars(("a", "minpv", 3, 0.0), ("b", "minpv", 3, 0.0))
+    assert s.step(0.0, -9200.0, members, V, MIN).budget == 40
+    assert s.step(1.0, -9000.0, members, V, MIN).budget == 39
