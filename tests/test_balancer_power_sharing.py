@@ -147,6 +147,98 @@ def test_a_paused_car_counts_the_phases_it_drew_on():
     assert b.power_phases(2.0, "1:1") == 3
 
 
+def test_under_a_budget_for_one_minimum_equal_cars_take_turns_no_faster_than_rotate_s():
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))  # the fuse has room for both
+    # 20 phase-amps (4.6 kW): one three-phase car's minimum (18), not two.
+    rig.b.power_budget(0.0, "capacity", 20, reason="capacity 5 kW: 4.6 kW for the cars")
+    rig.run(4000)
+    pauses = [(t, k) for t, k, a in rig.writes if a == 0]
+    keys = [k for _t, k in pauses]
+    assert len(pauses) >= 4 and all(a != b for a, b in zip(keys, keys[1:])), rig.writes
+    for (t1, _k1), (t2, _k2) in zip(pauses[1:], pauses[2:]):
+        assert t2 - t1 >= cfg.rotate_s - cfg.settle_s - 30  # turns no faster than rotate_s
+    paused_at = {}
+    for t, k, a in rig.writes:
+        if a == 0:
+            paused_at[k] = t
+        elif k in paused_at:
+            assert t - paused_at.pop(k) >= cfg.min_pause_s
+    for t, d in rig.decisions:
+        assert sum(p.charge_at for p in d.connectors) * 3 <= 20 or t < 1, t  # never both at once
+    # The reasons name the budget, not the fuse's headroom, and why this car pauses.
+    reasons = [d.connector(k).reason for t, d in rig.decisions for k in ("1:1", "1:2") if t in {p for p, _ in pauses[1:]}]
+    assert any("paused: capacity 5 kW: 4.6 kW for the cars, short of 2 x 6 A; most energy in the last 15 min" in r
+               for r in reasons), reasons
+    assert not any("headroom" in r for r in reasons if r.startswith("paused")), reasons
+
+
+def test_a_budget_that_comes_and_goes_gives_its_windows_in_turn():
+    """The allowance carries one car's minimum for 10 minutes, then nothing for 20 (longer than
+    rotate_s: neither has charged in the last rotate_s when the next window opens). The windows go
+    to the car that has had less since it plugged in, not always to the first listed."""
+    cfg = BalancerConfig(rotate_s=900)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    windows = []
+    for _ in range(6):
+        rig.b.power_budget(float(rig.t), "capacity", 20, reason="capacity 5 kW: 4.6 kW for the cars")
+        start = rig.t
+        rig.run(600)
+        charging = {k for t, d in rig.decisions[start:] for k in ("1:1", "1:2") if d.connector(k).charge_at >= MIN}
+        assert len(charging) == 1, rig.writes  # one at a time: the budget has room for one minimum
+        windows.append(charging.pop())
+        rig.b.power_budget(float(rig.t), "capacity", 8, reason="capacity 5 kW: 1.8 kW for the cars")
+        rig.run(1200)
+    assert windows.count("1:1") == windows.count("1:2") == 3, windows
+    # The one waiting says why it waits though neither charged in the last rotate_s.
+    waits = [d.connector(k).reason for _t, d in rig.decisions for k in ("1:1", "1:2")
+             if d.connector(k).reason.startswith("paused: capacity")]
+    assert any("short of 2 x 6 A; taking turns: 1:" in r for r in waits), waits
+
+
+def test_a_falling_budget_is_followed_with_one_write_per_step():
+    """Two one-phase cars on L1 and L2 under a surplus budget that falls two phase-amps at a time
+    (a cloud's edge): each step is one car's write, the cars in turn, not a write of each."""
+    cfg = BalancerConfig()
+    cars = [Car("1:1", phases=(True, False, False)), Car("1:2", phases=(False, True, False))]
+    rig = Rig(cfg, cars, house=(2.0, 2.0, 2.0))
+    rig.b.power_budget(0.0, "pv", 24, reason="pv: surplus 5.5 kW")
+    rig.run(400)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (12, 12)
+    for step, budget in enumerate(range(22, 13, -2)):
+        t = rig.t
+        rig.b.power_budget(float(t), "pv", budget, reason=f"pv: surplus {budget * 0.23:.2f} kW")
+        rig.run(20)
+        assert len([w for w in rig.writes if w[0] >= t]) == 1, (budget, rig.writes[-4:])
+        amps = (rig.setting("1:1"), rig.setting("1:2"))
+        assert sum(amps) <= budget and max(amps) - min(amps) <= 2, (budget, amps)
+    assert (rig.setting("1:1"), rig.setting("1:2")) in {(7, 7), (6, 8), (8, 6)}
+
+
+def test_the_cars_draw_for_the_power_limits_is_the_setting_once_a_write_has_settled():
+    """A report of the last poll, taken before a raise, is not what the car draws after it: the
+    surplus would count the raise as the house's own load."""
+    b = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    b.commanded(0.0, "1:1", 10)
+
+    def car(t: int) -> float:  # the car follows each write 10 s later
+        return 10.0 if t < 110 else 14.0 if t < 160 else 8.0
+
+    for t in range(0, 200):
+        if t == 100:
+            b.commanded(100.0, "1:1", 14)  # a raise
+        if t == 150:
+            b.commanded(150.0, "1:1", 8)  # a cut
+        for p in range(3):
+            b.meter(float(t), p, 2.0 + car(t))
+        if t % 30 == 0:  # the charger's report every 30 s: the last one before the raise at t = 90
+            b.charger(float(t), "1:1", (car(t),) * 3, (True, True, True))
+        if 100 <= t < 105 or 119 <= t < 120 or 150 <= t < 155:
+            # The meter still shows the old setting just after a write; the new one once it settled,
+            # though the last report (t = 90) is older than the raise.
+            assert b.car_draw(float(t), "1:1") == (car(t),) * 3, t
+
+
 # ---- the surplus shared among the cars in pv and minpv -------------------------------------------
 
 def cars(*specs):
@@ -187,3 +279,21 @@ def test_a_minpv_car_keeps_its_minimum_and_a_one_phase_pv_car_needs_1_4_kw():
     out = s.step(2.0, -5600.0 + 4140.0, cars(("m", "minpv", 3, 4140.0), ("p", "pv", 1, 0.0)), V, MIN)
     assert out.caps == {"m": None, "p": None}
     assert out.budget == 24  # 5600 / 230
+
+
+def test_the_surplus_budget_is_cut_a_phase_amp_further_and_raised_after_the_interval():
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=0, disable_delay_s=600, raise_interval_s=120))
+    members = cars(("a", "minpv", 1, 0.0), ("b", "minpv", 1, 0.0))
+    assert s.step(0.0, -9200.0, members, V, MIN).budget == 40  # 9.2 kW: 40 phase-amps
+    # 9.0 kW (39.1): cut at once, one phase-amp further than the surplus.
+    assert s.step(1.0, -9000.0, members, V, MIN).budget == 38
+    # 8.9 kW (38.7): within the margin, no change (no write).
+    assert s.step(2.0, -8900.0, members, V, MIN).budget == 38
+    # Back to 9.2 kW: raised only once the last change is raise_interval_s old.
+    assert s.step(60.0, -9200.0, members, V, MIN).budget == 38
+    assert s.step(121.0, -9200.0, members, V, MIN).budget == 40
+    # Three-phase cars: their amps are three phase-amps apart, the budget follows the surplus.
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=0, disable_delay_s=600, raise_interval_s=120))
+    members = cars(("a", "minpv", 3, 0.0), ("b", "minpv", 3, 0.0))
+    assert s.step(0.0, -9200.0, members, V, MIN).budget == 40
+    assert s.step(1.0, -9000.0, members, V, MIN).budget == 39

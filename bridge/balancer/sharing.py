@@ -22,9 +22,11 @@ nothing is drawing nothing. On top of that, per house phase:
   each from its own write budget; cuts are never delayed;
 - who charges when not every car can have the minimum: `share` admits cars in
   precedence order (higher priority first; among equals a car in the middle of
-  its turn, then the one with the least energy in the last `rotate_s`), so
-  the lowest priority pauses first and equals take turns of `rotate_s`; a
-  paused connector resumes no sooner than `min_pause_s` after its pause.
+  its turn, then the one with the least energy in the last `rotate_s`, then the
+  least since its car plugged in, then the one paused longest), so the lowest
+  priority pauses first and equals take turns of `rotate_s`, also when a power
+  budget rather than a phase is what has room for one car only; a paused
+  connector resumes no sooner than `min_pause_s` after its pause.
 """
 
 from __future__ import annotations
@@ -366,6 +368,7 @@ class _Connector:
     limit: int | None = None  # the most its car takes, learned from its reports
     low_reports: int = 0
     energy: deque = field(default_factory=deque)  # (bucket start, amp-seconds)
+    session_energy: float = 0.0  # amp-seconds since its car plugged in (or since the start)
     # A cap from a power limit (its charge mode), and why; None: none.
     power_cap: int | None = None
     power_cap_reason: str = ""
@@ -481,6 +484,7 @@ class SharedBalancer:
             c.car_phases = None
         elif plugged and c.plugged is False:
             c.idle = False
+            c.session_energy = 0.0
             c.limit = None
             c.low_reports = 0
             c.car_phases = None
@@ -594,6 +598,14 @@ class SharedBalancer:
         c = self._conn(key)
         return len(c.car_phases or self._reader.used_phases(now, c.inputs.observations()))
 
+    def car_draw(self, now: float, key: str) -> Triple:
+        """What the connector's car draws per house phase in the meter's latest reading, as the
+        balancer reads it: its charger's report when taken after the last write settled, else the
+        setting it followed before the writes still on their way (until the meter shows it follow
+        one); 0 for a car offered enough that draws nothing."""
+        obs = self._conn(key).inputs.observations()
+        return self._reader.car_draw_range(now, obs, self._reader.used_phases(now, obs))[2]
+
     def observations(self, key: str) -> Any:
         """The connector's inputs (the meter, its charger's reports in house phases, its commands)."""
         return self._conn(key).inputs.observations()
@@ -630,20 +642,70 @@ class SharedBalancer:
                 keys.update(k for k in self._conns if b.holds(k))
         return why, keys
 
+    def _power_cut(self, amps: dict[str, int], fair: dict[str, int], weights: dict[str, int]) -> dict[str, int]:
+        """A cut to the power limits that writes as few connectors as it can (as `least_cut` does
+        for a phase): a connector above its cap goes to `fair` (the allocation, which keeps every
+        limit); while a budget is exceeded, one of its connectors that can give all of the excess
+        and keep the minimum and all but an amp of its fair share gives it (the one furthest above
+        its fair share), else the one
+        furthest above its fair share goes to that share, else all go to their fair shares."""
+        cfg = self._cfg
+        new = dict(amps)
+        for k, c in self._conns.items():
+            if c.power_cap is not None and new[k] > c.power_cap and not c.failed:
+                new[k] = min(new[k], fair[k])
+        for b in self._budgets.values():
+            while (excess := self._drawn(b, new, weights) - b.phase_amps) > 1e-9:
+                members = [k for k in self._conns if b.holds(k) and not self._conns[k].failed
+                           and new[k] >= cfg.min_current and weights[k] > 0]
+                need = {k: math.ceil(excess / weights[k] - 1e-9) for k in members}
+                # No more than an amp below its fair share: the next step of a falling budget is
+                # the other's, and no evening out (a cut and a raise) is needed after.
+                whole = [k for k in members if new[k] - need[k] >= max(cfg.min_current, fair[k] - 1)]
+                if whole:
+                    k = max(whole, key=lambda m: (new[m] - fair[m], new[m], m))
+                    new[k] -= need[k]
+                    continue
+                above = [k for k in members if new[k] > fair[k]]
+                if not above:
+                    for k in members:
+                        new[k] = min(new[k], fair[k])
+                    break
+                k = max(above, key=lambda m: (new[m] - fair[m], m))
+                new[k] = fair[k]
+        return new
+
     def _drawn(self, b: PowerBudget, amps: dict[str, int], weights: dict[str, int]) -> float:
         return sum(amps[k] * weights[k] for k in self._conns if b.holds(k) and amps[k] >= self._cfg.min_current)
 
-    def _power_note(self, key: str, amps: dict[str, int], weights: dict[str, int]) -> str:
+    def _power_short(self, key: str, used: dict[str, tuple[int, ...]], alloc: dict[str, int]
+                     ) -> tuple[str, list[str]] | None:
+        """The power budget that has no room for this connector's minimum beside what `alloc`
+        gives the others in it (its reason, and those others), or None."""
+        weights = {k: len(c.car_phases or used[k]) for k, c in self._conns.items()}
+        others = {k: alloc.get(k, 0) for k in self._conns if k != key}
+        for name, b in self._budgets.items():
+            if not b.holds(key):
+                continue
+            drawn = self._drawn(b, {**others, key: 0}, weights)
+            if b.phase_amps - drawn < self._cfg.min_current * max(weights[key], 1):
+                return (b.reason or f"power limit {name} {b.phase_amps:.0f} A over the phases",
+                        [k for k in others if b.holds(k) and others[k] >= self._cfg.min_current])
+        return None
+
+    def _power_notes(self, key: str, amps: dict[str, int], weights: dict[str, int]) -> list[str]:
         """The power limits that keep this connector below its cap, for its reason."""
         c = self._conns[key]
         notes = []
         if c.power_cap is not None and amps[key] <= c.power_cap < self._cap(c):
             notes.append(f"{c.power_cap_reason or 'power limit'}: at most {c.power_cap} A")
         if amps[key] < self._cap(c) and (c.power_cap is None or amps[key] < c.power_cap):
+            # Held below its cap: no amp left in the budget; paused: no room for its minimum.
+            need = max(weights[key], 1) * (1 if amps[key] else self._cfg.min_current)
             for b in self._budgets.values():
-                if b.holds(key) and b.phase_amps - self._drawn(b, amps, weights) < max(weights[key], 1):
+                if b.holds(key) and b.phase_amps - self._drawn(b, amps, weights) < need:
                     notes.append(b.reason or f"power limit {b.phase_amps:.0f} A over the phases")
-        return "".join(f"; {n}" for n in notes)
+        return notes
 
     # ---- helpers ------------------------------------------------------------
     def _cap(self, c: _Connector) -> int:
@@ -691,6 +753,7 @@ class SharedBalancer:
         return sum(a for t, a in c.energy if t >= horizon - ENERGY_BUCKET_S)
 
     def _add_energy(self, now: float, c: _Connector, amp_seconds: float) -> None:
+        c.session_energy += amp_seconds
         bucket = math.floor(now / ENERGY_BUCKET_S) * ENERGY_BUCKET_S
         if c.energy and c.energy[-1][0] == bucket:
             c.energy[-1] = (bucket, c.energy[-1][1] + amp_seconds)
@@ -737,7 +800,11 @@ class SharedBalancer:
             if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
                 cap = 0  # paused too recently to resume, or a cut
             in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
-            rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), key)
+            # Equal charge in the last `rotate_s` (none: a power budget, or the house's load, kept
+            # them all paused for longer than that): the least charge since its car plugged in first,
+            # then the one paused longest, so no car is starved.
+            waiting = c.paused_at if not c.target and c.paused_at is not None else now
+            rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), c.session_energy, waiting, key)
             ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0,
                                         power_phases=weights[key])))
         ordered.sort(key=lambda rc: rc[0])
@@ -855,7 +922,11 @@ class SharedBalancer:
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
             alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False))
             new = least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a)
-            if power_over:
+            if power_over and not over:
+                new = self._power_cut(new, alloc, weights)
+            elif power_over:
+                # A phase and a power limit at once: the allocation, not two least cuts in a row
+                # (each may leave a car an amp off its share, and together two amps apart).
                 new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
             if over:
                 self._note_cut(now)
@@ -947,6 +1018,11 @@ class SharedBalancer:
             if ideal[k] <= targets[k]:
                 reasons[k] = f"full power {targets[k]} A" if targets[k] >= self._cap(c) else \
                     f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
+                if not targets[k] and not idle[k] and (c.power_cap is None or c.power_cap >= cfg.min_current):
+                    left = cfg.min_pause_s - (now - c.paused_at) if c.paused_at is not None else 0.0
+                    reasons[k] = (f"paused: resumes no sooner than {duration_text(cfg.min_pause_s)} after its "
+                                  f"pause ({left:.0f} s left)" if left > 0 else
+                                  self._paused_text(k, used, budget, ideal))
                 continue
             wait = 0.0 if c.written_at is None else cfg.min_command_interval_s - (now - c.written_at)
             if (targets[k] and ideal[k] - targets[k] < RAISE_MIN_STEP_A and ideal[k] < self._cap(c)
@@ -984,18 +1060,35 @@ class SharedBalancer:
             return f"{where}; holding {old} A"
         if new > 0:
             return f"{where}; cut to {new} A"
+        return self._paused_text(key, used, budget, alloc)
+
+    def _paused_text(self, key: str, used: dict[str, tuple[int, ...]], budget: Sequence[float],
+                     alloc: dict[str, int]) -> str:
+        """Why `alloc` leaves this connector paused: the phase or the power budget short of the
+        minimums, and why it is this one (priority, energy, its turn)."""
+        cfg = self._cfg
         others = [k for k in self._conns if k != key and alloc.get(k, 0) > 0 and set(used[k]) & set(used[key])]
         binding = min(used[key] or PHASES, key=lambda p: budget[p])
         n = len(others) + 1
         text = (f"paused: {phase_name(binding)} headroom {max(budget[binding], 0):.0f} A short of "
                 f"{n} x {cfg.min_current} A")
+        power = self._power_short(key, used, alloc)
+        if power is not None and budget[binding] - sum(alloc[k] for k in others) >= cfg.min_current:
+            # The phases had room for its minimum: a power budget is what pauses it.
+            why, others = power
+            text = f"paused: {why}, short of {len(others) + 1} x {cfg.min_current} A"
         if others:
             mine = self._conns[key]
             same = [k for k in others if self._conns[k].priority == mine.priority]
             if len(same) < len(others):
                 text += f"; lower priority ({mine.priority}) than {', '.join(o for o in others if o not in same)}"
-            else:
+            elif self._last_tick is not None and all(
+                    self._energy(self._last_tick, mine) > self._energy(self._last_tick, self._conns[k]) for k in same):
                 text += f"; most energy in the last {duration_text(cfg.rotate_s)}"
+            else:
+                # None had more in the last `rotate_s`: the turn went by the charge since plugging
+                # in, then by the longest wait.
+                text += f"; taking turns: {', '.join(same)} first"
         return text
 
     def _waiting(self, now: float, used: dict, ranges: dict, idle: dict, why: str) -> SharedDecision:
@@ -1023,7 +1116,7 @@ class SharedBalancer:
             want = new[key]
             reason = reasons.get(key, summary)
             if not meter_stale:
-                reason += self._power_note(key, new, weights)
+                reason += "".join(f"; {n}" for n in self._power_notes(key, new, weights) if n not in reason)
             last = c.inputs.observations().commanded if c.confirmed else None
             if c.failed:
                 want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)

@@ -2,8 +2,8 @@
 
 Before every decision the house's net power (the meter's whole-house power, else its phases'
 powers, else their currents times P1_VOLTAGE: `meter_input.house_power`; the capacity guard counts
-export as no import) and the cars' draw (from the chargers' reports) go to the guard and to the
-surplus controller. With one connector their cap goes to the balancer's `power_limit`. With several
+export as no import) and the cars' draw (from the charger's report; with several connectors as the
+shared balancer reads it, `SharedBalancer.car_draw`) go to the guard and to the surplus controller. With one connector their cap goes to the balancer's `power_limit`. With several
 sharing the fuse, the guard's allowance for all cars together becomes one power budget for every
 connector and the surplus one budget for the connectors in `pv` and `minpv` together
 (`SharedSurplus`), which the shared balancer divides as it divides the fuse; a connector in `off`,
@@ -173,7 +173,7 @@ class PowerLimits:
                 shared.power_limit(now, k, 0 if modes[k] == "off" else None, "charge mode off")
             return
         house = self._house(now, meter)  # type: ignore[arg-type]
-        draws = self.shared.draws_w(shared)
+        draws = self.shared.draws_w(shared, now)
         status = None
         if self.guard is not None:
             self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))

@@ -509,7 +509,7 @@ def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, st
         entry["oracle"] = {"energy_kwh": round(result.oracle_kwh, 4)}
         entry["strategies"][strategy] = shared_figures(trace, cars, result)
         if power is not None:
-            entry["strategies"][strategy].update(power.score_shared())
+            entry["strategies"][strategy].update(power.score_shared(limits.max_a))
     return entry
 
 
@@ -600,6 +600,11 @@ def _car_lines(entry: dict, lag_s: float) -> list[str]:
             lines.append(f"{'':<28} car {car['car']} {car['phases']:<11} {car['energy_kwh']:7.2f} kWh "
                          f"(oracle {car['oracle_kwh']:.2f}), {car['commands']} writes, {car['pauses']} pauses")
         lines.extend(_power_lines(name, {"capacity": m.get("capacity"), "cars": m.get("power_cars", [])}))
+        surplus = m.get("surplus")
+        if surplus is not None:
+            ratio = "-" if surplus["energy_ratio"] is None else f"{surplus['energy_ratio']:.3f}"
+            lines.append(f"{'':<24} {name} the pv cars together: energy/surplus oracle {ratio} "
+                         f"(oracle {surplus['oracle_kwh']:.2f} kWh)")
     if "adaptive" in entry["strategies"]:
         misses = shared_target_misses(entry, lag_s)
         lines.append(f"{'':<24} targets for several cars: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))

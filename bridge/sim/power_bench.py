@@ -10,8 +10,8 @@ poll (every CHARGEAMPS_POLL_INTERVAL). The scores:
   counts, the average the tariff would bill over the trace, and the periods above the limit; the
   car's energy against a capacity-aware oracle that knows the house load ahead and fills each
   period up to the limit (never over the fuse limits, one second at a time).
-- `cars` (modes pv and minpv): the share of the car's energy that came from export and the kWh it
-  took from the grid; the car's energy against a surplus oracle that puts every watt of export
+- `cars` (modes pv and minpv): the share of the car's energy that came from export (null below
+  SOLAR_SHARE_MIN_KWH of energy) and the kWh it took from the grid; the car's energy against a surplus oracle that puts every watt of export
   (and the import allowed) into the car, whenever that reaches the minimum current.
 """
 
@@ -42,6 +42,9 @@ TARGET_CAPACITY_ENERGY_RATIO = 0.95
 TARGET_SOLAR_SHARE = 0.95
 TARGET_SURPLUS_ENERGY_RATIO = 0.9
 TARGET_WRITES_PER_HOUR = 20.0
+# Below this a car's solar share is not given (null): a share of a few seconds' charge (a car
+# paused by the first decision draws the default current until its charger follows) says nothing.
+SOLAR_SHARE_MIN_KWH = 0.1
 DEFAULT_START = "2027-01-12T00:00"
 
 
@@ -155,7 +158,7 @@ class PowerRun:
                 "car": self.car.label,
                 "mode": self.car.mode,
                 "energy_kwh": round(car_kwh, 4),
-                "solar_share": round(self.solar_ws / self.car_ws, 4) if self.car_ws > 0 else None,
+                "solar_share": solar_share(self.solar_ws, self.car_ws),
                 "grid_kwh": round((self.car_ws - self.solar_ws) / 3.6e6, 4),
                 "energy_ratio": _ratio(car_kwh, oracles.get("surplus_energy_kwh")),
             }]
@@ -206,6 +209,11 @@ class PowerRun:
                 car_ws += amps * n * v
             out["surplus_energy_kwh"] = round(car_ws / 3.6e6, 4)
         return out
+
+
+def solar_share(solar_ws: float, car_ws: float) -> float | None:
+    """The share of a car's energy that came from export; None below SOLAR_SHARE_MIN_KWH."""
+    return round(solar_ws / car_ws, 4) if car_ws >= SOLAR_SHARE_MIN_KWH * 3.6e6 else None
 
 
 def _ratio(value: float, oracle: float | None) -> float | None:
@@ -366,7 +374,7 @@ def power_run_factory(environ: Mapping[str, str], start: str | None, car: str | 
 class SharedPowerRun(PowerRun):
     """One replay's power limits with several cars on one fuse: the service's guard and the shared
     power limits (bridge.balancer.power.SharedPowerLimits) drive the shared balancer, fed as in the
-    service from the chargers' reports. Scored like `PowerRun`; each car in `pv` or `minpv` has its
+    service with the cars' draws as the balancer reads them (`SharedBalancer.car_draw`). Scored like `PowerRun`; each car in `pv` or `minpv` has its
     solar share: the export (after what the `fast` cars take) that the cars charging from the surplus
     took, shared among them by their draw."""
 
@@ -383,7 +391,7 @@ class SharedPowerRun(PowerRun):
         v = self.settings.voltage
         local = self.local(t)
         net_w = sum(metered) * v
-        reported = self.limits.draws_w(shared)
+        reported = self.limits.draws_w(shared, float(t))
         status = None
         if self.guard is not None:
             status = self.guard.update(local, net_w, sum(reported.values()), lag_s=self.lag_s)
@@ -403,7 +411,8 @@ class SharedPowerRun(PowerRun):
             if solar[i] and group_w > 0:
                 self.each_solar_ws[i] += min(group_w, export_w) * w / group_w
 
-    def score_shared(self) -> dict[str, Any]:
+    def score_shared(self, fuse_max_a: float | None = None) -> dict[str, Any]:
+        """`fuse_max_a`: the balancer's MaxA, for the surplus oracle's per-phase headroom."""
         out = {k: v for k, v in self.score(0.0, {}).items() if k == "capacity"}
         if "capacity" in out:
             out["capacity"]["energy_ratio"] = None  # the capacity oracle is for one car
@@ -413,11 +422,41 @@ class SharedPowerRun(PowerRun):
                 continue
             ws, solar = self.each_ws[i], self.each_solar_ws[i]
             cars.append({"car": self.keys[i], "mode": c.mode, "energy_kwh": round(ws / 3.6e6, 4),
-                         "solar_share": round(solar / ws, 4) if ws > 0 else None,
+                         "solar_share": solar_share(solar, ws),
                          "grid_kwh": round((ws - solar) / 3.6e6, 4), "energy_ratio": None})
         if cars:
             out["power_cars"] = cars
+        if fuse_max_a is not None and cars and all(c.mode == "pv" for c in self.cars):
+            oracle = self.surplus_oracle_kwh(fuse_max_a)
+            out["surplus"] = {"oracle_kwh": round(oracle, 4),
+                              "energy_ratio": _ratio(sum(self.each_ws) / 3.6e6, oracle)}
         return out
+
+    def surplus_oracle_kwh(self, fuse_max_a: float) -> float:
+        """The cars (all in `pv`) together, every second: the export (and the import allowed) in
+        whole phase-amps as one power budget and the per-phase headroom under `fuse_max_a`, the
+        set of cars that fits with most amps, each 0 or the minimum up to its maximum, shared max-min
+        fair (`share`, as the fuse's oracle does)."""
+        from bridge.balancer.sharing import Claim, PowerBudget, share
+
+        v = self.settings.voltage
+        allowance = self.settings.surplus.import_allowance_w
+        phases = [tuple(p for p in range(3) if c.phases[p]) for c in self.cars]
+        caps = [min(c.max_a, self.max_a) for c in self.cars]
+        ws = 0.0
+        for row in zip(*self.trace.base):
+            room = math.floor((max(0.0, -sum(row) * v) + allowance) / v)
+            if room < self.min_a:
+                continue
+            budget = [fuse_max_a - b for b in row]
+            best = 0
+            for mask in range(1, 1 << len(self.cars)):
+                claims = [Claim(str(i), phases[i], caps[i]) for i in range(len(self.cars)) if mask >> i & 1]
+                amps = share(budget, claims, self.min_a, [PowerBudget(room)])
+                if all(amps[c.key] > 0 for c in claims):
+                    best = max(best, sum(amps[c.key] * len(c.phases) for c in claims))
+            ws += best * v
+        return ws / 3.6e6
 
 
 def shared_power_run_factory(environ: Mapping[str, str], start: str | None, lag_s: float, min_a: int, max_a: int
@@ -448,4 +487,7 @@ def shared_power_target_misses(s: dict, limit_margin_applies: bool = True) -> li
     for car in s.get("power_cars", []):
         if car["mode"] == "pv" and car["solar_share"] is not None and car["solar_share"] < TARGET_SOLAR_SHARE:
             misses.append(f"{car['car']}: solar share {car['solar_share']:.3f} < {TARGET_SOLAR_SHARE}")
+    ratio = (s.get("surplus") or {}).get("energy_ratio")
+    if ratio is not None and ratio < TARGET_SURPLUS_ENERGY_RATIO:
+        misses.append(f"surplus energy ratio {ratio:.3f} < {TARGET_SURPLUS_ENERGY_RATIO}")
     return misses
