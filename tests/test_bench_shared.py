@@ -161,7 +161,8 @@ def test_cli_table_shows_each_car(capsys):
     [
         (["--car", "L4"], "--car car 'L4'"),
         (["--car", "L1:3"], "between 6 and 80 A"),
-        (["--generate", "2", "--car", "L1"], "cannot be combined with --generate"),
+        (["--generate", "2", "--car", "L1"], "a generated house has its own car; give two --car or more"),
+        (["--generate", "2", "--car", "L1", "--car", "L2", "--strategy", "homey"], "one connector only"),
         (["--scenario", "two-cars-winter", "--strategy", "homey"], "one connector only"),
         (["--scenario", "two-cars-winter", "--plot", "x.png"], "cannot be combined with several cars"),
         (["--car"] * 0 + [f"--car=L1" for _ in range(7)], "at most 6 cars"),
@@ -188,3 +189,20 @@ def test_one_car_through_the_shared_balancer_scores_as_the_one_car_bench():
     a, b = old["traces"][0]["strategies"]["adaptive"], new["traces"][0]["strategies"]["adaptive"]
     for key in ("energy_kwh", "commands", "pauses", "longest_over_fuse_s", "seconds_over_fuse"):
         assert a[key] == pytest.approx(b[key], abs=0.01 if key == "energy_kwh" else 0), key
+
+
+def test_generated_houses_with_two_cars_share_each_fuse_and_the_distribution_counts_per_connector(capsys):
+    # `--generate` with two `--car`: the generated houses' own car is replaced by the two cars.
+    assert run(["--generate", "2", "--seed", "3", "--car", "L1L2L3:16", "--car", "L1:16", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["generated"] == {"houses": 2, "seed": 3}
+    entries = doc["traces"] + doc["traces_house_over_max_a"]
+    assert len(entries) == 2 and all(e["cars"] == ["L1L2L3:16", "L1:16"] for e in entries)
+    assert set(doc["distribution"]) == {"adaptive"}
+    writes = sorted(e["strategies"]["adaptive"]["max_writes_per_h_per_connector"] for e in doc["traces"])
+    figures = doc["distribution"]["adaptive"]["writes_per_h"]
+    assert (figures["min"], figures["max"]) == pytest.approx((writes[0], writes[-1]), abs=1e-4)
+    assert run(["--generate", "1", "--car", "L1L2L3:16", "--car", "L1L2L3:16"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 generated houses, seed 1, cars L1L2L3:16, L1L2L3:16 instead of each house's own")
+    assert "targets for several cars" in out

@@ -468,7 +468,12 @@ def run_bench(
         if chosen is not None:
             entry = _shared_trace_entry(trace, chosen, cfg, strategies, shared_factory or shared_balancer,
                                         limits, lag_s, shared_power_for)
-            report["traces"].append(entry)
+            house_over = trace.seconds_house_over(limits.max_a)
+            if house_over:
+                entry["house_seconds_over_max_a"] = house_over
+                report["traces_house_over_max_a"].append(entry)
+            else:
+                report["traces"].append(entry)
             continue
         for strategy in strategies:
             power = power_for(trace)[1] if power_for is not None else None
@@ -734,8 +739,9 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
     if len(cars) > MAX_CARS:
         print(f"bench: at most {MAX_CARS} cars (--car), got {len(cars)}", file=sys.stderr)
         return 2
-    if cars and args.generate is not None:
-        print("bench: --car cannot be combined with --generate (generated houses have one car)", file=sys.stderr)
+    if len(cars) == 1 and args.generate is not None:
+        print("bench: a generated house has its own car; give two --car or more to put several cars on "
+              "the generated houses instead", file=sys.stderr)
         return 2
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
@@ -755,7 +761,11 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         if args.generate is not None:
             for strategy in strategies:
                 balancer_factory(cfg, strategy)
-            return _run_generated_cli(args, cfg, strategies, balancer_factory)
+                if cars and explicit:
+                    shared_balancer(cfg, strategy, cars)  # `homey` refuses several cars, saying why
+            if cars:
+                strategies = [s for s in strategies if s == "adaptive"]
+            return _run_generated_cli(args, cfg, strategies, balancer_factory, cars)
         from bridge.sim.power_bench import POWER_SCENARIOS, power_run_factory, shared_power_run_factory
 
         traces = [load_trace(path) for path in args.trace]
@@ -825,18 +835,21 @@ def _generate_arguments_error(args: argparse.Namespace) -> str | None:
 
 
 def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[str],
-                       balancer_factory: BalancerFactory) -> int:
+                       balancer_factory: BalancerFactory, cars: Sequence[CarSpec] = ()) -> int:
     from bridge.sim.distribution import distribution, format_distribution, plot_distribution, run_generated
 
     seed = 1 if args.seed is None else args.seed
-    report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s)
+    report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
+                           cars=tuple(cars) or None)
     report["distribution"] = distribution(report["traces"], strategies)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{args.generate} generated houses, seed {seed}")
+        with_cars = f", cars {', '.join(c.label for c in cars)} instead of each house's own" if cars else ""
+        print(f"{args.generate} generated houses, seed {seed}{with_cars}")
         print(format_table(report))
-        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=True))
+        # The distribution's targets are the one-car ones; with several cars writes/h is the most on a connector.
+        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=not cars))
     if args.plot:
         plot_distribution(args.plot, report, args.charger_lag_s)
         if not args.json:

@@ -43,7 +43,8 @@ def house_figures(entry: dict, strategy: str) -> dict[str, float | None]:
     hours = entry["duration_s"] / 3600
     return {
         "energy_ratio": s["energy_ratio"],
-        "writes_per_h": s["commands"] / hours,
+        # With several cars: the most on one connector (each charger has its own write budget).
+        "writes_per_h": s.get("max_writes_per_h_per_connector", s["commands"] / hours),
         "longest_over_fuse_s": float(s["longest_over_fuse_s"]),
         "seconds_over_fuse_per_h": s["seconds_over_fuse"] / hours,
     }
@@ -137,9 +138,9 @@ def format_distribution(dist: dict, lag_s: float, *, with_targets: bool) -> str:
 # ---- generated houses -----------------------------------------------------------
 
 def _replay_house(job: tuple) -> tuple[dict, dict[str, Any]]:
-    seed, index, cfg, strategies, balancer_factory, lag_s = job
+    seed, index, cfg, strategies, balancer_factory, lag_s, cars = job
     house = generate_house(seed, index)
-    report, _raw = run_bench([house.trace], cfg, strategies, balancer_factory, lag_s=lag_s)
+    report, _raw = run_bench([house.trace], cfg, strategies, balancer_factory, lag_s=lag_s, cars=cars)
     entries = report["traces"] or report["traces_house_over_max_a"]
     entry = entries[0]
     entry["description"] = house.trace.description
@@ -156,13 +157,14 @@ def _picklable(*things: object) -> bool:
 
 
 def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
-                  lag_s: float = 10.0, processes: int = MAX_PROCESSES) -> dict:
+                  lag_s: float = 10.0, processes: int = MAX_PROCESSES, cars: tuple | None = None) -> dict:
     """Replay `n` generated houses of `seed`; the report of `run_bench` with each house's appliances.
+    With `cars` (two or more `CarSpec`) those cars share each house's fuse instead of its own car.
 
     Each house is generated and replayed on its own, from its seed and number only, so the report is
     the same with one process or two; results are collected in house order.
     """
-    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s) for index in range(n)]
+    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s, cars) for index in range(n)]
     processes = max(1, min(processes, MAX_PROCESSES, n))
     if processes > 1 and _picklable(cfg, balancer_factory):
         # fork: `python -m bridge` has no main guard for a spawned child to import safely.
