@@ -468,28 +468,22 @@ def run_bench(
         if chosen is not None:
             entry = _shared_trace_entry(trace, chosen, cfg, strategies, shared_factory or shared_balancer,
                                         limits, lag_s, shared_power_for)
-            house_over = trace.seconds_house_over(limits.max_a)
-            if house_over:
-                entry["house_seconds_over_max_a"] = house_over
-                report["traces_house_over_max_a"].append(entry)
-            else:
-                report["traces"].append(entry)
-            continue
-        for strategy in strategies:
-            power = power_for(trace)[1] if power_for is not None else None
-            result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record, power=power)
-            raw[trace.name][strategy] = result
-            entry["strategies"][strategy] = {
-                "energy_kwh": round(result.energy_kwh, 4),
-                "energy_ratio": round(result.energy_kwh / oracle_kwh, 4) if oracle_kwh > 0 else None,
-                "seconds_over_max_a": result.seconds_over_max_a,
-                "amp_seconds_over_max_a": round(result.amp_seconds_over_max_a, 1),
-                "seconds_over_fuse": result.seconds_over_fuse,
-                "longest_over_fuse_s": result.longest_over_fuse_s,
-                "commands": result.commands,
-                "pauses": result.pauses,
-                **(power.score(result.energy_kwh, power_oracles) if power is not None else {}),
-            }
+        else:
+            for strategy in strategies:
+                power = power_for(trace)[1] if power_for is not None else None
+                result = replay(trace, balancer_factory(cfg, strategy), limits, lag_s=lag_s, record=record, power=power)
+                raw[trace.name][strategy] = result
+                entry["strategies"][strategy] = {
+                    "energy_kwh": round(result.energy_kwh, 4),
+                    "energy_ratio": round(result.energy_kwh / oracle_kwh, 4) if oracle_kwh > 0 else None,
+                    "seconds_over_max_a": result.seconds_over_max_a,
+                    "amp_seconds_over_max_a": round(result.amp_seconds_over_max_a, 1),
+                    "seconds_over_fuse": result.seconds_over_fuse,
+                    "longest_over_fuse_s": result.longest_over_fuse_s,
+                    "commands": result.commands,
+                    "pauses": result.pauses,
+                    **(power.score(result.energy_kwh, power_oracles) if power is not None else {}),
+                }
         house_over = trace.seconds_house_over(limits.max_a)
         if house_over:
             entry["house_seconds_over_max_a"] = house_over
