@@ -619,10 +619,10 @@ class SharedBalancer:
         cap, why = min(caps, key=lambda cr: cr[0]) if caps else (None, "")
         c.inputs.power_limit(now, cap, why)
 
-    def _weights(self, now: float, used: dict[str, tuple[int, ...]], idle: dict[str, bool]) -> dict[str, int]:
+    def _weights(self, used: dict[str, tuple[int, ...]]) -> dict[str, int]:
         """What an amp of each connector counts in a power budget: nothing for an outlet whose car
         draws nothing (its minimum is held for a car to come, and counted against the fuse)."""
-        return {k: 0 if idle[k] else len(c.car_phases or used[k]) for k, c in self._conns.items()}
+        return {k: 0 if c.idle else len(c.car_phases or used[k]) for k, c in self._conns.items()}
 
     def _share(self, budget: Sequence[float], claims: Sequence[Claim]) -> dict[str, int]:
         return share(budget, claims, self._cfg.min_current, tuple(self._budgets.values()))
@@ -682,7 +682,7 @@ class SharedBalancer:
                      ) -> tuple[str, list[str]] | None:
         """The power budget that has no room for this connector's minimum beside what `alloc`
         gives the others in it (its reason, and those others), or None."""
-        weights = {k: len(c.car_phases or used[k]) for k, c in self._conns.items()}
+        weights = self._weights(used)
         others = {k: alloc.get(k, 0) for k in self._conns if k != key}
         for name, b in self._budgets.items():
             if not b.holds(key):
@@ -786,7 +786,7 @@ class SharedBalancer:
         """Every connector's claim, in precedence order (see `share`). In a cut (`resume_gate`
         False) a paused connector claims nothing: nobody is raised in a cut."""
         cfg = self._cfg
-        weights = self._weights(now, used, idle)
+        weights = self._weights(used)
         ordered = []
         for key, c in self._conns.items():
             if c.failed:
@@ -914,7 +914,7 @@ class SharedBalancer:
         reasons: dict[str, str] = {}
         over = [p for p in PHASES if load[p] > headroom[p] + cfg.cut_tolerance_a]
         first = any(c.target is None for c in conns.values())
-        weights = self._weights(now, shares, idle)
+        weights = self._weights(shares)
         power_over, power_keys = self._power_over(targets, weights)
         if over or first or power_over:
             # Cut now, to what the headroom and the power limits give; nobody is raised in a cut.
@@ -1111,7 +1111,7 @@ class SharedBalancer:
         """Per connector: write what changed (raises paced per connector, cuts at once)."""
         cfg = self._cfg
         parts = []
-        weights = self._weights(now, used, idle)
+        weights = self._weights(used)
         for key, c in self._conns.items():
             want = new[key]
             reason = reasons.get(key, summary)
