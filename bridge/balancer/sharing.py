@@ -256,18 +256,27 @@ def least_cut(headroom: Sequence[float], targets: dict[str, int], fair: dict[str
     while (excess := over()):
         need = {k: math.ceil(max(excess[p] for p in phases[k] if p in excess))
                 for k in new if new[k] >= min_current and set(phases[k]) & set(excess)}
-        # One connector that can give all a phase needs and keep the minimum: the one with most.
-        whole = [k for k in need if new[k] - need[k] >= min_current]
-        if whole:
-            k = max(whole, key=lambda c: (new[c] - fair[c], new[c], c))
-            new[k] -= need[k]
-            continue
-        candidates = [k for k in need if new[k] > fair[k]]
-        if not candidates:
+        if not give_way(new, need, fair, {k: min_current for k in need}):
             return {k: min(new[k], fair[k]) for k in new}
-        k = max(candidates, key=lambda c: (new[c] - fair[c], c))
-        new[k] = fair[k]
     return new
+
+
+def give_way(new: dict[str, int], need: dict[str, int], fair: dict[str, int], keep: dict[str, int]) -> bool:
+    """One step of a cut that writes as few connectors as it can, in place: of the connectors in
+    `need`, one that can give all it needs and still have its `keep` gives it (the one furthest
+    above its `fair` share, then the one with most); else the one furthest above its fair share
+    goes to that share. False when none is above its fair share (nothing was changed)."""
+    whole = [k for k in need if new[k] - need[k] >= keep[k]]
+    if whole:
+        k = max(whole, key=lambda c: (new[c] - fair[c], new[c], c))
+        new[k] -= need[k]
+        return True
+    above = [k for k in need if new[k] > fair[k]]
+    if not above:
+        return False
+    k = max(above, key=lambda c: (new[c] - fair[c], c))
+    new[k] = fair[k]
+    return True
 
 
 def duration_text(seconds: float) -> str:
@@ -646,9 +655,8 @@ class SharedBalancer:
         """A cut to the power limits that writes as few connectors as it can (as `least_cut` does
         for a phase): a connector above its cap goes to `fair` (the allocation, which keeps every
         limit); while a budget is exceeded, one of its connectors that can give all of the excess
-        and keep the minimum and all but an amp of its fair share gives it (the one furthest above
-        its fair share), else the one
-        furthest above its fair share goes to that share, else all go to their fair shares."""
+        and keep the minimum and all but an amp of its fair share gives it, else the one furthest above
+        its fair share goes to that share (`give_way`), else all go to their fair shares."""
         cfg = self._cfg
         new = dict(amps)
         for k, c in self._conns.items():
@@ -661,18 +669,11 @@ class SharedBalancer:
                 need = {k: math.ceil(excess / weights[k] - 1e-9) for k in members}
                 # No more than an amp below its fair share: the next step of a falling budget is
                 # the other's, and no evening out (a cut and a raise) is needed after.
-                whole = [k for k in members if new[k] - need[k] >= max(cfg.min_current, fair[k] - 1)]
-                if whole:
-                    k = max(whole, key=lambda m: (new[m] - fair[m], new[m], m))
-                    new[k] -= need[k]
-                    continue
-                above = [k for k in members if new[k] > fair[k]]
-                if not above:
+                keep = {k: max(cfg.min_current, fair[k] - 1) for k in members}
+                if not give_way(new, need, fair, keep):
                     for k in members:
                         new[k] = min(new[k], fair[k])
                     break
-                k = max(above, key=lambda m: (new[m] - fair[m], m))
-                new[k] = fair[k]
         return new
 
     def _drawn(self, b: PowerBudget, amps: dict[str, int], weights: dict[str, int]) -> float:
