@@ -435,24 +435,59 @@ def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
         rig.close()
 
 
-def test_a_listed_connector_that_does_not_exist_is_a_configuration_error(broker, tmp_path):
-    rig = Rig(broker, tmp_path, connectors=f"{AURA}:1,{AURA}:3")
-    env, probe, bridge = rig.env, rig.probe, rig.bridge
+def run_against(sim: CloudSimulator, broker, tmp_path: Path, connectors: str, timeout: float = 60):
+    """`chargeamps-bridge run` (this tree's) against the simulator, as a user starts it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEAMPS_", "BALANCER_", "MQTT_", "P1_"))}
+    env.update(bridge_env(broker, sim, tmp_path / "state", CHARGEAMPS_CONNECTORS=connectors))
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.run([sys.executable, "-m", "bridge", "run"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_listed_connector_that_does_not_exist_stops_the_bridge_naming_it(broker, tmp_path):
+    # Connector 7 of an Aura (its car connectors are 1 and 2): the cloud answered at start, so this
+    # is a configuration error like any other, not a connector to count at 0 A for ever.
+    with several_cars_account() as sim:
+        run = run_against(sim, broker, tmp_path, f"{AURA}:1,{AURA}:7")
+        assert run.returncode == 2, run.stderr[-2000:]
+        error = run.stderr.strip().splitlines()[-1]
+        assert error.startswith("configuration error: CHARGEAMPS_CONNECTORS lists " + f"{AURA}:7"), run.stderr[-2000:]
+        assert "car connectors: 1, 2" in error
+        assert not [w for w in sim.writes if w[3] == "maxCurrent"]  # nothing written before it stopped
+
+
+def test_a_listed_charge_point_the_account_does_not_own_stops_the_bridge_naming_it(broker, tmp_path):
+    with several_cars_account() as sim:
+        run = run_against(sim, broker, tmp_path, f"{AURA}:1,NOT-MINE:1")
+        assert run.returncode == 2, run.stderr[-2000:]
+        error = run.stderr.strip().splitlines()[-1]
+        assert "CHARGEAMPS_CONNECTORS lists NOT-MINE:1" in error and "not owned" in error and AURA in error
+
+
+def test_a_missing_connector_found_after_a_silent_start_is_reported_and_the_bridge_runs_on(broker, tmp_path):
+    # The cloud does not answer at start: no reason to refuse. When it answers, the connector that is
+    # not there is reported in health and counts 0 A; the connector that exists is balanced.
+    sim = several_cars_account().start()
+    sim.down = True
     try:
-        health = probe.wait_json(topic(env, "bridge/health"),
-                                 lambda h: h["last_error"] and f"{AURA}:3" in h["last_error"], timeout=20)
-        assert "configuration error" in health["last_error"]
-        assert "car connectors: 1, 2" in health["last_error"]
-        assert "CHARGEAMPS_CONNECTORS" in bridge.output() and f"{AURA}:3" in bridge.output()
-        # The bridge does not die: the connector that exists is balanced.
-        probe.wait_value(topic(env, f"charger/{AURA}/1/status"), "Charging", timeout=20)
-        # Nothing draws at a connector that is not there: it counts 0 A, and the car has the 20 A left
-        # (its own 16 A).
-        probe.wait_value(topic(env, f"charger/{AURA}/3/charge_at"), "0", timeout=20)
-        probe.wait_value(topic(env, f"charger/{AURA}/1/charge_at"), "16", timeout=30)
-        assert bridge.alive()
+        env = bridge_env(broker, sim, tmp_path / "state", CHARGEAMPS_CONNECTORS=f"{AURA}:1,{AURA}:7", **FAST)
+        probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
+        bridge = start(env, tmp_path)
+        try:
+            wait_online(probe, env, bridge)
+            wait_until(lambda: "the cloud did not answer at start" in bridge.output(), 20, "the start said so")
+            sim.down = False
+            health = probe.wait_json(topic(env, "bridge/health"),
+                                     lambda h: h["last_error"] and f"{AURA}:7" in h["last_error"], timeout=30)
+            assert "configuration error" in health["last_error"] and "car connectors: 1, 2" in health["last_error"]
+            probe.wait_value(topic(env, f"charger/{AURA}/1/status"), "Charging", timeout=20)
+            probe.wait_value(topic(env, f"charger/{AURA}/7/charge_at"), "0", timeout=20)
+            assert bridge.alive() and bridge.service.config_error is None
+        finally:
+            bridge.close()
+            probe.close()
     finally:
-        rig.close()
+        sim.stop()
 
 
 @pytest.mark.parametrize("entry, named", [

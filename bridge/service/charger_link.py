@@ -80,6 +80,11 @@ class ChargerLink:
         self.phase_map = phase_map
         self.listed = listed  # named in CHARGEAMPS_CONNECTORS: a connector that does not exist is a config error
         self.config_error: str | None = None
+        # A configuration error found in the cloud's first answer: the service refuses to run on it.
+        # Found only later (the cloud did not answer at start), it is reported and the bridge runs on.
+        self.fatal: str | None = None
+        self.answered = False  # the cloud has answered this link's `owned` read once
+        self._tried = False
         # At connect, when not listed: the charge point's car connectors; True when the service
         # takes them all over (this link then stops).
         self.on_car_connectors = on_car_connectors
@@ -165,8 +170,10 @@ class ChargerLink:
                 log.warning("CHARGEAMPS_EMAIL, CHARGEAMPS_PASSWORD or CHARGEAMPS_API_KEY not set: balancing without the charger")
             return
         ok, cps = self.call(now, "owned chargepoints", self.cloud.owned_chargepoints)
+        first_answer, self._tried = not self._tried, True  # the first read answered: at start
         if not ok:
             return
+        self.answered = True
         wanted = self.wanted_cp
         chosen = next((cp for cp in cps if cp.id == wanted), None) if wanted else (cps[0] if cps else None)
         if chosen is None:
@@ -174,9 +181,14 @@ class ChargerLink:
                 "owned chargepoints", "error",
                 f"charge point {wanted} is not owned by this account" if wanted else "the account owns no charge point",
             )
+            if self.listed and first_answer:
+                self.fatal = (f"CHARGEAMPS_CONNECTORS lists {wanted}:{self.connector}, but charge point {wanted} "
+                              f"is not owned by this account (it owns {', '.join(cp.id for cp in cps) or 'none'})")
             self.backoff.failed(now)
             return
         if self.listed and not self._connector_exists(now, chosen):
+            if first_answer:
+                self.fatal = (self.config_error or "").removeprefix("configuration error: ")
             return
         if not self.listed:
             cars = sorted(c.connector_id for c in chosen.connectors if c.type != "Schuko")

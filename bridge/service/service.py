@@ -77,6 +77,10 @@ class BridgeService:
         self.stop_event = threading.Event()
         self.decision: Decision | SharedDecision | None = None
         self._next_health = 0.0
+        # A configuration error the cloud's first answer showed (a listed connector that is not there):
+        # the service stops, and `run` exits 2 naming it.
+        self.config_error: str | None = None
+        self._cloud_unchecked_said = False
         self.mqtt = (mqtt or factory.mqtt_factory(settings))(
             self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
         self.publisher = StatePublisher(self.mqtt, self.topics)
@@ -191,7 +195,8 @@ class BridgeService:
         log.info("stopped")
 
     def run_forever(self) -> int:
-        """Run until SIGTERM or SIGINT; publish `offline` and return 0."""
+        """Run until SIGTERM or SIGINT; publish `offline` and return 0. Raises ConfigError when the
+        cloud's first answer showed a configuration error (`run` exits 2 naming it)."""
         def _signal(signum, frame):
             log.info("signal %s received, stopping", signal.Signals(signum).name)
             self.stop_event.set()
@@ -203,6 +208,8 @@ class BridgeService:
         while not self.stop_event.wait(0.5):
             pass
         self.stop()
+        if self.config_error is not None:
+            raise ConfigError(self.config_error)
         return 0
 
     def _work(self) -> None:
@@ -290,10 +297,32 @@ class BridgeService:
     def _tick(self, now: float) -> None:
         for link in self.links:
             link.tick(now)
+        if self._refuse_configuration():
+            return
         self._decide_and_apply(now)
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY_S
             self._publish_health(self.clock())  # `now` is old after a slow cloud call
+
+    def _refuse_configuration(self) -> bool:
+        """A configuration error the cloud showed in its first answer stops the bridge, as any other
+        configuration error does. A cloud that does not answer at start is no reason to refuse: the
+        bridge runs on, says so once, and reports an error found later in health."""
+        fatal = next((link.fatal for link in self.links if link.fatal), None)
+        if fatal is not None:
+            if self.config_error is None:
+                self.config_error = fatal
+                log.error("configuration error: %s; stopping", fatal)
+                self.stop_event.set()
+                self._enqueue("stop", None)
+            return True
+        listed = [link for link in self.links if link.listed]
+        if listed and not self._cloud_unchecked_said and any(
+                not link.answered and link.backoff.failures for link in listed):
+            self._cloud_unchecked_said = True
+            log.warning("the cloud did not answer at start: CHARGEAMPS_CONNECTORS is checked when it does; "
+                        "running on meanwhile (a connector found missing then is reported in bridge/health)")
+        return False
 
     def _decide_and_apply(self, now: float) -> None:
         if self.shared:
