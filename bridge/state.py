@@ -1,5 +1,6 @@
 """Runtime settings changed by command (MaxA, default current, enabled, capacity limit,
-charge mode), kept across restarts."""
+charge mode; with several connectors each one's priority, charge mode and default current),
+kept across restarts."""
 
 from __future__ import annotations
 
@@ -25,10 +26,17 @@ class RuntimeSettings:
     charge_mode: str = "fast"  # the one connector's
     # Several connectors on one fuse: each one's charge mode ("CP:N" -> mode); only those a user set.
     charge_modes: dict[str, str] = field(default_factory=dict)
+    # Several connectors on one fuse: each one's own default (full-power) current ("CP:N" -> A);
+    # only those a user set, the others take `default_current`.
+    default_currents: dict[str, int] = field(default_factory=dict)
 
     def charge_mode_of(self, key: str) -> str:
         """A connector's charge mode when several share the fuse ("CP:N"); fast unless set."""
         return self.charge_modes.get(key, RuntimeSettings.charge_mode)
+
+    def default_current_of(self, key: str) -> int:
+        """A connector's default current when several share the fuse ("CP:N"): its own, else the shared one."""
+        return self.default_currents.get(key, self.default_current)
 
 
 class RuntimeStore:
@@ -53,6 +61,7 @@ class RuntimeStore:
                 capacity_limit_kw=data.get("capacity_limit_kw", defaults.capacity_limit_kw),
                 charge_mode=data.get("charge_mode", defaults.charge_mode),
                 charge_modes=dict(data.get("charge_modes", defaults.charge_modes)),
+                default_currents=dict(data.get("default_currents", defaults.default_currents)),
             )
         except OSError as e:
             self.last_error = f"cannot read {self.path}: {e.strerror}"
@@ -74,7 +83,7 @@ class RuntimeStore:
     def save(self, settings: RuntimeSettings) -> bool:
         try:
             data = asdict(settings)
-            for name in ("priorities", "charge_modes"):
+            for name in ("priorities", "charge_modes", "default_currents"):
                 if not data[name]:
                     del data[name]  # one connector: the file stays as it always was
             atomic_write_json(self.path, data)

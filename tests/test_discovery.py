@@ -13,16 +13,20 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.mqtt.discovery import (
+    ALL_METER_POWER,
     ENTITY_KEYS,
     REQUIRED_KEYS,
-    connector_messages,
+    Outlet,
+    connector_labels,
     discovery_messages,
+    outlet_messages,
     ha_status_topic,
     removal_messages,
     retired_messages,
 )
 from bridge.mqtt.payloads import parse_bool, parse_charge_mode, parse_mode, parse_number
 from bridge.mqtt.topics import Topics
+from tests import ha_mqtt_schema as ha_schema
 
 CP = "2012345678M"
 LIMITS = {"max_a_min": 6, "max_a_max": 25, "default_current_min": 6, "default_current_max": 20, "step": 1}
@@ -235,58 +239,230 @@ def test_one_connector_announces_byte_for_byte_what_it_always_did() -> None:
 
 
 AURA = "2098765432A"
+HALO = "2012345678H"
 
 
-def aura_with_two_connectors() -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
-    """Everything the service announces for an Aura whose two connectors share the fuse, and what it retires."""
+def several(outlets: list[Outlet], meter_power=ALL_METER_POWER) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """What the service announces for `outlets` sharing the fuse (the charge point's set on the first
+    outlet, then every outlet's and charge point's own), and what it retires, as `Discovery.announce`."""
     t = Topics("chargeamps")
-    announced = discovery_messages(t, "homeassistant", "chargeamps", AURA, 1, "Aura", "0.1.0", LIMITS,
-                                   several_connectors=True)
-    for n in (1, 2):
-        announced += connector_messages(t, "homeassistant", "chargeamps", AURA, n, "Aura", "0.1.0")
-    return announced, retired_messages(t, "homeassistant", "chargeamps", AURA, 1)
+    first = outlets[0]
+    announced = discovery_messages(t, "homeassistant", "chargeamps", first.cp_id, first.connector, first.model,
+                                   "0.1.0", LIMITS, several_connectors=True, meter_power=meter_power)
+    announced += outlet_messages(t, "homeassistant", "chargeamps", outlets, "0.1.0")
+    return announced, retired_messages(t, "homeassistant", "chargeamps", first.cp_id, first.connector, True,
+                                       meter_power)
 
 
-def test_with_two_connectors_every_unique_id_and_config_topic_is_distinct() -> None:
-    announced, _ = aura_with_two_connectors()
+AURA_TWO = [Outlet(AURA, 1, "Aura", "Aura", 16), Outlet(AURA, 2, "Aura", "Aura", 16)]
+AURA_AND_HALO = [*AURA_TWO, Outlet(HALO, 1, "Halo", "Halo", 20)]
+
+# Every way the bridge announces, each checked against Home Assistant's own schemas: one connector
+# (with and without the meter's powers), an Aura's two connectors, an Aura and a Halo.
+CONFIGURATIONS = {
+    "one connector": lambda: (messages(), []),
+    "one connector, a meter without power": lambda: (
+        discovery_messages(Topics(), "homeassistant", "n", CP, 1, "Halo", "0.1.0", LIMITS,
+                           meter_power=(False, False, False, False)), []),
+    "an Aura's two connectors": lambda: several(AURA_TWO),
+    "an Aura and a Halo": lambda: several(AURA_AND_HALO, meter_power=(True, True, True, False)),
+    "an Aura, installation current unknown": lambda: several([Outlet(AURA, 1, "Aura"), Outlet(AURA, 2, "Aura")]),
+}
+
+
+@pytest.mark.parametrize("configuration", list(CONFIGURATIONS))
+def test_home_assistant_accepts_every_config(configuration) -> None:
+    announced, retired = CONFIGURATIONS[configuration]()
+    assert announced
+    for topic, config in announced:
+        # Home Assistant reads the JSON the service publishes, not the dict.
+        ha_schema.validate(topic, json.loads(json.dumps(config)))
+    for topic, payload in retired:
+        assert ha_schema.TOPIC.match(topic) and payload == ""
+
+
+@pytest.mark.parametrize("broken, why", [
+    (lambda c: c.update(entity_category="config"), "entity category is set to config"),
+    (lambda c: c.update(state_class="measurement", device_class="energy", unit_of_measurement="kWh"),
+     "state class"),
+    (lambda c: c.pop("state_topic"), "required key"),
+    (lambda c: c.update(enabled_by_default="no"), "enabled_by_default"),
+    (lambda c: c.update(unique_id=None), "unique_id"),
+    (lambda c: c.update(stat_t="a/+/b/#/c"), "state_topic"),
+    (lambda c: c.update(expire="30"), "no option"),
+    (lambda c: c["device"].update(identifiers=[]), "identifying value"),
+])
+def test_the_schema_refuses_what_home_assistant_refuses(broken, why) -> None:
+    # The schema must be able to fail: each of Home Assistant's rules breaks one sensor config.
+    topic, config = next((t, json.loads(json.dumps(c))) for t, c in messages() if "/sensor/" in t)
+    ha_schema.validate(topic, config)
+    broken(config)
+    with pytest.raises(ha_schema.Invalid, match=why):
+        ha_schema.validate(topic, config)
+
+
+def test_the_schema_refuses_a_number_whose_range_is_empty_and_a_select_with_one_option() -> None:
+    number = next(c for t, c in messages() if "/number/" in t)
+    with pytest.raises(ha_schema.Invalid, match="'max' must be > 'min'"):
+        ha_schema.validate("homeassistant/number/n/x/config", {**number, "min": 25, "max": 25})
+    select = next(c for t, c in messages() if "/select/" in t)
+    with pytest.raises(ha_schema.Invalid, match="at least 2 options"):
+        ha_schema.validate("homeassistant/select/n/x/config", {**select, "options": ["On"]})
+
+
+@pytest.mark.parametrize("outlets", [AURA_TWO, AURA_AND_HALO], ids=["aura", "aura+halo"])
+def test_with_several_connectors_every_unique_id_and_config_topic_is_distinct(outlets) -> None:
+    announced, _ = several(outlets)
     unique_ids = Counter(config["unique_id"] for _, config in announced)
     assert [u for u, count in unique_ids.items() if count > 1] == []
     assert len({topic for topic, _ in announced}) == len(announced)
+    names = Counter(config["name"] for _, config in announced)
+    assert [n for n, count in names.items() if count > 1] == []  # no entity_id gets a `_2`
 
 
-def test_with_two_connectors_no_state_topic_shows_twice_on_the_device() -> None:
-    announced, _ = aura_with_two_connectors()
-    shown = Counter((config["device"]["identifiers"][0], config["state_topic"])
-                    for _, config in announced if "state_topic" in config)
-    assert [key for key, count in shown.items() if count > 1] == []
-    # What a connector shows is the connector's entity, named after it.
+@pytest.mark.parametrize("outlets", [AURA_TWO, AURA_AND_HALO], ids=["aura", "aura+halo"])
+def test_with_several_connectors_no_topic_shows_twice_on_the_device(outlets) -> None:
+    announced, _ = several(outlets)
+    for key in ("state_topic", "command_topic"):
+        shown = Counter((config["device"]["identifiers"][0], config[key]) for _, config in announced if key in config)
+        assert [k for k, count in shown.items() if count > 1] == []
+
+
+# Per connector: (key, component, name after the label, state topic, command topic, enabled by default).
+def per_connector(t: Topics, cp: str, n: int) -> list[tuple[str, str, str, str, str | None, bool]]:
+    return [
+        ("charge_at", "sensor", "ChargeAt", t.charger_charge_at(cp, n), None, True),
+        ("reason", "sensor", "reason", t.charger_reason(cp, n), None, True),
+        ("connector_paused", "binary_sensor", "paused", t.charger_paused(cp, n), None, True),
+        ("status", "sensor", "status", t.charger_status(cp, n), None, True),
+        ("power", "sensor", "power", t.charger_power_kw(cp, n), None, True),
+        ("session_energy", "sensor", "session energy", t.charger_session_energy_kwh(cp, n), None, True),
+        ("charge_mode", "select", "charge mode", t.charge_mode(cp, n), t.charge_mode_set(cp, n), True),
+        ("priority", "number", "priority", t.charger_priority(cp, n), t.charger_priority_set(cp, n), False),
+        ("mode", "select", "mode", t.charger_mode(cp, n), t.charger_mode_set(cp, n), False),
+        ("max_current", "number", "max current", t.charger_max_current(cp, n), t.charger_max_current_set(cp, n),
+         False),
+        ("connector_default_current", "number", "default current", t.charger_default_current(cp, n),
+         t.charger_default_current_set(cp, n), False),
+        *((f"current_l{p}", "sensor", f"current L{p}", t.charger_current(cp, n, p - 1), None, False)
+          for p in (1, 2, 3)),
+    ]
+
+
+@pytest.mark.parametrize("outlets, labels", [
+    (AURA_TWO, {(AURA, 1): "Outlet 1", (AURA, 2): "Outlet 2"}),
+    (AURA_AND_HALO, {(AURA, 1): "Aura outlet 1", (AURA, 2): "Aura outlet 2", (HALO, 1): "Halo outlet 1"}),
+], ids=["aura", "aura+halo"])
+def test_every_connector_has_each_entity_named_by_its_connector_with_its_own_topics(outlets, labels) -> None:
+    announced, _ = several(outlets)
     t = Topics("chargeamps")
-    names = {config["state_topic"]: config["name"] for _, config in announced if "state_topic" in config}
-    assert names[t.charger_power_kw(AURA, 1)] == "Connector 1 power"
-    assert names[t.charge_mode(AURA, 1)] == "Connector 1 charge mode"
-    assert names[t.charger_status(AURA, 1)] == "Connector 1 status"
-    assert names[t.charger_current(AURA, 1, 0)] == "Connector 1 current L1"
-    assert names[t.charge_at] == "ChargeAt"  # the connectors' sum stays on the charge point
+    by_topic = dict(announced)
+    for o in outlets:
+        cp, n = o.cp_id, o.connector
+        for key, component, what, state, command, enabled in per_connector(t, cp, n):
+            topic = f"homeassistant/{component}/chargeamps/{cp}_{n}_{key}/config"
+            config = by_topic[topic]
+            assert config["name"] == f"{labels[(cp, n)]} {what}"
+            assert config["state_topic"] == state and config.get("command_topic") == command
+            assert config.get("enabled_by_default", True) is enabled
+            assert config["device"]["identifiers"] == [f"chargeamps_{cp}"]
+            if command is not None:
+                classified = t.classify(command)
+                assert (classified.cp, classified.connector) == (cp, n)
+    # Each charge point once: online and reboot, named after it when there are several.
+    several_cps = len({o.cp_id for o in outlets}) > 1
+    for cp in {o.cp_id for o in outlets}:
+        name = next(o.cp_name for o in outlets if o.cp_id == cp)
+        online = by_topic[f"homeassistant/binary_sensor/chargeamps/{cp}_charger_online/config"]
+        reboot = by_topic[f"homeassistant/button/chargeamps/{cp}_reboot/config"]
+        assert online["state_topic"] == t.charger_online(cp) and reboot["command_topic"] == t.charger_reboot_set(cp)
+        assert (online["name"], reboot["name"]) == ((f"{name} online", f"Reboot {name}") if several_cps
+                                                    else ("Charger online", "Reboot charger"))
+        assert "enabled_by_default" not in online and reboot["enabled_by_default"] is False
 
 
-def test_with_two_connectors_what_one_connector_announced_and_two_do_not_is_removed() -> None:
-    # A bridge that ran with one connector (or an earlier version that announced both sets) left
-    # these configs retained: an empty retained config is how Home Assistant is told to drop them.
-    announced, retired = aura_with_two_connectors()
+def test_the_numbers_of_a_connector_take_its_installation_current() -> None:
+    announced, _ = several(AURA_AND_HALO)
+    by_topic = dict(announced)
+    aura = by_topic[f"homeassistant/number/chargeamps/{AURA}_2_connector_default_current/config"]
+    halo = by_topic[f"homeassistant/number/chargeamps/{HALO}_1_connector_default_current/config"]
+    assert (aura["min"], aura["max"], halo["max"]) == (6, 16, 20)
+    assert by_topic[f"homeassistant/number/chargeamps/{HALO}_1_max_current/config"]["max"] == 20
+    assert by_topic[f"homeassistant/number/chargeamps/{HALO}_1_max_current/config"]["min"] == 0  # 0 pauses
+
+
+def test_connector_labels_name_by_charge_point_name_only_when_the_names_tell_them_apart() -> None:
+    assert connector_labels([("A", 1, "Aura"), ("A", 2, "Aura")]) == ({("A", 1): "Outlet 1", ("A", 2): "Outlet 2"},
+                                                                      {"A": None})
+    assert connector_labels([("A", 1, "Garage"), ("B", 1, "Drive")])[0] == {("A", 1): "Garage outlet 1",
+                                                                           ("B", 1): "Drive outlet 1"}
+    # Twenty Halos all called "Halo" (or without a name): told apart by their ids.
+    assert connector_labels([("A", 1, "Halo"), ("B", 1, "Halo")])[0] == {("A", 1): "A outlet 1", ("B", 1): "B outlet 1"}
+    assert connector_labels([("A", 1, None), ("B", 1, "Drive")])[1] == {"A": "A", "B": "B"}
+
+
+def test_what_a_user_of_a_site_needs_is_enabled_and_the_rest_is_off_by_default() -> None:
+    announced, _ = several(AURA_AND_HALO)
+    on = {topic.split("/")[3].split("_", 2)[-1] for topic, c in announced
+          if c.get("enabled_by_default", True) and topic.split("/")[3].startswith((AURA, HALO))}
+    assert on == {"charge_at", "reason", "connector_paused", "status", "power", "session_energy", "charge_mode",
+                  "online"}
+    # Per connector 7 of 14 enabled, per charge point 1 of 2: at 20 Halos 160 instead of 320.
+    assert sum(1 for _, c in outlet_messages(Topics(), "h", "n", [Outlet(f"H{i}", 1) for i in range(20)], "1")
+               if c.get("enabled_by_default", True)) == 160
+
+
+def test_with_several_connectors_the_state_topics_are_topics_the_service_publishes() -> None:
+    announced, _ = several(AURA_AND_HALO)
+    t = Topics("chargeamps")
+    published = {*t.state_topics(AURA, 1)}
+    for o in AURA_AND_HALO:
+        published |= {*t.state_topics(o.cp_id, o.connector), *t.connector_state_topics(o.cp_id, o.connector)}
+    commands = set()
+    for o in AURA_AND_HALO:
+        commands |= set(t.command_topics(o.cp_id, o.connector))
+    for topic, config in announced:
+        for key in ("state_topic", "json_attributes_topic"):
+            if key in config:
+                assert config[key] in published, f"{topic}: {config[key]} is not published by the service"
+        if "command_topic" in config:
+            assert config["command_topic"] in commands
+
+
+def test_with_several_connectors_what_they_do_not_announce_is_removed() -> None:
+    # A bridge that ran with one connector (or an earlier version) left these configs retained: an
+    # empty retained config is how Home Assistant is told to drop them.
+    announced, retired = several(AURA_TWO)
     t = Topics("chargeamps")
     one = discovery_messages(t, "homeassistant", "chargeamps", AURA, 1, "Aura", "0.1.0", LIMITS)
-    announced_topics = {topic for topic, _ in announced}
-    assert {topic for topic, _ in retired} == {topic for topic, _ in one} - announced_topics
+    assert {topic for topic, _ in retired} == {topic for topic, _ in one} - {topic for topic, _ in announced}
     assert all(payload == "" for _, payload in retired)
     assert {topic.split("/")[3] for topic, _ in retired} == {
         "charge_at", "charger_current_l1", "charger_current_l2", "charger_current_l3", "power", "session_energy",
-        "connector_status", "charge_mode"}
-    # The unique_ids the charge point's set shared with connector 1's entities are connector 1's alone now.
+        "connector_status", "charge_mode", "connector_mode", "connector_max_current", "charger_online", "reboot"}
+    # The unique_ids the charge point's set shared with connector 1's and the charge point's own
+    # entities are theirs alone now.
     by_topic = dict(one)
     retired_ids = {by_topic[topic]["unique_id"] for topic, _ in retired}
     kept_ids = {config["unique_id"] for _, config in announced}
     assert retired_ids & kept_ids == {f"chargeamps_{AURA}_1_{key}" for key in
-                                      ("charge_at", "power", "session_energy", "charge_mode")}
+                                      ("charge_at", "power", "session_energy", "charge_mode", "charger_online",
+                                       "reboot")}
+
+
+@pytest.mark.parametrize("meter_power, absent", [
+    ((False, False, False, False), {"meter_power_l1", "meter_power_l2", "meter_power_l3", "meter_power"}),
+    ((True, True, True, False), {"meter_power"}),
+    ((True, False, True, True), {"meter_power_l2"}),
+])
+def test_a_meter_power_sensor_nothing_fills_is_not_announced_and_is_removed(meter_power, absent) -> None:
+    t = Topics()
+    announced = {topic.split("/")[3] for topic, _ in
+                 discovery_messages(t, "homeassistant", "n", CP, 1, "Halo", "0.1.0", LIMITS, meter_power=meter_power)}
+    assert announced == set(ENTITY_KEYS) - absent
+    retired = retired_messages(t, "homeassistant", "n", CP, 1, several_connectors=False, meter_power=meter_power)
+    assert {topic.split("/")[3] for topic, _ in retired} == absent
+    assert retired_messages(t, "homeassistant", "n", CP, 1, several_connectors=False) == []
 
 
 def test_ha_status_topic() -> None:

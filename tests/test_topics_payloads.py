@@ -71,6 +71,7 @@ def test_command_topic_names_are_the_public_ones() -> None:
         f"chargeamps/charger/{CP}/1/priority/set",  # several connectors on one fuse
         "chargeamps/capacity/limit_kw/set",
         f"chargeamps/charger/{CP}/1/charge_mode/set",
+        f"chargeamps/charger/{CP}/1/default_current/set",  # several connectors: each its own
     ]
 
 
@@ -83,6 +84,7 @@ def test_every_command_topic_classifies_to_its_name_and_charger() -> None:
     assert found[5] == Command("reboot", t.charger_reboot_set(CP), cp=CP)
     assert found[7] == Command("charger_priority", t.charger_priority_set(CP, 2), cp=CP, connector=2)
     assert found[9] == Command("charge_mode", t.charge_mode_set(CP, 2), cp=CP, connector=2)
+    assert found[10] == Command("charger_default_current", t.charger_default_current_set(CP, 2), cp=CP, connector=2)
 
 
 @pytest.mark.parametrize(

@@ -362,6 +362,7 @@ class _Connector:
     inputs: Balancer  # its reports and commands, in house phases
     priority: int
     installation_current: int | None = None
+    own_default: int | None = None  # its own default current; None: the shared one
     target: int | None = None  # what it is given (0 = paused); None until the first decision
     written_at: float | None = None
     paused_at: float | None = None
@@ -548,12 +549,15 @@ class SharedBalancer:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown balancer setting(s): {', '.join(unknown)}")
+        # A connector with a default current of its own keeps it.
+        own = {key: {k: v for k, v in changes.items() if k != "default_current" or c.own_default is None}
+               for key, c in self._conns.items()}
         # Every connector's settings are checked before any changes: a bad value changes nothing.
-        for c in self._conns.values():
-            dataclasses.replace(c.inputs.config, **changes)  # type: ignore[arg-type]
+        for key, c in self._conns.items():
+            dataclasses.replace(c.inputs.config, **own[key])  # type: ignore[arg-type]
         new = dataclasses.replace(self._cfg, **changes)  # type: ignore[arg-type]
-        for c in self._conns.values():
-            c.inputs.reconfigure(now, **changes)
+        for key, c in self._conns.items():
+            c.inputs.reconfigure(now, **own[key])
             c.installation_current = c.inputs.config.installation_current
         self._cfg = new
         self._history.clear()
@@ -563,6 +567,16 @@ class SharedBalancer:
         """0..9, higher first."""
         self._seen(now)
         self._conn(key).priority = check_priority(priority)
+
+    def set_default_current(self, now: float, key: str, amps: int | None) -> None:
+        """The connector's own default (full-power) current; None: the shared one. ValueError
+        (nothing changed) when the connector's settings do not allow it."""
+        self._seen(now)
+        c = self._conn(key)
+        value = self._cfg.default_current if amps is None else amps
+        dataclasses.replace(c.inputs.config, default_current=value)  # validates
+        c.own_default = amps
+        c.inputs.reconfigure(now, default_current=value)
 
     def set_installation_current(self, now: float, key: str, amps: int | None) -> None:
         """The connector's own cap (charge points may differ); None when not known."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
 from bridge.balancer.power import CHARGE_MODES
-from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A, current_ceiling, default_current_range
 from bridge.mqtt.topics import PHASES, Topics
 
 MANUFACTURER = "Charge Amps"
@@ -327,6 +327,12 @@ def _device(cp_id: str, device_model: str | None, sw_version: str) -> dict[str, 
     return device
 
 
+# Which of the meter's power sensors (L1, L2, L3, the whole house) a configuration can fill:
+# `MeterSource.gives_power`. The default announces all four.
+ALL_METER_POWER: tuple[bool, bool, bool, bool] = (True, True, True, True)
+_METER_POWER_KEYS = ("meter_power_l1", "meter_power_l2", "meter_power_l3", "meter_power")
+
+
 def discovery_messages(
     topics: Topics,
     prefix: str,
@@ -337,17 +343,20 @@ def discovery_messages(
     sw_version: str,
     limits: dict[str, float] | None = None,
     several_connectors: bool = False,
+    meter_power: tuple[bool, bool, bool, bool] = ALL_METER_POWER,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON.
 
-    With `several_connectors` the connectors' own entities (`connector_messages`) show each
-    connector, so this set leaves out what they show; publish `retired_messages` too."""
+    With `several_connectors` the connectors' own entities (`connector_messages`) and the charge
+    points' (`charge_point_messages`) show each connector and charge point, so this set leaves out
+    what they show. A meter power sensor the configuration cannot fill (`meter_power`) is left out.
+    Publish `retired_messages` too, first."""
     bounds = _limits(limits)
     device = _device(cp_id, device_model, sw_version)
     return [
         _announcement(topics, prefix, node_id, entity, entity.key, f"{slug(cp_id)}_{connector}_{entity.key}",
                       device, sw_version)
-        for entity in _charge_point_entities(topics, cp_id, connector, bounds, several_connectors)
+        for entity in _charge_point_entities(topics, cp_id, connector, bounds, several_connectors, meter_power)
     ]
 
 
@@ -355,24 +364,35 @@ def discovery_messages(
 # has a ChargeAt of its own under the key `charge_at`: the sum takes another key, so that its
 # unique_id is not the first connector's.
 _SEVERAL_CONNECTORS_KEYS = {"charge_at": "charge_at_total"}
+# With several connectors `balancer/paused` is ON only when every one is paused; each has its own.
+_SEVERAL_CONNECTORS_NAMES = {"paused": "All connectors paused"}
 
 
-def _charge_point_entities(t: Topics, cp: str, n: int, limits: dict[str, float], several: bool) -> list[Entity]:
-    """The charge point's set; with several connectors without what a connector's entity shows
-    (one state topic, one entity: the connector's, named after its connector)."""
-    entities = _entities(t, cp, n, limits)
+def _charge_point_entities(t: Topics, cp: str, n: int, limits: dict[str, float], several: bool,
+                           meter_power: tuple[bool, bool, bool, bool] = ALL_METER_POWER) -> list[Entity]:
+    """The charge point's set; with several connectors without what a connector's or a charge
+    point's own entity shows (one topic, one entity: the connector's, named after its connector)."""
+    unfilled = {key for key, given in zip(_METER_POWER_KEYS, meter_power) if not given}
+    entities = [e for e in _entities(t, cp, n, limits) if e.key not in unfilled]
     if not several:
         return entities
-    shown = {e.config["state_topic"] for e in _connector_entities(t, cp, n)}
-    return [replace(e, key=_SEVERAL_CONNECTORS_KEYS.get(e.key, e.key)) for e in entities
-            if e.config.get("state_topic") not in shown]
+    own = _connector_entities(t, cp, n, f"Outlet {n}", CONNECTOR_LIMITS) + _station_entities(t, cp, None)
+    shown = {e.config[k] for e in own for k in ("state_topic", "command_topic") if k in e.config}
+    return [replace(e, key=_SEVERAL_CONNECTORS_KEYS.get(e.key, e.key),
+                    config={**e.config, "name": _SEVERAL_CONNECTORS_NAMES.get(e.key, e.config["name"])})
+            for e in entities
+            if not {e.config.get("state_topic"), e.config.get("command_topic")} & shown]
 
 
-def retired_messages(topics: Topics, prefix: str, node_id: str, cp_id: str, connector: int) -> list[tuple[str, str]]:
-    """Several connectors: (config topic, "") to publish retained for every entity of the charge
-    point's set that one connector announces and several do not, so that Home Assistant drops the
-    ones an earlier announcement left (a bridge run with one connector, or an earlier version)."""
-    kept = {e.key for e in _charge_point_entities(topics, cp_id, connector, DEFAULT_LIMITS, True)}
+def retired_messages(topics: Topics, prefix: str, node_id: str, cp_id: str, connector: int,
+                     several_connectors: bool = True,
+                     meter_power: tuple[bool, bool, bool, bool] = ALL_METER_POWER) -> list[tuple[str, str]]:
+    """(config topic, "") to publish retained for every entity of the one-connector set that this
+    configuration does not announce (with several connectors what a connector or charge point shows
+    itself; a meter power sensor nothing fills), so that Home Assistant drops the ones an earlier
+    announcement left (a bridge run with one connector, or an earlier version)."""
+    kept = {e.key for e in _charge_point_entities(topics, cp_id, connector, DEFAULT_LIMITS, several_connectors,
+                                                  meter_power)}
     return removal_messages(prefix, node_id, [key for key in ENTITY_KEYS if key not in kept])
 
 
@@ -393,32 +413,71 @@ def _announcement(topics: Topics, prefix: str, node_id: str, entity: Entity, obj
     return config_topic(prefix, entity.component, node_id, object_id), config
 
 
-def _connector_entities(t: Topics, cp_id: str, n: int) -> list[Entity]:
+# Several connectors: the range of a connector's numbers where the caller leaves a key out
+# (no installation current known: a connector is set to at most 32 A).
+CONNECTOR_LIMITS: dict[str, float] = {
+    "default_current_min": MIN_CURRENT_A,
+    "default_current_max": MAX_CURRENT_A,
+    "max_current_max": MAX_CURRENT_A,
+}
+
+# A connector's keys that the charge point's set also has (`paused`, `default_current`) are prefixed,
+# so that their unique_ids stay the site-wide entities'.
+# What a user of a site with many connectors needs is enabled; the rest is announced disabled
+# (`enabled_by_default: false`: the entity exists, off until a user turns it on), so that 20
+# chargers do not fill Home Assistant and its recorder with entities nobody looks at.
+DISABLED_BY_DEFAULT = frozenset({"priority", "mode", "max_current", "connector_default_current",
+                                 "current_l1", "current_l2", "current_l3", "reboot"})
+
+
+def _off_by_default(entities: list[Entity]) -> list[Entity]:
+    return [replace(e, config={**e.config, "enabled_by_default": False}) if e.key in DISABLED_BY_DEFAULT else e
+            for e in entities]
+
+
+def _connector_entities(t: Topics, cp_id: str, n: int, label: str, limits: dict[str, float]) -> list[Entity]:
+    """One connector's own entities, each named `<label> <what>` ("Outlet 2 max current")."""
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
-    return [
-        Entity("charge_at", "sensor", {"name": f"Connector {n} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
+    amps = {"device_class": "current", "unit_of_measurement": "A", "step": 1, "mode": "box"}
+    return _off_by_default([
+        Entity("charge_at", "sensor", {"name": f"{label} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
                                        "icon": "mdi:ev-station", **current}),
-        Entity("reason", "sensor", {"name": f"Connector {n} reason", "state_topic": t.charger_reason(cp_id, n),
+        Entity("reason", "sensor", {"name": f"{label} reason", "state_topic": t.charger_reason(cp_id, n),
                                     "entity_category": "diagnostic"}),
-        Entity("priority", "number", {"name": f"Connector {n} priority", "state_topic": t.charger_priority(cp_id, n),
+        Entity("connector_paused", "binary_sensor", {"name": f"{label} paused", "state_topic": t.charger_paused(cp_id, n),
+                                           "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:pause-circle"}),
+        Entity("priority", "number", {"name": f"{label} priority", "state_topic": t.charger_priority(cp_id, n),
                                       "command_topic": t.charger_priority_set(cp_id, n), "min": 0, "max": 9,
                                       "step": 1, "mode": "slider", "entity_category": "config"}),
-        Entity("charge_mode", "select", {"name": f"Connector {n} charge mode", "state_topic": t.charge_mode(cp_id, n),
+        Entity("charge_mode", "select", {"name": f"{label} charge mode", "state_topic": t.charge_mode(cp_id, n),
                                          "command_topic": t.charge_mode_set(cp_id, n), "options": list(CHARGE_MODES),
                                          "icon": "mdi:solar-power-variant"}),
-        Entity("status", "sensor", {"name": f"Connector {n} status", "state_topic": t.charger_status(cp_id, n),
+        Entity("mode", "select", {"name": f"{label} mode", "state_topic": t.charger_mode(cp_id, n),
+                                  "command_topic": t.charger_mode_set(cp_id, n), "options": ["On", "Off", "Schedule"],
+                                  "icon": "mdi:power-settings"}),
+        # The charger's own setting; set by hand only while the balancer is off (else refused, answered).
+        Entity("max_current", "number", {"name": f"{label} max current", "state_topic": t.charger_max_current(cp_id, n),
+                                         "command_topic": t.charger_max_current_set(cp_id, n), "min": 0,
+                                         "max": limits["max_current_max"], **amps}),
+        Entity("connector_default_current", "number", {"name": f"{label} default current",
+                                             "state_topic": t.charger_default_current(cp_id, n),
+                                             "command_topic": t.charger_default_current_set(cp_id, n),
+                                             "min": limits["default_current_min"],
+                                             "max": limits["default_current_max"], **amps,
+                                             "entity_category": "config"}),
+        Entity("status", "sensor", {"name": f"{label} status", "state_topic": t.charger_status(cp_id, n),
                                     "icon": "mdi:ev-plug-type2"}),
-        *(Entity(f"current_l{p + 1}", "sensor", {"name": f"Connector {n} current L{p + 1}",
+        *(Entity(f"current_l{p + 1}", "sensor", {"name": f"{label} current L{p + 1}",
                                                  "state_topic": t.charger_current(cp_id, n, p), **current})
           for p in PHASES),
-        Entity("power", "sensor", {"name": f"Connector {n} power", "state_topic": t.charger_power_kw(cp_id, n),
+        Entity("power", "sensor", {"name": f"{label} power", "state_topic": t.charger_power_kw(cp_id, n),
                                    "device_class": "power", "unit_of_measurement": "kW",
                                    "state_class": "measurement"}),
-        Entity("session_energy", "sensor", {"name": f"Connector {n} session energy",
+        Entity("session_energy", "sensor", {"name": f"{label} session energy",
                                             "state_topic": t.charger_session_energy_kwh(cp_id, n),
                                             "device_class": "energy", "unit_of_measurement": "kWh",
                                             "state_class": "total_increasing"}),
-    ]
+    ])
 
 
 def connector_messages(
@@ -429,14 +488,97 @@ def connector_messages(
     connector: int,
     device_model: str | None,
     sw_version: str,
+    label: str | None = None,
+    limits: dict[str, float] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Several connectors: one connector's own entities (its ChargeAt, its priority as a number,
-    its charge mode as a select, status, currents, power, energy) on its charge point's device."""
+    """Several connectors: one connector's own entities (its ChargeAt, reason, paused, priority,
+    charge mode, mode, max current, default current, status, currents, power, energy) on its charge
+    point's device, named `label` (`connector_labels`; "Outlet N" when not given)."""
     n = connector
+    bounds = {**CONNECTOR_LIMITS, **(limits or {})}
     device = _device(cp_id, device_model, sw_version)
     return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{n}_{e.key}", f"{slug(cp_id)}_{n}_{e.key}",
                           device, sw_version)
-            for e in _connector_entities(topics, cp_id, n)]
+            for e in _connector_entities(topics, cp_id, n, label or f"Outlet {n}", bounds)]
+
+
+def _station_entities(t: Topics, cp_id: str, label: str | None) -> list[Entity]:
+    return _off_by_default([
+        Entity("charger_online", "binary_sensor", {
+            "name": f"{label} online" if label else "Charger online", "state_topic": t.charger_online(cp_id),
+            "payload_on": "ON", "payload_off": "OFF", "device_class": "connectivity",
+            "entity_category": "diagnostic"}),
+        Entity("reboot", "button", {
+            "name": f"Reboot {label}" if label else "Reboot charger", "command_topic": t.charger_reboot_set(cp_id),
+            "payload_press": "PRESS", "device_class": "restart", "entity_category": "config"}),
+    ])
+
+
+def charge_point_messages(
+    topics: Topics,
+    prefix: str,
+    node_id: str,
+    cp_id: str,
+    connector: int,
+    device_model: str | None,
+    sw_version: str,
+    label: str | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Several connectors: each charge point's own entities (online, reboot) on its device, named
+    after `label` when the bridge drives several charge points. `connector` is the charge point's
+    first balanced connector: the unique_ids are those the one-connector set gave it."""
+    device = _device(cp_id, device_model, sw_version)
+    return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{e.key}", f"{slug(cp_id)}_{connector}_{e.key}",
+                          device, sw_version)
+            for e in _station_entities(topics, cp_id, label)]
+
+
+def connector_labels(connectors: list[tuple[str, int, str | None]]) -> tuple[dict[tuple[str, int], str],
+                                                                             dict[str, str | None]]:
+    """Names for (charge point id, connector, charge point's name from the cloud): on one charge point
+    "Outlet N"; on several "<charge point> outlet N", the charge point by its name when every one has
+    a name of its own, else by its id. The second dict names each charge point (None: one charge point)."""
+    cps: dict[str, str | None] = {}
+    for cp, _, name in connectors:
+        cps.setdefault(cp, (name or "").strip() or None)
+    if len(cps) <= 1:
+        return {(cp, n): f"Outlet {n}" for cp, n, _ in connectors}, {cp: None for cp in cps}
+    names = list(cps.values())
+    by_name = all(names) and len(set(names)) == len(names)
+    station = {cp: (name if by_name else cp) for cp, name in cps.items()}
+    return {(cp, n): f"{station[cp]} outlet {n}" for cp, n, _ in connectors}, station  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Outlet:
+    """One balanced connector as discovery names it: its charge point (id, kind, name in the cloud)
+    and the installation current that bounds its numbers (None while not known)."""
+
+    cp_id: str
+    connector: int
+    model: str | None = None
+    cp_name: str | None = None
+    installation_current: int | None = None
+
+
+def outlet_messages(topics: Topics, prefix: str, node_id: str, outlets: list[Outlet], sw_version: str,
+                    min_current: int = MIN_CURRENT_A) -> list[tuple[str, dict[str, Any]]]:
+    """Several connectors: every connector's own entities and every charge point's (online, reboot,
+    once per charge point, on its first outlet), named by `connector_labels`."""
+    labels, stations = connector_labels([(o.cp_id, o.connector, o.cp_name) for o in outlets])
+    out: list[tuple[str, dict[str, Any]]] = []
+    stations_done: set[str] = set()
+    for o in outlets:
+        low, high = default_current_range(min_current, o.installation_current)
+        bounds = {"default_current_min": low, "default_current_max": high,
+                  "max_current_max": current_ceiling(o.installation_current)}
+        out += connector_messages(topics, prefix, node_id, o.cp_id, o.connector, o.model, sw_version,
+                                  labels[(o.cp_id, o.connector)], bounds)
+        if o.cp_id not in stations_done:
+            stations_done.add(o.cp_id)
+            out += charge_point_messages(topics, prefix, node_id, o.cp_id, o.connector, o.model, sw_version,
+                                         stations[o.cp_id])
+    return out
 
 
 def removal_messages(prefix: str, node_id: str, keys: list[str] | None = None) -> list[tuple[str, str]]:

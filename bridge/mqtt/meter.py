@@ -470,6 +470,16 @@ class MeterSource:
             phases=phases,
         )
 
+    def gives_power(self, phase: int | None) -> bool:
+        """Whether a reading can carry a power for `phase` (None: the whole house's), the way
+        `MeterState` derives one: a phase's power or delivered input (a phase the connection does
+        not have follows L1), the house's power input. Currents and voltages alone give none."""
+        if phase is None:
+            return any(i.kind == TOTAL_POWER for i in self.all_inputs)
+        if phase >= self.phases:
+            return self.gives_power(0)
+        return any(i.kind in (POWER, DELIVERED) and i.phase == phase for i in self.all_inputs)
+
     def subscriptions(self) -> list[str]:
         """Topics to subscribe to, each once (inputs may share one JSON topic)."""
         seen = dict.fromkeys(self._by_topic)

@@ -23,6 +23,7 @@ COMMAND_PATTERNS: dict[str, str] = {
     "charger_priority": "charger/+/+/priority/set",
     "capacity_limit": "capacity/limit_kw/set",
     "charge_mode": "charger/+/+/charge_mode/set",
+    "charger_default_current": "charger/+/+/default_current/set",
 }
 COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 
@@ -155,6 +156,17 @@ class Topics:
     def charger_reason(self, cp: str, n: int) -> str:
         return f"{self._connector(cp, n)}/reason"
 
+    def charger_paused(self, cp: str, n: int) -> str:
+        """ON while the balancer gives this connector 0 A (`balancer/paused` is ON only when all are)."""
+        return f"{self._connector(cp, n)}/paused"
+
+    def charger_default_current(self, cp: str, n: int) -> str:
+        """The connector's full-power current: its own when set, else `balancer/default_current`."""
+        return f"{self._connector(cp, n)}/default_current"
+
+    def charger_default_current_set(self, cp: str, n: int) -> str:
+        return self.command_topic("charger_default_current", cp, n)
+
     def charger_priority_set(self, cp: str, n: int) -> str:
         return self.command_topic("charger_priority", cp, n)
 
@@ -212,6 +224,7 @@ class Topics:
             self.charger_priority_set(cp, n),
             self.capacity_limit_kw_set,
             self.charge_mode_set(cp, n),
+            self.charger_default_current_set(cp, n),
         ]
 
     def state_topics(self, cp: str, n: int) -> list[str]:
@@ -244,6 +257,17 @@ class Topics:
             self.capacity_projected_kw,
             self.capacity_month_peaks,
             self.capacity_state,
+        ]
+
+    def connector_state_topics(self, cp: str, n: int) -> list[str]:
+        """Several connectors on one fuse: what the service publishes for each connector besides
+        `state_topics(cp, n)`."""
+        return [
+            self.charger_charge_at(cp, n),
+            self.charger_priority(cp, n),
+            self.charger_reason(cp, n),
+            self.charger_paused(cp, n),
+            self.charger_default_current(cp, n),
         ]
 
     def classify(self, topic: str) -> Command | None:

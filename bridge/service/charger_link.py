@@ -34,6 +34,7 @@ class ChargerView:
 
     cp_id: str | None = None
     model: str | None = None
+    name: str | None = None  # the charge point's name in the cloud (the owner's, or its kind)
     online: bool | None = None
     status: str | None = None
     max_current: float | None = None
@@ -198,6 +199,7 @@ class ChargerLink:
         self.config_error = None
         self.view.cp_id = chosen.id
         self.view.model = chosen.type
+        self.view.name = chosen.name
         self.ready = True
         self.next_poll = now
         log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)

@@ -214,7 +214,8 @@ class CommandHandler:
                 "the balancer is enabled and owns the charger's current: set "
                 f"{self.topics.default_current_set} instead, or turn the balancer off first"
             )
-        highest = min(self.runtime.default_current, current_ceiling(self.target.view.installation_current))
+        highest = min(self.runtime.default_current_of(self.target.key),
+                      current_ceiling(self.target.view.installation_current))
         return _limit(check_charger_current, value, highest)
 
     def valid_capacity_limit(self, value: float) -> float:
@@ -320,6 +321,33 @@ class CommandHandler:
         return (self.topics.charger_priority(v.cp_id, self.target.connector),
                 str(self.runtime.priorities.get(self.target.key, DEFAULT_PRIORITY)))
 
+    # ---- a default current per connector: several connectors on one fuse ---------------
+
+    def valid_connector_default_current(self, value: float) -> int:
+        if not isinstance(self.balancer, SharedBalancer):
+            raise CommandRefused("a default current per connector only matters when several connectors share "
+                                 f"the fuse (CHARGEAMPS_CONNECTORS lists them); set {self.topics.default_current_set}")
+        return _limit(check_default_current, value, self.settings.balancer_min_current,
+                      self.target.view.installation_current, self.target.name)
+
+    def apply_connector_default_current(self, now: float, value: int) -> int:
+        key = self.target.key
+        try:
+            self.balancer.set_default_current(now, key, value)  # type: ignore[union-attr]
+        except ValueError as e:
+            raise CommandRefused(str(e)) from None
+        self.runtime.default_currents[key] = value
+        self.save(now)
+        log.info("default current of %s set to %d A by command", key, value)
+        self.decide(now)
+        return value
+
+    def shown_connector_default_current(self) -> tuple[str, str] | None:
+        if not isinstance(self.balancer, SharedBalancer):
+            return None
+        return self.shown_charger(self.topics.charger_default_current,
+                                  format_number(self.runtime.default_current_of(self.target.key)))
+
     # ---- shown --------------------------------------------------------------------
 
     def shown_charger(self, topic: Callable[[str, int], str], value: Any) -> tuple[str, str] | None:
@@ -367,6 +395,10 @@ COMMANDS: dict[str, CommandSpec] = {
     "charge_mode": CommandSpec(
         parse_charge_mode, _accept, CommandHandler.apply_charge_mode, CommandHandler.shown_charge_mode,
         to_charger=True,
+    ),
+    "charger_default_current": CommandSpec(
+        parse_number, CommandHandler.valid_connector_default_current, CommandHandler.apply_connector_default_current,
+        CommandHandler.shown_connector_default_current, to_charger=True,
     ),
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "one table entry per command topic"

@@ -47,7 +47,7 @@ class StatePublisher:
 
     def balancer(self, d: Decision | SharedDecision, runtime: RuntimeSettings) -> None:
         """The decision; with several connectors `charge_at` is their sum, and each connector
-        has its own ChargeAt, priority and reason."""
+        has its own ChargeAt, priority, reason, paused and default current."""
         t = self.topics
         self.publish(t.charge_at, format_number(d.charge_at))
         for i in range(3):
@@ -73,6 +73,8 @@ class StatePublisher:
                 self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
                 self.publish(t.charger_priority(cp, n), str(c.priority))
                 self.publish(t.charger_reason(cp, n), c.reason)
+                self.publish(t.charger_paused(cp, n), format_bool(c.paused))
+                self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
 
     def runtime(self, runtime: RuntimeSettings) -> None:
         t = self.topics

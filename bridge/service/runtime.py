@@ -70,6 +70,12 @@ class RuntimeKeeper:
         except ValueError as e:
             self._refused(e, DEFAULT_CHARGE_MODE)
             loaded.charge_mode = DEFAULT_CHARGE_MODE
+        for key, amps in list(loaded.default_currents.items()):
+            try:
+                loaded.default_currents[key] = check_default_current(amps, s.balancer_min_current, None)
+            except (LimitError, TypeError) as e:
+                self._refused(f"default current of {key}: {e}", "the shared default current")
+                del loaded.default_currents[key]
         for key, mode in list(loaded.charge_modes.items()):
             try:
                 loaded.charge_modes[key] = check_charge_mode(str(mode))
@@ -90,6 +96,21 @@ class RuntimeKeeper:
         except LimitError as e:
             self._refused(e, f"{s.balancer_default_current} A")
             runtime.default_current = s.balancer_default_current
+            return True
+        return False
+
+    def fit_connector(self, runtime: RuntimeSettings, key: str, installation_current: int | None,
+                      whose: str) -> bool:
+        """Refuse a connector's stored default current above its installation current, as the
+        command would; True when the runtime settings changed."""
+        own = runtime.default_currents.get(key)
+        if own is None:
+            return False
+        try:
+            check_default_current(own, self.settings.balancer_min_current, installation_current, whose)
+        except LimitError as e:
+            self._refused(e, "the shared default current")
+            del runtime.default_currents[key]
             return True
         return False
 

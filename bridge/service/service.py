@@ -71,6 +71,7 @@ class BridgeService:
             specs = [dataclasses.replace(s, priority=self.runtime.priorities.get(s.key, DEFAULT_PRIORITY))
                      for s in specs]
             self.balancer: Balancer | SharedBalancer = SharedBalancer(cfg, specs, settings.balancer_strategy)
+            self._own_default_currents(self.balancer)
         else:
             self.balancer = Balancer(cfg, strategy=settings.balancer_strategy)
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -108,7 +109,8 @@ class BridgeService:
                 where["on_car_connectors"] = self._share_charge_point
             self.links = [self._link(self.balancer, backoff or CloudBackoff(), **where)]
         self.link = self.links[0]
-        self.discovery = Discovery(settings, self.topics, self.publisher, self.link, self.links)
+        self.discovery = Discovery(settings, self.topics, self.publisher, self.link, self.links,
+                                   meter_power=(*(meter.gives_power(p) for p in range(3)), meter.gives_power(None)))
         self.commands = CommandHandler(
             settings, self.topics, self.runtime, self.keeper, self.balancer, self.link, self.health, self.clock,
             decide=self._decide_and_apply, on_health=self._publish_health, budget=command_budget,
@@ -140,6 +142,7 @@ class BridgeService:
                  for n in cars]
         cfg = dataclasses.replace(self.balancer.config, installation_current=None)  # per connector, read at connect
         self.balancer = SharedBalancer(cfg, specs, self.settings.balancer_strategy)
+        self._own_default_currents(self.balancer)
         self.shared = True
         self.decision = None
         self.links = self._shared_links(specs)
@@ -152,6 +155,18 @@ class BridgeService:
         log.info("charge point %s has car connectors %s on one fuse: balancing them together "
                  "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
         return True
+
+    def _own_default_currents(self, shared: SharedBalancer) -> None:
+        """Each connector's stored default current, where a user set one (a value its settings do not
+        allow is refused as the command would refuse it, and the shared one applies)."""
+        for key, amps in list(self.runtime.default_currents.items()):
+            if key not in shared.keys:
+                continue  # a connector no longer listed: kept for when it is again
+            try:
+                shared.set_default_current(self.clock(), key, amps)
+            except ValueError as e:
+                log.error("default current of %s: value refused (%s); using the shared default current", key, e)
+                del self.runtime.default_currents[key]
 
     @property
     def meter(self):
@@ -372,6 +387,10 @@ class BridgeService:
         """A stored default current above the installation current is refused, as the command would be."""
         if self.keeper.fit(self.runtime, *installation_limit(self.links)):
             self.balancer.reconfigure(now, default_current=self.runtime.default_current)
+        if self.shared:
+            for link in self.links:
+                if self.keeper.fit_connector(self.runtime, link.key, link.view.installation_current, link.name):
+                    self.balancer.set_default_current(now, link.key, None)  # type: ignore[union-attr]
         self.discovery.announce()  # the default current's range changed
 
     def _publish_all(self, now: float) -> None:
