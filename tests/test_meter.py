@@ -710,3 +710,56 @@ def test_a_second_or_third_phase_input_with_one_phase_is_one_clear_line(kwargs: 
 def test_phases_other_than_one_or_three_are_refused() -> None:
     with pytest.raises(MeterConfigError, match="P1_PHASES must be 3 or 1"):
         MeterSource(phases=2)
+
+
+# Each phase's other input: none, its power, its delivered power (with a returned one), or its power
+# with its voltage.
+PHASE_INPUTS = ("none", "power", "delivered", "power+voltage")
+
+
+def _mixed_source(inputs: tuple[str, str, str], total: bool) -> MeterSource:
+    def on(kind: str) -> list[str | None]:
+        return [f"m/{kind}_l{p + 1}" if kind in inputs[p].split("+") else None for p in range(3)]
+    return MeterSource.from_settings(
+        topics=[f"m/current_l{p + 1}" for p in range(3)], power_topics=on("power"), delivered_topics=on("delivered"),
+        returned_topics=[f"m/returned_l{p + 1}" if inputs[p] == "delivered" else None for p in range(3)],
+        voltage_topics=on("voltage"), total_power_topic="m/total" if total else None, power_unit="W")
+
+
+def _valid_mixes() -> list[tuple[tuple[str, str, str], bool]]:
+    out = []
+    for a in PHASE_INPUTS:
+        for b in PHASE_INPUTS:
+            for c in PHASE_INPUTS:
+                for total in (False, True):
+                    try:
+                        _mixed_source((a, b, c), total)
+                    except MeterConfigError:
+                        continue  # a configuration the settings refuse cannot be announced
+                    out.append(((a, b, c), total))
+    return out
+
+
+VALID_MIXES = _valid_mixes()
+
+
+def test_the_mixes_of_meter_inputs_cover_every_case() -> None:
+    assert {i for (inputs, _) in VALID_MIXES for i in inputs} == set(PHASE_INPUTS)
+    assert {total for _, total in VALID_MIXES} == {False, True}
+
+
+@pytest.mark.parametrize("inputs, total", VALID_MIXES)
+def test_gives_power_says_exactly_which_power_topics_a_configuration_fills(inputs, total) -> None:
+    # Home Assistant is told of a meter power sensor only when the configuration can fill it: what
+    # `gives_power` says must be what the meter's readings then carry, for every mix of inputs.
+    source = _mixed_source(inputs, total)
+    state = MeterState(source, fuse_a=25, stale_after_s=30)
+    values = {"current": "5", "power": "1100", "delivered": "1200", "returned": "100", "voltage": "231",
+              "total": "900"}
+    total_seen = None
+    for t in source.subscriptions():
+        update = state.on_message(t, values[t.split("/")[1].split("_")[0]], False, 1.0)
+        total_seen = update.total_power_w if update.total_power_w is not None else total_seen
+    carried = [state.phase_value(p).power_w is not None for p in range(3)]
+    assert carried == [source.gives_power(p) for p in range(3)]
+    assert (total_seen is not None) == source.gives_power(None) == total

@@ -256,6 +256,56 @@ def test_priority_set_over_mqtt_is_served_first_and_kept_across_a_restart(rig):
     wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "equal again")
 
 
+def test_each_connector_has_its_own_default_current_kept_across_a_restart(rig):
+    rig.house.base = [5.0, 5.0, 5.0]  # 20 A per phase for the cars
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A")
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/default_current"), "16")  # the shared one
+    answer = command(rig.probe, rig.env, f"charger/{AURA}/1/default_current/set", "8")
+    assert answer["status"] == "ok" and answer["value"] == 8, answer
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/default_current"), "8")
+    # Car 1's full power is 8 A now: car 2 gets the rest of the 20 A.
+    wait_given(rig, lambda g: g == {1: 8, 2: 12}, 40, "car 1 at its own 8 A, car 2 the rest")
+    assert rig.probe.latest[topic(rig.env, f"charger/{AURA}/2/default_current")] == b"16"
+    stored = json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())
+    assert stored["default_currents"] == {f"{AURA}:1": 8}
+
+    # Validated as the shared default current is: whole amps from 6 A to the connector's installation
+    # current (the Aura's 16 A); a refusal is answered and changes nothing.
+    for bad in ("17", "5", "7.5", "eight", ""):
+        answer = command(rig.probe, rig.env, f"charger/{AURA}/1/default_current/set", bad)
+        assert answer["status"] == "error", (bad, answer)
+    assert "between 6 and 16 A" in command(rig.probe, rig.env, f"charger/{AURA}/1/default_current/set", "17")["error"]
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/default_current"), "8")
+    assert json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())["default_currents"] == \
+        {f"{AURA}:1": 8}
+
+    since = rig.restart()
+    rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/default_current"), "8", since=since, timeout=15)
+    wait_given(rig, lambda g: g == {1: 8, 2: 12}, 40, "car 1 at its own 8 A after the restart")
+
+    assert command(rig.probe, rig.env, f"charger/{AURA}/1/default_current/set", "16")["status"] == "ok"
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "equal again")
+
+
+def test_each_connector_says_whether_it_is_paused(rig):
+    # 8 A per phase for the cars: one charges, the other is paused, and says so on its own topic
+    # (balancer/paused is ON only when every connector is).
+    rig.house.base = [17.0, 17.0, 17.0]
+
+    def one_paused() -> bool:
+        paused = [rig.probe.latest.get(topic(rig.env, f"charger/{AURA}/{n}/paused")) for n in (1, 2)]
+        return sorted(paused) == [b"OFF", b"ON"]
+    try:
+        wait_until(one_paused, 40, "one connector paused, the other charging")
+        assert rig.probe.latest[topic(rig.env, "balancer/paused")] == b"OFF"
+        paused = next(n for n in (1, 2) if rig.probe.latest[topic(rig.env, f"charger/{AURA}/{n}/paused")] == b"ON")
+        assert rig.probe.latest[topic(rig.env, f"charger/{AURA}/{paused}/charge_at")] == b"0"
+    finally:
+        rig.house.base = [5.0, 5.0, 5.0]
+    wait_until(lambda: all(rig.probe.latest.get(topic(rig.env, f"charger/{AURA}/{n}/paused")) == b"OFF"
+                           for n in (1, 2)), 40, "both charging again")
+
+
 def test_equal_cars_take_turns_when_only_one_can_charge(rig):
     rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
     rotate_s = float(FAST["BALANCER_ROTATE_S"])
@@ -359,6 +409,51 @@ def test_the_default_current_fits_every_connector_and_a_refusal_names_the_lowest
         assert (ok.status, ok.value) == ("ok", 10) and svc.balancer.config.default_current == 10
         number = json.loads(svc.publisher._published[f"homeassistant/number/{t.base}/default_current/config"])
         assert number["max"] == 10
+
+
+def test_a_connectors_own_default_current_is_checked_against_its_installation_current(tmp_path, caplog):
+    # Stored by an earlier command: the Aura's 12 A fits its 16 A; the Halo's 14 A does not fit the
+    # 10 A it is installed for now, and is refused as the command is (the shared default applies).
+    with several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}) as sim:
+        sim.charge_points[HALO].installation_current = 10
+        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1,{HALO}:1",
+                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s.runtime_file.write_text(json.dumps({"default_currents": {f"{AURA}:1": 12, f"{HALO}:1": 14,
+                                                                   f"{AURA}:2": "x"}}))
+        svc = BridgeService(s)  # not started: its links are ticked here, its commands handled directly
+        assert f"{AURA}:2" not in svc.runtime.default_currents and "default current of " + f"{AURA}:2" in caplog.text
+        for link in svc.links:
+            link.tick(svc.clock())
+        assert svc.runtime.default_currents == {f"{AURA}:1": 12}
+        assert f"(the installation current of {HALO} connector 1); got 14" in caplog.text
+        shared = svc.balancer
+        caps = {k: shared._conn(k).inputs.config.current_cap for k in shared.keys}
+        assert caps == {f"{AURA}:1": 12, f"{HALO}:1": 10}
+        # The shared default current changes those without one of their own only.
+        t = svc.topics
+        assert svc.commands.handle(t.classify(t.default_current_set), b"8").status == "ok"
+        caps = {k: shared._conn(k).inputs.config.current_cap for k in shared.keys}
+        assert caps == {f"{AURA}:1": 12, f"{HALO}:1": 8}
+        refused = svc.commands.handle(t.classify(t.charger_default_current_set(HALO, 1)), b"12")
+        assert refused.status == "error" and "between 6 and 10 A" in refused.error
+        assert refused.restate == (t.charger_default_current(HALO, 1), "8")
+        assert svc.runtime.default_currents == {f"{AURA}:1": 12}
+
+
+def test_with_one_connector_the_default_current_is_the_balancers_alone(tmp_path):
+    with several_cars_account() as sim:
+        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1",
+                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        svc = BridgeService(s)
+        svc.link.tick(svc.clock())
+        t = svc.topics
+        refused = svc.commands.handle(t.classify(t.charger_default_current_set(AURA, 1)), b"10")
+        assert refused.status == "error" and t.default_current_set in refused.error
+        assert svc.runtime.default_currents == {} and svc.runtime.default_current == 16
 
 
 def cars_kw(rig: Rig) -> float:
@@ -596,37 +691,67 @@ def announced_by_a_service(tmp_path, connectors: str) -> list[tuple[str, str]]:
         return [(t, p) for t, p in svc.publisher._published.items() if t.startswith("homeassistant/")]
 
 
+NO_METER_POWER = (False, False, False, False)  # the default meter: currents only
+
+
 def test_home_assistant_gets_each_entity_once_from_a_service_with_an_auras_two_connectors(tmp_path):
     from collections import Counter
 
     from bridge.mqtt.discovery import retired_messages
     from bridge.mqtt.topics import Topics
+    from tests import ha_mqtt_schema
 
     published = announced_by_a_service(tmp_path, f"{AURA}:1,{AURA}:2")
     configs = [(t, json.loads(p)) for t, p in published if p]
+    for t, c in configs:
+        ha_mqtt_schema.validate(t, c)
     unique_ids = Counter(c["unique_id"] for _, c in configs)
     assert [u for u, count in unique_ids.items() if count > 1] == []
     shown = Counter((c["device"]["identifiers"][0], c["state_topic"]) for _, c in configs if "state_topic" in c)
     assert [key for key, count in shown.items() if count > 1] == []
-    # What one connector announced and two do not is removed, before connector 1's entities that
-    # take over its unique_ids are announced.
-    retired = retired_messages(Topics("unit"), "homeassistant", "unit", AURA, 1)
+    names = {c["name"] for _, c in configs}
+    assert {"Outlet 1 max current", "Outlet 2 max current", "Outlet 2 mode", "Outlet 2 paused",
+            "Outlet 2 default current", "Charger online", "Reboot charger"} <= names
+    # What one connector announced and two do not is removed (with the meter's power sensors, which
+    # a meter of currents never fills), before the entities that take over its unique_ids are announced.
+    retired = retired_messages(Topics("unit"), "homeassistant", "unit", AURA, 1, True, NO_METER_POWER)
     assert retired and [(t, p) for t, p in published if not p] == retired
     order = [t for t, _ in published]
     assert max(order.index(t) for t, _ in retired) < order.index(f"homeassistant/sensor/unit/{AURA}_1_power/config")
 
 
+def test_a_service_with_an_aura_and_a_halo_names_each_outlet_by_its_charge_point(tmp_path):
+    from tests import ha_mqtt_schema
+
+    published = announced_by_a_service(tmp_path, f"{AURA}:1,{AURA}:2,{HALO}:1")
+    configs = {t: json.loads(p) for t, p in published if p}
+    for t, c in configs.items():
+        ha_mqtt_schema.validate(t, c)
+    names = {c["name"] for c in configs.values()}
+    assert {"Aura outlet 1 max current", "Aura outlet 2 mode", "Halo outlet 1 paused", "Aura online",
+            "Halo online", "Reboot Halo"} <= names
+    halo = configs[f"homeassistant/number/unit/{HALO}_1_connector_default_current/config"]
+    assert halo["device"]["identifiers"] == [f"chargeamps_{HALO}"]
+    assert halo["command_topic"] == f"unit/charger/{HALO}/1/default_current/set"
+
+
 def test_a_service_with_one_connector_announces_what_it_always_did(tmp_path):
     from bridge import __version__
-    from bridge.mqtt.discovery import discovery_messages
+    from bridge.mqtt.discovery import discovery_messages, retired_messages
     from bridge.mqtt.topics import Topics
 
     published = announced_by_a_service(tmp_path, f"{AURA}:1")
     number = {key: json.loads(dict(published)[f"homeassistant/number/unit/{key}/config"])
               for key in ("max_a", "default_current")}
     limits = {f"{key}_{end}": number[key][end] for key in number for end in ("min", "max")}
-    expected = discovery_messages(Topics("unit"), "homeassistant", "unit", AURA, 1, "AURA", __version__, limits)
-    assert published == [(t, json.dumps(c)) for t, c in expected]
+    # As always, but for the meter's power sensors: a meter of currents never fills them, so they are
+    # removed rather than announced.
+    expected = discovery_messages(Topics("unit"), "homeassistant", "unit", AURA, 1, "AURA", __version__, limits,
+                                  meter_power=NO_METER_POWER)
+    retired = retired_messages(Topics("unit"), "homeassistant", "unit", AURA, 1, False, NO_METER_POWER)
+    assert [t.split("/")[3] for t, _ in retired] == ["meter_power_l1", "meter_power_l2", "meter_power_l3",
+                                                     "meter_power"]
+    assert published == retired + [(t, json.dumps(c)) for t, c in expected]
 
 
 def test_a_stored_priority_out_of_range_is_refused_and_the_default_used(tmp_path, caplog):
