@@ -382,15 +382,21 @@ def test_a_car_plugging_into_an_outlet_paused_without_a_car_gets_its_turn(rig):
     rig.house.base = [5.0, 5.0, 5.0]
 
 
+def unstarted_settings(sim: CloudSimulator, tmp_path: Path, connectors: str):
+    """Settings for a service that is not started (its links ticked, its commands handled by the test):
+    the simulator's account, `connectors`, no broker."""
+    return load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
+                         chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
+                         chargeamps_state_dir=tmp_path, chargeamps_connectors=connectors,
+                         mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+
+
 def test_the_default_current_fits_every_connector_and_a_refusal_names_the_lowest(tmp_path, caplog):
     # One default current for all connectors: it must fit the lowest installation current (the
     # Halo's 10 A here, not the first connector's 16 A), and Home Assistant's number ends there.
     with several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}) as sim:
         sim.charge_points[HALO].installation_current = 10
-        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
-                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
-                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1,{HALO}:1",
-                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s = unstarted_settings(sim, tmp_path, f"{AURA}:1,{HALO}:1")
         s.runtime_file.write_text(json.dumps({"default_current": 12}))  # stored by an earlier command
         svc = BridgeService(s)  # not started: its links are ticked here, its commands handled directly
         for link in svc.links:
@@ -416,10 +422,7 @@ def test_a_connectors_own_default_current_is_checked_against_its_installation_cu
     # 10 A it is installed for now, and is refused as the command is (the shared default applies).
     with several_cars_account({(AURA, 1): SimCar(), (HALO, 1): SimCar()}) as sim:
         sim.charge_points[HALO].installation_current = 10
-        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
-                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
-                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1,{HALO}:1",
-                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s = unstarted_settings(sim, tmp_path, f"{AURA}:1,{HALO}:1")
         s.runtime_file.write_text(json.dumps({"default_currents": {f"{AURA}:1": 12, f"{HALO}:1": 14,
                                                                    f"{AURA}:2": "x"}}))
         svc = BridgeService(s)  # not started: its links are ticked here, its commands handled directly
@@ -444,10 +447,7 @@ def test_a_connectors_own_default_current_is_checked_against_its_installation_cu
 
 def test_with_one_connector_the_default_current_is_the_balancers_alone(tmp_path):
     with several_cars_account() as sim:
-        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
-                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
-                          chargeamps_state_dir=tmp_path, chargeamps_connectors=f"{AURA}:1",
-                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s = unstarted_settings(sim, tmp_path, f"{AURA}:1")
         svc = BridgeService(s)
         svc.link.tick(svc.clock())
         t = svc.topics
@@ -680,10 +680,7 @@ def announced_by_a_service(tmp_path, connectors: str) -> list[tuple[str, str]]:
     """(config topic, payload) the service publishes to Home Assistant, in order, for `connectors`
     of the simulator's account (the service is not started: its links are ticked here)."""
     with several_cars_account() as sim:
-        s = load_settings(chargeamps_email=sim.email, chargeamps_password=sim.password,
-                          chargeamps_api_key=sim.api_key, chargeamps_base_url=sim.url,
-                          chargeamps_state_dir=tmp_path, chargeamps_connectors=connectors,
-                          mqtt_host="127.0.0.1", mqtt_port=1, mqtt_base_topic="unit")
+        s = unstarted_settings(sim, tmp_path, connectors)
         svc = BridgeService(s)
         for link in svc.links:
             link.tick(svc.clock())

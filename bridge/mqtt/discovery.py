@@ -348,7 +348,7 @@ def discovery_messages(
     """(config topic, config payload) for every entity; publish retained, QoS 1, as JSON.
 
     With `several_connectors` the connectors' own entities (`connector_messages`) and the charge
-    points' (`charge_point_messages`) show each connector and charge point, so this set leaves out
+    points' (`outlet_messages`) show each connector and charge point, so this set leaves out
     what they show. A meter power sensor the configuration cannot fill (`meter_power`) is left out.
     Publish `retired_messages` too, first."""
     bounds = _limits(limits)
@@ -495,14 +495,20 @@ def connector_messages(
     charge mode, mode, max current, default current, status, currents, power, energy) on its charge
     point's device, named `label` (`connector_labels`; "Outlet N" when not given)."""
     n = connector
-    bounds = {**CONNECTOR_LIMITS, **(limits or {})}
+    entities = _connector_entities(topics, cp_id, n, label or f"Outlet {n}", {**CONNECTOR_LIMITS, **(limits or {})})
+    return _on_device(topics, prefix, node_id, cp_id, device_model, sw_version, entities,
+                      f"{slug(cp_id)}_{n}", f"{slug(cp_id)}_{n}")
+
+
+def _on_device(topics: Topics, prefix: str, node_id: str, cp_id: str, device_model: str | None, sw_version: str,
+               entities: list[Entity], object_prefix: str, unique_prefix: str) -> list[tuple[str, dict[str, Any]]]:
     device = _device(cp_id, device_model, sw_version)
-    return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{n}_{e.key}", f"{slug(cp_id)}_{n}_{e.key}",
-                          device, sw_version)
-            for e in _connector_entities(topics, cp_id, n, label or f"Outlet {n}", bounds)]
+    return [_announcement(topics, prefix, node_id, e, f"{object_prefix}_{e.key}", f"{unique_prefix}_{e.key}",
+                          device, sw_version) for e in entities]
 
 
 def _station_entities(t: Topics, cp_id: str, label: str | None) -> list[Entity]:
+    """A charge point's own entities (online, reboot), named after `label` when there are several."""
     return _off_by_default([
         Entity("charger_online", "binary_sensor", {
             "name": f"{label} online" if label else "Charger online", "state_topic": t.charger_online(cp_id),
@@ -512,25 +518,6 @@ def _station_entities(t: Topics, cp_id: str, label: str | None) -> list[Entity]:
             "name": f"Reboot {label}" if label else "Reboot charger", "command_topic": t.charger_reboot_set(cp_id),
             "payload_press": "PRESS", "device_class": "restart", "entity_category": "config"}),
     ])
-
-
-def charge_point_messages(
-    topics: Topics,
-    prefix: str,
-    node_id: str,
-    cp_id: str,
-    connector: int,
-    device_model: str | None,
-    sw_version: str,
-    label: str | None = None,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Several connectors: each charge point's own entities (online, reboot) on its device, named
-    after `label` when the bridge drives several charge points. `connector` is the charge point's
-    first balanced connector: the unique_ids are those the one-connector set gave it."""
-    device = _device(cp_id, device_model, sw_version)
-    return [_announcement(topics, prefix, node_id, e, f"{slug(cp_id)}_{e.key}", f"{slug(cp_id)}_{connector}_{e.key}",
-                          device, sw_version)
-            for e in _station_entities(topics, cp_id, label)]
 
 
 def connector_labels(connectors: list[tuple[str, int, str | None]]) -> tuple[dict[tuple[str, int], str],
@@ -563,8 +550,8 @@ class Outlet:
 
 def outlet_messages(topics: Topics, prefix: str, node_id: str, outlets: list[Outlet], sw_version: str,
                     min_current: int = MIN_CURRENT_A) -> list[tuple[str, dict[str, Any]]]:
-    """Several connectors: every connector's own entities and every charge point's (online, reboot,
-    once per charge point, on its first outlet), named by `connector_labels`."""
+    """Several connectors: every connector's own entities (`connector_messages`) and every charge
+    point's (online, reboot, once per charge point), on its device, named by `connector_labels`."""
     labels, stations = connector_labels([(o.cp_id, o.connector, o.cp_name) for o in outlets])
     out: list[tuple[str, dict[str, Any]]] = []
     stations_done: set[str] = set()
@@ -575,9 +562,12 @@ def outlet_messages(topics: Topics, prefix: str, node_id: str, outlets: list[Out
         out += connector_messages(topics, prefix, node_id, o.cp_id, o.connector, o.model, sw_version,
                                   labels[(o.cp_id, o.connector)], bounds)
         if o.cp_id not in stations_done:
+            # The charge point's own entities on its first outlet: their unique_ids are those the
+            # one-connector set gave it.
             stations_done.add(o.cp_id)
-            out += charge_point_messages(topics, prefix, node_id, o.cp_id, o.connector, o.model, sw_version,
-                                         stations[o.cp_id])
+            out += _on_device(topics, prefix, node_id, o.cp_id, o.model, sw_version,
+                              _station_entities(topics, o.cp_id, stations[o.cp_id]), slug(o.cp_id),
+                              f"{slug(o.cp_id)}_{o.connector}")
     return out
 
 

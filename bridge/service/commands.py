@@ -261,12 +261,17 @@ class CommandHandler:
         if not isinstance(self.balancer, SharedBalancer):
             return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
         # Several connectors on one fuse: each has its own.
+        return self.change_connector(now, self.runtime.charge_modes, mode, "charge mode")
+
+    def change_connector(self, now: float, store: dict[str, Any], value: Any, what: str) -> Any:
+        """A setting of the addressed connector (several on one fuse): stored under its key, saved,
+        and decided on at once."""
         key = self.target.key
-        self.runtime.charge_modes[key] = mode
+        store[key] = value
         self.save(now)
-        log.info("charge mode of %s set to %s by command", key, mode)
+        log.info("%s of %s set to %s by command", what, key, value)
         self.decide(now)
-        return mode
+        return value
 
     def shown_charge_mode(self) -> tuple[str, str] | None:
         mode = (self.power.mode_of(self.target.key) if isinstance(self.balancer, SharedBalancer)
@@ -306,13 +311,8 @@ class CommandHandler:
             raise CommandRefused(str(e)) from None
 
     def apply_priority(self, now: float, value: int) -> int:
-        key = self.target.key
-        self.balancer.set_priority(now, key, value)  # type: ignore[union-attr]
-        self.runtime.priorities[key] = value
-        self.save(now)
-        log.info("priority of %s set to %d by command", key, value)
-        self.decide(now)
-        return value
+        self.balancer.set_priority(now, self.target.key, value)  # type: ignore[union-attr]
+        return self.change_connector(now, self.runtime.priorities, value, "priority")
 
     def shown_priority(self) -> tuple[str, str] | None:
         v = self.target.view
@@ -331,16 +331,11 @@ class CommandHandler:
                       self.target.view.installation_current, self.target.name)
 
     def apply_connector_default_current(self, now: float, value: int) -> int:
-        key = self.target.key
         try:
-            self.balancer.set_default_current(now, key, value)  # type: ignore[union-attr]
+            self.balancer.set_default_current(now, self.target.key, value)  # type: ignore[union-attr]
         except ValueError as e:
             raise CommandRefused(str(e)) from None
-        self.runtime.default_currents[key] = value
-        self.save(now)
-        log.info("default current of %s set to %d A by command", key, value)
-        self.decide(now)
-        return value
+        return self.change_connector(now, self.runtime.default_currents, value, "default current (A)")
 
     def shown_connector_default_current(self) -> tuple[str, str] | None:
         if not isinstance(self.balancer, SharedBalancer):
