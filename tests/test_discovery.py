@@ -381,6 +381,30 @@ def test_every_connector_has_each_entity_named_by_its_connector_with_its_own_top
         assert "enabled_by_default" not in online and reboot["enabled_by_default"] is False
 
 
+def test_with_several_connectors_what_home_assistant_sends_parses_as_its_command() -> None:
+    from bridge.service.commands import COMMANDS
+
+    # What Home Assistant publishes (homeassistant/components/mqtt): a number its value, a whole one
+    # as an int ("16", number.py async_set_value); a select the option as listed; a button payload_press.
+    announced, _ = several(AURA_AND_HALO)
+    t = Topics("chargeamps")
+    seen = set()
+    for topic, config in announced:
+        if "command_topic" not in config:
+            continue
+        command = t.classify(config["command_topic"])
+        assert command is not None, topic
+        seen.add(command.name)
+        component = topic.split("/")[1]
+        sends = {"number": [str(int(config.get("min", 1))), str(int(config.get("max", 100))), "16"],
+                 "select": config.get("options", []), "button": [config.get("payload_press")],
+                 "switch": [config.get("payload_on"), config.get("payload_off")]}[component]
+        for payload in sends:
+            COMMANDS[command.name].parse(payload.encode())
+    assert seen == {"max_a", "default_current", "enabled", "capacity_limit", "refresh", "charger_max_current",
+                    "charger_mode", "charge_mode", "charger_priority", "charger_default_current", "reboot"}
+
+
 def test_the_numbers_of_a_connector_take_its_installation_current() -> None:
     announced, _ = several(AURA_AND_HALO)
     by_topic = dict(announced)
