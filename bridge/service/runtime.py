@@ -1,5 +1,6 @@
 """The settings a user changes by command (MaxA, default current, enabled, capacity limit,
-charge mode), kept across restarts.
+charge mode; with several connectors each one's priority, charge mode and default current),
+kept across restarts.
 
 A stored value is checked by the same rules as the command that sets it: a value
 the command would refuse is refused from the file too, and the configured one is used.
