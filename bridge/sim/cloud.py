@@ -42,6 +42,18 @@ DEFAULT_CHARGEPOINT_ID = "2003141234567"
 MAX_SESSIONS = 10  # the real cloud keeps at most 10 token sessions per account
 MIN_CHARGING_A = 6.0
 NOMINAL_VOLTAGE = 230.0
+# The charger's firmware behind the cloud: OCPP 1.6J (Charge Amps moved its chargers there in
+# 2024-2025) or Charge Amps' own protocol (CAPI). It decides the connector statuses and what the
+# cloud refuses during a session (see `_ocpp_refusal`).
+FIRMWARES: tuple[str, ...] = ("ocpp", "capi")
+DEFAULT_FIRMWARE = "ocpp"
+OCPP_VERSION = "1.6"
+# What the cloud answers an OCPP charger's `mode` Off during a session (hass-chargeamps issue 59,
+# a maintainer after the firmware change; the 400 on PUT .../connectors/1/settings: issue 75).
+MODE_OFF_IN_SESSION = "you can not disable a port while there is an ongoing charging session"
+# Remote stop on OCPP firmware works only with the RFID lock on (hass-chargeamps issue 44); what
+# the cloud answers otherwise is not reported there: the simulator says 400 with this message.
+REMOTE_STOP_NEEDS_RFID_LOCK = "remote stop needs the RFID lock on for a charger on OCPP firmware"
 _REDACTED_FIELDS = frozenset({"password", "token", "refreshToken"})
 _PHASES = ("L1", "L2", "L3")
 
@@ -88,6 +100,8 @@ class SimConnector:
         self.draw_override: DrawOverride | None = None
         self.voltage = NOMINAL_VOLTAGE
         self.remote_stopped = False
+        self.authorised = False  # OCPP with the RFID lock on: the session waits for a remote start
+        self.faulted = False  # set by tests: OCPP `Faulted`, CAPI `Error`
         self.energy_kwh = 0.0
         self.session_id: int | None = None
         self.session_start: str | None = None
@@ -107,6 +121,7 @@ class SimConnector:
             self.session_id = secrets.randbelow(2**31 - 1)
             self.session_start = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.remote_stopped = False
+            self.authorised = False
         self._car_plugged = bool(value)
 
     def __repr__(self) -> str:
@@ -129,27 +144,81 @@ AURA_CHARGEPOINT_ID = "2103150000001"
 SECOND_HALO_ID = "2003149876543"
 
 
-def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
-    """A simulator (not started) whose account owns an Aura (first) and a Halo; `cars` by
-    (charge point, connector), by default a three-phase car at each Aura outlet."""
+@dataclass(frozen=True)
+class ChargePointSpec:
+    """One charge point of a simulated account: its id and model ("HALO" or "AURA")."""
+
+    cp_id: str
+    kind: str = "HALO"
+
+    @property
+    def name(self) -> str:
+        return "Aura" if self.kind == "AURA" else "Halo"
+
+
+# The accounts `simulate-cloud --account` offers, first charge point first.
+ACCOUNTS: dict[str, tuple[ChargePointSpec, ...]] = {
+    "halo": (ChargePointSpec(DEFAULT_CHARGEPOINT_ID),),
+    "aura": (ChargePointSpec(AURA_CHARGEPOINT_ID, "AURA"),),
+    "aura+halo": (ChargePointSpec(AURA_CHARGEPOINT_ID, "AURA"), ChargePointSpec(SECOND_HALO_ID)),
+}
+
+
+def build_account(charge_points: Sequence[ChargePointSpec],
+                  cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns `charge_points` (in that order), with `cars`
+    by (charge point, connector); `kwargs` go to CloudSimulator (firmware, installation_current...)."""
+    if not charge_points:
+        raise ValueError("an account needs at least one charge point")
     installation_current = kwargs.pop("installation_current", 16)
-    sim = CloudSimulator(chargepoint_id=AURA_CHARGEPOINT_ID, kind="AURA",
+    first, *others = charge_points
+    sim = CloudSimulator(chargepoint_id=first.cp_id, kind=first.kind,
                          installation_current=installation_current, **kwargs)
-    sim.add_chargepoint(SECOND_HALO_ID, installation_current)
-    if cars is None:
-        cars = {(AURA_CHARGEPOINT_ID, 1): SimCar(), (AURA_CHARGEPOINT_ID, 2): SimCar()}
-    for (cp_id, cid), car in cars.items():
+    for spec in others:
+        sim.add_chargepoint(spec.cp_id, installation_current, kind=spec.kind, name=spec.name)
+    for (cp_id, cid), car in (cars or {}).items():
         sim.plug(cp_id, cid, car)
     return sim
 
 
+def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns an Aura (first) and a Halo; `cars` by
+    (charge point, connector), by default a three-phase car at each Aura outlet."""
+    if cars is None:
+        cars = {(AURA_CHARGEPOINT_ID, 1): SimCar(), (AURA_CHARGEPOINT_ID, 2): SimCar()}
+    return build_account(ACCOUNTS["aura+halo"], cars, **kwargs)
+
+
+def parse_car(text: str, charge_points: Sequence[ChargePointSpec]) -> tuple[tuple[str, int], SimCar]:
+    """`--car`: CONNECTOR[:MAX_A], the connector on the first charge point, or CP:CONNECTOR[:MAX_A];
+    a three-phase car plugged in from the start. ValueError says what is wrong."""
+    parts = text.strip().split(":")
+    ids = [spec.cp_id for spec in charge_points]
+    cp_id = ids[0]
+    if len(parts) >= 2 and parts[0] in ids:
+        cp_id, parts = parts[0], parts[1:]
+    if not 1 <= len(parts) <= 2 or not parts[0].isdigit():
+        raise ValueError(f"--car {text!r}: use CONNECTOR[:MAX_A] (e.g. 1 or 1:16) or CHARGEPOINT:CONNECTOR[:MAX_A]")
+    max_a = 16.0
+    if len(parts) == 2:
+        try:
+            max_a = float(parts[1])
+        except ValueError:
+            max_a = math.nan
+        if not MIN_CHARGING_A <= max_a <= 32:
+            raise ValueError(f"--car {text!r}: the car's MAX_A must be {MIN_CHARGING_A:g} to 32 A")
+    return (cp_id, int(parts[0])), SimCar(max_a=max_a)
+
+
 class SimChargePoint:
     def __init__(self, cp_id: str, installation_current: int = 16, name: str = "Halo",
-                 kind: str = "HALO", ocpp_version: str | None = None) -> None:
+                 kind: str = "HALO", firmware: str = DEFAULT_FIRMWARE) -> None:
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}, not {firmware!r}")
         self.id = cp_id
         self.name = name
         self.type = kind
-        self.ocpp_version = ocpp_version
+        self.firmware = firmware
         self.installation_current = int(installation_current)
         self.max_current: float = float(installation_current)
         self.dimmer = "Off"
@@ -171,8 +240,13 @@ class SimChargePoint:
                 2: SimConnector(2, "Schuko", min(10, installation_current)),
             }
 
+    @property
+    def ocpp_version(self) -> str | None:
+        """The charge point's `ocppVersion`: null on Charge Amps' own protocol."""
+        return OCPP_VERSION if self.firmware == "ocpp" else None
+
     def __repr__(self) -> str:
-        return f"SimChargePoint({self.id!r}, installation_current={self.installation_current})"
+        return f"SimChargePoint({self.id!r}, installation_current={self.installation_current}, firmware={self.firmware})"
 
 
 class _Server(ThreadingHTTPServer):
@@ -227,8 +301,10 @@ class CloudSimulator:
         api_key: str = DEMO_API_KEY,
         clock: Callable[[], float] = time.time,
         kind: str = "HALO",
+        firmware: str = DEFAULT_FIRMWARE,
     ) -> None:
         self.host = host
+        self.firmware = firmware  # of the charge points added without one
         self.port = port
         self.token_ttl_s = float(token_ttl_s)
         self.refresh_ttl_s = float(refresh_ttl_s)
@@ -238,7 +314,7 @@ class CloudSimulator:
         self.clock = clock  # wall clock of the JWTs (exp); tests may inject a fake one
         self.charge_points: dict[str, SimChargePoint] = {
             chargepoint_id: SimChargePoint(chargepoint_id, installation_current, kind=kind,
-                                           name="Aura" if kind == "AURA" else "Halo")
+                                           name="Aura" if kind == "AURA" else "Halo", firmware=firmware)
         }
         self.requests: list[RecordedRequest] = []
         self.writes: list[tuple[float, str, int | None, str, Any]] = []
@@ -301,6 +377,7 @@ class CloudSimulator:
         return self.charge_points[cp_id or self.chargepoint_id].connectors[cid]
 
     def add_chargepoint(self, cp_id: str, installation_current: int = 16, **kwargs: Any) -> SimChargePoint:
+        kwargs.setdefault("firmware", self.firmware)
         with self.lock:
             cp = SimChargePoint(cp_id, installation_current, **kwargs)
             self.charge_points[cp_id] = cp
@@ -407,10 +484,53 @@ class CloudSimulator:
     # -- charger model --------------------------------------------------------
 
     @staticmethod
+    def _waits_for_authorisation(cp: SimChargePoint, conn: SimConnector) -> bool:
+        """OCPP with the RFID lock on: a car plugged in waits (`Preparing`) for a remote start."""
+        return cp.firmware == "ocpp" and conn.rfid_lock and not conn.authorised
+
+    @staticmethod
+    def _in_session(cp: SimChargePoint, conn: SimConnector) -> bool:
+        """A charging session is going on: a car plugged in, authorised and not stopped remotely
+        (a session paused by 0 A or by the car still goes on)."""
+        return conn.car_plugged and not conn.remote_stopped and not CloudSimulator._waits_for_authorisation(cp, conn)
+
+    @staticmethod
     def _offered(cp: SimChargePoint, conn: SimConnector) -> float:
-        if conn.mode != "On" or conn.remote_stopped or not conn.car_plugged:
+        if conn.mode != "On" or conn.faulted or not CloudSimulator._in_session(cp, conn):
             return 0.0
         return max(0.0, min(conn.max_current, cp.max_current if cp.max_current is not None else math.inf))
+
+    def _status_name(self, cp: SimChargePoint, conn: SimConnector) -> str:
+        """The connector's status in its firmware's set: OCPP 1.6's ChargePointStatus, or Charge
+        Amps' own protocol's (hass-chargeamps const.py: STATUS_OCPP_MAP, STATUS_CAPI_MAP)."""
+        charging = any(a > 0 for a in conn._draw)
+        if cp.firmware == "capi":
+            if not conn.car_plugged:
+                return "Available"
+            return "Error" if conn.faulted else "Charging" if charging else "Connected"
+        if conn.faulted:
+            return "Faulted"
+        if not conn.car_plugged:
+            return "Available"
+        if self._waits_for_authorisation(cp, conn):
+            return "Preparing"
+        if conn.remote_stopped:
+            return "Finishing"  # the session ended, the car is still plugged in
+        if charging:
+            return "Charging"
+        return "SuspendedEVSE" if self._offered(cp, conn) < MIN_CHARGING_A else "SuspendedEV"
+
+    def draws(self) -> tuple[float, float, float]:
+        """What every car of the account draws now, per phase (L1, L2, L3): for a simulated meter."""
+        now = time.monotonic()
+        total = [0.0, 0.0, 0.0]
+        with self.lock:
+            for cp in self.charge_points.values():
+                for conn in cp.connectors.values():
+                    self._advance(cp, conn, now)
+                    for i in range(3):
+                        total[i] += conn._draw[i]
+        return (total[0], total[1], total[2])
 
     def _advance(self, cp: SimChargePoint, conn: SimConnector, now: float) -> None:
         """Integrate the energy of the draw so far, then compute the draw from now on."""
@@ -439,15 +559,7 @@ class CloudSimulator:
     def _connector_status(self, cp: SimChargePoint, conn: SimConnector, now: float) -> dict[str, Any]:
         self._advance(cp, conn, now)
         charging = any(a > 0 for a in conn._draw)
-        ocpp = cp.ocpp_version is not None
-        if not conn.car_plugged:
-            status = "Available"
-        elif charging:
-            status = "Charging"
-        elif ocpp:
-            status = "SuspendedEVSE" if self._offered(cp, conn) < MIN_CHARGING_A else "SuspendedEV"
-        else:
-            status = "Connected"
+        status = self._status_name(cp, conn)
         if conn.type == "Schuko":
             session_type = "Schuko"
         else:
@@ -617,8 +729,12 @@ class CloudSimulator:
         if action == "settings" and method == "PUT":
             return self._put_connector_settings(cp, conn, body, now)
         if action in ("remotestart", "remotestop") and method == "PUT":
+            if action == "remotestop" and cp.firmware == "ocpp" and not conn.rfid_lock:
+                return self._bad(REMOTE_STOP_NEEDS_RFID_LOCK)
             self._advance(cp, conn, now)
             conn.remote_stopped = action == "remotestop"
+            if action == "remotestart":
+                conn.authorised = True
             self._record_write(cp.id, conn.connector_id, action, True)
             return 200, None, {}
         return 404, None, {}
@@ -689,6 +805,10 @@ class CloudSimulator:
         problem = self._check_current(cp, body.get("maxCurrent"))
         if problem:
             return self._bad(problem)
+        if (cp.firmware == "ocpp" and body.get("mode") == "Off" and conn.mode != "Off"
+                and self._in_session(cp, conn)):
+            # The whole PUT is refused, whatever else it carries.
+            return self._bad(MODE_OFF_IN_SESSION)
         self._advance(cp, conn, now)
         for name, attr in (("maxCurrent", "max_current"), ("rfidLock", "rfid_lock"), ("mode", "mode"),
                            ("cableLock", "cable_lock")):
