@@ -81,6 +81,8 @@ class _FaultRule:
     status: int
     retry_after: float | str | None
     path_contains: str | None
+    method: str | None = None
+    message: str = "injected fault"
 
 
 class SimConnector:
@@ -100,7 +102,7 @@ class SimConnector:
         self.draw_override: DrawOverride | None = None
         self.voltage = NOMINAL_VOLTAGE
         self.remote_stopped = False
-        self.authorised = False  # OCPP with the RFID lock on: the session waits for a remote start
+        self.authorised = False  # the session may start (see `car_plugged`)
         self.faulted = False  # set by tests: OCPP `Faulted`, CAPI `Error`
         self.energy_kwh = 0.0
         self.session_id: int | None = None
@@ -121,7 +123,8 @@ class SimConnector:
             self.session_id = secrets.randbelow(2**31 - 1)
             self.session_start = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.remote_stopped = False
-            self.authorised = False
+            # OCPP: without the RFID lock a session starts on plug-in; with it, on a remote start.
+            self.authorised = not self.rfid_lock
         self._car_plugged = bool(value)
 
     def __repr__(self) -> str:
@@ -408,12 +411,19 @@ class CloudSimulator:
         return plugged
 
     def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None,
-                  path_contains: str | None = None) -> None:
-        """Answer the next n requests (whose path contains path_contains) with `status`."""
+                  path_contains: str | None = None, method: str | None = None,
+                  message: str = "injected fault") -> None:
+        """Answer the next n requests (whose path contains path_contains, of `method` if given)
+        with `status` and `{"error": message}`."""
         if n < 0 or not 100 <= status <= 599:
             raise ValueError("fail_next needs n >= 0 and an HTTP status 100..599")
         with self.lock:
-            self._faults.append(_FaultRule(n, status, retry_after, path_contains))
+            self._faults.append(_FaultRule(n, status, retry_after, path_contains,
+                                           method.upper() if method else None, message))
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
 
     def revoke_credentials(self) -> None:
         """Login answers 401 from now on, and refresh 400 (the API key or password was changed)."""
@@ -627,10 +637,11 @@ class CloudSimulator:
                 error: str | None, parse_error: str | None) -> tuple[int, Any, dict[str, str]]:
         with self.lock:
             for rule in self._faults:
-                if rule.remaining > 0 and (rule.path_contains is None or rule.path_contains in raw_path):
+                if rule.remaining > 0 and (rule.path_contains is None or rule.path_contains in raw_path) \
+                        and rule.method in (None, method):
                     rule.remaining -= 1
                     headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
-                    return rule.status, {"error": "injected fault", "messageCode": "simulated"}, headers
+                    return rule.status, {"error": rule.message, "messageCode": "simulated"}, headers
             self._faults = [r for r in self._faults if r.remaining > 0]
 
             if method == "POST" and path == "/api/v5/auth/login":
