@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -389,7 +390,11 @@ class CloudSimulator:
     def plug(self, cp_id: str, cid: int, car: SimCar) -> SimConnector:
         """Put `car` at a connector: plugged in now, or at `car.plug_in_s` (see `plug_due`)."""
         with self.lock:
-            conn = self.connector(cid, cp_id)
+            cp = self.charge_points.get(cp_id)
+            if cp is None or cid not in cp.connectors:
+                raise ValueError(f"charge point {cp_id} has no connector {cid}" if cp else
+                                 f"the account has no charge point {cp_id}")
+            conn = cp.connectors[cid]
             if conn.type != "Charger":
                 raise ValueError(f"connector {cid} of {cp_id} is a {conn.type} socket, not a car connector")
             conn.car_phases = car.phases
@@ -850,30 +855,61 @@ class CloudSimulator:
             log.debug("client went away before the answer")
 
 
-def serve(port: int = 8080, host: str = "127.0.0.1", token_ttl_s: float = 7200,
-          installation_current: int = 16, stop: threading.Event | None = None) -> None:
-    """Run a simulator until Ctrl-C, or until `stop` is set (the CLI's `simulate-cloud`)."""
-    sim = CloudSimulator(port=port, host=host, token_ttl_s=token_ttl_s,
-                         installation_current=installation_current)
-    sim.start()
+def describe(sim: CloudSimulator) -> list[str]:
+    """What `simulate-cloud` prints: the settings that point `run` at it, and what it simulates."""
     # The demo account is fake and exists only in this process: printing it is the point.
-    print(f"Charge Amps EAPI v5 simulator at {sim.url}")
-    print(f"  CHARGEAMPS_BASE_URL={sim.url}")
-    print(f"  CHARGEAMPS_EMAIL={sim.email}")
-    print(f"  CHARGEAMPS_PASSWORD={sim.password}")
-    print(f"  CHARGEAMPS_API_KEY={sim.api_key}")
-    print(f"  charge point {sim.chargepoint_id} (connector 1 Charger, 2 Schuko); Ctrl-C stops", flush=True)
-    stop = stop or threading.Event()
+    lines = [f"Charge Amps EAPI v5 simulator at {sim.url}",
+             f"  CHARGEAMPS_BASE_URL={sim.url}",
+             f"  CHARGEAMPS_EMAIL={sim.email}",
+             f"  CHARGEAMPS_PASSWORD={sim.password}",
+             f"  CHARGEAMPS_API_KEY={sim.api_key}"]
+    for cp in sim.charge_points.values():
+        firmware = f"OCPP {cp.ocpp_version}" if cp.ocpp_version else "CAPI"
+        outlets = []
+        for c in cp.connectors.values():
+            car = f", a car up to {c.car_max_a:g} A plugged in" if c.car_plugged else ""
+            outlets.append(f"{c.connector_id} {c.type}{car}")
+        lines.append(f"  charge point {cp.id} ({cp.name}, {firmware} firmware): connector {'; '.join(outlets)}")
+    return lines
+
+
+def serve(sim: CloudSimulator, meter: Any = None, stop: threading.Event | None = None) -> None:
+    """Run `sim` (and its meter) until Ctrl-C, or until `stop` is set (the CLI's `simulate-cloud`)."""
+    sim.start()
     try:
-        while not stop.wait(0.5):
+        if meter is not None:
+            meter.start()
+        for line in describe(sim):
+            print(line)
+        if meter is not None:
+            print(f"  P1 meter: P1_PRESET={meter.preset} P1_DEVICE={meter.device}, house load "
+                  f"{'/'.join(f'{a:g}' for a in meter.house_a)} A plus the cars, once a second; "
+                  f"change the house load on {meter.set_topic}")
+        print("  Ctrl-C stops", flush=True)
+        stop = stop or threading.Event()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
+        if meter is not None:
+            meter.stop()
         sim.stop()
 
 
+def simulator_from_args(args: argparse.Namespace) -> CloudSimulator:
+    """The simulator `simulate-cloud`'s options describe (not started); ValueError names a bad option."""
+    specs = ACCOUNTS[args.account]
+    cars = dict(parse_car(text, specs) for text in args.car or ())
+    sim = build_account(specs, cars, port=args.port, host=args.host, token_ttl_s=args.token_ttl,
+                        installation_current=args.installation_current, firmware=args.firmware)
+    return sim
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from bridge.sim.house_meter import DEFAULT_METER_PRESET, HouseMeter, parse_house_a, plain_presets
+
     parser = argparse.ArgumentParser(prog="chargeamps-bridge simulate-cloud",
                                      description="Run the Charge Amps EAPI v5 simulator.")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default %(default)s; 0 = any free port)")
@@ -882,6 +918,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="access token lifetime in seconds (default %(default)g)")
     parser.add_argument("--installation-current", type=int, default=16,
                         help="installation current in A (default %(default)s)")
+    parser.add_argument("--account", choices=tuple(ACCOUNTS), default="halo",
+                        help="the charge points the account owns (default %(default)s; aura: two car outlets)")
+    parser.add_argument("--car", action="append", metavar="CONNECTOR[:MAX_A]",
+                        help="a three-phase car plugged in from the start at this connector of the first charge "
+                             "point (CHARGEPOINT:CONNECTOR[:MAX_A] for another), taking up to MAX_A (default 16); "
+                             "repeat for more cars")
+    parser.add_argument("--firmware", choices=FIRMWARES, default=DEFAULT_FIRMWARE,
+                        help="the chargers' firmware (default %(default)s): its connector statuses, and on ocpp "
+                             "mode Off refused during a session and remote stop only with the RFID lock")
+    parser.add_argument("--meter-topic", metavar="DEVICE",
+                        help="publish a P1 meter (house load + the cars' draws, once a second) under this "
+                             "device name, for `run` with P1_PRESET (see --meter-preset) and P1_DEVICE=DEVICE")
+    parser.add_argument("--meter-preset", choices=plain_presets(), default=DEFAULT_METER_PRESET,
+                        help="the P1 preset whose shape the meter publishes (default %(default)s)")
+    parser.add_argument("--house-a", default="3", metavar="A|L1,L2,L3",
+                        help="the house's own load in A per phase for --meter-topic (default %(default)s)")
+    parser.add_argument("--mqtt-host", default="127.0.0.1", help="broker of --meter-topic (default %(default)s)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="its port (default %(default)s)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
@@ -889,15 +943,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--token-ttl must be positive")
     if not 6 <= args.installation_current <= 32:
         parser.error("--installation-current must be 6..32")
+    if not 1 <= args.mqtt_port <= 65535:
+        parser.error("--mqtt-port must be 1..65535")
     try:
-        serve(args.port, args.host, args.token_ttl, args.installation_current)
+        house_a = parse_house_a(args.house_a)
+        sim = simulator_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    meter = None
+    if args.meter_topic:
+        try:
+            meter = HouseMeter(sim.draws, args.meter_topic, house_a, args.mqtt_host, args.mqtt_port,
+                               preset=args.meter_preset, username=os.environ.get("MQTT_USERNAME") or None,
+                               password=os.environ.get("MQTT_PASSWORD") or None)
+        except ValueError as exc:  # a device name the preset cannot take
+            parser.error(f"--meter-topic: {exc}")
+    try:
+        sim.start()
     except OSError as exc:
-        print(f"chargeamps-bridge simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        print(f"chargeamps-bridge simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 1
+    try:
+        serve(sim, meter)
+    except OSError as exc:  # only the meter's broker is left to fail
+        print(f"chargeamps-bridge simulate-cloud: cannot reach the broker at {args.mqtt_host}:{args.mqtt_port} "
+              f"for --meter-topic: {exc.strerror or exc}")
         return 1
     return 0
 
 
-__all__ = ["CloudSimulator", "RecordedRequest", "SimChargePoint", "SimConnector", "main", "serve"]
+__all__ = ["ACCOUNTS", "ChargePointSpec", "CloudSimulator", "RecordedRequest", "SimCar", "SimChargePoint",
+           "SimConnector", "build_account", "main", "parse_car", "serve", "simulator_from_args"]
 
 
 if __name__ == "__main__":
