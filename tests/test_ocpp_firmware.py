@@ -191,6 +191,29 @@ def test_plug_state_and_no_draw_from_either_set(status, plugged, currents):
     assert conn.car_plugged() is plugged and conn.phase_currents() == currents
 
 
+@pytest.mark.parametrize("situation", ["no car", "takes nothing", "waits"])
+def test_the_link_reads_online_and_no_draw_from_either_set(firmware, situation, tmp_path):
+    """What the bridge publishes (charger/<cp>/online, the status) and tells the balancer (the car
+    draws nothing) from a poll, on either firmware."""
+    with CloudSimulator(firmware=firmware) as sim:
+        car = sim.connector(1)
+        if situation == "waits":
+            car.rfid_lock = True  # OCPP: Preparing until a remote start; CAPI: it just charges
+        if situation != "no car":
+            car.car_plugged = True
+        if situation == "takes nothing":
+            car.draw_override = lambda offered, now: (0, 0, 0)
+        p = connected(build(sim, tmp_path / "state"))
+        view = p.link.view
+        assert view.online is True and view.ocpp_version == ("1.6" if firmware == "ocpp" else None)
+        assert view.status in statuses_of(firmware)
+        meaning = status_meaning(view.status)
+        assert meaning.car_plugged is (situation != "no car")
+        charging = firmware == "capi" and situation == "waits"
+        currents = p.balancer.observations().charger_currents
+        assert currents == ((16.0, 16.0, 16.0) if charging else (0.0, 0.0, 0.0)), view.status
+
+
 # ---- the bridge's pause on a charger that refuses mode Off ---------------------------------
 
 def mode_off_puts(sim: CloudSimulator) -> int:

@@ -373,7 +373,7 @@ def test_serve_prints_the_demo_account_and_stops(capsys):
     from bridge.sim.cloud import serve
 
     stop = threading.Event()
-    thread = threading.Thread(target=serve, kwargs={"port": 0, "stop": stop}, daemon=True)
+    thread = threading.Thread(target=serve, kwargs={"sim": CloudSimulator(port=0), "stop": stop}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 5
     out = ""
