@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bridge.eapi.errors import SchemaError
 from bridge.eapi.schema import validate_request
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ MIN_CHARGING_A = 6.0
 NOMINAL_VOLTAGE = 230.0
 # The charger's firmware behind the cloud: OCPP 1.6J (Charge Amps moved its chargers there in
 # 2024-2025) or Charge Amps' own protocol (CAPI). It decides the connector statuses and what the
-# cloud refuses during a session (see `_ocpp_refusal`).
+# cloud refuses during a session (`_put_connector_settings`, `_route`).
 FIRMWARES: tuple[str, ...] = ("ocpp", "capi")
 DEFAULT_FIRMWARE = "ocpp"
 OCPP_VERSION = "1.6"
@@ -203,14 +204,14 @@ def parse_car(text: str, charge_points: Sequence[ChargePointSpec]) -> tuple[tupl
         cp_id, parts = parts[0], parts[1:]
     if not 1 <= len(parts) <= 2 or not parts[0].isdigit():
         raise ValueError(f"--car {text!r}: use CONNECTOR[:MAX_A] (e.g. 1 or 1:16) or CHARGEPOINT:CONNECTOR[:MAX_A]")
-    max_a = 16.0
+    max_a = SimCar().max_a
     if len(parts) == 2:
         try:
             max_a = float(parts[1])
         except ValueError:
             max_a = math.nan
-        if not MIN_CHARGING_A <= max_a <= 32:
-            raise ValueError(f"--car {text!r}: the car's MAX_A must be {MIN_CHARGING_A:g} to 32 A")
+        if not MIN_CURRENT_A <= max_a <= MAX_CURRENT_A:
+            raise ValueError(f"--car {text!r}: the car's MAX_A must be {MIN_CURRENT_A} to {MAX_CURRENT_A} A")
     return (cp_id, int(parts[0])), SimCar(max_a=max_a)
 
 
