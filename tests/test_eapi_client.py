@@ -369,6 +369,7 @@ def test_set_mode_and_invalid_mode(sim):
 
 
 def test_remote_stop_start_and_reboot(sim):
+    sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP firmware: tests/test_ocpp_firmware.py
     client = make_client(sim)
     conn = sim.connector(1)
     conn.car_plugged = True

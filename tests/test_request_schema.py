@@ -37,6 +37,7 @@ def test_every_body_the_client_sends_validates():
         client.put_connector_settings(client.connector_settings(cp, 2).model_copy(update={"cable_lock": True}))
         client.remote_start(cp, 1)
         client.remote_start(cp, 1, rfid="0A0B0C0D0E0F10")
+        sim.connector(1).rfid_lock = True  # remote stop on OCPP firmware needs it
         client.remote_stop(cp, 1)
         client.reboot(cp)
         sim.expire_tokens()

@@ -179,6 +179,7 @@ def test_charger_current_only_with_the_balancer_off_and_within_the_default(parts
 def test_charger_mode_and_reboot_reach_the_charger(parts):
     p = connected(parts)
     cp = p.sim.chargepoint_id
+    p.sim.charge_points[cp].firmware = "capi"  # OCPP refuses mode Off during a session: test_ocpp_firmware.py
     answer = p.command("charger_mode", "Sideways")
     assert answer.status == "error" and answer.restate == (p.topics.charger_mode(cp, 1), "On")
     assert p.command("charger_mode", "off").value == "Off" and p.sim.connector(1).mode == "Off"
@@ -263,6 +264,7 @@ def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts
 
 
 def test_pause_by_mode_turns_the_connector_off_and_on_again(sim, tmp_path):
+    sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP: test_ocpp_firmware.py
     p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
     assert p.link.write_current(p.clock(), 0, "pause")
     c = p.sim.connector(1)
@@ -390,6 +392,7 @@ def test_with_the_balancer_off_a_changed_setting_is_taken_as_it_is(parts):
 
 
 def test_paused_by_mode_reads_back_as_zero(sim, tmp_path):
+    sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP: test_ocpp_firmware.py
     p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
     assert p.link.write_current(p.clock(), 0, "pause") and p.link.expected == 0
     p.clock.now = p.link.next_poll

@@ -10,6 +10,7 @@ import pytest
 import requests
 from jsonschema import Draft7Validator
 
+from bridge.eapi.models import status_meaning
 from bridge.eapi.schema import component_schema
 from bridge.sim.cloud import CloudSimulator, main
 
@@ -247,7 +248,8 @@ def test_car_draws_the_minimum_of_its_limit_and_the_settings(sim):
     assert currents(connector_status(sim, token)) == (8, 8, 8)
     conn.max_current = 5  # below 6 A: no charging
     cs = connector_status(sim, token)
-    assert cs["status"] == "Connected" and currents(cs) is None
+    meaning = status_meaning(cs["status"])  # CAPI Connected, OCPP SuspendedEVSE
+    assert meaning.car_plugged and meaning.delivering is False and currents(cs) is None
     conn.max_current = 16
     conn.mode = "Off"
     assert currents(connector_status(sim, token)) is None
@@ -276,6 +278,7 @@ def test_energy_integrates_over_time_and_resets_per_session(sim):
 
 
 def test_remote_stop_and_start(sim):
+    sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP firmware: tests/test_ocpp_firmware.py
     token = login(sim)["token"]
     sim.connector(1).car_plugged = True
     base = f"/chargepoints/{sim.chargepoint_id}/connectors/1"
@@ -304,7 +307,7 @@ def test_draw_override_drives_measurements(sim):
 
 def test_ocpp_chargepoint_reports_ocpp_status():
     with CloudSimulator() as sim:
-        cp = sim.add_chargepoint("OCPP-1", 16, ocpp_version="1.6")
+        cp = sim.add_chargepoint("OCPP-1", 16, firmware="ocpp")
         cp.connectors[1].car_plugged = True
         cp.connectors[1].mode = "Off"
         token = login(sim)["token"]
@@ -370,7 +373,7 @@ def test_serve_prints_the_demo_account_and_stops(capsys):
     from bridge.sim.cloud import serve
 
     stop = threading.Event()
-    thread = threading.Thread(target=serve, kwargs={"port": 0, "stop": stop}, daemon=True)
+    thread = threading.Thread(target=serve, kwargs={"sim": CloudSimulator(port=0), "stop": stop}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 5
     out = ""

@@ -8,6 +8,7 @@ ignored. Strict on write: `to_request()` gives exactly the document's fields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,22 +18,52 @@ ConnectorMode = Literal["On", "Off", "Schedule"]
 CONNECTOR_MODES: tuple[str, ...] = ("On", "Off", "Schedule")
 DIMMER_VALUES: tuple[str, ...] = ("Off", "Low", "Medium", "High")
 PHASE_NAMES: tuple[str, str, str] = ("L1", "L2", "L3")
-# Connector statuses in which no current flows to a car: Charge Amps' own protocol
-# (Available, Connected, Error) and OCPP 1.6's ChargePointStatus values other than
-# Charging (the car or the charger suspends, a session is being prepared or
-# finished, the connector is reserved, unavailable or faulted).
-NOT_DELIVERING_STATUSES: frozenset[str] = frozenset({
-    "Available", "Connected", "Error",
-    "Preparing", "SuspendedEVSE", "SuspendedEV", "Finishing", "Reserved", "Unavailable", "Faulted",
-})
-# Connector statuses that say whether a car is plugged in: Charge Amps' own protocol (Available:
-# no car; Connected, Charging: a car) and OCPP 1.6 (a session is being prepared, runs, is suspended
-# by the car or the charger, or is being finished: a car; reserved: none yet). Unavailable, Faulted,
-# Error and statuses not known here do not say.
-NO_CAR_STATUSES: frozenset[str] = frozenset({"Available", "Reserved"})
-CAR_STATUSES: frozenset[str] = frozenset({
-    "Connected", "Charging", "Preparing", "SuspendedEVSE", "SuspendedEV", "Finishing",
-})
+
+
+@dataclass(frozen=True)
+class StatusMeaning:
+    """What a connector status says: the firmware sets it belongs to ("capi": Charge Amps' own
+    protocol, "ocpp": OCPP 1.6's ChargePointStatus), whether a car is plugged in (None: it does
+    not say) and whether current can flow to a car (False: none flows; None: the measurements say)."""
+
+    firmwares: frozenset[str]
+    car_plugged: bool | None
+    delivering: bool | None
+
+
+_CAPI, _OCPP, _BOTH = frozenset({"capi"}), frozenset({"ocpp"}), frozenset({"capi", "ocpp"})
+# The one table of connector statuses, both sets (the v5 document keeps `status` a free string;
+# the names are those of hass-chargeamps' const.py STATUS_CAPI_MAP and STATUS_OCPP_MAP).
+CONNECTOR_STATUSES: dict[str, StatusMeaning] = {
+    "Available": StatusMeaning(_BOTH, False, False),
+    "Charging": StatusMeaning(_BOTH, True, None),
+    "Unknown": StatusMeaning(_BOTH, None, None),
+    # CAPI: a car plugged in that draws nothing (the car does not want to, or is not offered
+    # 6 A); Error: the charger's fault, whether a car is there is not said.
+    "Connected": StatusMeaning(_CAPI, True, False),
+    "Error": StatusMeaning(_CAPI, None, False),
+    # OCPP: a session being prepared (plugged, not charging yet, e.g. waiting for an RFID
+    # authorisation), suspended by the charger (offered under 6 A, mode Off) or by the car
+    # (plugged, taking nothing), or being finished (stopped, car still plugged in).
+    "Preparing": StatusMeaning(_OCPP, True, False),
+    "SuspendedEVSE": StatusMeaning(_OCPP, True, False),
+    "SuspendedEV": StatusMeaning(_OCPP, True, False),
+    "Finishing": StatusMeaning(_OCPP, True, False),
+    "Reserved": StatusMeaning(_OCPP, False, False),
+    "Unavailable": StatusMeaning(_OCPP, None, False),
+    "Faulted": StatusMeaning(_OCPP, None, False),
+}
+# A status not known here says nothing: not whether a car is there, nor whether it draws.
+UNKNOWN_STATUS = CONNECTOR_STATUSES["Unknown"]
+
+
+def status_meaning(status: str | None) -> StatusMeaning:
+    return CONNECTOR_STATUSES.get(status or "", UNKNOWN_STATUS)
+
+
+def statuses_of(firmware: str) -> frozenset[str]:
+    """The statuses a charger on `firmware` ("capi" or "ocpp") reports."""
+    return frozenset(name for name, m in CONNECTOR_STATUSES.items() if firmware in m.firmwares)
 
 
 class _Model(BaseModel):
@@ -74,7 +105,7 @@ class ConnectorStatus(_Model):
         status that says the connector delivers nothing gives (0, 0, 0), and any
         other status (`Charging`, `Unknown`, one not known here) gives None: not known."""
         if not self.measurements:
-            return (0.0, 0.0, 0.0) if self.status in NOT_DELIVERING_STATUSES else None
+            return (0.0, 0.0, 0.0) if status_meaning(self.status).delivering is False else None
         currents = [0.0, 0.0, 0.0]
         for m in self.measurements:
             if m.phase in PHASE_NAMES:
@@ -83,11 +114,7 @@ class ConnectorStatus(_Model):
 
     def car_plugged(self) -> bool | None:
         """Whether a car is plugged in, from the status; None when the status does not say."""
-        if self.status in CAR_STATUSES:
-            return True
-        if self.status in NO_CAR_STATUSES:
-            return False
-        return None
+        return status_meaning(self.status).car_plugged
 
     def active_phases(self, threshold_a: float = 1.0) -> tuple[bool, bool, bool] | None:
         """Which phases carry at least `threshold_a`, or None when the currents are not known."""
@@ -175,6 +202,7 @@ class ChargePoint(_Model):
 
 __all__ = [
     "CONNECTOR_MODES",
+    "CONNECTOR_STATUSES",
     "ChargePoint",
     "ChargePointSettings",
     "ChargePointStatus",
@@ -185,4 +213,7 @@ __all__ = [
     "DIMMER_VALUES",
     "Measurement",
     "PHASE_NAMES",
+    "StatusMeaning",
+    "status_meaning",
+    "statuses_of",
 ]

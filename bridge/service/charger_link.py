@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from bridge.balancer import Balancer, Decision
 from bridge.config import Settings
-from bridge.eapi import AuthError, EapiClient, EapiError, RateLimited
+from bridge.eapi import ApiError, AuthError, EapiClient, EapiError, RateLimited
 from bridge.mqtt.payloads import format_number
 from bridge.service.backoff import CloudBackoff
 from bridge.service.clock import Clock
@@ -35,6 +35,7 @@ class ChargerView:
     cp_id: str | None = None
     model: str | None = None
     name: str | None = None  # the charge point's name in the cloud (the owner's, or its kind)
+    ocpp_version: str | None = None  # the charge point's firmware: None on Charge Amps' own protocol
     online: bool | None = None
     status: str | None = None
     max_current: float | None = None
@@ -101,6 +102,12 @@ class ChargerLink:
         self.ready = False  # the charge point is known and answered
         self._cloud_error: str | None = None  # the last_error this link reported, while it lasts
         self.next_poll = 0.0
+        # CHARGEAMPS_PAUSE_METHOD=mode on a charger that refuses mode Off during a session (OCPP
+        # firmware): from the first refusal on, this connector pauses by 0 A.
+        self.pauses_by_current = settings.chargeamps_pause_method != "mode"
+        # Why the latest pause could not be made (both ways refused, or the cloud failed); None
+        # once a write succeeds. The service adds it to the decision's reason.
+        self.pause_error: str | None = None
 
     # ---- the worker's rhythm ------------------------------------------------------
 
@@ -200,6 +207,7 @@ class ChargerLink:
         self.view.cp_id = chosen.id
         self.view.model = chosen.type
         self.view.name = chosen.name
+        self.view.ocpp_version = chosen.ocpp_version
         self.ready = True
         self.next_poll = now
         log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)
@@ -309,7 +317,7 @@ class ChargerLink:
     def _read_back(self, now: float) -> float | None:
         """What the charger is set to give the car, at the level the bridge writes: 0 while
         paused by mode, else the connector's (or the charge point's) max current."""
-        if self.settings.chargeamps_pause_method == "mode" and self.view.mode == "Off":
+        if not self.pauses_by_current and self.view.mode == "Off":
             return 0.0
         if self.settings.chargeamps_current_level == "chargepoint":
             ok, cps = self.call(now, "charge point settings", lambda: self.cloud.chargepoint_settings(self.view.cp_id))
@@ -337,30 +345,53 @@ class ChargerLink:
         """The balancer's current; 0 pauses by current or by mode (CHARGEAMPS_PAUSE_METHOD)."""
         cp, n, s = self.view.cp_id, self.connector, self.settings
         by_mode = s.chargeamps_pause_method == "mode"
+        paused_by_mode = False
 
         def write() -> float:
-            if by_mode and amps == 0:
-                self.cloud.set_mode(cp, n, "Off")
-                return 0.0
+            nonlocal paused_by_mode
+            if amps == 0 and not self.pauses_by_current:
+                try:
+                    self.cloud.set_mode(cp, n, "Off")
+                    paused_by_mode = True
+                    return 0.0
+                except ApiError as refused:
+                    if refused.status != 400:
+                        raise
+                    # A refused pause must not leave the car charging: 0 A pauses the session
+                    # without ending it, on either firmware.
+                    self._mode_off_refused(refused)
             applied = self.cloud.set_current(cp, n, amps, level=s.chargeamps_current_level)
-            if by_mode and self.view.mode == "Off":
+            if by_mode and amps > 0 and self.view.mode == "Off":
                 self.cloud.set_mode(cp, n, "On")
             return applied
 
         ok, applied = self.call(now, f"set current {amps} A", write)
-        if ok:
-            log.info("charger set to %d A (%s)", amps, why)
-            if by_mode:
-                self.view.mode = "Off" if amps == 0 else "On"
-            self.expected = 0.0 if by_mode and amps == 0 else applied
-            if self._overridden is not None:
-                self.health.last_override = (f"charger set to {format_number(self._overridden)} A outside "
-                                             f"the bridge: restored {amps} A")
-                log.warning("%s", self.health.last_override)
-                self._overridden = None
-            self.view.max_current = applied
-            self.on_change()
-        return ok
+        if not ok:
+            self.pause_error = f"pause not made: {self.health.last_error}" if amps == 0 else None
+            return False
+        self.pause_error = None
+        log.info("charger set to %d A (%s)", amps, why)
+        if by_mode:
+            self.view.mode = "Off" if paused_by_mode else "On"
+        self.expected = 0.0 if paused_by_mode else applied
+        if self._overridden is not None:
+            self.health.last_override = (f"charger set to {format_number(self._overridden)} A outside "
+                                         f"the bridge: restored {amps} A")
+            log.warning("%s", self.health.last_override)
+            self._overridden = None
+        self.view.max_current = applied
+        self.on_change()
+        return True
+
+    def _mode_off_refused(self, refused: ApiError) -> None:
+        """Said once, in the log and on bridge/health: this connector pauses by 0 A from now on."""
+        self.pauses_by_current = True
+        firmware = f"OCPP {self.view.ocpp_version} firmware" if self.view.ocpp_version else "its firmware"
+        message = (f"{self.name} refuses mode Off during a charging session ({firmware}; {refused}): "
+                   "the bridge pauses it by 0 A instead from now on")
+        self.health.pause_fallback[self.key] = message
+        log.warning("%s", message)
+        self.on_health(self.clock())
 
     # ---- a user's commands: tried now, even during the backoff ------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +17,8 @@ class Health:
     commands_refused: int = 0
     charger_overrides: int = 0  # times the charger's setting was found changed outside the bridge
     last_override: str | None = None
+    # Connectors ("CP:N") that refused mode Off during a session and are paused by 0 A instead.
+    pause_fallback: dict[str, str] = field(default_factory=dict)
 
 
 def utc_now() -> str:

@@ -351,6 +351,8 @@ class BridgeService:
             log.log(logging.INFO if previous is None or previous.charge_at != d.charge_at else logging.DEBUG,
                     "decision: ChargeAt %d A (%s)", d.charge_at, d.reason)
         self.link.apply(now, d, self.runtime.enabled)
+        if self.link.pause_error:
+            self.decision = d = dataclasses.replace(d, reason=f"{d.reason}; {self.link.pause_error}")
         self.publisher.balancer(d, self.runtime)
         self._publish_charge_mode()
 
@@ -374,6 +376,11 @@ class BridgeService:
                         key=lambda c: c.command - (by_key[c.key].expected or 0))
         for c in orders:
             by_key[c.key].apply(now, c, self.runtime.enabled)  # type: ignore[arg-type]
+        failed = {key: link.pause_error for key, link in by_key.items() if link.pause_error}
+        if failed:
+            self.decision = d = dataclasses.replace(d, reason="; ".join([d.reason, *failed.values()]), connectors=tuple(
+                dataclasses.replace(c, reason=f"{c.reason}; {failed[c.key]}") if c.key in failed else c
+                for c in d.connectors))
         self.publisher.balancer(d, self.runtime)
         self._publish_charge_mode()
 

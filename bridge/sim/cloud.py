@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -32,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bridge.eapi.errors import SchemaError
 from bridge.eapi.schema import validate_request
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,18 @@ DEFAULT_CHARGEPOINT_ID = "2003141234567"
 MAX_SESSIONS = 10  # the real cloud keeps at most 10 token sessions per account
 MIN_CHARGING_A = 6.0
 NOMINAL_VOLTAGE = 230.0
+# The charger's firmware behind the cloud: OCPP 1.6J (Charge Amps moved its chargers there in
+# 2024-2025) or Charge Amps' own protocol (CAPI). It decides the connector statuses and what the
+# cloud refuses during a session (`_put_connector_settings`, `_route`).
+FIRMWARES: tuple[str, ...] = ("ocpp", "capi")
+DEFAULT_FIRMWARE = "ocpp"
+OCPP_VERSION = "1.6"
+# What the cloud answers an OCPP charger's `mode` Off during a session (hass-chargeamps issue 59,
+# a maintainer after the firmware change; the 400 on PUT .../connectors/1/settings: issue 75).
+MODE_OFF_IN_SESSION = "you can not disable a port while there is an ongoing charging session"
+# Remote stop on OCPP firmware works only with the RFID lock on (hass-chargeamps issue 44); what
+# the cloud answers otherwise is not reported there: the simulator says 400 with this message.
+REMOTE_STOP_NEEDS_RFID_LOCK = "remote stop needs the RFID lock on for a charger on OCPP firmware"
 _REDACTED_FIELDS = frozenset({"password", "token", "refreshToken"})
 _PHASES = ("L1", "L2", "L3")
 
@@ -69,6 +83,8 @@ class _FaultRule:
     status: int
     retry_after: float | str | None
     path_contains: str | None
+    method: str | None = None
+    message: str = "injected fault"
 
 
 class SimConnector:
@@ -88,6 +104,8 @@ class SimConnector:
         self.draw_override: DrawOverride | None = None
         self.voltage = NOMINAL_VOLTAGE
         self.remote_stopped = False
+        self.authorised = False  # the session may start (see `car_plugged`)
+        self.faulted = False  # set by tests: OCPP `Faulted`, CAPI `Error`
         self.energy_kwh = 0.0
         self.session_id: int | None = None
         self.session_start: str | None = None
@@ -107,6 +125,8 @@ class SimConnector:
             self.session_id = secrets.randbelow(2**31 - 1)
             self.session_start = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.remote_stopped = False
+            # OCPP: without the RFID lock a session starts on plug-in; with it, on a remote start.
+            self.authorised = not self.rfid_lock
         self._car_plugged = bool(value)
 
     def __repr__(self) -> str:
@@ -129,27 +149,81 @@ AURA_CHARGEPOINT_ID = "2103150000001"
 SECOND_HALO_ID = "2003149876543"
 
 
-def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
-    """A simulator (not started) whose account owns an Aura (first) and a Halo; `cars` by
-    (charge point, connector), by default a three-phase car at each Aura outlet."""
+@dataclass(frozen=True)
+class ChargePointSpec:
+    """One charge point of a simulated account: its id and model ("HALO" or "AURA")."""
+
+    cp_id: str
+    kind: str = "HALO"
+
+    @property
+    def name(self) -> str:
+        return "Aura" if self.kind == "AURA" else "Halo"
+
+
+# The accounts `simulate-cloud --account` offers, first charge point first.
+ACCOUNTS: dict[str, tuple[ChargePointSpec, ...]] = {
+    "halo": (ChargePointSpec(DEFAULT_CHARGEPOINT_ID),),
+    "aura": (ChargePointSpec(AURA_CHARGEPOINT_ID, "AURA"),),
+    "aura+halo": (ChargePointSpec(AURA_CHARGEPOINT_ID, "AURA"), ChargePointSpec(SECOND_HALO_ID)),
+}
+
+
+def build_account(charge_points: Sequence[ChargePointSpec],
+                  cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns `charge_points` (in that order), with `cars`
+    by (charge point, connector); `kwargs` go to CloudSimulator (firmware, installation_current...)."""
+    if not charge_points:
+        raise ValueError("an account needs at least one charge point")
     installation_current = kwargs.pop("installation_current", 16)
-    sim = CloudSimulator(chargepoint_id=AURA_CHARGEPOINT_ID, kind="AURA",
+    first, *others = charge_points
+    sim = CloudSimulator(chargepoint_id=first.cp_id, kind=first.kind,
                          installation_current=installation_current, **kwargs)
-    sim.add_chargepoint(SECOND_HALO_ID, installation_current)
-    if cars is None:
-        cars = {(AURA_CHARGEPOINT_ID, 1): SimCar(), (AURA_CHARGEPOINT_ID, 2): SimCar()}
-    for (cp_id, cid), car in cars.items():
+    for spec in others:
+        sim.add_chargepoint(spec.cp_id, installation_current, kind=spec.kind, name=spec.name)
+    for (cp_id, cid), car in (cars or {}).items():
         sim.plug(cp_id, cid, car)
     return sim
 
 
+def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns an Aura (first) and a Halo; `cars` by
+    (charge point, connector), by default a three-phase car at each Aura outlet."""
+    if cars is None:
+        cars = {(AURA_CHARGEPOINT_ID, 1): SimCar(), (AURA_CHARGEPOINT_ID, 2): SimCar()}
+    return build_account(ACCOUNTS["aura+halo"], cars, **kwargs)
+
+
+def parse_car(text: str, charge_points: Sequence[ChargePointSpec]) -> tuple[tuple[str, int], SimCar]:
+    """`--car`: CONNECTOR[:MAX_A], the connector on the first charge point, or CP:CONNECTOR[:MAX_A];
+    a three-phase car plugged in from the start. ValueError says what is wrong."""
+    parts = text.strip().split(":")
+    ids = [spec.cp_id for spec in charge_points]
+    cp_id = ids[0]
+    if len(parts) >= 2 and parts[0] in ids:
+        cp_id, parts = parts[0], parts[1:]
+    if not 1 <= len(parts) <= 2 or not parts[0].isdigit():
+        raise ValueError(f"--car {text!r}: use CONNECTOR[:MAX_A] (e.g. 1 or 1:16) or CHARGEPOINT:CONNECTOR[:MAX_A]")
+    max_a = SimCar().max_a
+    if len(parts) == 2:
+        try:
+            max_a = float(parts[1])
+        except ValueError:
+            max_a = math.nan
+        if not MIN_CURRENT_A <= max_a <= MAX_CURRENT_A:
+            raise ValueError(f"--car {text!r}: the car's MAX_A must be {MIN_CURRENT_A} to {MAX_CURRENT_A} A")
+    return (cp_id, int(parts[0])), SimCar(max_a=max_a)
+
+
 class SimChargePoint:
     def __init__(self, cp_id: str, installation_current: int = 16, name: str = "Halo",
-                 kind: str = "HALO", ocpp_version: str | None = None) -> None:
+                 kind: str = "HALO", firmware: str = DEFAULT_FIRMWARE) -> None:
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}, not {firmware!r}")
         self.id = cp_id
         self.name = name
         self.type = kind
-        self.ocpp_version = ocpp_version
+        self.firmware = firmware
         self.installation_current = int(installation_current)
         self.max_current: float = float(installation_current)
         self.dimmer = "Off"
@@ -171,8 +245,13 @@ class SimChargePoint:
                 2: SimConnector(2, "Schuko", min(10, installation_current)),
             }
 
+    @property
+    def ocpp_version(self) -> str | None:
+        """The charge point's `ocppVersion`: null on Charge Amps' own protocol."""
+        return OCPP_VERSION if self.firmware == "ocpp" else None
+
     def __repr__(self) -> str:
-        return f"SimChargePoint({self.id!r}, installation_current={self.installation_current})"
+        return f"SimChargePoint({self.id!r}, installation_current={self.installation_current}, firmware={self.firmware})"
 
 
 class _Server(ThreadingHTTPServer):
@@ -227,8 +306,10 @@ class CloudSimulator:
         api_key: str = DEMO_API_KEY,
         clock: Callable[[], float] = time.time,
         kind: str = "HALO",
+        firmware: str = DEFAULT_FIRMWARE,
     ) -> None:
         self.host = host
+        self.firmware = firmware  # of the charge points added without one
         self.port = port
         self.token_ttl_s = float(token_ttl_s)
         self.refresh_ttl_s = float(refresh_ttl_s)
@@ -238,7 +319,7 @@ class CloudSimulator:
         self.clock = clock  # wall clock of the JWTs (exp); tests may inject a fake one
         self.charge_points: dict[str, SimChargePoint] = {
             chargepoint_id: SimChargePoint(chargepoint_id, installation_current, kind=kind,
-                                           name="Aura" if kind == "AURA" else "Halo")
+                                           name="Aura" if kind == "AURA" else "Halo", firmware=firmware)
         }
         self.requests: list[RecordedRequest] = []
         self.writes: list[tuple[float, str, int | None, str, Any]] = []
@@ -301,6 +382,7 @@ class CloudSimulator:
         return self.charge_points[cp_id or self.chargepoint_id].connectors[cid]
 
     def add_chargepoint(self, cp_id: str, installation_current: int = 16, **kwargs: Any) -> SimChargePoint:
+        kwargs.setdefault("firmware", self.firmware)
         with self.lock:
             cp = SimChargePoint(cp_id, installation_current, **kwargs)
             self.charge_points[cp_id] = cp
@@ -309,7 +391,11 @@ class CloudSimulator:
     def plug(self, cp_id: str, cid: int, car: SimCar) -> SimConnector:
         """Put `car` at a connector: plugged in now, or at `car.plug_in_s` (see `plug_due`)."""
         with self.lock:
-            conn = self.connector(cid, cp_id)
+            cp = self.charge_points.get(cp_id)
+            if cp is None or cid not in cp.connectors:
+                raise ValueError(f"charge point {cp_id} has no connector {cid}" if cp else
+                                 f"the account has no charge point {cp_id}")
+            conn = cp.connectors[cid]
             if conn.type != "Charger":
                 raise ValueError(f"connector {cid} of {cp_id} is a {conn.type} socket, not a car connector")
             conn.car_phases = car.phases
@@ -331,12 +417,19 @@ class CloudSimulator:
         return plugged
 
     def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None,
-                  path_contains: str | None = None) -> None:
-        """Answer the next n requests (whose path contains path_contains) with `status`."""
+                  path_contains: str | None = None, method: str | None = None,
+                  message: str = "injected fault") -> None:
+        """Answer the next n requests (whose path contains path_contains, of `method` if given)
+        with `status` and `{"error": message}`."""
         if n < 0 or not 100 <= status <= 599:
             raise ValueError("fail_next needs n >= 0 and an HTTP status 100..599")
         with self.lock:
-            self._faults.append(_FaultRule(n, status, retry_after, path_contains))
+            self._faults.append(_FaultRule(n, status, retry_after, path_contains,
+                                           method.upper() if method else None, message))
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
 
     def revoke_credentials(self) -> None:
         """Login answers 401 from now on, and refresh 400 (the API key or password was changed)."""
@@ -407,10 +500,53 @@ class CloudSimulator:
     # -- charger model --------------------------------------------------------
 
     @staticmethod
+    def _waits_for_authorisation(cp: SimChargePoint, conn: SimConnector) -> bool:
+        """OCPP with the RFID lock on: a car plugged in waits (`Preparing`) for a remote start."""
+        return cp.firmware == "ocpp" and conn.rfid_lock and not conn.authorised
+
+    @staticmethod
+    def _in_session(cp: SimChargePoint, conn: SimConnector) -> bool:
+        """A charging session is going on: a car plugged in, authorised and not stopped remotely
+        (a session paused by 0 A or by the car still goes on)."""
+        return conn.car_plugged and not conn.remote_stopped and not CloudSimulator._waits_for_authorisation(cp, conn)
+
+    @staticmethod
     def _offered(cp: SimChargePoint, conn: SimConnector) -> float:
-        if conn.mode != "On" or conn.remote_stopped or not conn.car_plugged:
+        if conn.mode != "On" or conn.faulted or not CloudSimulator._in_session(cp, conn):
             return 0.0
         return max(0.0, min(conn.max_current, cp.max_current if cp.max_current is not None else math.inf))
+
+    def _status_name(self, cp: SimChargePoint, conn: SimConnector) -> str:
+        """The connector's status in its firmware's set: OCPP 1.6's ChargePointStatus, or Charge
+        Amps' own protocol's (hass-chargeamps const.py: STATUS_OCPP_MAP, STATUS_CAPI_MAP)."""
+        charging = any(a > 0 for a in conn._draw)
+        if cp.firmware == "capi":
+            if not conn.car_plugged:
+                return "Available"
+            return "Error" if conn.faulted else "Charging" if charging else "Connected"
+        if conn.faulted:
+            return "Faulted"
+        if not conn.car_plugged:
+            return "Available"
+        if self._waits_for_authorisation(cp, conn):
+            return "Preparing"
+        if conn.remote_stopped:
+            return "Finishing"  # the session ended, the car is still plugged in
+        if charging:
+            return "Charging"
+        return "SuspendedEVSE" if self._offered(cp, conn) < MIN_CHARGING_A else "SuspendedEV"
+
+    def draws(self) -> tuple[float, float, float]:
+        """What every car of the account draws now, per phase (L1, L2, L3): for a simulated meter."""
+        now = time.monotonic()
+        total = [0.0, 0.0, 0.0]
+        with self.lock:
+            for cp in self.charge_points.values():
+                for conn in cp.connectors.values():
+                    self._advance(cp, conn, now)
+                    for i in range(3):
+                        total[i] += conn._draw[i]
+        return (total[0], total[1], total[2])
 
     def _advance(self, cp: SimChargePoint, conn: SimConnector, now: float) -> None:
         """Integrate the energy of the draw so far, then compute the draw from now on."""
@@ -439,15 +575,7 @@ class CloudSimulator:
     def _connector_status(self, cp: SimChargePoint, conn: SimConnector, now: float) -> dict[str, Any]:
         self._advance(cp, conn, now)
         charging = any(a > 0 for a in conn._draw)
-        ocpp = cp.ocpp_version is not None
-        if not conn.car_plugged:
-            status = "Available"
-        elif charging:
-            status = "Charging"
-        elif ocpp:
-            status = "SuspendedEVSE" if self._offered(cp, conn) < MIN_CHARGING_A else "SuspendedEV"
-        else:
-            status = "Connected"
+        status = self._status_name(cp, conn)
         if conn.type == "Schuko":
             session_type = "Schuko"
         else:
@@ -515,10 +643,11 @@ class CloudSimulator:
                 error: str | None, parse_error: str | None) -> tuple[int, Any, dict[str, str]]:
         with self.lock:
             for rule in self._faults:
-                if rule.remaining > 0 and (rule.path_contains is None or rule.path_contains in raw_path):
+                if rule.remaining > 0 and (rule.path_contains is None or rule.path_contains in raw_path) \
+                        and rule.method in (None, method):
                     rule.remaining -= 1
                     headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
-                    return rule.status, {"error": "injected fault", "messageCode": "simulated"}, headers
+                    return rule.status, {"error": rule.message, "messageCode": "simulated"}, headers
             self._faults = [r for r in self._faults if r.remaining > 0]
 
             if method == "POST" and path == "/api/v5/auth/login":
@@ -617,8 +746,12 @@ class CloudSimulator:
         if action == "settings" and method == "PUT":
             return self._put_connector_settings(cp, conn, body, now)
         if action in ("remotestart", "remotestop") and method == "PUT":
+            if action == "remotestop" and cp.firmware == "ocpp" and not conn.rfid_lock:
+                return self._bad(REMOTE_STOP_NEEDS_RFID_LOCK)
             self._advance(cp, conn, now)
             conn.remote_stopped = action == "remotestop"
+            if action == "remotestart":
+                conn.authorised = True
             self._record_write(cp.id, conn.connector_id, action, True)
             return 200, None, {}
         return 404, None, {}
@@ -689,6 +822,10 @@ class CloudSimulator:
         problem = self._check_current(cp, body.get("maxCurrent"))
         if problem:
             return self._bad(problem)
+        if (cp.firmware == "ocpp" and body.get("mode") == "Off" and conn.mode != "Off"
+                and self._in_session(cp, conn)):
+            # The whole PUT is refused, whatever else it carries.
+            return self._bad(MODE_OFF_IN_SESSION)
         self._advance(cp, conn, now)
         for name, attr in (("maxCurrent", "max_current"), ("rfidLock", "rfid_lock"), ("mode", "mode"),
                            ("cableLock", "cable_lock")):
@@ -719,30 +856,61 @@ class CloudSimulator:
             log.debug("client went away before the answer")
 
 
-def serve(port: int = 8080, host: str = "127.0.0.1", token_ttl_s: float = 7200,
-          installation_current: int = 16, stop: threading.Event | None = None) -> None:
-    """Run a simulator until Ctrl-C, or until `stop` is set (the CLI's `simulate-cloud`)."""
-    sim = CloudSimulator(port=port, host=host, token_ttl_s=token_ttl_s,
-                         installation_current=installation_current)
-    sim.start()
+def describe(sim: CloudSimulator) -> list[str]:
+    """What `simulate-cloud` prints: the settings that point `run` at it, and what it simulates."""
     # The demo account is fake and exists only in this process: printing it is the point.
-    print(f"Charge Amps EAPI v5 simulator at {sim.url}")
-    print(f"  CHARGEAMPS_BASE_URL={sim.url}")
-    print(f"  CHARGEAMPS_EMAIL={sim.email}")
-    print(f"  CHARGEAMPS_PASSWORD={sim.password}")
-    print(f"  CHARGEAMPS_API_KEY={sim.api_key}")
-    print(f"  charge point {sim.chargepoint_id} (connector 1 Charger, 2 Schuko); Ctrl-C stops", flush=True)
-    stop = stop or threading.Event()
+    lines = [f"Charge Amps EAPI v5 simulator at {sim.url}",
+             f"  CHARGEAMPS_BASE_URL={sim.url}",
+             f"  CHARGEAMPS_EMAIL={sim.email}",
+             f"  CHARGEAMPS_PASSWORD={sim.password}",
+             f"  CHARGEAMPS_API_KEY={sim.api_key}"]
+    for cp in sim.charge_points.values():
+        firmware = f"OCPP {cp.ocpp_version}" if cp.ocpp_version else "CAPI"
+        outlets = []
+        for c in cp.connectors.values():
+            car = f", a car up to {c.car_max_a:g} A plugged in" if c.car_plugged else ""
+            outlets.append(f"{c.connector_id} {c.type}{car}")
+        lines.append(f"  charge point {cp.id} ({cp.name}, {firmware} firmware): connector {'; '.join(outlets)}")
+    return lines
+
+
+def serve(sim: CloudSimulator, meter: Any = None, stop: threading.Event | None = None) -> None:
+    """Run `sim` (and its meter) until Ctrl-C, or until `stop` is set (the CLI's `simulate-cloud`)."""
+    sim.start()
     try:
-        while not stop.wait(0.5):
+        if meter is not None:
+            meter.start()
+        for line in describe(sim):
+            print(line)
+        if meter is not None:
+            print(f"  P1 meter: P1_PRESET={meter.preset} P1_DEVICE={meter.device}, house load "
+                  f"{'/'.join(f'{a:g}' for a in meter.house_a)} A plus the cars, once a second; "
+                  f"change the house load on {meter.set_topic}")
+        print("  Ctrl-C stops", flush=True)
+        stop = stop or threading.Event()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
+        if meter is not None:
+            meter.stop()
         sim.stop()
 
 
+def simulator_from_args(args: argparse.Namespace) -> CloudSimulator:
+    """The simulator `simulate-cloud`'s options describe (not started); ValueError names a bad option."""
+    specs = ACCOUNTS[args.account]
+    cars = dict(parse_car(text, specs) for text in args.car or ())
+    sim = build_account(specs, cars, port=args.port, host=args.host, token_ttl_s=args.token_ttl,
+                        installation_current=args.installation_current, firmware=args.firmware)
+    return sim
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from bridge.sim.house_meter import DEFAULT_METER_PRESET, HouseMeter, parse_house_a, plain_presets
+
     parser = argparse.ArgumentParser(prog="chargeamps-bridge simulate-cloud",
                                      description="Run the Charge Amps EAPI v5 simulator.")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default %(default)s; 0 = any free port)")
@@ -751,6 +919,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="access token lifetime in seconds (default %(default)g)")
     parser.add_argument("--installation-current", type=int, default=16,
                         help="installation current in A (default %(default)s)")
+    parser.add_argument("--account", choices=tuple(ACCOUNTS), default="halo",
+                        help="the charge points the account owns (default %(default)s; aura: two car outlets)")
+    parser.add_argument("--car", action="append", metavar="CONNECTOR[:MAX_A]",
+                        help="a three-phase car plugged in from the start at this connector of the first charge "
+                             "point (CHARGEPOINT:CONNECTOR[:MAX_A] for another), taking up to MAX_A (default 16); "
+                             "repeat for more cars")
+    parser.add_argument("--firmware", choices=FIRMWARES, default=DEFAULT_FIRMWARE,
+                        help="the chargers' firmware (default %(default)s): its connector statuses, and on ocpp "
+                             "mode Off refused during a session and remote stop only with the RFID lock")
+    parser.add_argument("--meter-topic", metavar="DEVICE",
+                        help="publish a P1 meter (house load + the cars' draws, once a second) under this "
+                             "device name, for `run` with P1_PRESET (see --meter-preset) and P1_DEVICE=DEVICE")
+    parser.add_argument("--meter-preset", choices=plain_presets(), default=DEFAULT_METER_PRESET,
+                        help="the P1 preset whose shape the meter publishes (default %(default)s)")
+    parser.add_argument("--house-a", default="3", metavar="A|L1,L2,L3",
+                        help="the house's own load in A per phase for --meter-topic (default %(default)s)")
+    parser.add_argument("--mqtt-host", default="127.0.0.1", help="broker of --meter-topic (default %(default)s)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="its port (default %(default)s)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0..65535")
@@ -758,15 +944,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--token-ttl must be positive")
     if not 6 <= args.installation_current <= 32:
         parser.error("--installation-current must be 6..32")
+    if not 1 <= args.mqtt_port <= 65535:
+        parser.error("--mqtt-port must be 1..65535")
     try:
-        serve(args.port, args.host, args.token_ttl, args.installation_current)
+        house_a = parse_house_a(args.house_a)
+        sim = simulator_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    meter = None
+    if args.meter_topic:
+        try:
+            meter = HouseMeter(sim.draws, args.meter_topic, house_a, args.mqtt_host, args.mqtt_port,
+                               preset=args.meter_preset, username=os.environ.get("MQTT_USERNAME") or None,
+                               password=os.environ.get("MQTT_PASSWORD") or None)
+        except ValueError as exc:  # a device name the preset cannot take
+            parser.error(f"--meter-topic: {exc}")
+    try:
+        sim.start()
     except OSError as exc:
-        print(f"chargeamps-bridge simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        print(f"chargeamps-bridge simulate-cloud: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 1
+    try:
+        serve(sim, meter)
+    except OSError as exc:  # only the meter's broker is left to fail
+        print(f"chargeamps-bridge simulate-cloud: cannot reach the broker at {args.mqtt_host}:{args.mqtt_port} "
+              f"for --meter-topic: {exc.strerror or exc}")
         return 1
     return 0
 
 
-__all__ = ["CloudSimulator", "RecordedRequest", "SimChargePoint", "SimConnector", "main", "serve"]
+__all__ = ["ACCOUNTS", "ChargePointSpec", "CloudSimulator", "RecordedRequest", "SimCar", "SimChargePoint",
+           "SimConnector", "build_account", "main", "parse_car", "serve", "simulator_from_args"]
 
 
 if __name__ == "__main__":
