@@ -232,6 +232,12 @@ def cmd_simulate_cloud(argv: list[str]) -> int:
     return simulate_main(argv)
 
 
+def cmd_simulate_charger(argv: list[str]) -> int:
+    from bridge.sim.ocpp_charger import main as simulate_main
+
+    return simulate_main(argv)
+
+
 def cmd_bench(argv: list[str]) -> int:
     from bridge.sim.bench import bench_main
 
@@ -247,6 +253,8 @@ def cmd_demo(argv: list[str]) -> int:
 # Commands with a parser of their own: everything after the name is theirs.
 DELEGATED: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "simulate-cloud": (cmd_simulate_cloud, "run the Charge Amps EAPI v5 simulator (see `simulate-cloud --help`)"),
+    "simulate-charger": (cmd_simulate_charger, "run a simulated OCPP 1.6J charger against a central system "
+                         "(see `simulate-charger --help`)"),
     "bench": (cmd_bench, "replay traces through the balancer strategies and compare them (see `bench --help`)"),
     "demo": (cmd_demo, "run the whole system against simulators (see `demo --help`)"),
 }

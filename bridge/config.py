@@ -142,6 +142,19 @@ class Settings(BaseSettings):
     pv_enable_delay_s: float = Field(60, ge=0, le=3600)
     pv_disable_delay_s: float = Field(30, ge=0, le=3600)
 
+    # The way to the chargers: the Charge Amps cloud, or the bridge as their local OCPP 1.6J central system
+    charger_transport: Literal["cloud", "ocpp"] = "cloud"
+    ocpp_host: str = "0.0.0.0"
+    ocpp_port: int = Field(8887, ge=1, le=65535)
+    ocpp_charge_points: str | None = None  # the identities accepted, comma separated
+    ocpp_password: SecretStr | None = None  # HTTP Basic auth (security profile 1), user = the identity
+    ocpp_tls_cert: Path | None = None  # wss (security profile 2), with OCPP_TLS_KEY
+    ocpp_tls_key: Path | None = None
+    ocpp_meter_interval_s: float = Field(10, ge=1, le=3600)
+    ocpp_profile_ttl_s: float = Field(120, ge=10, le=86400)
+    ocpp_upstream_url: str | None = None
+    ocpp_upstream_password: SecretStr | None = None
+
     # Home Assistant
     ha_discovery: bool = True
     ha_discovery_prefix: str = "homeassistant"
@@ -250,6 +263,63 @@ class Settings(BaseSettings):
 
         parse_connectors(v)  # ValueError names the bad entry
         return v.strip()
+
+    @field_validator("charger_transport", mode="before")
+    @classmethod
+    def _lower_case_transport(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("ocpp_tls_cert", "ocpp_tls_key", mode="after")
+    @classmethod
+    def _tls_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        v = v.expanduser()
+        if not v.is_file():
+            raise ValueError("no such file")
+        return v
+
+    @field_validator("ocpp_charge_points")
+    @classmethod
+    def _identities(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from bridge.ocpp.identity import parse_identities
+
+        parse_identities(v)  # ValueError names the bad identity
+        return v.strip()
+
+    @field_validator("ocpp_upstream_url")
+    @classmethod
+    def _upstream_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.strip().startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _ocpp(self) -> "Settings":
+        if (self.ocpp_tls_cert is None) != (self.ocpp_tls_key is None):
+            raise ValueError("OCPP_TLS_CERT and OCPP_TLS_KEY go together: set both for wss, or neither")
+        if self.ocpp_password is not None and not self.ocpp_password.get_secret_value():
+            raise ValueError("OCPP_PASSWORD is empty: set a password or leave it unset")
+        if self.charger_transport == "ocpp" and not self.ocpp_identities():
+            raise ValueError(
+                "CHARGER_TRANSPORT=ocpp accepts only listed chargers: name their identities in "
+                "OCPP_CHARGE_POINTS (or the charge points in CHARGEAMPS_CONNECTORS)"
+            )
+        return self
+
+    def ocpp_identities(self) -> tuple[str, ...]:
+        """The charge point identities the central system accepts: OCPP_CHARGE_POINTS, else the
+        charge points CHARGEAMPS_CONNECTORS or CHARGEAMPS_CHARGEPOINT_ID name."""
+        from bridge.ocpp.identity import parse_identities
+
+        if self.ocpp_charge_points:
+            return parse_identities(self.ocpp_charge_points)
+        named = [spec.chargepoint for spec in self.connector_specs()] or [self.chargeamps_chargepoint_id]
+        return tuple(dict.fromkeys(cp for cp in named if cp))
 
     @model_validator(mode="after")
     def _limits(self) -> "Settings":
