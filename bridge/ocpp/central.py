@@ -22,7 +22,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import NotImplementedError, NotSupportedError, OCPPError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import (
@@ -98,6 +98,12 @@ class _Session(ChargePoint):
             # BootNotification: its messages are answered, and it is asked for one.
             self._boot_asked = True
             self.spawn(self._ask_boot())
+        if msg.action not in self.route_map:
+            # OCPP-J 1.6 section 4.2.3: NotImplemented is an action the receiver does not know,
+            # NotSupported one it knows and does not support (the library has them the other way).
+            known = msg.action in {a.value for a in Action}
+            raise (NotSupportedError if known else NotImplementedError)(
+                details={"cause": f"{msg.action} is not handled by this central system"})
         return await super()._handle_call(msg)
 
     # ---- the charger's messages ----------------------------------------------------

@@ -194,6 +194,7 @@ class SimCharger:
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._connection: Any = None
+        self._offline_until = 0.0
 
     def __repr__(self) -> str:  # never the password
         return f"SimCharger({self.identity!r}, profile={self.profile!r})"
@@ -341,6 +342,16 @@ class SimCharger:
                 await self._call(call.StopTransaction(transaction_id=tx, meter_stop=int(self.energy_wh[c]),
                                                       timestamp=_utc().isoformat(), reason="Remote"))
 
+    def go_offline(self, seconds: float) -> None:
+        """The charger's network goes for `seconds` (thread-safe): the connection drops, the car goes on."""
+        assert self._loop is not None
+
+        async def drop() -> None:
+            self._offline_until = time.monotonic() + seconds
+            if self._connection is not None:
+                await self._connection.close()
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
+
     async def reboot(self) -> None:
         """A soft reset: transactions end, the connection is closed and opened again."""
         for c, tx in list(self.transactions.items()):
@@ -403,7 +414,7 @@ class SimCharger:
                 self.connected.clear()
                 self.point = None
                 try:
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    await asyncio.wait_for(self._stop.wait(), max(delay, self._offline_until - time.monotonic()))
                 except asyncio.TimeoutError:
                     pass
                 delay = min(delay * 2, self.backoff_s[1])
