@@ -425,7 +425,11 @@ class CentralSystem:
     async def _set_current(self, cp: str, connector: int, amps: float) -> bool:
         self._limits.setdefault(cp, {})[connector] = amps
         session = self._sessions.get(cp)
-        return await session.apply(connector) if session is not None else False
+        if session is None:
+            return False  # kept, and sent once the charger is back
+        accepted = await session.apply(connector)
+        self.emit(events.LimitApplied(cp, connector, amps, accepted))
+        return accepted
 
     async def _accepted(self, cp: str, payload: Any, ok: tuple[str, ...]) -> bool:
         session = self._sessions.get(cp)

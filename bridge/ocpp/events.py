@@ -73,3 +73,12 @@ class CallFailed:
     cp: str
     action: str
     message: str
+
+
+@dataclass(frozen=True)
+class LimitApplied:
+    """The outcome of a limit the worker asked for."""
+    cp: str
+    connector: int
+    amps: float
+    accepted: bool

@@ -94,6 +94,12 @@ class BridgeService:
             self.health.last_error = self.power.last_error
         self._cloud = cloud or factory.cloud_client(settings)
         self._backoff = backoff
+        # CHARGER_TRANSPORT=ocpp: the chargers connect to the bridge; its thread only enqueues.
+        self.central = None
+        if settings.charger_transport == "ocpp":
+            from bridge.ocpp.link import central_system
+
+            self.central = central_system(settings, lambda event: self._enqueue("ocpp", event))
 
         if self.shared:
             self.links = self._shared_links(specs)
@@ -119,8 +125,13 @@ class BridgeService:
         self.mqtt.subscribe_on_connect(self._subscriptions())
 
     def _link(self, inputs: Any, link_backoff: CloudBackoff, **where: Any) -> ChargerLink:
-        return ChargerLink(
-            self.settings, self._cloud, inputs, self.health, self.clock, link_backoff,
+        link_type, remote = ChargerLink, self._cloud
+        if self.central is not None:
+            from bridge.ocpp.link import OcppLink
+
+            link_type, remote = OcppLink, self.central
+        return link_type(
+            self.settings, remote, inputs, self.health, self.clock, link_backoff,
             on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
             on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
             **where,
@@ -196,6 +207,13 @@ class BridgeService:
             self.topics.base,
         )
         log.info("meter: %s", self.meter.describe())
+        if self.central is not None:
+            try:
+                self.central.start()
+            except OSError as e:
+                raise ConfigError(f"OCPP_HOST/OCPP_PORT: cannot listen on {self.settings.ocpp_host}:"
+                                  f"{self.settings.ocpp_port} ({e.strerror or e})") from None
+            log.info("OCPP central system listening on %s:%d", self.settings.ocpp_host, self.central.port)
         self.mqtt.start()
         self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
         self._worker.start()
@@ -205,6 +223,8 @@ class BridgeService:
         self._enqueue("stop", None)
         if getattr(self, "_worker", None):
             self._worker.join(timeout=15)
+        if self.central is not None:
+            self.central.stop()
         self.power.save()
         self.mqtt.stop(final_topic=self.topics.bridge_state, final_payload="offline")
         log.info("stopped")
@@ -262,6 +282,10 @@ class BridgeService:
                 self._on_connection(*item)
             elif kind == "tick" and item is not None:
                 self._tick(item)
+            elif kind == "ocpp":
+                now = self.clock()
+                for link in self.links:
+                    link.on_event(now, item)  # type: ignore[attr-defined]
         except Exception as e:  # the loop must outlive any bug in a handler
             log.exception("worker: %s failed", kind)
             self.health.last_error = f"internal error: {type(e).__name__}: {e}"
@@ -433,6 +457,8 @@ class BridgeService:
             "current_level": self.settings.chargeamps_current_level,
             "instance_id": instance_id(self.settings.chargeamps_state_dir),
             **({"connectors": [link.key for link in self.links]} if self.shared else {}),
+            **({"chargers": {link.view.cp_id: link.boot for link in self.links if getattr(link, "boot", None)}}
+               if self.central is not None else {}),
         })
 
     def _publish_health(self, now: float) -> None:
@@ -441,4 +467,6 @@ class BridgeService:
         h["meter_age_s"] = self.meter_input.age_s(now)
         h["cloud_retry_in_s"] = max(link.backoff.retry_in(now) for link in self.links)
         h["queue"] = self.events.qsize()
+        if self.central is not None:
+            h["ocpp_refused"] = self.central.refused
         self.publisher.health(h)

@@ -462,7 +462,7 @@ class SimCharger:
         return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(10)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)

@@ -1,0 +1,97 @@
+"""`chargeamps-bridge run` with CHARGER_TRANSPORT=ocpp end to end: a real broker, the service as a
+subprocess listening for chargers, a simulated OCPP charger connecting to it, watched over MQTT."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from bridge.sim.ocpp_charger import SimCharger
+from tests.broker import free_port
+from tests.e2e import BridgeProcess, feed_meter, response_for, topic, wait_online, wait_until
+
+PASSWORD = "ocpp-e2e-secret"
+
+
+def ocpp_env(broker, state_dir, port: int) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    return {
+        "CHARGER_TRANSPORT": "ocpp",
+        "OCPP_HOST": "127.0.0.1",
+        "OCPP_PORT": str(port),
+        "OCPP_CHARGE_POINTS": "HALO1",
+        "OCPP_PASSWORD": PASSWORD,
+        "OCPP_METER_INTERVAL_S": "1",
+        "P1_TOPIC_L1": f"p1-{tag}/current_l1",
+        "P1_TOPIC_L2": f"p1-{tag}/current_l2",
+        "P1_TOPIC_L3": f"p1-{tag}/current_l3",
+        "CHARGEAMPS_STATE_DIR": str(state_dir),
+        "MQTT_HOST": broker.host,
+        "MQTT_PORT": str(broker.port),
+        "MQTT_CLIENT_ID": f"bridge-test-{tag}",
+        "MQTT_BASE_TOPIC": f"ca-{tag}",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        "BALANCER_RAISE_HOLD_S": "1",
+        "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
+        "BALANCER_STALE_AFTER_S": "3",
+    }
+
+
+@pytest.mark.slow
+def test_the_bridge_balances_a_charger_over_ocpp(broker, probe, tmp_path):
+    port = free_port()
+    env = ocpp_env(broker, tmp_path / "state", port)
+    bridge = BridgeProcess(env, tmp_path).start()
+    sim = SimCharger(f"ws://127.0.0.1:{port}/ocpp", "HALO1", profile="charge-amps", cars={1: 16}, lag_s=0.3,
+                     password=PASSWORD, backoff_s=(0.2, 1))
+    try:
+        wait_online(probe, env, bridge)
+        sim.start_in_thread()
+        probe.wait_value(topic(env, "charger/HALO1/online"), "ON", timeout=15)
+
+        def quiet_house_until(condition, what, timeout=20.0, house=(4.0, 4.0, 4.0)):
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
+                car = sim.draw(1)
+                feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
+                time.sleep(0.25)
+
+        quiet_house_until(lambda: sim.draw(1) == 16, "the car raised to 16 A")
+        probe.wait_value(topic(env, "charger/HALO1/1/status"), "Charging", timeout=10)
+        probe.wait_for(topic(env, "charger/HALO1/1/current_l1"), lambda p: float(p) == 16, timeout=10)
+        info = probe.wait_json(topic(env, "bridge/info"), lambda i: "HALO1" in i.get("chargers", {}))
+        assert info["chargers"]["HALO1"]["vendor"] == "Charge Amps"
+
+        # The house takes 15 A more on L1: the car is cut within seconds, by a charging profile.
+        quiet_house_until(lambda: 0 < sim.draw(1) < 16 or sim.draw(1) == 0, "the car cut", timeout=10,
+                          house=(19.0, 4.0, 4.0))
+        assert any(p.get("chargingSchedule", p.get("charging_schedule", {})) for _, _, p in sim.received)
+
+        # Mode Off is ChangeAvailability: the connector is Unavailable.
+        since = time.monotonic()
+        probe.publish(topic(env, "charger/HALO1/1/mode/set"), "Off")
+        response_for(probe, env, topic(env, "charger/HALO1/1/mode/set"), since)
+        wait_until(lambda: sim.available[1] is False, 10, "the connector made unavailable")
+        probe.wait_value(topic(env, "charger/HALO1/1/status"), "Unavailable", timeout=10)
+
+        # A charger the bridge does not know is refused at the handshake, and counted.
+        with pytest.raises(InvalidStatus):
+            connect(f"ws://127.0.0.1:{port}/ocpp/STRANGER", subprotocols=["ocpp1.6"], open_timeout=5)
+        probe.wait_json(topic(env, "bridge/health"), lambda h: h.get("ocpp_refused") == 1, timeout=15)
+
+        # The charger goes away: its online topic says so.
+        sim.stop()
+        probe.wait_value(topic(env, "charger/HALO1/online"), "OFF", timeout=10)
+        assert PASSWORD not in bridge.output()
+        assert bridge.terminate() == 0
+    finally:
+        sim.stop()
+        bridge.close()
