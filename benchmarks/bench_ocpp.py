@@ -83,6 +83,7 @@ def measure(probe: Probe, env: dict, sim: SimCharger, trials: int) -> dict:
         feed(house + cmd, 4 + cmd, 4 + cmd)
         if not wait_until(lambda: any(a < cmd for _, a in limits(sim)[before:]), 3.0):
             missed += 1
+            print(f"missed a cut at {cmd} A: limits since {limits(sim)[before:]}", file=sys.stderr)
             back_to_full_power()
             continue
         t_wire = next(t for t, a in limits(sim)[before:] if a < cmd)
@@ -128,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         print(bridge.output()[-3000:], file=sys.stderr)
         raise
     finally:
+        log_text = bridge.output()
         sim.stop()
         probe.close()
         bridge.close()
         broker.close()
+    if os.environ.get("BENCH_LOG_LEVEL"):
+        print(log_text, file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

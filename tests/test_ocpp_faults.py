@@ -235,3 +235,24 @@ def test_twenty_chargers_connecting_at_once(central):
         assert c.refused == 0
     finally:
         fleet.stop()
+
+
+def test_a_restarted_bridge_takes_back_a_charger_that_sends_no_new_boot(central):
+    first, events = central(("CP1",), profile_ttl_s=30)
+    sim = sim_for(first, boot_on_connect=False, backoff_s=(0.1, 0.3)).start_in_thread()
+    try:
+        events.wait(ev.Connected, cp="CP1")
+        wait_until(lambda: sim.transactions.get(1), what="a transaction")
+        assert first.set_current("CP1", 1, 14).result(5) is True
+        port = first.port
+        first.stop()
+        wait_until(lambda: not sim.connected.is_set(), what="the charger cut off")
+        second, again = central(("CP1",), port=port)
+        again.wait(ev.Connected, cp="CP1")
+        # Asked for the BootNotification it did not send; nothing written before the bridge decides.
+        again.wait(ev.Booted, cp="CP1")
+        assert second.method_of("CP1") is None
+        assert second.set_current("CP1", 1, 9).result(5) is True
+        wait_until(lambda: sim.draw(1) == 9, what="the new bridge's limit")
+    finally:
+        sim.stop()
