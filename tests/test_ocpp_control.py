@@ -199,3 +199,35 @@ def test_limits_set_while_a_charger_is_away_are_sent_when_it_boots(world):
     from datetime import datetime, timezone
 
     assert composite_limit(sim.profiles, 1, datetime.now(timezone.utc), sim.transactions.get(1)) == 11
+
+
+def test_the_simulate_charger_command_connects_and_follows(world, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    central, events = world.start(("CLI1",), password="cli-pass")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OCPP_PASSWORD": "cli-pass"}
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "simulate-charger", f"ws://127.0.0.1:{central.port}",
+                             "--identity", "CLI1", "--profile", "charge-amps", "--car", "1:16", "--lag-s", "0.2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        events.wait(ev.Booted, cp="CLI1", vendor="Charge Amps")
+        events.wait(ev.TransactionChanged, cp="CLI1", connector=1)
+        assert central.set_current("CLI1", 1, 8).result(5) is True
+        events.wait(ev.MeterReading, cp="CLI1", connector=1, currents=(8.0, 8.0, 8.0), timeout=15)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "cli-pass" not in out
+
+
+def test_the_simulate_charger_command_refuses_a_bad_car():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "bridge", "simulate-charger", "ws://127.0.0.1:1", "--car", "1:99"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "the car's maximum is 1..32 A" in result.stderr
