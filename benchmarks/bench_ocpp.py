@@ -26,15 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_service import Broker, percentile, wait_until  # noqa: E402
+from bench_service import FAST_BALANCER, Broker, percentile, running_bridge, wait_until  # noqa: E402
 
 from bridge.sim.ocpp_charger import SimCharger  # noqa: E402
 from tests.broker import free_port  # noqa: E402
-from tests.e2e import BridgeProcess, Probe  # noqa: E402
-
-FAST = dict(BALANCER_RAISE_HOLD_S="0.5", BALANCER_QUICK_RAISE_HOLD_S="0.5", BALANCER_RAISE_HOLD_MAX_S="0.5",
-            BALANCER_SETTLE_S="0.2", BALANCER_MIN_COMMAND_INTERVAL_S="0", BALANCER_WRITE_BUDGET_PER_H="100000",
-            BALANCER_WRITE_BUDGET_BURST="1000", BALANCER_MIN_PAUSE_S="0")
+from tests.e2e import Probe  # noqa: E402
 
 
 def limits(sim: SimCharger) -> list[tuple[float, float]]:
@@ -115,27 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         "P1_TOPIC_L1": f"p1-{tag}/l1", "P1_TOPIC_L2": f"p1-{tag}/l2", "P1_TOPIC_L3": f"p1-{tag}/l3",
         "CHARGEAMPS_STATE_DIR": str(work / "state"), "MQTT_HOST": broker.host, "MQTT_PORT": str(broker.port),
         "MQTT_CLIENT_ID": f"bench-{tag}", "MQTT_BASE_TOPIC": f"bench-{tag}", "HA_DISCOVERY": "false",
-        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "PYTHONUNBUFFERED": "1", **FAST,
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "PYTHONUNBUFFERED": "1", **FAST_BALANCER,
     }
-    bridge = BridgeProcess(env, work).start()
     sim = SimCharger(f"ws://127.0.0.1:{port}", "BENCH1", cars={1: 16}, lag_s=0.05, password="bench-only",
                      backoff_s=(0.2, 1))
-    probe = Probe(broker.host, broker.port)
     try:
-        probe.wait_value(f"{env['MQTT_BASE_TOPIC']}/bridge/state", "online", timeout=20)
-        sim.start_in_thread()
-        result = measure(probe, env, sim, args.trials)
-    except BaseException:
-        print(bridge.output()[-3000:], file=sys.stderr)
-        raise
+        with running_bridge(env, work, broker) as (_, probe):
+            sim.start_in_thread()
+            result = measure(probe, env, sim, args.trials)
     finally:
-        log_text = bridge.output()
         sim.stop()
-        probe.close()
-        bridge.close()
         broker.close()
-    if os.environ.get("BENCH_LOG_LEVEL"):
-        print(log_text, file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -15,6 +15,7 @@ and HTTP client, plus the loopback GET of the read-modify-write.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import json
 import statistics
@@ -38,6 +39,34 @@ class Broker:
 
     def close(self) -> None:
         self._own.close()
+
+
+# Settings that let the balancer raise again at once, so that every trial can be a fresh cut;
+# the cut itself is the same code path as with the defaults.
+FAST_BALANCER = dict(BALANCER_RAISE_HOLD_S="0.5", BALANCER_QUICK_RAISE_HOLD_S="0.5", BALANCER_RAISE_HOLD_MAX_S="0.5",
+                     BALANCER_SETTLE_S="0.2", BALANCER_MIN_COMMAND_INTERVAL_S="0",
+                     BALANCER_WRITE_BUDGET_PER_H="100000", BALANCER_WRITE_BUDGET_BURST="1000",
+                     BALANCER_MIN_PAUSE_S="0")
+
+
+@contextlib.contextmanager
+def running_bridge(env: dict, work: Path, broker: "Broker"):
+    """`chargeamps-bridge run` online, and a probe of the broker: (bridge, probe). Its output goes to
+    stderr when the benchmark fails, and when BENCH_LOG_LEVEL is set."""
+    bridge = BridgeProcess(env, work).start()
+    probe = Probe(broker.host, broker.port)
+    try:
+        probe.wait_value(f"{env['MQTT_BASE_TOPIC']}/bridge/state", "online", timeout=20)
+        yield bridge, probe
+    except BaseException:
+        print(bridge.output()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        log_text = bridge.output()
+        probe.close()
+        bridge.close()
+        if os.environ.get("BENCH_LOG_LEVEL"):
+            print(log_text, file=sys.stderr)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -163,36 +192,21 @@ def main(argv: list[str] | None = None) -> int:
     conn.car_plugged = True
     conn.car_max_a = 16
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
-    # Settings that let the balancer raise again at once, so that every trial can be a fresh cut;
-    # the cut itself is the same code path as with the defaults.
-    fast = dict(BALANCER_RAISE_HOLD_S="0.5", BALANCER_QUICK_RAISE_HOLD_S="0.5", BALANCER_RAISE_HOLD_MAX_S="0.5",
-                BALANCER_SETTLE_S="0.2", BALANCER_MIN_COMMAND_INTERVAL_S="0", BALANCER_WRITE_BUDGET_PER_H="100000",
-                BALANCER_WRITE_BUDGET_BURST="1000", BALANCER_MIN_PAUSE_S="0")
     env = bridge_env(broker, sim, work / "state", CHARGEAMPS_POLL_INTERVAL="3600", LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-                     HA_DISCOVERY="false", **fast)
-    bridge = BridgeProcess(env, work).start()
-    probe = Probe(broker.host, broker.port)
+                     HA_DISCOVERY="false", **FAST_BALANCER)
     result: dict = {}
     try:
-        probe.wait_value(f"{env['MQTT_BASE_TOPIC']}/bridge/state", "online", timeout=20)
-        result["idle"] = measure_idle(bridge.proc.pid, args.idle_s)
-        result["latency"] = measure_latency(probe, env, sim, args.trials)
-        rss_before, _ = proc_stats(bridge.proc.pid)
-        result["throughput"] = measure_throughput(probe, env, args.burst)
-        result["throughput"]["rss_mb_before"] = round(rss_before, 1)
-        result["throughput"]["rss_mb_after"] = round(proc_stats(bridge.proc.pid)[0], 1)
-        result["cloud_writes_during_run"] = len(maxcurrent_writes(sim))
-    except BaseException:
-        print(bridge.output()[-3000:], file=sys.stderr)
-        raise
+        with running_bridge(env, work, broker) as (bridge, probe):
+            result["idle"] = measure_idle(bridge.proc.pid, args.idle_s)
+            result["latency"] = measure_latency(probe, env, sim, args.trials)
+            rss_before, _ = proc_stats(bridge.proc.pid)
+            result["throughput"] = measure_throughput(probe, env, args.burst)
+            result["throughput"]["rss_mb_before"] = round(rss_before, 1)
+            result["throughput"]["rss_mb_after"] = round(proc_stats(bridge.proc.pid)[0], 1)
+            result["cloud_writes_during_run"] = len(maxcurrent_writes(sim))
     finally:
-        log_text = bridge.output()
-        probe.close()
-        bridge.close()
         sim.stop()
         broker.close()
-    if os.environ.get("BENCH_LOG_LEVEL"):
-        print(log_text, file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -3,9 +3,8 @@ subprocess listening for chargers, a simulated OCPP charger connecting to it, wa
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
+from types import SimpleNamespace
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -13,34 +12,20 @@ from websockets.sync.client import connect
 
 from bridge.sim.ocpp_charger import SimCharger
 from tests.broker import free_port
-from tests.e2e import BridgeProcess, feed_meter, response_for, topic, wait_online, wait_until
+from tests.e2e import BridgeProcess, bridge_env, feed_meter, response_for, topic, wait_online, wait_until
 
 PASSWORD = "ocpp-e2e-secret"
 
 
+# No cloud: bridge_env leaves out the settings whose value is empty.
+NO_CLOUD = SimpleNamespace(email="", password="", api_key="", url="")
+
+
 def ocpp_env(broker, state_dir, port: int) -> dict[str, str]:
-    tag = uuid.uuid4().hex[:6]
-    return {
-        "CHARGER_TRANSPORT": "ocpp",
-        "OCPP_HOST": "127.0.0.1",
-        "OCPP_PORT": str(port),
-        "OCPP_CHARGE_POINTS": "HALO1",
-        "OCPP_PASSWORD": PASSWORD,
-        "OCPP_METER_INTERVAL_S": "1",
-        "P1_TOPIC_L1": f"p1-{tag}/current_l1",
-        "P1_TOPIC_L2": f"p1-{tag}/current_l2",
-        "P1_TOPIC_L3": f"p1-{tag}/current_l3",
-        "CHARGEAMPS_STATE_DIR": str(state_dir),
-        "MQTT_HOST": broker.host,
-        "MQTT_PORT": str(broker.port),
-        "MQTT_CLIENT_ID": f"bridge-test-{tag}",
-        "MQTT_BASE_TOPIC": f"ca-{tag}",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        "BALANCER_RAISE_HOLD_S": "1",
-        "BALANCER_MIN_COMMAND_INTERVAL_S": "0",
-        "BALANCER_STALE_AFTER_S": "3",
-    }
+    return bridge_env(broker, NO_CLOUD, state_dir, CHARGER_TRANSPORT="ocpp", OCPP_HOST="127.0.0.1",
+                      OCPP_PORT=port, OCPP_CHARGE_POINTS="HALO1", OCPP_PASSWORD=PASSWORD, OCPP_METER_INTERVAL_S=1,
+                      CHARGEAMPS_POLL_INTERVAL="", BALANCER_RAISE_HOLD_S=1, BALANCER_MIN_COMMAND_INTERVAL_S=0,
+                      BALANCER_STALE_AFTER_S=3)
 
 
 @pytest.mark.slow
