@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -26,11 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_service import FAST_BALANCER, Broker, percentile, running_bridge, wait_until  # noqa: E402
+from bench_service import FAST_BALANCER, Broker, measure_cuts, running_bridge  # noqa: E402
 
 from bridge.sim.ocpp_charger import SimCharger  # noqa: E402
 from tests.broker import free_port  # noqa: E402
-from tests.e2e import Probe  # noqa: E402
 
 
 def limits(sim: SimCharger) -> list[tuple[float, float]]:
@@ -44,55 +42,9 @@ def limits(sim: SimCharger) -> list[tuple[float, float]]:
     return out
 
 
-def measure(probe: Probe, env: dict, sim: SimCharger, trials: int) -> dict:
-    topics = [env[f"P1_TOPIC_L{n}"] for n in (1, 2, 3)]
-    total, share, transit = [], [], []
-    missed = 0
-
-    def feed(l1: float, l2: float, l3: float) -> None:
-        for t, v in zip(topics, (l1, l2, l3)):
-            probe.publish(t, f"{v:.2f}")
-
-    def limit() -> float:
-        seen = limits(sim)
-        return seen[-1][1] if seen else 0.0
-
-    def back_to_full_power() -> None:
-        deadline = time.monotonic() + 120
-        while limit() < 16 and time.monotonic() < deadline:
-            cmd = limit()
-            feed(4 + cmd, 4 + cmd, 4 + cmd)
-            time.sleep(0.25)
-        if limit() < 16:
-            raise RuntimeError("the balancer did not raise back to 16 A within 120 s")
-
-    back_to_full_power()
-    while len(total) < trials:
-        cmd = limit()
-        if cmd - 2 < 6:
-            back_to_full_power()
-            continue
-        house = 24 - (cmd - 2)  # exactly enough for a cut of 2 A
-        before = len(limits(sim))
-        seen_before = len(probe.messages)
-        t0 = time.monotonic()
-        feed(house + cmd, 4 + cmd, 4 + cmd)
-        if not wait_until(lambda: any(a < cmd for _, a in limits(sim)[before:]), 3.0):
-            missed += 1
-            print(f"missed a cut at {cmd} A: limits since {limits(sim)[before:]}", file=sys.stderr)
-            back_to_full_power()
-            continue
-        t_wire = next(t for t, a in limits(sim)[before:] if a < cmd)
-        arrivals = [m[0] for m in probe.messages[seen_before:] if m[1] == topics[0]]
-        t_recv = arrivals[0] if arrivals else t0
-        total.append((t_wire - t0) * 1000)
-        transit.append((t_recv - t0) * 1000)
-        share.append((t_wire - t_recv) * 1000)
-        time.sleep(0.6)  # past settle_s, so that the next overshoot is a new one
-    stats = lambda xs: {"p50": round(percentile(xs, 50), 2), "p99": round(percentile(xs, 99), 2),  # noqa: E731
-                        "max": round(max(xs), 2)}
-    return {"trials": len(total), "missed": missed, "total_ms": stats(total), "broker_ms": stats(transit),
-            "bridge_ms": stats(share)}
+def last_limit(sim: SimCharger) -> float:
+    seen = limits(sim)
+    return seen[-1][1] if seen else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with running_bridge(env, work, broker) as (_, probe):
             sim.start_in_thread()
-            result = measure(probe, env, sim, args.trials)
+            result = measure_cuts(probe, env, lambda: last_limit(sim), lambda: limits(sim), args.trials)
     finally:
         sim.stop()
         broker.close()

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,8 +98,16 @@ def wait_until(cond, timeout: float, step: float = 0.005) -> bool:
 
 
 def measure_latency(probe: Probe, env: dict, sim: CloudSimulator, trials: int) -> dict:
-    topics = [env[f"P1_TOPIC_L{n}"] for n in (1, 2, 3)]
     conn = sim.connector(1)
+    return measure_cuts(probe, env, lambda: conn.max_current, lambda: maxcurrent_writes(sim), trials)
+
+
+def measure_cuts(probe: Probe, env: dict, setting: Callable[[], float],
+                 writes: Callable[[], list[tuple[float, float]]], trials: int) -> dict:
+    """Times `trials` cuts of 2 A: from publishing an over-limit meter reading to the charger's end
+    receiving the lower value. `setting()` is the charger's current setting, `writes()` the
+    (monotonic time, amps) of every value it received, in order."""
+    topics = [env[f"P1_TOPIC_L{n}"] for n in (1, 2, 3)]
     total, share, transit = [], [], []
     missed = 0
 
@@ -108,29 +117,29 @@ def measure_latency(probe: Probe, env: dict, sim: CloudSimulator, trials: int) -
 
     def back_to_full_power() -> None:
         deadline = time.monotonic() + 120
-        while conn.max_current < 16 and time.monotonic() < deadline:
-            cmd = conn.max_current
+        while setting() < 16 and time.monotonic() < deadline:
+            cmd = setting()
             feed(4 + cmd, 4 + cmd, 4 + cmd)
             time.sleep(0.25)
-        if conn.max_current < 16:
+        if setting() < 16:
             raise RuntimeError("the balancer did not raise back to 16 A within 120 s")
 
     back_to_full_power()
     while len(total) < trials:
-        cmd = conn.max_current
+        cmd = setting()
         if cmd - 2 < 6:
             back_to_full_power()
             continue
         house = 24 - (cmd - 2)  # exactly enough for a cut of 2 A
-        before = len(maxcurrent_writes(sim))
+        before = len(writes())
         seen_before = len(probe.messages)
         t0 = time.monotonic()
         feed(house + cmd, 4 + cmd, 4 + cmd)
-        if not wait_until(lambda: len(maxcurrent_writes(sim)) > before, 3.0):
+        if not wait_until(lambda: any(a < cmd for _, a in writes()[before:]), 3.0):
             missed += 1
             back_to_full_power()
             continue
-        t_write = maxcurrent_writes(sim)[before][0]
+        t_write = next(t for t, a in writes()[before:] if a < cmd)
         arrivals = [m[0] for m in probe.messages[seen_before:] if m[1] == topics[0]]
         t_recv = arrivals[0] if arrivals else t0
         total.append((t_write - t0) * 1000)
@@ -139,14 +148,13 @@ def measure_latency(probe: Probe, env: dict, sim: CloudSimulator, trials: int) -
         if share[-1] > 200:
             print(f"slow trial {len(total)}: {share[-1]:.0f} ms at {cmd} A", file=sys.stderr)
         time.sleep(0.6)  # past settle_s, so that the next overshoot is a new one
-    return {
-        "trials": len(total),
-        "missed": missed,
-        "total_ms": {"p50": round(percentile(total, 50), 2), "p99": round(percentile(total, 99), 2)},
-        "broker_ms": {"p50": round(percentile(transit, 50), 2), "p99": round(percentile(transit, 99), 2)},
-        "bridge_ms": {"p50": round(percentile(share, 50), 2), "p99": round(percentile(share, 99), 2),
-                      "mean": round(statistics.mean(share), 2)},
-    }
+
+    def spread(values: list[float]) -> dict:
+        return {"p50": round(percentile(values, 50), 2), "p99": round(percentile(values, 99), 2),
+                "max": round(max(values), 2), "mean": round(statistics.mean(values), 2)}
+
+    return {"trials": len(total), "missed": missed, "total_ms": spread(total), "broker_ms": spread(transit),
+            "bridge_ms": spread(share)}
 
 
 def measure_throughput(probe: Probe, env: dict, burst: int) -> dict:
