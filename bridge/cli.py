@@ -57,7 +57,8 @@ def redact(text: str, secrets: list[str]) -> str:
 def settings_secrets(s: Settings) -> list[str]:
     return [
         v.get_secret_value()
-        for v in (s.chargeamps_password, s.chargeamps_api_key, s.mqtt_password)
+        for v in (s.chargeamps_password, s.chargeamps_api_key, s.mqtt_password, s.ocpp_password,
+                  s.ocpp_upstream_password)
         if v is not None
     ]
 

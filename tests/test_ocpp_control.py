@@ -119,6 +119,8 @@ def test_a_charger_that_accepts_no_profile_is_an_error_naming_it(world):
     assert central.set_current("CP1", 1, 10).result(5) is False
     error = events.wait(ev.NotControllable, cp="CP1")
     assert "CP1" in error.message
+    assert central.set_current("CP1", 1, 8).result(5) is False
+    assert len(events.of(ev.NotControllable)) == 1  # said once
     # The other charger is still controlled.
     assert central.set_current("CP2", 1, 10).result(5) is True
     wait_until(lambda: other.draw(1) == 10, what="the other car draws 10 A")

@@ -81,3 +81,11 @@ def test_an_empty_password_is_not_no_password(env):
 
     with pytest.raises(Exception, match="OCPP_PASSWORD"):
         Settings(ocpp_password="")
+
+
+def test_the_ocpp_passwords_are_masked_in_the_log(env):
+    from bridge.cli import settings_secrets
+
+    env.setenv("OCPP_PASSWORD", SECRET)
+    env.setenv("OCPP_UPSTREAM_PASSWORD", SECRET + "-up")
+    assert {SECRET, SECRET + "-up"} <= set(settings_secrets(load_settings()))

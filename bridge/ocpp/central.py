@@ -353,6 +353,7 @@ class CentralSystem:
         # Kept across reconnections, owned by the loop's thread.
         self._methods: dict[str, str | None] = {}
         self.rejected: dict[str, set[str]] = {}
+        self._uncontrollable: set[str] = set()
         self._limits: dict[str, dict[int, float]] = {}
         self._sessions: dict[str, _Session] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -406,6 +407,9 @@ class CentralSystem:
         self.emit(events.ControlLearned(cp, method))
 
     def not_controllable(self, cp: str) -> None:
+        if cp in self._uncontrollable:
+            return  # said once; every later limit for it is refused the same way
+        self._uncontrollable.add(cp)
         message = (f"charger {cp} accepted no charging profile (TxDefaultProfile on the connector or on "
                    "connector 0, TxProfile): its connectors cannot be controlled")
         log.error(message)
