@@ -221,7 +221,6 @@ def test_a_charger_that_disconnects_mid_session_is_taken_back_on_its_return(cent
         sim.stop()
 
 
-@pytest.mark.slow
 def test_twenty_chargers_connecting_at_once(central):
     identities = tuple(f"CP{n:02d}" for n in range(20))
     c, events = central(identities)
@@ -258,3 +257,14 @@ def test_a_restarted_bridge_takes_back_a_charger_that_sends_no_new_boot(central)
         wait_until(lambda: sim.draw(1) == 9, what="the new bridge's limit")
     finally:
         sim.stop()
+
+
+def test_without_a_password_the_bridge_warns_once_and_still_refuses_strangers(central, caplog):
+    caplog.set_level(logging.WARNING, logger="bridge.ocpp")
+    c, events = central(("CP1",))
+    RawCharger(url_of(c) + "/CP1").close()
+    RawCharger(url_of(c) + "/CP1").close()
+    with pytest.raises(InvalidStatus):
+        RawCharger(url_of(c) + "/CP2")
+    assert sum("OCPP_PASSWORD is not set" in r.getMessage() for r in caplog.records) == 1
+    assert c.refused == 1
