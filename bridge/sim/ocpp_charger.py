@@ -349,7 +349,7 @@ class SimCharger:
         async def drop() -> None:
             self._offline_until = time.monotonic() + seconds
             if self._connection is not None:
-                await self._connection.close()
+                self._connection.transport.abort()  # the network gone: no closing handshake
         asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
 
     async def reboot(self) -> None:
