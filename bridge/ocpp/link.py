@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from bridge.balancer import Decision
 from bridge.config import Settings
+from bridge.eapi.models import status_meaning
 from bridge.ocpp import events as ev
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink
@@ -26,9 +27,6 @@ from bridge.service.health import Health
 log = logging.getLogger(__name__)
 
 USER_CALL_WAIT_S = 10.0
-# OCPP 1.6 ChargePointStatus values with a car at the connector, and without one.
-CAR_STATUSES = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
-NO_CAR_STATUSES = frozenset({"Available"})
 ACTIVE_PHASE_A = 1.0  # a phase carrying at least this much is one the car charges on
 
 
@@ -93,8 +91,7 @@ class OcppLink(ChargerLink):
             v.mode = "Off" if event.status == "Unavailable" else "On"
             car_plugged = getattr(self.balancer, "car_plugged", None)
             if car_plugged is not None:
-                plugged = True if event.status in CAR_STATUSES else False if event.status in NO_CAR_STATUSES else None
-                car_plugged(now, plugged)
+                car_plugged(now, status_meaning(event.status).car_plugged)
         elif isinstance(event, ev.MeterReading) and connector == self.connector:
             self._meter(now, event)
         elif isinstance(event, ev.TransactionChanged) and connector == self.connector:
