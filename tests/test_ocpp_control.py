@@ -35,6 +35,14 @@ def world():
             sims.append(sim)
             return sim
 
+        def charging(self, central, events, amps, **kw):
+            """A charger whose car draws `amps` under the bridge's limit."""
+            sim = self.charger(central, **kw)
+            events.wait(ev.TransactionChanged, cp="CP1", connector=1)
+            assert central.set_current("CP1", 1, amps).result(5) is True
+            wait_until(lambda: sim.draw(1) == amps, what=f"the car drawing {amps} A")
+            return sim
+
     yield World()
     for s in sims:
         s.stop()
@@ -128,10 +136,7 @@ def test_a_charger_that_accepts_no_profile_is_an_error_naming_it(world):
 
 def test_a_pause_is_a_zero_amp_profile_never_a_remote_stop(world):
     central, events = world.start()
-    sim = world.charger(central)
-    events.wait(ev.TransactionChanged, cp="CP1", connector=1)
-    assert central.set_current("CP1", 1, 16).result(5) is True
-    wait_until(lambda: sim.draw(1) == 16, what="charging")
+    sim = world.charging(central, events, 16)
     assert central.set_current("CP1", 1, 0).result(5) is True
     wait_until(lambda: sim.draw(1) == 0, what="paused")
     assert 1 in sim.transactions  # the session goes on
@@ -158,10 +163,7 @@ def test_without_the_bridge_the_charger_falls_to_the_failsafe_within_the_ttl(wor
 
     ttl = 2.0
     central, events = world.start(profile_ttl_s=ttl, failsafe_a=6)
-    sim = world.charger(central)
-    events.wait(ev.TransactionChanged, cp="CP1", connector=1)
-    assert central.set_current("CP1", 1, 16).result(5) is True
-    wait_until(lambda: sim.draw(1) == 16, what="charging at 16 A")
+    sim = world.charging(central, events, 16)
     # The last renewal may have just happened: the limit ends within the TTL of stopping.
     central.stop()
     gone = time.monotonic()
@@ -172,10 +174,7 @@ def test_without_the_bridge_the_charger_falls_to_the_failsafe_within_the_ttl(wor
 
 def test_mode_off_and_on_is_change_availability_and_reboot_is_a_soft_reset(world):
     central, events = world.start()
-    sim = world.charger(central)
-    events.wait(ev.TransactionChanged, cp="CP1", connector=1)
-    assert central.set_current("CP1", 1, 10).result(5) is True
-    wait_until(lambda: sim.draw(1) == 10, what="charging")
+    sim = world.charging(central, events, 10)
     assert central.set_available("CP1", 1, False).result(5) is True
     wait_until(lambda: sim.draw(1) == 0, what="off")
     events.wait(ev.StatusChanged, cp="CP1", connector=1, status="Unavailable")
