@@ -18,8 +18,14 @@ IMPLAUSIBLE_FUSE_MULTIPLE = 4
 
 
 def meter_amps_bound(fuse_a: float) -> float:
-    """The largest current, either way, a meter reading of one phase may show."""
+    """The current, either way, that no meter reading of one phase reaches."""
     return IMPLAUSIBLE_FUSE_MULTIPLE * fuse_a
+
+
+def meter_amps_plausible(amps: float, bound: float) -> bool:
+    """A reading inside the bound: one at the bound (100 A on a 25 A fuse) is as impossible as one
+    beyond it, and would pause the car."""
+    return abs(amps) < bound
 
 
 class LimitError(ValueError):

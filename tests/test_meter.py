@@ -442,7 +442,7 @@ def test_returned_power_not_heard_yet_counts_as_zero_and_delivered_not_heard_lea
 @given(current=st.floats(0, 90), watts=st.floats(-20_000, 20_000), volts=st.floats(200, 260))
 @settings(max_examples=300, deadline=None)
 def test_combined_current_is_the_larger_of_both_signed_as_the_power(current, watts, volts) -> None:
-    assume(abs(watts) / volts <= 100)
+    assume(abs(watts) / volts < 100)
     m = state(power_topics=["p", "x2", "x3"], topics=["c", "y2", "y3"], voltage_topics=["v", None, None])
     feed(m, [("v", repr(volts).encode()), ("c", repr(current).encode())])
     [value] = feed(m, [("p", repr(watts).encode())])[0].phases
@@ -460,11 +460,15 @@ def test_a_value_beyond_four_fuses_is_invalid_and_changes_nothing(payload: bytes
     assert update.phases == () and m.phase_value(0) == PhaseValue(0, 12.0)
 
 
-def test_the_bound_is_four_fuses_on_both_sides() -> None:
+def test_the_bound_is_four_fuses_on_both_sides_and_holds_at_the_bound() -> None:
     m = state(fuse_a=25)
-    assert feed(m, [("p1/current_l1", b"100")])[0].phases == (PhaseValue(0, 100.0),)
-    assert feed(m, [("p1/current_l1", b"-100")])[0].phases == (PhaseValue(0, -100.0),)
-    assert m.on_message("p1/current_l1", b"100.01", False, 0).invalid
+    assert feed(m, [("p1/current_l1", b"99.99")])[0].phases == (PhaseValue(0, 99.99),)
+    assert feed(m, [("p1/current_l1", b"-99.99")])[0].phases == (PhaseValue(0, -99.99),)
+    # Exactly 4 x the fuse is as impossible as beyond it: refused, the last value kept.
+    for payload in (b"100", b"1e2", b"-100", b"100.01"):
+        update = m.on_message("p1/current_l1", payload, False, 0)
+        assert update.invalid and "100 A" in update.invalid and update.phases == ()
+    assert m.phase_value(0) == PhaseValue(0, -99.99)
     assert state(fuse_a=35).on_message("p1/current_l1", b"139", False, 0).invalid is None
 
 
@@ -602,7 +606,7 @@ def test_any_message_sequence_gives_only_finite_phases_within_the_bound(messages
     for n, (topic, value, retain) in enumerate(messages):
         update = m.on_message(topic, str(value).encode(), retain, float(n))
         for v in update.phases:
-            assert math.isfinite(v.amps) and abs(v.amps) <= 100
+            assert math.isfinite(v.amps) and abs(v.amps) < 100
             assert v.power_w is None or math.isfinite(v.power_w)
         assert not (update.invalid and update.phases)
 

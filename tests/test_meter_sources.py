@@ -138,7 +138,7 @@ def test_a_power_in_w_sent_as_amps_is_ignored_and_counted_not_a_pause(esphome, p
     assert number(probe, env, "meter/current_l1") == pytest.approx(2.17, abs=0.006)
     assert sim.connector(1).max_current == 16
     out = bridge.output()
-    assert "920 A is beyond ±100 A (4 x BALANCER_FUSE_A)" in out and "30000 W (130 A) is beyond ±100 A" in out
+    assert "920 A is at or beyond ±100 A (4 x BALANCER_FUSE_A)" in out and "30000 W (130 A) is at or beyond ±100 A" in out
     assert bridge.alive() and "Traceback" not in bridge.output()
 
 

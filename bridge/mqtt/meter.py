@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
-from bridge.limits import IMPLAUSIBLE_FUSE_MULTIPLE, meter_amps_bound
+from bridge.limits import IMPLAUSIBLE_FUSE_MULTIPLE, meter_amps_bound, meter_amps_plausible
 from bridge.mqtt.payloads import PayloadError, _json_kind, coerce_number, decode_text, load_json, parse_number
 
 # Larger than any meter message seen (Tasmota SENSOR, dsmr/json are ~2 KB),
@@ -763,10 +763,10 @@ class MeterState:
             return
         limit = self.limit_a if r.phase is not None else 3 * self.limit_a
         amps = r.value if r.kind == CURRENT else r.value / self._volts(r.phase)
-        if abs(amps) > limit:
+        if not meter_amps_plausible(amps, limit):
             value = f"{r.value:g} A" if r.kind == CURRENT else f"{r.value:g} W ({amps:.0f} A)"
             raise PayloadError(
-                f"{where}: {value} is beyond ±{limit:g} A ({IMPLAUSIBLE_FUSE_MULTIPLE} x BALANCER_FUSE_A"
+                f"{where}: {value} is at or beyond ±{limit:g} A ({IMPLAUSIBLE_FUSE_MULTIPLE} x BALANCER_FUSE_A"
                 f"{'' if r.phase is not None else ' on three phases'}): not a real reading (a power sent as amps?)"
             )
 
