@@ -15,6 +15,7 @@ from typing import Callable
 from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A, LimitError, check_charger_current
+from bridge.units import format_kw
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -181,7 +182,7 @@ def cmd_status(args, s: Settings) -> int:
             cells = "".join(f"{x:>6.1f}" if x is not None else f"{'-':>6}" for x in cur)
             print(
                 f"  {c['connector_id']:<5}{str(c['type']):<9}{str(c['status']):<14}{cells}"
-                f"{(c['power_kw'] or 0):>7.2f}{(c['session_energy_kwh'] or 0):>8.2f}"
+                f"{format_kw(c['power_kw'] or 0):>7}{(c['session_energy_kwh'] or 0):>8.2f}"
                 f"{'-' if c['max_current'] is None else format(c['max_current'], 'g'):>7}  {c['mode'] or '-'}"
             )
         for c in cp["connectors"]:
@@ -305,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         secrets = settings_secrets(settings)
         setup_logging(settings.log_level, secrets)
+        for warning in settings.warnings:
+            logging.getLogger("bridge.config").warning("%s", warning)
         return args.func(args, settings)
     except ConfigError as e:
         print(redact(f"configuration error: {e}", secrets), file=sys.stderr)

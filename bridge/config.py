@@ -6,21 +6,27 @@ per variable, spelled the same in lower case.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
+from bridge.balancer.capacity import check_capacity_limit
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 DEFAULT_BASE_URL = "https://eapi.charge.space"
+
+
+# What every run needs (the Charge Amps account); every other setting has a default.
+REQUIRED_VARIABLES = ("CHARGEAMPS_EMAIL", "CHARGEAMPS_PASSWORD", "CHARGEAMPS_API_KEY")
 
 
 class ConfigError(Exception):
@@ -42,6 +48,9 @@ class Settings(BaseSettings):
         # `.env.example` ships `NAME=` lines: an empty value means "use the default",
         # not "parse the empty string" (which would fail for numbers and choices).
         env_ignore_empty=True,
+        # `nan` would pass no range check ("should be less than 250 (got 'nan')"): it is refused
+        # as no number at all (describe_validation_error says so), as is an infinity.
+        allow_inf_nan=False,
     )
 
     # Charge Amps cloud
@@ -67,7 +76,8 @@ class Settings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_tls: bool = False
     mqtt_ca_file: Path | None = None
-    mqtt_client_id: str = Field(default_factory=lambda: f"chargeamps-bridge-{socket.gethostname()}")
+    # None: default_client_id(host, base topic), filled in by _limits.
+    mqtt_client_id: str | None = None
     mqtt_base_topic: str = "chargeamps"
 
     # P1 meter; None = from the preset, else the built-in default
@@ -126,7 +136,7 @@ class Settings(BaseSettings):
     balancer_min_command_interval_s: float = Field(15, ge=0)
 
     # Capacity tariff (the guard is off while CAPACITY_LIMIT_KW is unset)
-    capacity_limit_kw: float | None = Field(None, gt=0, le=MAX_CAPACITY_LIMIT_KW)
+    capacity_limit_kw: float | None = None  # check_capacity_limit: 0 (off), or from its minimum up
     capacity_period_min: int = 60
     capacity_hours: str | None = None
     capacity_months: str | None = None
@@ -159,6 +169,13 @@ class Settings(BaseSettings):
     ha_discovery: bool = True
     ha_discovery_prefix: str = "homeassistant"
 
+    # A variable that looks meant for the bridge but is none of its names (see unknown_variables)
+    # is an error instead of a warning.
+    strict_config: bool = False
+
+    # The warnings load_settings found (unknown variables), for the CLI to log once logging is set up.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
     @field_validator("mqtt_base_topic", "ha_discovery_prefix")
     @classmethod
     def _topic_prefix(cls, v: str) -> str:
@@ -166,6 +183,11 @@ class Settings(BaseSettings):
         if not v or any(c in v for c in "+#\0"):
             raise ValueError("must be a topic prefix without wildcards")
         return v
+
+    @field_validator("capacity_limit_kw", mode="after")
+    @classmethod
+    def _capacity_limit(cls, v: float | None) -> float | None:
+        return None if v is None else check_capacity_limit(v)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -323,6 +345,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits(self) -> "Settings":
+        if not self.mqtt_client_id:
+            self.mqtt_client_id = default_client_id(socket.gethostname(), self.mqtt_base_topic)
         if len(self.connector_specs()) > 1 and self.balancer_strategy != "adaptive":
             raise ValueError(
                 f"CHARGEAMPS_CONNECTORS lists {len(self.connector_specs())} connectors, but BALANCER_STRATEGY "
@@ -388,18 +412,20 @@ class Settings(BaseSettings):
         """The account settings every cloud call needs."""
         missing = [
             name
-            for name, value in (
-                ("CHARGEAMPS_EMAIL", self.chargeamps_email),
-                ("CHARGEAMPS_PASSWORD", self.chargeamps_password),
-                ("CHARGEAMPS_API_KEY", self.chargeamps_api_key),
-            )
-            if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+            for name in REQUIRED_VARIABLES
+            if not (value := getattr(self, name.lower()))
+            or (isinstance(value, SecretStr) and not value.get_secret_value())
         ]
         if missing:
             raise ConfigError(
                 f"{', '.join(missing)} not set: the Charge Amps account and API key are needed "
                 "to talk to the cloud (set them in the environment or in .env)"
             )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What load_settings found worth a warning (a misspelled variable, ...)."""
+        return list(self._warnings)
 
     @property
     def token_file(self) -> Path:
@@ -502,6 +528,66 @@ def zone_of(name: str | None):
         raise ValueError(f"unknown time zone {name!r}; use a name such as Europe/Stockholm") from None
 
 
+def default_client_id(host: str, base_topic: str) -> str:
+    """MQTT_CLIENT_ID when unset: one per host and base topic, the same at every start. Two bridges on one
+    host with different base topics must not share an id: the broker would hand one's session to the other."""
+    return f"chargeamps-bridge-{host}-{base_topic.replace('/', '-')}"
+
+
+# ---- variables that look like the bridge's but are none of its names --------------------------------
+
+# Read from the same environment, but not by Settings: docker-compose.yml's own (`.env` reaches the
+# bridge whole through `env_file`).
+COMPOSE_ONLY_VARIABLES = frozenset({"MQTT_PUBLISHED_PORT", "DEMO_CLOUD_PORT"})
+# Names built from a pattern, read elsewhere than Settings: a circuit's phase topics.
+DYNAMIC_VARIABLES = (re.compile(r"CIRCUIT_[A-Z0-9_]+_TOPIC_L[123]"),)
+# How alike a name must be to a real one to count as its misspelling (difflib's ratio):
+# BALANSER_MAX_A is 0.93 from BALANCER_MAX_A; unrelated variables stay far below.
+NEAR_MISS_RATIO = 0.85
+
+
+def known_variables() -> frozenset[str]:
+    """Every variable name the bridge reads: the settings, the balancer's finer tuning
+    (BALANCER_<FIELD>, see balancer_config) and the compose file's own."""
+    import dataclasses
+
+    from bridge.balancer import BalancerConfig
+    from bridge.balancer.from_env import env_name
+
+    settings = {name.upper() for name in Settings.model_fields}
+    tuning = {env_name(f.name) for f in dataclasses.fields(BalancerConfig)}
+    return frozenset(settings | tuning | COMPOSE_ONLY_VARIABLES)
+
+
+def setting_prefixes() -> tuple[str, ...]:
+    """The first word of the settings' names that two settings or more share (CHARGEAMPS_, MQTT_,
+    P1_, BALANCER_, ...): a variable starting with one is meant for the bridge."""
+    words = [name.split("_", 1)[0] for name in Settings.model_fields if "_" in name]
+    return tuple(sorted(f"{w.upper()}_" for w in set(words) if words.count(w) > 1))
+
+
+def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """The names among `names` that look meant for the bridge (one of its prefixes, or a near miss of
+    one of its names) but are none of them, each with the closest real name (None when none is close)."""
+    known = known_variables()
+    candidates = sorted(known)
+    prefixes = setting_prefixes()
+    found = []
+    for name in sorted({n.upper() for n in names}):
+        if name in known or any(p.fullmatch(name) for p in DYNAMIC_VARIABLES):
+            continue
+        near = difflib.get_close_matches(name, candidates, n=1, cutoff=NEAR_MISS_RATIO)
+        if near or name.startswith(prefixes):
+            closest = near or difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+            found.append((name, closest[0] if closest else None))
+    return found
+
+
+def describe_unknown_variables(unknown: list[tuple[str, str | None]]) -> str:
+    return "; ".join(f"{name} is no setting of the bridge" + (f" (did you mean {closest}?)" if closest else "")
+                     for name, closest in unknown)
+
+
 def _environ_with_dotenv() -> dict[str, str]:
     """The environment over `.env`, as pydantic-settings reads them."""
     merged = {k.upper(): v for k, v in dotenv_values(".env").items() if v is not None} if Path(".env").is_file() else {}
@@ -524,6 +610,9 @@ def describe_validation_error(error: ValidationError) -> str:
     for e in error.errors():
         loc = [str(p) for p in e.get("loc", ()) if p != "__root__"]
         msg = e.get("msg", "invalid").removeprefix("Value error, ")
+        if e.get("type") == "finite_number":  # allow_inf_nan=False refused it
+            msg = "not a number" if str(e.get("input")).strip().lower() in ("nan", "-nan", "+nan") \
+                else "must be a finite number"
         if loc:
             name = loc[0].upper()
             value = e.get("input")
@@ -535,9 +624,18 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment and `.env`; ConfigError names what is wrong."""
+    """Settings from the environment and `.env`; ConfigError names what is wrong. A variable that
+    looks meant for the bridge but is none of its names is a warning (`warnings`), or with
+    STRICT_CONFIG an error."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        unknown = unknown_variables(_environ_with_dotenv())
+        if unknown and settings.strict_config:
+            raise ConfigError(f"invalid configuration: {describe_unknown_variables(unknown)} "
+                              "(STRICT_CONFIG=true makes this an error)")
+        if unknown:
+            settings._warnings.append(f"{describe_unknown_variables(unknown)}: ignored")
+        return settings
     except ValidationError as e:
         message = describe_validation_error(e)
     except UnicodeDecodeError as e:

@@ -10,13 +10,12 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.config import Settings
+from bridge.config import COMPOSE_ONLY_VARIABLES, REQUIRED_VARIABLES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 # A copy of the Compose specification's JSON schema, so the test runs in a bare clone.
 SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
-COMPOSE_ONLY_VARIABLES = {"MQTT_PUBLISHED_PORT", "DEMO_CLOUD_PORT"}
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $VAR; `$$` is a literal dollar
 VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -147,3 +146,22 @@ def test_dockerfile_runs_as_non_root_with_state_in_data() -> None:
 def test_dockerignore_keeps_secrets_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and "mosquitto" in ignored and ".git" in ignored
+
+
+def test_env_example_leaves_only_the_required_settings_uncommented() -> None:
+    # A copy of .env.example must not send anything the user did not choose (an MQTT user
+    # with an empty password): only what has no default is a live line.
+    live = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line.strip())
+        if m:
+            live[m.group(1)] = m.group(2)
+    assert set(live) == set(REQUIRED_VARIABLES), f"uncommented in .env.example: {sorted(live)}"
+    assert all(value == "" for value in live.values()), "a required setting ships with a value"
+    assert set(REQUIRED_VARIABLES) <= {name.upper() for name in Settings.model_fields}
+
+
+def test_the_shipped_compose_file_makes_unknown_variables_an_error(compose: dict) -> None:
+    for name in ("bridge", "bridge-demo"):
+        environment = compose["services"][name]["environment"]
+        assert environment["STRICT_CONFIG"] == "${STRICT_CONFIG:-true}", name

@@ -13,7 +13,8 @@ from bridge.balancer import BalancerConfig
 from bridge.config import DEFAULT_BASE_URL, ConfigError, Settings, load_settings
 from bridge.mqtt.meter import P1_PRESETS
 
-OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_DISCOVERY", "LOG_LEVEL", "CAPACITY_", "PV_")
+OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_", "LOG_LEVEL", "CAPACITY_", "PV_", "STRICT_CONFIG",
+                "BALANSER", "CIRCUIT_")
 PASSWORD = "pa55-word-never-shown"
 API_KEY = "api-key-never-shown-0123"
 MQTT_PASSWORD = "mqtt-pass-never-shown"
@@ -77,7 +78,7 @@ def test_defaults_of_the_service_settings(env):
     assert (s.mqtt_host, s.mqtt_port) == ("localhost", 1883)
     assert s.mqtt_username is None and s.mqtt_password is None
     assert s.mqtt_tls is False and s.mqtt_ca_file is None
-    assert s.mqtt_client_id == f"chargeamps-bridge-{socket.gethostname()}"
+    assert s.mqtt_client_id == f"chargeamps-bridge-{socket.gethostname()}-chargeamps"
     assert s.mqtt_base_topic == "chargeamps"
     assert s.p1_preset is None
     meter = s.meter_source()
@@ -206,7 +207,11 @@ def test_a_home_relative_state_dir_is_expanded(env, tmp_path):
         ({"BALANCER_DEFAULT_CURRENT": "40"}, "BALANCER_DEFAULT_CURRENT"),
         ({"BALANCER_FAILSAFE_CURRENT": "3"}, "BALANCER_FAILSAFE_CURRENT"),
         ({"BALANCER_RAISE_HOLD_S": "100000"}, "BALANCER_RAISE_HOLD_S"),
-        ({"CAPACITY_LIMIT_KW": "0"}, "CAPACITY_LIMIT_KW"),
+        ({"CAPACITY_LIMIT_KW": "0.0001"}, "CAPACITY_LIMIT_KW"),
+        ({"CAPACITY_LIMIT_KW": "0.49"}, "CAPACITY_LIMIT_KW"),
+        ({"CAPACITY_LIMIT_KW": "nan"}, "CAPACITY_LIMIT_KW"),
+        ({"BALANCER_MAX_A": "nan"}, "BALANCER_MAX_A"),
+        ({"P1_VOLTAGE": "inf"}, "P1_VOLTAGE"),
         ({"CAPACITY_LIMIT_KW": "five"}, "CAPACITY_LIMIT_KW"),
         ({"CAPACITY_PERIOD_MIN": "30"}, "CAPACITY_PERIOD_MIN"),
         ({"CAPACITY_HOURS": "Mon-Fry 07-19"}, "CAPACITY_HOURS"),
@@ -402,3 +407,99 @@ def test_a_tz_the_bridge_cannot_read_stops_only_a_capacity_guard(env):
     env.setenv("TZ", ":/etc/localtime")
     env.setenv("CAPACITY_LIMIT_KW", "5")
     assert load_settings().local_zone() is not None
+
+
+# ---- what a person types ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["BALANCER_MAX_AA", "BALANSER_MAX_A", "balancer_max_aa"])
+def test_a_misspelled_variable_is_a_warning_naming_it_and_the_real_name(env, name):
+    env.setenv(name, "20")
+
+    s = load_settings()
+
+    assert s.balancer_max_a == 24  # ignored, as the warning says
+    [warning] = s.warnings
+    assert name.upper() in warning and "did you mean BALANCER_MAX_A?" in warning
+
+
+def test_a_misspelled_variable_in_dotenv_is_a_warning_too(env, tmp_path):
+    (tmp_path / ".env").write_text("MQTT_HOSTNAME=broker.lan\nCAPACITY_LIMIT=5\n")
+
+    warnings = load_settings().warnings
+
+    assert len(warnings) == 1
+    assert "MQTT_HOSTNAME" in warnings[0] and "did you mean MQTT_HOST?" in warnings[0]
+    assert "CAPACITY_LIMIT " in warnings[0] and "did you mean CAPACITY_LIMIT_KW?" in warnings[0]
+
+
+def test_with_strict_config_a_misspelled_variable_is_an_error(env, tmp_path):
+    env.setenv("BALANSER_MAX_A", "20")
+    env.setenv("STRICT_CONFIG", "true")
+
+    with pytest.raises(ConfigError, match=r"BALANSER_MAX_A .*did you mean BALANCER_MAX_A\?.*STRICT_CONFIG"):
+        load_settings()
+
+
+def test_every_name_the_bridge_reads_and_nothing_unrelated_is_accepted(env, tmp_path):
+    from bridge.config import COMPOSE_ONLY_VARIABLES, unknown_variables
+
+    env.setenv("STRICT_CONFIG", "true")
+    # The settings, the balancer's finer tuning (BALANCER_<FIELD>), the compose file's own, the
+    # dynamic names, and what any shell or container has.
+    accepted = {
+        "BALANCER_MAX_A": "20", "BALANCER_ROTATE_S": "900", "P1_POWER_TOPIC_L3": "x/y",
+        "CIRCUIT_GARAGE_TOPIC_L2": "garage/l2", "TZ": "Europe/Stockholm", "LOG_LEVEL": "DEBUG",
+        "HOSTNAME": "nas", "PYTHON_VERSION": "3.11.9", "GPG_KEY": "A035C8C1", "LANG": "C.UTF-8",
+        "PYTHONPATH": "/app", "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path),
+        **{name: "1883" for name in COMPOSE_ONLY_VARIABLES},
+    }
+    for name, value in accepted.items():
+        env.setenv(name, value)
+    assert unknown_variables(accepted) == []
+    assert load_settings().warnings == []
+    # Not vacuous: the same check finds a prefix of the bridge's and a near miss.
+    assert [n for n, _ in unknown_variables([*accepted, "PV_WINDOW", "CHARGEAMP_EMAIL"])] == [
+        "CHARGEAMP_EMAIL", "PV_WINDOW"]
+
+
+def test_the_prefixes_come_from_the_settings():
+    from bridge.config import setting_prefixes
+
+    assert {"CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "CAPACITY_", "PV_", "HA_"} <= set(setting_prefixes())
+
+
+@pytest.mark.parametrize("value, said", [("nan", "not a number"), ("NaN", "not a number"),
+                                         ("inf", "must be a finite number")])
+def test_a_float_setting_that_is_no_number_says_so(env, value, said):
+    env.setenv("BALANCER_MAX_A", value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert f"BALANCER_MAX_A: {said}" in str(caught.value)
+    assert "less than" not in str(caught.value)
+
+
+def test_the_default_client_id_differs_per_base_topic_and_holds_across_starts(env):
+    env.setenv("MQTT_BASE_TOPIC", "garage/left")
+    first = load_settings().mqtt_client_id
+    assert first == load_settings().mqtt_client_id
+    env.setenv("MQTT_BASE_TOPIC", "garage/right")
+    second = load_settings().mqtt_client_id
+    assert first != second and "/" not in first + second
+    env.setenv("MQTT_CLIENT_ID", "my-bridge")
+    assert load_settings().mqtt_client_id == "my-bridge"
+
+
+def test_capacity_limit_below_its_minimum_is_refused_and_zero_is_off(env):
+    from bridge.balancer.capacity import MIN_CAPACITY_LIMIT_KW
+
+    env.setenv("CAPACITY_LIMIT_KW", "0.0001")
+    with pytest.raises(ConfigError, match=f"CAPACITY_LIMIT_KW: the capacity limit must be 0 .off. or from "
+                                          f"{MIN_CAPACITY_LIMIT_KW:g}"):
+        load_settings()
+    env.setenv("CAPACITY_LIMIT_KW", "0")
+    assert load_settings().capacity_config() is None
+    env.setenv("CAPACITY_LIMIT_KW", str(MIN_CAPACITY_LIMIT_KW))
+    assert load_settings().capacity_config().limit_kw == MIN_CAPACITY_LIMIT_KW

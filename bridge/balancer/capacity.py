@@ -21,8 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from bridge.units import format_kw, round_kw
+
 PERIOD_MINUTES = (60, 15)
 MAX_CAPACITY_LIMIT_KW = 1000.0  # far above any house connection: a typo, not a tariff
+# Below this a limit leaves no car its minimum (6 A on one phase is 1.4 kW) nor most houses their
+# standby: a typo (0.0001 for off), not a tariff. 0 is "off".
+MIN_CAPACITY_LIMIT_KW = 0.5
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
 MAX_INTEGRATION_GAP_S = 120.0
@@ -35,12 +40,13 @@ class CapacityConfigError(ValueError):
 
 
 def check_capacity_limit(value: object) -> float:
-    """A capacity limit set by command or read back from the runtime file: 0 (the guard
-    off) up to MAX_CAPACITY_LIMIT_KW."""
+    """A capacity limit set in the configuration, by command or read back from the runtime file:
+    0 (the guard off), or MIN_CAPACITY_LIMIT_KW up to MAX_CAPACITY_LIMIT_KW."""
     if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not (math.isfinite(value) and 0 <= value <= MAX_CAPACITY_LIMIT_KW)):
+            or not (math.isfinite(value) and (value == 0 or MIN_CAPACITY_LIMIT_KW <= value <= MAX_CAPACITY_LIMIT_KW))):
         raise CapacityConfigError(
-            f"the capacity limit must be between 0 (off) and {MAX_CAPACITY_LIMIT_KW:g} kW; got {value!r}")
+            f"the capacity limit must be 0 (off) or from {MIN_CAPACITY_LIMIT_KW:g} to {MAX_CAPACITY_LIMIT_KW:g} kW; "
+            f"got {value!r}")
     return float(value)
 
 
@@ -122,9 +128,10 @@ class CapacityConfig:
     follow_month_peak: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.limit_kw) and 0 < self.limit_kw <= MAX_CAPACITY_LIMIT_KW):
+        if not (math.isfinite(self.limit_kw) and MIN_CAPACITY_LIMIT_KW <= self.limit_kw <= MAX_CAPACITY_LIMIT_KW):
             raise CapacityConfigError(
-                f"the capacity limit must be above 0 and at most {MAX_CAPACITY_LIMIT_KW:g} kW; got {self.limit_kw!r}")
+                f"the capacity limit must be from {MIN_CAPACITY_LIMIT_KW:g} to {MAX_CAPACITY_LIMIT_KW:g} kW; "
+                f"got {self.limit_kw!r}")
         if self.period_min not in PERIOD_MINUTES:
             raise CapacityConfigError(f"the capacity period is 60 or 15 minutes; got {self.period_min!r}")
         if not 1 <= self.peaks <= 31:
@@ -147,7 +154,7 @@ class Peak:
     kw: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start.isoformat(), "kw": round(self.kw, 3)}
+        return {"start": self.start.isoformat(), "kw": round_kw(self.kw)}
 
 
 @dataclass(frozen=True)
@@ -169,15 +176,15 @@ class CapacityStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "active": self.active,
-            "limit_kw": round(self.limit_kw, 3),
-            "allowed_kw": round(self.allowed_kw, 3),
+            "limit_kw": round_kw(self.limit_kw),
+            "allowed_kw": round_kw(self.allowed_kw),
             "period_start": self.period_start.isoformat(),
             "period_end": self.period_end.isoformat(),
-            "period_kw": round(self.period_kw, 3),
-            "projected_kw": round(self.projected_kw, 3),
+            "period_kw": round_kw(self.period_kw),
+            "projected_kw": round_kw(self.projected_kw),
             "car_allowance_w": None if self.car_allowance_w is None else round(self.car_allowance_w),
             "month_peaks": [p.to_dict() for p in self.month_peaks],
-            "billed_kw": round(self.billed_kw, 3),
+            "billed_kw": round_kw(self.billed_kw),
             "reason": self.reason,
         }
 
@@ -370,8 +377,8 @@ class CapacityGuard:
                 house_w = max(house_w, net_w - car_w)
             allowance = self._car_allowance_w(allowed * 1000.0, net_w, house_w, remaining, lag_s)
             reason = (
-                f"capacity {allowed:g} kW: period {period_kw:.2f} kW so far, projected {projected_kw:.2f} kW, "
-                f"cars may draw {allowance / 1000.0:.2f} kW"
+                f"capacity {format_kw(allowed)} kW: period {format_kw(period_kw)} kW so far, "
+                f"projected {format_kw(projected_kw)} kW, cars may draw {format_kw(allowance / 1000.0)} kW"
             )
         return CapacityStatus(
             active=active,

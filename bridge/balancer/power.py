@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.units import format_kw
+
 CHARGE_MODES = ("fast", "pv", "minpv", "off")
 DEFAULT_CHARGE_MODE = "fast"
 # The capacity allowance in amps may dip this far under the present cap before the cap is cut, and
@@ -117,21 +119,21 @@ class SurplusController:
             self._enough_since = self._short_since = None
             target = max(min_a, min(max_a, math.floor(possible)))
             self._move(now, target)
-            return self._level, f"minpv: surplus {surplus / 1000:.2f} kW, {self._level} A"
+            return self._level, f"minpv: surplus {format_kw(surplus / 1000)} kW, {self._level} A"
         # pv
         if self._level < min_a:
             self._short_since = None
             if possible < min_a:
                 self._enough_since = None
                 self._level = 0
-                return 0, f"pv: surplus {surplus / 1000:.2f} kW, {need_w / 1000:.1f} kW needed to start"
+                return 0, f"pv: surplus {format_kw(surplus / 1000)} kW, {format_kw(need_w / 1000)} kW needed to start"
             if self._enough_since is None:
                 self._enough_since = now
             if now - self._enough_since < self.cfg.enable_delay_s:
-                return 0, f"pv: surplus {surplus / 1000:.2f} kW, starting in {self.cfg.enable_delay_s - (now - self._enough_since):.0f} s"
+                return 0, f"pv: surplus {format_kw(surplus / 1000)} kW, starting in {self.cfg.enable_delay_s - (now - self._enough_since):.0f} s"
             self._enough_since = None
             self._set(now, min(max_a, math.floor(possible)))
-            return self._level, f"pv: surplus {surplus / 1000:.2f} kW, started at {self._level} A"
+            return self._level, f"pv: surplus {format_kw(surplus / 1000)} kW, started at {self._level} A"
         self._enough_since = None
         if possible < min_a:
             if self._short_since is None:
@@ -139,12 +141,12 @@ class SurplusController:
             if now - self._short_since >= self.cfg.disable_delay_s:
                 self._short_since = None
                 self._set(now, 0)
-                return 0, f"pv: surplus {surplus / 1000:.2f} kW below {need_w / 1000:.1f} kW: stopped"
+                return 0, f"pv: surplus {format_kw(surplus / 1000)} kW below {format_kw(need_w / 1000)} kW: stopped"
             self._move(now, min_a)
-            return self._level, f"pv: surplus {surplus / 1000:.2f} kW below {need_w / 1000:.1f} kW, the minimum current until it stops"
+            return self._level, f"pv: surplus {format_kw(surplus / 1000)} kW below {format_kw(need_w / 1000)} kW, the minimum current until it stops"
         self._short_since = None
         self._move(now, min(max_a, math.floor(possible)))
-        return self._level, f"pv: surplus {surplus / 1000:.2f} kW, {self._level} A"
+        return self._level, f"pv: surplus {format_kw(surplus / 1000)} kW, {self._level} A"
 
     def _move(self, now: float, target: int) -> None:
         """Cuts at once; raises when the last change is `raise_interval_s` old."""
@@ -282,8 +284,8 @@ class SharedSurplus:
             if now - self._short_since >= self.cfg.disable_delay_s:
                 self._short_since = None
                 stopped = self._running.pop()
-                reasons[stopped] = (f"pv: surplus {surplus / 1000:.2f} kW below the "
-                                    f"{floor_of() * voltage / 1000 + need[stopped] * voltage / 1000:.1f} kW "
+                reasons[stopped] = (f"pv: surplus {format_kw(surplus / 1000)} kW below the "
+                                    f"{format_kw(floor_of() * voltage / 1000 + need[stopped] * voltage / 1000)} kW "
                                     "the cars charging from it need: stopped")
         else:
             self._short_since = None
@@ -300,13 +302,13 @@ class SharedSurplus:
                     spare -= need[c.key]
                     started = True
                     continue
-                reasons.setdefault(c.key, f"pv: surplus {surplus / 1000:.2f} kW, starting in "
+                reasons.setdefault(c.key, f"pv: surplus {format_kw(surplus / 1000)} kW, starting in "
                                           f"{self.cfg.enable_delay_s - (now - since):.0f} s")
             else:
                 self._enough_since.pop(c.key, None)
                 beyond = " beyond the other cars' minimum" if spare < possible else ""
-                reasons.setdefault(c.key, f"pv: surplus {surplus / 1000:.2f} kW, "
-                                          f"{need[c.key] * voltage / 1000:.1f} kW needed to start{beyond}")
+                reasons.setdefault(c.key, f"pv: surplus {format_kw(surplus / 1000)} kW, "
+                                          f"{format_kw(need[c.key] * voltage / 1000)} kW needed to start{beyond}")
             caps[c.key] = 0
         for c in members:
             caps.setdefault(c.key, None)
@@ -323,8 +325,8 @@ class SharedSurplus:
                 self._level, self._changed_at = target, now
         self._level = max(self._level, floor)
         charging = [c.key for c in members if c.mode == "minpv" or c.key in self._running]
-        reason = (f"pv: surplus {surplus / 1000:.2f} kW, {self._level * voltage / 1000:.1f} kW for "
-                  f"{', '.join(charging)}" if charging else f"pv: surplus {surplus / 1000:.2f} kW")
+        reason = (f"pv: surplus {format_kw(surplus / 1000)} kW, {format_kw(self._level * voltage / 1000)} kW for "
+                  f"{', '.join(charging)}" if charging else f"pv: surplus {format_kw(surplus / 1000)} kW")
         return SurplusShare(self._level, caps, reasons, reason, surplus)
 
 
@@ -359,8 +361,8 @@ class SharedPowerLimits:
         if status is not None:
             capacity = self.cap.step(now, status.car_allowance_w, 1, v, 3 * cfg.current_cap * len(keys))
             if capacity is not None:
-                why = (f"capacity {status.allowed_kw:g} kW: {capacity * v / 1000:.1f} kW for the cars "
-                       f"(period {status.period_kw:.2f} kW so far, projected {status.projected_kw:.2f} kW)")
+                why = (f"capacity {format_kw(status.allowed_kw)} kW: {format_kw(capacity * v / 1000)} kW for the cars "
+                       f"(period {format_kw(status.period_kw)} kW so far, projected {format_kw(status.projected_kw)} kW)")
         shared.power_budget(now, "capacity", capacity, None, why)
         cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k]) for k in order]
         pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+from bridge.units import plain_decimal
+
 # Commands are a number or a word; anything this big is not one, and refusing
 # it before decoding keeps a hostile payload from costing time.
 MAX_COMMAND_PAYLOAD_BYTES = 4096
@@ -205,12 +207,7 @@ def parse_press(payload: bytes | str, action: str = "reboot") -> str:
 
 def format_number(x: float) -> str:
     """`16`, `10.5`, `0.333`: plain, at most three decimals, no trailing zeros."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        raise ValueError(f"cannot publish {x!r} as a number")
-    if isinstance(x, int):
-        return str(x)
-    text = f"{x:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return plain_decimal(x, 3)
 
 
 def format_bool(b: bool) -> str:

@@ -40,6 +40,7 @@ from bridge.service.clock import Clock
 from bridge.service.health import Health
 from bridge.service.runtime import RuntimeKeeper
 from bridge.state import RuntimeSettings
+from bridge.units import format_kw
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class CommandHandler:
 
     def apply_capacity_limit(self, now: float, value: float) -> float:
         self.power.set_limit(value)
-        said = f"capacity limit set to {value:g} kW" if value else "capacity limit off"
+        said = f"capacity limit set to {format_kw(value)} kW" if value else "capacity limit off"
         self.change(now, "capacity_limit_kw", value, said, balancer=False)
         self.power.publish(now)
         return value

@@ -32,7 +32,7 @@ from bridge.balancer.power import (
 from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer
 from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
-from bridge.mqtt.payloads import format_number
+from bridge.units import format_kw
 from bridge.mqtt.topics import Topics
 from bridge.service.meter_input import HousePower, MeterInput, house_power
 from bridge.service.publisher import StatePublisher
@@ -207,13 +207,13 @@ class PowerLimits:
             self._published_at = now
         t = self.topics
         limit = self.limit_kw
-        self.publisher.publish(t.capacity_limit_kw, format_number(limit) if limit is not None else "0")
+        self.publisher.publish(t.capacity_limit_kw, format_kw(limit) if limit is not None else "0")
         s = self.status
         if s is None:
             state = {"active": False, "limit_kw": limit, "reason": "no capacity limit (CAPACITY_LIMIT_KW unset)"}
             self.publisher.publish(t.capacity_state, json.dumps(state))
             return
-        self.publisher.publish(t.capacity_period_kw, format_number(round(s.period_kw, 2)))
-        self.publisher.publish(t.capacity_projected_kw, format_number(round(s.projected_kw, 2)))
+        self.publisher.publish(t.capacity_period_kw, format_kw(s.period_kw))
+        self.publisher.publish(t.capacity_projected_kw, format_kw(s.projected_kw))
         self.publisher.publish(t.capacity_month_peaks, json.dumps([p.to_dict() for p in s.month_peaks]))
         self.publisher.publish(t.capacity_state, json.dumps({**s.to_dict(), "house_power_from": self.house_from}))

@@ -12,6 +12,7 @@ from bridge.mqtt.payloads import format_bool, format_number
 from bridge.mqtt.topics import Topics
 from bridge.service.charger_link import ChargerView
 from bridge.state import RuntimeSettings
+from bridge.units import format_kw
 
 
 class StatePublisher:
@@ -96,5 +97,5 @@ class StatePublisher:
             self.publish(t.charger_mode(c.cp_id, n), c.mode)
         for i in range(3):
             self.publish(t.charger_current(c.cp_id, n, i), format_number(round(c.currents[i], 2)))
-        self.publish(t.charger_power_kw(c.cp_id, n), format_number(round(c.power_kw, 3)))
+        self.publish(t.charger_power_kw(c.cp_id, n), format_kw(c.power_kw))
         self.publish(t.charger_session_energy_kwh(c.cp_id, n), format_number(round(c.session_energy_kwh, 3)))
