@@ -17,7 +17,7 @@ from bridge import __version__
 from bridge.sim.cloud import CloudSimulator
 
 CLI = [shutil.which("chargeamps-bridge")] if shutil.which("chargeamps-bridge") else [sys.executable, "-m", "bridge"]
-OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_DISCOVERY", "LOG_LEVEL")
+OWN_PREFIXES = ("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "HA_DISCOVERY", "LOG_LEVEL", "STRICT_CONFIG")
 TIMEOUT_S = 30
 
 
@@ -323,6 +323,22 @@ def test_a_dotenv_file_is_honoured_and_the_real_environment_wins(sim, tmp_path):
     assert overridden.returncode == 0, overridden.stderr
     assert json.loads(overridden.stdout)["chargepoints"][0]["id"] == sim.chargepoint_id
     assert sim.logins == 1
+
+
+def test_a_misspelled_variable_is_a_warning_and_with_strict_config_exit_2(sim, tmp_path):
+    (tmp_path / ".env").write_text("BALANSER_MAX_A=20\n")
+    lenient = sim_env(sim, tmp_path / "state-a", BALANCER_MAX_AA="20")
+    strict = sim_env(sim, tmp_path / "state-b", BALANCER_MAX_AA="20", STRICT_CONFIG="true")
+
+    warned, refused = run_cli_parallel([(["status", "--json"], lenient), (["status", "--json"], strict)], tmp_path)
+
+    assert warned.returncode == 0, warned.stderr
+    [warning] = [line for line in warned.stderr.splitlines() if "WARNING" in line]
+    assert "BALANCER_MAX_AA" in warning and "BALANSER_MAX_A" in warning and "did you mean BALANCER_MAX_A?" in warning
+    assert refused.returncode == 2
+    line = assert_one_clean_line(refused)
+    assert "BALANCER_MAX_AA" in line and "BALANSER_MAX_A" in line and "STRICT_CONFIG" in line
+    assert sim.logins == 1  # the strict run stopped before the cloud
 
 
 # ---- cloud errors -----------------------------------------------------------------

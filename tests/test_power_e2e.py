@@ -67,7 +67,13 @@ def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, base,
     refused_at = time.monotonic()
     probe.publish(topic(env, "capacity/limit_kw/set"), "-3")
     answer = response_for(probe, env, topic(env, "capacity/limit_kw/set"), refused_at)
-    assert answer["status"] == "error" and "between 0 (off)" in answer["error"]
+    assert answer["status"] == "error" and "0 (off) or from 0.5" in answer["error"]
+    # Below the smallest limit that means anything: refused with an answer, not shown as 0 ("off").
+    tiny_at = time.monotonic()
+    probe.publish(topic(env, "capacity/limit_kw/set"), "0.0001")
+    answer = response_for(probe, env, topic(env, "capacity/limit_kw/set"), tiny_at)
+    assert answer["status"] == "error" and "0 (off) or from 0.5 to 1000 kW; got 0.0001" in answer["error"]
+    probe.wait_value(topic(env, "capacity/limit_kw"), "4.5", since=tiny_at)  # shown again, unchanged
     bridge.terminate()
     restarted_at = time.monotonic()
     bridge2, _ = start_bridge(env=env)

@@ -441,7 +441,8 @@ def test_capacity_limit_set_validated_saved_and_shown(parts):
     power, recorder = with_power(p)
     assert power.guard is None and power.limit_kw is None  # CAPACITY_LIMIT_KW unset: off
     topic = p.topics.command_topic("capacity_limit")
-    for payload, why in (("-1", "between 0 (off) and 1000 kW"), ("5000", "between 0"), ("lots", "a number")):
+    for payload, why in (("-1", "0 (off) or from 0.5 to 1000 kW"), ("5000", "0 (off) or from 0.5"),
+                         ("0.0001", "0 (off) or from 0.5"), ("0.49", "got 0.49"), ("lots", "a number")):
         answer = p.handler.handle(p.topics.classify(topic), payload.encode())
         assert answer.status == "error" and why in answer.error, answer
         assert answer.restate == (p.topics.capacity_limit_kw, "0")

@@ -146,6 +146,23 @@ def test_commands_apply_refuse_answer_and_snap_back(start_bridge, probe, sim):
     t = time.monotonic()
     probe.publish(topic(env, "charger/other/1/mode/set"), "On")
     assert response_for(probe, env, topic(env, "charger/other/1/mode/set"), t)["status"] == "error"
+
+    # A command topic no command has gets an answer naming the commands, and changes nothing.
+    t = time.monotonic()
+    for unknown in ("balancer/foo/set", "bridge/request/everything"):
+        probe.publish(topic(env, unknown), "20")
+        answer = response_for(probe, env, topic(env, unknown), t)
+        assert answer["status"] == "error" and "unknown command topic" in answer["error"]
+        assert "balancer/max_a/set" in answer["error"] and "capacity/limit_kw/set" in answer["error"]
+    # Each command is answered once, although wide subscriptions bring every `/set` topic: the
+    # answer to a later command comes after any second copy of the earlier ones would have.
+    t_last = time.monotonic()
+    probe.publish(topic(env, "balancer/max_a/set"), "21")
+    response_for(probe, env, topic(env, "balancer/max_a/set"), t_last)
+    answered = [json.loads(m[2])["topic"] for m in list(probe.messages)
+                if m[0] >= t and m[1] == topic(env, "bridge/response")]
+    assert sorted(answered) == sorted(topic(env, c) for c in
+                                      ("balancer/foo/set", "bridge/request/everything", "balancer/max_a/set"))
     assert bridge.alive()
     assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]
 

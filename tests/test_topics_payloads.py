@@ -87,6 +87,25 @@ def test_every_command_topic_classifies_to_its_name_and_charger() -> None:
     assert found[10] == Command("charger_default_current", t.charger_default_current_set(CP, 2), cp=CP, connector=2)
 
 
+def test_every_command_topic_matches_one_command_subscription_and_unknown_ones_are_told_apart() -> None:
+    from paho.mqtt.client import topic_matches_sub
+
+    t = Topics("home/ev")
+    subscriptions = t.command_subscriptions()
+    for topic in t.command_topics(CP, 2):
+        # One match only: a broker may deliver a message once per matching subscription.
+        assert sum(topic_matches_sub(s, topic) for s in subscriptions) == 1, topic
+        assert not t.unknown_command(topic)
+    for unknown in ("home/ev/balancer/foo/set", "home/ev/charger/x/1/speed/set", "home/ev/bridge/request/all",
+                    "home/ev/set/set"):
+        assert sum(topic_matches_sub(s, unknown) for s in subscriptions) == 1, unknown
+        assert t.unknown_command(unknown) and t.classify(unknown) is None
+    # State topics are neither brought by the subscriptions nor taken for commands.
+    for state in (t.max_a, t.charger_max_current(CP, 2), t.response, "home/evil/balancer/foo/set", "home/ev/set"):
+        assert not any(topic_matches_sub(s, state) for s in subscriptions) and not t.unknown_command(state)
+    assert "charger/<chargepoint>/<connector>/max_current/set" in t.command_list()
+
+
 @pytest.mark.parametrize(
     "topic",
     [

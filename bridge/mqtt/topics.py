@@ -26,6 +26,10 @@ COMMAND_PATTERNS: dict[str, str] = {
     "charger_default_current": "charger/+/+/default_current/set",
 }
 COMMAND_NAMES = tuple(COMMAND_PATTERNS)
+# What a topic under the base that is meant as a command looks like: its last level `set`, or a
+# request under bridge/request/. One that no pattern above names gets an answer, never silence.
+COMMAND_LAST_LEVEL = "set"
+REQUEST_LEVELS = "bridge/request"
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,33 @@ class Topics:
         """The subscription for one command: its topic, with `+` for charge point and connector."""
         return f"{self.base}/{COMMAND_PATTERNS[name]}"
 
+    def command_subscriptions(self) -> list[str]:
+        """What the service subscribes to for commands: every topic under the base ending in `/set`
+        (one level deeper than the deepest command), every request, and any command that is
+        neither on its own. Each command topic matches one subscription only (a broker may deliver
+        a message once per matching subscription)."""
+        deepest = max(len(p.split("/")) for p in COMMAND_PATTERNS.values())
+        wide = [f"{self.base}/{'+/' * depth}{COMMAND_LAST_LEVEL}" for depth in range(1, deepest + 1)]
+        wide.append(f"{self.base}/{REQUEST_LEVELS}/+")
+        return wide + [self.command_pattern(name) for name, pattern in COMMAND_PATTERNS.items()
+                       if not _command_like(pattern, deepest + 1)]
+
+    def unknown_command(self, topic: str) -> bool:
+        """A topic under the base meant as a command (see COMMAND_LAST_LEVEL) that no command names."""
+        if not isinstance(topic, str) or not topic.startswith(self.base + "/"):
+            return False
+        deepest = max(len(p.split("/")) for p in COMMAND_PATTERNS.values())
+        return _command_like(topic[len(self.base) + 1 :], deepest + 1) and self.classify(topic) is None
+
+    @staticmethod
+    def command_list() -> str:
+        """The command topics under the base, for a user told that a topic is none of them."""
+        def shown(pattern: str) -> str:
+            fill = iter(["<chargepoint>", "<connector>"])
+            return "/".join(next(fill) if level == "+" else level for level in pattern.split("/"))
+
+        return ", ".join(shown(p) for p in COMMAND_PATTERNS.values())
+
     def command_topic(self, name: str, cp: str | None = None, n: int | None = None) -> str:
         """One command's topic, for a charge point (and connector) where the command has them."""
         levels = COMMAND_PATTERNS[name].split("/")
@@ -287,6 +318,14 @@ class Topics:
             return Command(name, topic, cp=wild[0] if wild else None,
                            connector=int(wild[1]) if len(wild) > 1 else None)
         return None
+
+
+def _command_like(levels: str, most: int) -> bool:
+    """`levels` (below the base) look like a command: a request, or ending in `/set` within `most` levels."""
+    parts = levels.split("/")
+    if levels.startswith(REQUEST_LEVELS + "/") and len(parts) == len(REQUEST_LEVELS.split("/")) + 1:
+        return True
+    return 2 <= len(parts) <= most and parts[-1] == COMMAND_LAST_LEVEL
 
 
 def _valid_level(level: str) -> bool:

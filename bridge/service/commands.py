@@ -157,9 +157,18 @@ class CommandHandler:
 
     def refuse(self, command: Command, why: str, sender: str = "an unnamed sender") -> Outcome:
         """A command that is not applied: counted, logged, answered, and its value shown again."""
+        return self._refused(command.topic, why, sender, COMMANDS[command.name].shown(self))
+
+    def unknown(self, topic: str, sender: str = "an unnamed sender") -> Outcome:
+        """A topic under the base meant as a command that is none: counted, logged and answered."""
+        topic = topic[:120]
+        return self._refused(topic, f"unknown command topic {topic!r}; the commands are {self.topics.command_list()}",
+                             sender)
+
+    def _refused(self, topic: str, why: str, sender: str, restate: tuple[str, str] | None = None) -> Outcome:
         self.health.commands_refused += 1
-        log.warning("refused %s from %s: %s", command.topic, sender, why)
-        return Outcome("error", None, why, COMMANDS[command.name].shown(self))
+        log.warning("refused %s from %s: %s", topic, sender, why)
+        return Outcome("error", None, why, restate)
 
     def _run(self, spec: CommandSpec, command: Command, payload: bytes) -> Any:
         now = self.clock()

@@ -23,7 +23,7 @@ from bridge.eapi import EapiClient
 from bridge.instance import instance_id
 from bridge.mqtt.client import Message, Subscription
 from bridge.mqtt.meter import MeterConfigError
-from bridge.mqtt.topics import COMMAND_NAMES, Topics
+from bridge.mqtt.topics import Topics
 from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink, installation_limit
@@ -185,7 +185,7 @@ class BridgeService:
         return self.meter_input.meter
 
     def _subscriptions(self) -> list[Subscription]:
-        commands = [Subscription(self.topics.command_pattern(name), skip_retained=True) for name in COMMAND_NAMES]
+        commands = [Subscription(topic, skip_retained=True) for topic in self.topics.command_subscriptions()]
         return self.meter_input.subscriptions() + commands + self.discovery.subscriptions()
 
     # ---- threads --------------------------------------------------------------
@@ -322,6 +322,12 @@ class BridgeService:
             self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             if outcome.restate is not None:
                 self.publisher.publish(*outcome.restate, force=True)
+            return
+        if self.topics.unknown_command(msg.topic):
+            if msg.payload or not msg.retain:  # an empty retained message only clears one
+                sender = describe_sender(msg.user_properties, msg.response_topic)
+                outcome = self.commands.unknown(msg.topic, sender)
+                self.publisher.answer(msg, outcome.status, outcome.value, outcome.error)
             return
         if self.discovery.is_status(msg):
             if self.discovery.home_assistant_online(msg):
