@@ -70,8 +70,10 @@ def test_parse_hours_and_months():
             parse_months(bad)
     with pytest.raises(CapacityConfigError, match="60 or 15"):
         CapacityConfig(limit_kw=5, period_min=30)
-    with pytest.raises(CapacityConfigError, match="above 0 and at most"):
-        CapacityConfig(limit_kw=0)
+    for tiny in (0, 0.0001, 0.499):
+        with pytest.raises(CapacityConfigError, match="from 0.5 to 1000 kW"):
+            CapacityConfig(limit_kw=tiny)
+    assert CapacityConfig(limit_kw=0.5).limit_kw == 0.5
 
 
 def test_counts_only_within_hours_and_months():
@@ -224,8 +226,10 @@ def test_power_limit_caps_at_once_and_raises_paced():
     b.power_limit(3.0, None)
     raised = b.decide(3.0)
     assert raised.command is None and "pacing" in raised.reason
-    b.power_limit(4.0, 3.0)
-    assert b.decide(4.0).command == 0  # below the minimum current: a pause
+    b.power_limit(4.0, 3.0, "charge mode off")
+    paused = b.decide(4.0)
+    assert paused.command == 0  # below the minimum current: a pause
+    assert paused.reason == "paused: charge mode off"  # the limit is why, not the 22 A of headroom
     with pytest.raises(ValueError):
         b.power_limit(5.0, float("nan"))
 

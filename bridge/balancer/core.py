@@ -21,6 +21,7 @@ from bridge.balancer.model import (
     OptTriple,
     Proposal,
     Triple,
+    paused_by_power_limit,
     phase_name,
 )
 
@@ -299,7 +300,10 @@ class Balancer:
         """The output stage: whole amps, caps, no 1..5 A, raises paced, cuts at once."""
         if self._power_cap is not None and self._power_cap < target:
             target = self._power_cap
-            reason = f"{reason}; {self._power_cap_reason or 'power limit'}: at most {self._power_cap} A"
+            if whole_amps_for_charger(target, self._cfg) == 0 and not meter_stale:
+                reason = paused_by_power_limit(self._power_cap_reason)
+            else:
+                reason = f"{reason}; {self._power_cap_reason or 'power limit'}: at most {self._power_cap} A"
         charge_at = whole_amps_for_charger(target, self._cfg)
         last, last_at = self._commanded, self._commanded_at
         if last is not None and last_at is not None and charge_at > last:

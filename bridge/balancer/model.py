@@ -23,6 +23,12 @@ def phase_name(phase: int) -> str:
     return f"L{phase + 1}"
 
 
+def paused_by_power_limit(why: str) -> str:
+    """The reason of a car that a power limit (its charge mode `off`, a `pv` car without surplus)
+    holds below the minimum: that limit is why, whatever room the fuse leaves."""
+    return f"paused: {why or 'power limit'}"
+
+
 @dataclass(frozen=True)
 class BalancerConfig:
     """Every number the balancer uses; each becomes `BALANCER_<FIELD_UPPER>`."""

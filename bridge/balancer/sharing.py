@@ -49,6 +49,7 @@ from bridge.balancer.model import (
     Decision,
     OptTriple,
     Triple,
+    paused_by_power_limit,
     phase_name,
 )
 
@@ -712,7 +713,7 @@ class SharedBalancer:
         """The power limits that keep this connector below its cap, for its reason."""
         c = self._conns[key]
         notes = []
-        if c.power_cap is not None and amps[key] <= c.power_cap < self._cap(c):
+        if c.power_cap is not None and amps[key] <= c.power_cap < self._cap(c) and not self._held_paused(c):
             notes.append(f"{c.power_cap_reason or 'power limit'}: at most {c.power_cap} A")
         if amps[key] < self._cap(c) and (c.power_cap is None or amps[key] < c.power_cap):
             # Held below its cap: no amp left in the budget; paused: no room for its minimum.
@@ -723,6 +724,10 @@ class SharedBalancer:
         return notes
 
     # ---- helpers ------------------------------------------------------------
+    def _held_paused(self, c: _Connector) -> bool:
+        """A power limit (its charge mode) leaves the connector less than the minimum: that is why it is paused."""
+        return c.power_cap is not None and c.power_cap < self._cfg.min_current
+
     def _cap(self, c: _Connector) -> int:
         cap = c.inputs.config.current_cap
         if c.limit is not None:
@@ -1145,6 +1150,8 @@ class SharedBalancer:
                 command = None if want == last else want
             if c.target is None or want != c.target:
                 self._set_target(now, c, want)
+            if want == 0 and self._held_paused(c) and not c.failed and not meter_stale:
+                reason = paused_by_power_limit(c.power_cap_reason)
             if c.idle and c.plugged and not c.failed and not meter_stale and want:
                 reason = (f"the car takes nothing (full, or not charging now): {want} A offered, "
                           "not counted in the sharing")
