@@ -30,6 +30,8 @@ def test_no_car_and_a_late_meter_no_failsafe_write_and_the_headroom_is_the_house
     # The meter speaks only some seconds after the start, within BALANCER_STALE_AFTER_S.
     waiting = probe.wait_json(state, lambda s: waited_s(s) >= 2, timeout=10)
     assert waiting["waiting_for_meter"] and not waiting["meter_stale"]
+    # Nothing is known of the meter yet: no `meter/stale` OFF (Home Assistant shows unknown).
+    assert topic(env, "meter/stale") not in probe.latest
     assert max_current_writes(sim) == []
     deadline = time.monotonic() + 20
     while not max_current_writes(sim):
@@ -37,6 +39,7 @@ def test_no_car_and_a_late_meter_no_failsafe_write_and_the_headroom_is_the_house
         feed_meter(probe, env, 5, 5, 5)
         time.sleep(0.3)
     assert max_current_writes(sim)[0] == 16  # never the fail-safe's 6 A first
+    probe.wait_value(topic(env, "meter/stale"), "OFF")  # the meter has spoken
     # With no car drawing, the house is the whole meter: 24 - 5 = 19 A of headroom, also
     # right after the write (not the 35 A of a car taken to draw the 16 A written).
     since = time.monotonic()

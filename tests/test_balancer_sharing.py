@@ -397,6 +397,15 @@ def test_a_car_taking_less_than_offered_gives_the_rest_to_the_other():
 def test_a_charger_that_cannot_be_written_is_assumed_at_its_last_setting():
     cfg = BalancerConfig()
     rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    # At start, before the charger was read, no write was tried: it has no "last setting" yet.
+    rig.b.charger_failed(0.0, "1:1")
+    rig.fail.add("1:1")
+    for p in range(3):
+        rig.b.meter(0.0, p, 2.0)
+    start = rig.b.decide(0.0).connector("1:1").reason
+    assert "not read yet" in start and "cannot be written" not in start and "last setting" not in start
+    rig.b.charger_failed(0.0, "1:1", False)
+    rig.fail.clear()
     rig.run(300)
     assert rig.setting("1:1") == 11
     rig.b.charger_failed(float(rig.t), "1:1")

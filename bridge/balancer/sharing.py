@@ -724,6 +724,14 @@ class SharedBalancer:
         return notes
 
     # ---- helpers ------------------------------------------------------------
+    @staticmethod
+    def _failed_text(c: _Connector, amps: int) -> str:
+        """Why a connector the service cannot write is assumed at `amps`: before its charger was ever
+        read (at start, or the cloud not reached yet) no write was tried and nothing is its last setting."""
+        if not c.confirmed and c.inputs.observations().charger_at is None:
+            return f"charger not read yet: assumed at {amps} A until it is"
+        return f"charger cannot be written: assumed at its last setting {amps} A"
+
     def _held_paused(self, c: _Connector) -> bool:
         """A power limit (its charge mode) leaves the connector less than the minimum: that is why it is paused."""
         return c.power_cap is not None and c.power_cap < self._cfg.min_current
@@ -1075,7 +1083,7 @@ class SharedBalancer:
         cfg = self._cfg
         c = self._conns[key]
         if c.failed:
-            return f"charger cannot be written: assumed at its last setting {old} A"
+            return self._failed_text(c, old)
         if new == old:
             return f"{where}; holding {old} A"
         if new > 0:
@@ -1140,7 +1148,7 @@ class SharedBalancer:
             last = c.inputs.observations().commanded if c.confirmed else None
             if c.failed:
                 want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)
-                reason = f"charger cannot be written: assumed at its last setting {want} A"
+                reason = self._failed_text(c, want)
                 command = None
             else:
                 if last is not None and c.written_at is not None and want > last:

@@ -57,7 +57,10 @@ class StatePublisher:
             if current is not None:
                 self.publish(t.meter_current(i), format_number(round(current, 2)))
         self.runtime(runtime)
-        self.publish(t.meter_stale, format_bool(d.meter_stale))
+        if not d.waiting_for_meter:
+            # Before the meter's first reading (or the end of the start-up wait) nothing is known:
+            # no OFF, so that Home Assistant shows unknown rather than a healthy meter.
+            self.publish(t.meter_stale, format_bool(d.meter_stale))
         self.publish(t.balancer_paused, format_bool(d.paused))
         state = d.to_dict()
         if isinstance(d, SharedDecision) and len(d.connectors) > 1:
