@@ -279,3 +279,25 @@ def test_periods_end_at_or_below_the_limit_when_the_house_alone_stays_under_it(s
     rises_ws = sum(max(0.0, b - a) for a, b in zip(levels, levels[1:])) * (lag_s + house_window_s)
     for key, kw in periods.items():
         assert kw <= limit_kw + rises_ws / (period_min * 60) / 1000.0 + 1e-3, (key, kw, biggest_rise_w)
+
+
+def test_a_kw_figure_reads_the_same_in_a_reason_as_in_the_state_and_on_its_topic():
+    import re
+
+    from bridge.balancer.power import SharedPowerLimits, SurplusConfig
+    from bridge.balancer.sharing import ConnectorSpec, SharedBalancer
+    from bridge.units import format_kw
+
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    guard = CapacityGuard(CapacityConfig(limit_kw=12.6608), house_window_s=0.0)
+    status = guard.update(start + timedelta(seconds=600), 13_000.0, 0.0, lag_s=0)
+    # The shared balancer's reason for its capacity budget, built from the same status.
+    shared = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    SharedPowerLimits(SurplusConfig(), 230.0).apply(600.0, shared, 13_000.0, {"1:1": 0.0, "1:2": 0.0},
+                                                    {"1:1": "fast", "1:2": "fast"}, ["1:1", "1:2"], status)
+    budget_reason = shared._budgets["capacity"].reason
+    for reason in (status.reason, budget_reason):
+        assert "capacity 12.661 kW" in reason and "12.6608" not in reason, reason
+        figures = re.findall(r"(-?\d+(?:\.\d+)?) kW", reason)
+        assert figures and all(len(f.partition(".")[2]) <= 3 for f in figures), reason
+    assert status.to_dict()["limit_kw"] == 12.661 and format_kw(status.limit_kw) == "12.661"
