@@ -75,6 +75,34 @@ def test_second_bridge_on_the_same_base_topic_refuses_to_start(running, broker):
     assert bridge.alive()
 
 
+@pytest.mark.slow
+def test_two_bridges_on_one_host_with_other_base_topics_keep_their_own_sessions(broker, tmp_path):
+    """MQTT_CLIENT_ID unset on both: the default is one per base topic, so neither takes the other's
+    session (with one id per host, the second connect threw the first off the broker)."""
+    with CloudSimulator() as sim:
+        envs = [bridge_env(broker, sim, tmp_path / name, MQTT_BASE_TOPIC=f"ca-{name}-{os.getpid()}")
+                for name in ("left", "right")]
+        for env in envs:
+            env.pop("MQTT_CLIENT_ID")
+        probe = Probe(broker.host, broker.port)
+        bridges = []
+        try:
+            for env in envs:
+                bridges.append(BridgeProcess(env, tmp_path).start())
+                wait_online(probe, env, bridges[-1])
+            # The first still holds its connection: it answers a command at once.
+            since = time.monotonic()
+            probe.publish(topic(envs[0], "bridge/request/refresh"), "now")
+            probe.wait_json(topic(envs[0], "bridge/response"), lambda r: r["topic"].endswith("refresh"),
+                            timeout=5, since=since)
+            for bridge in bridges:
+                assert "session taken over" not in bridge.output(), bridge.output()[-2000:]
+        finally:
+            for bridge in bridges:
+                bridge.close()
+            probe.close()
+
+
 class Intruder:
     """Another MQTT client that connects with the bridge's client id and counts how often the
     broker takes the connection from it (it reconnects after 1 s, as paho does by default)."""
