@@ -195,7 +195,8 @@ class BridgeService:
 
     def _enqueue_message(self, msg: Message) -> None:
         """On paho's thread: queue the message, or during a meter flood keep only the newest reading."""
-        if self.topics.classify(msg.topic) is None and self.meter_input.hold(msg, self.events.qsize()):
+        command = self.topics.classify(msg.topic) is not None or self.topics.unknown_command(msg.topic)
+        if not command and self.meter_input.hold(msg, self.events.qsize()):
             return
         self._enqueue("message", msg)
 
