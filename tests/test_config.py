@@ -481,6 +481,13 @@ def test_a_float_setting_that_is_no_number_says_so(env, value, said):
     assert "less than" not in str(caught.value)
 
 
+def test_the_balancers_finer_tuning_says_not_a_number_too(env):
+    env.setenv("BALANCER_ROTATE_S", "nan")
+
+    with pytest.raises(ConfigError, match="BALANCER_ROTATE_S='nan': not a number"):
+        load_settings()
+
+
 def test_the_default_client_id_differs_per_base_topic_and_holds_across_starts(env):
     env.setenv("MQTT_BASE_TOPIC", "garage/left")
     first = load_settings().mqtt_client_id

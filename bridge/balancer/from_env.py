@@ -57,6 +57,9 @@ def _convert(key: str, raw: str, kind: Any) -> Any:
         if raw not in [str(a) for a in typing.get_args(kind)]:
             raise ValueError(f"{key}={raw!r}: expected one of {', '.join(map(str, typing.get_args(kind)))}")
         return raw
+    if kind is float and raw.lower().lstrip("+-") == "nan":
+        # As the settings say it (bridge.config): `nan` passes no range check, and is no number at all.
+        raise ValueError(f"{key}={raw!r}: not a number")
     try:
         if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
