@@ -510,3 +510,15 @@ def test_capacity_limit_below_its_minimum_is_refused_and_zero_is_off(env):
     assert load_settings().capacity_config() is None
     env.setenv("CAPACITY_LIMIT_KW", str(MIN_CAPACITY_LIMIT_KW))
     assert load_settings().capacity_config().limit_kw == MIN_CAPACITY_LIMIT_KW
+
+
+def test_a_misspelled_secret_is_named_never_shown(env):
+    env.setenv("CHARGEAMPS_PASWORD", PASSWORD)
+    [warning] = load_settings().warnings
+    assert "CHARGEAMPS_PASWORD" in warning and "did you mean CHARGEAMPS_PASSWORD?" in warning
+    assert_secret_free(warning)
+    env.setenv("STRICT_CONFIG", "true")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "CHARGEAMPS_PASWORD" in str(caught.value)
+    assert_secret_free(str(caught.value))
