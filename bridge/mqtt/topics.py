@@ -30,6 +30,8 @@ COMMAND_NAMES = tuple(COMMAND_PATTERNS)
 # request under bridge/request/. One that no pattern above names gets an answer, never silence.
 COMMAND_LAST_LEVEL = "set"
 REQUEST_LEVELS = "bridge/request"
+# Below the base, a topic ending in `/set` is taken for a command up to one level deeper than the deepest.
+COMMAND_LEVELS_MOST = max(len(p.split("/")) for p in COMMAND_PATTERNS.values()) + 1
 
 
 @dataclass(frozen=True)
@@ -200,18 +202,16 @@ class Topics:
         (one level deeper than the deepest command), every request, and any command that is
         neither on its own. Each command topic matches one subscription only (a broker may deliver
         a message once per matching subscription)."""
-        deepest = max(len(p.split("/")) for p in COMMAND_PATTERNS.values())
-        wide = [f"{self.base}/{'+/' * depth}{COMMAND_LAST_LEVEL}" for depth in range(1, deepest + 1)]
+        wide = [f"{self.base}/{'+/' * depth}{COMMAND_LAST_LEVEL}" for depth in range(1, COMMAND_LEVELS_MOST)]
         wide.append(f"{self.base}/{REQUEST_LEVELS}/+")
         return wide + [self.command_pattern(name) for name, pattern in COMMAND_PATTERNS.items()
-                       if not _command_like(pattern, deepest + 1)]
+                       if not _command_like(pattern)]
 
     def unknown_command(self, topic: str) -> bool:
         """A topic under the base meant as a command (see COMMAND_LAST_LEVEL) that no command names."""
         if not isinstance(topic, str) or not topic.startswith(self.base + "/"):
             return False
-        deepest = max(len(p.split("/")) for p in COMMAND_PATTERNS.values())
-        return _command_like(topic[len(self.base) + 1 :], deepest + 1) and self.classify(topic) is None
+        return _command_like(topic[len(self.base) + 1 :]) and self.classify(topic) is None
 
     @staticmethod
     def command_list() -> str:
@@ -320,12 +320,12 @@ class Topics:
         return None
 
 
-def _command_like(levels: str, most: int) -> bool:
-    """`levels` (below the base) look like a command: a request, or ending in `/set` within `most` levels."""
+def _command_like(levels: str) -> bool:
+    """`levels` (below the base) look like a command: a request, or ending in `/set` (COMMAND_LEVELS_MOST)."""
     parts = levels.split("/")
     if levels.startswith(REQUEST_LEVELS + "/") and len(parts) == len(REQUEST_LEVELS.split("/")) + 1:
         return True
-    return 2 <= len(parts) <= most and parts[-1] == COMMAND_LAST_LEVEL
+    return 2 <= len(parts) <= COMMAND_LEVELS_MOST and parts[-1] == COMMAND_LAST_LEVEL
 
 
 def _valid_level(level: str) -> bool:
