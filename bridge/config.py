@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridge.balancer.capacity import check_capacity_limit
+from bridge.balancer.capacity import CAPACITY_LIMIT_RULE, CapacityConfigError, check_capacity_limit
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
@@ -187,7 +187,10 @@ class Settings(BaseSettings):
     @field_validator("capacity_limit_kw", mode="after")
     @classmethod
     def _capacity_limit(cls, v: float | None) -> float | None:
-        return None if v is None else check_capacity_limit(v)
+        try:
+            return None if v is None else check_capacity_limit(v)
+        except CapacityConfigError:
+            raise ValueError(CAPACITY_LIMIT_RULE) from None  # the value is quoted with the variable
 
     @field_validator("log_level", mode="before")
     @classmethod

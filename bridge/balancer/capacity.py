@@ -28,6 +28,8 @@ MAX_CAPACITY_LIMIT_KW = 1000.0  # far above any house connection: a typo, not a 
 # Below this a limit leaves no car its minimum (6 A on one phase is 1.4 kW) nor most houses their
 # standby: a typo (0.0001 for off), not a tariff. 0 is "off".
 MIN_CAPACITY_LIMIT_KW = 0.5
+CAPACITY_LIMIT_RULE = (f"the capacity limit must be 0 (off) or from {MIN_CAPACITY_LIMIT_KW:g} "
+                       f"to {MAX_CAPACITY_LIMIT_KW:g} kW")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
 MAX_INTEGRATION_GAP_S = 120.0
@@ -44,9 +46,7 @@ def check_capacity_limit(value: object) -> float:
     0 (the guard off), or MIN_CAPACITY_LIMIT_KW up to MAX_CAPACITY_LIMIT_KW."""
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not (math.isfinite(value) and (value == 0 or MIN_CAPACITY_LIMIT_KW <= value <= MAX_CAPACITY_LIMIT_KW))):
-        raise CapacityConfigError(
-            f"the capacity limit must be 0 (off) or from {MIN_CAPACITY_LIMIT_KW:g} to {MAX_CAPACITY_LIMIT_KW:g} kW; "
-            f"got {value!r}")
+        raise CapacityConfigError(f"{CAPACITY_LIMIT_RULE}; got {value!r}")
     return float(value)
 
 
