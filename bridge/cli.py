@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chargeamps-bridge",
         description="Per-phase load balancer and MQTT bridge for Charge Amps chargers. "
-        "Configuration comes from environment variables and a .env file (see README).",
+        "Configuration comes from environment variables and a .env file (see docs/configuration.md).",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

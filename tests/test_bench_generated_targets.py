@@ -1,5 +1,5 @@
 """Generated houses that once broke the safety targets, replayed with the default settings and
-the 10 s lag (`bench --generate 100 --seed 1` has them; README, "Generated households").
+the 10 s lag (`bench --generate 100 --seed 1` has them; docs/benchmark.md, "Generated households").
 
 The whole distribution takes minutes and is measured with the bench, not here; these few houses
 pin the mechanisms that brought their longest run over the fuse under the targets."""

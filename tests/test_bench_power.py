@@ -1,7 +1,7 @@
 """The bench with power limits: the capacity tariff's and the surplus modes' targets on the built-in
 power scenarios (10 s lag, default settings), the --car and --start options and the JSON fields.
 
-These pin what README's power-limits table claims."""
+These pin what the power-limits tables of docs/benchmark.md claim."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_solar_share_is_given_from_a_tenth_of_a_kwh():
     assert solar_share(0.05 * 3.6e6, 0.1 * 3.6e6) == 0.5
 
 
-# Two `pv` cars on pv-spring-day (README's table): the writes target met on every connector, the
+# Two `pv` cars on pv-spring-day (docs/benchmark.md's table): the writes target met on every connector, the
 # solar share of each, and the energy of the cars together against the surplus oracle: the target
 # for two three-phase cars, today's figure for two one-phase cars (0.896: the target is just missed).
 SURPLUS_FLOORS = {("L1:16:pv", "L2:16:pv"): 0.89, ("L1L2L3:16:pv", "L1L2L3:16:pv"): TARGET_SURPLUS_ENERGY_RATIO}

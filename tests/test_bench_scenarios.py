@@ -1,6 +1,6 @@
 """The benchmark's targets on the built-in scenarios, with the default settings and the 10 s lag.
 
-These pin what README's benchmark table claims, so a change to the balancer that gives
+These pin what docs/benchmark.md's table claims, so a change to the balancer that gives
 back safety, energy or cloud writes fails here rather than in a user's fuse box. Safety
 is bounded by how long an overload lasts (what opens a fuse), not by comparing seconds
 over the fuse with `homey`, which is over less because it gives the car less."""
@@ -15,7 +15,7 @@ from bridge.sim.scenarios import scenario, scenario_names
 
 LAG_S = 10.0
 ENERGY_TARGET = 0.96
-# evening-oven misses the energy target (README, "Benchmark"): this floor keeps the gap from growing.
+# evening-oven misses the energy target (docs/benchmark.md): this floor keeps the gap from growing.
 KNOWN_ENERGY_GAPS = {"evening-oven": 0.955}
 
 

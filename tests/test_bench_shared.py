@@ -1,9 +1,9 @@
 """The bench with several cars: the oracle, the trace's demand columns, `--car`, and the figures
-README's table of the two-car scenarios claims (default settings, 10 s lag).
+docs/benchmark.md's table of the two-car scenarios claims (default settings, 10 s lag).
 
 The targets for several cars: longest run over the fuse at most lag + 3 s, energy at least 0.95
 of the oracle's, fairness at least 0.9, at most 20 writes an hour per connector. Where a target
-is missed (README says why), a floor at today's figure keeps the gap from growing."""
+is missed (docs/benchmark.md says why), a floor at today's figure keeps the gap from growing."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ LAG_S = 10.0
 LIMITS = Limits(max_a=24, fuse_a=25, default_current=16)
 THREE = CarSpec(phases=(True, True, True), max_a=16)
 ONE_L1 = CarSpec(phases=(True, False, False), max_a=16)
-# Today's figures where a target is missed (README, "Several cars on one fuse"); a floor each.
+# Today's figures where a target is missed (docs/benchmark.md, "Several cars on one fuse"); a floor each.
 ENERGY_FLOORS = {"two-cars-winter": 0.895, "one-phase-beside": 0.91, "car-full-half-way": 0.915}
 
 

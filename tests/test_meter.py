@@ -611,27 +611,27 @@ def test_any_message_sequence_gives_only_finite_phases_within_the_bound(messages
         assert not (update.invalid and update.phases)
 
 
-def test_every_p1_setting_is_documented_in_the_readme_and_env_example() -> None:
+def test_every_p1_setting_is_documented_in_the_configuration_page_and_env_example() -> None:
     from pathlib import Path
 
     from bridge.config import Settings
 
     root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
+    page = (root / "docs" / "configuration.md").read_text()
     example = (root / ".env.example").read_text()
     names = [f.upper() for f in Settings.model_fields if f.startswith("p1_")]
     assert len(names) > 30
-    # README groups the per-phase ones as `P1_X_L1` ... `_L3`; .env.example lists each.
-    missing_readme = [n for n in names if f"`{n}`" not in readme and f"`{n[:-1]}1`" not in readme]
+    # The page groups the per-phase ones as `P1_X_L1` ... `_L3`; .env.example lists each.
+    missing_page = [n for n in names if f"`{n}`" not in page and f"`{n[:-1]}1`" not in page]
     missing_example = [n for n in names if f"# {n}=" not in example]
-    assert not missing_readme and not missing_example, (missing_readme, missing_example)
+    assert not missing_page and not missing_example, (missing_page, missing_example)
 
 
-def test_readme_preset_list_is_the_code_s() -> None:
+def test_configuration_page_preset_list_is_the_code_s() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `P1_PRESET`"))
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| `P1_PRESET`"))
     listed = set(re.findall(r"`([a-z0-9-]+)`", row))
     assert listed == set(P1_PRESETS)
 

@@ -3,7 +3,7 @@ simulator's account with an Aura (two car outlets on one charge point) and a sec
 
 The meter is the simulated house: its own load plus what the simulated cars draw at the
 current the chargers offer, published as plain numbers on one topic per phase (the
-`P1_TOPIC_L1..L3` layout, the shape the P1 readers in the README publish).
+`P1_TOPIC_L1..L3` layout, the shape the P1 readers in docs/meter-sources.md publish).
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def combine(capacity_cap: int | None, capacity_reason: str, mode_cap: int | None
 # this far below the surplus (phase-amps: an amp of a one-phase car, 230 W), so that a surplus
 # falling over the window (a cloud's edge) is followed in steps of two phase-amps, one write of one
 # car, not a write per 230 W. A three-phase car's amps are three phase-amps apart already: there the
-# margin only costs energy. Measured on pv-spring-day (README): two one-phase cars 19.3 writes/h
+# margin only costs energy. Measured on pv-spring-day (docs/benchmark.md): two one-phase cars 19.3 writes/h
 # per connector (24.7 without) and more energy; 2 or 3 cost energy and save no writes.
 SURPLUS_CUT_MARGIN_PHASE_A = 1
 

@@ -36,7 +36,7 @@ from bridge.balancer.power import (
 from bridge.limits import MIN_CURRENT_A
 from bridge.sim.house import CarSpec, HouseTrace, parse_car
 
-# Targets (10 s lag), pinned by tests/test_bench_power.py and shown in README.
+# Targets (10 s lag), pinned by tests/test_bench_power.py and shown in docs/benchmark.md.
 TARGET_PERIOD_MARGIN_KW = 0.05
 TARGET_CAPACITY_ENERGY_RATIO = 0.95
 TARGET_SOLAR_SHARE = 0.95
