@@ -81,3 +81,68 @@ def test_ci_runs_the_test_command_readme_gives():
     # The docs are built before the tests, so a broken link fails CI early.
     build = next(i for i, line in enumerate(ci) if "mkdocs build --strict" in line)
     assert build < ci.index(command)
+
+
+# ---- the worked example of charging from surplus (docs/power-limits.md) ----------------------
+
+CLOUD_AT, CLOUD_S, AFTER_S = 900, 120, 900
+
+
+def pv_example_trace():
+    """Noon: the house exports 6 kW on three phases; a cloud cuts it to 2 kW for two minutes."""
+    from bridge.sim.house import HouseTrace
+
+    amps = [-6000 / (3 * 230)] * CLOUD_AT + [-2000 / (3 * 230)] * CLOUD_S + [-6000 / (3 * 230)] * AFTER_S
+    return HouseTrace("pv-example", (amps, list(amps), list(amps)), tuple([True] * len(amps) for _ in range(3)))
+
+
+def changes(levels) -> list[tuple[int, int]]:
+    return [(t, a) for t, a in enumerate(levels) if t == 0 or a != levels[t - 1]]
+
+
+def test_the_pv_example_with_one_connector_starts_again_after_the_enable_delay():
+    from bridge.balancer import Balancer, BalancerConfig
+    from bridge.sim.bench import limits_of, replay
+    from bridge.sim.power_bench import power_run_factory
+
+    cfg = BalancerConfig()
+    trace, power = power_run_factory({"TZ": "Europe/Brussels"}, "2027-04-20T12:00", "L1L2L3:16:pv", 10.0,
+                                     cfg.min_current, cfg.default_current)(pv_example_trace())
+    levels = replay(trace, Balancer(cfg, strategy="adaptive"), limits_of(cfg), record=True, power=power).series.charge_at
+    steps = changes(levels)
+    assert steps[:2] == [(0, 0), (60, 8)], steps  # after 60 s the car starts at 8 A
+    stop = next(t for t, a in steps if t > CLOUD_AT and a == 0)
+    assert any(a == 6 for t, a in steps if CLOUD_AT < t < stop), steps  # the minimum first, then it stops
+    restart = next(t for t, a in steps if t > stop and a > 0)
+    back = CLOUD_AT + CLOUD_S
+    assert 60 <= restart - back <= 120, steps  # the window's average, then PV_ENABLE_DELAY_S
+    assert restart - stop < cfg.min_pause_s, steps
+
+
+def test_the_pv_example_with_two_connectors_waits_the_minimum_pause():
+    from bridge.balancer import BalancerConfig
+    from bridge.sim.bench import car_key, limits_of, replay_shared, shared_balancer
+    from bridge.sim.house import parse_car
+    from bridge.sim.power_bench import shared_power_run_factory
+
+    cfg = BalancerConfig()
+    trace = pv_example_trace()
+    cars = [parse_car("L1L2L3:16:pv"), parse_car("L1L2L3:16:off")]  # an Aura: the other outlet off
+    power = shared_power_run_factory({"TZ": "Europe/Brussels"}, "2027-04-20T12:00", 10.0, cfg.min_current,
+                                     cfg.default_current)(trace, cars, [car_key(0), car_key(1)])
+    balancer = shared_balancer(cfg, "adaptive", cars)
+    levels: list[int] = []
+    decide = balancer.decide
+
+    def recording(now):
+        decision = decide(now)
+        levels.append(decision.connectors[0].charge_at)
+        return decision
+
+    balancer.decide = recording
+    replay_shared(trace, cars, balancer, limits_of(cfg), power=power)
+    steps = changes(levels)
+    stop = next(t for t, a in steps if t > CLOUD_AT and a == 0)
+    restart = next(t for t, a in steps if t > stop and a > 0)
+    assert restart - (CLOUD_AT + CLOUD_S) > 120, steps  # later than the surplus alone would start it
+    assert cfg.min_pause_s <= restart - stop <= cfg.min_pause_s + 30, steps
