@@ -7,7 +7,11 @@ import json
 import re
 import time
 
+import pytest
+
 from tests.e2e import feed_meter, max_current_writes, topic, wait_online
+
+pytestmark = pytest.mark.slow
 
 BRIDGE_DEFAULTS = {
     "BALANCER_STALE_AFTER_S": "6",

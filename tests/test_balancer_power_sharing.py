@@ -59,6 +59,7 @@ claim_st = st.builds(
 budget_st = st.tuples(st.floats(0, 48), st.none() | st.sets(st.integers(0, 4), min_size=1, max_size=5))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.floats(-5, 60), min_size=3, max_size=3), st.lists(claim_st, min_size=2, max_size=5),
        st.lists(budget_st, min_size=1, max_size=2))
@@ -175,6 +176,7 @@ def test_under_a_budget_for_one_minimum_equal_cars_take_turns_no_faster_than_rot
     assert not any("headroom" in r for r in reasons if r.startswith("paused")), reasons
 
 
+@pytest.mark.slow
 def test_a_budget_that_comes_and_goes_gives_its_windows_in_turn():
     """The allowance carries one car's minimum for 10 minutes, then nothing for 20 (longer than
     rotate_s: neither has charged in the last rotate_s when the next window opens). The windows go

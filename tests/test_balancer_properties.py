@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ def test_never_raised_while_a_used_phase_is_above_max_a(trace, phases) -> None:
 house_load = st.tuples(*[st.floats(min_value=-5, max_value=23.5)] * 3)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(house_load, house_load, car_phases, st.floats(min_value=9, max_value=23.5), st.integers(0, 2))
 def test_after_a_cut_the_phase_is_at_or_below_max_a_once_the_charger_follows(before, after, phases, high,
@@ -84,6 +86,7 @@ def test_after_a_cut_the_phase_is_at_or_below_max_a_once_the_charger_follows(bef
         assert all(totals[n] <= CFG.max_a for n in range(3) if phases[n])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(traces, car_phases, st.booleans())
 def test_same_input_gives_same_output(trace, phases, report) -> None:

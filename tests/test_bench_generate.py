@@ -74,12 +74,14 @@ def twenty() -> list:
     return generate_houses(20, 1)
 
 
+@pytest.mark.slow
 def test_every_appliance_kind_appears_across_twenty_houses(twenty):
     houses = twenty
     seen = set().union(*(house.kinds for house in houses))
     assert seen == set(KINDS)
 
 
+@pytest.mark.slow
 def test_a_house_shows_its_appliances_in_its_load(twenty):
     houses = twenty
     solar = next(h for h in houses if "solar-export" in h.kinds)
@@ -93,6 +95,7 @@ def test_a_house_shows_its_appliances_in_its_load(twenty):
         assert silent == gaps, house.trace.name
 
 
+@pytest.mark.slow
 def test_an_induction_hob_changes_level_within_a_minute(twenty):
     hob_house = next(h for h in twenty if "hob" in h.kinds)
     use = next(u for u in hob_house.uses if u.kind == "hob")
@@ -157,6 +160,7 @@ def real_report() -> dict:
     return json.loads(out.getvalue())
 
 
+@pytest.mark.slow
 def test_the_distribution_agrees_with_the_per_house_figures(real_report):
     doc = real_report
     assert doc["generated"] == {"houses": 4, "seed": 3}
@@ -179,6 +183,7 @@ def test_the_plot_of_the_distribution_is_written(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_report_of_one():
     from bridge.balancer import BalancerConfig
 

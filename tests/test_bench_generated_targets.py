@@ -24,6 +24,7 @@ def longest_over_fuse_s(number: int) -> int:
     return entry["strategies"]["adaptive"]["longest_over_fuse_s"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, why, bound_s", [
     # A meter gap while the car was paused: the fail-safe raised it to 6 A for 96 s over the fuse.
     (90, "the fail-safe never raises", 2 * LAG_S + 5),

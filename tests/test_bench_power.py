@@ -44,6 +44,7 @@ def adaptive(report: dict, name: str) -> dict:
     return report[name]["strategies"]["adaptive"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["capacity-se-evening", "capacity-be-evening"])
 def test_capacity_periods_end_at_the_limit_with_the_energy_of_the_capacity_oracle(report, name):
     capacity = adaptive(report, name)["capacity"]
@@ -64,6 +65,7 @@ def test_the_capacity_scenarios_keep_the_house_alone_under_the_limit():
         assert worst < limit_kw, name
 
 
+@pytest.mark.slow
 def test_pv_car_charges_from_export_with_the_energy_of_the_surplus_oracle(report):
     (car,) = adaptive(report, "pv-spring-day")["cars"]
     assert car["mode"] == "pv"
@@ -72,6 +74,7 @@ def test_pv_car_charges_from_export_with_the_energy_of_the_surplus_oracle(report
     assert car["grid_kwh"] == pytest.approx(car["energy_kwh"] * (1 - car["solar_share"]), abs=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(POWER_SCENARIOS))
 def test_power_limits_write_at_most_20_times_an_hour_and_keep_the_fuse(report, name):
     entry = report[name]
@@ -81,6 +84,7 @@ def test_power_limits_write_at_most_20_times_an_hour_and_keep_the_fuse(report, n
     assert bench.target_misses(entry, LAG_S) == []
 
 
+@pytest.mark.slow
 def test_the_capacity_oracle_fills_each_period_up_to_the_limit(report):
     oracle = report["capacity-se-evening"]["oracle"]
     # Four hours at 5 kW at most, less the house's own import: well under the fuse-only oracle.
@@ -140,6 +144,7 @@ def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsy
     assert "capacity_energy_kwh" in entry["oracle"] and "surplus_energy_kwh" in entry["oracle"]
 
 
+@pytest.mark.slow
 def test_two_cars_share_the_capacity_allowance_and_each_charges_by_its_mode(tmp_path, capsys):
     # Half an hour of a 2 kW house, a 4 kW quarter-hour limit: the cars together may draw about 2 kW,
     # while the fuse alone would give each 16 A.
@@ -170,6 +175,7 @@ def test_solar_share_is_given_from_a_tenth_of_a_kwh():
 SURPLUS_FLOORS = {("L1:16:pv", "L2:16:pv"): 0.89, ("L1L2L3:16:pv", "L1L2L3:16:pv"): TARGET_SURPLUS_ENERGY_RATIO}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cars", list(SURPLUS_FLOORS))
 def test_two_pv_cars_share_the_surplus_within_the_writes_target(cars, capsys):
     argv = ["--scenario", "pv-spring-day", "--strategy", "adaptive", "--json"]

@@ -13,6 +13,8 @@ from bridge.balancer import Balancer, BalancerConfig
 from bridge.sim.bench import run_bench, target_misses
 from bridge.sim.scenarios import scenario, scenario_names
 
+pytestmark = pytest.mark.slow
+
 LAG_S = 10.0
 ENERGY_TARGET = 0.96
 # evening-oven misses the energy target (docs/benchmark.md): this floor keeps the gap from growing.

@@ -38,11 +38,13 @@ def figures(report: dict) -> dict[str, dict]:
     return entries
 
 
+@pytest.mark.slow
 def test_no_run_over_the_fuse_longer_than_the_lag_plus_3_s(report):
     for name, s in figures(report).items():
         assert s["longest_over_fuse_s"] <= LAG_S + 3, name
 
 
+@pytest.mark.slow
 def test_equal_cars_plugged_in_throughout_get_fair_shares(report):
     fair = {name: s["fairness"] for name, s in figures(report).items()}
     assert fair["car-full-half-way"] is None  # one car is full half way: nobody to compare it with
@@ -50,6 +52,7 @@ def test_equal_cars_plugged_in_throughout_get_fair_shares(report):
         assert fair[name] >= 0.9, name
 
 
+@pytest.mark.slow
 def test_writes_per_hour_per_connector(report):
     for name, s in figures(report).items():
         assert s["max_writes_per_h_per_connector"] <= 20.0, name
@@ -58,6 +61,7 @@ def test_writes_per_hour_per_connector(report):
             s["max_writes_per_h_per_connector"], abs=0.01)
 
 
+@pytest.mark.slow
 def test_energy_keeps_to_its_floor_and_misses_name_only_the_known_gaps(report):
     for entry in report["traces"]:
         s = entry["strategies"]["adaptive"]
@@ -66,6 +70,7 @@ def test_energy_keeps_to_its_floor_and_misses_name_only_the_known_gaps(report):
             assert miss.startswith("energy ratio"), miss
 
 
+@pytest.mark.slow
 def test_per_car_figures_add_up(report):
     for entry in report["traces"]:
         s = entry["strategies"]["adaptive"]
@@ -149,6 +154,7 @@ def test_cli_cars_on_a_trace_give_per_car_figures_and_fairness(tmp_path, capsys)
     assert s["fairness"] > 0.9
 
 
+@pytest.mark.slow
 def test_cli_table_shows_each_car(capsys):
     assert run(["--scenario", "car-full-half-way"]) == 0
     out = capsys.readouterr().out
@@ -181,6 +187,7 @@ def test_cli_cars_must_match_the_demand_columns(tmp_path, capsys):
     assert "1 cars (--car) but 2 demand columns" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_one_car_through_the_shared_balancer_scores_as_the_one_car_bench():
     trace = scenario("kitchen-spikes")
     old, _ = run_bench([trace], BalancerConfig(), ["adaptive"], bench.real_balancer, lag_s=LAG_S)
@@ -191,6 +198,7 @@ def test_one_car_through_the_shared_balancer_scores_as_the_one_car_bench():
         assert a[key] == pytest.approx(b[key], abs=0.01 if key == "energy_kwh" else 0), key
 
 
+@pytest.mark.slow
 def test_generated_houses_with_two_cars_share_each_fuse_and_the_distribution_counts_per_connector(capsys):
     # `--generate` with two `--car`: the generated houses' own car is replaced by the two cars.
     assert run(["--generate", "2", "--seed", "3", "--car", "L1L2L3:16", "--car", "L1:16", "--json"]) == 0

@@ -156,6 +156,7 @@ def test_distinct_days_keep_one_peak_a_day():
     assert guard.allowed_kw(datetime(2027, 1, 13, 18, 0, tzinfo=STOCKHOLM)) == pytest.approx(6.5)
 
 
+@pytest.mark.slow
 def test_dst_autumn_the_repeated_hour_is_its_own_period():
     guard = CapacityGuard(CapacityConfig(limit_kw=5))
     # 31 October 2027: Stockholm goes from 03:00 CEST back to 02:00 CET; 01:00 local to 04:00 local is 4 h.
@@ -243,6 +244,7 @@ local_starts = st.sampled_from([
 ])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     start=local_starts,

@@ -9,12 +9,16 @@ import re
 import threading
 import time
 
+import pytest
+
 from bridge.service import CloudBackoff
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
     FAULT_FAST, InProcessBridge, Probe, bridge_env, feed_meter, max_current_writes, response_for, topic,
     wait_online, wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 # homey charges at the default current as soon as the meter is live and the house is quiet.
 BRIDGE_DEFAULTS = {**FAULT_FAST, "BALANCER_STRATEGY": "homey", "BALANCER_DEFAULT_CURRENT": "12"}

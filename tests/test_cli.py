@@ -114,6 +114,7 @@ def state_dir(tmp_path: Path) -> Path:
 # ---- login ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_login_lists_charge_points_stores_tokens_0600_and_prints_no_secret(sim, state_dir, tmp_path):
     result = run_cli(["login"], sim_env(sim, state_dir), tmp_path)
 
@@ -127,6 +128,7 @@ def test_login_lists_charge_points_stores_tokens_0600_and_prints_no_secret(sim, 
     assert_no_secret(result, [sim.password, sim.api_key, *tokens])
 
 
+@pytest.mark.slow
 def test_login_with_debug_logging_still_prints_no_secret(sim, state_dir, tmp_path):
     result = run_cli(["login"], sim_env(sim, state_dir, LOG_LEVEL="DEBUG"), tmp_path)
 
@@ -137,6 +139,7 @@ def test_login_with_debug_logging_still_prints_no_secret(sim, state_dir, tmp_pat
 # ---- status ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_status_table_then_json_and_the_second_run_does_not_log_in(sim, state_dir, tmp_path):
     sim.connector(1).car_plugged = True
     env = sim_env(sim, state_dir)
@@ -174,6 +177,7 @@ def test_status_table_then_json_and_the_second_run_does_not_log_in(sim, state_di
     assert all(r.valid for r in sim.requests)
 
 
+@pytest.mark.slow
 def test_status_of_a_charge_point_the_account_does_not_own_is_a_config_error(sim, state_dir, tmp_path):
     result = run_cli(["status"], sim_env(sim, state_dir, CHARGEAMPS_CHARGEPOINT_ID="999"), tmp_path)
 
@@ -184,6 +188,7 @@ def test_status_of_a_charge_point_the_account_does_not_own_is_a_config_error(sim
 # ---- set-current ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_set_current_writes_reads_back_and_prints_the_applied_value(sim, state_dir, tmp_path):
     assert sim.connector(1).max_current != 10
 
@@ -200,6 +205,7 @@ def test_set_current_writes_reads_back_and_prints_the_applied_value(sim, state_d
     assert all(r.valid for r in sim.requests)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("level", ["chargepoint", "Chargepoint"])
 def test_set_current_at_chargepoint_level_writes_the_charge_points_max_current(sim, state_dir, tmp_path, level):
     connector_before = sim.connector(1).max_current
@@ -214,6 +220,7 @@ def test_set_current_at_chargepoint_level_writes_the_charge_points_max_current(s
     assert re.search(r"\b8 A\b", result.stdout)
 
 
+@pytest.mark.slow
 def test_set_current_refuses_values_outside_0_or_6_to_32_without_writing(sim, state_dir, tmp_path):
     env = sim_env(sim, state_dir)
     cases = {"5": "6 to 32", "40": "6 to 32", "10.5": "whole", "-6": "6 to 32",
@@ -230,6 +237,7 @@ def test_set_current_refuses_values_outside_0_or_6_to_32_without_writing(sim, st
     assert sim.writes == []
 
 
+@pytest.mark.slow
 def test_set_current_above_the_installation_current_is_refused_without_writing(tmp_path, state_dir):
     with CloudSimulator(installation_current=16) as sim:
         result = run_cli(["set-current", "20"], sim_env(sim, state_dir), tmp_path)
@@ -241,6 +249,7 @@ def test_set_current_above_the_installation_current_is_refused_without_writing(t
         assert sim.connector(1).max_current == 16
 
 
+@pytest.mark.slow
 def test_set_current_zero_pauses(sim, state_dir, tmp_path):
     result = run_cli(["set-current", "0"], sim_env(sim, state_dir), tmp_path)
 
@@ -251,6 +260,7 @@ def test_set_current_zero_pauses(sim, state_dir, tmp_path):
 # ---- configuration errors ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_credentials_name_the_variables_in_one_line(sim, state_dir, tmp_path):
     all_missing = sim_env(sim, state_dir)
     for name in ("CHARGEAMPS_EMAIL", "CHARGEAMPS_PASSWORD", "CHARGEAMPS_API_KEY"):
@@ -288,6 +298,7 @@ INVALID_SETTINGS = [
 ]
 
 
+@pytest.mark.slow
 def test_invalid_values_stop_with_one_line_naming_the_variable(sim, state_dir, tmp_path):
     runs = [(["status"], sim_env(sim, state_dir, **values)) for values, _ in INVALID_SETTINGS]
 
@@ -301,6 +312,7 @@ def test_invalid_values_stop_with_one_line_naming_the_variable(sim, state_dir, t
     assert sim.requests == []
 
 
+@pytest.mark.slow
 def test_a_dotenv_file_is_honoured_and_the_real_environment_wins(sim, tmp_path):
     dotenv = tmp_path / ".env"
     dotenv.write_text(
@@ -344,6 +356,7 @@ def test_a_misspelled_variable_is_a_warning_and_with_strict_config_exit_2(sim, t
 # ---- cloud errors -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_wrong_password_exits_1_with_a_clear_message_and_no_secret(sim, state_dir, tmp_path):
     wrong = "not-the-password-4711"
 
@@ -355,6 +368,7 @@ def test_wrong_password_exits_1_with_a_clear_message_and_no_secret(sim, state_di
     assert_no_secret(result, [wrong, sim.password, sim.api_key])
 
 
+@pytest.mark.slow
 def test_revoked_credentials_exit_1_with_a_clear_message_and_no_secret(sim, state_dir, tmp_path):
     env = sim_env(sim, state_dir)
     assert run_cli(["login"], env, tmp_path).returncode == 0
@@ -369,6 +383,7 @@ def test_revoked_credentials_exit_1_with_a_clear_message_and_no_secret(sim, stat
     assert_no_secret(result, [sim.password, sim.api_key, *tokens])
 
 
+@pytest.mark.slow
 def test_an_unreachable_cloud_exits_1_with_a_clear_message(tmp_path, state_dir):
     with CloudSimulator() as sim:
         env = sim_env(sim, state_dir)
@@ -385,6 +400,7 @@ def test_an_unreachable_cloud_exits_1_with_a_clear_message(tmp_path, state_dir):
 # ---- help and version ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help_on_every_command_and_version(tmp_path):
     commands = ["run", "login", "status", "set-current", "simulate-cloud", "bench", "demo"]
     runs = [(["--help"], base_env()), (["--version"], base_env())]

@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.broker import free_port
 from tests.e2e import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def _mosquitto_pids() -> set[int]:

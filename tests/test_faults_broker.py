@@ -9,10 +9,14 @@ import signal
 import time
 
 
+import pytest
+
 from tests.broker import MosquittoBroker
 from tests.e2e import (
     FAULT_FAST, BridgeProcess, Probe, bridge_env, feed_meter, response_for, topic, wait_online, wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 PERSISTENT_CONF = (
     "listener {port} 127.0.0.1\nallow_anonymous true\n"

@@ -112,6 +112,7 @@ def test_cloud_backoff_doubles_to_its_cap_honours_retry_after_and_resets():
 OUTAGES = ["http-503", "timeout", "refused", "http-429-retry-after"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", OUTAGES)
 def test_cloud_outage_backs_off_reports_and_applies_only_the_latest_charge_at(kind, start_bridge, probe, sim):
     bridge, env = start_bridge()
@@ -212,6 +213,7 @@ def test_token_expiry_refreshes_without_login_and_refused_refresh_logs_in_once(s
     assert bridge.alive()
 
 
+@pytest.mark.slow
 def test_revoked_credentials_give_auth_failed_and_never_a_login_storm(start_bridge, probe, sim):
     bridge, env = start_bridge()
     feeder = charging_at_full_power(probe, env, sim, bridge)

@@ -8,10 +8,14 @@ import json
 import time
 
 
+import pytest
+
 from tests.e2e import (
     FAULT_FAST, bridge_env, feed_meter, max_current_writes, response_for, topic,
     wait_online, wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 # homey goes to full power as soon as the meter is live, which keeps the steps short.
 FAST = {**FAULT_FAST, "BALANCER_STRATEGY": "homey"}

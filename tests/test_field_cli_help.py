@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.test_cli import base_env, run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_simulate_cloud_help_names_the_program_and_the_default_port(tmp_path):

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e import response_for, topic, wait_online
+
+pytestmark = pytest.mark.slow
 
 
 def test_retained_command_published_while_running_is_refused_with_an_answer(start_bridge, probe):

@@ -14,9 +14,13 @@ import sys
 import threading
 import uuid
 
+import pytest
+
 from bridge.mqtt.client import read_retained
 from tests.broker import free_port
 from tests.e2e import REPO_ROOT, Probe, wait_until
+
+pytestmark = pytest.mark.slow
 
 # time, L1, L2, L3, ChargeAt, LoadBal, car
 ROW = re.compile(r"^(\d\d:\d\d:\d\d)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s")

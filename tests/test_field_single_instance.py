@@ -18,6 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import REPO_ROOT, BridgeProcess, Probe, bridge_env, topic, wait_online, wait_until
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def running(broker, tmp_path_factory):

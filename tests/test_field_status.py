@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bridge.sim.cloud import CloudSimulator
 from tests.test_cli import assert_one_clean_line, run_cli, sim_env
+
+pytestmark = pytest.mark.slow
 
 
 def test_status_shows_the_rest_when_one_connectors_settings_cannot_be_read(sim, tmp_path):

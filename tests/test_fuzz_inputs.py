@@ -25,6 +25,10 @@ from bridge.service import BridgeService, CommandBudget
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import Probe
 
+# The whole module: its live bridge checks at the end what all its tests sent (garbage meter
+# payloads counted, every command answered once), so its tests run together or not at all.
+pytestmark = pytest.mark.slow
+
 FUSE_A = 25
 DEFAULT_CURRENT = 10
 INSTALLATION_CURRENT = 16

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.sim.cloud import CloudSimulator
@@ -17,6 +18,8 @@ from tests.e2e import (
     FAULT_FAST, BridgeProcess, Probe, bridge_env, feed_meter, max_current_writes, rss_kb, topic, wait_online,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 METER_MESSAGES = 10_000
 COMMANDS = 1_000

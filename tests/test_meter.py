@@ -369,6 +369,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(json_values)
 @settings(max_examples=300, deadline=None)
 def test_json_parse_never_crashes(value: object) -> None:
@@ -439,6 +440,7 @@ def test_returned_power_not_heard_yet_counts_as_zero_and_delivered_not_heard_lea
     assert v.amps == pytest.approx(2.0)
 
 
+@pytest.mark.slow
 @given(current=st.floats(0, 90), watts=st.floats(-20_000, 20_000), volts=st.floats(200, 260))
 @settings(max_examples=300, deadline=None)
 def test_combined_current_is_the_larger_of_both_signed_as_the_power(current, watts, volts) -> None:
@@ -598,6 +600,7 @@ _MESSAGES = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @given(st.lists(st.tuples(_MESSAGES, st.one_of(st.floats(allow_nan=True), st.text(max_size=6)), st.booleans()),
                 max_size=40))
 @settings(max_examples=200, deadline=None)

@@ -109,6 +109,7 @@ def test_export_on_a_phase_gives_a_negative_current(esphome, probe):
     wait_number(probe, env, "meter/power_l3", -1150, since=t, tol=0.01)
 
 
+@pytest.mark.slow
 def test_a_power_in_w_sent_as_amps_is_ignored_and_counted_not_a_pause(esphome, probe, sim):
     bridge, env, node = esphome
     telegram(probe, node, 1, "2", "0.500", "0.000", "230.4")
@@ -165,6 +166,7 @@ DSMR_READER = {
 HEARTBEAT = "dsmr/reading/timestamp"
 
 
+@pytest.mark.slow
 def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(start_module_bridge, probe, sim,
                                                                              tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("dsmr-state")
@@ -215,6 +217,7 @@ def test_dsmr_reader_retained_values_with_a_live_heartbeat_survive_a_restart(sta
 # ---- Tasmota SML: one key per immediate message, TelePeriod for the rest ---------------------------------
 
 
+@pytest.mark.slow
 def test_tasmota_one_key_messages_and_a_telemetry_gap_said_once(start_module_bridge, probe):
     device = f"p1-{uuid.uuid4().hex[:6]}"
     bridge, env = start_module_bridge(P1_PRESET="tasmota-sml", P1_DEVICE=device, BALANCER_STALE_AFTER_S="3")
@@ -262,6 +265,7 @@ def test_tasmota_one_key_messages_and_a_telemetry_gap_said_once(start_module_bri
 # ---- Shelly Pro 3EM: full status, then NotifyStatus with only what changed -------------------------------
 
 
+@pytest.mark.slow
 def test_shelly_pro_3em_notify_status_with_one_phase(start_module_bridge, probe):
     device = f"shellypro3em-{uuid.uuid4().hex[:6]}"
     bridge, env = start_module_bridge(P1_PRESET="shelly-pro-3em", P1_DEVICE=device)
@@ -304,6 +308,7 @@ def test_shelly_pro_3em_notify_status_with_one_phase(start_module_bridge, probe)
 # ---- HomeWizard on a single-phase connection: no _l2/_l3 fields at all -----------------------------------
 
 
+@pytest.mark.slow
 def test_homewizard_on_a_single_phase_connection_needs_no_fail_safe_and_l1_silence_still_gives_it(
         start_module_bridge, probe, sim):
     device = f"hw-{uuid.uuid4().hex[:6]}"

@@ -16,6 +16,8 @@ import pytest
 
 from tests.e2e import MovableWall, Probe, feed_meter, response_for, topic, wait_online, wait_until
 
+pytestmark = pytest.mark.slow
+
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 

@@ -153,6 +153,7 @@ def test_tls_with_the_right_ca_comes_online(tls_broker, sim, tmp_path):
         probe.close()
 
 
+@pytest.mark.slow
 def test_tls_plain_broker_port_refused_when_tls_is_on(tls_broker, sim, tmp_path):
     """MQTT_TLS=true never falls back to plain text: against a plain listener it stays offline."""
     probe = Probe(tls_broker.host, tls_broker.plain_port)
@@ -167,6 +168,7 @@ def test_tls_plain_broker_port_refused_when_tls_is_on(tls_broker, sim, tmp_path)
         probe.close()
 
 
+@pytest.mark.slow
 def test_tls_with_a_wrong_ca_does_not_connect_and_says_why(tls_broker, sim, tmp_path):
     other_ca, _ = make_ca(tmp_path / "other", "other-ca")
     probe = Probe(tls_broker.host, tls_broker.plain_port)
@@ -226,6 +228,7 @@ def test_username_password_comes_online(auth_broker, sim, tmp_path):
         probe.close()
 
 
+@pytest.mark.slow
 def test_wrong_password_stays_offline_says_why_and_never_logs_the_password(auth_broker, sim, tmp_path):
     wrong = "wrong-Pw-" + uuid.uuid4().hex[:12]
     probe = AuthProbe(auth_broker.host, auth_broker.port, MQTT_USER, MQTT_PASSWORD)
@@ -389,6 +392,7 @@ def _scan(haystack: str, secrets: dict[str, str]) -> list[str]:
     return [name for name, value in secrets.items() if value and value in haystack]
 
 
+@pytest.mark.slow
 def test_secrets_never_in_logs_topics_state_or_errors(tmp_path):
     broker = password_broker()
     with RecordingSimulator(token_ttl_s=3, password=CLOUD_PASSWORD, api_key=CLOUD_API_KEY) as sim:

@@ -8,6 +8,8 @@ import time
 import uuid
 
 
+import pytest
+
 from bridge.sim.cloud import CloudSimulator
 from tests.e2e import (
     BridgeProcess, Probe, bridge_env, feed_meter, response_for, topic, wait_online, wait_until,
@@ -186,6 +188,7 @@ def test_retained_command_is_never_applied(start_bridge, probe):
         probe.publish(f"{base}/balancer/max_a/set", "", retain=True)  # clear it from the broker
 
 
+@pytest.mark.slow
 def test_garbage_on_every_input_topic_leaves_the_process_alive(start_bridge, probe, sim):
     bridge, env = start_bridge()
     wait_online(probe, env, bridge)
@@ -212,6 +215,7 @@ def test_garbage_on_every_input_topic_leaves_the_process_alive(start_bridge, pro
     assert "Traceback" not in bridge.output()
 
 
+@pytest.mark.slow
 def test_stale_meter_drops_to_failsafe_and_fresh_data_ends_it(start_bridge, probe, sim):
     bridge, env = start_bridge(BALANCER_STALE_AFTER_S="3", BALANCER_FAILSAFE_CURRENT="6")
     wait_online(probe, env, bridge)

@@ -43,6 +43,10 @@ from tests.e2e import (
     wait_until,
 )
 
+# End to end with a running service, its cloud simulator and a simulated house: most of these take
+# seconds each, and the pure sharing rules are in test_balancer_sharing.py.
+pytestmark = pytest.mark.slow
+
 MAX_A = 25.0
 # Short timings so that sharing, turns and pauses happen in seconds (production: minutes).
 FAST = {
