@@ -150,6 +150,7 @@ def test_a_paused_car_counts_the_phases_it_drew_on():
     assert b.power_phases(2.0, "1:1") == 3
 
 
+@pytest.mark.slow
 def test_under_a_budget_for_one_minimum_equal_cars_take_turns_no_faster_than_rotate_s():
     cfg = BalancerConfig(rotate_s=900)
     rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))  # the fuse has room for both

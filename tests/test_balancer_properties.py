@@ -49,6 +49,7 @@ def replay(strategy: str, trace, phases=(True, True, True), report_charger: bool
             t += 1
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(traces, st.sampled_from(["adaptive", "homey"]))
 def test_command_is_always_pause_or_within_min_and_default(trace, strategy) -> None:
@@ -58,6 +59,7 @@ def test_command_is_always_pause_or_within_min_and_default(trace, strategy) -> N
         assert isinstance(d.charge_at, int)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(traces, car_phases)
 def test_never_raised_while_a_used_phase_is_above_max_a(trace, phases) -> None:

@@ -162,6 +162,7 @@ def test_share_properties(budget, raw):
                 assert not blocking_b <= set(a.phases)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0, 40), min_size=3, max_size=3), st.lists(claim_st, min_size=1, max_size=4),
        st.lists(st.integers(0, 16), min_size=4, max_size=4))
@@ -237,6 +238,7 @@ class Rig:
         return 0
 
 
+@pytest.mark.slow
 def test_one_connector_decides_exactly_as_the_one_car_balancer():
     from bridge.sim.scenarios import evening_oven
 
@@ -306,6 +308,7 @@ def test_lowest_priority_pauses_first_and_the_reason_says_so():
     assert reason
 
 
+@pytest.mark.slow
 def test_equal_cars_take_turns_no_faster_than_rotate_s():
     cfg = BalancerConfig(rotate_s=900)
     rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(13.0, 2.0, 2.0))  # room for one car only
@@ -515,6 +518,7 @@ def test_two_minimums_that_fit_within_the_cut_tolerance_pause_nobody():
     assert not any(a == 0 for _t, _k, a in rig.writes)
 
 
+@pytest.mark.slow
 def test_raises_wait_for_the_write_budget_and_a_one_amp_raise_for_a_fuller_one():
     # A tight budget (6 writes an hour, 8 at most): a load that comes and goes spends it, and then a
     # connector's raise waits for it (cuts never do); a raise of a single amp waits until the budget

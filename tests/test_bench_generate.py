@@ -113,6 +113,7 @@ def test_every_range_of_the_library_is_a_range_with_a_source():
 
 # ---- the report -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_houses_over_max_a_are_reported_apart_and_left_out_of_the_distribution():
     # The first six houses of seed 1 peak at 15.4-22.8 A on their own: MaxA 16 A puts them on both sides.
     report = run_generated(6, 1, StandInConfig(max_a=16, fuse_a=17), ["idle"], idle_factory, processes=1)

@@ -139,6 +139,7 @@ def test_month_peaks_reset_when_the_month_changes_and_survive_a_restore():
     assert state["peaks"][0]["kw"] == pytest.approx(3.0)
 
 
+@pytest.mark.slow
 def test_distinct_days_keep_one_peak_a_day():
     cfg = CapacityConfig(limit_kw=5, peaks=3, peaks_distinct_days=True)
     guard = CapacityGuard(cfg)

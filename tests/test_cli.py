@@ -337,6 +337,7 @@ def test_a_dotenv_file_is_honoured_and_the_real_environment_wins(sim, tmp_path):
     assert sim.logins == 1
 
 
+@pytest.mark.slow
 def test_a_misspelled_variable_is_a_warning_and_with_strict_config_exit_2(sim, tmp_path):
     (tmp_path / ".env").write_text("BALANSER_MAX_A=20\n")
     lenient = sim_env(sim, tmp_path / "state-a", BALANCER_MAX_AA="20")
@@ -419,6 +420,7 @@ def test_help_on_every_command_and_version(tmp_path):
         assert command in result.stdout, command
 
 
+@pytest.mark.slow
 def test_no_command_or_an_unknown_one_is_a_usage_error(tmp_path):
     results = run_cli_parallel([([], base_env()), (["frobnicate"], base_env())], tmp_path)
 

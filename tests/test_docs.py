@@ -100,6 +100,7 @@ def changes(levels) -> list[tuple[int, int]]:
     return [(t, a) for t, a in enumerate(levels) if t == 0 or a != levels[t - 1]]
 
 
+@pytest.mark.slow
 def test_the_pv_example_with_one_connector_starts_again_after_the_enable_delay():
     from bridge.balancer import Balancer, BalancerConfig
     from bridge.sim.bench import limits_of, replay
@@ -119,6 +120,7 @@ def test_the_pv_example_with_one_connector_starts_again_after_the_enable_delay()
     assert restart - stop < cfg.min_pause_s, steps
 
 
+@pytest.mark.slow
 def test_the_pv_example_with_two_connectors_waits_the_minimum_pause():
     from bridge.balancer import BalancerConfig
     from bridge.sim.bench import car_key, limits_of, replay_shared, shared_balancer

@@ -145,6 +145,7 @@ def test_a_pause_is_a_zero_amp_profile_never_a_remote_stop(world):
     wait_until(lambda: sim.draw(1) == 6, what="resumed")
 
 
+@pytest.mark.slow
 def test_the_limit_is_renewed_before_its_duration_ends(world):
     central, events = world.start(profile_ttl_s=1.5)
     sim = world.charger(central)
@@ -158,6 +159,7 @@ def test_the_limit_is_renewed_before_its_duration_ends(world):
     assert sim.draw(1) == 10
 
 
+@pytest.mark.slow
 def test_without_the_bridge_the_charger_falls_to_the_failsafe_within_the_ttl(world):
     import time
 
@@ -185,6 +187,7 @@ def test_mode_off_and_on_is_change_availability_and_reboot_is_a_soft_reset(world
     assert sim.resets == 1
 
 
+@pytest.mark.slow
 def test_a_silent_connector_is_asked_with_trigger_message(world):
     central, events = world.start(meter_interval_s=1)
     sim = world.charger(central, sends_meter_values=False)
@@ -202,6 +205,7 @@ def test_limits_set_while_a_charger_is_away_are_sent_when_it_boots(world):
     assert composite_limit(sim.profiles, 1, datetime.now(timezone.utc), sim.transactions.get(1)) == 11
 
 
+@pytest.mark.slow
 def test_the_simulate_charger_command_connects_and_follows(world, tmp_path):
     import os
     import subprocess

@@ -181,6 +181,7 @@ def test_wss_with_the_bridge_certificate(central, tmp_path):
         RawCharger(url_of(c) + "/CP1")
 
 
+@pytest.mark.slow
 def test_a_charger_that_never_answers_blocks_no_other(central):
     c, events = central(("MUTE", "OK"), call_timeout_s=1.5)
     mute = sim_for(c, "MUTE", answers_calls=False).start_in_thread()
@@ -203,6 +204,7 @@ def test_a_charger_that_never_answers_blocks_no_other(central):
         ok.stop()
 
 
+@pytest.mark.slow
 def test_a_charger_that_disconnects_mid_session_is_taken_back_on_its_return(central):
     c, events = central(("CP1",), profile_ttl_s=2)
     sim = sim_for(c).start_in_thread()

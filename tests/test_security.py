@@ -132,6 +132,7 @@ def _run_bridge(tmp_path, broker, sim, **extra) -> tuple[BridgeProcess, dict]:
     return BridgeProcess(env, tmp_path).start(), env
 
 
+@pytest.mark.slow
 def test_tls_with_the_right_ca_comes_online(tls_broker, sim, tmp_path):
     probe = Probe(tls_broker.host, tls_broker.plain_port)
     bridge, env = _run_bridge(tmp_path, tls_broker, sim, MQTT_TLS="true", MQTT_CA_FILE=str(tls_broker.certs.ca))
@@ -213,6 +214,7 @@ def test_anonymous_clients_are_refused_by_the_test_broker(auth_broker):
         c.disconnect()
 
 
+@pytest.mark.slow
 def test_username_password_comes_online(auth_broker, sim, tmp_path):
     probe = AuthProbe(auth_broker.host, auth_broker.port, MQTT_USER, MQTT_PASSWORD)
     bridge, env = _run_bridge(tmp_path, auth_broker, sim, MQTT_USERNAME=MQTT_USER, MQTT_PASSWORD=MQTT_PASSWORD)
@@ -302,6 +304,7 @@ def _max_a_values(probe: Probe, base: str) -> list[float]:
     return [float(p) for _, t, p, _ in list(probe.messages) if t == f"{base}/balancer/max_a"]
 
 
+@pytest.mark.slow
 def test_max_a_never_above_the_fuse(limits_service):
     svc, sim, probe, cmd = limits_service
     base = svc.topics.base
@@ -330,6 +333,7 @@ def test_default_current_never_above_the_installation_current(limits_service):
     assert svc.runtime.default_current == 13
 
 
+@pytest.mark.slow
 def test_direct_current_never_above_the_default_or_installation_current(limits_service):
     svc, sim, probe, cmd = limits_service
     cp = sim.chargepoint_id

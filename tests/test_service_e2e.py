@@ -77,6 +77,7 @@ def test_phase_above_max_a_cuts_the_charger_within_a_second(start_bridge, probe,
     assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]
 
 
+@pytest.mark.slow
 def test_commands_apply_refuse_answer_and_snap_back(start_bridge, probe, sim):
     # mode Off during a session reaches a charger on CAPI; OCPP refuses it (test_ocpp_firmware.py).
     sim.charge_points[sim.chargepoint_id].firmware = "capi"
@@ -169,6 +170,7 @@ def test_commands_apply_refuse_answer_and_snap_back(start_bridge, probe, sim):
     assert all(r.valid for r in sim.requests), [r.error for r in sim.requests if not r.valid]
 
 
+@pytest.mark.slow
 def test_retained_command_is_never_applied(start_bridge, probe):
     base = f"ca-retained-{uuid.uuid4().hex[:6]}"
     # A retained MaxA command is already on the broker when the bridge subscribes.
@@ -234,6 +236,7 @@ def test_stale_meter_drops_to_failsafe_and_fresh_data_ends_it(start_bridge, prob
     probe.wait_value(topic(env, "meter/stale"), "OFF", since=t)
 
 
+@pytest.mark.slow
 def test_runtime_settings_survive_a_restart(start_bridge, probe, sim, tmp_path):
     state = tmp_path / "persist"
     bridge, env = start_bridge(state_dir=state)
@@ -257,6 +260,7 @@ def test_runtime_settings_survive_a_restart(start_bridge, probe, sim, tmp_path):
     assert sim.logins == logins  # the stored tokens were reused: no new login
 
 
+@pytest.mark.slow
 def test_corrupt_state_file_is_set_aside_and_defaults_used(start_bridge, probe, tmp_path):
     state = tmp_path / "corrupt"
     state.mkdir()
@@ -293,6 +297,7 @@ def test_discovery_is_published_and_sent_again_when_home_assistant_comes_online(
     probe.wait_value(topic(env, "balancer/max_a"), "24", since=since)  # the state again too
 
 
+@pytest.mark.slow
 def test_a_flood_of_charger_commands_never_floods_the_cloud(start_bridge, probe, sim):
     bridge, env = start_bridge()
     wait_online(probe, env, bridge)
