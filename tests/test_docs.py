@@ -4,6 +4,7 @@ the site has, and CI runs the test command README gives."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+TEST_REF = re.compile(r"(?:tests/)?(test_[a-z0-9_]+\.py)::(test_[a-z0-9_]+)")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,22 @@ def test_ci_runs_the_test_command_readme_gives():
     # The docs are built before the tests, so a broken link fails CI early.
     build = next(i for i, line in enumerate(ci) if "mkdocs build --strict" in line)
     assert build < ci.index(command)
+
+
+def test_every_test_the_docs_name_exists():
+    """The pages name the test behind a claim (`test_x.py::test_y`): a renamed or removed test must
+    not leave a claim pointing at nothing."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    refs = {(page.name, f, name) for page in pages for f, name in TEST_REF.findall(page.read_text())}
+    assert len(refs) > 30
+    missing = []
+    for page, f, name in sorted(refs):
+        path = ROOT / "tests" / f
+        defined = {n.name for n in ast.parse(path.read_text()).body
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} if path.is_file() else set()
+        if name not in defined:
+            missing.append(f"{page}: {f}::{name}")
+    assert not missing, missing
 
 
 # ---- the worked example of charging from surplus (docs/power-limits.md) ----------------------
