@@ -60,8 +60,11 @@ class Settings(BaseSettings):
     chargeamps_base_url: str = DEFAULT_BASE_URL
     chargeamps_chargepoint_id: str | None = None
     chargeamps_connector_id: int = Field(1, ge=1, le=8)
-    # Several connectors on one fuse: `CP:N[/PHASES]` entries, comma separated.
+    # Several connectors on one fuse: `CP:N[/PHASES][@CIRCUIT]` entries, comma separated.
     chargeamps_connectors: str | None = None
+    # Circuits under the main fuse: `NAME:MAX_A[:PARENT]`, comma separated (their meters:
+    # CIRCUIT_<NAME>_TOPIC_L1..3 and the rest, see circuit_meter_sources).
+    circuits: str | None = None
     chargeamps_state_dir: Path = Field(default_factory=default_state_dir)
     chargeamps_current_level: Literal["connector", "chargepoint"] = "connector"
     chargeamps_pause_method: Literal["current", "mode"] = "current"
@@ -346,6 +349,16 @@ class Settings(BaseSettings):
         named = [spec.chargepoint for spec in self.connector_specs()] or [self.chargeamps_chargepoint_id]
         return tuple(dict.fromkeys(cp for cp in named if cp))
 
+    @field_validator("circuits")
+    @classmethod
+    def _circuits(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from bridge.balancer.circuits import parse_circuits
+
+        parse_circuits(v)  # ValueError names the bad entry
+        return v.strip()
+
     @model_validator(mode="after")
     def _limits(self) -> "Settings":
         if not self.mqtt_client_id:
@@ -400,7 +413,58 @@ class Settings(BaseSettings):
             self.meter_source()
         except MeterConfigError as e:
             raise ValueError(str(e)) from None
+        self.circuit_tree()  # ValueError names a cycle, an unknown parent or circuit, a child above its parent
+        self.circuit_meter_sources()
         return self
+
+    def circuit_list(self) -> list:
+        """The circuits of CIRCUITS (empty when unset)."""
+        from bridge.balancer.circuits import parse_circuits
+
+        return parse_circuits(self.circuits)
+
+    def circuit_tree(self):
+        """The circuits and the connectors on each (CHARGEAMPS_CONNECTORS' `@NAME`), checked."""
+        from bridge.balancer.circuits import CircuitTree
+
+        specs = self.connector_specs()
+        try:
+            return CircuitTree(self.circuit_list(), self.balancer_max_a, {s.key: s.circuit for s in specs})
+        except ValueError as e:
+            raise ValueError(f"CIRCUITS: {e}") from None
+
+    def circuit_meter_sources(self) -> dict:
+        """Each circuit's own meter, by name, from CIRCUIT_<NAME>_TOPIC_L1..3 and the JSON paths,
+        unit and voltage in the shapes of the P1_* settings; a circuit without topics has none (its
+        load is its cars' draws). ValueError names the variable at fault."""
+        from bridge.balancer.circuits import circuit_variable
+        from bridge.mqtt.meter import UNITS, MeterConfigError, MeterSource
+
+        env = _environ_with_dotenv()
+        sources = {}
+        for circuit in self.circuit_list():
+            def value(setting: str) -> str | None:
+                v = env.get(circuit_variable(circuit.name, setting))
+                return v.strip() if v is not None and v.strip() else None
+
+            topics = [value(f"TOPIC_L{n}") for n in (1, 2, 3)]
+            if not any(topics):
+                continue
+            missing = [circuit_variable(circuit.name, f"TOPIC_L{n}") for n, t in zip((1, 2, 3), topics) if not t]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} not set: circuit {circuit.name}'s meter needs a topic per phase")
+            unit = value("UNIT")
+            if unit is not None and unit.lower() not in UNITS:
+                raise ValueError(f"{circuit_variable(circuit.name, 'UNIT')}: must be one of {', '.join(UNITS.values())}")
+            voltage = value("VOLTAGE")
+            try:
+                sources[circuit.name] = MeterSource.from_settings(
+                    topics=topics, paths=[value(f"JSON_PATH_L{n}") for n in (1, 2, 3)],
+                    unit=None if unit is None else UNITS[unit.lower()],
+                    voltage=self.p1_voltage if voltage is None else float(voltage))
+            except (MeterConfigError, ValueError) as e:
+                raise ValueError(f"circuit {circuit.name}'s meter (CIRCUIT_{circuit.name.upper()}_*): {e}") from None
+        return sources
 
     def connector_specs(self) -> list:
         """The connectors on the fuse, from CHARGEAMPS_CONNECTORS; empty when it is not set

@@ -7,6 +7,8 @@ and `CHARGEAMPS_CONNECTORS=2001:1@garage,2001:2@garage,2002:1`."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -263,3 +265,83 @@ def test_one_connector_on_a_circuit_keeps_to_the_circuit():
     rig.run(300)
     assert rig.worst(["1:1"]) <= 10
     assert rig.setting("1:1") == 10
+
+
+# ---- the settings: CIRCUITS, @NAME, CIRCUIT_<NAME>_* ------------------------------------------
+
+BAD_CONFIGURATIONS = {
+    "a cycle": ({"CIRCUITS": "a:10:b,b:10:a", "CHARGEAMPS_CONNECTORS": "2001:1@a,2001:2"},
+                "CIRCUITS: circuit a: its parents make a cycle (a -> b -> a)"),
+    "an unknown parent": ({"CIRCUITS": "garage:16:shed", "CHARGEAMPS_CONNECTORS": "2001:1@garage,2001:2"},
+                          "circuit garage: unknown parent circuit 'shed'"),
+    "a connector on an unknown circuit": ({"CIRCUITS": "garage:16", "CHARGEAMPS_CONNECTORS": "2001:1@shed,2001:2"},
+                                          "connector 2001:1: unknown circuit 'shed'"),
+    "a child above its parent": ({"CIRCUITS": "garage:16,box:20:garage",
+                                  "CHARGEAMPS_CONNECTORS": "2001:1@box,2001:2"},
+                                 "circuit box: its limit 20 A is above its parent garage's (16 A)"),
+    "a circuit above the main fuse": ({"CIRCUITS": "garage:30", "CHARGEAMPS_CONNECTORS": "2001:1@garage,2001:2"},
+                                      "above the main fuse's BALANCER_MAX_A (24 A)"),
+    "a bad entry": ({"CIRCUITS": "garage=16"}, "circuit entry 'garage=16': expected NAME:MAX_A[:PARENT]"),
+    "a sub-meter without every phase": ({"CIRCUITS": "garage:16", "CIRCUIT_GARAGE_TOPIC_L1": "feeder/l1"},
+                                        "CIRCUIT_GARAGE_TOPIC_L2, CIRCUIT_GARAGE_TOPIC_L3 not set"),
+    "a sub-meter's unit": ({"CIRCUITS": "garage:16", **{f"CIRCUIT_GARAGE_TOPIC_L{n}": f"f/{n}" for n in (1, 2, 3)},
+                            "CIRCUIT_GARAGE_UNIT": "volts"}, "CIRCUIT_GARAGE_UNIT: must be one of A, W, kW"),
+}
+
+
+@pytest.fixture
+def circuit_env(monkeypatch, tmp_path):
+    from tests.test_config import OWN_PREFIXES
+
+    for name in list(os.environ):
+        if name.upper().startswith((*OWN_PREFIXES, "CIRCUIT")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGURATIONS))
+def test_a_broken_circuit_setting_is_a_config_error_naming_it(circuit_env, case):
+    from bridge.config import ConfigError, load_settings
+
+    values, words = BAD_CONFIGURATIONS[case]
+    for name, value in values.items():
+        circuit_env.setenv(name, value)
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    assert words in str(e.value)
+
+
+def test_circuits_and_a_sub_meter_from_the_settings(circuit_env):
+    from bridge.config import load_settings
+
+    circuit_env.setenv("CIRCUITS", "garage:16, box1:10:garage")
+    circuit_env.setenv("CHARGEAMPS_CONNECTORS", "2001:1@garage,2001:2@box1,2002:1")
+    # A sub-meter in the P1_* shapes: one JSON topic per phase with a path, in W.
+    for n in (1, 2, 3):
+        circuit_env.setenv(f"CIRCUIT_GARAGE_TOPIC_L{n}", f"feeder/garage/l{n}")
+        circuit_env.setenv(f"CIRCUIT_GARAGE_JSON_PATH_L{n}", "power")
+    circuit_env.setenv("CIRCUIT_GARAGE_UNIT", "w")
+    s = load_settings()
+    tree = s.circuit_tree()
+    assert tree.keys_under("garage") == {"2001:1", "2001:2"}
+    sources = s.circuit_meter_sources()
+    assert list(sources) == ["garage"]
+    assert sources["garage"].subscriptions() == ["feeder/garage/l1", "feeder/garage/l2", "feeder/garage/l3"]
+
+
+@pytest.mark.slow
+def test_run_exits_2_naming_the_broken_tree(tmp_path):
+    # The real command line: a configuration error stops `run` before it talks to anyone.
+    from tests.test_cli import base_env, run_cli_parallel
+
+    runs = []
+    for values, _words in BAD_CONFIGURATIONS.values():
+        env = {k: v for k, v in base_env().items() if not k.upper().startswith("CIRCUIT")}
+        env.update(values, CHARGEAMPS_STATE_DIR=str(tmp_path / "state"))
+        runs.append((["run"], env))
+    for (case, (_values, words)), result in zip(BAD_CONFIGURATIONS.items(), run_cli_parallel(runs, tmp_path)):
+        assert result.returncode == 2, (case, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert words in result.stderr, (case, result.stderr)
