@@ -312,9 +312,7 @@ def circuit_limits(cars: Sequence[CarSpec], circuits: Sequence[Any], max_a: floa
     load is its cars alone (no house load of its own), so its room is its limit."""
     from bridge.balancer.circuits import CircuitTree, circuit_rooms
 
-    if not circuits:
-        return []
-    tree = CircuitTree(circuits, max_a, {key(i): c.circuit for i, c in enumerate(cars)})
+    tree = CircuitTree(circuits, max_a, {key(i): c.circuit for i, c in enumerate(cars)})  # ValueError names a fault
     return circuit_rooms(tree, {key(i): (0.0, 0.0, 0.0) for i in range(len(cars))}, {}, {}, 0)
 
 
@@ -778,7 +776,7 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
             return 2
         try:
             circuits = parse_circuits(",".join(args.circuit))
-            circuit_limits(cars, circuits, float(balancer_config_from_env(config_cls, environ).max_a))
+            circuit_limits(cars, circuits, float(balancer_config_from_env(config_cls, environ).max_a), car_key)
         except ValueError as e:
             print(f"bench: --circuit {e}", file=sys.stderr)
             return 2
