@@ -116,3 +116,27 @@ def test_a_silent_sub_meter_puts_the_garages_cars_to_the_failsafe_together(garag
     finally:
         feeder.silent.clear()
     wait_until(lambda: given(probe, env) == {1: 8, 2: 8}, 60, "8 A each once the sub-meter speaks again")
+
+
+def test_one_connector_on_a_circuit_keeps_to_it(broker, tmp_path):
+    # One listed connector on a circuit goes to the balancer that knows the tree (the one-car
+    # balancer has no circuits): the Aura's outlet 1 on a 10 A feeder under the 24 A main fuse.
+    sim = several_cars_account(None).start()
+    env = bridge_env(broker, sim, tmp_path / "state", **{
+        **FAST, "BALANCER_MAX_A": "24", "CIRCUITS": "garage:10", "CHARGEAMPS_CONNECTORS": f"{AURA}:1@garage"})
+    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
+    bridge = start(env, tmp_path)
+    house = None
+    try:
+        wait_online(probe, env, bridge)
+        house = House(probe, env, sim, [(AURA, 1)])
+        house.base = [2.0, 2.0, 2.0]
+        wait_until(lambda: offered(sim, AURA, 1) == 10, 30, "outlet 1 held at the garage's 10 A")
+        wait_until(lambda: circuit(probe, env, "current_l1") == 10.0, 10, "the garage carries 10 A")
+        assert json.loads(probe.latest[topic(env, "balancer/state")])["charge_at"] == 10
+    finally:
+        if house is not None:
+            house.stop()
+        bridge.close()
+        probe.close()
+        sim.stop()
