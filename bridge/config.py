@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.balancer.capacity import CAPACITY_LIMIT_RULE, CapacityConfigError, check_capacity_limit
+from bridge.balancer.circuits import CIRCUIT_VARIABLE
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
@@ -606,8 +607,10 @@ def default_client_id(host: str, base_topic: str) -> str:
 # Read from the same environment, but not by Settings: docker-compose.yml's own (`.env` reaches the
 # bridge whole through `env_file`).
 COMPOSE_ONLY_VARIABLES = frozenset({"MQTT_PUBLISHED_PORT", "DEMO_CLOUD_PORT"})
-# Names built from a pattern, read elsewhere than Settings: a circuit's phase topics.
-DYNAMIC_VARIABLES = (re.compile(r"CIRCUIT_[A-Z0-9_]+_TOPIC_L[123]"),)
+# Names built from a pattern, read elsewhere than Settings: a circuit's meter (CIRCUIT_<NAME>_TOPIC_L1, ...),
+# and the prefix that says such a name is meant for the bridge.
+DYNAMIC_VARIABLES = (CIRCUIT_VARIABLE,)
+DYNAMIC_PREFIXES = ("CIRCUIT_",)
 # How alike a name must be to a real one to count as its misspelling (difflib's ratio):
 # BALANSER_MAX_A is 0.93 from BALANCER_MAX_A; unrelated variables stay far below.
 NEAR_MISS_RATIO = 0.85
@@ -630,7 +633,7 @@ def setting_prefixes() -> tuple[str, ...]:
     """The first word of the settings' names that two settings or more share (CHARGEAMPS_, MQTT_,
     P1_, BALANCER_, ...): a variable starting with one is meant for the bridge."""
     words = [name.split("_", 1)[0] for name in Settings.model_fields if "_" in name]
-    return tuple(sorted(f"{w.upper()}_" for w in set(words) if words.count(w) > 1))
+    return tuple(sorted({f"{w.upper()}_" for w in words if words.count(w) > 1} | set(DYNAMIC_PREFIXES)))
 
 
 def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:
