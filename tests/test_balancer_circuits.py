@@ -115,7 +115,7 @@ claim_st = st.tuples(st.sampled_from([(0,), (1,), (2,), (0, 1), THREE]), st.inte
                      st.integers(0, 9), st.integers(-1, 2))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(0, 60), min_size=3, max_size=3), tree_st, st.lists(claim_st, min_size=1, max_size=5),
        st.lists(st.floats(-5, 40), min_size=9, max_size=9))
 def test_no_circuit_phase_is_ever_exceeded_and_the_allocation_is_max_min_fair(budget, tree, raw, rooms_raw):
