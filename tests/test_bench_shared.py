@@ -228,6 +228,16 @@ def test_the_oracle_keeps_the_circuits():
     assert oracle_shared((2.0, 2.0, 2.0), (16, 16, 16), cars, LIMITS) == (8, 7, 7)  # without the garage
 
 
+def test_one_car_on_a_circuit_is_held_by_it(tmp_path, capsys):
+    path = tmp_path / "quiet.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},2,2,2\n" for t in range(600)))
+    assert run(["--trace", str(path), "--circuit", "garage:10", "--car", "L1L2L3:16@garage", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["traces"][0]
+    assert set(entry["strategies"]) == {"adaptive"}  # homey knows no circuits: left out by default
+    s = entry["strategies"]["adaptive"]
+    assert s["seconds_over_circuit"] <= LAG_S + 1 and s["energy_ratio"] > 0.95
+
+
 def test_cli_cars_on_a_circuit_stay_within_it(tmp_path, capsys):
     path = tmp_path / "quiet.csv"
     path.write_text("t,l1,l2,l3\n" + "".join(f"{t},2,2,2\n" for t in range(900)))
@@ -250,6 +260,8 @@ def test_cli_cars_on_a_circuit_stay_within_it(tmp_path, capsys):
         (["--circuit", "garage:30", "--car", "L1@garage", "--car", "L2"], "above the main fuse's BALANCER_MAX_A"),
         (["--circuit", "a:10:b", "--circuit", "b:10:a", "--car", "L1@a", "--car", "L2"], "make a cycle"),
         (["--generate", "2", "--circuit", "garage:15", "--car", "L1@garage", "--car", "L2"], "not to --generate"),
+        (["--scenario", "evening-oven", "--circuit", "garage:10", "--car", "L1L2L3@garage", "--strategy", "homey"],
+         "knows the main fuse only"),
     ],
 )
 def test_cli_bad_circuits_exit_2_naming_them(argv, words, capsys):

@@ -521,8 +521,9 @@ def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, st
                         circuits: Sequence[Any] = ()) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": trace.name, "duration_s": trace.duration_s,
                              "cars": [spec.label for spec in cars], "strategies": {}}
-    if len(cars) > 1:
-        # Only `adaptive` shares a fuse (`homey` is the one-car original); run_cli refuses others given by name.
+    if len(cars) > 1 or circuits:
+        # Only `adaptive` shares a fuse or knows circuits (`homey` is the one-car original); run_cli
+        # refuses others given by name.
         strategies = [s for s in strategies if s == "adaptive"]
     for strategy in strategies:
         keys = [car_key(i) for i in range(len(cars))]
@@ -822,9 +823,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
                                  "give one --car per car")
             if chosen is not None and len(chosen) > MAX_CARS:
                 raise BenchError(f"trace {trace.name}: at most {MAX_CARS} cars, it has {len(chosen)}")
-            if chosen is not None and len(chosen) > 1 and explicit:
+            if chosen is not None and (len(chosen) > 1 or circuits) and explicit:
                 for strategy in strategies:
-                    shared_balancer(cfg, strategy, chosen)  # `homey` refuses several cars, saying why
+                    # `homey` refuses several cars and circuits, saying why
+                    shared_balancer(cfg, strategy, chosen, circuits if cars else ())
     except KeyError as e:  # unknown scenario; the message lists the built-in names
         print(f"bench: {e.args[0]}", file=sys.stderr)
         return 2
