@@ -283,14 +283,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(sorted(P1_PRESETS))}")
         return v
 
-    @field_validator("chargeamps_connectors")
+    @field_validator("chargeamps_connectors", "ocpp_charge_points", "circuits")
     @classmethod
-    def _connectors(cls, v: str | None) -> str | None:
+    def _listed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A comma-separated list (connectors, OCPP identities, circuits): unset when empty, else
+        read by its parser, whose ValueError names the bad entry."""
         if v is None or not v.strip():
             return None
-        from bridge.balancer.sharing import parse_connectors
-
-        parse_connectors(v)  # ValueError names the bad entry
+        _list_parser(info.field_name)(v)
         return v.strip()
 
     @field_validator("charger_transport", mode="before")
@@ -307,16 +307,6 @@ class Settings(BaseSettings):
         if not v.is_file():
             raise ValueError("no such file")
         return v
-
-    @field_validator("ocpp_charge_points")
-    @classmethod
-    def _identities(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        from bridge.ocpp.identity import parse_identities
-
-        parse_identities(v)  # ValueError names the bad identity
-        return v.strip()
 
     @field_validator("ocpp_upstream_url")
     @classmethod
@@ -349,16 +339,6 @@ class Settings(BaseSettings):
             return parse_identities(self.ocpp_charge_points)
         named = [spec.chargepoint for spec in self.connector_specs()] or [self.chargeamps_chargepoint_id]
         return tuple(dict.fromkeys(cp for cp in named if cp))
-
-    @field_validator("circuits")
-    @classmethod
-    def _circuits(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        from bridge.balancer.circuits import parse_circuits
-
-        parse_circuits(v)  # ValueError names the bad entry
-        return v.strip()
 
     @model_validator(mode="after")
     def _limits(self) -> "Settings":
@@ -573,6 +553,21 @@ class Settings(BaseSettings):
         values.update({k: v for k, v in declared.items() if v is not None and k in BalancerConfig.__dataclass_fields__})
         values.update(overrides)
         return BalancerConfig(**values)
+
+
+def _list_parser(field: str):
+    """The parser of a list setting, imported when used as in the other validators."""
+    if field == "chargeamps_connectors":
+        from bridge.balancer.sharing import parse_connectors
+
+        return parse_connectors
+    if field == "ocpp_charge_points":
+        from bridge.ocpp.identity import parse_identities
+
+        return parse_identities
+    from bridge.balancer.circuits import parse_circuits
+
+    return parse_circuits
 
 
 def zone_of(name: str | None):
