@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.balancer.capacity import CAPACITY_LIMIT_RULE, CapacityConfigError, check_capacity_limit
+from bridge.balancer.circuits import CIRCUIT_VARIABLE
 from bridge.balancer.model import DEFAULT_STRATEGY, STRATEGIES
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
@@ -60,8 +61,11 @@ class Settings(BaseSettings):
     chargeamps_base_url: str = DEFAULT_BASE_URL
     chargeamps_chargepoint_id: str | None = None
     chargeamps_connector_id: int = Field(1, ge=1, le=8)
-    # Several connectors on one fuse: `CP:N[/PHASES]` entries, comma separated.
+    # Several connectors on one fuse: `CP:N[/PHASES][@CIRCUIT]` entries, comma separated.
     chargeamps_connectors: str | None = None
+    # Circuits under the main fuse: `NAME:MAX_A[:PARENT]`, comma separated (their meters:
+    # CIRCUIT_<NAME>_TOPIC_L1..3 and the rest, see circuit_meter_sources).
+    circuits: str | None = None
     chargeamps_state_dir: Path = Field(default_factory=default_state_dir)
     chargeamps_current_level: Literal["connector", "chargepoint"] = "connector"
     chargeamps_pause_method: Literal["current", "mode"] = "current"
@@ -279,14 +283,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown preset {v!r}; choose one of {', '.join(sorted(P1_PRESETS))}")
         return v
 
-    @field_validator("chargeamps_connectors")
+    @field_validator("chargeamps_connectors", "ocpp_charge_points", "circuits")
     @classmethod
-    def _connectors(cls, v: str | None) -> str | None:
+    def _listed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A comma-separated list (connectors, OCPP identities, circuits): unset when empty, else
+        read by its parser, whose ValueError names the bad entry."""
         if v is None or not v.strip():
             return None
-        from bridge.balancer.sharing import parse_connectors
-
-        parse_connectors(v)  # ValueError names the bad entry
+        _list_parser(info.field_name)(v)
         return v.strip()
 
     @field_validator("charger_transport", mode="before")
@@ -303,16 +307,6 @@ class Settings(BaseSettings):
         if not v.is_file():
             raise ValueError("no such file")
         return v
-
-    @field_validator("ocpp_charge_points")
-    @classmethod
-    def _identities(cls, v: str | None) -> str | None:
-        if v is None or not v.strip():
-            return None
-        from bridge.ocpp.identity import parse_identities
-
-        parse_identities(v)  # ValueError names the bad identity
-        return v.strip()
 
     @field_validator("ocpp_upstream_url")
     @classmethod
@@ -400,7 +394,58 @@ class Settings(BaseSettings):
             self.meter_source()
         except MeterConfigError as e:
             raise ValueError(str(e)) from None
+        self.circuit_tree()  # ValueError names a cycle, an unknown parent or circuit, a child above its parent
+        self.circuit_meter_sources()
         return self
+
+    def circuit_list(self) -> list:
+        """The circuits of CIRCUITS (empty when unset)."""
+        from bridge.balancer.circuits import parse_circuits
+
+        return parse_circuits(self.circuits)
+
+    def circuit_tree(self):
+        """The circuits and the connectors on each (CHARGEAMPS_CONNECTORS' `@NAME`), checked."""
+        from bridge.balancer.circuits import CircuitTree
+
+        specs = self.connector_specs()
+        try:
+            return CircuitTree(self.circuit_list(), self.balancer_max_a, {s.key: s.circuit for s in specs})
+        except ValueError as e:
+            raise ValueError(f"CIRCUITS: {e}") from None
+
+    def circuit_meter_sources(self) -> dict:
+        """Each circuit's own meter, by name, from CIRCUIT_<NAME>_TOPIC_L1..3 and the JSON paths,
+        unit and voltage in the shapes of the P1_* settings; a circuit without topics has none (its
+        load is its cars' draws). ValueError names the variable at fault."""
+        from bridge.balancer.circuits import circuit_variable
+        from bridge.mqtt.meter import UNITS, MeterConfigError, MeterSource
+
+        env = _environ_with_dotenv()
+        sources = {}
+        for circuit in self.circuit_list():
+            def value(setting: str) -> str | None:
+                v = env.get(circuit_variable(circuit.name, setting))
+                return v.strip() if v is not None and v.strip() else None
+
+            topics = [value(f"TOPIC_L{n}") for n in (1, 2, 3)]
+            if not any(topics):
+                continue
+            missing = [circuit_variable(circuit.name, f"TOPIC_L{n}") for n, t in zip((1, 2, 3), topics) if not t]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} not set: circuit {circuit.name}'s meter needs a topic per phase")
+            unit = value("UNIT")
+            if unit is not None and unit.lower() not in UNITS:
+                raise ValueError(f"{circuit_variable(circuit.name, 'UNIT')}: must be one of {', '.join(UNITS.values())}")
+            voltage = value("VOLTAGE")
+            try:
+                sources[circuit.name] = MeterSource.from_settings(
+                    topics=topics, paths=[value(f"JSON_PATH_L{n}") for n in (1, 2, 3)],
+                    unit=None if unit is None else UNITS[unit.lower()],
+                    voltage=self.p1_voltage if voltage is None else float(voltage))
+            except (MeterConfigError, ValueError) as e:
+                raise ValueError(f"circuit {circuit.name}'s meter (CIRCUIT_{circuit.name.upper()}_*): {e}") from None
+        return sources
 
     def connector_specs(self) -> list:
         """The connectors on the fuse, from CHARGEAMPS_CONNECTORS; empty when it is not set
@@ -510,6 +555,21 @@ class Settings(BaseSettings):
         return BalancerConfig(**values)
 
 
+def _list_parser(field: str):
+    """The parser of a list setting, imported when used as in the other validators."""
+    if field == "chargeamps_connectors":
+        from bridge.balancer.sharing import parse_connectors
+
+        return parse_connectors
+    if field == "ocpp_charge_points":
+        from bridge.ocpp.identity import parse_identities
+
+        return parse_identities
+    from bridge.balancer.circuits import parse_circuits
+
+    return parse_circuits
+
+
 def zone_of(name: str | None):
     """The time zone named `name` (IANA, e.g. Europe/Stockholm, or TZ's `:Europe/Stockholm`), or the
     system's (/etc/localtime) when None; ValueError with one line when there is no such zone."""
@@ -542,8 +602,10 @@ def default_client_id(host: str, base_topic: str) -> str:
 # Read from the same environment, but not by Settings: docker-compose.yml's own (`.env` reaches the
 # bridge whole through `env_file`).
 COMPOSE_ONLY_VARIABLES = frozenset({"MQTT_PUBLISHED_PORT", "DEMO_CLOUD_PORT"})
-# Names built from a pattern, read elsewhere than Settings: a circuit's phase topics.
-DYNAMIC_VARIABLES = (re.compile(r"CIRCUIT_[A-Z0-9_]+_TOPIC_L[123]"),)
+# Names built from a pattern, read elsewhere than Settings: a circuit's meter (CIRCUIT_<NAME>_TOPIC_L1, ...),
+# and the prefix that says such a name is meant for the bridge.
+DYNAMIC_VARIABLES = (CIRCUIT_VARIABLE,)
+DYNAMIC_PREFIXES = ("CIRCUIT_",)
 # How alike a name must be to a real one to count as its misspelling (difflib's ratio):
 # BALANSER_MAX_A is 0.93 from BALANCER_MAX_A; unrelated variables stay far below.
 NEAR_MISS_RATIO = 0.85
@@ -566,7 +628,7 @@ def setting_prefixes() -> tuple[str, ...]:
     """The first word of the settings' names that two settings or more share (CHARGEAMPS_, MQTT_,
     P1_, BALANCER_, ...): a variable starting with one is meant for the bridge."""
     words = [name.split("_", 1)[0] for name in Settings.model_fields if "_" in name]
-    return tuple(sorted(f"{w.upper()}_" for w in set(words) if words.count(w) > 1))
+    return tuple(sorted({f"{w.upper()}_" for w in words if words.count(w) > 1} | set(DYNAMIC_PREFIXES)))
 
 
 def unknown_variables(names: Iterable[str]) -> list[tuple[str, str | None]]:

@@ -214,3 +214,64 @@ def test_generated_houses_with_two_cars_share_each_fuse_and_the_distribution_cou
     out = capsys.readouterr().out
     assert out.startswith("1 generated houses, seed 1, cars L1L2L3:16, L1L2L3:16 instead of each house's own")
     assert "targets for several cars" in out
+
+
+# ---- circuits: bench --circuit, a car @NAME ----------------------------------------------------
+
+def test_parse_car_on_a_circuit():
+    assert parse_car("L1L2L3:16@garage") == CarSpec(max_a=16, circuit="garage")
+    assert parse_car("L2@garage").label == "L2@garage"
+    with pytest.raises(ValueError, match="no circuit named after @"):
+        parse_car("L1@")
+
+
+def test_the_oracle_keeps_the_circuits():
+    from bridge.balancer.circuits import Circuit
+
+    cars = (CarSpec(circuit="garage"), CarSpec(circuit="garage"), CarSpec())
+    rooms = bench.circuit_limits(cars, [Circuit("garage", 15)], LIMITS.max_a)
+    # 22 A for the cars on the main fuse, the garage's 15 A for its two: 7 + 7 (then 8 where fair), the rest elsewhere.
+    amps = oracle_shared((2.0, 2.0, 2.0), (16, 16, 16), cars, LIMITS, rooms)
+    assert amps[0] + amps[1] <= 15 and amps[2] == 22 - amps[0] - amps[1]
+    assert oracle_shared((2.0, 2.0, 2.0), (16, 16, 16), cars, LIMITS) == (8, 7, 7)  # without the garage
+
+
+def test_one_car_on_a_circuit_is_held_by_it(tmp_path, capsys):
+    path = tmp_path / "quiet.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},2,2,2\n" for t in range(600)))
+    assert run(["--trace", str(path), "--circuit", "garage:10", "--car", "L1L2L3:16@garage", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["traces"][0]
+    assert set(entry["strategies"]) == {"adaptive"}  # homey knows no circuits: left out by default
+    s = entry["strategies"]["adaptive"]
+    assert s["seconds_over_circuit"] <= LAG_S + 1 and s["energy_ratio"] > 0.95
+
+
+def test_cli_cars_on_a_circuit_stay_within_it(tmp_path, capsys):
+    path = tmp_path / "quiet.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},2,2,2\n" for t in range(900)))
+    assert run(["--trace", str(path), "--circuit", "garage:15", "--car", "L1L2L3:16@garage",
+                "--car", "L1L2L3:16@garage", "--car", "L1L2L3:16", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["traces"][0]
+    assert entry["cars"] == ["L1L2L3:16@garage", "L1L2L3:16@garage", "L1L2L3:16"]
+    s = entry["strategies"]["adaptive"]
+    # Over the garage's limit only until the first cut reaches the cars (the charger's lag).
+    assert s["seconds_over_circuit"] <= LAG_S + 1
+    assert s["energy_ratio"] > 0.95
+    garage = s["cars"][0]["energy_kwh"] + s["cars"][1]["energy_kwh"]
+    assert garage < s["cars"][2]["energy_kwh"] * 15 / 7 * 1.1  # the garage's two share 15 A
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--car", "L1@garage", "--car", "L2"], "connector 1:1: unknown circuit 'garage'"),
+        (["--circuit", "garage:30", "--car", "L1@garage", "--car", "L2"], "above the main fuse's BALANCER_MAX_A"),
+        (["--circuit", "a:10:b", "--circuit", "b:10:a", "--car", "L1@a", "--car", "L2"], "make a cycle"),
+        (["--generate", "2", "--circuit", "garage:15", "--car", "L1@garage", "--car", "L2"], "not to --generate"),
+        (["--scenario", "evening-oven", "--circuit", "garage:10", "--car", "L1L2L3@garage", "--strategy", "homey"],
+         "knows the main fuse only"),
+    ],
+)
+def test_cli_bad_circuits_exit_2_naming_them(argv, words, capsys):
+    assert run(argv) == 2
+    assert words in capsys.readouterr().err

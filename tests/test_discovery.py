@@ -17,6 +17,7 @@ from bridge.mqtt.discovery import (
     ENTITY_KEYS,
     REQUIRED_KEYS,
     Outlet,
+    circuit_messages,
     connector_labels,
     discovery_messages,
     outlet_messages,
@@ -267,7 +268,23 @@ CONFIGURATIONS = {
     "an Aura's two connectors": lambda: several(AURA_TWO),
     "an Aura and a Halo": lambda: several(AURA_AND_HALO, meter_power=(True, True, True, False)),
     "an Aura, installation current unknown": lambda: several([Outlet(AURA, 1, "Aura"), Outlet(AURA, 2, "Aura")]),
+    "an Aura on a garage feeder, and a box under it": lambda: (
+        [*several(AURA_TWO)[0], *circuit_messages(Topics(), "homeassistant", "n", ["garage", "box_1"], AURA,
+                                                  "Aura", "0.1.0")], []),
 }
+
+
+def test_each_circuit_has_its_sensors_on_topics_the_service_publishes() -> None:
+    t = Topics("base")
+    announced = circuit_messages(t, "homeassistant", "base", ["garage", "box_1"], CP, "Halo", "0.1.0")
+    states = {config["state_topic"] for _topic, config in announced}
+    assert states == {*t.circuit_topics("garage"), *t.circuit_topics("box_1")}
+    assert "base/circuit/garage/headroom_l2" in states
+    names = {config["name"] for _topic, config in announced}
+    assert {"Circuit garage current L1", "Circuit garage headroom L3", "Circuit box_1 max"} <= names
+    ids = [config["unique_id"] for _topic, config in announced]
+    assert len(set(ids)) == len(ids) == 14
+    assert not {c["unique_id"] for _t, c in several(AURA_TWO)[0]} & set(ids)
 
 
 @pytest.mark.parametrize("configuration", list(CONFIGURATIONS))

@@ -69,10 +69,11 @@ WALL = MovableWall(datetime(2027, 1, 12, 16, 0, tzinfo=ZoneInfo("Europe/Stockhol
 
 @contextmanager
 def tuning_in_environment(env: dict[str, str]):
-    """The balancer's finer tuning (BALANCER_ROTATE_S, ...) is read from the environment, as
-    in production; an in-process service reads the test process's."""
-    saved = {k: os.environ.get(k) for k in env if k.startswith("BALANCER_")}
-    os.environ.update({k: v for k, v in env.items() if k.startswith("BALANCER_")})
+    """The balancer's finer tuning (BALANCER_ROTATE_S, ...) and the circuits' meters are read from
+    the environment, as in production; an in-process service reads the test process's."""
+    read_there = ("BALANCER_", "CIRCUIT_")  # and a circuit's meter, CIRCUIT_<NAME>_TOPIC_L1...
+    saved = {k: os.environ.get(k) for k in env if k.startswith(read_there)}
+    os.environ.update({k: v for k, v in env.items() if k.startswith(read_there)})
     try:
         yield
     finally:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.balancer.adaptive import PHASE_IN_USE_A, WRITES_PER_RAISE, AdaptiveStrategy
+from bridge.balancer.circuits import MAIN, Circuit, CircuitRoom, CircuitTree, binding, circuit_rooms, circuits_over
 from bridge.balancer.core import Balancer, meter_staleness, whole_amps_for_charger
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
@@ -69,7 +70,7 @@ MOVE_MIN_STEP_A = 2
 RAISE_MIN_STEP_A = 2
 SMALL_RAISE_SPARE_WRITES = 4
 
-_ENTRY = re.compile(r"^(?P<cp>[^:/\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/\s]*))?$")
+_ENTRY = re.compile(r"^(?P<cp>[^:/@\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/@\s]*))?(?:@(?P<circuit>[^@\s]*))?$")
 
 
 # ---- which connectors -------------------------------------------------------------
@@ -82,9 +83,10 @@ class ConnectorSpec:
     # The house phase that the charger's L1, L2, L3 are wired to ("/L2L3L1" gives (1, 2, 0)).
     phase_map: tuple[int, int, int] = IDENTITY_PHASES
     priority: int = DEFAULT_PRIORITY  # 0..9, higher first
+    circuit: str = MAIN  # the circuit it is on (`@garage`); the main fuse when none is named
 
     def __post_init__(self) -> None:
-        if _ENTRY.match(self.key) is None or "/" in self.key:
+        if _ENTRY.match(self.key) is None or "/" in self.key or "@" in self.key:
             raise ValueError(f"connector {self.key!r} must be CHARGEPOINT:CONNECTOR, e.g. 2001:1")
         if sorted(self.phase_map) != list(PHASES):
             raise ValueError(f"connector {self.key}: the phase map must use L1, L2, L3 once each, "
@@ -123,7 +125,7 @@ def parse_phase_map(text: str) -> tuple[int, int, int]:
 
 
 def parse_connectors(text: str) -> list[ConnectorSpec]:
-    """`2001:1,2001:2,2002:1/L2L3L1` -> specs; ValueError names the bad entry."""
+    """`2001:1@garage,2001:2@garage,2002:1/L2L3L1` -> specs; ValueError names the bad entry."""
     specs: list[ConnectorSpec] = []
     entries = [e.strip() for e in text.split(",")]
     if not any(entries):
@@ -133,8 +135,8 @@ def parse_connectors(text: str) -> list[ConnectorSpec]:
             raise ValueError(f"empty entry in connector list {text!r}")
         match = _ENTRY.match(entry)
         if match is None:
-            raise ValueError(f"connector entry {entry!r}: expected CHARGEPOINT:CONNECTOR[/PHASES], "
-                             "e.g. 2001:1 or 2002:1/L2L3L1")
+            raise ValueError(f"connector entry {entry!r}: expected CHARGEPOINT:CONNECTOR[/PHASES][@CIRCUIT], "
+                             "e.g. 2001:1, 2002:1/L2L3L1 or 2001:2@garage")
         if int(match["n"]) < 1:
             raise ValueError(f"connector entry {entry!r}: connectors are numbered from 1")
         phase_map = IDENTITY_PHASES
@@ -146,7 +148,10 @@ def parse_connectors(text: str) -> list[ConnectorSpec]:
         key = f"{match['cp']}:{int(match['n'])}"
         if any(s.key == key for s in specs):
             raise ValueError(f"connector entry {entry!r}: {key} is listed twice")
-        specs.append(ConnectorSpec(key=key, phase_map=phase_map))
+        circuit = MAIN if match["circuit"] is None else match["circuit"].strip()
+        if not circuit:
+            raise ValueError(f"connector entry {entry!r}: no circuit named after @")
+        specs.append(ConnectorSpec(key=key, phase_map=phase_map, circuit=circuit))
     return specs
 
 
@@ -191,26 +196,33 @@ class PowerBudget:
 
 
 def share(budget: Sequence[float], claims: Sequence[Claim], min_current: int,
-          powers: Sequence[PowerBudget] = ()) -> dict[str, int]:
+          powers: Sequence[PowerBudget] = (), circuits: Sequence[CircuitRoom] = ()) -> dict[str, int]:
     """Whole amps per connector: per house phase the connectors on it together stay within
-    `budget`, and the connectors of each power budget in `powers` within it; each gets 0 or
+    `budget`, those under each circuit of `circuits` within its room on that phase, and the
+    connectors of each power budget in `powers` within it; each gets 0 or
     `min_current` up to its cap. `claims` come in precedence order: a claim gets its minimum when
     it fits after those before it (so the last pause first). Then, priority by priority from the
     highest, the admitted ones are raised one amp at a time, the lowest first (max-min fair; among
     equals the one that holds more now, so an odd amp does not move back and forth), while their
     phases and power budgets have an amp left: a higher priority reaches its cap before a lower one
-    gets more than its minimum."""
+    gets more than its minimum. A car whose circuit is full stops there; the others go on (max-min
+    fair over the whole tree)."""
     left = [float(b) for b in budget]
     room = [float(pb.phase_amps) for pb in powers]
     mine = {c.key: [i for i, pb in enumerate(powers) if pb.holds(c.key)] for c in claims}
+    feeder = [list(r.room) for r in circuits]
+    under = {c.key: [i for i, r in enumerate(circuits) if r.holds(c.key)] for c in claims}
 
     def fits(c: Claim, amps: int) -> bool:
         return (all(left[p] >= amps for p in c.phases)
+                and all(feeder[i][p] >= amps for i in under[c.key] for p in c.phases)
                 and all(room[i] >= amps * c.weight for i in mine[c.key]))
 
     def take(c: Claim, amps: int) -> None:
         for p in c.phases:
             left[p] -= amps
+            for i in under[c.key]:
+                feeder[i][p] -= amps
         for i in mine[c.key]:
             room[i] -= amps * c.weight
 
@@ -325,6 +337,7 @@ class SharedDecision:
     reason: str
     strategy: str
     waiting_for_meter: bool = False
+    circuits: tuple[CircuitRoom, ...] = ()  # each circuit's room and load at this decision
 
     def connector(self, key: str) -> ConnectorDecision:
         for c in self.connectors:
@@ -352,6 +365,10 @@ class SharedDecision:
             "waiting_for_meter": self.waiting_for_meter,
             "connectors": [c.to_dict() for c in self.connectors],
         }
+        if self.circuits:
+            data["circuits"] = [{"name": r.name, "max_a": r.max_a,
+                                 "current": [None if a is None else round(float(a), 3) for a in r.current],
+                                 "meter_stale": r.stale is not None} for r in self.circuits]
         if len(self.connectors) == 1:
             data["command"] = self.connectors[0].command
         return data
@@ -391,7 +408,7 @@ class SharedBalancer:
     """Several connectors on one fuse; see the module docstring and docs/DESIGN.md."""
 
     def __init__(self, cfg: BalancerConfig | None, connectors: Sequence[ConnectorSpec],
-                 strategy: str = DEFAULT_STRATEGY) -> None:
+                 strategy: str = DEFAULT_STRATEGY, circuits: Sequence[Circuit] = ()) -> None:
         self._cfg = cfg if cfg is not None else BalancerConfig()
         specs = list(connectors)
         if not specs:
@@ -402,18 +419,30 @@ class SharedBalancer:
         if len(specs) > 1 and strategy != "adaptive":
             raise ValueError(f"strategy {strategy!r} balances one connector only (it is the original "
                              f"one-car flow); with {len(specs)} connectors use 'adaptive'")
+        self._tree = CircuitTree(circuits, self._cfg.max_a, {s.key: s.circuit for s in specs})
+        if self._tree.balances and strategy != "adaptive":
+            raise ValueError(f"strategy {strategy!r} knows the main fuse only; with a connector on a "
+                             "circuit use 'adaptive'")
         self._strategy_name = strategy
         self._conns = {s.key: _Connector(s, Balancer(self._cfg, strategy=strategy), s.priority)
                        for s in specs}
         for c in self._conns.values():
             c.tokens = float(self._cfg.write_budget_burst)
             c.installation_current = self._cfg.installation_current
-        self._single = len(specs) == 1
+        # One connector on the main fuse alone is the one-car balancer. On a circuit it takes the
+        # shared path, the one that knows the tree (a sub-meter is a second meter, with its own
+        # staleness, which the one-car balancer cannot read).
+        self._single = len(specs) == 1 and not self._tree.balances
+        self._circuit_meter: dict[str, list[float | None]] = {n: [None, None, None] for n in self._tree.circuits}
+        self._circuit_meter_at: dict[str, list[float | None]] = {n: [None, None, None] for n in self._tree.circuits}
+        self._metered: set[str] = set()  # circuits with a meter of their own
         self._reader = AdaptiveStrategy(lambda: self._cfg)  # reads a car's draw from its inputs
         self._meter: list[float | None] = [None, None, None]
         self._meter_at: list[float | None] = [None, None, None]
         self._started_at: float | None = None
         self._history: deque[tuple[float, Triple | None]] = deque()
+        self._rooms: list[CircuitRoom] = []  # the circuits at the latest decision, deepest first
+        self._room_history: deque[tuple[float, dict[str, Triple]]] = deque()  # for the raise hold
         self._last_raise_at: float | None = None
         self._cycle_level = 0
         self._cycle_seen_at: float | None = None
@@ -440,6 +469,40 @@ class SharedBalancer:
             self._started_at = now
 
     # ---- inputs -------------------------------------------------------------
+    @property
+    def circuits(self) -> CircuitTree:
+        return self._tree
+
+    def circuit_metered(self, name: str) -> None:
+        """The circuit has a meter of its own: its load is what that meter says (until the first
+        reading, and whenever it falls silent, its cars have the fail-safe current together)."""
+        self._circuit(name)
+        self._metered.add(name)
+
+    def circuit_meter(self, now: float, name: str, phase: int, amps: float) -> None:
+        """One live phase reading of a circuit's own meter."""
+        self._seen(now)
+        self._circuit(name)
+        if phase not in PHASES or not math.isfinite(float(amps)):
+            raise ValueError(f"circuit {name}: a reading needs a phase 0..2 and a finite current, "
+                             f"got {phase!r}, {amps!r}")
+        self._metered.add(name)
+        self._circuit_meter[name][phase] = float(amps)
+        self._circuit_meter_at[name][phase] = now
+
+    def circuit_meter_alive(self, now: float, name: str) -> None:
+        """A circuit's meter is alive, its values unchanged."""
+        self._seen(now)
+        at = self._circuit_meter_at[self._circuit(name)]
+        for n in PHASES:
+            if at[n] is not None:
+                at[n] = now
+
+    def _circuit(self, name: str) -> str:
+        if name not in self._tree.circuits:
+            raise ValueError(f"unknown circuit {name!r}; known: {', '.join(self._tree.circuits) or 'none'}")
+        return name
+
     def meter(self, now: float, phase: int, amps: float) -> None:
         self._seen(now)
         for c in self._conns.values():
@@ -648,8 +711,57 @@ class SharedBalancer:
         draws nothing (its minimum is held for a car to come, and counted against the fuse)."""
         return {k: 0 if c.idle else len(c.car_phases or used[k]) for k, c in self._conns.items()}
 
-    def _share(self, budget: Sequence[float], claims: Sequence[Claim]) -> dict[str, int]:
-        return share(budget, claims, self._cfg.min_current, tuple(self._budgets.values()))
+    def _share(self, budget: Sequence[float], claims: Sequence[Claim],
+               rooms: Sequence[CircuitRoom] | None = None) -> dict[str, int]:
+        return share(budget, claims, self._cfg.min_current, tuple(self._budgets.values()),
+                     self._rooms if rooms is None else rooms)
+
+    # ---- the circuit tree ---------------------------------------------------------
+    def _circuit_rooms(self, now: float, draws: dict[str, Triple]) -> list[CircuitRoom]:
+        """Every circuit's room for its cars now (`draws`: the most each car may draw per house
+        phase); a sub-meter is stale by the main meter's rule."""
+        meters = {n: tuple(self._circuit_meter[n]) for n in self._metered}
+        stale = {n: meter_staleness(now, tuple(self._circuit_meter_at[n]), self._cfg)  # type: ignore[arg-type]
+                 for n in self._metered}
+        failsafe = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
+        return circuit_rooms(self._tree, draws, meters, stale, failsafe)  # type: ignore[arg-type]
+
+    def _rooms_held(self, now: float, hold: float, targets: dict[str, int],
+                    shares: dict[str, tuple[int, ...]]) -> list[CircuitRoom]:
+        """For a raise: each circuit's least room over the last `hold` seconds, and never less than
+        what its cars are given now (a raise only moves or adds amps)."""
+        out = []
+        for r in self._rooms:
+            held = [r.room[p] for p in PHASES]
+            for t, rooms in self._room_history:
+                if t >= now - hold and r.name in rooms:
+                    held = [min(held[p], rooms[r.name][p]) for p in PHASES]
+            load = [sum(targets[k] for k in r.keys if p in shares[k] and targets[k] >= self._cfg.min_current)
+                    for p in PHASES]
+            out.append(dataclasses.replace(r, room=tuple(max(held[p], load[p]) for p in PHASES)))
+        return out
+
+    def _cut_circuits(self, new: dict[str, int], fair: dict[str, int], shares: dict[str, tuple[int, ...]]
+                      ) -> dict[str, int]:
+        """Each circuit over its room, deepest first, cut as the main fuse is (`least_cut` over its cars)."""
+        cfg = self._cfg
+        new = dict(new)
+        for r in self._rooms:
+            if circuits_over([r], new, shares, cfg.min_current, cfg.cut_tolerance_a):
+                keys = [k for k in new if r.holds(k)]
+                new.update(least_cut(r.room, {k: new[k] for k in keys}, {k: fair[k] for k in keys},
+                                     {k: shares[k] for k in keys}, cfg.min_current, cfg.cut_tolerance_a))
+        return new
+
+    def _circuit_notes(self, key: str, amps: dict[str, int], shares: dict[str, tuple[int, ...]]) -> list[str]:
+        """The circuits that keep this connector where it is, for its reason: a stale meter, or a
+        phase with no amp left for it (`garage L2 at 15.2 A`)."""
+        c = self._conns[key]
+        notes = [f"circuit {r.name} meter stale ({r.stale}): fail-safe {r.room[0]:.0f} A for its cars together"
+                 for r in self._rooms if r.holds(key) and r.stale is not None]
+        if amps[key] < self._cap(c) and shares[key]:
+            notes += binding([r for r in self._rooms if r.stale is None], key, amps, shares, self._cfg.min_current)
+        return notes
 
     def _power_over(self, amps: dict[str, int], weights: dict[str, int]) -> tuple[list[str], set[str]]:
         """Why `amps` break a power limit (a connector above its cap, a budget exceeded), and the
@@ -804,10 +916,12 @@ class SharedBalancer:
         one = ConnectorDecision(
             key=c.spec.key, charge_at=d.charge_at, command=d.command, reason=d.reason, paused=d.paused,
             draw=draw, charging=not d.paused and not self._idle(now, c), phases=used, priority=c.priority)
+        # The circuits feed no connector here (else the shared path decides): shown, not balanced.
+        self._rooms = self._circuit_rooms(now, {c.spec.key: draw})
         return SharedDecision(
             connectors=(one,), charge_at=d.charge_at, loadbal=d.loadbal, phase_currents=d.phase_currents,
             headroom=d.headroom, meter_stale=d.meter_stale, paused=d.paused, reason=d.reason,
-            strategy=d.strategy, waiting_for_meter=d.waiting_for_meter)
+            strategy=d.strategy, waiting_for_meter=d.waiting_for_meter, circuits=tuple(self._rooms))
 
     def _claims(self, now: float, used: dict[str, tuple[int, ...]], idle: dict[str, bool],
                 resume_gate: bool) -> list[Claim]:
@@ -827,6 +941,8 @@ class SharedBalancer:
             paused_for = None if c.paused_at is None or c.target else now - c.paused_at
             if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
                 cap = 0  # paused too recently to resume, or a cut
+            if c.target is not None and any(r.stale is not None and r.holds(key) for r in self._rooms):
+                cap = min(cap, c.target)  # its circuit's meter is stale: the fail-safe never raises
             in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
             # Equal charge in the last `rotate_s` (none: a power budget, or the house's load, kept
             # them all paused for longer than that): the least charge since its car plugged in first,
@@ -905,6 +1021,7 @@ class SharedBalancer:
             # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
             # current as a three-phase one has had the same turn.
             self._add_energy(now, c, max(ranges[k][1]) * dt)
+        self._rooms = self._circuit_rooms(now, {k: ranges[k][0] for k in conns})
         meter = [0.0 if m is None else m for m in self._meter]
         # Every connector's inputs hear the same meter: any of them knows its usual intervals.
         limits = next(iter(conns.values())).inputs.silence_limits()
@@ -930,9 +1047,12 @@ class SharedBalancer:
         reserve, _load = self._loads.reserve(now, cfg, house, phases_used, caps_on)
         spare = tuple(cfg.max_a - house[p] - reserve[p] for p in PHASES)
         self._history.append((now, None if in_flight else spare))  # type: ignore[arg-type]
+        self._room_history.append((now, {r.name: r.room for r in self._rooms}))
         horizon = now - cfg.raise_hold_max_s - 1.0
         while len(self._history) > 1 and self._history[0][0] < horizon:
             self._history.popleft()
+        while len(self._room_history) > 1 and self._room_history[0][0] < horizon:
+            self._room_history.popleft()
 
         targets = {k: (c.target if c.target is not None else self._cap(c)) for k, c in conns.items()}
         load = [sum(targets[k] for k in conns if p in shares[k] and targets[k] >= cfg.min_current)
@@ -941,26 +1061,30 @@ class SharedBalancer:
                    max(0.0, load[2] - headroom[2]))
         reasons: dict[str, str] = {}
         over = [p for p in PHASES if load[p] > headroom[p] + cfg.cut_tolerance_a]
+        tree_over = circuits_over(self._rooms, targets, shares, cfg.min_current, cfg.cut_tolerance_a)
         first = any(c.target is None for c in conns.values())
         weights = self._weights(shares)
         power_over, power_keys = self._power_over(targets, weights)
-        if over or first or power_over:
-            # Cut now, to what the headroom and the power limits give; nobody is raised in a cut.
-            # Within the cut tolerance nobody is cut, so nobody is paused for less either.
+        if over or tree_over or first or power_over:
+            # Cut now, to what the headroom, the circuits and the power limits give; nobody is
+            # raised in a cut. Within the cut tolerance nobody is cut, so nobody is paused for less either.
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
-            alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False))
-            new = least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a)
+            rooms = [dataclasses.replace(r, room=tuple(a + cfg.cut_tolerance_a for a in r.room)) for r in self._rooms]
+            alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False), rooms)
+            new = self._cut_circuits(least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a),
+                                     alloc, shares)
             if power_over and not over:
                 new = self._power_cut(new, alloc, weights)
             elif power_over:
                 # A phase and a power limit at once: the allocation, not two least cuts in a row
                 # (each may leave a car an amp off its share, and together two amps apart).
                 new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
-            if over:
+            if over or tree_over:
                 self._note_cut(now)
-            where = ", ".join(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
-                              for p in (over or PHASES))
-            if power_over and not over:
+            where = ", ".join([*(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
+                                 for p in (over or ([] if tree_over else PHASES))),
+                               *(f"{r.where(p)}, {max(r.room[p], 0):.1f} A for its cars" for r, p in tree_over)])
+            if power_over and not over and not tree_over:
                 where = "; ".join(power_over)
             for k in conns:
                 reasons[k] = self._why(k, targets[k], new[k], shares, where, headroom, new)
@@ -990,7 +1114,7 @@ class SharedBalancer:
             if claim.fixed is None:
                 claim = dataclasses.replace(claim, cap=min(claim.cap, c.target if c.target is not None else claim.cap))
             claims.append(claim)
-        new = share([float(current)] * 3, claims, cfg.min_current)
+        new = share([float(current)] * 3, claims, cfg.min_current, (), self._rooms)
         text = f"meter stale ({why}): fail-safe {current} A for the cars together"
         reasons = {}
         for k in self._conns:
@@ -1010,7 +1134,8 @@ class SharedBalancer:
                 continue
             # What is given now stays possible: amps are only moved or added, never lost to an old reading.
             budget = [max(level[p], load[p]) for p in PHASES]
-            ideal = self._share(budget, self._claims(now, used, idle, resume_gate=True))
+            ideal = self._share(budget, self._claims(now, used, idle, resume_gate=True),
+                                self._rooms_held(now, hold, targets, used))
             if hold == long_hold or not cycling:
                 break
             worth = any(ideal[k] - targets[k] >= cfg.follow_min_step_a or (ideal[k] and not targets[k])
@@ -1131,7 +1256,7 @@ class SharedBalancer:
         total = sum(p.charge_at for p in parts)
         return SharedDecision(tuple(parts), total, (0.0, 0.0, 0.0), tuple(self._meter),  # type: ignore[arg-type]
                               (None, None, None), False, total == 0, text, self._strategy_name,
-                              waiting_for_meter=True)
+                              waiting_for_meter=True, circuits=tuple(self._rooms))
 
     def _output(self, now: float, new: dict[str, int], reasons: dict[str, str], used: dict, ranges: dict,
                 idle: dict, headroom: OptTriple, loadbal: Triple, summary: str, *,
@@ -1140,11 +1265,13 @@ class SharedBalancer:
         cfg = self._cfg
         parts = []
         weights = self._weights(used)
+        shares = {k: self._shares_on(c, used[k]) for k, c in self._conns.items()}
         for key, c in self._conns.items():
             want = new[key]
             reason = reasons.get(key, summary)
             if not meter_stale:
                 reason += "".join(f"; {n}" for n in self._power_notes(key, new, weights) if n not in reason)
+            reason += "".join(f"; {n}" for n in self._circuit_notes(key, new, shares) if n not in reason)
             last = c.inputs.observations().commanded if c.confirmed else None
             if c.failed:
                 want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)
@@ -1167,4 +1294,5 @@ class SharedBalancer:
                                            want > 0 and not idle[key], used[key], c.priority))
         total = sum(p.charge_at for p in parts)
         return SharedDecision(tuple(parts), total, loadbal, tuple(self._meter),  # type: ignore[arg-type]
-                              headroom, meter_stale, total == 0, summary, self._strategy_name)
+                              headroom, meter_stale, total == 0, summary, self._strategy_name,
+                              circuits=tuple(self._rooms))

@@ -573,6 +573,32 @@ def outlet_messages(topics: Topics, prefix: str, node_id: str, outlets: list[Out
     return out
 
 
+def _circuit_entities(t: Topics, name: str) -> list[Entity]:
+    """A circuit's sensors: what it carries and what is free on each phase, and its limit."""
+    current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
+    key = f"circuit_{slug(name)}"
+    return [
+        *(Entity(f"{key}_current_l{p + 1}", "sensor", {"name": f"Circuit {name} current L{p + 1}",
+                                                        "state_topic": t.circuit_current(name, p), **current})
+          for p in PHASES),
+        *(Entity(f"{key}_headroom_l{p + 1}", "sensor", {"name": f"Circuit {name} headroom L{p + 1}",
+                                                         "state_topic": t.circuit_headroom(name, p), **current})
+          for p in PHASES),
+        Entity(f"{key}_max_a", "sensor", {"name": f"Circuit {name} max", "state_topic": t.circuit_max_a(name),
+                                          "device_class": "current", "unit_of_measurement": "A",
+                                          "entity_category": "diagnostic"}),
+    ]
+
+
+def circuit_messages(topics: Topics, prefix: str, node_id: str, circuits: list[str], cp_id: str,
+                     device_model: str | None, sw_version: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each circuit's sensors (CIRCUITS), on the device of the charge point the bridge announces first."""
+    device = _device(cp_id, device_model, sw_version)
+    # unique_id by the bridge's base topic: a circuit belongs to the site, not to a charge point.
+    return [_announcement(topics, prefix, node_id, e, e.key, f"{slug(node_id)}_{e.key}", device, sw_version)
+            for name in circuits for e in _circuit_entities(topics, name)]
+
+
 def removal_messages(prefix: str, node_id: str, keys: list[str] | None = None) -> list[tuple[str, str]]:
     """(config topic, "") to publish retained: an empty config removes the entity."""
     wanted = ENTITY_KEYS if keys is None else keys

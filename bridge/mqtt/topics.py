@@ -124,6 +124,24 @@ class Topics:
     def meter_power(self, phase: int) -> str:
         return f"{self.base}/meter/power_{_phase_suffix(phase)}"
 
+    # --- per circuit (CIRCUITS) ---------------------------------------------
+    def _circuit(self, name: str) -> str:
+        return f"{self.base}/circuit/{_check_level(name, 'circuit name')}"
+
+    def circuit_current(self, name: str, phase: int) -> str:
+        return f"{self._circuit(name)}/current_{_phase_suffix(phase)}"
+
+    def circuit_max_a(self, name: str) -> str:
+        return f"{self._circuit(name)}/max_a"
+
+    def circuit_headroom(self, name: str, phase: int) -> str:
+        return f"{self._circuit(name)}/headroom_{_phase_suffix(phase)}"
+
+    def circuit_topics(self, name: str) -> list[str]:
+        """What the service publishes for one circuit."""
+        return [*(self.circuit_current(name, p) for p in PHASES), self.circuit_max_a(name),
+                *(self.circuit_headroom(name, p) for p in PHASES)]
+
     # --- per charge point / connector -------------------------------------
     def _cp(self, cp: str) -> str:
         return f"{self.base}/charger/{_check_level(cp, 'charge point id')}"

@@ -13,6 +13,7 @@ from bridge.mqtt.client import Message, Subscription
 from bridge.mqtt.discovery import (
     ALL_METER_POWER,
     Outlet,
+    circuit_messages,
     discovery_messages,
     ha_status_topic,
     outlet_messages,
@@ -80,6 +81,9 @@ class Discovery:
             self.publisher.publish(topic, json.dumps(payload))
         if several:
             self._announce_connectors(prefix, node)
+        for topic, payload in circuit_messages(self.topics, prefix, node, [c.name for c in s.circuit_list()],
+                                               view.cp_id, view.model, __version__):
+            self.publisher.publish(topic, json.dumps(payload))
 
     def _announce_connectors(self, prefix: str, node: str) -> None:
         """Several connectors: each one's own entities, and each charge point's, on its device."""

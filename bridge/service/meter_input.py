@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.balancer import Balancer
+from bridge.balancer.sharing import SharedBalancer
 from bridge.mqtt.client import Message, Subscription
-from bridge.mqtt.meter import MeterSource, MeterState
+from bridge.mqtt.meter import MeterSource, MeterState, PhaseValue
 from bridge.mqtt.payloads import format_number
 from bridge.mqtt.topics import Topics
 from bridge.service.health import Health
@@ -120,18 +121,24 @@ class MeterInput:
         if update.gap:
             log.warning("%s", update.gap)
         for value in update.phases:
-            self.balancer.meter(now, value.phase, value.amps)
-            if value.power_w is not None:
-                self.publisher.publish(self.topics.meter_power(value.phase), format_number(round(value.power_w, 1)))
+            self._reading(now, value)
         if update.heartbeat:
             # After the phases: a heartbeat vouches only for phases that have a value.
-            self.balancer.meter_alive(now)
+            self._alive(now)
         if update.total_power_w is not None:
             self._total = (update.total_power_w, now)
             self.publisher.publish(self.topics.meter_power_total, format_number(round(update.total_power_w, 1)))
         if update.phases or update.heartbeat:
             self.last_at = now
         return bool(update.phases)
+
+    def _reading(self, now: float, value: PhaseValue) -> None:
+        self.balancer.meter(now, value.phase, value.amps)
+        if value.power_w is not None:
+            self.publisher.publish(self.topics.meter_power(value.phase), format_number(round(value.power_w, 1)))
+
+    def _alive(self, now: float) -> None:
+        self.balancer.meter_alive(now)
 
     def house_power(self, now: float, amps: Sequence[float], voltage: float) -> HousePower:
         """The house's net power now, given the balancer's phase currents: the whole house's
@@ -144,3 +151,21 @@ class MeterInput:
 
     def age_s(self, now: float) -> float | None:
         return None if self.last_at is None else round(now - self.last_at, 1)
+
+
+class CircuitMeterInput(MeterInput):
+    """A circuit's own meter (CIRCUIT_<NAME>_TOPIC_L1..3): read as the P1 meter is, its readings go to
+    the balancer as that circuit's (its topics `circuit/<name>/...` come with the decision)."""
+
+    def __init__(self, name: str, meter: MeterSource, balancer: SharedBalancer, health: Health, *,
+                 fuse_a: float, stale_after_s: float, publisher: StatePublisher, topics: Topics) -> None:
+        super().__init__(meter, balancer, health, fuse_a=fuse_a, stale_after_s=stale_after_s,  # type: ignore[arg-type]
+                         publisher=publisher, topics=topics)
+        self.name = name
+        balancer.circuit_metered(name)
+
+    def _reading(self, now: float, value: PhaseValue) -> None:
+        self.balancer.circuit_meter(now, self.name, value.phase, value.amps)  # type: ignore[attr-defined]
+
+    def _alive(self, now: float) -> None:
+        self.balancer.circuit_meter_alive(now, self.name)  # type: ignore[attr-defined]

@@ -72,6 +72,7 @@ class StatePublisher:
         state["default_current"] = runtime.default_current
         self.publish(t.balancer_state, json.dumps(state))
         if isinstance(d, SharedDecision):
+            self.circuits(d)
             for c in d.connectors:
                 cp, n = split_key(c.key)
                 self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
@@ -79,6 +80,17 @@ class StatePublisher:
                 self.publish(t.charger_reason(cp, n), c.reason)
                 self.publish(t.charger_paused(cp, n), format_bool(c.paused))
                 self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
+
+    def circuits(self, d: SharedDecision) -> None:
+        """Each circuit's load and headroom per phase (a phase of a stale meter is left as it was)
+        and its limit."""
+        t = self.topics
+        for r in d.circuits:
+            self.publish(t.circuit_max_a(r.name), format_number(r.max_a))
+            for p, (current, free) in enumerate(zip(r.current, r.headroom())):
+                if current is not None and free is not None:
+                    self.publish(t.circuit_current(r.name, p), format_number(round(current, 2)))
+                    self.publish(t.circuit_headroom(r.name, p), format_number(round(free, 2)))
 
     def runtime(self, runtime: RuntimeSettings) -> None:
         t = self.topics

@@ -31,7 +31,7 @@ from bridge.service.clock import Clock, MonotonicClock
 from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
-from bridge.service.meter_input import MeterInput
+from bridge.service.meter_input import CircuitMeterInput, MeterInput
 from bridge.service.power_limits import PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
@@ -65,12 +65,15 @@ class BridgeService:
         self.health.last_error = self.keeper.last_error  # a corrupt or unreadable state file
         cfg = settings.balancer_config(max_a=self.runtime.max_a, default_current=self.runtime.default_current)
         specs = settings.connector_specs()
-        # One connector balances as it always has; several share the fuse.
-        self.shared = len(specs) > 1
+        circuits = settings.circuit_list()
+        # One connector balances as it always has; several share the fuse, and listed connectors
+        # under circuits go to the balancer that knows the tree.
+        self.shared = len(specs) > 1 or bool(specs and circuits)
         if self.shared:
             specs = [dataclasses.replace(s, priority=self.runtime.priorities.get(s.key, DEFAULT_PRIORITY))
                      for s in specs]
-            self.balancer: Balancer | SharedBalancer = SharedBalancer(cfg, specs, settings.balancer_strategy)
+            self.balancer: Balancer | SharedBalancer = SharedBalancer(cfg, specs, settings.balancer_strategy,
+                                                                     circuits=circuits)
             self._own_default_currents(self.balancer)
         else:
             self.balancer = Balancer(cfg, strategy=settings.balancer_strategy)
@@ -88,6 +91,15 @@ class BridgeService:
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics)
+        # Each circuit's own meter, by the topics it reads (only where the balancer knows the tree).
+        self.circuit_inputs: dict[str, CircuitMeterInput] = {}
+        if self.shared:
+            for name, source in settings.circuit_meter_sources().items():
+                circuit_input = CircuitMeterInput(
+                    name, source, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,  # type: ignore[arg-type]
+                    stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher, topics=self.topics)
+                for topic in source.subscriptions():
+                    self.circuit_inputs[topic] = circuit_input
         self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,  # type: ignore[arg-type]
                                  meter=self.meter_input, wall=wall_clock)
         if self.power.last_error:
@@ -186,7 +198,8 @@ class BridgeService:
 
     def _subscriptions(self) -> list[Subscription]:
         commands = [Subscription(topic, skip_retained=True) for topic in self.topics.command_subscriptions()]
-        return self.meter_input.subscriptions() + commands + self.discovery.subscriptions()
+        circuits = [s for i in dict.fromkeys(self.circuit_inputs.values()) for s in i.subscriptions()]
+        return self.meter_input.subscriptions() + circuits + commands + self.discovery.subscriptions()
 
     # ---- threads --------------------------------------------------------------
 
@@ -337,7 +350,8 @@ class BridgeService:
                 self._publish_all(self.clock())
             return
         now = self.clock()
-        if self.meter_input.receive(msg, now) and self.events.empty():  # else the next queued reading decides
+        meter_input = self.circuit_inputs.get(msg.topic, self.meter_input)
+        if meter_input.receive(msg, now) and self.events.empty():  # else the next queued reading decides
             self._decide_and_apply(now)
 
     def _tick(self, now: float) -> None:

@@ -249,11 +249,11 @@ def demand_at(trace: HouseTrace, car: int, t: int, spec: CarSpec) -> float:
 
 
 def oracle_shared(base: Sequence[float], demands: Sequence[float], cars: Sequence[CarSpec],
-                  limits: Limits) -> tuple[int, ...]:
-    """Every second, the allocation with the most amps in total under the per-phase headroom,
-    each car 0 or 6 up to its demand, shared as equally as that allows: every set of cars that
-    could charge is shared max-min fair (`share`); the set with the most amps wins, then the one
-    whose least-served car has most."""
+                  limits: Limits, circuits: Sequence[Any] = ()) -> tuple[int, ...]:
+    """Every second, the allocation with the most amps in total under the per-phase headroom and
+    every circuit's limit (`circuit_limits`: a circuit's load is its cars), each car 0 or 6 up to its
+    demand, shared as equally as that allows: every set of cars that could charge is shared max-min
+    fair (`share`); the set with the most amps wins, then the one whose least-served car has most."""
     from bridge.balancer.sharing import Claim, share
 
     budget = [limits.max_a - b for b in base]
@@ -264,7 +264,7 @@ def oracle_shared(base: Sequence[float], demands: Sequence[float], cars: Sequenc
     for mask in range(1, 1 << len(candidates)):
         chosen = [candidates[j] for j in range(len(candidates)) if mask >> j & 1]
         claims = [Claim(str(i), phases[i], caps[i]) for i in chosen]
-        amps = share(budget, claims, IEC_MIN_CURRENT_A)
+        amps = share(budget, claims, IEC_MIN_CURRENT_A, (), circuits)
         if any(amps[str(i)] == 0 for i in chosen):
             continue  # not every car of this set fits: another set covers it
         allocation = tuple(amps.get(str(i), 0) for i in range(len(cars)))
@@ -293,6 +293,7 @@ class SharedResult:
     longest_over_fuse_s: int
     cars: list[CarResult]
     phase_counts: tuple[int, ...]
+    seconds_over_circuit: int | None = None  # seconds a circuit's cars drew above its limit; None: no circuit
 
     @property
     def fairness(self) -> float | None:
@@ -305,10 +306,23 @@ class SharedResult:
         return min(charge) / max(charge)
 
 
+def circuit_limits(cars: Sequence[CarSpec], circuits: Sequence[Any], max_a: float,
+                   key: Callable[[int], str] = str) -> list[Any]:
+    """The bench's circuits as the balancer's `CircuitRoom`s, each car named `key(i)`: a circuit's
+    load is its cars alone (no house load of its own), so its room is its limit."""
+    from bridge.balancer.circuits import CircuitTree, circuit_rooms
+
+    tree = CircuitTree(circuits, max_a, {key(i): c.circuit for i, c in enumerate(cars)})  # ValueError names a fault
+    return circuit_rooms(tree, {key(i): (0.0, 0.0, 0.0) for i in range(len(cars))}, {}, {}, 0)
+
+
 def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, limits: Limits,
-                  lag_s: float = 10.0, power: Any = None) -> SharedResult:
+                  lag_s: float = 10.0, power: Any = None, circuits: Sequence[Any] = ()) -> SharedResult:
     """Run a balancer of several connectors (`SharedBalancer`'s interface) over one trace. `power` (a
-    bridge.sim.power_bench.SharedPowerRun) adds the capacity guard and the charge modes, as in the service."""
+    bridge.sim.power_bench.SharedPowerRun) adds the capacity guard and the charge modes, as in the
+    service; `circuits` (bridge.balancer.circuits.Circuit) the feeders the cars hang on (`CarSpec.circuit`)."""
+    rooms = circuit_limits(cars, circuits, limits.max_a)
+    over_circuit = 0
     models = [ChargerModel(lag_s=lag_s, phases=c.phases, car_max_a=c.max_a, initial_a=limits.default_current)
               for c in cars]
     keys = [car_key(i) for i in range(len(cars))]
@@ -347,7 +361,10 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
                 if part.command < IEC_MIN_CURRENT_A <= last_written[i]:
                     results[i].pauses += 1
                 last_written[i] = part.command
-        oracle = oracle_shared([trace.base[p][t] for p in range(3)], demands, cars, limits)
+        oracle = oracle_shared([trace.base[p][t] for p in range(3)], demands, cars, limits, rooms)
+        if any(sum(d for i, (d, c) in enumerate(zip(draws, cars)) if str(i) in r.keys and c.phases[p]) > r.max_a
+               for r in rooms for p in range(3)):
+            over_circuit += 1
         for i in range(len(cars)):
             results[i].energy_kwh += draws[i] * n_phases[i] * kwh_per_as
             results[i].oracle_kwh += oracle[i] * n_phases[i] * kwh_per_as
@@ -366,7 +383,8 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
     return SharedResult(
         energy_kwh=sum(r.energy_kwh for r in results), oracle_kwh=sum(r.oracle_kwh for r in results),
         seconds_over_max_a=over_max, amp_seconds_over_max_a=amp_over, seconds_over_fuse=fuse_s,
-        longest_over_fuse_s=longest, cars=results, phase_counts=tuple(n_phases))
+        longest_over_fuse_s=longest, cars=results, phase_counts=tuple(n_phases),
+        seconds_over_circuit=over_circuit if rooms else None)
 
 
 def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedResult) -> dict[str, Any]:
@@ -384,6 +402,7 @@ def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedRes
             "pauses": sum(c.pauses for c in result.cars),
             "fairness": None if fairness is None else round(fairness, 4),
             "max_writes_per_h_per_connector": round(max(c.commands for c in result.cars) / hours, 2),
+            **({} if result.seconds_over_circuit is None else {"seconds_over_circuit": result.seconds_over_circuit}),
             "cars": [{
                 "car": car_key(i), "phases": spec.label, "energy_kwh": round(c.energy_kwh, 4),
                 "oracle_kwh": round(c.oracle_kwh, 4), "commands": c.commands, "pauses": c.pauses,
@@ -412,11 +431,12 @@ def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
     return misses
 
 
-def shared_balancer(cfg: Any, strategy: str, cars: Sequence[CarSpec]) -> Any:
-    """The service's balancer of several connectors, one per car."""
+def shared_balancer(cfg: Any, strategy: str, cars: Sequence[CarSpec], circuits: Sequence[Any] = ()) -> Any:
+    """The service's balancer of several connectors, one per car, on their circuits."""
     from bridge.balancer.sharing import ConnectorSpec, SharedBalancer
 
-    return SharedBalancer(cfg, [ConnectorSpec(car_key(i)) for i in range(len(cars))], strategy=strategy)
+    return SharedBalancer(cfg, [ConnectorSpec(car_key(i), circuit=c.circuit) for i, c in enumerate(cars)],
+                          strategy=strategy, circuits=circuits)
 
 
 BalancerFactory = Callable[[Any, str], BalancerLike]
@@ -433,6 +453,7 @@ def run_bench(
     shared_factory: Callable[[Any, str, Sequence[CarSpec]], Any] | None = None,
     power_for: Callable[[HouseTrace], tuple[HouseTrace, Any]] | None = None,
     shared_power_for: Callable[[HouseTrace, Sequence[CarSpec], Sequence[str]], Any] | None = None,
+    circuits: Sequence[Any] = (),
 ) -> tuple[dict, dict[str, dict[str, StrategyResult]]]:
     """Score every strategy on every trace: the JSON report and the raw results (with series when `record`).
 
@@ -440,7 +461,8 @@ def run_bench(
     balancer of one connector per car (`shared_factory`, default `shared_balancer`); its entry has
     `cars` and `fairness` too. Others are replayed as before, one car, with `power_for`
     (bridge.sim.power_bench.power_run_factory) giving each trace its car and power limits;
-    `shared_power_for` (bridge.sim.power_bench.shared_power_run_factory) gives several cars theirs."""
+    `shared_power_for` (bridge.sim.power_bench.shared_power_run_factory) gives several cars theirs;
+    `circuits` the feeders the cars hang on, kept by the balancer and the oracle alike."""
     limits = limits_of(cfg)
     report: dict[str, Any] = {
         "traces": [],
@@ -467,7 +489,7 @@ def run_bench(
         chosen = cars_of(trace, cars)
         if chosen is not None:
             entry = _shared_trace_entry(trace, chosen, cfg, strategies, shared_factory or shared_balancer,
-                                        limits, lag_s, shared_power_for)
+                                        limits, lag_s, shared_power_for, circuits)
         else:
             for strategy in strategies:
                 power = power_for(trace)[1] if power_for is not None else None
@@ -495,16 +517,19 @@ def run_bench(
 
 def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, strategies: Sequence[str],
                         factory: Callable[[Any, str, Sequence[CarSpec]], Any], limits: Limits,
-                        lag_s: float, power_for: Callable[..., Any] | None = None) -> dict[str, Any]:
+                        lag_s: float, power_for: Callable[..., Any] | None = None,
+                        circuits: Sequence[Any] = ()) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": trace.name, "duration_s": trace.duration_s,
                              "cars": [spec.label for spec in cars], "strategies": {}}
-    if len(cars) > 1:
-        # Only `adaptive` shares a fuse (`homey` is the one-car original); run_cli refuses others given by name.
+    if len(cars) > 1 or circuits:
+        # Only `adaptive` shares a fuse or knows circuits (`homey` is the one-car original); run_cli
+        # refuses others given by name.
         strategies = [s for s in strategies if s == "adaptive"]
     for strategy in strategies:
         keys = [car_key(i) for i in range(len(cars))]
         power = power_for(trace, cars, keys) if power_for is not None and len(cars) > 1 else None
-        result = replay_shared(trace, cars, factory(cfg, strategy, cars), limits, lag_s=lag_s, power=power)
+        balancer = factory(cfg, strategy, cars, circuits) if circuits else factory(cfg, strategy, cars)
+        result = replay_shared(trace, cars, balancer, limits, lag_s=lag_s, power=power, circuits=circuits)
         entry["oracle"] = {"energy_kwh": round(result.oracle_kwh, 4)}
         entry["strategies"][strategy] = shared_figures(trace, cars, result)
         if power is not None:
@@ -687,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the most it draws and its charge mode (fast, pv, minpv, off), e.g. "
                         "L1L2L3, L2, L1L2L3:10, L1L2L3:16:pv; a trace's car1, car2, ... columns give each car's "
                         "demand. Default: the trace's car, fast (a two-car scenario: its own cars)")
+    p.add_argument("--circuit", action="append", default=[], metavar="NAME:MAX_A[:PARENT]",
+                   help="a circuit under the main fuse (repeatable), as CIRCUITS gives it, e.g. garage:16; a car "
+                        "joins one with @NAME (--car L1L2L3:16@garage). A circuit's load is its cars'")
     p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
                    help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -740,6 +768,19 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
         return 2
+    circuits = []
+    if getattr(args, "circuit", []) or any(c.circuit != "main" for c in cars):
+        from bridge.balancer.circuits import parse_circuits
+
+        if args.generate is not None:
+            print("bench: --circuit applies to the scenarios and traces, not to --generate", file=sys.stderr)
+            return 2
+        try:
+            circuits = parse_circuits(",".join(args.circuit))
+            circuit_limits(cars, circuits, float(balancer_config_from_env(config_cls, environ).max_a), car_key)
+        except ValueError as e:
+            print(f"bench: --circuit {e}", file=sys.stderr)
+            return 2
     generate_error = _generate_arguments_error(args)
     if generate_error:
         print(f"bench: {generate_error}", file=sys.stderr)
@@ -782,9 +823,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
                                  "give one --car per car")
             if chosen is not None and len(chosen) > MAX_CARS:
                 raise BenchError(f"trace {trace.name}: at most {MAX_CARS} cars, it has {len(chosen)}")
-            if chosen is not None and len(chosen) > 1 and explicit:
+            if chosen is not None and (len(chosen) > 1 or circuits) and explicit:
                 for strategy in strategies:
-                    shared_balancer(cfg, strategy, chosen)  # `homey` refuses several cars, saying why
+                    # `homey` refuses several cars and circuits, saying why
+                    shared_balancer(cfg, strategy, chosen, circuits if cars else ())
     except KeyError as e:  # unknown scenario; the message lists the built-in names
         print(f"bench: {e.args[0]}", file=sys.stderr)
         return 2
@@ -792,14 +834,15 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
         print(f"bench: {e}", file=sys.stderr)
         return 2
 
-    shared_cars = cars if len(cars) > 1 else None  # one car: the one-connector bench, with its power limits
+    # One car: the one-connector bench, with its power limits; on a circuit, the balancer of the tree.
+    shared_cars = cars if len(cars) > 1 or circuits else None
     if args.plot and any(cars_of(trace, shared_cars) is not None for trace in traces):
         print("bench: --plot draws one car; it cannot be combined with several cars (--car or a two-car scenario)",
               file=sys.stderr)
         return 2
     report, raw = run_bench(traces, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
                             record=bool(args.plot), cars=shared_cars, power_for=power_for,
-                            shared_power_for=shared_power_for)
+                            shared_power_for=shared_power_for, circuits=circuits)
     from bridge.sim.distribution import distribution, format_distribution
 
     everywhere = [s for s in strategies if all(s in e["strategies"] for e in report["traces"])]

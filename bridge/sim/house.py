@@ -49,6 +49,7 @@ class CarSpec:
     phases: tuple[bool, bool, bool] = THREE_PHASES
     max_a: int = DEFAULT_CAR_MAX_A
     mode: str = "fast"
+    circuit: str = "main"  # the circuit it hangs on (`@garage`, bench --circuit); the main fuse by default
 
     def __post_init__(self) -> None:
         if not any(self.phases):
@@ -59,14 +60,19 @@ class CarSpec:
         text = "".join(n for n, on in zip(PHASE_NAMES, self.phases) if on)
         if self.max_a != DEFAULT_CAR_MAX_A or self.mode != "fast":
             text = f"{text}:{self.max_a}"
-        return text if self.mode == "fast" else f"{text}:{self.mode}"
+        text = text if self.mode == "fast" else f"{text}:{self.mode}"
+        return text if self.circuit == "main" else f"{text}@{self.circuit}"
 
 
 def parse_car(text: str) -> CarSpec:
-    """`L1L2L3`, `L2`, `L1L2L3:10`, `L1L2L3:16:pv`: the car's phases and, optionally, the most it draws
-    and its charge mode (fast, pv, minpv, off)."""
+    """`L1L2L3`, `L2`, `L1L2L3:10`, `L1L2L3:16:pv`, `L1L2L3:16@garage`: the car's phases and,
+    optionally, the most it draws, its charge mode (fast, pv, minpv, off) and its circuit."""
     from bridge.balancer.power import CHARGE_MODES
 
+    text, at, circuit = text.strip().partition("@")
+    circuit = circuit.strip()
+    if at and not circuit:
+        raise ValueError(f"car {text!r}: no circuit named after @")
     phases_text, colon, rest = text.strip().partition(":")
     max_text, _, mode_text = rest.partition(":")
     if colon and not rest:
@@ -87,7 +93,8 @@ def parse_car(text: str) -> CarSpec:
     mode = mode_text.strip().lower() or "fast"
     if mode not in CHARGE_MODES:
         raise ValueError(f"car {text!r}: the mode must be one of {', '.join(CHARGE_MODES)}, got {mode_text!r}")
-    return CarSpec(phases=tuple(n in names for n in PHASE_NAMES), max_a=max_a, mode=mode)  # type: ignore[arg-type]
+    return CarSpec(phases=tuple(n in names for n in PHASE_NAMES), max_a=max_a, mode=mode,  # type: ignore[arg-type]
+                   circuit=circuit or "main")
 
 
 class TraceError(ValueError):
