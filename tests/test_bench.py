@@ -198,17 +198,20 @@ TRACE_SCHEMA = {
     "properties": {
         "name": {"type": "string"},
         "duration_s": INTEGER,
-        "oracle": {"type": "object", "required": ["energy_kwh"], "properties": {"energy_kwh": NUMBER}},
+        "oracle": {"type": "object", "required": ["energy_kwh", "pause_oracle_energy_kwh"],
+                   "properties": {"energy_kwh": NUMBER, "pause_oracle_energy_kwh": NUMBER}},
         "strategies": {
             "type": "object",
             "minProperties": 1,
             "additionalProperties": {
                 "type": "object",
-                "required": ["energy_kwh", "energy_ratio", "seconds_over_max_a", "amp_seconds_over_max_a",
-                             "seconds_over_fuse", "longest_over_fuse_s", "commands", "pauses"],
+                "required": ["energy_kwh", "energy_ratio", "energy_ratio_pause_oracle", "seconds_over_max_a",
+                             "amp_seconds_over_max_a", "seconds_over_fuse", "longest_over_fuse_s", "commands",
+                             "pauses"],
                 "additionalProperties": False,
                 "properties": {
                     "energy_kwh": NUMBER, "energy_ratio": {"type": ["number", "null"]},
+                    "energy_ratio_pause_oracle": {"type": ["number", "null"]},
                     "seconds_over_max_a": INTEGER, "amp_seconds_over_max_a": NUMBER,
                     "seconds_over_fuse": INTEGER, "longest_over_fuse_s": INTEGER,
                     "commands": INTEGER, "pauses": INTEGER,

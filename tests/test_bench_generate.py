@@ -144,7 +144,8 @@ def figures_by_hand(entries: list[dict], strategy: str, metric: str) -> list[flo
     out = []
     for entry in entries:
         s, hours = entry["strategies"][strategy], entry["duration_s"] / 3600
-        value = {"energy_ratio": s["energy_ratio"], "writes_per_h": s["commands"] / hours,
+        value = {"energy_ratio": s["energy_ratio"], "energy_ratio_pause_oracle": s["energy_ratio_pause_oracle"],
+                 "writes_per_h": s["commands"] / hours,
                  "longest_over_fuse_s": s["longest_over_fuse_s"],
                  "seconds_over_fuse_per_h": s["seconds_over_fuse"] / hours}[metric]
         if value is not None:
@@ -196,6 +197,7 @@ def test_two_processes_give_the_report_of_one():
 def test_distribution_misses_name_each_target():
     def dist(**changes):
         base = {"energy_ratio": {"houses": 100, "p10": 0.95, "median": 0.97},
+                "energy_ratio_pause_oracle": {"houses": 100, "p10": 0.965, "median": 0.99},
                 "writes_per_h": {"median": 12.0, "p90": 20.0},
                 "longest_over_fuse_s": {"p90": 13.0, "max": 25.0},
                 "seconds_over_fuse_per_h": {"median": 45.0}}
@@ -207,6 +209,8 @@ def test_distribution_misses_name_each_target():
     assert distribution_misses(dist(), lag_s=10) == []
     for change, words in [({"energy_ratio__p10": 0.949}, "energy_ratio p10"),
                           ({"energy_ratio__median": 0.969}, "energy_ratio median"),
+                          ({"energy_ratio_pause_oracle__p10": 0.964}, "energy_ratio_pause_oracle p10"),
+                          ({"energy_ratio_pause_oracle__median": 0.989}, "energy_ratio_pause_oracle median"),
                           ({"writes_per_h__median": 12.1}, "writes_per_h median"),
                           ({"writes_per_h__p90": 20.1}, "writes_per_h p90"),
                           ({"longest_over_fuse_s__p90": 14.0}, "longest_over_fuse_s p90"),
