@@ -210,7 +210,9 @@ class Rig:
     def draw(self, car: Car) -> float:
         return min(car.model.draw(float(self.t)), car.demand) if car.demand >= 1 else 0.0
 
-    def run(self, seconds: int) -> None:
+    def run(self, seconds: int, before_decide=None) -> None:
+        """`before_decide(now, draws)`: called each second with what each car draws (as the
+        service feeds the power limits before it decides)."""
         for _ in range(seconds):
             now = float(self.t)
             draws = [self.draw(c) for c in self.cars]
@@ -221,6 +223,8 @@ class Rig:
                     self.b.charger(now, c.key, tuple(d if on else 0.0 for on in c.phases), c.phases)
                     if c.plugged is not None:
                         self.b.car_plugged(now, c.key, c.plugged)
+            if before_decide is not None:
+                before_decide(now, draws)
             d = self.b.decide(now)
             self.decisions.append((self.t, d))
             for part in d.connectors:
@@ -327,6 +331,31 @@ def test_equal_cars_take_turns_no_faster_than_rotate_s():
             assert t - resumes.pop(k) >= cfg.min_pause_s  # no connector pauses and resumes faster
     reasons = [d.connector(k).reason for t, d in rig.decisions for k in ("1:1", "1:2") if t in {p for p, _ in pauses}]
     assert any("most energy in the last 15 min" in r for r in reasons), reasons
+
+
+def test_a_car_paused_by_a_short_load_resumes_after_the_minimum_pause_not_before():
+    """An oven on L1 for 40 s leaves room for one car: one pauses. Once it is off both fit again, so
+    neither the rotation (rotate_s far longer) nor the headroom holds the paused car back: only the
+    minimum pause does, and it resumes as soon as that is over (the raise hold and the write pacing
+    add seconds, not minutes)."""
+    cfg = BalancerConfig(rotate_s=7200)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(200)
+    assert rig.setting("1:1") == rig.setting("1:2") == 11  # (24 - 2) / 2
+    rig.house = [15.0, 2.0, 2.0]  # 9 A left on L1: one minimum, not two
+    rig.run(40)
+    rig.house = [2.0, 2.0, 2.0]
+    rig.run(600)
+    pauses = [(t, k) for t, k, a in rig.writes if a == 0]
+    assert len(pauses) == 1, rig.writes
+    paused_at, key = pauses[0]
+    resumed = [t for t, k, a in rig.writes if k == key and t > paused_at and a >= MIN]
+    assert resumed, rig.writes
+    # Second by second: paused until the minimum is over, then charging again within a minute.
+    for t, d in rig.decisions:
+        if paused_at <= t < paused_at + cfg.min_pause_s:
+            assert d.connector(key).charge_at == 0, (t, d.connector(key).reason)
+    assert cfg.min_pause_s <= resumed[0] - paused_at <= cfg.min_pause_s + 60, rig.writes
 
 
 def test_moving_amps_writes_the_cut_first_and_the_raise_after_it_settled():
