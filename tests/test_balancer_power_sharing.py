@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bridge.balancer import BalancerConfig
-from bridge.balancer.power import SharedSurplus, SurplusCar, SurplusConfig
+from bridge.balancer.power import SharedPowerLimits, SharedSurplus, SurplusCar, SurplusConfig
 from bridge.balancer.sharing import Claim, ConnectorSpec, PowerBudget, SharedBalancer, share
 from tests.test_balancer_sharing import MIN, THREE, Car, Rig
 
@@ -302,3 +302,76 @@ def test_the_surplus_budget_is_cut_a_phase_amp_further_and_raised_after_the_inte
     members = cars(("a", "minpv", 3, 0.0), ("b", "minpv", 3, 0.0))
     assert s.step(0.0, -9200.0, members, V, MIN).budget == 40
     assert s.step(1.0, -9000.0, members, V, MIN).budget == 39
+
+
+def pv_cars(rig: Rig, export_w, modes: dict[str, str]):
+    """The `before_decide` of a rig whose house exports `export_w(t)` without the cars: the surplus
+    and its budget through `SharedPowerLimits`, as the service and the bench drive them."""
+    limits = SharedPowerLimits(SurplusConfig(), V)
+
+    def step(now: float, draws: list[float]) -> None:
+        cars_w = sum(d * sum(c.phases) for d, c in zip(draws, rig.cars)) * V
+        net_w = -export_w(now) + cars_w
+        limits.apply(now, rig.b, net_w, limits.draws_w(rig.b, now), modes)
+    return step
+
+
+def first_charging(rig: Rig, key: str, since: int = 0) -> int:
+    return next(t for t, d in rig.decisions if t >= since and d.connector(key).charge_at >= MIN)
+
+
+def test_pv_cars_start_after_the_enable_delay_second_by_second():
+    """6 kW of export carries one three-phase car's minimum (4.1 kW): the first pv car starts once it
+    has for `enable_delay_s` (60 s), not before; at 12 kW the second once the surplus beyond the
+    first's minimum has carried its own for 60 s. The cars are paused at the start (their pv cap is
+    0): a minimum pause shorter than the delay, so that the delay, not the pause, holds them."""
+    cfg = BalancerConfig(min_pause_s=30)
+    delay = SurplusConfig().enable_delay_s
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rise = 300
+    step = pv_cars(rig, lambda now: 6000.0 if now < rise else 12000.0, {"1:1": "pv", "1:2": "pv"})
+    rig.run(rise, step)
+    for t, d in rig.decisions:
+        if t < delay:
+            assert d.connector("1:1").charge_at == 0, (t, d.connector("1:1").reason)
+            assert "starting in" in d.connector("1:1").reason, t
+        assert d.connector("1:2").charge_at == 0, (t, d.connector("1:2").reason)
+    assert delay <= first_charging(rig, "1:1") <= delay + 30  # the raise hold, then the write
+    rig.run(300, step)
+    started = first_charging(rig, "1:2", since=rise)
+    assert rise + delay <= started <= rise + cfg.rotate_s, started
+    waits = [t for t, d in rig.decisions if t >= rise and "starting in" in d.connector("1:2").reason]
+    assert waits and started - waits[0] >= delay, (waits[:3], started)  # counted down for the whole delay
+
+
+def test_the_higher_priority_pv_car_starts_first_and_stops_last():
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=10, disable_delay_s=10, raise_interval_s=0))
+    # 6 kW: room for one car's minimum; the first listed has the lower priority.
+    for t in range(12):
+        out = s.step(float(t), -6000.0, [SurplusCar("low", "pv", 3, 0.0, priority=3),
+                                         SurplusCar("high", "pv", 3, 0.0, priority=7)], V, MIN)
+    assert out.caps == {"low": 0, "high": None}
+
+    # The higher one started last (its priority was raised while both charged): it still stops last.
+    s = SharedSurplus(SurplusConfig(window_s=1, enable_delay_s=10, disable_delay_s=10, raise_interval_s=0))
+    for t in range(12):
+        out = s.step(float(t), -10000.0, [SurplusCar("a", "pv", 3, 0.0), SurplusCar("b", "pv", 3, 0.0)], V, MIN)
+    assert out.caps == {"a": None, "b": None}  # 10 kW: both, a first (as listed), b after it
+    for t in range(12, 24):
+        out = s.step(float(t), -5000.0 + 8280.0, [SurplusCar("a", "pv", 3, 4140.0, priority=3),
+                                                  SurplusCar("b", "pv", 3, 4140.0, priority=8)], V, MIN)
+    assert out.caps == {"a": 0, "b": None}  # 5 kW: one minimum; a has the lower priority
+
+
+def test_with_several_connectors_the_surplus_goes_to_the_higher_priority_first():
+    cfg = BalancerConfig(min_pause_s=30)  # the cars are paused at the start: not what decides here
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0),
+              specs=[ConnectorSpec("1:1", priority=3), ConnectorSpec("1:2", priority=7)])
+    step = pv_cars(rig, lambda now: 6000.0, {"1:1": "pv", "1:2": "pv"})  # one car's minimum
+    rig.run(200, step)
+    assert rig.setting("1:2") >= MIN and rig.setting("1:1") == 0
+    assert all(d.connector("1:1").charge_at == 0 for _t, d in rig.decisions)
+    # A priority set later counts from then on: the surplus still has room for one only.
+    rig.b.set_priority(float(rig.t), "1:1", 9)
+    rig.run(10, step)
+    assert rig.setting("1:2") >= MIN  # a running car is not stopped for a higher one

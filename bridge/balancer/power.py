@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.balancer.sharing import DEFAULT_PRIORITY
 from bridge.units import format_kw
 
 CHARGE_MODES = ("fast", "pv", "minpv", "off")
@@ -222,6 +223,7 @@ class SurplusCar:
     mode: str
     phases: int  # the house phases its car draws on (those it drew on last while paused)
     draw_w: float  # what it draws now
+    priority: int = DEFAULT_PRIORITY  # 0..9: a higher one starts first from the surplus and stops last
 
 
 @dataclass(frozen=True)
@@ -244,9 +246,9 @@ class SharedSurplus:
     The surplus is what the house without these cars exports, averaged over the window, plus the
     import allowed. A `minpv` car always has its minimum. A `pv` car starts when the surplus beyond
     the minimums of the cars charging from it has carried its own minimum (on the phases its car
-    draws on) for `enable_delay_s`, in the order the cars are given (their precedence); when the
-    surplus has been below the minimums of those charging for `disable_delay_s`, the `pv` car started
-    last stops. The budget follows the surplus down at once and up at most every `raise_interval_s`
+    draws on) for `enable_delay_s`, the higher priority first (then in the order given); when the
+    surplus has been below the minimums of those charging for `disable_delay_s`, a `pv` car stops: of
+    the lowest priority charging, the one started last. The budget follows the surplus down at once and up at most every `raise_interval_s`
     (each change may be a cloud write), never below the minimums of the cars charging from it."""
 
     def __init__(self, cfg: SurplusConfig | None = None) -> None:
@@ -259,7 +261,8 @@ class SharedSurplus:
         self._changed_at: float | None = None
 
     def step(self, now: float, net_w: float, cars: Sequence[SurplusCar], voltage: float, min_a: int) -> SurplusShare:
-        members = [c for c in cars if c.mode in ("pv", "minpv")]
+        # Precedence: the higher priority first, then as given (a stable sort).
+        members = sorted((c for c in cars if c.mode in ("pv", "minpv")), key=lambda c: -c.priority)
         self._house.add(now, net_w - sum(max(0.0, c.draw_w) for c in members))
         pv = [c.key for c in members if c.mode == "pv"]
         self._running = [k for k in self._running if k in pv]
@@ -283,7 +286,10 @@ class SharedSurplus:
                 self._short_since = now
             if now - self._short_since >= self.cfg.disable_delay_s:
                 self._short_since = None
-                stopped = self._running.pop()
+                priority = {c.key: c.priority for c in members}
+                lowest = min(priority[k] for k in self._running)
+                stopped = next(k for k in reversed(self._running) if priority[k] == lowest)
+                self._running.remove(stopped)
                 reasons[stopped] = (f"pv: surplus {format_kw(surplus / 1000)} kW below the "
                                     f"{format_kw(floor_of() * voltage / 1000 + need[stopped] * voltage / 1000)} kW "
                                     "the cars charging from it need: stopped")
@@ -351,9 +357,9 @@ class SharedPowerLimits:
         return {k: sum(shared.car_draw(now, k)) * self.voltage for k in shared.keys}
 
     def apply(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
-              order: Sequence[str], status: Any = None) -> None:
+              status: Any = None) -> None:
         """`status`: the capacity guard's (bridge.balancer.capacity.CapacityStatus), None without a
-        limit; `order`: the connectors by precedence (who starts first from the surplus)."""
+        limit. Who starts first from the surplus: the connectors' priorities in `shared`."""
         v = self.voltage
         cfg = shared.config
         keys = shared.keys
@@ -364,7 +370,7 @@ class SharedPowerLimits:
                 why = (f"capacity {format_kw(status.allowed_kw)} kW: {format_kw(capacity * v / 1000)} kW for the cars "
                        f"(period {format_kw(status.period_kw)} kW so far, projected {format_kw(status.projected_kw)} kW)")
         shared.power_budget(now, "capacity", capacity, None, why)
-        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k]) for k in order]
+        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k], shared.priority(k)) for k in keys]
         pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)
         shared.power_budget(now, "pv", pv.budget, [k for k in keys if modes[k] in ("pv", "minpv")], pv.reason)
         for k in keys:

@@ -642,6 +642,9 @@ class SharedBalancer:
         c.own_default = amps
         c.inputs.reconfigure(now, default_current=value)
 
+    def priority(self, key: str) -> int:
+        return self._conn(key).priority
+
     def set_installation_current(self, now: float, key: str, amps: int | None) -> None:
         """The connector's own cap (charge points may differ); None when not known."""
         self._seen(now)

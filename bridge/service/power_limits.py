@@ -29,7 +29,7 @@ from bridge.balancer.power import (
     SurplusController,
     combine,
 )
-from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer
+from bridge.balancer.sharing import SharedBalancer
 from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
 from bridge.units import format_kw
@@ -178,9 +178,7 @@ class PowerLimits:
         if self.guard is not None:
             self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
             self._keep(now)
-        # Higher priority first, then as listed: who starts first from the surplus.
-        order = sorted(keys, key=lambda k: -self.runtime.priorities.get(k, DEFAULT_PRIORITY))
-        self.shared.apply(now, shared, house.net_w, draws, modes, order, status)
+        self.shared.apply(now, shared, house.net_w, draws, modes, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
 

@@ -396,7 +396,7 @@ class SharedPowerRun(PowerRun):
         if self.guard is not None:
             status = self.guard.update(local, net_w, sum(reported.values()), lag_s=self.lag_s)
         modes = {k: c.mode for k, c in zip(self.keys, self.cars)}
-        self.limits.apply(float(t), shared, net_w, reported, modes, self.keys, status)
+        self.limits.apply(float(t), shared, net_w, reported, modes, status)
         cfg = self.settings.capacity
         if cfg is not None:
             key = period_start(cfg, local).astimezone(timezone.utc)
