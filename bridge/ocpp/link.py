@@ -118,7 +118,7 @@ class OcppLink(ChargerLink):
             self.upstream_cap = event.amps
             log.info("%s: the upstream central system caps it at %s", self.name,
                      "nothing" if event.amps is None else f"{event.amps:g} A")
-            held = self.view.max_current
+            held = self._sent if self._sent is not None else self.view.max_current  # in flight, or in force
             if held is not None and self.ready and self.controllable and self.capped(held) != held:
                 self._sent = self.capped(held)  # lowered now, not at the balancer's next change
                 self.central.set_current(v.cp_id, self.connector, self._sent)
