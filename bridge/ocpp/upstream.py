@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import websockets
 from ocpp.exceptions import OCPPError
@@ -73,6 +73,8 @@ class Upstream:
                  backoff_s: tuple[float, float] = BACKOFF_S) -> None:
         self.identity = identity
         self.url = url.rstrip("/") + "/" + quote(identity, safe="")
+        parts = urlsplit(self.url)  # as logged: without any user:password@ the URL might carry
+        self.shown_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._password = password
         self.on_call = on_call
         self._last_boot = last_boot
@@ -84,7 +86,7 @@ class Upstream:
         self._copies: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:  # never the password
-        return f"Upstream({self.identity!r}, {self.url!r}, connected={self.link is not None})"
+        return f"Upstream({self.identity!r}, {self.shown_url!r}, connected={self.link is not None})"
 
     async def run(self) -> None:
         """Connect, and again with backoff whenever the connection is lost; ends when cancelled."""
@@ -109,7 +111,7 @@ class Upstream:
                 raise
             except (OSError, ConnectionClosed, websockets.InvalidHandshake, asyncio.TimeoutError) as e:
                 # The URL but never the password (it is in a header, not in the URL or the error).
-                log.warning("%s: upstream %s: %s; again in %g s", self.identity, self.url,
+                log.warning("%s: upstream %s: %s; again in %g s", self.identity, self.shown_url,
                             type(e).__name__ if not str(e) else e, delay)
             else:
                 log.warning("%s: upstream closed the connection; again in %g s", self.identity, delay)
