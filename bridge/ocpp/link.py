@@ -57,6 +57,12 @@ class OcppLink(ChargerLink):
     def failing(self) -> bool:
         return not self.ready or not self.controllable
 
+    @property
+    def draw_is_house_load(self) -> bool:
+        # Connected but taking no profile: its car draws what it wants, which MeterValues and the
+        # meter tell. (A charger gone holds its last limit, then its fail-safe: the last setting.)
+        return self.ready and not self.controllable
+
     def capped(self, amps: float) -> float:
         """`amps` under the upstream's cap; a cap below the least current a car takes pauses."""
         if self.upstream_cap is None or amps <= self.upstream_cap:
