@@ -175,107 +175,103 @@ def bridge():
         c.stop()
 
 
-def test_the_chargers_transactions_are_upstreams_and_its_other_messages_copied(upstream, bridge):
-    up = upstream()
-    c, events = bridge(up)
-    sim = sim_for(c).start_in_thread()
-    try:
-        # Upstream issues the transaction id: the charger has it, and so does the bridge (a TxProfile needs it).
-        wait_until(lambda: sim.transactions.get(1) == UPSTREAM_TX, what="the charger given upstream's transaction")
-        events.wait(ev.TransactionChanged, cp="CP1", connector=1, transaction_id=UPSTREAM_TX)
-        wait_until(lambda: {"BootNotification", "StatusNotification", "MeterValues"} <= set(up.actions()),
-                   what="the charger's other messages copied upstream")
-        boot = dict(up.received)["BootNotification"]
-        assert boot["charge_point_vendor"] == "Sim"
-        # The bridge still runs the charger: its limit reaches the car.
-        assert c.set_current("CP1", 1, 10).result(5) is True
-        wait_until(lambda: sim.draw(1) == 10, what="the car at the bridge's limit")
-        # Upstream's refusal is the charger's answer.
-        answer = sim.submit(lambda: sim.point.call(call.Authorize(id_tag="BLOCKED")))
-        assert answer.id_tag_info["status"] == "Blocked"
-    finally:
+@pytest.fixture
+def chain(upstream, bridge):
+    """A fake upstream, the bridge's central system forwarding to it, and a simulated charger on it."""
+    sims = []
+
+    def start(start_delay_s: float = 0.0, **sim_kw: Any):
+        up = upstream()
+        up.start_delay_s = start_delay_s
+        c, events = bridge(up)
+        sims.append(sim_for(c, **sim_kw).start_in_thread())
+        return up, c, events, sims[-1]
+
+    yield start
+    for sim in sims:
         sim.stop()
 
 
-def test_upstreams_calls_reach_the_charger_and_its_profile_is_a_cap(upstream, bridge):
-    up = upstream()
-    c, events = bridge(up)
-    sim = sim_for(c).start_in_thread()
-    try:
-        wait_until(lambda: "CP1" in up.sessions and sim.transactions.get(1) == UPSTREAM_TX, what="all connected")
-        got = up.call("CP1", call.GetConfiguration(key=["HeartbeatInterval"]))
-        assert got.configuration_key == [{"key": "HeartbeatInterval", "readonly": False, "value": "60"}]
-        assert up.call("CP1", call.RemoteStartTransaction(id_tag="APP", connector_id=1)).status == "Accepted"
-        assert up.call("CP1", call.TriggerMessage(requested_message="StatusNotification", connector_id=1)).status \
-            == "Accepted"
-        assert ("StatusNotification", 1) in sim.triggered
-        # The bridge owns the limit: upstream's profile is Accepted and taken as a cap, the charger never sees it.
-        received = len(sim.received)
-        profile = {"chargingProfileId": 77, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
-                   "chargingProfileKind": "Absolute", "chargingSchedule": {
-                       "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}}
-        answer = up.call("CP1", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile))
-        assert answer.status == "Accepted"
-        events.wait(ev.UpstreamCap, cp="CP1", connector=1, amps=10.0)
-        assert all(p.get("chargingProfileId") != 77 for _, _, p in sim.received[received:])
-        # The meter configuration is the bridge's: upstream's interval thins its own copies only.
-        interval = sim.config["MeterValueSampleInterval"]
-        assert up.call("CP1", call.ChangeConfiguration(key="MeterValueSampleInterval", value="900")).status \
-            == "Accepted"
-        assert sim.config["MeterValueSampleInterval"] == interval
-        assert up.call("CP1", call.ChangeConfiguration(key="HeartbeatInterval", value="120")).status == "Accepted"
-        assert sim.config["HeartbeatInterval"] == "120"
-        # Anything else upstream asks for is refused, not passed on.
-        from ocpp.exceptions import NotSupportedError
-        with pytest.raises(NotSupportedError):
-            up.call("CP1", call.ClearChargingProfile(), suppress=False)
-    finally:
-        sim.stop()
+def test_the_chargers_transactions_are_upstreams_and_its_other_messages_copied(chain):
+    up, c, events, sim = chain()
+    # Upstream issues the transaction id: the charger has it, and so does the bridge (a TxProfile needs it).
+    wait_until(lambda: sim.transactions.get(1) == UPSTREAM_TX, what="the charger given upstream's transaction")
+    events.wait(ev.TransactionChanged, cp="CP1", connector=1, transaction_id=UPSTREAM_TX)
+    wait_until(lambda: {"BootNotification", "StatusNotification", "MeterValues"} <= set(up.actions()),
+               what="the charger's other messages copied upstream")
+    boot = dict(up.received)["BootNotification"]
+    assert boot["charge_point_vendor"] == "Sim"
+    # The bridge still runs the charger: its limit reaches the car.
+    assert c.set_current("CP1", 1, 10).result(5) is True
+    wait_until(lambda: sim.draw(1) == 10, what="the car at the bridge's limit")
+    # Upstream's refusal is the charger's answer.
+    answer = sim.submit(lambda: sim.point.call(call.Authorize(id_tag="BLOCKED")))
+    assert answer.id_tag_info["status"] == "Blocked"
 
 
-def test_upstream_gone_the_charger_keeps_charging_under_the_bridge(upstream, bridge, caplog):
+def test_upstreams_calls_reach_the_charger_and_its_profile_is_a_cap(chain):
+    up, c, events, sim = chain()
+    wait_until(lambda: "CP1" in up.sessions and sim.transactions.get(1) == UPSTREAM_TX, what="all connected")
+    got = up.call("CP1", call.GetConfiguration(key=["HeartbeatInterval"]))
+    assert got.configuration_key == [{"key": "HeartbeatInterval", "readonly": False, "value": "60"}]
+    assert up.call("CP1", call.RemoteStartTransaction(id_tag="APP", connector_id=1)).status == "Accepted"
+    assert up.call("CP1", call.TriggerMessage(requested_message="StatusNotification", connector_id=1)).status \
+        == "Accepted"
+    assert ("StatusNotification", 1) in sim.triggered
+    # The bridge owns the limit: upstream's profile is Accepted and taken as a cap, the charger never sees it.
+    received = len(sim.received)
+    profile = {"chargingProfileId": 77, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+               "chargingProfileKind": "Absolute", "chargingSchedule": {
+                   "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}}
+    answer = up.call("CP1", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile))
+    assert answer.status == "Accepted"
+    events.wait(ev.UpstreamCap, cp="CP1", connector=1, amps=10.0)
+    assert all(p.get("chargingProfileId") != 77 for _, _, p in sim.received[received:])
+    # The meter configuration is the bridge's: upstream's interval thins its own copies only.
+    interval = sim.config["MeterValueSampleInterval"]
+    assert up.call("CP1", call.ChangeConfiguration(key="MeterValueSampleInterval", value="900")).status \
+        == "Accepted"
+    assert sim.config["MeterValueSampleInterval"] == interval
+    assert up.call("CP1", call.ChangeConfiguration(key="HeartbeatInterval", value="120")).status == "Accepted"
+    assert sim.config["HeartbeatInterval"] == "120"
+    # Anything else upstream asks for is refused, not passed on.
+    from ocpp.exceptions import NotSupportedError
+    with pytest.raises(NotSupportedError):
+        up.call("CP1", call.ClearChargingProfile(), suppress=False)
+
+
+def test_upstream_gone_the_charger_keeps_charging_under_the_bridge(chain, caplog):
     caplog.set_level(logging.INFO, logger="bridge.ocpp")
-    up = upstream()
-    c, events = bridge(up)
-    sim = sim_for(c, undo_remote_stop_s=0.3).start_in_thread()
+    up, c, events, sim = chain(undo_remote_stop_s=0.3)
+    wait_until(lambda: sim.transactions.get(1) == UPSTREAM_TX, what="a transaction of upstream's")
+    assert c.set_current("CP1", 1, 12).result(5) is True
+    wait_until(lambda: sim.draw(1) == 12, what="charging")
+    port = up.port
+    up.stop()
+    wait_until(lambda: "upstream closed the connection" in caplog.text or "again in" in caplog.text,
+               what="the bridge seeing upstream gone")
+    # A new session while upstream is gone: the bridge answers the Stop and the Start itself.
+    sim.submit(lambda: sim.remote_stop(UPSTREAM_TX))
+    wait_until(lambda: sim.transactions.get(1) not in (None, UPSTREAM_TX), timeout=5,
+               what="a transaction the bridge gave")
+    wait_until(lambda: sim.draw(1) == 12, what="the car charging again under the bridge's limit")
+    assert c.connected() == {"CP1"} and sim.connections == 1
+    # Upstream back on its port: the bridge reconnects by itself and replays the charger's boot.
+    again = FakeUpstream()
+    again.port = port
+    again.start()
     try:
-        wait_until(lambda: sim.transactions.get(1) == UPSTREAM_TX, what="a transaction of upstream's")
-        assert c.set_current("CP1", 1, 12).result(5) is True
-        wait_until(lambda: sim.draw(1) == 12, what="charging")
-        port = up.port
-        up.stop()
-        wait_until(lambda: "upstream closed the connection" in caplog.text or "again in" in caplog.text,
-                   what="the bridge seeing upstream gone")
-        # A new session while upstream is gone: the bridge answers the Stop and the Start itself.
-        sim.submit(lambda: sim.remote_stop(UPSTREAM_TX))
-        wait_until(lambda: sim.transactions.get(1) not in (None, UPSTREAM_TX), timeout=5,
-                   what="a transaction the bridge gave")
-        wait_until(lambda: sim.draw(1) == 12, what="the car charging again under the bridge's limit")
-        assert c.connected() == {"CP1"} and sim.connections == 1
-        # Upstream back on its port: the bridge reconnects by itself and replays the charger's boot.
-        again = FakeUpstream()
-        again.port = port
-        again.start()
-        try:
-            wait_until(lambda: "BootNotification" in again.actions(), what="the boot replayed to upstream")
-            assert sim.connections == 1  # the charger itself never reconnected nor rebooted
-        finally:
-            again.stop()
+        wait_until(lambda: "BootNotification" in again.actions(), what="the boot replayed to upstream")
+        assert sim.connections == 1  # the charger itself never reconnected nor rebooted
     finally:
-        sim.stop()
+        again.stop()
 
 
-def test_a_slow_upstream_is_answered_for_by_the_bridge(upstream, bridge):
-    up = upstream()
-    up.start_delay_s = 3  # longer than the relay's wait (1 s here)
-    c, events = bridge(up)
-    sim = sim_for(c).start_in_thread()
-    try:
-        tx = events.wait(ev.TransactionChanged, cp="CP1", connector=1).transaction_id
-        assert tx != UPSTREAM_TX
-        wait_until(lambda: sim.transactions.get(1) == tx, what="the charger given the bridge's transaction")
-    finally:
-        sim.stop()
+def test_a_slow_upstream_is_answered_for_by_the_bridge(chain):
+    up, c, events, sim = chain(start_delay_s=3)  # longer than the relay's wait (1 s here)
+    tx = events.wait(ev.TransactionChanged, cp="CP1", connector=1).transaction_id
+    assert tx != UPSTREAM_TX
+    wait_until(lambda: sim.transactions.get(1) == tx, what="the charger given the bridge's transaction")
 
 
 def test_the_upstream_password_is_sent_never_logged_and_retried_with_backoff(upstream, bridge, caplog):
@@ -284,9 +280,11 @@ def test_the_upstream_password_is_sent_never_logged_and_retried_with_backoff(ups
     c, _ = bridge(up, password="wrong-s3cret")
     sim = sim_for(c).start_in_thread()
     try:
-        wait_until(lambda: len(up.authorizations) >= 4, what="four refused attempts")
-        delays = [float(d) for d in re.findall(r"upstream ws://\S+: .*?; again in ([\d.]+) s", caplog.text)]
-        assert delays[:4] == [0.1, 0.2, 0.4, 0.4]  # doubling, to the most
+        def delays():
+            return [float(d) for d in re.findall(r"upstream ws://\S+: .*?; again in ([\d.]+) s", caplog.text)]
+
+        wait_until(lambda: len(delays()) >= 4, what="four refused attempts")
+        assert delays()[:4] == [0.1, 0.2, 0.4, 0.4]  # doubling, to the most
         assert basic_credentials(up.authorizations[0]) == ("CP1", "wrong-s3cret")
         assert "CP1" not in up.sessions
     finally:
