@@ -101,9 +101,9 @@ def balancer_config_from_env(config_cls: type, environ: Mapping[str, str] | None
     others at their defaults for `transport`, as the service sets them."""
     from bridge.balancer.model import transport_config_values
 
-    given = config_values_from_env(config_cls, os.environ if environ is None else environ)
     names = {f.name for f in dataclasses.fields(config_cls)}
     try:
+        given = config_values_from_env(config_cls, os.environ if environ is None else environ)
         return config_cls(**{k: v for k, v in transport_config_values(transport, given).items() if k in names})
     except (TypeError, ValueError) as e:
         raise BenchError(f"invalid BALANCER_* settings: {e}") from None
