@@ -543,16 +543,20 @@ class Settings(BaseSettings):
         the environment and `.env`."""
         from bridge.balancer import BalancerConfig
         from bridge.balancer.from_env import config_values_from_env
+        from bridge.balancer.model import TRANSPORT_DEFAULTS, transport_config_values
 
+        by_transport = TRANSPORT_DEFAULTS[self.charger_transport]
         declared = {
             key: getattr(self, field)
             for field in type(self).model_fields
             if field.startswith("balancer_") and (key := field.removeprefix("balancer_")) != "strategy"
         }
         values = config_values_from_env(BalancerConfig, _environ_with_dotenv(), skip=declared)
-        values.update({k: v for k, v in declared.items() if v is not None and k in BalancerConfig.__dataclass_fields__})
+        values.update({k: v for k, v in declared.items() if v is not None and k in BalancerConfig.__dataclass_fields__
+                       # a declared default the transport changes counts only when the user set it
+                       and (k not in by_transport or f"balancer_{k}" in self.model_fields_set)})
         values.update(overrides)
-        return BalancerConfig(**values)
+        return BalancerConfig(**transport_config_values(self.charger_transport, values))
 
 
 def _list_parser(field: str):

@@ -450,6 +450,24 @@ def test_a_charger_that_cannot_be_written_is_assumed_at_its_last_setting():
     assert d.connector("1:2").charge_at == 0
 
 
+def test_a_charger_that_takes_no_limit_is_counted_as_house_load_from_its_draw():
+    # An OCPP charger that accepts no charging profile: never written, its car draws what it wants.
+    cfg = BalancerConfig()
+    stuck, other = Car("1:1", demand=16.0), Car("1:2")
+    rig = Rig(cfg, [stuck, other], house=(2.0, 2.0, 2.0))
+    rig.fail.add("1:1")
+    rig.b.charger_failed(0.0, "1:1", house_load=True)
+    rig.run(120)
+    d = rig.decisions[-1][1]
+    assert d.connector("1:1").command is None and "house load" in d.connector("1:1").reason
+    assert not [w for w in rig.writes if w[1] == "1:1"]
+    assert rig.setting("1:2") == 6  # MaxA 24 less the house's 2 A and the stuck car's 16 A
+    assert rig.draw(stuck) + rig.draw(other) + 2.0 <= cfg.max_a
+    stuck.demand = 4.0  # its car takes less by itself: the meter shows it, the other gets the room
+    rig.run(400)
+    assert rig.setting("1:2") == 16
+
+
 def test_per_connector_settings_and_errors():
     b = SharedBalancer(BalancerConfig(), parse_connectors("2001:1,2001:2"))
     with pytest.raises(ValueError, match="unknown connector '9:9'"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -372,10 +373,26 @@ def test_plot_writes_a_png(tmp_path):
 def test_bench_main_parses_the_documented_options():
     args = bench.build_parser().parse_args(
         ["--trace", "a.csv", "--trace", "b.csv", "--scenario", "heat-pump", "--strategy", "homey",
-         "--charger-lag-s", "5", "--json", "--plot", "x.png", "--car", "L2", "--car", "L1L2L3:10"])
+         "--charger-lag-s", "5", "--json", "--plot", "x.png", "--car", "L2", "--car", "L1L2L3:10",
+         "--transport", "ocpp"])
     assert args == argparse.Namespace(trace=["a.csv", "b.csv"], scenario=["heat-pump"], strategy="homey",
                                       car=["L2", "L1L2L3:10"], charger_lag_s=5.0, json=True, plot="x.png",
-                                      generate=None, seed=None, start=None)
+                                      generate=None, seed=None, start=None, transport="ocpp", circuit=[])
+
+
+def test_bench_over_ocpp_replays_with_the_local_lag_and_the_transports_defaults(tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("BALANCER_")]:
+        monkeypatch.delenv(name)
+    trace = write_csv(tmp_path / "short.csv", rows=300, l1=12.0)
+    assert bench.bench_main(["--trace", trace, "--json", "--strategy", "adaptive", "--transport", "ocpp"]) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["charger_lag_s"] == 2.0
+    assert settings["min_command_interval_s"] == 2.0 and settings["write_budget_per_h"] == 1800.0
+    monkeypatch.setenv("BALANCER_MIN_COMMAND_INTERVAL_S", "7")  # a value set wins over the transport's
+    assert bench.bench_main(["--trace", trace, "--json", "--strategy", "adaptive", "--transport", "ocpp",
+                             "--charger-lag-s", "3"]) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert (settings["charger_lag_s"], settings["min_command_interval_s"]) == (3.0, 7.0)
 
 
 def test_bench_main_with_the_real_balancer(tmp_path, capsys):

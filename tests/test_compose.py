@@ -165,3 +165,19 @@ def test_the_shipped_compose_file_makes_unknown_variables_an_error(compose: dict
     for name in ("bridge", "bridge-demo"):
         environment = compose["services"][name]["environment"]
         assert environment["STRICT_CONFIG"] == "${STRICT_CONFIG:-true}", name
+
+
+def test_the_ocpp_port_is_published_once_its_lines_are_uncommented() -> None:
+    # The bridge's service carries its OCPP port commented out (a cloud user publishes nothing more);
+    # uncommented as the file's comment says, the file still validates and publishes OCPP_PORT's default.
+    text = COMPOSE.read_text()
+    marker = "by removing the \"# \" of the next two lines:\n"
+    head, found, tail = text.partition(marker)
+    assert found, "the comment that tells how to publish the OCPP port is gone"
+    lines = tail.splitlines(keepends=True)
+    opened = head + found + "".join(line.replace("# ", "", 1) for line in lines[:2]) + "".join(lines[2:])
+    compose = yaml.safe_load(opened)
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(compose)
+    port = Settings.model_fields["ocpp_port"].default
+    assert compose["services"]["bridge"]["ports"] == [f"{port}:{port}"]
+    assert "ports" not in yaml.safe_load(text)["services"]["bridge"]

@@ -46,3 +46,33 @@ def test_demo_rejects_a_bad_speed(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 2
     assert "--speed" in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_with_a_simulated_ocpp_charger(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "OCPP_", "CHARGER_TRANSPORT"))}
+    env.update(MQTT_HOST="127.0.0.1", MQTT_PORT=str(free_port()), PYTHONPATH=str(REPO_ROOT),
+               CHARGEAMPS_STATE_DIR=str(tmp_path / "state"))
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "demo", "--transport", "ocpp", "--scenario", "kitchen-spikes",
+         "--speed", "30", "--duration", "8"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "charger lag 2 s" in out  # the local charger's lag by default
+    summary = next(line for line in out.splitlines() if line.startswith("Summary after"))
+    profiles = int(summary.rsplit("charging profiles ", 1)[1])
+    assert profiles >= 2  # the fail-safe and at least one limit reached the charger over OCPP
+    energy = float(summary.split("car energy ", 1)[1].split(" kWh")[0])
+    assert energy > 0  # the simulated charger's car charged under the bridge
+    assert "Traceback" not in done.stderr and "WARNING" not in done.stderr
+
+
+def test_demo_over_ocpp_runs_one_car(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bridge", "demo", "--transport", "ocpp", "--cars", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert "--cars 1" in done.stderr

@@ -116,3 +116,21 @@ def test_a_charger_gone_is_failing_and_offline(worker):
     w.sim.go_offline(30)
     w.until(lambda: w.link.failing, what="failing once the charger is gone")
     assert w.link.view.online is False
+
+
+def test_the_upstreams_profile_caps_the_balancers_limit(worker):
+    w = worker()
+    link = w.link
+    w.until(lambda: link.ready and link.view.status == "Charging", what="connected and charging")
+    link.apply(0.0, decision(16), enabled=True)
+    w.until(lambda: w.sim.draw(1) == 16, what="the car at the balancer's 16 A")
+    # The vendor's backend sends a 10 A profile (what the central system emits for it): lowered at once.
+    link.on_event(0.0, ev.UpstreamCap("CP1", 1, 10.0))
+    w.until(lambda: w.sim.draw(1) == 10 and link.expected == 10, what="the car under upstream's cap")
+    link.apply(0.0, decision(14), enabled=True)
+    assert link._sent is None  # held at the cap: nothing sent again
+    link.on_event(0.0, ev.UpstreamCap("CP1", 0, 4.0))  # below a car's least current, for every connector
+    w.until(lambda: w.sim.draw(1) == 0, what="paused under a cap too low to charge")
+    link.on_event(0.0, ev.UpstreamCap("CP1", 1, None))
+    link.apply(0.0, decision(14), enabled=True)
+    w.until(lambda: w.sim.draw(1) == 14, what="the balancer's limit once the cap is lifted")

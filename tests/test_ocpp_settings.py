@@ -89,3 +89,32 @@ def test_the_ocpp_passwords_are_masked_in_the_log(env):
     env.setenv("OCPP_PASSWORD", SECRET)
     env.setenv("OCPP_UPSTREAM_PASSWORD", SECRET + "-up")
     assert {SECRET, SECRET + "-up"} <= set(settings_secrets(load_settings()))
+
+
+def test_the_balancer_defaults_follow_the_transport_and_a_value_set_wins(env):
+    cloud = load_settings().balancer_config()
+    env.setenv("CHARGER_TRANSPORT", "ocpp")
+    env.setenv("OCPP_CHARGE_POINTS", "HALO_1")
+    local = load_settings().balancer_config()
+    assert (cloud.min_command_interval_s, cloud.write_budget_per_h) == (15, 18)
+    assert local.min_command_interval_s == 2 and local.settle_s < cloud.settle_s
+    assert local.write_budget_per_h == 3600 / 2  # no hourly budget: as many as the interval lets through
+    assert local.min_pause_s == cloud.min_pause_s  # the car's minimum pause stays
+    env.setenv("BALANCER_MIN_COMMAND_INTERVAL_S", "15")
+    env.setenv("BALANCER_SETTLE_S", "12")
+    set_by_user = load_settings().balancer_config()
+    assert (set_by_user.min_command_interval_s, set_by_user.settle_s) == (15, 12)
+    assert set_by_user.write_budget_per_h == 3600 / 15
+
+
+def test_the_upstream_reaches_the_central_system_and_its_password_no_log(env, caplog):
+    from bridge.ocpp.link import central_system
+
+    env.setenv("CHARGER_TRANSPORT", "ocpp")
+    env.setenv("OCPP_CHARGE_POINTS", "HALO_1")
+    env.setenv("OCPP_UPSTREAM_URL", "wss://ocpp.charge.space/ocpp")
+    env.setenv("OCPP_UPSTREAM_PASSWORD", SECRET)
+    s = load_settings()
+    central = central_system(s, lambda event: None)
+    assert central.upstream_url == "wss://ocpp.charge.space/ocpp"
+    assert SECRET not in repr(s) and SECRET not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 from typing import Any
 
 from bridge.limits import MIN_CURRENT_A
@@ -27,6 +28,31 @@ def paused_by_power_limit(why: str) -> str:
     """The reason of a car that a power limit (its charge mode `off`, a `pv` car without surplus)
     holds below the minimum: that limit is why, whatever room the fuse leaves."""
     return f"paused: {why or 'power limit'}"
+
+
+# The defaults that depend on the way to the chargers (CHARGER_TRANSPORT); a value the user set wins.
+# The cloud: about 10 s from a write to the car and a budget of writes an hour (BalancerConfig's own
+# defaults). A local OCPP charger takes a limit in a second or two: a change at most every 2 s, a
+# command settled after one meter reading past the car's ramp, no hourly budget beyond the
+# interval's (set from it in `transport_config_values`), and as writes cost nothing, a shorter quick
+# raise and a cycling load followed sooner (measured with `bench --transport ocpp`). The minimum
+# pause is the car's, kept.
+TRANSPORT_DEFAULTS: dict[str, dict[str, float]] = {
+    "cloud": {},
+    "ocpp": {"min_command_interval_s": 2.0, "settle_s": 5.0, "quick_raise_hold_s": 4.0, "cycle_follow_gain_as": 60.0},
+}
+LOCAL_WRITE_BURST = 60.0  # a local charger: writes saved up, enough for any run of cuts and raises
+
+
+def transport_config_values(transport: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """BalancerConfig's keyword values for `transport`: its defaults under the values `given` (the user's)."""
+    values: dict[str, Any] = dict(TRANSPORT_DEFAULTS[transport])
+    if transport != "cloud":
+        interval = float(given.get("min_command_interval_s", values.get("min_command_interval_s", 1.0)))
+        values["write_budget_per_h"] = 3600.0 / max(interval, 1.0)
+        values["write_budget_burst"] = LOCAL_WRITE_BURST
+    values.update(given)
+    return values
 
 
 @dataclass(frozen=True)

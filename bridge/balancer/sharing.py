@@ -388,6 +388,7 @@ class _Connector:
     tokens: float = 0.0
     tokens_at: float | None = None
     failed: bool = False
+    house_load: bool = False  # cannot be controlled at all: its measured draw is the house's load
     confirmed: bool = False  # a write of ours reached it (else its setting is only assumed)
     # Reported drawing nothing while offered at least the minimum (no car, or a full one); kept
     # through a pause (a paused car draws nothing whatever it wants) until a report shows a draw.
@@ -598,11 +599,17 @@ class SharedBalancer:
         if c.target is None or int(amps) != c.target:
             self._set_target(now, c, int(amps))
 
-    def charger_failed(self, now: float, key: str, failed: bool = True) -> None:
+    def charger_failed(self, now: float, key: str, failed: bool = True, *, house_load: bool = False) -> None:
         """The connector's charger cannot be written (True) or can again (False). While it cannot,
-        its share is assumed at its last setting and the others share the rest."""
+        its share is assumed at its last setting and the others share the rest; with `house_load`
+        (a charger that takes no limit at all, so it has no setting) its measured draw is counted
+        as the house's load instead, and the others share what the meter leaves."""
         self._seen(now)
-        self._conn(key).failed = bool(failed)
+        c = self._conn(key)
+        c.failed = bool(failed)
+        c.house_load = c.failed and house_load
+        if c.house_load:
+            c.target = 0
 
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
         """Shared settings (max_a, default_current, ...); ValueError changes nothing."""
@@ -1019,6 +1026,10 @@ class SharedBalancer:
         used = {k: self._reader.used_phases(now, obs[k]) for k in conns}
         idle = {k: self._idle(now, conns[k]) for k in conns}
         ranges = {k: self._reader.car_draw_range(now, obs[k], used[k]) for k in conns}
+        nothing = (0.0, 0.0, 0.0)
+        for k, c in conns.items():
+            if c.house_load:  # its draw stays in the meter's reading as the house's
+                ranges[k] = (nothing, nothing, nothing, 0.0)
         shares = {k: self._shares_on(conns[k], used[k]) for k in conns}
         for k, c in conns.items():
             # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
@@ -1279,6 +1290,8 @@ class SharedBalancer:
             if c.failed:
                 want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)
                 reason = self._failed_text(c, want)
+                if c.house_load:
+                    want, reason = 0, "charger takes no limit: its draw counted as house load"
                 command = None
             else:
                 if last is not None and c.written_at is not None and want > last:

@@ -22,7 +22,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from ocpp.exceptions import NotImplementedError, NotSupportedError, OCPPError
+from ocpp.charge_point import camel_to_snake_case
+from ocpp.exceptions import InternalError, NotImplementedError, NotSupportedError, OCPPError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import (
@@ -40,7 +41,8 @@ from websockets.http11 import Request, Response
 
 from bridge.ocpp import events
 from bridge.ocpp.identity import identity_of, refusal
-from bridge.ocpp.wire import SUBPROTOCOL, frame_logger
+from bridge.ocpp.upstream import RELAYED, TO_CHARGER, Upstream, cap_of
+from bridge.ocpp.wire import SUBPROTOCOL, frame_logger, raw_call
 from bridge.ocpp.profiles import (
     CONTROL_METHODS,
     TX_DEFAULT_ON_CHARGE_POINT,
@@ -57,6 +59,9 @@ HEARTBEAT_INTERVAL_S = 60
 SILENT_INTERVALS = 3  # a connector without MeterValues for this many intervals is asked with TriggerMessage
 # Asked for in this order; a charger whose MeterValuesSampledDataMaxLength is smaller gets the first ones.
 MEASURANDS = ("Current.Import", "Power.Active.Import", "Energy.Active.Import.Register")
+# The bridge sets these on each charger; upstream asking for other values is answered Accepted and not
+# passed on (its MeterValueSampleInterval thins the MeterValues copied to it instead).
+BRIDGE_OWNED_KEYS = ("MeterValueSampleInterval", "MeterValuesSampledData")
 
 _wire_log = frame_logger("bridge.ocpp.wire")
 
@@ -81,6 +86,7 @@ class _Session(ChargePoint):
         self.failsafe_sent: set[tuple[int, int | None]] = set()  # (connector sent to, transaction)
         # One limit at a time per charger: two must not both learn, nor overtake each other.
         self._apply_lock = asyncio.Lock()
+        self.upstream: Upstream | None = None  # OCPP_UPSTREAM_URL: the vendor's backend beside the bridge
 
     # ---- the frames --------------------------------------------------------------
 
@@ -104,7 +110,48 @@ class _Session(ChargePoint):
             known = msg.action in {a.value for a in Action}
             raise (NotSupportedError if known else NotImplementedError)(
                 details={"cause": f"{msg.action} is not handled by this central system"})
+        if msg.action == Action.boot_notification:
+            self.central.last_boot[self.id] = msg.payload
+        if self.upstream is not None:
+            if msg.action in RELAYED:
+                answer = await self.upstream.relay(msg.action, msg.payload)
+                if answer is not None:  # else answered here, as without upstream
+                    self._upstream_answered(msg.action, camel_to_snake_case(msg.payload), answer)
+                    await self._send(msg.create_call_result(answer).to_json())
+                    return None
+            else:
+                self.upstream.copy(msg.action, msg.payload)
         return await super()._handle_call(msg)
+
+    def _upstream_answered(self, action: str, payload: dict, answer: dict) -> None:
+        # Upstream issues the transaction ids: the bridge keeps the one the charger was given.
+        if action == "StartTransaction" and isinstance(answer.get("transactionId"), int):
+            self._started(payload.get("connector_id"), answer["transactionId"])
+        elif action == "StopTransaction":
+            self._stopped(payload.get("transaction_id"))
+
+    async def from_upstream(self, action: str, payload: dict) -> dict:
+        """Upstream's call (camelCase, schema-checked): passed to the charger and its answer returned,
+        or answered here; an OCPPError raised is upstream's CallError."""
+        if action == "SetChargingProfile":
+            # The bridge owns the limit: upstream's is a cap on the connector, never passed through.
+            self.central.emit(events.UpstreamCap(self.id, payload["connectorId"], cap_of(payload["csChargingProfiles"])))
+            return {"status": "Accepted"}
+        if action == "ChangeConfiguration" and payload["key"] in BRIDGE_OWNED_KEYS:
+            if payload["key"] == "MeterValueSampleInterval" and self.upstream is not None:
+                try:
+                    self.upstream.meter_every_s = max(0.0, float(payload["value"]))
+                except ValueError:
+                    return {"status": "Rejected"}
+            return {"status": "Accepted"}
+        if action not in TO_CHARGER:
+            raise NotSupportedError(details={"cause": f"{action} from upstream is not passed to the charger"})
+        try:
+            return await raw_call(self, action, payload, self.central.call_timeout_s)
+        except asyncio.TimeoutError:
+            raise InternalError(details={"cause": f"the charger did not answer {action}"}) from None
+        except ConnectionClosed:
+            raise InternalError(details={"cause": "the charger is not connected"}) from None
 
     # ---- the charger's messages ----------------------------------------------------
 
@@ -145,20 +192,26 @@ class _Session(ChargePoint):
     def on_start_transaction(self, connector_id: int, id_tag: str, **_: Any) -> call_result.StartTransaction:
         self._next_transaction += 1
         tx = self._next_transaction
+        self._started(connector_id, tx)
+        return call_result.StartTransaction(transaction_id=tx, id_tag_info={"status": AuthorizationStatus.accepted})
+
+    def _started(self, connector_id: int, tx: int) -> None:
         self.transactions[connector_id] = tx
         self.central.emit(events.TransactionChanged(self.id, connector_id, tx))
         # A TxProfile can only be set now: the limits in force are sent for this transaction.
         if self.central.method_of(self.id) in (None, TX_PROFILE):
             self.spawn(self.apply(connector_id))
-        return call_result.StartTransaction(transaction_id=tx, id_tag_info={"status": AuthorizationStatus.accepted})
 
     @on(Action.stop_transaction)
     def on_stop_transaction(self, transaction_id: int, **_: Any) -> call_result.StopTransaction:
+        self._stopped(transaction_id)
+        return call_result.StopTransaction(id_tag_info={"status": AuthorizationStatus.accepted})
+
+    def _stopped(self, transaction_id: int | None) -> None:
         for connector, tx in list(self.transactions.items()):
             if tx == transaction_id:
                 del self.transactions[connector]
                 self.central.emit(events.TransactionChanged(self.id, connector, None))
-        return call_result.StopTransaction(id_tag_info={"status": AuthorizationStatus.accepted})
 
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> call_result.DataTransfer:
@@ -338,7 +391,9 @@ class CentralSystem:
     def __init__(self, identities: tuple[str, ...], emit: Callable[[object], None], *,
                  host: str = "0.0.0.0", port: int = 8887, password: str | None = None,
                  tls: tuple[Path, Path] | None = None, meter_interval_s: float = 10,
-                 profile_ttl_s: float = 120, failsafe_a: float = 6, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+                 profile_ttl_s: float = 120, failsafe_a: float = 6, call_timeout_s: float = CALL_TIMEOUT_S,
+                 upstream_url: str | None = None, upstream_password: str | None = None,
+                 upstream_options: dict[str, Any] | None = None) -> None:
         self.identities = frozenset(identities)
         self.emit = emit
         self.host = host
@@ -350,6 +405,10 @@ class CentralSystem:
         self.failsafe_a = failsafe_a
         self.call_timeout_s = call_timeout_s
         self.refused = 0
+        self.upstream_url = upstream_url
+        self._upstream_password = upstream_password
+        self._upstream_options = upstream_options or {}  # Upstream's keywords (timeouts, backoff)
+        self.last_boot: dict[str, dict] = {}  # identity -> its last BootNotification, replayed upstream
         # Kept across reconnections, owned by the loop's thread.
         self._methods: dict[str, str | None] = {}
         self.rejected: dict[str, set[str]] = {}
@@ -465,6 +524,10 @@ class CentralSystem:
         self._sessions[identity] = session
         self.emit(events.Connected(identity))
         session.spawn(session.renew())
+        if self.upstream_url:
+            session.upstream = Upstream(identity, self.upstream_url, self._upstream_password, session.from_upstream,
+                                        last_boot=lambda: self.last_boot.get(identity), **self._upstream_options)
+            session.spawn(session.upstream.run())
         session.spawn(session.watch_meter())
         try:
             await session.start()

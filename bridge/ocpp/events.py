@@ -82,3 +82,11 @@ class LimitApplied:
     connector: int
     amps: float
     accepted: bool
+
+
+@dataclass(frozen=True)
+class UpstreamCap:
+    """The upstream central system's SetChargingProfile: a cap on the connector (0: every connector)."""
+    cp: str
+    connector: int
+    amps: float | None  # None: the profile named no limit

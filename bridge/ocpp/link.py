@@ -46,6 +46,7 @@ class OcppLink(ChargerLink):
         self._sent: float | None = None  # a limit asked for, its answer not in yet
         self._energy_at_start: float | None = None
         self._error: str | None = None
+        self.upstream_cap: float | None = None  # the vendor's backend's SetChargingProfile, a ceiling
 
     # ---- the worker's rhythm ------------------------------------------------------------
 
@@ -56,10 +57,25 @@ class OcppLink(ChargerLink):
     def failing(self) -> bool:
         return not self.ready or not self.controllable
 
+    @property
+    def draw_is_house_load(self) -> bool:
+        # Connected but taking no profile: its car draws what it wants, which MeterValues and the
+        # meter tell. (A charger gone holds its last limit, then its fail-safe: the last setting.)
+        return self.ready and not self.controllable
+
+    def capped(self, amps: float) -> float:
+        """`amps` under the upstream's cap; a cap below the least current a car takes pauses."""
+        if self.upstream_cap is None or amps <= self.upstream_cap:
+            return amps
+        return float(math.floor(self.upstream_cap)) if self.upstream_cap >= self.settings.balancer_min_current else 0.0
+
     def apply(self, now: float, decision: Decision, enabled: bool) -> None:
         amps = decision.command
-        if amps is None or not enabled or self.failing or self._sent == amps:
+        if amps is None or not enabled or self.failing:
             return
+        wanted, amps = amps, self.capped(amps)
+        if self._sent == amps or (amps != wanted and self._sent is None and self.view.max_current == amps):
+            return  # held at the cap already: the balancer's wish to go higher is not sent again
         self._sent = amps
         self.central.set_current(self.view.cp_id, self.connector, amps)
         log.info("%s: limit %d A asked for (%s)", self.name, amps, decision.reason)
@@ -104,6 +120,14 @@ class OcppLink(ChargerLink):
             self._set_error(event.message)
         elif isinstance(event, ev.ControlLearned):
             self.controllable = True
+        elif isinstance(event, ev.UpstreamCap):
+            self.upstream_cap = event.amps
+            log.info("%s: the upstream central system caps it at %s", self.name,
+                     "nothing" if event.amps is None else f"{event.amps:g} A")
+            held = self._sent if self._sent is not None else self.view.max_current  # in flight, or in force
+            if held is not None and self.ready and self.controllable and self.capped(held) != held:
+                self._sent = self.capped(held)  # lowered now, not at the balancer's next change
+                self.central.set_current(v.cp_id, self.connector, self._sent)
         elif isinstance(event, ev.CallFailed):
             self._set_error(f"{self.view.cp_id}: {event.message}")
             return
@@ -184,4 +208,7 @@ def central_system(settings: Settings, emit: Callable[[object], None]):
     tls = (settings.ocpp_tls_cert, settings.ocpp_tls_key) if settings.ocpp_tls_cert and settings.ocpp_tls_key else None
     return CentralSystem(settings.ocpp_identities(), emit, host=settings.ocpp_host, port=settings.ocpp_port,
                          password=password, tls=tls, meter_interval_s=settings.ocpp_meter_interval_s,
-                         profile_ttl_s=settings.ocpp_profile_ttl_s, failsafe_a=settings.balancer_failsafe_current)
+                         profile_ttl_s=settings.ocpp_profile_ttl_s, failsafe_a=settings.balancer_failsafe_current,
+                         upstream_url=settings.ocpp_upstream_url,
+                         upstream_password=settings.ocpp_upstream_password.get_secret_value()
+                         if settings.ocpp_upstream_password else None)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
+
+from ocpp.messages import Call, MessageType, validate_payload
 
 SUBPROTOCOL = "ocpp1.6"  # the WebSocket subprotocol OCPP-J 1.6 names
 
@@ -25,3 +28,19 @@ class _QuietFrames(logging.LoggerAdapter):
 
 def frame_logger(name: str) -> logging.LoggerAdapter:
     return _QuietFrames(logging.getLogger(name), {})
+
+
+async def raw_call(cp: Any, action: str, payload: dict, timeout_s: float) -> dict:
+    """Send `action` with a camelCase `payload` as it came off another connection and return the
+    answer's payload, checked against the OCPP 1.6 schema. Raises the CallError's OCPPError, a schema
+    violation (an OCPPError too), asyncio.TimeoutError or ConnectionClosed. Serialized with the
+    library's own calls on that connection (its call lock): OCPP-J allows one call in flight."""
+    message = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
+    async with cp._call_lock:
+        await cp._send(message.to_json())
+        answer = await cp._get_specific_response(message.unique_id, timeout_s)
+    if answer.message_type_id == MessageType.CallError:
+        raise answer.to_exception()
+    answer.action = action
+    await validate_payload(answer, "1.6")
+    return answer.payload

@@ -263,6 +263,12 @@ class ChargerLink:
         cannot count on writing it."""
         return not self.ready or self.backoff.failures > 0
 
+    @property
+    def draw_is_house_load(self) -> bool:
+        """Its charger takes no limit at all: its measured draw is counted as the house's load (the
+        cloud's chargers always take one)."""
+        return False
+
     def _mapped(self, values: tuple | None) -> tuple | None:
         if values is None or self.phase_map is None:
             return values

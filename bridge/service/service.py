@@ -407,7 +407,7 @@ class BridgeService:
         shared: SharedBalancer = self.balancer  # type: ignore[assignment]
         by_key = {link.key: link for link in self.links}
         for key, link in by_key.items():
-            shared.charger_failed(now, key, link.failing)
+            shared.charger_failed(now, key, link.failing, house_load=link.draw_is_house_load)
         self.power.update(now)
         d = shared.decide(now)
         previous = self.decision

@@ -34,6 +34,8 @@ from bridge.sim.scenarios import scenario, scenario_names, shared_scenario_names
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
+# From a write to the car drawing it, by CHARGER_TRANSPORT: the cloud's ~10 s, a local OCPP charger's ~2 s.
+TRANSPORT_LAG_S = {"cloud": 10.0, "ocpp": 2.0}
 DEFAULT_STRATEGIES = STRATEGIES
 
 # Targets for the adaptive strategy on each built-in scenario. How long an overload lasts is what
@@ -96,10 +98,16 @@ class StrategyResult:
 
 # ---- settings -------------------------------------------------------------------
 
-def balancer_config_from_env(config_cls: type, environ: Mapping[str, str] | None = None) -> Any:
-    """`config_cls` (a dataclass) with each field read from `BALANCER_<FIELD>` when that is set."""
+def balancer_config_from_env(config_cls: type, environ: Mapping[str, str] | None = None,
+                             transport: str = "cloud") -> Any:
+    """`config_cls` (a dataclass) with each field read from `BALANCER_<FIELD>` when that is set, the
+    others at their defaults for `transport`, as the service sets them."""
+    from bridge.balancer.model import transport_config_values
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
     try:
-        return config_cls(**config_values_from_env(config_cls, os.environ if environ is None else environ))
+        given = config_values_from_env(config_cls, os.environ if environ is None else environ)
+        return config_cls(**{k: v for k, v in transport_config_values(transport, given).items() if k in names})
     except (TypeError, ValueError) as e:
         raise BenchError(f"invalid BALANCER_* settings: {e}") from None
 
@@ -804,8 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--circuit", action="append", default=[], metavar="NAME:MAX_A[:PARENT]",
                    help="a circuit under the main fuse (repeatable), as CIRCUITS gives it, e.g. garage:16; a car "
                         "joins one with @NAME (--car L1L2L3:16@garage). A circuit's load is its cars'")
-    p.add_argument("--charger-lag-s", type=float, default=10.0, metavar="S",
-                   help="seconds from a cloud write to the car drawing the new value (default: %(default)s)")
+    p.add_argument("--transport", choices=tuple(TRANSPORT_LAG_S), default="cloud",
+                   help="the way to the charger, as CHARGER_TRANSPORT: its lag and the balancer's defaults for it "
+                        "(default: %(default)s)")
+    p.add_argument("--charger-lag-s", type=float, default=None, metavar="S",
+                   help="seconds from a write to the car drawing the new value (default: 10 with the cloud, "
+                        "2 with ocpp)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw currents, MaxA, ChargeAt and the car's draw "
                                                       "(with --generate: each metric's distribution over the houses)")
@@ -837,6 +849,9 @@ def real_balancer(cfg: Any, strategy: str) -> BalancerLike:
 
 def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
             environ: Mapping[str, str] | None = None) -> int:
+    transport = getattr(args, "transport", "cloud")
+    if args.charger_lag_s is None:
+        args.charger_lag_s = TRANSPORT_LAG_S[transport]
     explicit = args.strategy is not None
     strategies = [s.strip() for s in (args.strategy or ",".join(DEFAULT_STRATEGIES)).split(",") if s.strip()]
     if not strategies:
@@ -881,7 +896,7 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
             print("bench: --plot needs matplotlib: pip install chargeamps-bridge[plot]", file=sys.stderr)
             return 2
     try:
-        cfg = balancer_config_from_env(config_cls, environ)
+        cfg = balancer_config_from_env(config_cls, environ, transport)
         if args.generate is not None:
             for strategy in strategies:
                 balancer_factory(cfg, strategy)

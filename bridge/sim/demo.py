@@ -1,5 +1,6 @@
 """`chargeamps-bridge demo`: the real service against a simulated house,
-charger and cloud, on a real broker, in one command."""
+charger and cloud (or, with `--transport ocpp`, a simulated OCPP charger connected to the
+bridge), on a real broker, in one command."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -26,6 +28,7 @@ from bridge.cli import number_argument
 from bridge.config import ConfigError, load_settings
 from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug
+from bridge.sim.bench import TRANSPORT_LAG_S
 from bridge.sim.charger import ChargerModel
 from bridge.sim.cloud import SECOND_HALO_ID, CloudSimulator, SimCar, several_cars_account
 from bridge.sim.house import HouseTrace
@@ -36,6 +39,8 @@ PHASE_VOLTAGE = 230.0
 DEMO_BASE_TOPIC = "chargeamps-demo"
 # A scenario starts this long before the house first needs balancing, unless --start says otherwise.
 LEAD_IN_S = 300
+DEMO_OCPP_CHARGE_POINT = "DEMO-HALO"
+OCPP_DEMO_METER_INTERVAL_S = 10  # simulated seconds between the OCPP charger's MeterValues
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -104,11 +109,14 @@ class House(threading.Thread):
     def __init__(self, trace: HouseTrace, sim: CloudSimulator, charger: ChargerModel, clock,
                  host: str, port: int, topics: tuple[str, str, str], max_a: float, fuse_a: float,
                  username: str | None, password: str | None,
-                 outlets: list[tuple[str, int, ChargerModel]] | None = None) -> None:
+                 outlets: list[tuple[str, int, ChargerModel]] | None = None,
+                 model_clock: Callable[[], float] | None = None) -> None:
         super().__init__(name="demo-house", daemon=True)
         self.trace, self.sim, self.charger, self.clock = trace, sim, charger, clock
         # Each outlet with a car: (charge point, connector, the car's charger model).
         self.outlets = outlets or [(sim.chargepoint_id, 1, charger)]
+        # No cloud simulator (sim None): the OCPP charger moves its car itself, on its own clock.
+        self.model_clock = model_clock
         self._offered_at: dict[tuple[str, int], float] = {}
         self.topics, self.max_a, self.fuse_a = topics, max_a, fuse_a
         self.tally = Tally()
@@ -122,6 +130,8 @@ class House(threading.Thread):
         self.client.loop_start()
 
     def _follow_cloud(self, now: float) -> None:
+        if self.sim is None:
+            return
         self.sim.plug_due(now)
         for cp_id, cid, charger in self.outlets:
             cp = self.sim.charge_points[cp_id]
@@ -148,7 +158,8 @@ class House(threading.Thread):
             self.stop_event.wait(0.02)
 
     def _step(self, s: int, now: float) -> None:
-        draws = [charger.phase_draw(now) for _, _, charger in self.outlets]
+        at = now if self.model_clock is None else self.model_clock()
+        draws = [charger.phase_draw(at) for _, _, charger in self.outlets]
         car = (sum(d[0] for d in draws), sum(d[1] for d in draws), sum(d[2] for d in draws))
         meter = tuple(self.trace.base[p][s] + car[p] for p in range(3))
         for p in range(3):
@@ -223,8 +234,12 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (1 to 60)")
     parser.add_argument("--duration", type=float, default=None,
                         help="real seconds to run (default: until the scenario ends or Ctrl-C)")
-    parser.add_argument("--charger-lag-s", type=float, default=10.0,
-                        help="simulated seconds from a cloud write to the car drawing it")
+    parser.add_argument("--charger-lag-s", type=float, default=None,
+                        help="simulated seconds from a write to the car drawing it (default: 10 with the cloud, "
+                        "2 with ocpp)")
+    parser.add_argument("--transport", choices=("cloud", "ocpp"), default="cloud",
+                        help="cloud: the Charge Amps cloud simulator; ocpp: a simulated OCPP 1.6J charger that "
+                        "connects to the bridge (CHARGER_TRANSPORT=ocpp; one car)")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="balancer strategy (default: BALANCER_STRATEGY)")
     parser.add_argument("--start", type=number_argument("--start", minimum=0), default=None, metavar="MINUTES",
@@ -239,8 +254,12 @@ def demo_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.speed <= 60:
         parser.error("--speed must be from 1 to 60")
+    if args.charger_lag_s is None:
+        args.charger_lag_s = TRANSPORT_LAG_S[args.transport]
     if args.charger_lag_s < 0:
         parser.error("--charger-lag-s cannot be negative")
+    if args.transport == "ocpp" and args.cars != 1:
+        parser.error("--transport ocpp runs one car (--cars 1)")
 
     from bridge.service import BridgeService
     from bridge.sim.clock import ScaledClock
@@ -262,13 +281,16 @@ def demo_main(argv: list[str]) -> int:
             print(f"No broker at {base.mqtt_host}:{base.mqtt_port}; started mosquitto on {host}:{port}")
 
         installation_current = max(16, min(32, trace.car_max_a))
-        if args.cars == 1:
-            sim = CloudSimulator(installation_current=installation_current)
-        else:
-            sim = several_cars_account({}, installation_current=installation_current)
-        sim.start()
-        cleanup.append(sim.stop)
-        charger = ChargerModel(lag_s=args.charger_lag_s, phases=trace.car_phases, car_max_a=trace.car_max_a)
+        ocpp = args.transport == "ocpp"
+        sim: CloudSimulator | None = None  # with ocpp, the charger connects to the bridge once it runs
+        if not ocpp:
+            sim = CloudSimulator(installation_current=installation_current) if args.cars == 1 else \
+                several_cars_account({}, installation_current=installation_current)
+            sim.start()
+            cleanup.append(sim.stop)
+        # The OCPP charger's car runs on real time: its lag is the simulated one over the speed.
+        charger = ChargerModel(lag_s=args.charger_lag_s / args.speed if ocpp else args.charger_lag_s,
+                               phases=trace.car_phases, car_max_a=trace.car_max_a)
         if args.start is not None:
             start_s = min(args.start * 60, trace.duration_s - 1)
         else:
@@ -278,12 +300,13 @@ def demo_main(argv: list[str]) -> int:
 
         # The trace's car at the first outlet; with more cars, a three-phase 16 A car plugging in
         # two minutes in, and a one-phase (L1) 16 A car on the second Halo at four minutes.
-        cars = [(sim.chargepoint_id, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
+        cars = [] if sim is None else [
+            (sim.chargepoint_id, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
         if args.cars >= 2:
             cars.append((sim.chargepoint_id, 2, SimCar("three", 16, plug_in_s=start_s + 120)))
         if args.cars >= 3:
             cars.append((SECOND_HALO_ID, 1, SimCar("L1", 16, plug_in_s=start_s + 240)))
-        outlets = []
+        outlets = [(DEMO_OCPP_CHARGE_POINT, 1, charger)] if ocpp else []
         for cp_id, cid, car in cars:
             conn = sim.plug(cp_id, cid, car)
             model = ChargerModel(lag_s=args.charger_lag_s, phases=_phase_flags(car.phases), car_max_a=car.max_a)
@@ -292,9 +315,17 @@ def demo_main(argv: list[str]) -> int:
             outlets.append((cp_id, cid, model))
         state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
         cleanup.append(lambda: shutil.rmtree(state_dir, ignore_errors=True))
+        ocpp_password = uuid.uuid4().hex
+        if sim is not None:
+            reach: dict = dict(chargeamps_base_url=sim.url, chargeamps_email=sim.email, chargeamps_password=sim.password,
+                               chargeamps_api_key=sim.api_key, chargeamps_chargepoint_id=None)
+        else:
+            reach = dict(charger_transport="ocpp", ocpp_host="127.0.0.1", ocpp_port=_free_port(),
+                         ocpp_charge_points=DEMO_OCPP_CHARGE_POINT, chargeamps_chargepoint_id=DEMO_OCPP_CHARGE_POINT,
+                         ocpp_password=SecretStr(ocpp_password), ocpp_upstream_url=None,
+                         ocpp_meter_interval_s=max(1.0, OCPP_DEMO_METER_INTERVAL_S / args.speed))
         overrides = dict(
-            chargeamps_base_url=sim.url, chargeamps_email=sim.email, chargeamps_password=sim.password,
-            chargeamps_api_key=sim.api_key, chargeamps_chargepoint_id=None, chargeamps_state_dir=state_dir,
+            **reach, chargeamps_state_dir=state_dir,
             chargeamps_poll_interval=max(10.0, base.chargeamps_poll_interval), mqtt_host=host, mqtt_port=port,
             mqtt_client_id=f"chargeamps-bridge-demo-{uuid.uuid4().hex[:6]}",
             # Its own topics: nothing it publishes lands on a running bridge's topics, meter or
@@ -318,10 +349,19 @@ def demo_main(argv: list[str]) -> int:
         service = BridgeService(settings, clock=clock)
         service.start()
         cleanup.insert(0, service.stop)
+        ocpp_charger = None
+        if ocpp:
+            from bridge.sim.ocpp_charger import SimCharger
+
+            ocpp_charger = SimCharger(f"ws://127.0.0.1:{settings.ocpp_port}/ocpp", DEMO_OCPP_CHARGE_POINT,
+                                      cars={1: trace.car_max_a}, password=ocpp_password)
+            ocpp_charger.cars[1] = charger  # the trace's car, on the trace's phases
+            ocpp_charger.start_in_thread()
+            cleanup.insert(1, ocpp_charger.stop)  # after the service: a bridge that stops warns of no charger gone
         house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,
                       settings.balancer_fuse_a, settings.mqtt_username,
                       settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                      outlets=outlets)
+                      outlets=outlets, model_clock=time.monotonic if ocpp else None)
         house.start()
         cleanup.insert(0, house.close)
 
@@ -354,11 +394,14 @@ def demo_main(argv: list[str]) -> int:
         house.close()  # the tally stops here: the last row and the summary show the same time
         row()
         t = house.tally
-        writes = sum(1 for w in sim.writes if w[3] == "maxCurrent")
+        if ocpp_charger is not None:
+            writes, what = len(ocpp_charger.received), "charging profiles"
+        else:
+            writes, what = sum(1 for w in sim.writes if w[3] == "maxCurrent"), "cloud writes"
         reached = ("00:00:00 simulated" if t.first_s is None else
                    f"{_hms(t.last_s - t.first_s)} simulated, {_hms(t.first_s)} to {_hms(t.last_s)}")
         print(f"Summary after {reached}: car energy {t.energy_kwh:.2f} kWh, "
-              f"time over MaxA {t.seconds_over_max_a} s, over the fuse {t.seconds_over_fuse} s, cloud writes {writes}")
+              f"time over MaxA {t.seconds_over_max_a} s, over the fuse {t.seconds_over_fuse} s, {what} {writes}")
         return 0
     finally:
         for close in cleanup:
