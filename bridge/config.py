@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     balancer_min_current: int = Field(MIN_CURRENT_A, ge=MIN_CURRENT_A, le=MAX_CURRENT_A)
     balancer_stale_after_s: float = Field(30, ge=1, le=3600)
     balancer_failsafe_current: int = Field(MIN_CURRENT_A, ge=0, le=MAX_CURRENT_A)
+    balancer_failsafe_pause_after_s: float = Field(120, ge=1, le=86400)
     balancer_restore_interval_s: float = Field(600, ge=1)
     balancer_raise_hold_s: float | None = Field(None, ge=0)
     balancer_min_pause_s: float = Field(300, ge=0)

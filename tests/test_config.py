@@ -206,6 +206,8 @@ def test_a_home_relative_state_dir_is_expanded(env, tmp_path):
         ({"BALANCER_MAX_A": "4"}, "BALANCER_MAX_A"),
         ({"BALANCER_DEFAULT_CURRENT": "40"}, "BALANCER_DEFAULT_CURRENT"),
         ({"BALANCER_FAILSAFE_CURRENT": "3"}, "BALANCER_FAILSAFE_CURRENT"),
+        ({"BALANCER_FAILSAFE_PAUSE_AFTER_S": "0"}, "BALANCER_FAILSAFE_PAUSE_AFTER_S"),
+        ({"BALANCER_FAILSAFE_PAUSE_AFTER_S": "soon"}, "BALANCER_FAILSAFE_PAUSE_AFTER_S"),
         ({"BALANCER_RAISE_HOLD_S": "100000"}, "BALANCER_RAISE_HOLD_S"),
         ({"CAPACITY_LIMIT_KW": "0.0001"}, "CAPACITY_LIMIT_KW"),
         ({"CAPACITY_LIMIT_KW": "0.49"}, "CAPACITY_LIMIT_KW"),
@@ -296,6 +298,7 @@ def test_balancer_config_carries_the_balancer_settings(env):
     env.setenv("BALANCER_RAISE_HOLD_S", "120")
     env.setenv("BALANCER_MIN_PAUSE_S", "400")
     env.setenv("BALANCER_MIN_COMMAND_INTERVAL_S", "25")
+    env.setenv("BALANCER_FAILSAFE_PAUSE_AFTER_S", "90")
 
     cfg = load_settings().balancer_config()
 
@@ -307,6 +310,7 @@ def test_balancer_config_carries_the_balancer_settings(env):
     assert cfg.raise_hold_s == 120
     assert cfg.min_pause_s == 400
     assert cfg.min_command_interval_s == 25
+    assert cfg.failsafe_pause_after_s == 90
 
 
 def test_balancer_config_defaults_and_overrides(env):
@@ -318,6 +322,7 @@ def test_balancer_config_defaults_and_overrides(env):
     assert default.raise_hold_s == BalancerConfig().raise_hold_s  # unset: the balancer's own default
     assert (default.max_a, default.fuse_a, default.default_current) == (24, 25, 16)
     assert (default.min_current, default.stale_after_s, default.failsafe_current) == (6, 30, 6)
+    assert default.failsafe_pause_after_s == 120
     assert (overridden.max_a, overridden.default_current) == (18, 10)
     assert overridden.fuse_a == 25
 

@@ -101,6 +101,7 @@ class AdaptiveStrategy:
         self._loads = LoadTracker()
         self._reserved_load = None
         self._after_fail_safe = False
+        self._fail_safe_paused = False  # paused by the fail-safe (the meter's silence), not by the house
         # When the meter showed the car following a command (command time -> reading time), and
         # the readings of the previous decision to see it by.
         self._landed: dict[float, float] = {}
@@ -119,6 +120,8 @@ class AdaptiveStrategy:
         self._forget_history()
         self._loads.reset()
         if self.target is None or current < self.target:
+            if current == 0 and self.target:
+                self._fail_safe_paused = True
             self._set_target(now, current)
         self._after_fail_safe = True
 
@@ -412,13 +415,16 @@ class AdaptiveStrategy:
         above = any(meter[n] > cfg.max_a for n in used)
         if self._after_fail_safe and settle_left <= 0:
             # The meter is back: the fail-safe's cut was the silence's, not the house's, so the car
-            # goes back at once to what the live readings allow (a pause keeps its own rules).
+            # goes back at once to what the live readings allow (a pause the house made keeps its rules).
             self._after_fail_safe = False
             level = min(cap, whole_amps_for_charger(spare - cfg.raise_margin_a, cfg))
-            if 0 < self.target < level and not above:
+            # A pause made for the meter's silence has no minimum pause to wait out.
+            resumable, self._fail_safe_paused = self.target > 0 or self._fail_safe_paused, False
+            if resumable and self.target < level and not above:
                 self._last_raise_at = now
+                verb = "resume at" if not self.target else "raise to"
                 self._set_target(now, level)
-                return proposal(f"meter back: {where}, raise to {level} A")
+                return proposal(f"meter back: {where}, {verb} {level} A")
         if settle_left > 0:
             return proposal(
                 f"{where}; waiting for the charger to follow {obs.commanded} A "

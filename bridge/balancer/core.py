@@ -83,6 +83,17 @@ def meter_staleness(now: float, meter_at: OptTriple, cfg: BalancerConfig,
     return None
 
 
+def silence_pause(now: float, meter_at: OptTriple, started_at: float, cfg: BalancerConfig) -> str | None:
+    """Why the cars pause for the meter's silence (a user-readable phrase), or None: every phase
+    silent (or never heard since the start) for `failsafe_pause_after_s`. Blind that long, not even
+    the fail-safe current is safe: the house may have grown by anything meanwhile."""
+    silent = min(now - (started_at if t is None else t) for t in meter_at)
+    if silent < cfg.failsafe_pause_after_s:
+        return None
+    return (f"meter silent {silent:.0f} s on every phase (BALANCER_FAILSAFE_PAUSE_AFTER_S "
+            f"{cfg.failsafe_pause_after_s:.0f} s)")
+
+
 class Balancer:
     """Decides the charge current from meter and charger readings; see docs/DESIGN.md."""
 
@@ -282,7 +293,11 @@ class Balancer:
         the house that left it no room may still be on."""
         current = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
         reason = f"meter stale ({why}): fail-safe {current} A"
-        if self._commanded is not None and self._commanded < current:
+        assert self._started_at is not None
+        silence = silence_pause(now, obs.meter_at, self._started_at, self._cfg)
+        if silence is not None:
+            current, reason = 0, f"{silence}: paused until the meter speaks again"
+        elif self._commanded is not None and self._commanded < current:
             current = self._commanded
             reason = f"meter stale ({why}): {'paused' if current == 0 else f'{current} A'}, below the fail-safe"
         self._strategy.on_fail_safe(now, current)

@@ -67,6 +67,8 @@ class BalancerConfig:
     meter_gap_intervals: float = 8.0
     meter_gap_min_s: float = 8.0
     failsafe_current: int = 6
+    # the meter silent on every phase this long: the cars pause (fail-safe current or not)
+    failsafe_pause_after_s: float = 120.0
     restore_interval_s: float = 600.0
     raise_hold_s: float = 30.0
     min_pause_s: float = 300.0
@@ -138,7 +140,7 @@ class BalancerConfig:
             raise ValueError(
                 f"installation_current must be above 0 A when known, got {self.installation_current}"
             )
-        for name in ("stale_after_s", "restore_interval_s", "charger_stale_after_s"):
+        for name in ("stale_after_s", "restore_interval_s", "charger_stale_after_s", "failsafe_pause_after_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be above 0 s, got {getattr(self, name)}")
         if self.raise_hold_max_s < self.raise_hold_s:

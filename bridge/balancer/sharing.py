@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.balancer.adaptive import PHASE_IN_USE_A, WRITES_PER_RAISE, AdaptiveStrategy
+from bridge.balancer.adaptive import LANDING_TOLERANCE_A, PHASE_IN_USE_A, WRITES_PER_RAISE, AdaptiveStrategy
 from bridge.balancer.circuits import MAIN, Circuit, CircuitRoom, CircuitTree, binding, circuit_rooms, circuits_over
-from bridge.balancer.core import Balancer, meter_staleness, whole_amps_for_charger
+from bridge.balancer.core import Balancer, meter_staleness, silence_pause, whole_amps_for_charger
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     DEFAULT_STRATEGY,
@@ -69,6 +69,12 @@ MOVE_MIN_STEP_A = 2
 # house gets its last amp.
 RAISE_MIN_STEP_A = 2
 SMALL_RAISE_SPARE_WRITES = 4
+
+# A step of the meter on every phase of a car (two phases at least: one phase's step is no proof),
+# within this window and matching the car's own draw within LANDING_TOLERANCE_A, is that car: its
+# draw falling to nothing (full, its own timer, unplugged) or a car held idle waking up.
+STEP_WINDOW_S = 3.0
+STEP_MIN_PHASES = 2
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/@\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/@\s]*))?(?:@(?P<circuit>[^@\s]*))?$")
 
@@ -403,6 +409,11 @@ class _Connector:
     power_cap_reason: str = ""
     # The house phases its car drew on when last seen drawing: a paused car's reports cannot show them.
     car_phases: tuple[int, ...] | None = None
+    # The meter showed its car stop drawing (a step of its draw): counted as an empty outlet until its
+    # status speaks again, for the car may have left.
+    stopped_at: float | None = None
+    # The meter showed its car, held idle at the minimum, wake up: in a cut it is the one that gives way.
+    woke_at: float | None = None
 
 
 class SharedBalancer:
@@ -450,6 +461,8 @@ class SharedBalancer:
         self._last_tick: float | None = None
         self._loads = LoadTracker()  # the house's loads, by their steps (cycling ones are kept free)
         self._budgets: dict[str, PowerBudget] = {}  # power limits on groups of connectors, by name
+        self._recent: list[deque[tuple[float, float]]] = [deque() for _ in PHASES]  # readings of STEP_WINDOW_S
+        self._silence_paused = False  # the cars were paused for the meter's silence
 
     @property
     def config(self) -> BalancerConfig:
@@ -510,6 +523,10 @@ class SharedBalancer:
             c.inputs.meter(now, phase, amps)  # validates
         self._meter[phase] = float(amps)
         self._meter_at[phase] = now
+        recent = self._recent[phase]
+        recent.append((now, float(amps)))
+        while len(recent) > 2 and recent[1][0] <= now - STEP_WINDOW_S:
+            recent.popleft()
 
     def meter_alive(self, now: float) -> None:
         self._seen(now)
@@ -541,9 +558,14 @@ class SharedBalancer:
         if house_currents is not None:
             offered = c.inputs.observations().charger_offered
             if max(house_currents) >= PHASE_IN_USE_A:
+                if c.idle and c.target:
+                    c.woke_at = now  # drawing on the minimum it was held at (lent to the others, or kept for it)
                 c.idle = False
+                c.stopped_at = None
                 c.car_phases = self._reader.used_phases(now, c.inputs.observations())
-            elif offered is not None and offered >= self._cfg.min_current:
+            elif offered is not None and offered >= self._cfg.min_current and c.confirmed:
+                # Only a setting known to be on the charger offers anything: at start, before its
+                # setting is read, a car paused there is not a car that takes nothing.
                 c.idle = True
         self._learn_limit(now, c, house_currents)
 
@@ -563,8 +585,12 @@ class SharedBalancer:
             c.limit = None
             c.low_reports = 0
             c.car_phases = None
+            if not c.target:
+                # A pause of an outlet without a car spared no car a stop and start: nothing to wait out.
+                c.paused_at = None
         if plugged is not None:
             c.plugged = bool(plugged)
+            c.stopped_at = None
 
     def _learn_limit(self, now: float, c: _Connector, currents: Triple | None) -> None:
         """A car drawing well below its setting, twice in a row after the setting settled, takes
@@ -597,7 +623,12 @@ class SharedBalancer:
         if self._single:
             return
         if c.target is None or int(amps) != c.target:
+            found = int(amps) == 0 and c.target != 0
             self._set_target(now, c, int(amps))
+            if found:
+                # A pause the bridge did not decide (found at start, or set on the charger): no
+                # minimum pause to wait out, the sharing resumes it when it has room.
+                c.paused_at = None
 
     def charger_failed(self, now: float, key: str, failed: bool = True, *, house_load: bool = False) -> None:
         """The connector's charger cannot be written (True) or can again (False). While it cannot,
@@ -871,12 +902,12 @@ class SharedBalancer:
     @staticmethod
     def _shares_on(c: _Connector, used: tuple[int, ...]) -> tuple[int, ...]:
         """The house phases on which the connector's setting is counted in the sharing. A car
-        plugged in that draws nothing while offered (full, or not wanting to charge now) gives all
-        it is offered to the others: it stays at the minimum to start again, and if it does, the
-        meter shows it and the others are cut as for any house load. An outlet with no car (or
-        whose status does not say) is counted at the minimum, because a car plugging in draws
-        at once, before any report shows it."""
-        return () if c.idle and c.plugged else used
+        plugged in that draws nothing while offered (full, or not wanting to charge now) is held at
+        the minimum and lends it to the others: if it starts again it adds at most that minimum,
+        the meter shows it and it is the one that gives way (`_watch_steps`). An outlet with no car
+        (or whose status does not say, or whose car the meter just saw stop: it may have left) is
+        counted at the minimum, because a car plugging in draws at once, before any report shows it."""
+        return () if c.idle and c.plugged and c.stopped_at is None else used
 
     def _tokens(self, now: float, c: _Connector) -> float:
         if c.tokens_at is None:
@@ -979,6 +1010,11 @@ class SharedBalancer:
         long_hold = min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2 ** level))
         budget_ok = all(self._tokens(now, c) >= WRITES_PER_RAISE for c in self._conns.values() if not c.failed)
         quick = min(cfg.quick_raise_hold_s, cfg.raise_hold_s) if budget_ok else long_hold
+        if self._silence_paused:
+            # The meter is back after the cars were paused for its silence: they resume on its
+            # first live reading, one charger lag after it speaks.
+            self._silence_paused = False
+            return 0.0, long_hold, False
         return quick, long_hold, level > 0
 
     def _level_over(self, now: float, hold: float) -> Triple | None:
@@ -1024,13 +1060,11 @@ class SharedBalancer:
             c.inputs._forget_settled_commands(now)
             obs[key] = c.inputs.observations()
         used = {k: self._reader.used_phases(now, obs[k]) for k in conns}
-        idle = {k: self._idle(now, conns[k]) for k in conns}
         ranges = {k: self._reader.car_draw_range(now, obs[k], used[k]) for k in conns}
         nothing = (0.0, 0.0, 0.0)
         for k, c in conns.items():
             if c.house_load:  # its draw stays in the meter's reading as the house's
                 ranges[k] = (nothing, nothing, nothing, 0.0)
-        shares = {k: self._shares_on(conns[k], used[k]) for k in conns}
         for k, c in conns.items():
             # Charge per phase (amp-seconds of the car's current): a one-phase car given the same
             # current as a three-phase one has had the same turn.
@@ -1040,16 +1074,37 @@ class SharedBalancer:
         # Every connector's inputs hear the same meter: any of them knows its usual intervals.
         limits = next(iter(conns.values())).inputs.silence_limits()
         why = meter_staleness(now, tuple(self._meter_at), cfg, limits)  # type: ignore[arg-type]
+        if why is None:
+            self._watch_steps(now, used, ranges)
+        idle = {k: self._idle(now, conns[k]) for k in conns}
+        shares = {k: self._shares_on(conns[k], used[k]) for k in conns}
         if why is not None:
             assert self._started_at is not None
             if any(t is None for t in self._meter_at) and now < self._started_at + cfg.stale_after_s:
                 return self._waiting(now, used, ranges, idle, why)
             self._history.clear()
             self._loads.reset()
-            new, reasons, text = self._fail_safe(now, why, shares, idle)
-            return self._output(now, new, reasons, used, ranges, idle,
-                                (None, None, None), (0.0, 0.0, 0.0), text, meter_stale=True)
+            charging = [k for k, c in conns.items() if c.target]
+            silence = silence_pause(now, tuple(self._meter_at), self._started_at, cfg)  # type: ignore[arg-type]
+            if silence is not None:
+                new = {k: 0 for k in conns}
+                reasons = {k: f"{silence}: paused until the meter speaks again" for k in conns}
+                text = silence
+                self._silence_paused = True
+            else:
+                new, reasons, text = self._fail_safe(now, why, shares, idle)
+            d = self._output(now, new, reasons, used, ranges, idle,
+                             (None, None, None), (0.0, 0.0, 0.0), text, meter_stale=True)
+            for k in charging:
+                if not conns[k].target:
+                    conns[k].paused_at = None  # paused for the meter's silence: no minimum pause after it
+            return d
 
+        targets = {k: (c.target if c.target is not None else self._cap(c)) for k, c in conns.items()}
+        for k, c in conns.items():
+            if idle[k] and not c.failed and targets[k] > cfg.min_current:
+                targets[k] = cfg.min_current  # no car, or one that takes nothing: held at the minimum, at once
+        ranges = self._counted_draws(now, ranges, targets, shares, idle)
         high = [sum(ranges[k][0][p] for k in conns) for p in PHASES]
         low = [sum(ranges[k][1][p] for k in conns) for p in PHASES]
         in_flight = max(ranges[k][3] for k in conns) > 0
@@ -1068,7 +1123,6 @@ class SharedBalancer:
         while len(self._room_history) > 1 and self._room_history[0][0] < horizon:
             self._room_history.popleft()
 
-        targets = {k: (c.target if c.target is not None else self._cap(c)) for k, c in conns.items()}
         load = [sum(targets[k] for k in conns if p in shares[k] and targets[k] >= cfg.min_current)
                 for p in PHASES]
         loadbal = (max(0.0, load[0] - headroom[0]), max(0.0, load[1] - headroom[1]),
@@ -1085,8 +1139,12 @@ class SharedBalancer:
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
             rooms = [dataclasses.replace(r, room=tuple(a + cfg.cut_tolerance_a for a in r.room)) for r in self._rooms]
             alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False), rooms)
-            new = self._cut_circuits(least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a),
-                                     alloc, shares)
+            # A car that woke up on the minimum it had lent to the others gives way first: it is
+            # the one that waits for room, not a car that was charging all along.
+            woken = [k for k, c in conns.items() if c.woke_at is not None and now - c.woke_at <= cfg.settle_s
+                     and targets[k] and set(shares[k]) & set(over)]
+            new = self._cut_circuits(least_cut(headroom, {**targets, **{k: 0 for k in woken}}, alloc, shares,
+                                               cfg.min_current, cfg.cut_tolerance_a), alloc, shares)
             if power_over and not over:
                 new = self._power_cut(new, alloc, weights)
             elif power_over:
@@ -1102,6 +1160,9 @@ class SharedBalancer:
                 where = "; ".join(power_over)
             for k in conns:
                 reasons[k] = self._why(k, targets[k], new[k], shares, where, headroom, new)
+            for k in woken:
+                reasons[k] = (f"{where}; its car woke up on the {cfg.min_current} A lent to the others: "
+                              "paused, it waits for room")
             summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
         elif in_flight:
             new = dict(targets)
@@ -1114,6 +1175,69 @@ class SharedBalancer:
         else:
             new, summary = self._rebalance(now, targets, load, shares, idle, reasons)
         return self._output(now, new, reasons, used, ranges, idle, headroom, loadbal, summary, meter_stale=False)
+
+    def _step(self, now: float, phases: Sequence[int]) -> dict[int, float] | None:
+        """How much the meter moved on each of `phases` within the last STEP_WINDOW_S (a reading of
+        this moment against the last one at or before the window), or None when a phase has no fresh pair."""
+        step = {}
+        for p in phases:
+            recent = self._recent[p]
+            if len(recent) < 2 or recent[-1][0] != self._meter_at[p] or now - recent[-1][0] > 1.5:
+                return None
+            step[p] = recent[-1][1] - recent[0][1]
+        return step
+
+    def _watch_steps(self, now: float, used: dict[str, tuple[int, ...]], ranges: dict) -> None:
+        """A step of the meter that matches a car's own draw on each of its phases at once is that
+        car: a charging car whose draw falls to nothing stopped (full, its timer, or unplugged: it
+        is counted as an empty outlet until its status speaks again), and a car held idle whose
+        minimum appears woke up. Not while a write is on its way: its landing would look the same."""
+        cfg = self._cfg
+        if any(r[3] > 0 for r in ranges.values()):
+            return
+        tol = LANDING_TOLERANCE_A
+        for k, c in self._conns.items():
+            phases = c.car_phases or used[k]
+            if c.failed or len(phases) < STEP_MIN_PHASES or not c.target or c.target < cfg.min_current:
+                continue
+            step = self._step(now, phases)
+            if step is None:
+                continue
+            high, low = ranges[k][0], ranges[k][1]
+            if not c.idle:
+                if all(high[p] == low[p] >= cfg.min_current and abs(step[p] + high[p]) <= tol for p in phases):
+                    c.idle, c.stopped_at = True, now
+            elif c.stopped_at is None:
+                # A car held idle wakes up, or a car arrives at an empty outlet held at the minimum.
+                if all(cfg.min_current - tol <= step[p] <= c.target + tol for p in phases):
+                    c.idle, c.woke_at = False, now
+
+    def _counted_draws(self, now: float, ranges: dict, targets: dict[str, int],
+                       shares: dict[str, tuple[int, ...]], idle: dict[str, bool]) -> dict:
+        """What each connector's car may draw, where its report is behind what is known. An idle
+        one draws nothing (also a car the meter just saw stop, whose last report still shows its
+        draw); its setting, when counted, is kept for a car to come. A car counted at its setting
+        whose report still shows no draw (just plugged in, or woken up) may draw that setting:
+        read so, its arrival is no house load, and nobody is cut for it."""
+        cfg = self._cfg
+        out = dict(ranges)
+        zero = (0.0, 0.0, 0.0)
+        for k, c in self._conns.items():
+            high, low, before, left = ranges[k]
+            if c.house_load:
+                continue  # its draw is the house's
+            if idle[k]:
+                out[k] = (zero, zero, zero, left)
+                continue
+            if not shares[k] or targets[k] < cfg.min_current:
+                continue
+            obs = c.inputs.observations()
+            report = obs.charger_currents
+            if (report is not None and max(report) < PHASE_IN_USE_A and obs.charger_at is not None
+                    and now - obs.charger_at <= cfg.charger_stale_after_s):
+                most = tuple(max(high[p], targets[k]) if p in shares[k] else high[p] for p in PHASES)
+                out[k] = (most, low, before, left)
+        return out
 
     def _fail_safe(self, now: float, why: str, shares: dict[str, tuple[int, ...]],
                    idle: dict[str, bool]) -> tuple[dict[str, int], dict[str, str], str]:
@@ -1303,9 +1427,9 @@ class SharedBalancer:
                 self._set_target(now, c, want)
             if want == 0 and self._held_paused(c) and not c.failed and not meter_stale:
                 reason = paused_by_power_limit(c.power_cap_reason)
-            if c.idle and c.plugged and not c.failed and not meter_stale and want:
-                reason = (f"the car takes nothing (full, or not charging now): {want} A offered, "
-                          "not counted in the sharing")
+            if c.idle and c.plugged and c.stopped_at is None and not c.failed and not meter_stale and want:
+                reason = (f"the car takes nothing (full, or not charging now): held at {want} A until it "
+                          "draws again, lent to the others")
             parts.append(ConnectorDecision(key, want, command, reason, want == 0, ranges[key][0],
                                            want > 0 and not idle[key], used[key], c.priority))
         total = sum(p.charge_at for p in parts)
