@@ -589,3 +589,220 @@ def test_raises_wait_for_the_write_budget_and_a_one_amp_raise_for_a_fuller_one()
     assert any("a raise of less than 2 A waits for a fuller write budget" in r for r in reasons), reasons
     rig.run(3600)  # the budget refills: the last amp is given
     assert rig.setting("1:1") + rig.setting("1:2") == 21
+
+
+# ---- a household's cars: sleeping, leaving, arriving, a restart, a silent meter ------------------
+
+def house_peak(rig: Rig) -> float:
+    """The highest phase of the house with every car's draw of this second."""
+    draws = [rig.draw(c) for c in rig.cars]
+    return max(rig.house[p] + sum(d for d, c in zip(draws, rig.cars) if c.phases[p]) for p in range(3))
+
+
+def run_watching_peak(rig: Rig, seconds: int) -> float:
+    peak = 0.0
+    for _ in range(seconds):
+        rig.run(1)
+        peak = max(peak, house_peak(rig))
+    return peak
+
+
+def test_a_car_that_stops_drawing_is_held_at_the_minimum_so_waking_up_adds_at_most_that():
+    # MaxA 24, the house at 3 A: two cars at 11 A and 10 A. The second stops drawing (full, or its
+    # own timer) but stays plugged in: it is never offered more than the minimum, so when it draws
+    # again the house is at most 6 A over MaxA until the cut lands.
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", plugged=True)], house=(3.0, 3.0, 3.0))
+    rig.run(300)
+    assert sorted((rig.setting("1:1"), rig.setting("1:2"))) == [10, 11]
+    stopped_at = rig.t
+    rig.cars[1].demand = 0.0
+    rig.run(300)
+    assert all(a <= 11 for t, k, a in rig.writes if k == "1:2" and t >= stopped_at), rig.writes
+    assert rig.setting("1:2") == MIN and rig.setting("1:1") == 16  # its minimum is lent to the other
+    reason = rig.decisions[-1][1].connector("1:2").reason
+    assert "takes nothing" in reason and "held at 6 A until it draws again" in reason
+    rig.cars[1].demand = 16.0
+    assert run_watching_peak(rig, 120) <= cfg.max_a + MIN
+
+
+def test_a_car_that_wakes_up_on_the_minimum_it_lent_is_the_one_that_waits_for_room():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", plugged=True)], house=(10.0, 2.0, 2.0))
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (7, 7)
+    rig.cars[1].demand = 0.0
+    rig.run(400)
+    rig.house[0] = 13.0  # 11 A left for the cars: room for one car's minimum only
+    rig.run(120)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, MIN)  # the sleeper is not counted
+    woke_at = rig.t
+    rig.cars[1].demand = 16.0
+    peak = run_watching_peak(rig, 60)
+    assert peak <= cfg.max_a + MIN
+    # Both minimums do not fit: the car that woke up pauses, the one charging all along keeps its 11 A.
+    assert rig.setting("1:2") == 0 and rig.setting("1:1") == 11
+    assert not [w for w in rig.writes if w[0] >= woke_at and w[1] == "1:1"]
+    assert "woke up" in rig.decisions[-60][1].connector("1:2").reason
+
+
+@pytest.mark.parametrize(("priorities", "leaving"), [((5, 5), "1:2"), ((7, 5), "1:2"), ((7, 5), "1:1")])
+def test_an_unplug_is_the_car_leaving_not_the_house_falling(priorities, leaving):
+    # Two cars share 21 A (MaxA 24, the house at 3 A); one is unplugged between two reports. Its
+    # draw vanishing from the meter is that car leaving: the empty outlet goes to 6 A and the other
+    # car gets the rest, in at most two writes, written within settle_s of the unplug.
+    cfg = BalancerConfig()
+    specs = [ConnectorSpec("1:1", priority=priorities[0]), ConnectorSpec("1:2", priority=priorities[1])]
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", plugged=True)], house=(3.0, 3.0, 3.0), specs=specs)
+    rig.run(315)
+    before = (rig.setting("1:1"), rig.setting("1:2"))
+    assert sum(before) == 21
+    staying = "1:1" if leaving == "1:2" else "1:2"
+    unplugged_at = rig.t
+    car = next(c for c in rig.cars if c.key == leaving)
+    car.demand, car.plugged = 0.0, False
+    rig.run(300)
+    after = [w for w in rig.writes if w[0] >= unplugged_at]
+    assert len(after) <= 2, after
+    assert (rig.setting(staying), rig.setting(leaving)) == (15, MIN)
+    raised = [t for t, k, a in after if k == staying]
+    if rig.decisions[unplugged_at - 1][1].connector(staying).charge_at < 15:
+        assert raised and raised[0] - unplugged_at <= cfg.settle_s, after
+
+
+def test_a_car_plugging_into_the_outlet_held_at_the_minimum_cuts_nobody():
+    # Car 1 at 15 A, outlet 2 empty and held at 6 A (counted): a car plugging in there draws its
+    # 6 A, the meter lands at exactly MaxA, and nobody needs a cut.
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", demand=0.0, plugged=False)], house=(3.0, 3.0, 3.0))
+    rig.run(315)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (15, MIN)
+    plugged_at = rig.t
+    rig.cars[1].demand, rig.cars[1].plugged = 16.0, True
+    assert run_watching_peak(rig, 120) <= cfg.max_a
+    # No cut for the fuse: car 1 gives the newcomer only what equal shares of 21 A ask, in one write.
+    after = [w for w in rig.writes if w[0] >= plugged_at]
+    assert [a for _t, k, a in after if k == "1:1"] in ([], [11]), after
+    assert len(after) <= 2 and sum(rig.setting(k) for k in ("1:1", "1:2")) == 21
+
+
+def restarted(cfg: BalancerConfig, budget: float | None = None) -> tuple[SharedBalancer, float]:
+    """A bridge started with connector 1 found at 0 A (paused before the restart) and connector 2 at
+    16 A, both cars plugged in, the house at 3 A: the service's order (the meter and decisions before
+    the cloud answers, then each connector's report, status and setting)."""
+    b = SharedBalancer(cfg, parse_connectors("2001:1,2001:2"))
+    for t in range(20):
+        for p in range(3):
+            b.meter(float(t), p, 3.0 + 16.0)
+        for k in ("2001:1", "2001:2"):
+            b.charger_failed(float(t), k)
+        if budget is not None:
+            b.power_budget(float(t), "pv", budget, keys=["2001:1"], reason="solar surplus")
+        b.decide(float(t))
+    now = 20.0
+    b.charger(now, "2001:1", (0.0, 0.0, 0.0), (False, False, False))
+    b.car_plugged(now, "2001:1", True)
+    b.commanded(now, "2001:1", 0)
+    b.charger(now, "2001:2", (16.0, 16.0, 16.0), (True, True, True))
+    b.car_plugged(now, "2001:2", True)
+    b.commanded(now, "2001:2", 16)
+    for k in ("2001:1", "2001:2"):
+        b.charger_failed(now, k, False)
+    return b, now
+
+
+@pytest.mark.parametrize("budget", [None, 60.0], ids=["fast", "pv"])
+def test_after_a_restart_a_car_found_paused_resumes_when_there_is_room_and_says_what_it_waits_for(budget):
+    # 21 A of room: 16 + 6 do not fit, so connector 2 gives way first and connector 1 resumes once
+    # that cut settled, in about a minute (the writes settling, the hold), not after min_pause_s.
+    cfg = BalancerConfig()
+    b, start = restarted(cfg, budget)
+    cars = {"2001:1": ChargerModel(lag_s=10, initial_a=0), "2001:2": ChargerModel(lag_s=10, initial_a=16)}
+    resumed = None
+    for t in range(int(start), int(start) + 200):
+        now = float(t)
+        for p in range(3):
+            b.meter(now, p, 3.0 + sum(m.draw(now) for m in cars.values()))
+        if budget is not None:
+            b.power_budget(now, "pv", budget, keys=["2001:1"], reason="solar surplus")
+        d = b.decide(now)
+        for part in d.connectors:
+            assert "()" not in part.reason, part.reason
+            assert "resumes no sooner" not in part.reason, part.reason
+        if d.connector("2001:1").command and resumed is None:
+            resumed = now
+        for part in d.connectors:
+            if part.command is not None:
+                b.commanded(now, part.key, part.command)
+                cars[part.key].write(now, part.command)
+    assert resumed is not None, d.connector("2001:1").reason
+    assert resumed - start <= 2 * cfg.settle_s + cfg.raise_hold_s + cfg.quick_raise_hold_s
+    assert d.connector("2001:1").charge_at >= MIN and d.connector("2001:2").charge_at >= MIN
+
+
+def test_a_car_plugging_into_an_outlet_paused_empty_has_no_minimum_pause_to_wait_out():
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1", plugged=True), Car("1:2", demand=0.0, plugged=False)], house=(2.0, 2.0, 2.0))
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (16, MIN)
+    rig.house[0] = 13.0  # 11 A: room for one car, the empty outlet pauses
+    rig.run(60)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (11, 0)
+    rig.house[0] = 2.0  # the house falls: 22 A, room for both
+    rig.run(60)
+    plugged_at = rig.t
+    rig.cars[1].demand, rig.cars[1].plugged = 16.0, True
+    rig.run(120)
+    resumed = [t for t, k, a in rig.writes if k == "1:2" and a >= MIN and t >= plugged_at]
+    assert resumed and resumed[0] - plugged_at <= 30 + cfg.raise_hold_s, \
+        [d.connector("1:2").reason for _t, d in rig.decisions[-3:]]
+
+
+def test_a_meter_silent_on_every_phase_pauses_every_car_and_they_resume_when_it_speaks():
+    cfg = BalancerConfig(failsafe_pause_after_s=120)
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(4.0, 2.0, 2.0))
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (10, 10)
+    silent_from = rig.t
+    for t in range(silent_from, silent_from + 200):
+        d = rig.b.decide(float(t))
+        for part in d.connectors:
+            if part.command is not None:
+                rig.b.commanded(float(t), part.key, part.command)
+                rig.cars[int(part.key[-1]) - 1].model.write(float(t), part.command)
+        if t - silent_from < cfg.failsafe_pause_after_s - 1:
+            assert d.charge_at > 0, (t - silent_from, d.reason)
+    assert d.charge_at == 0 and all(c.charge_at == 0 for c in d.connectors)
+    assert "BALANCER_FAILSAFE_PAUSE_AFTER_S 120 s" in d.connectors[0].reason
+    assert "until the meter speaks again" in d.connectors[0].reason
+    rig.t = silent_from + 200
+    back = rig.t
+    rig.run(5)
+    resumes = [w for w in rig.writes if w[0] >= back and w[2] >= MIN]
+    assert {k for _t, k, _a in resumes} == {"1:1", "1:2"} and all(t == back for t, _k, _a in resumes), rig.writes[-4:]
+
+
+def test_one_car_pauses_when_the_meter_is_silent_for_failsafe_pause_after_s_and_resumes_when_it_speaks():
+    cfg = BalancerConfig(failsafe_pause_after_s=120)
+    b = Balancer(cfg)
+    car = ChargerModel(lag_s=10, initial_a=16)
+    for t in range(300):
+        for p in range(3):
+            b.meter(float(t), p, 4.0 + car.draw(float(t)))
+        d = b.decide(float(t))
+        if d.command is not None:
+            b.commanded(float(t), d.command)
+            car.write(float(t), d.command)
+    assert d.charge_at == 16
+    for t in range(300, 300 + 119):
+        d = b.decide(float(t))
+        if d.command is not None:
+            b.commanded(float(t), d.command)
+    assert d.charge_at == cfg.failsafe_current  # blind: the fail-safe current
+    d = b.decide(300 + 121.0)
+    assert d.command == 0 and "BALANCER_FAILSAFE_PAUSE_AFTER_S" in d.reason
+    b.commanded(421.0, 0)
+    for p in range(3):
+        b.meter(500.0, p, 4.0)
+    d = b.decide(500.0)
+    assert d.command is not None and d.command >= MIN, d.reason  # no minimum pause for the silence's pause

@@ -909,6 +909,10 @@ class SharedBalancer:
         counted at the minimum, because a car plugging in draws at once, before any report shows it."""
         return () if c.idle and c.plugged and c.stopped_at is None else used
 
+    def _woken(self, now: float, c: _Connector) -> bool:
+        """Its car started drawing on the minimum it was held at, within the last `settle_s`."""
+        return c.woke_at is not None and now - c.woke_at <= self._cfg.settle_s
+
     def _tokens(self, now: float, c: _Connector) -> float:
         if c.tokens_at is None:
             return c.tokens
@@ -989,7 +993,10 @@ class SharedBalancer:
             # them all paused for longer than that): the least charge since its car plugged in first,
             # then the one paused longest, so no car is starved.
             waiting = c.paused_at if not c.target and c.paused_at is not None else now
-            rank = (1, -c.priority, idle[key], not in_turn, self._energy(now, c), c.session_energy, waiting, key)
+            # A car that just woke up on the minimum it lent to the others is the one that waits for
+            # room in a cut, not a car that was charging all along.
+            last = idle[key] or (not resume_gate and self._woken(now, c))
+            rank = (1, -c.priority, last, not in_turn, self._energy(now, c), c.session_energy, waiting, key)
             ordered.append((rank, Claim(key, used[key], cap, c.priority, held=c.target or 0,
                                         power_phases=weights[key])))
         ordered.sort(key=lambda rc: rc[0])
@@ -1139,12 +1146,8 @@ class SharedBalancer:
             tolerated = [h + cfg.cut_tolerance_a for h in headroom]
             rooms = [dataclasses.replace(r, room=tuple(a + cfg.cut_tolerance_a for a in r.room)) for r in self._rooms]
             alloc = self._share(tolerated, self._claims(now, shares, idle, resume_gate=False), rooms)
-            # A car that woke up on the minimum it had lent to the others gives way first: it is
-            # the one that waits for room, not a car that was charging all along.
-            woken = [k for k, c in conns.items() if c.woke_at is not None and now - c.woke_at <= cfg.settle_s
-                     and targets[k] and set(shares[k]) & set(over)]
-            new = self._cut_circuits(least_cut(headroom, {**targets, **{k: 0 for k in woken}}, alloc, shares,
-                                               cfg.min_current, cfg.cut_tolerance_a), alloc, shares)
+            new = self._cut_circuits(least_cut(headroom, targets, alloc, shares, cfg.min_current, cfg.cut_tolerance_a),
+                                     alloc, shares)
             if power_over and not over:
                 new = self._power_cut(new, alloc, weights)
             elif power_over:
@@ -1160,9 +1163,9 @@ class SharedBalancer:
                 where = "; ".join(power_over)
             for k in conns:
                 reasons[k] = self._why(k, targets[k], new[k], shares, where, headroom, new)
-            for k in woken:
-                reasons[k] = (f"{where}; its car woke up on the {cfg.min_current} A lent to the others: "
-                              "paused, it waits for room")
+            for k in conns:
+                if self._woken(now, conns[k]) and new[k] < targets[k]:
+                    reasons[k] = f"{where}; its car woke up on the {cfg.min_current} A it lent: {reasons[k]}"
             summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
         elif in_flight:
             new = dict(targets)
@@ -1188,14 +1191,16 @@ class SharedBalancer:
         return step
 
     def _watch_steps(self, now: float, used: dict[str, tuple[int, ...]], ranges: dict) -> None:
-        """A step of the meter that matches a car's own draw on each of its phases at once is that
+        """A step of the meter that matches one car's own draw on each of its phases at once is that
         car: a charging car whose draw falls to nothing stopped (full, its timer, or unplugged: it
-        is counted as an empty outlet until its status speaks again), and a car held idle whose
-        minimum appears woke up. Not while a write is on its way: its landing would look the same."""
+        is counted as an empty outlet until its status speaks again), and a connector held idle at
+        the minimum whose minimum appears has a car drawing again (woken up, or just plugged in).
+        Only the one car that matches best, and not while a write is on its way: its landing would
+        look the same."""
         cfg = self._cfg
         if any(r[3] > 0 for r in ranges.values()):
             return
-        tol = LANDING_TOLERANCE_A
+        matches: list[tuple[float, str, bool]] = []  # (how far off, connector, stopped)
         for k, c in self._conns.items():
             phases = c.car_phases or used[k]
             if c.failed or len(phases) < STEP_MIN_PHASES or not c.target or c.target < cfg.min_current:
@@ -1204,21 +1209,31 @@ class SharedBalancer:
             if step is None:
                 continue
             high, low = ranges[k][0], ranges[k][1]
-            if not c.idle:
-                if all(high[p] == low[p] >= cfg.min_current and abs(step[p] + high[p]) <= tol for p in phases):
-                    c.idle, c.stopped_at = True, now
-            elif c.stopped_at is None:
-                # A car held idle wakes up, or a car arrives at an empty outlet held at the minimum.
-                if all(cfg.min_current - tol <= step[p] <= c.target + tol for p in phases):
-                    c.idle, c.woke_at = False, now
+            if not c.idle and all(high[p] == low[p] >= cfg.min_current for p in phases):
+                matches.append((max(abs(step[p] + high[p]) for p in phases), k, True))
+            elif c.idle and c.stopped_at is None and all(step[p] >= cfg.min_current - LANDING_TOLERANCE_A
+                                                          for p in phases):
+                drawn = min(c.target, self._cap(c))
+                matches.append((max(max(0.0, cfg.min_current - step[p], step[p] - drawn) for p in phases), k, False))
+        matches.sort()
+        if not matches or matches[0][0] > LANDING_TOLERANCE_A or (
+                len(matches) > 1 and matches[1][0] - matches[0][0] < LANDING_TOLERANCE_A / 2):
+            return  # none, or no one car it is most likely to be
+        _off, k, stopped = matches[0]
+        c = self._conns[k]
+        if stopped:
+            c.idle, c.stopped_at = True, now
+        else:
+            c.idle, c.woke_at = False, now
 
     def _counted_draws(self, now: float, ranges: dict, targets: dict[str, int],
                        shares: dict[str, tuple[int, ...]], idle: dict[str, bool]) -> dict:
         """What each connector's car may draw, where its report is behind what is known. An idle
         one draws nothing (also a car the meter just saw stop, whose last report still shows its
         draw); its setting, when counted, is kept for a car to come. A car counted at its setting
-        whose report still shows no draw (just plugged in, or woken up) may draw that setting:
-        read so, its arrival is no house load, and nobody is cut for it."""
+        whose report still shows no draw (just plugged in, or woken up) may draw that setting, or the
+        one before it while a write is on its way: read so, its arrival is no house load, and nobody
+        is cut for it."""
         cfg = self._cfg
         out = dict(ranges)
         zero = (0.0, 0.0, 0.0)
@@ -1229,13 +1244,13 @@ class SharedBalancer:
             if idle[k]:
                 out[k] = (zero, zero, zero, left)
                 continue
-            if not shares[k] or targets[k] < cfg.min_current:
-                continue
             obs = c.inputs.observations()
             report = obs.charger_currents
-            if (report is not None and max(report) < PHASE_IN_USE_A and obs.charger_at is not None
-                    and now - obs.charger_at <= cfg.charger_stale_after_s):
-                most = tuple(max(high[p], targets[k]) if p in shares[k] else high[p] for p in PHASES)
+            # The settings it may still be following: its latest settled one and those on their way.
+            offered = max([targets[k], *(a for _t, a in obs.recent_commands)])
+            if (shares[k] and offered >= cfg.min_current and report is not None and max(report) < PHASE_IN_USE_A
+                    and obs.charger_at is not None and now - obs.charger_at <= cfg.charger_stale_after_s):
+                most = tuple(max(high[p], offered) if p in shares[k] else high[p] for p in PHASES)
                 out[k] = (most, low, before, left)
         return out
 
@@ -1309,7 +1324,7 @@ class SharedBalancer:
             if ideal[k] <= targets[k]:
                 reasons[k] = f"full power {targets[k]} A" if targets[k] >= self._cap(c) else \
                     f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
-                if not targets[k] and not idle[k] and (c.power_cap is None or c.power_cap >= cfg.min_current):
+                if not targets[k] and (c.power_cap is None or c.power_cap >= cfg.min_current):
                     left = cfg.min_pause_s - (now - c.paused_at) if c.paused_at is not None else 0.0
                     reasons[k] = (f"paused: resumes no sooner than {duration_text(cfg.min_pause_s)} after its "
                                   f"pause ({left:.0f} s left)" if left > 0 else
