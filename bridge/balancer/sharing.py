@@ -1154,8 +1154,8 @@ class SharedBalancer:
                 # A phase and a power limit at once: the allocation, not two least cuts in a row
                 # (each may leave a car an amp off its share, and together two amps apart).
                 new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
-            if over or tree_over:
-                self._note_cut(now)
+            if (over or tree_over) and not any(self._woken(now, c) for c in conns.values()):
+                self._note_cut(now)  # (a car waking up explains a cut: no load cycling on the raises)
             where = ", ".join([*(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
                                  for p in (over or ([] if tree_over else PHASES))),
                                *(f"{r.where(p)}, {max(r.room[p], 0):.1f} A for its cars" for r, p in tree_over)])
@@ -1198,7 +1198,7 @@ class SharedBalancer:
         Only the one car that matches best, and not while a write is on its way: its landing would
         look the same."""
         cfg = self._cfg
-        if any(r[3] > 0 for r in ranges.values()):
+        if any(r[3] > 0 for k, r in ranges.items() if not self._conns[k].idle):
             return
         matches: list[tuple[float, str, bool]] = []  # (how far off, connector, stopped)
         for k, c in self._conns.items():
@@ -1242,7 +1242,7 @@ class SharedBalancer:
             if c.house_load:
                 continue  # its draw is the house's
             if idle[k]:
-                out[k] = (zero, zero, zero, left)
+                out[k] = (zero, zero, zero, 0.0)  # nothing drawn: its writes change nothing on the meter
                 continue
             obs = c.inputs.observations()
             report = obs.charger_currents

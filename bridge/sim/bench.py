@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from bridge.balancer.from_env import config_values_from_env
 from bridge.balancer.model import STRATEGIES
+from bridge.sim.car_events import CarEvents
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
 from bridge.sim.house import CarSpec, HouseTrace, load_trace, parse_car
 from bridge.sim.pause_oracle import pause_oracle
@@ -314,6 +315,7 @@ class SharedResult:
     phase_counts: tuple[int, ...]
     seconds_over_circuit: int | None = None  # seconds a circuit's cars drew above its limit; None: no circuit
     pause_oracle_kwh: float = 0.0
+    events: dict[str, float | int] = field(default_factory=dict)  # bridge.sim.car_events: wake-ups, unplugs
 
     @property
     def fairness(self) -> float | None:
@@ -408,15 +410,17 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
     kwh_per_as = VOLTAGE_V / 3.6e6
     n_phases = [sum(c.phases) for c in cars]
     for key in keys:
-        # The bench's cars are plugged in throughout; a demand of 0 is a full car.
+        # A car is plugged in unless the trace says otherwise (`car_plugged`); a demand of 0 is a full car.
         balancer.car_plugged(0.0, key, True)
+    events = CarEvents(cars, limits.max_a, lag_s + balancer.config.settle_s)
     metered = [0.0, 0.0, 0.0]  # the meter's last word on each phase, for the power limits
     seen_bases: list[tuple[float, ...]] = []  # every second, for the pause oracle
     seen_demands: list[list[float]] = []
     seen_allocations: list[tuple[int, ...]] = []
     for t in range(trace.duration_s):
         now = float(t)
-        demands = [demand_at(trace, i, t, c) for i, c in enumerate(cars)]
+        plugged = [not trace.car_plugged or trace.car_plugged[i][t] for i in range(len(cars))]
+        demands = [demand_at(trace, i, t, c) if plugged[i] else 0.0 for i, c in enumerate(cars)]
         draws = [min(m.draw(now), d) if d >= 1.0 else 0.0 for m, d in zip(models, demands)]
         totals = [trace.base[p][t] + sum(d for d, c in zip(draws, cars) if c.phases[p]) for p in range(3)]
         for p in range(3):
@@ -426,8 +430,10 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         if power is not None:
             power.step_shared(t, balancer, metered, totals, [trace.base[p][t] for p in range(3)], draws)
         if t % CHARGER_POLL_S == 0:
-            for key, d, c in zip(keys, draws, cars):
+            for key, d, c, p in zip(keys, draws, cars, plugged):
                 balancer.charger(now, key, tuple(d if on else 0.0 for on in c.phases), c.phases)
+                if trace.car_plugged:
+                    balancer.car_plugged(now, key, p)  # the connector's status, with its report
         decision = balancer.decide(now)
         for i, part in enumerate(decision.connectors):
             if part.command is not None:
@@ -445,6 +451,10 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         if any(sum(d for i, (d, c) in enumerate(zip(draws, cars)) if str(i) in r.keys and c.phases[p]) > r.max_a
                for r in rooms for p in range(3)):
             over_circuit += 1
+        if trace.car_plugged or trace.car_demand:
+            held = oracle if all(plugged) else oracle_shared(
+                events.held([trace.base[p][t] for p in range(3)], plugged), demands, cars, limits, rooms)
+            events.step(now, plugged, demands, draws, totals, held)
         for i in range(len(cars)):
             results[i].energy_kwh += draws[i] * n_phases[i] * kwh_per_as
             results[i].oracle_kwh += oracle[i] * n_phases[i] * kwh_per_as
@@ -468,7 +478,7 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         seconds_over_max_a=over_max, amp_seconds_over_max_a=amp_over, seconds_over_fuse=fuse_s,
         longest_over_fuse_s=longest, cars=results, phase_counts=tuple(n_phases),
         seconds_over_circuit=over_circuit if rooms else None,
-        pause_oracle_kwh=sum(r.pause_oracle_kwh for r in results))
+        pause_oracle_kwh=sum(r.pause_oracle_kwh for r in results), events=events.figures())
 
 
 def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedResult) -> dict[str, Any]:
@@ -488,6 +498,7 @@ def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedRes
             "fairness": None if fairness is None else round(fairness, 4),
             "max_writes_per_h_per_connector": round(max(c.commands for c in result.cars) / hours, 2),
             **({} if result.seconds_over_circuit is None else {"seconds_over_circuit": result.seconds_over_circuit}),
+            **result.events,
             "cars": [{
                 "car": car_key(i), "phases": spec.label, "energy_kwh": round(c.energy_kwh, 4),
                 "oracle_kwh": round(c.oracle_kwh, 4), "pause_oracle_kwh": round(c.pause_oracle_kwh, 4),
@@ -514,6 +525,11 @@ def shared_target_misses(entry: dict, lag_s: float) -> list[str]:
     if s["max_writes_per_h_per_connector"] > TARGET_WRITES_PER_HOUR:
         misses.append(f"{s['max_writes_per_h_per_connector']:.1f} writes/h on a connector > "
                       f"{TARGET_WRITES_PER_HOUR:g}")
+    if s.get("wake_over_max_a", 0.0) > IEC_MIN_CURRENT_A:
+        misses.append(f"{s['wake_over_max_a']:.1f} A over MaxA when a car woke up > {IEC_MIN_CURRENT_A} A")
+    if s.get("unplug_short_s", 0) > s.get("event_window_s", math.inf):
+        misses.append(f"a car short of its share {s['unplug_short_s']} s after an unplug > "
+                      f"{s['event_window_s']:g} s (one lag and BALANCER_SETTLE_S)")
     return misses
 
 

@@ -116,6 +116,9 @@ class HouseTrace:
     # Several cars: each one's demand per second (A; 0 = not plugged in or full), and the cars.
     car_demand: tuple[list[float], ...] = ()
     cars: tuple[CarSpec, ...] = ()
+    # Several cars: whether each one is plugged in, per second (empty: plugged in throughout). An
+    # unplugged car draws nothing and its connector's status says so at each report.
+    car_plugged: tuple[list[bool], ...] = ()
 
     def __post_init__(self) -> None:
         lengths = {len(s) for s in (*self.base, *self.metered)}
@@ -125,6 +128,8 @@ class HouseTrace:
             raise ValueError(f"trace {self.name!r}: the car must charge on at least one phase")
         if any(len(d) != len(self.base[0]) for d in self.car_demand):
             raise ValueError(f"trace {self.name!r}: a car's demand differs in length from the house load")
+        if any(len(p) != len(self.base[0]) for p in self.car_plugged):
+            raise ValueError(f"trace {self.name!r}: a car's plug-in state differs in length from the house load")
         if self.cars and self.car_demand and len(self.cars) != len(self.car_demand):
             raise ValueError(f"trace {self.name!r}: {len(self.cars)} cars but {len(self.car_demand)} demand columns")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bridge.sim.house import CarSpec, HouseTrace
 
@@ -322,10 +322,42 @@ def car_full_half_way() -> HouseTrace:
     return dataclasses.replace(trace, cars=(THREE_PHASE_16, THREE_PHASE_16), car_demand=demand)
 
 
+def _spans(n: int, value: float, spans: Sequence[tuple[int, int]], inside: float) -> list[float]:
+    """`value` every second of `n`, `inside` within each (start, end) span of seconds."""
+    out = [value] * n
+    for start, end in spans:
+        out[start:end] = [inside] * (end - start)
+    return out
+
+
+def wakes_and_unplugs() -> HouseTrace:
+    """Two three-phase cars on a winter evening: the first is full twice and wakes up again (its own
+    timer, or topping up), the second is unplugged for a quarter of an hour and comes back."""
+    h = _House(3 * HOUR, seed=1111)
+    h.background((1.3, 1.0, 1.1))
+    h.fridge(L1)
+    # Electric heating, on all evening: the cars share 17 A, 9 and 8 (told apart by their draws).
+    h.add_all(0, h.n, (5.5, 5.5, 5.5))
+    h.add(L2, 55 * MINUTE, 58 * MINUTE, amps(2200))  # kettle
+    h.add(L1, 60 * MINUTE, 100 * MINUTE, amps(1800))  # oven
+    h.add(L3, 140 * MINUTE, 170 * MINUTE, amps(1800))  # dishwasher heating
+    h.noise()
+    trace = h.trace("wakes-and-unplugs", "two three-phase 16 A cars; the first is full twice and wakes up, "
+                    "the second is unplugged and comes back")
+    n = trace.duration_s
+    full = [(20 * MINUTE, 45 * MINUTE), (75 * MINUTE, 95 * MINUTE)]
+    away = [(110 * MINUTE + 17, 125 * MINUTE + 17)]
+    demand = (_spans(n, 16.0, full, 0.0), [16.0] * n)
+    plugged = ([True] * n, [p > 0 for p in _spans(n, 1.0, away, 0.0)])
+    return dataclasses.replace(trace, cars=(THREE_PHASE_16, THREE_PHASE_16), car_demand=demand,
+                               car_plugged=plugged)
+
+
 SHARED_SCENARIOS: dict[str, Callable[[], HouseTrace]] = {
     "two-cars-winter": two_cars_winter,
     "one-phase-beside": one_phase_beside_three,
     "car-full-half-way": car_full_half_way,
+    "wakes-and-unplugs": wakes_and_unplugs,
 }
 
 
