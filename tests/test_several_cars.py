@@ -768,3 +768,40 @@ def test_a_stored_priority_out_of_range_is_refused_and_the_default_used(tmp_path
     assert runtime.priorities == {f"{AURA}:2": 7}
     assert runtime.max_a == 20
     assert f"priority of {AURA}:1" in caplog.text
+
+
+# ---- a restart with a car the bridge had paused ------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fast", "pv"])
+def test_after_a_restart_a_car_found_paused_resumes_without_a_minimum_pause(broker, tmp_path, mode):
+    # Outlet 1 at 0 A (the bridge had paused it before it stopped), outlet 2 at 16 A, both cars
+    # plugged in, 22 A of room: started with an empty state folder, the bridge did not make that
+    # pause, so outlet 1 gets its minimum beside the 16 A at once (BALANCER_MIN_PAUSE_S is 300 s).
+    sim = several_cars_account().start()
+    sim.connector(1, AURA).max_current = 0
+    extra = {**FAST, "BALANCER_MIN_PAUSE_S": "300", "CHARGEAMPS_CONNECTORS": f"{AURA}:1,{AURA}:2"}
+    if mode == "pv":
+        extra.update(FAST_PV)
+    env = bridge_env(broker, sim, tmp_path / "state", **extra)
+    probe = Probe(broker.host, broker.port, subscribe=f"{env['MQTT_BASE_TOPIC']}/#")
+    if mode == "pv":
+        # Outlet 1 charges from the surplus: the house exports 30 A on every phase, more than the other car takes.
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "runtime.json").write_text(json.dumps({"charge_modes": {f"{AURA}:1": "pv"}}))
+    bridge = start(env, tmp_path)
+    house = None
+    try:
+        wait_online(probe, env, bridge)
+        house = House(probe, env, sim, [(AURA, 1), (AURA, 2)])
+        house.base = [3.0, 3.0, 3.0] if mode == "fast" else [-30.0, -30.0, -30.0]
+        wait_until(lambda: offered(sim, AURA, 1) >= 6 and offered(sim, AURA, 2) >= 6, 30,
+                   "the car found paused resumes beside the other")
+        reasons = [c["reason"] for c in state(probe, env)["connectors"]]
+        assert not any("()" in r or "resumes no sooner" in r for r in reasons), reasons
+    finally:
+        if house is not None:
+            house.stop()
+        bridge.close()
+        probe.close()
+        sim.stop()
