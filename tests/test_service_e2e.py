@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 
-
 import pytest
 
 from bridge.sim.cloud import CloudSimulator
@@ -234,6 +233,26 @@ def test_stale_meter_drops_to_failsafe_and_fresh_data_ends_it(start_bridge, prob
     t = time.monotonic()
     feed_meter(probe, env, 5, 5, 5)
     probe.wait_value(topic(env, "meter/stale"), "OFF", since=t)
+
+
+@pytest.mark.slow
+def test_a_meter_silent_for_failsafe_pause_after_s_pauses_the_car_and_its_return_resumes_it(start_bridge, probe, sim):
+    bridge, env = start_bridge(BALANCER_STALE_AFTER_S="2", BALANCER_FAILSAFE_PAUSE_AFTER_S="5",
+                               BALANCER_MIN_PAUSE_S="300")
+    wait_online(probe, env, bridge)
+    charge_steadily(probe, env, sim)
+    last_feed = time.monotonic()
+    wait_until(lambda: sim.connector(1).max_current == 6, 8, "the fail-safe 6 A on the charger")
+    wait_until(lambda: sim.connector(1).max_current == 0, 10, "paused after 5 s of silence")
+    assert time.monotonic() - last_feed >= 5
+    reason = json.loads(probe.latest[topic(env, "balancer/state")])["reason"]
+    assert "BALANCER_FAILSAFE_PAUSE_AFTER_S 5 s" in reason, reason
+    # The meter is back: no minimum pause (300 s) for a pause the silence made.
+    deadline = time.monotonic() + 15
+    while sim.connector(1).max_current < 6 and time.monotonic() < deadline:
+        feed_meter(probe, env, 5, 5, 5)
+        time.sleep(0.3)
+    assert sim.connector(1).max_current >= 6, probe.latest.get(topic(env, "balancer/state"))
 
 
 @pytest.mark.slow
