@@ -22,7 +22,8 @@ LIMITS = Limits(max_a=24, fuse_a=25, default_current=16)
 THREE = CarSpec(phases=(True, True, True), max_a=16)
 ONE_L1 = CarSpec(phases=(True, False, False), max_a=16)
 # Today's figures where a target is missed (docs/benchmark.md, "Several cars on one fuse"); a floor each.
-ENERGY_FLOORS = {"two-cars-winter": 0.895, "one-phase-beside": 0.91, "car-full-half-way": 0.915}
+ENERGY_FLOORS = {"two-cars-winter": 0.895, "one-phase-beside": 0.91, "car-full-half-way": 0.915,
+                 "wakes-and-unplugs": 0.935}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,30 @@ def test_energy_keeps_to_its_floor_and_misses_name_only_the_known_gaps(report):
         assert s["energy_ratio"] >= ENERGY_FLOORS[entry["name"]], entry["name"]
         for miss in shared_target_misses(entry, LAG_S):
             assert miss.startswith("energy ratio"), miss
+
+
+@pytest.mark.slow
+def test_a_car_waking_up_adds_at_most_its_minimum_over_max_a_and_an_unplug_leaves_nobody_short(report):
+    # wakes-and-unplugs: the first car is full twice and wakes up, the second is unplugged and
+    # comes back. A car held at the minimum adds at most that when it wakes up; after an unplug the
+    # car still plugged in has its share within one lag and BALANCER_SETTLE_S.
+    cfg = BalancerConfig()
+    entry = next(e for e in report["traces"] if e["name"] == "wakes-and-unplugs")
+    s = entry["strategies"]["adaptive"]
+    assert 0 < s["wake_over_max_a"] <= cfg.min_current  # its lent minimum was in use when it woke up
+    assert 0 < s["unplug_short_s"] <= LAG_S + cfg.settle_s
+    assert s["event_window_s"] == LAG_S + cfg.settle_s
+    assert s["longest_over_fuse_s"] <= LAG_S + 3 and s["max_writes_per_h_per_connector"] <= 20
+    assert all(m.startswith("energy ratio") for m in shared_target_misses(entry, LAG_S))
+
+
+def test_an_event_past_its_bound_is_a_miss():
+    entry = {"strategies": {"adaptive": {
+        "energy_ratio": 0.99, "longest_over_fuse_s": 5, "fairness": None, "max_writes_per_h_per_connector": 10,
+        "wake_over_max_a": 7.5, "unplug_short_s": 40, "event_window_s": 25.0}}}
+    misses = shared_target_misses(entry, LAG_S)
+    assert any("7.5 A over MaxA when a car woke up" in m for m in misses), misses
+    assert any("short of its share 40 s after an unplug > 25 s" in m for m in misses), misses
 
 
 @pytest.mark.slow
