@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 LAG_S = 10.0
 ENERGY_TARGET = 0.96
 # evening-oven misses the energy target (docs/benchmark.md): this floor keeps the gap from growing.
-KNOWN_ENERGY_GAPS = {"evening-oven": 0.955}
+# meter-dropout: its 3-minute dropout pauses the car after BALANCER_FAILSAFE_PAUSE_AFTER_S (120 s) of
+# silence, while the oracle, which sees the house throughout, charges on.
+KNOWN_ENERGY_GAPS = {"evening-oven": 0.955, "meter-dropout": 0.955}
 
 
 @pytest.fixture(scope="module")

@@ -1179,13 +1179,15 @@ class SharedBalancer:
             new, summary = self._rebalance(now, targets, load, shares, idle, reasons)
         return self._output(now, new, reasons, used, ranges, idle, headroom, loadbal, summary, meter_stale=False)
 
-    def _step(self, now: float, phases: Sequence[int]) -> dict[int, float] | None:
+    def _step(self, now: float, phases: Sequence[int], since: float) -> dict[int, float] | None:
         """How much the meter moved on each of `phases` within the last STEP_WINDOW_S (a reading of
-        this moment against the last one at or before the window), or None when a phase has no fresh pair."""
+        this moment against the last one at or before the window), or None when a phase has no fresh
+        pair, or when the earlier reading is not after `since`."""
         step = {}
         for p in phases:
             recent = self._recent[p]
-            if len(recent) < 2 or recent[-1][0] != self._meter_at[p] or now - recent[-1][0] > 1.5:
+            if (len(recent) < 2 or recent[-1][0] != self._meter_at[p] or now - recent[-1][0] > 1.5
+                    or recent[0][0] <= since):
                 return None
             step[p] = recent[-1][1] - recent[0][1]
         return step
@@ -1200,12 +1202,16 @@ class SharedBalancer:
         cfg = self._cfg
         if any(r[3] > 0 for k, r in ranges.items() if not self._conns[k].idle):
             return
+        # A step must be wholly after the latest change decided for a charging connector: the meter
+        # may show a write land before the write is confirmed.
+        since = max((c.written_at for c in self._conns.values() if not c.idle and c.written_at is not None),
+                    default=-math.inf)
         matches: list[tuple[float, str, bool]] = []  # (how far off, connector, stopped)
         for k, c in self._conns.items():
             phases = c.car_phases or used[k]
             if c.failed or len(phases) < STEP_MIN_PHASES or not c.target or c.target < cfg.min_current:
                 continue
-            step = self._step(now, phases)
+            step = self._step(now, phases, since)
             if step is None:
                 continue
             high, low = ranges[k][0], ranges[k][1]
