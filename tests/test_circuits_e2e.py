@@ -17,7 +17,7 @@ import pytest
 from bridge.sim.cloud import AURA_CHARGEPOINT_ID as AURA
 from bridge.sim.cloud import several_cars_account
 from tests.e2e import Probe, bridge_env, topic, wait_online, wait_until
-from tests.test_several_cars import FAST, House, draw, given, offered, start
+from tests.test_several_cars import FAST, House, close_all, draw, given, offered, start
 
 pytestmark = pytest.mark.slow  # a broker, the simulator and the service: about 30 s
 
@@ -135,8 +135,4 @@ def test_one_connector_on_a_circuit_keeps_to_it(broker, tmp_path):
         wait_until(lambda: circuit(probe, env, "current_l1") == 10.0, 10, "the garage carries 10 A")
         assert json.loads(probe.latest[topic(env, "balancer/state")])["charge_at"] == 10
     finally:
-        if house is not None:
-            house.stop()
-        bridge.close()
-        probe.close()
-        sim.stop()
+        close_all(house, bridge, probe, sim)

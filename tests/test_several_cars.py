@@ -131,6 +131,15 @@ class House:
         self._thread.join(5)
 
 
+def close_all(house: House | None, bridge: InProcessBridge, probe: Probe, sim: CloudSimulator) -> None:
+    """Stop what a test started on its own: the house's meter first, then the bridge, the probe, the simulator."""
+    if house is not None:
+        house.stop()
+    bridge.close()
+    probe.close()
+    sim.stop()
+
+
 def state(probe: Probe, env: dict) -> dict:
     return json.loads(probe.latest[topic(env, "balancer/state")])
 
@@ -802,8 +811,4 @@ def test_after_a_restart_a_car_found_paused_resumes_without_a_minimum_pause(brok
         reasons = [c["reason"] for c in state(probe, env)["connectors"]]
         assert not any("()" in r or "resumes no sooner" in r for r in reasons), reasons
     finally:
-        if house is not None:
-            house.stop()
-        bridge.close()
-        probe.close()
-        sim.stop()
+        close_all(house, bridge, probe, sim)
