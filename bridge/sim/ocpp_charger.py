@@ -348,7 +348,12 @@ class SimCharger:
 
         async def drop() -> None:
             self._offline_until = time.monotonic() + seconds
-            if self._connection is not None:
+            # The central system may have accepted the connection before this side has taken it
+            # up: wait for it, or the network "goes" with the connection still open.
+            deadline = time.monotonic() + 5
+            while not self.connected.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self.connected.is_set() and self._connection is not None:
                 self._connection.transport.abort()  # the network gone: no closing handshake
         asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
 
