@@ -147,7 +147,10 @@ class PowerLimits:
         v = self.voltage
         house = self._house(now, obs.meter)  # type: ignore[arg-type]
         phases = sum(obs.charger_phases) if obs.charger_phases else 3
-        car_w = sum(obs.charger_currents) * v if obs.charger_currents else 0.0
+        # The car's draw as the balancer reads it: the charger's last report alone lags a start or
+        # a stop by up to a poll, and the surplus would count the car as the house's own load.
+        draw, in_doubt = self.balancer.car_draw(now)
+        car_w = sum(draw) * v
         cfg = self.balancer.config
         capacity_cap, capacity_reason = None, ""
         if self.guard is not None:
@@ -155,7 +158,8 @@ class PowerLimits:
             capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
             capacity_reason = self.status.reason
             self._keep(now)
-        mode_cap, mode_reason = self.surplus.step(now, house.net_w, car_w, self.runtime.charge_mode, phases, v,
+        mode_cap, mode_reason = self.surplus.step(now, house.net_w, None if in_doubt else car_w,
+                                                  self.runtime.charge_mode, phases, v,
                                                   cfg.min_current, cfg.current_cap)
         cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
         self.balancer.power_limit(now, cap, reason)
