@@ -154,7 +154,10 @@ class PowerLimits:
         cfg = self.balancer.config
         capacity_cap, capacity_reason = None, ""
         if self.guard is not None:
-            self.status = self.guard.update(self.wall(), house.import_w, car_w)
+            # Before the charger's first report the car counts as the house's load: the guard then
+            # counts the part of the period it did not see at the present import, never lower.
+            reported_w = car_w if obs.charger_currents is not None else 0.0
+            self.status = self.guard.update(self.wall(), house.import_w, reported_w)
             capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
             capacity_reason = self.status.reason
             self._keep(now)
@@ -204,6 +207,15 @@ class PowerLimits:
 
     # ---- topics ----------------------------------------------------------------------------
 
+    def _idle_reason(self, limit: float | None) -> str:
+        """Why the guard gives no status: off (and by which setting), or on and not fed yet."""
+        if limit is not None:
+            return f"capacity limit {limit:g} kW: waiting for the meter's first reading"
+        configured = self.settings.capacity_limit_kw
+        if self.runtime.capacity_limit_kw is not None and configured:
+            return f"capacity limit off: set to 0 over MQTT (CAPACITY_LIMIT_KW={configured:g} is not used)"
+        return "no capacity limit (CAPACITY_LIMIT_KW unset)"
+
     def publish(self, now: float | None = None, cp: str | None = None, n: int | None = None) -> None:
         if now is not None:
             self._published_at = now
@@ -212,7 +224,7 @@ class PowerLimits:
         self.publisher.publish(t.capacity_limit_kw, format_kw(limit) if limit is not None else "0")
         s = self.status
         if s is None:
-            state = {"active": False, "limit_kw": limit, "reason": "no capacity limit (CAPACITY_LIMIT_KW unset)"}
+            state = {"active": False, "limit_kw": limit, "reason": self._idle_reason(limit)}
             self.publisher.publish(t.capacity_state, json.dumps(state))
             return
         self.publisher.publish(t.capacity_period_kw, format_kw(s.period_kw))
