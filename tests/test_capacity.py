@@ -366,3 +366,48 @@ def test_a_guessed_period_never_raises_the_allowance_of_the_month():
     step_guard(guard, start + timedelta(seconds=456), range(0, 15 * 60), 6000.0, 0.0)
     status = step_guard(guard, start + timedelta(seconds=456 + 900), range(0, 5), 1000.0, 0.0)
     assert status.allowed_kw == pytest.approx(6.0, abs=0.05)
+
+
+def test_the_meter_s_import_register_makes_a_restart_within_a_period_exact():
+    """The register at the period's start is kept across a restart: the minutes the bridge did not
+    see are the register's count, not a guess. The register is a cumulative kWh count, as a P1
+    meter's 1-0:1.8.1 + 1-0:1.8.2 (dsmr-reader `electricity_delivered_1` + `_2`)."""
+    cfg = CapacityConfig(limit_kw=5)
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    register = 12345.678
+    guard = CapacityGuard(cfg)
+    for t in range(0, 601):  # 10 minutes at 2 kW, the register read every 10 s
+        now = start + timedelta(seconds=t)
+        guard.update(now, 2000.0, 0.0)
+        if t % 10 == 0:
+            guard.register(now, register + 2.0 * t / 3600)
+    state = guard.to_state()
+    assert state["period_register_start_kwh"] == pytest.approx(register)
+    # Down for 3 minutes while a car drew 11 kW on top of the house's 2.5 kW: 13.54 kW.
+    at_restart = register + 2.0 * 600 / 3600 + 13.54 * 180 / 3600
+    again = CapacityGuard(cfg)
+    again.restore(state, STOCKHOLM)
+    restart = start + timedelta(minutes=13)
+    status = again.update(restart, 13540.0, 11040.0)
+    assert status.period_estimated_s == pytest.approx(180)  # guessed until the register is read
+    again.register(restart, at_restart)
+    status = again.update(restart + timedelta(seconds=1), 13540.0, 11040.0)
+    exact = (2.0 * 600 + 13.54 * 180) / 780
+    assert status.period_kw == pytest.approx(exact, abs=0.05) and status.period_estimated_s == 0
+    # A register that runs backwards (another meter, a wrong topic) is not taken.
+    again.register(restart + timedelta(seconds=1), 10.0)
+    assert again.update(restart + timedelta(seconds=2), 13540.0, 11040.0).period_kw == pytest.approx(exact, abs=0.05)
+
+
+def test_a_register_is_not_anchored_in_a_period_whose_start_was_not_seen():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    start = datetime(2027, 1, 12, 16, 20, tzinfo=STOCKHOLM)
+    guard.update(start, 3000.0, 0.0)
+    guard.register(start, 100.0)
+    assert guard.to_state()["period_register_start_kwh"] is None
+    # The next hour is seen whole: its register start is the first reading less what was counted.
+    nxt = datetime(2027, 1, 12, 17, 0, 10, tzinfo=STOCKHOLM)
+    for t in range(-20, 1):
+        guard.update(nxt + timedelta(seconds=t), 3600.0, 0.0)
+    guard.register(nxt, 101.0)
+    assert guard.to_state()["period_register_start_kwh"] == pytest.approx(101.0 - 3.6 * 10 / 3600, abs=1e-3)

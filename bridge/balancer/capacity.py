@@ -226,6 +226,9 @@ class CapacityGuard:
     _energy_ws: float = 0.0  # import energy integrated so far in the period
     _observed_s: float = 0.0
     _estimated_s: float = 0.0  # of _observed_s, the seconds not seen but estimated
+    # The meter's import register (kWh) at the period's start, when known: the period's energy is
+    # then the register's count, exact across a restart (kept in the state).
+    _register_start_kwh: float | None = None
     _last_at: datetime | None = None
     _last_import_w: float = 0.0
     # The allowance plans with the house (without the cars) averaged over this long, so that a hob
@@ -246,6 +249,7 @@ class CapacityGuard:
             "period_energy_wh": round(self._energy_ws / 3600.0, 4),
             "period_observed_s": round(self._observed_s, 3),
             "period_estimated_s": round(self._estimated_s, 3),
+            "period_register_start_kwh": self._register_start_kwh,
         }
 
     def restore(self, state: dict[str, Any], tz: Any) -> None:
@@ -265,6 +269,10 @@ class CapacityGuard:
             energy_ws = float(state.get("period_energy_wh", 0.0)) * 3600.0
             observed = float(state.get("period_observed_s", 0.0))
             estimated = min(observed, float(state.get("period_estimated_s", 0.0)))
+            register = state.get("period_register_start_kwh")
+            register = None if register is None or period is None else float(register)
+            if register is not None and not (math.isfinite(register) and register >= 0):
+                raise ValueError("the register at the period's start is not a finite non-negative number")
             if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0
                     and math.isfinite(estimated) and estimated >= 0):
                 raise ValueError("the period's energy is not a finite non-negative number")
@@ -275,6 +283,7 @@ class CapacityGuard:
         self._peaks = peaks
         self._period, self._energy_ws, self._observed_s = period, energy_ws, observed
         self._estimated_s = estimated
+        self._register_start_kwh = register
         self._last_at = None
 
     # ---- peaks ------------------------------------------------------------------
@@ -332,6 +341,7 @@ class CapacityGuard:
                 self._close_period()
             # else the clock went back (a corrected clock, not DST: DST is absolute time here).
             self._period, self._energy_ws, self._observed_s, self._estimated_s = start, 0.0, 0.0, 0.0
+            self._register_start_kwh = None
         if self._month is not None and self._month != _month_key(start):
             self._month, self._peaks = _month_key(start), []
         unseen = _elapsed(self._period, local) - self._observed_s
@@ -350,6 +360,30 @@ class CapacityGuard:
         self._remember_house(local, net_w - max(0.0, car_w))
         return self._status(local, net_w, max(0.0, car_w), lag_s)
 
+    def register(self, local: datetime, import_kwh: float) -> None:
+        """The meter's own import register (kWh, the sum of its tariffs) read at `local`, after the
+        `update` of that moment. The first reading of a period the guard saw whole fixes the
+        register at the period's start; from then on the period's energy is the register's count,
+        also after a restart within the period (the part not seen is no longer guessed). A register
+        that runs backwards or jumps beyond what any connection carries (a meter swapped, a wrong
+        topic) is not used for the rest of the period."""
+        if not (math.isfinite(import_kwh) and import_kwh >= 0):
+            raise ValueError("the import register must be a finite number of kWh of at least 0")
+        if self._period is None or _elapsed(self._period, period_start(self.cfg, local)) != 0:
+            return
+        counted_ws = self._energy_ws
+        if self._register_start_kwh is None:
+            if self._estimated_s > 0:
+                return  # the period's start was not seen: its register is unknown
+            self._register_start_kwh = import_kwh - counted_ws / 3.6e6
+            return
+        energy_ws = (import_kwh - self._register_start_kwh) * 3.6e6
+        if not 0 <= energy_ws <= MAX_CAPACITY_LIMIT_KW * 1000.0 * self.cfg.period_s:
+            self._register_start_kwh = None
+            return
+        self._energy_ws = energy_ws
+        self._estimated_s = 0.0
+
     def _integrate(self, local: datetime) -> None:
         if self._last_at is None or self._period is None:
             return
@@ -367,6 +401,7 @@ class CapacityGuard:
             self._energy_ws = self._last_import_w * (dt - in_period)
             self._observed_s = dt - in_period
             self._estimated_s = 0.0
+            self._register_start_kwh = None
 
     def _remember_house(self, local: datetime, house_w: float) -> None:
         at = local.astimezone(timezone.utc).timestamp()
