@@ -191,3 +191,47 @@ def test_the_house_power_topic_drives_the_capacity_guard_and_the_currents_stand_
                             lambda s: s.get("house_power_from") == "currents x P1_VOLTAGE", since=stopped,
                             timeout=20)
     assert state["projected_kw"] < 1.5  # 0.69 kW for the rest of the hour
+
+
+def test_the_meter_s_import_register_counts_the_minutes_a_restart_did_not_see(start_bridge, probe, base, tmp_path,
+                                                                             no_car):
+    """The register at the period's start is kept in capacity.json: after 13 minutes down, the
+    period's energy is the register's count, not a guess. The register is a plain kWh number on its
+    own topic, as dsmr-reader's split topic `dsmr/reading/electricity_delivered_1` sends it."""
+    register = f"{base}-p1/electricity_delivered_1"
+    WALL.move_to(datetime(2027, 1, 12, 16, 59, 57, tzinfo=STOCKHOLM))
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5", MQTT_BASE_TOPIC=base,
+                               P1_ENERGY_IMPORT_TOPIC=register)
+    wait_online(probe, env, bridge)
+    kwh = 4321.0
+
+    def feed() -> bool:
+        nonlocal kwh
+        kwh += 0.0004  # 1.38 kW for a quarter of a second
+        probe.publish(register, f"{kwh:.4f}")
+        feed_meter(probe, env, 2, 2, 2)
+        return True
+
+    wait_until(lambda: feed() and WALL() >= datetime(2027, 1, 12, 17, 0, 4, tzinfo=STOCKHOLM), 30, "17:00", step=0.25)
+    since = time.monotonic()
+    probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("period_start", "").startswith("2027-01-12T17:00"),
+                    since=since, timeout=20)
+    bridge.terminate()
+    # 13 minutes down while a car drew 11 kW: 3 kWh more on the register.
+    WALL.move_to(datetime(2027, 1, 12, 17, 13, 0, tzinfo=STOCKHOLM))
+    kwh += 3.0
+    restarted_at = time.monotonic()
+    bridge2, _ = start_bridge(env=env)
+    wait_online(probe, env, bridge2, since=restarted_at)
+    state = None
+
+    def exact() -> bool:
+        nonlocal state
+        feed()
+        raw = probe.latest.get(topic(env, "capacity/state"))
+        state = json.loads(raw) if raw else None
+        return bool(state and state.get("period_start", "").startswith("2027-01-12T17:00")
+                    and state.get("period_estimated_s") == 0 and state["period_kw"] > 10)
+
+    wait_until(exact, 30, "the period counted from the register", step=0.25)
+    assert state["period_kw"] == pytest.approx(3.0 / (13 / 60), rel=0.05), state

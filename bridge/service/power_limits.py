@@ -79,6 +79,7 @@ class PowerLimits:
         self._saved_peaks: object = None
         self._saved_at: float | None = None
         self._published_at: float | None = None
+        self._register_at: float | None = None  # the meter's register reading last given to the guard
         self._build_guard()
 
     # ---- the guard -------------------------------------------------------------------
@@ -158,6 +159,7 @@ class PowerLimits:
             # counts the part of the period it did not see at the present import, never lower.
             reported_w = car_w if obs.charger_currents is not None else 0.0
             self.status = self.guard.update(self.wall(), house.import_w, reported_w)
+            self._register()
             capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
             capacity_reason = self.status.reason
             self._keep(now)
@@ -184,10 +186,20 @@ class PowerLimits:
         status = None
         if self.guard is not None:
             self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
+            self._register()
             self._keep(now)
         self.shared.apply(now, shared, house.net_w, draws, modes, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
+
+    def _register(self) -> None:
+        """A new reading of the meter's import register fixes the period's energy (the guard's
+        `register`); a reading is given once, at the decision after it changed."""
+        reading = None if self.meter is None else self.meter.import_register()
+        if self.guard is None or reading is None or reading[1] == self._register_at:
+            return
+        self._register_at = reading[1]
+        self.guard.register(self.wall(), reading[0])
 
     def _house(self, now: float, amps: tuple[float, float, float]) -> HousePower:
         house = (house_power(amps, self.voltage) if self.meter is None
@@ -200,7 +212,7 @@ class PowerLimits:
     def _keep(self, now: float) -> None:
         assert self.guard is not None
         state = self.guard.to_state()
-        peaks = (state["month"], state["peaks"])
+        peaks = (state["month"], state["peaks"], state["period_register_start_kwh"])
         if peaks != self._saved_peaks or self._saved_at is None or now - self._saved_at >= SAVE_EVERY_S:
             self._saved_peaks, self._saved_at = peaks, now
             self.save()
