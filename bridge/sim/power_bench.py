@@ -112,6 +112,8 @@ class PowerRun:
         self._import_ws: dict[datetime, float] = {}
         self.car_ws = 0.0
         self.solar_ws = 0.0
+        self.starts = 0  # the car going from no draw to a draw: a pause ended (pv: a start)
+        self._drawing = False
 
     def local(self, t: int) -> datetime:
         return (self._start_utc + timedelta(seconds=t)).astimezone(self.settings.zone)
@@ -138,6 +140,9 @@ class PowerRun:
         export_w = max(0.0, -sum(house) * v)
         self.car_ws += car_w
         self.solar_ws += min(car_w, export_w)
+        if (car_w > 0) and not self._drawing and t > 0:
+            self.starts += 1
+        self._drawing = car_w > 0
         return combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
 
     def score(self, energy_kwh: float, oracles: dict[str, float]) -> dict[str, Any]:
@@ -161,6 +166,7 @@ class PowerRun:
                 "solar_share": solar_share(self.solar_ws, self.car_ws),
                 "grid_kwh": round((self.car_ws - self.solar_ws) / 3.6e6, 4),
                 "energy_ratio": _ratio(car_kwh, oracles.get("surplus_energy_kwh")),
+                "starts": self.starts,
             }]
         return out
 
