@@ -72,11 +72,13 @@ def power_figures(entry: dict, strategy: str) -> dict[str, float | None]:
     s = entry["strategies"][strategy]
     hours = entry["duration_s"] / 3600
     capacity = s.get("capacity")
+    if capacity and capacity.get("house_over_capacity"):
+        capacity = None  # the house alone is over the limit: counted apart (`houses_over_capacity`)
     pv = [c for c in s.get("cars", []) if c.get("mode") in ("pv", "minpv")]
     return {
         "capacity_energy_ratio": capacity["energy_ratio"] if capacity else None,
         "max_period_over_limit_kw": (round(capacity["max_period_kw"] - capacity["limit_kw"], 4)
-                                     if capacity and not entry.get("house_over_capacity") else None),
+                                     if capacity else None),
         "solar_share": pv[0]["solar_share"] if pv else None,
         "surplus_energy_ratio": pv[0]["energy_ratio"] if pv else None,
         "starts_per_h": pv[0]["starts"] / hours if pv and "starts" in pv[0] else None,
@@ -122,6 +124,9 @@ def distribution(entries: Sequence[dict], strategies: Sequence[str]) -> dict[str
             values = [h[metric] for h in per_house if h[metric] is not None]
             if values:
                 out[strategy][metric] = summarise(values)
+        over = [e for e in entries if e["strategies"][strategy].get("capacity", {}).get("house_over_capacity")]
+        if over:
+            out[strategy]["houses_over_capacity"] = {"houses": len(over)}
     return out
 
 
@@ -185,6 +190,9 @@ def format_distribution(dist: dict, lag_s: float, *, with_targets: bool) -> str:
              f"{'strategy':<10} {'metric':<20} {'houses':>6} " + " ".join(f"{f:>8}" for f in FIGURES)]
     for strategy, metrics in dist.items():
         for metric, figures in metrics.items():
+            if metric == "houses_over_capacity":
+                lines.append(f"{strategy:<10} {'house alone > limit':<20} {figures['houses']:>6}  (left out of the capacity rows)")
+                continue
             cells = ["-" if figures[f] is None else f"{figures[f]:.3f}" if metric in _THREE_DECIMALS
                      else f"{figures[f]:.1f}" for f in FIGURES]
             lines.append(f"{strategy:<10} {_LABELS[metric]:<20} {figures['houses']:>6} "

@@ -110,6 +110,7 @@ class PowerRun:
         self.surplus = SurplusController(settings.surplus)
         self._start_utc = start.astimezone(timezone.utc)
         self._import_ws: dict[datetime, float] = {}
+        self._house_ws: dict[datetime, float] = {}  # the house alone, without the cars
         self.car_ws = 0.0
         self.solar_ws = 0.0
         self.starts = 0  # the car going from no draw to a draw: a pause ended (pv: a start)
@@ -137,6 +138,7 @@ class PowerRun:
         if cfg is not None:
             key = period_start(cfg, local).astimezone(timezone.utc)
             self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
         export_w = max(0.0, -sum(house) * v)
         self.car_ws += car_w
         self.solar_ws += min(car_w, export_w)
@@ -150,7 +152,11 @@ class PowerRun:
         cfg = self.settings.capacity
         if cfg is not None:
             periods = self._periods(self._import_ws)
+            house_kw = max((kw for _, kw in self._periods(self._house_ws)), default=0.0)
             out["capacity"] = {
+                # The house alone above the limit in a period: no guard can keep that period under it.
+                "house_max_period_kw": round(house_kw, 3),
+                "house_over_capacity": house_kw > cfg.limit_kw,
                 "limit_kw": cfg.limit_kw,
                 "max_period_kw": round(max((kw for _, kw in periods), default=0.0), 3),
                 "billed_kw": round(_billed_kw(cfg, periods), 3),
