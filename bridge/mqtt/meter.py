@@ -269,6 +269,24 @@ def _clean(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def message_values(topic: str, payload: bytes | str, fields: Sequence[tuple[str | None, str]]
+                   ) -> tuple[list[float | None], Any]:
+    """Each field's number in one message (a JSON path, or None: the payload is the number), None
+    where the message does not carry it, and the parsed JSON (None for a plain payload). A value
+    that is there and cannot be read raises PayloadError naming the field's label."""
+    text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
+    obj = load_json(text, payload) if any(path is not None for path, _label in fields) else None
+    values: list[float | None] = []
+    for path, label in fields:
+        try:
+            values.append(parse_number(text) if path is None else coerce_number(extract_path(obj, path)))
+        except FieldMissing:
+            values.append(None)
+        except PayloadError as e:
+            raise PayloadError(f"{label} on {topic}: {e}") from None
+    return values, obj
+
+
 class FieldReading(NamedTuple):
     """One value read from a message, in A (current), W (powers) or V (voltage)."""
 
@@ -517,18 +535,11 @@ class MeterSource:
         inputs = self.inputs_on(topic)
         if not inputs:
             return []
-        text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
-        obj: Any = None
-        if any(i.path is not None for i in inputs):
-            obj = load_json(text, payload)
+        values, obj = message_values(topic, payload, [(i.path, i.label) for i in inputs])
         readings: list[FieldReading] = []
-        for inp in inputs:
-            try:
-                value = parse_number(text) if inp.path is None else coerce_number(extract_path(obj, inp.path))
-            except FieldMissing:
+        for inp, value in zip(inputs, values):
+            if value is None:
                 continue
-            except PayloadError as e:
-                raise PayloadError(f"{inp.label} on {topic}: {e}") from None
             kind = self._kind(inp)
             shown_input = inp if kind == inp.kind else MeterField(kind, inp.phase, inp.topic, inp.path)
             value *= self._watts_per_unit(inp)
@@ -877,16 +888,11 @@ class EnergyRegisters:
         fields = [f for f in self.fields if f.topic == topic]
         if not fields:
             return False
-        text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
-        obj = load_json(text, payload) if any(f.path is not None for f in fields) else None
+        values, _obj = message_values(topic, payload, [(f.path, f"{f.direction} register") for f in fields])
         changed = False
-        for f in fields:
-            try:
-                value = parse_number(text) if f.path is None else coerce_number(extract_path(obj, f.path))
-            except FieldMissing:
+        for f, value in zip(fields, values):
+            if value is None:
                 continue
-            except PayloadError as e:
-                raise PayloadError(f"{f.direction} register on {topic}: {e}") from None
             kwh = value * f.kwh_per_unit
             if not (math.isfinite(kwh) and kwh >= 0):
                 raise PayloadError(f"{f.direction} register on {topic}: {value!r} is not a count of energy")
