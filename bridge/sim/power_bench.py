@@ -171,7 +171,9 @@ class PowerRun:
                 "energy_kwh": round(car_kwh, 4),
                 "solar_share": solar_share(self.solar_ws, self.car_ws),
                 "grid_kwh": round((self.car_ws - self.solar_ws) / 3.6e6, 4),
-                "energy_ratio": _ratio(car_kwh, oracles.get("surplus_energy_kwh")),
+                # Against a surplus of a few seconds (an evening's last sun) a ratio says nothing.
+                "energy_ratio": (_ratio(car_kwh, oracles.get("surplus_energy_kwh"))
+                                 if oracles.get("surplus_energy_kwh", 0.0) >= SOLAR_SHARE_MIN_KWH else None),
                 "starts": self.starts,
             }]
         return out
