@@ -415,6 +415,7 @@ class SharedPowerRun(PowerRun):
         if cfg is not None:
             key = period_start(cfg, local).astimezone(timezone.utc)
             self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
         car_w = [a * sum(c.phases) * v for a, c in zip(draws_a, self.cars)]
         solar = [c.mode in ("pv", "minpv") for c in self.cars]
         fast_w = sum(w for w, s in zip(car_w, solar) if not s)
