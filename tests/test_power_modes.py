@@ -172,7 +172,7 @@ def test_a_shared_pv_car_with_short_delays_starts_once_and_stays():
             b.charger(now, "1:2", (0.0, 0.0, 0.0), None)
             b.car_plugged(now, "1:2", False)
         net_w = sum(house + d for d in draw) * V
-        limits.apply(now, b, net_w, limits.draws_w(b, now), {"1:1": "pv", "1:2": "fast"}, ["1:1", "1:2"])
+        limits.apply(now, b, net_w, limits.draws_w(b, now), {"1:1": "pv", "1:2": "fast"})
         d = b.decide(now)
         amps = d.commands.get("1:1")
         if amps is not None:
