@@ -297,7 +297,7 @@ def test_a_kw_figure_reads_the_same_in_a_reason_as_in_the_state_and_on_its_topic
     # The shared balancer's reason for its capacity budget, built from the same status.
     shared = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
     SharedPowerLimits(SurplusConfig(), 230.0).apply(600.0, shared, 13_000.0, {"1:1": 0.0, "1:2": 0.0},
-                                                    {"1:1": "fast", "1:2": "fast"}, ["1:1", "1:2"], status)
+                                                    {"1:1": "fast", "1:2": "fast"}, status)
     budget_reason = shared._budgets["capacity"].reason
     for reason in (status.reason, budget_reason):
         assert "capacity 12.661 kW" in reason and "12.6608" not in reason, reason
