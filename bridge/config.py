@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     p1_power_unit: str | None = None
     p1_power_topic: str | None = None
     p1_power_json_path: str | None = None
+    # The meter's energy registers (the sum of its tariffs), for the capacity guard's periods.
+    p1_energy_import_topic: str | None = None
+    p1_energy_import_json_path: str | None = None
+    p1_energy_export_topic: str | None = None
+    p1_energy_export_json_path: str | None = None
+    p1_energy_unit: str | None = None
 
     # Balancer
     balancer_strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
@@ -393,6 +399,7 @@ class Settings(BaseSettings):
 
         try:
             self.meter_source()
+            self.energy_registers()
         except MeterConfigError as e:
             raise ValueError(str(e)) from None
         self.circuit_tree()  # ValueError names a cycle, an unknown parent or circuit, a child above its parent
@@ -511,6 +518,17 @@ class Settings(BaseSettings):
             total_power_topic=self.p1_power_topic,
             total_power_path=self.p1_power_json_path,
             phases=self.p1_phases,
+        )
+
+    def energy_registers(self):
+        """The meter's energy registers from P1_ENERGY_* (else the preset's)."""
+        from bridge.mqtt.meter import EnergyRegisters
+
+        return EnergyRegisters.from_settings(
+            self.p1_preset, self.p1_device,
+            import_topic=self.p1_energy_import_topic, import_path=self.p1_energy_import_json_path,
+            export_topic=self.p1_energy_export_topic, export_path=self.p1_energy_export_json_path,
+            unit=self.p1_energy_unit,
         )
 
     def capacity_config(self, limit_kw: float | None = None):

@@ -268,3 +268,42 @@ def test_cli_without_generate_reports_the_distribution_of_its_traces(tmp_path, c
     doc = json.loads(capsys.readouterr().out)
     assert doc["distribution"]["idle"]["energy_ratio"]["houses"] == 1
     assert doc["distribution"]["idle"]["writes_per_h"]["median"] == 0
+
+
+# ---- generated houses with power limits ------------------------------------------------------
+
+def generated_json(argv: list[str], monkeypatch, seed: int = 1, **env: str) -> dict:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench.bench_main(["--generate", "3", "--seed", str(seed), "--strategy", "adaptive", "--json",
+                                 *argv]) == 0
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.slow
+def test_a_capacity_limit_scores_every_generated_house_against_the_capacity_oracle(monkeypatch):
+    doc = generated_json([], monkeypatch, CAPACITY_LIMIT_KW="5", TZ="Europe/Stockholm")
+    dist = doc["distribution"]["adaptive"]
+    capacity = [e["strategies"]["adaptive"]["capacity"] for e in doc["traces"]]
+    assert len(capacity) == 3 and all(c["limit_kw"] == 5 for c in capacity)
+    ratios = sorted(c["energy_ratio"] for c in capacity)
+    assert dist["capacity_energy_ratio"]["houses"] == 3
+    assert dist["capacity_energy_ratio"]["median"] == pytest.approx(ratios[1], abs=1e-4)
+    over = max(c["max_period_kw"] - 5 for c in capacity)
+    assert dist["max_period_over_limit_kw"]["max"] == pytest.approx(over, abs=1e-3)
+    assert "solar_share" not in dist and "starts_per_h" not in dist  # no pv car
+
+
+@pytest.mark.slow
+def test_a_pv_car_is_scored_on_the_houses_with_solar_with_its_starts(monkeypatch):
+    # Seed 3's third house is a day with solar export (the others are evenings).
+    doc = generated_json(["--car", "L1L2L3:16:pv", "--start", "2027-04-20T08:00"], monkeypatch, seed=3)
+    dist = doc["distribution"]["adaptive"]
+    cars = [(e, e["strategies"]["adaptive"]["cars"][0]) for e in doc["traces"]]
+    assert all(c["mode"] == "pv" and isinstance(c["starts"], int) for _e, c in cars)
+    starts = sorted(c["starts"] / (e["duration_s"] / 3600) for e, c in cars)
+    assert dist["starts_per_h"]["houses"] == 3 and dist["starts_per_h"]["max"] == pytest.approx(starts[-1], abs=1e-4)
+    assert "capacity_energy_ratio" not in dist
+    assert starts[-1] > 0  # some house has the sun to start on

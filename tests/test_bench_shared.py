@@ -192,7 +192,7 @@ def test_cli_table_shows_each_car(capsys):
     [
         (["--car", "L4"], "--car car 'L4'"),
         (["--car", "L1:3"], "between 6 and 80 A"),
-        (["--generate", "2", "--car", "L1"], "a generated house has its own car; give two --car or more"),
+        (["--generate", "2", "--car", "L1"], "a generated house has its own car; give one --car in pv or minpv"),
         (["--generate", "2", "--car", "L1", "--car", "L2", "--strategy", "homey"], "one connector only"),
         (["--scenario", "two-cars-winter", "--strategy", "homey"], "one connector only"),
         (["--scenario", "two-cars-winter", "--plot", "x.png"], "cannot be combined with several cars"),

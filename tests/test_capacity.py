@@ -304,3 +304,110 @@ def test_a_kw_figure_reads_the_same_in_a_reason_as_in_the_state_and_on_its_topic
         figures = re.findall(r"(-?\d+(?:\.\d+)?) kW", reason)
         assert figures and all(len(f.partition(".")[2]) <= 3 for f in figures), reason
     assert status.to_dict()["limit_kw"] == 12.661 and format_kw(status.limit_kw) == "12.661"
+
+
+# ---- a start within a period ------------------------------------------------------------------
+
+def step_guard(guard: CapacityGuard, start: datetime, seconds: range, house_w: float, car_w: float):
+    status = None
+    for t in seconds:
+        now = (start.astimezone(timezone.utc) + timedelta(seconds=t)).astimezone(start.tzinfo)
+        status = guard.update(now, house_w + car_w, car_w)
+    return status
+
+
+def test_a_start_within_a_period_counts_the_time_not_seen_at_the_house_s_own_load():
+    """Started 13 minutes into an hour with the car at 16 A (11 kW) and the house at 2.5 kW: the
+    13 minutes not seen count at 2.5 kW, not at the 13.54 kW the meter shows with the car."""
+    guard = CapacityGuard(CapacityConfig(limit_kw=3))
+    start = datetime(2027, 1, 12, 16, 13, tzinfo=STOCKHOLM)
+    status = step_guard(guard, start, range(0, 1), 2500.0, 11040.0)
+    assert status.period_kw == pytest.approx(2.5, abs=0.01)
+    assert status.period_estimated_s == pytest.approx(13 * 60)
+    assert "13 min of it not seen" in status.reason and status.to_dict()["period_estimated_s"] == 780
+    # The car left at 16 A is cut to what the hour still allows: (3 - 2.5) kW over 47 minutes.
+    assert status.car_allowance_w < 1000.0
+
+
+def test_enabling_within_a_period_and_a_restart_after_a_saved_part_follow_one_rule():
+    """The guard enabled (or the bridge restarted) with a saved part of the period: the saved
+    part stays as measured, the rest not seen counts at the house's own load, never at 0."""
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    first = CapacityGuard(CapacityConfig(limit_kw=5))
+    step_guard(first, start, range(0, 301), 4000.0, 0.0)  # 5 minutes at 4 kW, then saved
+    state = first.to_state()
+    for restored in (True, False):
+        guard = CapacityGuard(CapacityConfig(limit_kw=5))
+        if restored:
+            guard.restore(state, STOCKHOLM)
+        status = step_guard(guard, start + timedelta(minutes=13), range(0, 1), 1000.0, 7000.0)
+        expected = (4.0 * 300 + 1.0 * 480) / 780 if restored else 1.0
+        assert status.period_kw == pytest.approx(expected, abs=0.01), restored
+        assert status.period_estimated_s == pytest.approx(480 if restored else 780, abs=1.5)
+
+
+def test_a_guessed_period_never_raises_the_allowance_of_the_month():
+    """Started 7.5 minutes into a quarter with two cars at full power: the quarter becomes a month
+    peak (marked estimated) but the allowance stays at the limit; a measured peak raises it."""
+    cfg = CapacityConfig(limit_kw=5, period_min=15, follow_month_peak=True)
+    start = datetime(2027, 1, 12, 18, 7, 30, tzinfo=BRUSSELS)
+    guard = CapacityGuard(cfg)
+    # 7.5 minutes seen at 12 kW (the cars not cut in time: a house over its limit), the rest guessed at 1 kW.
+    step_guard(guard, start, range(0, 451), 1000.0, 11000.0)
+    status = step_guard(guard, start + timedelta(seconds=451), range(0, 5), 1000.0, 0.0)
+    (peak,) = status.month_peaks
+    assert peak.estimated and peak.kw > 5.0 and peak.to_dict()["estimated"] is True
+    assert status.allowed_kw == 5.0
+    # The flag survives a restart.
+    again = CapacityGuard(cfg)
+    again.restore(guard.to_state(), BRUSSELS)
+    assert again.billed_peaks()[0].estimated
+    # A quarter measured whole at 6 kW is billed as it is: it raises the allowance.
+    step_guard(guard, start + timedelta(seconds=456), range(0, 15 * 60), 6000.0, 0.0)
+    status = step_guard(guard, start + timedelta(seconds=456 + 900), range(0, 5), 1000.0, 0.0)
+    assert status.allowed_kw == pytest.approx(6.0, abs=0.05)
+
+
+def test_the_meter_s_import_register_makes_a_restart_within_a_period_exact():
+    """The register at the period's start is kept across a restart: the minutes the bridge did not
+    see are the register's count, not a guess. The register is a cumulative kWh count, as a P1
+    meter's 1-0:1.8.1 + 1-0:1.8.2 (dsmr-reader `electricity_delivered_1` + `_2`)."""
+    cfg = CapacityConfig(limit_kw=5)
+    start = datetime(2027, 1, 12, 16, 0, tzinfo=STOCKHOLM)
+    register = 12345.678
+    guard = CapacityGuard(cfg)
+    for t in range(0, 601):  # 10 minutes at 2 kW, the register read every 10 s
+        now = start + timedelta(seconds=t)
+        guard.update(now, 2000.0, 0.0)
+        if t % 10 == 0:
+            guard.register(now, register + 2.0 * t / 3600)
+    state = guard.to_state()
+    assert state["period_register_start_kwh"] == pytest.approx(register)
+    # Down for 3 minutes while a car drew 11 kW on top of the house's 2.5 kW: 13.54 kW.
+    at_restart = register + 2.0 * 600 / 3600 + 13.54 * 180 / 3600
+    again = CapacityGuard(cfg)
+    again.restore(state, STOCKHOLM)
+    restart = start + timedelta(minutes=13)
+    status = again.update(restart, 13540.0, 11040.0)
+    assert status.period_estimated_s == pytest.approx(180)  # guessed until the register is read
+    again.register(restart, at_restart)
+    status = again.update(restart + timedelta(seconds=1), 13540.0, 11040.0)
+    exact = (2.0 * 600 + 13.54 * 180) / 780
+    assert status.period_kw == pytest.approx(exact, abs=0.05) and status.period_estimated_s == 0
+    # A register that runs backwards (another meter, a wrong topic) is not taken.
+    again.register(restart + timedelta(seconds=1), 10.0)
+    assert again.update(restart + timedelta(seconds=2), 13540.0, 11040.0).period_kw == pytest.approx(exact, abs=0.05)
+
+
+def test_a_register_is_not_anchored_in_a_period_whose_start_was_not_seen():
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    start = datetime(2027, 1, 12, 16, 20, tzinfo=STOCKHOLM)
+    guard.update(start, 3000.0, 0.0)
+    guard.register(start, 100.0)
+    assert guard.to_state()["period_register_start_kwh"] is None
+    # The next hour is seen whole: its register start is the first reading less what was counted.
+    nxt = datetime(2027, 1, 12, 17, 0, 10, tzinfo=STOCKHOLM)
+    for t in range(-20, 1):
+        guard.update(nxt + timedelta(seconds=t), 3600.0, 0.0)
+    guard.register(nxt, 101.0)
+    assert guard.to_state()["period_register_start_kwh"] == pytest.approx(101.0 - 3.6 * 10 / 3600, abs=1e-3)

@@ -66,6 +66,9 @@ def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, base,
     probe.publish(topic(env, "capacity/limit_kw/set"), "4.5")
     assert response_for(probe, env, topic(env, "capacity/limit_kw/set"), since)["status"] == "ok"
     probe.wait_value(topic(env, "capacity/limit_kw"), "4.5", since=since)
+    # No meter reading yet: the guard is on and says so, not "unset".
+    waiting = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("limit_kw") == 4.5, since=since)
+    assert "4.5 kW: waiting for the meter" in waiting["reason"], waiting
     refused_at = time.monotonic()
     probe.publish(topic(env, "capacity/limit_kw/set"), "-3")
     answer = response_for(probe, env, topic(env, "capacity/limit_kw/set"), refused_at)
@@ -86,13 +89,25 @@ def test_a_limit_set_over_mqtt_holds_across_a_restart(start_bridge, probe, base,
     assert "reason" in state_json
 
 
-def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start_bridge, probe, base, tmp_path):
+@pytest.fixture
+def no_car(sim):
+    """The simulator's car unplugged: the meter's import is the house's own load."""
+    sim.connector(1).car_plugged = False
+    yield
+    sim.connector(1).car_plugged = True
+
+
+def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start_bridge, probe, base, tmp_path,
+                                                                           no_car):
     WALL.move_to(datetime(2027, 1, 12, 16, 59, 45, tzinfo=STOCKHOLM))
     bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5", MQTT_BASE_TOPIC=base)
     wait_online(probe, env, bridge)
-    # 10 A on each phase at 230 V: 6.9 kW until 17:00, then 2 A: 1.38 kW.
+    # 10 A on each phase at 230 V: 6.9 kW until 17:00, then 2 A: 1.38 kW. The hour's 59 minutes
+    # not seen count at the house's own load: 6.9 kW, no car drawing.
     feed_for(probe, env, 10.0, 3)
     probe.wait_for(topic(env, "capacity/period_kw"), lambda p: float(p) > 6.0, timeout=20)
+    guessed = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("period_estimated_s", 0) > 3000)
+    assert "not seen, counted at the house's own load" in guessed["reason"]
     wait_until(lambda: WALL() >= datetime(2027, 1, 12, 17, 0, 1, tzinfo=STOCKHOLM), 30, "17:00", step=0.2)
     since = time.monotonic()
     feed_for(probe, env, 2.0, 3)
@@ -102,7 +117,7 @@ def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start
                             and s["period_kw"] < 2.0, timeout=20, since=since)
     assert state["month_peaks"][0]["kw"] > 1.0
     peaks = json.loads(probe.wait_for(topic(env, "capacity/month_peaks"), lambda p: p != b"[]", since=since))
-    assert len(peaks) == 1 and peaks[0]["start"].startswith("2027-01-12T16:00")
+    assert len(peaks) == 1 and peaks[0]["start"].startswith("2027-01-12T16:00") and peaks[0]["estimated"]
     bridge.terminate()
     restarted_at = time.monotonic()
     bridge2, _ = start_bridge(env=env)
@@ -111,6 +126,12 @@ def test_a_period_boundary_resets_the_average_and_the_months_peaks_persist(start
     again = json.loads(probe.wait_for(topic(env, "capacity/month_peaks"), lambda p: p != b"[]",
                                       since=restarted_at, timeout=20))
     assert again == peaks
+    # Set to 0 over MQTT while CAPACITY_LIMIT_KW sets 5: the state says which one holds.
+    since = time.monotonic()
+    probe.publish(topic(env, "capacity/limit_kw/set"), "0")
+    off = probe.wait_json(topic(env, "capacity/state"), lambda s: s.get("active") is False and s["limit_kw"] is None,
+                          since=since)
+    assert "set to 0 over MQTT (CAPACITY_LIMIT_KW=5 is not used)" in off["reason"], off
 
 
 def test_a_pv_car_starts_with_the_surplus_and_stops_without_it(start_bridge, probe, base, sim):
@@ -170,3 +191,55 @@ def test_the_house_power_topic_drives_the_capacity_guard_and_the_currents_stand_
                             lambda s: s.get("house_power_from") == "currents x P1_VOLTAGE", since=stopped,
                             timeout=20)
     assert state["projected_kw"] < 1.5  # 0.69 kW for the rest of the hour
+
+
+def test_the_meter_s_import_register_counts_the_minutes_a_restart_did_not_see(start_bridge, probe, base, tmp_path,
+                                                                             no_car):
+    """The register at the period's start is kept in capacity.json: after 13 minutes down, the
+    period's energy is the register's count, not a guess. The register is a plain kWh number on its
+    own topic, as dsmr-reader's split topic `dsmr/reading/electricity_delivered_1` sends it."""
+    register = f"{base}-p1/electricity_delivered_1"
+    WALL.move_to(datetime(2027, 1, 12, 16, 59, 57, tzinfo=STOCKHOLM))
+    bridge, env = start_bridge(state_dir=tmp_path / "state", CAPACITY_LIMIT_KW="5", MQTT_BASE_TOPIC=base,
+                               P1_ENERGY_IMPORT_TOPIC=register)
+    wait_online(probe, env, bridge)
+    kwh = 4321.0
+
+    def feed() -> bool:
+        nonlocal kwh
+        kwh += 0.0004  # 1.38 kW for a quarter of a second
+        probe.publish(register, f"{kwh:.4f}")
+        feed_meter(probe, env, 2, 2, 2)
+        return True
+
+    wait_until(lambda: feed() and WALL() >= datetime(2027, 1, 12, 17, 0, 4, tzinfo=STOCKHOLM), 30, "17:00", step=0.25)
+    saved = tmp_path / "state" / "capacity.json"
+
+    def anchored() -> bool:  # the register at 17:00 is in capacity.json
+        feed()
+        try:
+            state = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            return False
+        return state.get("period_start", "").startswith("2027-01-12T17:00") and bool(state["period_register_start_kwh"])
+
+    wait_until(anchored, 30, "the register at 17:00 saved", step=0.25)
+    bridge.terminate()
+    # 13 minutes down while a car drew 11 kW: 3 kWh more on the register.
+    WALL.move_to(datetime(2027, 1, 12, 17, 13, 0, tzinfo=STOCKHOLM))
+    kwh += 3.0
+    restarted_at = time.monotonic()
+    bridge2, _ = start_bridge(env=env)
+    wait_online(probe, env, bridge2, since=restarted_at)
+    state = None
+
+    def exact() -> bool:
+        nonlocal state
+        feed()
+        raw = probe.latest.get(topic(env, "capacity/state"))
+        state = json.loads(raw) if raw else None
+        return bool(state and state.get("period_start", "").startswith("2027-01-12T17:00")
+                    and state.get("period_estimated_s") == 0 and state["period_kw"] > 10)
+
+    wait_until(exact, 30, "the period counted from the register", step=0.25)
+    assert state["period_kw"] == pytest.approx(3.0 / (13 / 60), rel=0.05), state

@@ -74,3 +74,111 @@ def test_combine_and_check_charge_mode():
     assert check_charge_mode(" PV ") == "pv"
     with pytest.raises(ValueError, match="fast, pv, minpv, off"):
         check_charge_mode("solar")
+
+
+# ---- a pv car behind a lagging charger, replayed second by second --------------------------------
+#
+# The service's feed (bridge/service/power_limits.py): the meter's net power, and the car's draw as
+# the balancer reads it (`Balancer.car_draw`: the charger's report once a write settled, or the
+# setting the meter showed the car follow; in doubt while a write is on its way), the charger polled
+# every 30 s. The car follows each write 10 s later (bridge.sim.charger.ChargerModel).
+
+POLL_S = 30
+
+
+def replay_pv(export_w, seconds: int, cfg: SurplusConfig, phases=(True, True, True), lag_s: float = 10.0,
+              mode: str = "pv"):
+    """(writes as (t, amps), the net power (W) each second)."""
+    from bridge.balancer import Balancer, BalancerConfig
+    from bridge.sim.charger import ChargerModel
+
+    b = Balancer(BalancerConfig(max_a=24, fuse_a=25), strategy="adaptive")
+    car = ChargerModel(lag_s=lag_s, phases=phases)
+    ctrl = SurplusController(cfg)
+    n = sum(phases)
+    b.commanded(0.0, 0)
+    writes, net = [], []
+    for t in range(seconds):
+        now = float(t)
+        draw = car.phase_draw(now)
+        house = -export_w(t) / 3 / V
+        for p in range(3):
+            b.meter(now, p, house + draw[p])
+        if t % POLL_S == 0:
+            b.charger(now, draw, phases)
+        net_w = sum(house + d for d in draw) * V
+        car_draw, in_doubt = b.car_draw(now)
+        cap, why = ctrl.step(now, net_w, None if in_doubt else sum(car_draw) * V, mode, n, V, 6, 16)
+        b.power_limit(now, cap, why)
+        d = b.decide(now)
+        if d.command is not None:
+            car.write(now, d.command)
+            b.commanded(now, d.command)
+            writes.append((t, d.command))
+        net.append(net_w)
+    return writes, net
+
+
+SHORT = SurplusConfig(window_s=5, enable_delay_s=5, disable_delay_s=5)
+
+
+@pytest.mark.parametrize("phases, export", [((True, True, True), 5000.0), ((True, False, False), 2500.0)])
+def test_a_steady_export_with_short_delays_gives_one_start_and_no_stop(phases, export):
+    """The car's own draw is counted from the moment the meter shows it follow (three phases) or its
+    write has settled, not from the next report: a start does not read as the house's load."""
+    writes, net = replay_pv(lambda t: export, 900, SHORT, phases=phases)
+    starts = [w for w in writes if w[1] >= 6]
+    assert len(starts) == 1 and not [w for w in writes if w[1] < 6], writes
+    assert max(net) <= 0.0, max(net)  # never imports (PV_IMPORT_ALLOWANCE_W = 0)
+
+
+def test_a_steady_6_kw_export_with_the_defaults_starts_at_8_a_and_stays():
+    writes, net = replay_pv(lambda t: 6000.0, 900, SurplusConfig())
+    assert [a for _t, a in writes] == [8], writes
+    assert max(net) <= 0.0
+
+
+def test_a_start_takes_the_latest_reading_when_it_has_less_than_the_window():
+    """The export falls just before the enable delay ends: the window still averages 6 kW, the
+    latest reading says 4.5 kW; the start takes 6 A (4.1 kW), not 8 A (5.5 kW, importing)."""
+    writes, net = replay_pv(lambda t: 6000.0 if t < 58 else 4500.0, 300, SurplusConfig())
+    assert writes and writes[0][1] == 6, writes
+    assert max(net[writes[0][0]:]) <= 0.0
+
+
+def test_a_shared_pv_car_with_short_delays_starts_once_and_stays():
+    """Two connectors on one fuse, one car in pv: the shared surplus leaves out the readings taken
+    while its draw is in doubt, as the one-connector controller does."""
+    from bridge.balancer import BalancerConfig
+    from bridge.balancer.power import SharedPowerLimits
+    from bridge.balancer.sharing import ConnectorSpec, SharedBalancer
+    from bridge.sim.charger import ChargerModel
+
+    b = SharedBalancer(BalancerConfig(max_a=24, fuse_a=25), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    limits = SharedPowerLimits(SHORT, V)
+    car = ChargerModel(lag_s=10.0)
+    b.commanded(0.0, "1:1", 0)
+    b.commanded(0.0, "1:2", 0)
+    writes, net = [], []
+    for t in range(900):
+        now = float(t)
+        draw = car.phase_draw(now)
+        house = -5000.0 / 3 / V
+        for p in range(3):
+            b.meter(now, p, house + draw[p])
+        if t % POLL_S == 0:
+            b.charger(now, "1:1", draw, (True, True, True))
+            b.car_plugged(now, "1:1", True)
+            b.charger(now, "1:2", (0.0, 0.0, 0.0), None)
+            b.car_plugged(now, "1:2", False)
+        net_w = sum(house + d for d in draw) * V
+        limits.apply(now, b, net_w, limits.draws_w(b, now), {"1:1": "pv", "1:2": "fast"})
+        d = b.decide(now)
+        amps = d.commands.get("1:1")
+        if amps is not None:
+            car.write(now, amps)
+            b.commanded(now, "1:1", amps)
+            writes.append((t, amps))
+        net.append(net_w)
+    assert len([w for w in writes if w[1] >= 6]) == 1 and not [w for w in writes if w[1] < 6], writes
+    assert max(net) <= 0.0

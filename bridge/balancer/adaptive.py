@@ -171,6 +171,26 @@ class AdaptiveStrategy:
             high[n], low[n], before[n] = self._draw_at(now if at is None else min(at, now), obs, n)
         return (high[0], high[1], high[2]), (low[0], low[1], low[2]), (before[0], before[1], before[2]), settle_left
 
+    def car_draw(self, now: float, obs: Observations) -> tuple[Triple, bool]:
+        """What the car draws per phase in the meter's latest reading (`car_draw_range`'s third), and
+        whether that is in doubt: a write is on its way and neither the meter (the car seen following
+        it) nor a report taken after it settled says yet whether the car draws the old setting or
+        the new. A reading in doubt, taken as the house's own load, would count the car's start as
+        the house's (the surplus falls, the car stops) or its stop as export (it starts again)."""
+        used = self.used_phases(now, obs)
+        high, low, before, _settle = self.car_draw_range(now, obs, used)
+        if all(abs(h - lo) <= 1e-9 for h, lo in zip(high, low)):
+            return before, False
+        report = obs.charger_currents
+        if (report is not None and self._charger_fresh(now, obs) and obs.commanded_at is not None
+                and obs.charger_at is not None and obs.charger_at >= obs.commanded_at):
+            # The charger reported after the last write: when it shows the new setting, the car
+            # followed it.
+            expected = float(self._drawn(obs.commanded))
+            if all(abs(report[n] - expected) <= LANDING_TOLERANCE_A for n in used):
+                return report, False
+        return before, True
+
     def _draw_at(self, t: float, obs: Observations, phase: int) -> tuple[float, float, float]:
         """The most and the least the car may have drawn on `phase` at time `t`, and what it drew
         if no command still in flight at `t` had reached it."""

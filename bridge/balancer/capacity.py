@@ -152,9 +152,16 @@ class CapacityConfig:
 class Peak:
     start: datetime  # the period's start, local time
     kw: float
+    # Part of the period was not seen (the bridge started or the guard was enabled within it, or
+    # the meter was silent) and was counted at the house's own load: a guess, which never raises
+    # what the month already bills (allowed_kw).
+    estimated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start.isoformat(), "kw": round_kw(self.kw)}
+        out: dict[str, Any] = {"start": self.start.isoformat(), "kw": round_kw(self.kw)}
+        if self.estimated:
+            out["estimated"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,7 @@ class CapacityStatus:
     month_peaks: tuple[Peak, ...]
     billed_kw: float  # the mean of the month's billed peaks so far (0 without any)
     reason: str
+    period_estimated_s: float = 0.0  # of the period so far, the seconds not seen (counted at the house's load)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +193,7 @@ class CapacityStatus:
             "car_allowance_w": None if self.car_allowance_w is None else round(self.car_allowance_w),
             "month_peaks": [p.to_dict() for p in self.month_peaks],
             "billed_kw": round_kw(self.billed_kw),
+            "period_estimated_s": round(self.period_estimated_s),
             "reason": self.reason,
         }
 
@@ -216,6 +225,10 @@ class CapacityGuard:
     _period: datetime | None = None
     _energy_ws: float = 0.0  # import energy integrated so far in the period
     _observed_s: float = 0.0
+    _estimated_s: float = 0.0  # of _observed_s, the seconds not seen but estimated
+    # The meter's import register (kWh) at the period's start, when known: the period's energy is
+    # then the register's count, exact across a restart (kept in the state).
+    _register_start_kwh: float | None = None
     _last_at: datetime | None = None
     _last_import_w: float = 0.0
     # The allowance plans with the house (without the cars) averaged over this long, so that a hob
@@ -235,6 +248,8 @@ class CapacityGuard:
             "period_start": None if self._period is None else self._period.isoformat(),
             "period_energy_wh": round(self._energy_ws / 3600.0, 4),
             "period_observed_s": round(self._observed_s, 3),
+            "period_estimated_s": round(self._estimated_s, 3),
+            "period_register_start_kwh": self._register_start_kwh,
         }
 
     def restore(self, state: dict[str, Any], tz: Any) -> None:
@@ -244,7 +259,8 @@ class CapacityGuard:
             if month is not None and not re.fullmatch(r"\d{4}-\d{2}", str(month)):
                 raise ValueError(f"month {month!r} is not YYYY-MM")
             peaks = [
-                Peak(datetime.fromisoformat(p["start"]).astimezone(tz), float(p["kw"])) for p in state.get("peaks", [])
+                Peak(datetime.fromisoformat(p["start"]).astimezone(tz), float(p["kw"]), p.get("estimated") is True)
+                for p in state.get("peaks", [])
             ]
             if any(not (math.isfinite(p.kw) and p.kw >= 0) for p in peaks):
                 raise ValueError("a peak's kW is not a finite non-negative number")
@@ -252,7 +268,13 @@ class CapacityGuard:
             period = None if start is None else datetime.fromisoformat(start).astimezone(tz)
             energy_ws = float(state.get("period_energy_wh", 0.0)) * 3600.0
             observed = float(state.get("period_observed_s", 0.0))
-            if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0):
+            estimated = min(observed, float(state.get("period_estimated_s", 0.0)))
+            register = state.get("period_register_start_kwh")
+            register = None if register is None or period is None else float(register)
+            if register is not None and not (math.isfinite(register) and register >= 0):
+                raise ValueError("the register at the period's start is not a finite non-negative number")
+            if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0
+                    and math.isfinite(estimated) and estimated >= 0):
                 raise ValueError("the period's energy is not a finite non-negative number")
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             # The fault's kind only: its text would quote the file.
@@ -260,6 +282,8 @@ class CapacityGuard:
         self._month = None if month is None else str(month)
         self._peaks = peaks
         self._period, self._energy_ws, self._observed_s = period, energy_ws, observed
+        self._estimated_s = estimated
+        self._register_start_kwh = register
         self._last_at = None
 
     # ---- peaks ------------------------------------------------------------------
@@ -273,7 +297,8 @@ class CapacityGuard:
         limit = self.cfg.limit_kw
         if not self.cfg.follow_month_peak or self._month != _month_key(local):
             return limit
-        billed = self.billed_peaks()
+        # A period partly guessed does not raise what may be drawn: its guess may be far too high.
+        billed = self._measured_billed_peaks()
         free = 0.0
         if len(billed) >= self.cfg.peaks:
             free = min(p.kw for p in billed)
@@ -289,13 +314,18 @@ class CapacityGuard:
         month = _month_key(self._period)
         if self._month != month:
             self._month, self._peaks = month, []
-        self._peaks.append(Peak(self._period, self._energy_ws / self.cfg.period_s / 1000.0))
+        self._peaks.append(Peak(self._period, self._energy_ws / self.cfg.period_s / 1000.0, self._estimated_s > 0))
         self._peaks = list(self._all_needed_peaks())
+
+    def _measured_billed_peaks(self) -> tuple[Peak, ...]:
+        """The peaks the bill would average if the partly guessed periods did not count."""
+        return billed([p for p in self._peaks if not p.estimated], self.cfg.peaks, self.cfg.peaks_distinct_days)
 
     def _all_needed_peaks(self) -> tuple[Peak, ...]:
         # Only the periods that can still be billed are kept: with distinct days, the best of each
-        # day among the top; else the top N.
-        return self.billed_peaks()
+        # day among the top; else the top N; and the same among the measured periods (allowed_kw).
+        kept = {p.start.astimezone(timezone.utc): p for p in (*self.billed_peaks(), *self._measured_billed_peaks())}
+        return tuple(kept[k] for k in sorted(kept))
 
     # ---- update -----------------------------------------------------------------
     def update(self, local: datetime, net_w: float, car_w: float = 0.0, lag_s: float = 10.0) -> CapacityStatus:
@@ -307,24 +337,52 @@ class CapacityGuard:
         start = period_start(self.cfg, local)
         self._integrate(local)
         if self._period is None or _elapsed(self._period, start) != 0:
-            if self._period is not None and _elapsed(self._period, start) < 0:
-                # The clock went back (a corrected clock, not DST: DST is absolute time here).
-                self._period, self._energy_ws, self._observed_s = start, 0.0, 0.0
-            else:
+            if self._period is None or _elapsed(self._period, start) >= 0:
                 self._close_period()
-                self._period, self._energy_ws, self._observed_s = start, 0.0, 0.0
+            # else the clock went back (a corrected clock, not DST: DST is absolute time here).
+            self._period, self._energy_ws, self._observed_s, self._estimated_s = start, 0.0, 0.0, 0.0
+            self._register_start_kwh = None
         if self._month is not None and self._month != _month_key(start):
             self._month, self._peaks = _month_key(start), []
         unseen = _elapsed(self._period, local) - self._observed_s
         if unseen > 0:
-            # Started (or restarted, or the meter was silent) within the period: the time not seen
-            # counts at the present import, the best estimate there is.
-            self._energy_ws += max(0.0, net_w) * unseen
+            # Started, restarted or enabled within the period: the time not seen counts at the
+            # house's own load of this moment (the meter less what the cars draw). The present import
+            # would count a car at full power for all of it, which it was not necessarily drawing
+            # then, and 0 would let the cars take the whole limit. A meter silent while the guard ran
+            # counts at the present import: the cars drew what they were told meanwhile.
+            rate_w = net_w if self._last_at is not None else net_w - max(0.0, car_w)
+            self._energy_ws += max(0.0, rate_w) * unseen
             self._observed_s += unseen
+            self._estimated_s += unseen
         self._last_at = local
         self._last_import_w = max(0.0, net_w)
         self._remember_house(local, net_w - max(0.0, car_w))
         return self._status(local, net_w, max(0.0, car_w), lag_s)
+
+    def register(self, local: datetime, import_kwh: float) -> None:
+        """The meter's own import register (kWh, the sum of its tariffs) read at `local`, after the
+        `update` of that moment. The first reading of a period the guard saw whole fixes the
+        register at the period's start; from then on the period's energy is the register's count,
+        also after a restart within the period (the part not seen is no longer guessed). A register
+        that runs backwards or jumps beyond what any connection carries (a meter swapped, a wrong
+        topic) is not used for the rest of the period."""
+        if not (math.isfinite(import_kwh) and import_kwh >= 0):
+            raise ValueError("the import register must be a finite number of kWh of at least 0")
+        if self._period is None or _elapsed(self._period, period_start(self.cfg, local)) != 0:
+            return
+        counted_ws = self._energy_ws
+        if self._register_start_kwh is None:
+            if self._estimated_s > 0:
+                return  # the period's start was not seen: its register is unknown
+            self._register_start_kwh = import_kwh - counted_ws / 3.6e6
+            return
+        energy_ws = (import_kwh - self._register_start_kwh) * 3.6e6
+        if not 0 <= energy_ws <= MAX_CAPACITY_LIMIT_KW * 1000.0 * self.cfg.period_s:
+            self._register_start_kwh = None
+            return
+        self._energy_ws = energy_ws
+        self._estimated_s = 0.0
 
     def _integrate(self, local: datetime) -> None:
         if self._last_at is None or self._period is None:
@@ -342,6 +400,8 @@ class CapacityGuard:
             self._period = period_start(self.cfg, end)
             self._energy_ws = self._last_import_w * (dt - in_period)
             self._observed_s = dt - in_period
+            self._estimated_s = 0.0
+            self._register_start_kwh = None
 
     def _remember_house(self, local: datetime, house_w: float) -> None:
         at = local.astimezone(timezone.utc).timestamp()
@@ -362,7 +422,7 @@ class CapacityGuard:
         remaining = max(0.0, _elapsed(local, end))
         period_kw = self._energy_ws / elapsed / 1000.0 if elapsed > 0 else max(0.0, net_w) / 1000.0
         projected_kw = (self._energy_ws + max(0.0, net_w) * remaining) / cfg.period_s / 1000.0
-        peaks = tuple(self._peaks) if self._month == _month_key(local) else ()
+        peaks = self.billed_peaks() if self._month == _month_key(local) else ()
         billed_kw = sum(p.kw for p in peaks) / len(peaks) if peaks else 0.0
         allowed = self.allowed_kw(local)
         active = cfg.counts(self._period)
@@ -376,8 +436,12 @@ class CapacityGuard:
                 # moment counts as soon as it is the higher.
                 house_w = max(house_w, net_w - car_w)
             allowance = self._car_allowance_w(allowed * 1000.0, net_w, house_w, remaining, lag_s)
+            guessed = ""
+            if self._estimated_s > 0:
+                guessed = (f" ({self._estimated_s / 60:.0f} min of it not seen, counted at the house's own "
+                           f"load)")
             reason = (
-                f"capacity {format_kw(allowed)} kW: period {format_kw(period_kw)} kW so far, "
+                f"capacity {format_kw(allowed)} kW: period {format_kw(period_kw)} kW so far{guessed}, "
                 f"projected {format_kw(projected_kw)} kW, cars may draw {format_kw(allowance / 1000.0)} kW"
             )
         return CapacityStatus(
@@ -392,6 +456,7 @@ class CapacityGuard:
             month_peaks=peaks,
             billed_kw=billed_kw,
             reason=reason,
+            period_estimated_s=self._estimated_s,
         )
 
     def _car_allowance_w(self, allowed_w: float, net_w: float, house_w: float, remaining_s: float,

@@ -117,6 +117,7 @@ class Balancer:
         self._power_cap: int | None = None
         self._power_cap_reason = ""
         self._strategy: Strategy = classes[strategy](self._cfg_view)
+        self._reader: Strategy | None = None
 
     # The strategies read the live config through this, so reconfigure() reaches them.
     def _cfg_view(self) -> BalancerConfig:
@@ -230,6 +231,22 @@ class Balancer:
             raise ValueError(f"a power limit must be a finite current of at least 0 A, got {amps_cap!r}")
         self._power_cap = None if amps_cap is None else math.floor(amps_cap)
         self._power_cap_reason = reason
+
+    def car_draw(self, now: float) -> tuple[Triple, bool]:
+        """What the car draws per phase in the meter's latest reading, as the adaptive strategy reads
+        it (its charger's report when taken after the last write settled, else the setting the meter
+        showed it follow or the one it surely follows), and whether that is in doubt (a write on its
+        way, not seen landing yet): for the power limits, which take the car out of the meter."""
+        reader = self._strategy if hasattr(self._strategy, "car_draw_range") else self._draw_reader
+        return reader.car_draw(now, self.observations())  # type: ignore[attr-defined]
+
+    @property
+    def _draw_reader(self) -> Strategy:
+        """The homey strategy reads no draw: an adaptive reader of the same inputs (commands and
+        reports, not the meter's landings)."""
+        if self._reader is None:
+            self._reader = _strategies()["adaptive"](self._cfg_view)
+        return self._reader
 
     def reconfigure(self, now: float, **changes: object) -> BalancerConfig:
         self._seen(now)

@@ -78,13 +78,20 @@ class WindowMean:
     def mean(self) -> float | None:
         return self._sum / len(self._samples) if self._samples else None
 
+    def latest(self) -> float | None:
+        return self._samples[-1][1] if self._samples else None
+
 
 class SurplusController:
     """The current a `pv` or `minpv` car may draw from the surplus, per connector.
 
     The surplus is what the house without the car exports, averaged over the window, plus the import
     allowed: the car's own draw is taken out of the net power so that the estimate does not wait for
-    the car to settle after each change."""
+    the car to settle after each change. A reading taken while the car's draw is in doubt (a write on
+    its way that neither the meter nor the charger has shown the car follow: `car_w` None) is left
+    out of the window: counted at the old draw, a start would read as the house's own load (the
+    surplus falls, the car stops) and a stop as export (it starts again). A start takes the lower of
+    the window's mean and the latest reading, so that it never imports beyond the allowance."""
 
     def __init__(self, cfg: SurplusConfig | None = None) -> None:
         self.cfg = cfg or SurplusConfig()
@@ -102,10 +109,16 @@ class SurplusController:
         house = self._house.mean()
         return None if house is None else self.cfg.import_allowance_w - house
 
-    def step(self, now: float, net_w: float, car_w: float, mode: str, phases: int, voltage: float,
+    def start_surplus_w(self) -> float | None:
+        """The surplus a start may take: the window's, unless the latest reading has less."""
+        house, latest = self._house.mean(), self._house.latest()
+        return None if house is None or latest is None else self.cfg.import_allowance_w - max(house, latest)
+
+    def step(self, now: float, net_w: float, car_w: float | None, mode: str, phases: int, voltage: float,
              min_a: int, max_a: int) -> tuple[int | None, str]:
-        """The cap for the car (None = none from the mode) and why."""
-        self._house.add(now, net_w - car_w)
+        """The cap for the car (None = none from the mode) and why; `car_w` None: its draw in doubt."""
+        if car_w is not None:
+            self._house.add(now, net_w - car_w)
         if mode == "fast":
             self._level = 0
             return None, ""
@@ -113,7 +126,9 @@ class SurplusController:
             self._level = 0
             return 0, "charge mode off"
         surplus = self.surplus_w()
-        assert surplus is not None
+        if surplus is None:  # no reading yet with the car's draw known
+            level = max(self._level, min_a) if mode == "minpv" else self._level
+            return level, "pv: waiting for a reading with the car's draw known"
         possible = amps_for_watts(surplus, phases, voltage)
         need_w = min_a * phases * voltage
         if mode == "minpv":
@@ -132,8 +147,12 @@ class SurplusController:
                 self._enough_since = now
             if now - self._enough_since < self.cfg.enable_delay_s:
                 return 0, f"pv: surplus {format_kw(surplus / 1000)} kW, starting in {self.cfg.enable_delay_s - (now - self._enough_since):.0f} s"
+            start = self.start_surplus_w()
+            assert start is not None
+            if amps_for_watts(start, phases, voltage) < min_a:
+                return 0, f"pv: surplus {format_kw(start / 1000)} kW now, {format_kw(need_w / 1000)} kW needed to start"
             self._enough_since = None
-            self._set(now, min(max_a, math.floor(possible)))
+            self._set(now, min(max_a, math.floor(amps_for_watts(start, phases, voltage))))
             return self._level, f"pv: surplus {format_kw(surplus / 1000)} kW, started at {self._level} A"
         self._enough_since = None
         if possible < min_a:
@@ -222,7 +241,7 @@ class SurplusCar:
     key: str
     mode: str
     phases: int  # the house phases its car draws on (those it drew on last while paused)
-    draw_w: float  # what it draws now
+    draw_w: float | None  # what it draws now; None: in doubt (a write on its way, not seen followed)
     priority: int = DEFAULT_PRIORITY  # 0..9: a higher one starts first from the surplus and stops last
 
 
@@ -263,7 +282,9 @@ class SharedSurplus:
     def step(self, now: float, net_w: float, cars: Sequence[SurplusCar], voltage: float, min_a: int) -> SurplusShare:
         # Precedence: the higher priority first, then as given (a stable sort).
         members = sorted((c for c in cars if c.mode in ("pv", "minpv")), key=lambda c: -c.priority)
-        self._house.add(now, net_w - sum(max(0.0, c.draw_w) for c in members))
+        # A reading with a car's draw in doubt is left out (see SurplusController).
+        if all(c.draw_w is not None for c in members):
+            self._house.add(now, net_w - sum(max(0.0, c.draw_w or 0.0) for c in members))
         pv = [c.key for c in members if c.mode == "pv"]
         self._running = [k for k in self._running if k in pv]
         self._enough_since = {k: t for k, t in self._enough_since.items() if k in pv and k not in self._running}
@@ -271,7 +292,11 @@ class SharedSurplus:
             self._level, self._short_since = 0, None
             return SurplusShare(None)
         house = self._house.mean()
-        assert house is not None
+        if house is None:  # no reading yet with every car's draw known: as it was
+            floor = sum(min_a * max(1, c.phases) for c in members if c.mode == "minpv" or c.key in self._running)
+            self._level = max(self._level, floor)
+            return SurplusShare(self._level, {c.key: 0 for c in members if c.mode == "pv" and c.key not in self._running},
+                                reason="pv: waiting for a reading with the cars' draws known")
         surplus = self.cfg.import_allowance_w - house
         possible = surplus / voltage  # phase-amps
         need = {c.key: min_a * max(1, c.phases) for c in members}
@@ -370,7 +395,9 @@ class SharedPowerLimits:
                 why = (f"capacity {format_kw(status.allowed_kw)} kW: {format_kw(capacity * v / 1000)} kW for the cars "
                        f"(period {format_kw(status.period_kw)} kW so far, projected {format_kw(status.projected_kw)} kW)")
         shared.power_budget(now, "capacity", capacity, None, why)
-        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k), draws_w[k], shared.priority(k)) for k in keys]
+        cars = [SurplusCar(k, modes[k], shared.power_phases(now, k),
+                           None if shared.car_draw_in_doubt(now, k) else draws_w[k], shared.priority(k))
+                for k in keys]
         pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)
         shared.power_budget(now, "pv", pv.budget, [k for k in keys if modes[k] in ("pv", "minpv")], pv.reason)
         for k in keys:

@@ -734,6 +734,11 @@ class SharedBalancer:
         obs = self._conn(key).inputs.observations()
         return self._reader.car_draw_range(now, obs, self._reader.used_phases(now, obs))[2]
 
+    def car_draw_in_doubt(self, now: float, key: str) -> bool:
+        """A write to the connector is on its way and no report taken after it settled says yet
+        whether the car follows it (`AdaptiveStrategy.car_draw`)."""
+        return self._reader.car_draw(now, self._conn(key).inputs.observations())[1]
+
     def observations(self, key: str) -> Any:
         """The connector's inputs (the meter, its charger's reports in house phases, its commands)."""
         return self._conn(key).inputs.observations()

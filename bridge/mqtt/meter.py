@@ -269,6 +269,24 @@ def _clean(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def message_values(topic: str, payload: bytes | str, fields: Sequence[tuple[str | None, str]]
+                   ) -> tuple[list[float | None], Any]:
+    """Each field's number in one message (a JSON path, or None: the payload is the number), None
+    where the message does not carry it, and the parsed JSON (None for a plain payload). A value
+    that is there and cannot be read raises PayloadError naming the field's label."""
+    text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
+    obj = load_json(text, payload) if any(path is not None for path, _label in fields) else None
+    values: list[float | None] = []
+    for path, label in fields:
+        try:
+            values.append(parse_number(text) if path is None else coerce_number(extract_path(obj, path)))
+        except FieldMissing:
+            values.append(None)
+        except PayloadError as e:
+            raise PayloadError(f"{label} on {topic}: {e}") from None
+    return values, obj
+
+
 class FieldReading(NamedTuple):
     """One value read from a message, in A (current), W (powers) or V (voltage)."""
 
@@ -517,18 +535,11 @@ class MeterSource:
         inputs = self.inputs_on(topic)
         if not inputs:
             return []
-        text = decode_text(payload, MAX_METER_PAYLOAD_BYTES)
-        obj: Any = None
-        if any(i.path is not None for i in inputs):
-            obj = load_json(text, payload)
+        values, obj = message_values(topic, payload, [(i.path, i.label) for i in inputs])
         readings: list[FieldReading] = []
-        for inp in inputs:
-            try:
-                value = parse_number(text) if inp.path is None else coerce_number(extract_path(obj, inp.path))
-            except FieldMissing:
+        for inp, value in zip(inputs, values):
+            if value is None:
                 continue
-            except PayloadError as e:
-                raise PayloadError(f"{inp.label} on {topic}: {e}") from None
             kind = self._kind(inp)
             shown_input = inp if kind == inp.kind else MeterField(kind, inp.phase, inp.topic, inp.path)
             value *= self._watts_per_unit(inp)
@@ -784,7 +795,128 @@ class MeterState:
         )
 
 
+# ---- the meter's energy registers ------------------------------------------------------------
+#
+# A P1 meter counts the energy taken from and fed to the grid (OBIS 1-0:1.8.x and 1-0:2.8.x, one
+# register per tariff). The capacity guard takes a period's energy from them: exact, and known
+# across a restart within the period. A direction may have several registers (the tariffs): they
+# are summed once each has been read.
+
+IMPORT, EXPORT = "import", "export"
+ENERGY_UNITS = {"kwh": ("kWh", 1.0), "wh": ("Wh", 0.001)}
+
+
+@dataclass(frozen=True)
+class RegisterField:
+    """One register: the grid direction it counts, its topic, JSON path (None: the payload is the
+    number) and the kWh per unit of its values."""
+
+    direction: str
+    topic: str
+    path: str | None = None
+    kwh_per_unit: float = 1.0
+
+
+# The presets' registers. Shapes: dsmr-reader's split topics `dsmr/reading/electricity_delivered_1`
+# etc. in kWh (Home Assistant's dsmr_reader definitions); HomeWizard local API v1
+# `total_power_import_kwh` / `total_power_export_kwh` and v2 `energy_import_kwh` /
+# `energy_export_kwh`; Shelly Pro 3EM (triphase profile) EMData `total_act` / `total_act_ret` in
+# Wh on `<prefix>/status/emdata:0`; Tasmota SML scripts' `SML.Total_in` / `SML.Total_out` in kWh
+# (the names evcc's Tasmota SML guide asks a script for).
+ENERGY_PRESETS: dict[str, tuple[RegisterField, ...]] = {
+    "dsmr-reader": tuple(RegisterField(d, f"dsmr/reading/electricity_{w}_{n}")
+                         for d, w in ((IMPORT, "delivered"), (EXPORT, "returned")) for n in (1, 2)),
+    "homewizard": (RegisterField(IMPORT, "homewizard/{device}", "total_power_import_kwh"),
+                   RegisterField(EXPORT, "homewizard/{device}", "total_power_export_kwh")),
+    "homewizard-v2": (RegisterField(IMPORT, "homewizard/{device}", "energy_import_kwh"),
+                      RegisterField(EXPORT, "homewizard/{device}", "energy_export_kwh")),
+    "shelly-pro-3em": (RegisterField(IMPORT, "{device}/status/emdata:0", "total_act", 0.001),
+                       RegisterField(EXPORT, "{device}/status/emdata:0", "total_act_ret", 0.001)),
+    "tasmota-sml": (RegisterField(IMPORT, "tele/{device}/SENSOR", "SML.Total_in"),
+                    RegisterField(EXPORT, "tele/{device}/SENSOR", "SML.Total_out")),
+}
+
+
+class EnergyRegisters:
+    """The meter's import and export registers (P1_ENERGY_*_TOPIC, else the preset's) and their
+    latest values. Pure: fed one message at a time."""
+
+    def __init__(self, fields: Sequence[RegisterField]) -> None:
+        self.fields = tuple(fields)
+        self._values: dict[RegisterField, float] = {}
+
+    @classmethod
+    def from_settings(cls, preset: str | None = None, device: str | None = None, *,
+                      import_topic: str | None = None, import_path: str | None = None,
+                      export_topic: str | None = None, export_path: str | None = None,
+                      unit: str | None = None) -> EnergyRegisters:
+        """Explicit settings win over the preset's, per direction; `unit` (kWh or Wh) applies to
+        the explicit ones."""
+        name = (preset or "").strip()
+        base = P1_PRESETS.get(name)
+        dev = _clean(device) or (base.default_device if base else None) or ""
+        key = (unit or "kWh").strip().lower()
+        if key not in ENERGY_UNITS:
+            raise MeterConfigError(f"P1_ENERGY_UNIT must be kWh or Wh: got {unit!r}")
+        per_unit = ENERGY_UNITS[key][1]
+        fields: list[RegisterField] = []
+        for direction, topic, path in ((IMPORT, import_topic, import_path), (EXPORT, export_topic, export_path)):
+            setting = f"P1_ENERGY_{direction.upper()}_TOPIC"
+            topic, path = _clean(topic), _clean(path)
+            if topic is not None:
+                topic = _check_topic(topic, setting)
+                if path is not None:
+                    try:
+                        parse_path(path)
+                    except ValueError as e:
+                        raise MeterConfigError(f"{setting.replace('TOPIC', 'JSON_PATH')}: {e}") from None
+                fields.append(RegisterField(direction, topic, path, per_unit))
+            elif path is not None:
+                raise MeterConfigError(f"{setting.replace('TOPIC', 'JSON_PATH')} is set but {setting} is not")
+            else:
+                fields += [RegisterField(f.direction, f.topic.replace("{device}", dev), f.path, f.kwh_per_unit)
+                           for f in ENERGY_PRESETS.get(name, ()) if f.direction == direction]
+        return cls(fields)
+
+    def topics(self) -> list[str]:
+        return list(dict.fromkeys(f.topic for f in self.fields))
+
+    def on_message(self, topic: str, payload: bytes | str) -> bool:
+        """Take the registers a message carries; True when one changed. PayloadError for a
+        register that is there and not a count of energy (a message without it is not an error:
+        a shared JSON topic carries other things too)."""
+        fields = [f for f in self.fields if f.topic == topic]
+        if not fields:
+            return False
+        values, _obj = message_values(topic, payload, [(f.path, f"{f.direction} register") for f in fields])
+        changed = False
+        for f, value in zip(fields, values):
+            if value is None:
+                continue
+            kwh = value * f.kwh_per_unit
+            if not (math.isfinite(kwh) and kwh >= 0):
+                raise PayloadError(f"{f.direction} register on {topic}: {value!r} is not a count of energy")
+            changed = changed or self._values.get(f) != kwh
+            self._values[f] = kwh
+        return changed
+
+    def total_kwh(self, direction: str) -> float | None:
+        """The direction's registers summed; None until each has been read (or without any)."""
+        fields = [f for f in self.fields if f.direction == direction]
+        if not fields or any(f not in self._values for f in fields):
+            return None
+        return sum(self._values[f] for f in fields)
+
+    def describe(self) -> str:
+        return "; ".join(f"{f.direction} register {f.topic}" + (f" [{f.path}]" if f.path else "") for f in self.fields)
+
+
 __all__ = [
+    "ENERGY_PRESETS",
+    "EXPORT",
+    "IMPORT",
+    "EnergyRegisters",
+    "RegisterField",
     "CURRENT",
     "DEFAULT_TOPICS",
     "DELIVERED",

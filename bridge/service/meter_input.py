@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from bridge.balancer import Balancer
 from bridge.balancer.sharing import SharedBalancer
 from bridge.mqtt.client import Message, Subscription
-from bridge.mqtt.meter import MeterSource, MeterState, PhaseValue
-from bridge.mqtt.payloads import format_number
+from bridge.mqtt.meter import IMPORT, EnergyRegisters, MeterSource, MeterState, PhaseValue
+from bridge.mqtt.payloads import PayloadError, format_number
 from bridge.mqtt.topics import Topics
 from bridge.service.health import Health
 from bridge.service.publisher import StatePublisher
@@ -70,9 +70,12 @@ def house_power(amps: Sequence[float], voltage: float, phase_powers: Sequence[fl
 
 class MeterInput:
     def __init__(self, meter: MeterSource, balancer: Balancer, health: Health, *, fuse_a: float,
-                 stale_after_s: float, publisher: StatePublisher, topics: Topics) -> None:
+                 stale_after_s: float, publisher: StatePublisher, topics: Topics,
+                 registers: EnergyRegisters | None = None) -> None:
         self.meter = meter
         self.state = MeterState(meter, fuse_a=fuse_a, stale_after_s=stale_after_s)
+        self.registers = registers if registers is not None else EnergyRegisters(())
+        self.registers_at: float | None = None  # when a register last changed
         self.balancer = balancer
         self.health = health
         self.publisher = publisher
@@ -84,7 +87,8 @@ class MeterInput:
         self._overflow_lock = threading.Lock()
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(t) for t in self.meter.subscriptions()]
+        topics = dict.fromkeys([*self.meter.subscriptions(), *self.registers.topics()])
+        return [Subscription(t) for t in topics]
 
     # ---- on paho's thread -------------------------------------------------------
 
@@ -108,13 +112,17 @@ class MeterInput:
 
     def receive(self, msg: Message, now: float) -> bool:
         """Hand a meter message to the balancer; True when it brought live phase readings."""
+        if msg.topic in self.registers.topics():
+            try:
+                if self.registers.on_message(msg.topic, msg.payload):
+                    self.registers_at = now
+            except PayloadError as e:
+                self._bad_payload(msg.topic, str(e), now)
+            if not self.meter.inputs_on(msg.topic):
+                return False  # a register's own topic
         update = self.state.on_message(msg.topic, msg.payload, msg.retain, now)
         if update.invalid is not None:
-            self.health.invalid_meter_payloads += 1
-            last = self._bad_payload_logged.get(msg.topic)
-            if last is None or now - last >= BAD_PAYLOAD_LOG_EVERY_S:
-                self._bad_payload_logged[msg.topic] = now
-                log.warning("ignored meter payload on %s: %s", msg.topic, update.invalid)
+            self._bad_payload(msg.topic, update.invalid, now)
             return False
         if update.note:
             log.info("%s", update.note)
@@ -139,6 +147,18 @@ class MeterInput:
 
     def _alive(self, now: float) -> None:
         self.balancer.meter_alive(now)
+
+    def _bad_payload(self, topic: str, why: str, now: float) -> None:
+        self.health.invalid_meter_payloads += 1
+        last = self._bad_payload_logged.get(topic)
+        if last is None or now - last >= BAD_PAYLOAD_LOG_EVERY_S:
+            self._bad_payload_logged[topic] = now
+            log.warning("ignored meter payload on %s: %s", topic, why)
+
+    def import_register(self) -> tuple[float, float] | None:
+        """The meter's import register (kWh, its tariffs summed) and when a register last changed."""
+        kwh = self.registers.total_kwh(IMPORT)
+        return None if kwh is None or self.registers_at is None else (kwh, self.registers_at)
 
     def house_power(self, now: float, amps: Sequence[float], voltage: float) -> HousePower:
         """The house's net power now, given the balancer's phase currents: the whole house's

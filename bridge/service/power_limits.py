@@ -79,6 +79,7 @@ class PowerLimits:
         self._saved_peaks: object = None
         self._saved_at: float | None = None
         self._published_at: float | None = None
+        self._register_at: float | None = None  # the meter's register reading last given to the guard
         self._build_guard()
 
     # ---- the guard -------------------------------------------------------------------
@@ -147,15 +148,23 @@ class PowerLimits:
         v = self.voltage
         house = self._house(now, obs.meter)  # type: ignore[arg-type]
         phases = sum(obs.charger_phases) if obs.charger_phases else 3
-        car_w = sum(obs.charger_currents) * v if obs.charger_currents else 0.0
+        # The car's draw as the balancer reads it: the charger's last report alone lags a start or
+        # a stop by up to a poll, and the surplus would count the car as the house's own load.
+        draw, in_doubt = self.balancer.car_draw(now)
+        car_w = sum(draw) * v
         cfg = self.balancer.config
         capacity_cap, capacity_reason = None, ""
         if self.guard is not None:
-            self.status = self.guard.update(self.wall(), house.import_w, car_w)
+            # Before the charger's first report the car counts as the house's load: the guard then
+            # counts the part of the period it did not see at the present import, never lower.
+            reported_w = car_w if obs.charger_currents is not None else 0.0
+            self.status = self.guard.update(self.wall(), house.import_w, reported_w)
+            self._register()
             capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
             capacity_reason = self.status.reason
             self._keep(now)
-        mode_cap, mode_reason = self.surplus.step(now, house.net_w, car_w, self.runtime.charge_mode, phases, v,
+        mode_cap, mode_reason = self.surplus.step(now, house.net_w, None if in_doubt else car_w,
+                                                  self.runtime.charge_mode, phases, v,
                                                   cfg.min_current, cfg.current_cap)
         cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
         self.balancer.power_limit(now, cap, reason)
@@ -177,10 +186,20 @@ class PowerLimits:
         status = None
         if self.guard is not None:
             self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
+            self._register()
             self._keep(now)
         self.shared.apply(now, shared, house.net_w, draws, modes, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
+
+    def _register(self) -> None:
+        """A new reading of the meter's import register fixes the period's energy (the guard's
+        `register`); a reading is given once, at the decision after it changed."""
+        reading = None if self.meter is None else self.meter.import_register()
+        if self.guard is None or reading is None or reading[1] == self._register_at:
+            return
+        self._register_at = reading[1]
+        self.guard.register(self.wall(), reading[0])
 
     def _house(self, now: float, amps: tuple[float, float, float]) -> HousePower:
         house = (house_power(amps, self.voltage) if self.meter is None
@@ -193,12 +212,21 @@ class PowerLimits:
     def _keep(self, now: float) -> None:
         assert self.guard is not None
         state = self.guard.to_state()
-        peaks = (state["month"], state["peaks"])
+        peaks = (state["month"], state["peaks"], state["period_register_start_kwh"])
         if peaks != self._saved_peaks or self._saved_at is None or now - self._saved_at >= SAVE_EVERY_S:
             self._saved_peaks, self._saved_at = peaks, now
             self.save()
 
     # ---- topics ----------------------------------------------------------------------------
+
+    def _idle_reason(self, limit: float | None) -> str:
+        """Why the guard gives no status: off (and by which setting), or on and not fed yet."""
+        if limit is not None:
+            return f"capacity limit {limit:g} kW: waiting for the meter's first reading"
+        configured = self.settings.capacity_limit_kw
+        if self.runtime.capacity_limit_kw is not None and configured:
+            return f"capacity limit off: set to 0 over MQTT (CAPACITY_LIMIT_KW={configured:g} is not used)"
+        return "no capacity limit (CAPACITY_LIMIT_KW unset)"
 
     def publish(self, now: float | None = None, cp: str | None = None, n: int | None = None) -> None:
         if now is not None:
@@ -208,7 +236,7 @@ class PowerLimits:
         self.publisher.publish(t.capacity_limit_kw, format_kw(limit) if limit is not None else "0")
         s = self.status
         if s is None:
-            state = {"active": False, "limit_kw": limit, "reason": "no capacity limit (CAPACITY_LIMIT_KW unset)"}
+            state = {"active": False, "limit_kw": limit, "reason": self._idle_reason(limit)}
             self.publisher.publish(t.capacity_state, json.dumps(state))
             return
         self.publisher.publish(t.capacity_period_kw, format_kw(s.period_kw))

@@ -90,7 +90,7 @@ class BridgeService:
         self.publisher = StatePublisher(self.mqtt, self.topics)
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
-                                      topics=self.topics)
+                                      topics=self.topics, registers=settings.energy_registers())
         # Each circuit's own meter, by the topics it reads (only where the balancer knows the tree).
         self.circuit_inputs: dict[str, CircuitMeterInput] = {}
         if self.shared:
@@ -221,6 +221,8 @@ class BridgeService:
             self.topics.base,
         )
         log.info("meter: %s", self.meter.describe())
+        if self.meter_input.registers.fields:
+            log.info("meter registers: %s", self.meter_input.registers.describe())
         if self.central is not None:
             try:
                 self.central.start()

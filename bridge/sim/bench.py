@@ -881,9 +881,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
     if len(cars) > MAX_CARS:
         print(f"bench: at most {MAX_CARS} cars (--car), got {len(cars)}", file=sys.stderr)
         return 2
-    if len(cars) == 1 and args.generate is not None:
-        print("bench: a generated house has its own car; give two --car or more to put several cars on "
-              "the generated houses instead", file=sys.stderr)
+    if len(cars) == 1 and args.generate is not None and cars[0].mode == "fast":
+        print("bench: a generated house has its own car; give one --car in pv or minpv to charge it from "
+              "the surplus, or two --car or more to put several cars on the generated houses instead",
+              file=sys.stderr)
         return 2
     if args.charger_lag_s < 0:
         print("bench: --charger-lag-s cannot be negative", file=sys.stderr)
@@ -918,9 +919,10 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
                 balancer_factory(cfg, strategy)
                 if cars and explicit:
                     shared_balancer(cfg, strategy, cars)  # `homey` refuses several cars, saying why
-            if cars:
+            if len(cars) > 1:
                 strategies = [s for s in strategies if s == "adaptive"]
-            return _run_generated_cli(args, cfg, strategies, balancer_factory, cars)
+            return _run_generated_cli(args, cfg, strategies, balancer_factory, cars,
+                                      _generated_power(os.environ if environ is None else environ, args, cfg, cars))
         from bridge.sim.power_bench import POWER_SCENARIOS, power_run_factory, shared_power_run_factory
 
         traces = [load_trace(path) for path in args.trace]
@@ -991,22 +993,38 @@ def _generate_arguments_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _generated_power(environ: Any, args: argparse.Namespace, cfg: Any, cars: Sequence[CarSpec]) -> tuple | None:
+    """The power limits for generated houses (bridge.sim.distribution.run_generated's `power`), or None
+    when neither CAPACITY_LIMIT_KW nor a pv/minpv car asks for them. Bad settings raise ValueError now."""
+    from bridge.sim.power_bench import power_settings
+
+    settings = {k: v for k, v in environ.items() if k.upper().startswith(("CAPACITY_", "PV_", "TZ", "P1_VOLTAGE"))}
+    one_car = args.car[0] if len(cars) == 1 else None
+    if power_settings(settings).capacity is None and one_car is None and not any(c.mode != "fast" for c in cars):
+        return None
+    return (settings, args.start, one_car, int(getattr(cfg, "min_current", IEC_MIN_CURRENT_A)),
+            int(getattr(cfg, "current_cap", cfg.default_current)))
+
+
 def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[str],
-                       balancer_factory: BalancerFactory, cars: Sequence[CarSpec] = ()) -> int:
+                       balancer_factory: BalancerFactory, cars: Sequence[CarSpec] = (),
+                       power: tuple | None = None) -> int:
     from bridge.sim.distribution import distribution, format_distribution, plot_distribution, run_generated
 
     seed = 1 if args.seed is None else args.seed
+    shared = tuple(cars) if len(cars) > 1 else None  # one car: each house's car, in its charge mode
     report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                           cars=tuple(cars) or None)
+                           cars=shared, power=power)
     report["distribution"] = distribution(report["traces"], strategies)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        with_cars = f", cars {', '.join(c.label for c in cars)} instead of each house's own" if cars else ""
+        with_cars = (f", cars {', '.join(c.label for c in cars)} instead of each house's own" if shared
+                     else f", each house's car as {cars[0].label}" if cars else "")
         print(f"{args.generate} generated houses, seed {seed}{with_cars}")
         print(format_table(report))
         # The distribution's targets are the one-car ones; with several cars writes/h is the most on a connector.
-        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=not cars))
+        print(format_distribution(report["distribution"], args.charger_lag_s, with_targets=not shared))
     if args.plot:
         plot_distribution(args.plot, report, args.charger_lag_s)
         if not args.json:

@@ -110,8 +110,11 @@ class PowerRun:
         self.surplus = SurplusController(settings.surplus)
         self._start_utc = start.astimezone(timezone.utc)
         self._import_ws: dict[datetime, float] = {}
+        self._house_ws: dict[datetime, float] = {}  # the house alone, without the cars
         self.car_ws = 0.0
         self.solar_ws = 0.0
+        self.starts = 0  # the car going from no draw to a draw: a pause ended (pv: a start)
+        self._drawing = False
 
     def local(self, t: int) -> datetime:
         return (self._start_utc + timedelta(seconds=t)).astimezone(self.settings.zone)
@@ -135,9 +138,13 @@ class PowerRun:
         if cfg is not None:
             key = period_start(cfg, local).astimezone(timezone.utc)
             self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
         export_w = max(0.0, -sum(house) * v)
         self.car_ws += car_w
         self.solar_ws += min(car_w, export_w)
+        if (car_w > 0) and not self._drawing and t > 0:
+            self.starts += 1
+        self._drawing = car_w > 0
         return combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
 
     def score(self, energy_kwh: float, oracles: dict[str, float]) -> dict[str, Any]:
@@ -145,7 +152,11 @@ class PowerRun:
         cfg = self.settings.capacity
         if cfg is not None:
             periods = self._periods(self._import_ws)
+            house_kw = max((kw for _, kw in self._periods(self._house_ws)), default=0.0)
             out["capacity"] = {
+                # The house alone above the limit in a period: no guard can keep that period under it.
+                "house_max_period_kw": round(house_kw, 3),
+                "house_over_capacity": house_kw > cfg.limit_kw,
                 "limit_kw": cfg.limit_kw,
                 "max_period_kw": round(max((kw for _, kw in periods), default=0.0), 3),
                 "billed_kw": round(_billed_kw(cfg, periods), 3),
@@ -160,7 +171,10 @@ class PowerRun:
                 "energy_kwh": round(car_kwh, 4),
                 "solar_share": solar_share(self.solar_ws, self.car_ws),
                 "grid_kwh": round((self.car_ws - self.solar_ws) / 3.6e6, 4),
-                "energy_ratio": _ratio(car_kwh, oracles.get("surplus_energy_kwh")),
+                # Against a surplus of a few seconds (an evening's last sun) a ratio says nothing.
+                "energy_ratio": (_ratio(car_kwh, oracles.get("surplus_energy_kwh"))
+                                 if oracles.get("surplus_energy_kwh", 0.0) >= SOLAR_SHARE_MIN_KWH else None),
+                "starts": self.starts,
             }]
         return out
 
@@ -401,6 +415,7 @@ class SharedPowerRun(PowerRun):
         if cfg is not None:
             key = period_start(cfg, local).astimezone(timezone.utc)
             self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
         car_w = [a * sum(c.phases) * v for a, c in zip(draws_a, self.cars)]
         solar = [c.mode in ("pv", "minpv") for c in self.cars]
         fast_w = sum(w for w, s in zip(car_w, solar) if not s)
