@@ -166,3 +166,62 @@ def test_the_pv_example_with_two_connectors_waits_the_minimum_pause():
     restart = next(t for t, a in steps if t > stop and a > 0)
     assert restart - (CLOUD_AT + CLOUD_S) > 120, steps  # later than the surplus alone would start it
     assert cfg.min_pause_s <= restart - stop <= cfg.min_pause_s + 30, steps
+
+
+# ---- every setting on the configuration page, with its default ----------------------------------
+
+CONFIG_PAGE = ROOT / "docs" / "configuration.md"
+VARIABLE_NAME = re.compile(r"`([A-Z][A-Z0-9_]*)`")
+
+
+def settings_table() -> dict[str, str]:
+    """The configuration page's settings table: each variable its first column names, with the
+    default column. `X_L1` ... `_L3` (or `X_L1`, ... in a row with `...`) stands for L1, L2 and L3."""
+    rows: dict[str, str] = {}
+    first_section = CONFIG_PAGE.read_text().split("\n## ")[0]
+    for line in first_section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        names, default = cells[0], cells[1]
+        for name in VARIABLE_NAME.findall(names):
+            rows[name] = default
+            if name.endswith("_L1") and "..." in names:
+                for n in ("2", "3"):
+                    rows[name[:-1] + n] = default
+    return rows
+
+
+def shown_default(value: object) -> str | None:
+    """How the page writes a default: `false`, `30`, `cloud`; None where it has no literal value."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    return str(value)
+
+
+def test_every_setting_is_on_the_configuration_page_with_its_default():
+    from pydantic_core import PydanticUndefined
+
+    from bridge.config import Settings, known_variables
+
+    table = settings_table()
+    assert len(table) > 50, "the settings table was not found: the pattern is broken"
+    missing, wrong = [], []
+    for field, info in Settings.model_fields.items():
+        name = field.upper()
+        if name not in table:
+            missing.append(name)
+            continue
+        default = shown_default(info.default if info.default is not PydanticUndefined else None)
+        if not table[name]:
+            wrong.append(f"{name}: no default given")
+        elif default is not None and f"`{default}`" not in table[name]:
+            wrong.append(f"{name}: the page says {table[name]!r}, the default is `{default}`")
+    assert not missing, f"settings missing from docs/configuration.md: {missing}"
+    assert not wrong, wrong
+    unknown = sorted(set(table) - known_variables())  # a finer tuning's BALANCER_<FIELD> is read too
+    assert not unknown, f"docs/configuration.md names variables the bridge does not read: {unknown}"
