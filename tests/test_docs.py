@@ -225,3 +225,20 @@ def test_every_setting_is_on_the_configuration_page_with_its_default():
     assert not wrong, wrong
     unknown = sorted(set(table) - known_variables())  # a finer tuning's BALANCER_<FIELD> is read too
     assert not unknown, f"docs/configuration.md names variables the bridge does not read: {unknown}"
+
+
+def test_env_example_shows_each_default_that_has_a_value():
+    """`.env.example`'s `# NAME=value` lines show the default (tests/test_compose.py checks that every
+    setting is there); a setting without a default of its own may show an example instead."""
+    from pydantic_core import PydanticUndefined
+
+    from bridge.config import Settings
+
+    shown = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    wrong = []
+    for field, info in Settings.model_fields.items():
+        default = shown_default(info.default if info.default is not PydanticUndefined else None)
+        if default is not None and shown.get(field.upper()) != default:
+            wrong.append(f"{field.upper()}: .env.example shows {shown.get(field.upper())!r}, the default is {default!r}")
+    assert len(shown) > 50, "no settings found in .env.example: the pattern is broken"
+    assert not wrong, wrong
