@@ -26,7 +26,12 @@ nothing is drawing nothing. On top of that, per house phase:
   least since its car plugged in, then the one paused longest), so the lowest
   priority pauses first and equals take turns of `rotate_s`, also when a power
   budget rather than a phase is what has room for one car only; a paused
-  connector resumes no sooner than `min_pause_s` after its pause.
+  connector resumes no sooner than `min_pause_s` after its pause;
+- turns change on the clock: at multiples of `rotate_s` of the wall clock the
+  service tells (`align_turns`; a turn begun less than half a turn before such a
+  boundary runs on to the next one), and a changeover never pauses every
+  charging car in one decision: some keep their amps while the next cars start
+  in the room the others free, within the fuse with the paused ones still counted.
 """
 
 from __future__ import annotations
@@ -463,6 +468,7 @@ class SharedBalancer:
         self._budgets: dict[str, PowerBudget] = {}  # power limits on groups of connectors, by name
         self._recent: list[deque[tuple[float, float]]] = [deque() for _ in PHASES]  # readings of STEP_WINDOW_S
         self._silence_paused = False  # the cars were paused for the meter's silence
+        self._wall_offset = 0.0  # the wall clock less `now`: turns change at its multiples of `rotate_s`
 
     @property
     def config(self) -> BalancerConfig:
@@ -936,6 +942,24 @@ class SharedBalancer:
         c.target = amps
         c.written_at = now
 
+    def align_turns(self, now: float, wall_s: float) -> None:
+        """At `now` the site's wall clock reads `wall_s` (seconds; local time, so that turns change at
+        the quarter hours the site sees): turns change at its multiples of `rotate_s`. Until told,
+        at multiples of `now` itself."""
+        self._wall_offset = wall_s - now
+
+    def _turn_ends(self, since: float) -> float:
+        """When a turn begun at `since` ends: the first boundary of the clock at least half a turn
+        after it (a car started just before one keeps its turn to the next)."""
+        rotate = self._cfg.rotate_s
+        if rotate <= 0:
+            return since
+        wall = since + self._wall_offset
+        boundary = (math.floor(wall / rotate) + 1) * rotate
+        if boundary - wall < rotate / 2:
+            boundary += rotate
+        return boundary - self._wall_offset
+
     def _energy(self, now: float, c: _Connector) -> float:
         horizon = now - self._cfg.rotate_s
         while c.energy and c.energy[0][0] < horizon - ENERGY_BUCKET_S:
@@ -993,7 +1017,7 @@ class SharedBalancer:
                 cap = 0  # paused too recently to resume, or a cut
             if c.target is not None and any(r.stale is not None and r.holds(key) for r in self._rooms):
                 cap = min(cap, c.target)  # its circuit's meter is stale: the fail-safe never raises
-            in_turn = bool(c.target) and c.turn_since is not None and now - c.turn_since < cfg.rotate_s
+            in_turn = bool(c.target) and c.turn_since is not None and now < self._turn_ends(c.turn_since)
             # Equal charge in the last `rotate_s` (none: a power budget, or the house's load, kept
             # them all paused for longer than that): the least charge since its car plugged in first,
             # then the one paused longest, so no car is starved.
@@ -1321,15 +1345,24 @@ class SharedBalancer:
                 reasons[k] = f"holding {targets[k]} A (moving amps would not pay for its writes)"
             return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
         if cuts:
+            cuts, started = self._changeover(now, targets, ideal, cuts, used, budget)
             for k in cuts:
                 new[k] = ideal[k]
                 reasons[k] = self._why(k, targets[k], ideal[k], used, "sharing", budget, ideal)
+            for k in started:
+                new[k] = ideal[k]
+                reasons[k] = f"taking turns: resume at {ideal[k]} A in the room of the cars paused before"
             for k in self._conns:
-                if k not in cuts:
+                if k in started:
+                    continue
+                if ideal[k] < targets[k] and k not in cuts:
+                    reasons[k] = f"holding {targets[k]} A while the next cars start (its turn has ended)"
+                elif k not in cuts:
                     reasons[k] = (f"{targets[k]} A; raise to {ideal[k]} A once the cut of "
                                   f"{', '.join(sorted(cuts))} has settled" if ideal[k] > targets[k]
                                   else f"holding {targets[k]} A")
-            return new, "moving amps: cut first (" + ", ".join(f"{k} {new[k]} A" for k in sorted(cuts)) + ")"
+            return new, "moving amps: cut first (" + ", ".join(f"{k} {new[k]} A" for k in sorted(cuts)) + ")" + (
+                "; start " + ", ".join(f"{k} {new[k]} A" for k in started) if started else "")
         raised = []
         for k, c in self._conns.items():
             if ideal[k] <= targets[k]:
@@ -1361,6 +1394,38 @@ class SharedBalancer:
             self._last_raise_at = now
             return new, "raise: " + ", ".join(f"{k} {new[k]} A" for k in raised)
         return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
+
+    def _changeover(self, now: float, targets: dict[str, int], ideal: dict[str, int], cuts: set[str],
+                    used: dict[str, tuple[int, ...]], budget: Sequence[float]) -> tuple[set[str], list[str]]:
+        """A move of amps (a change of turns): the cuts to make now, and the paused cars that start in
+        the same decision. Never every charging car paused at once: when the cuts would pause them
+        all, the later half of them in precedence keeps its amps until the next cars started land.
+        A paused car starts now only where it fits with every cut car still counted at its old
+        setting (its cut has not landed), and only on the main fuse alone: circuits and power
+        limits wait for the landing, as any raise does."""
+        cfg = self._cfg
+        charging = [k for k in self._conns if targets[k] > 0]
+        pausing = [k for k in charging if k in cuts and ideal[k] == 0]
+        order = [claim.key for claim in self._claims(now, used, {k: self._conns[k].idle for k in self._conns},
+                                                     resume_gate=True)]
+        if charging and len(pausing) == len(charging) and len(pausing) > 1:
+            pausing.sort(key=order.index)
+            cuts = cuts - set(pausing[:len(pausing) // 2])  # the later half of the precedence goes first
+        started: list[str] = []
+        if self._tree.balances or self._budgets:
+            return cuts, started
+        counted = [sum(targets[k] for k in self._conns if p in used[k] and targets[k] >= cfg.min_current)
+                   for p in PHASES]
+        for k in order:
+            c = self._conns[k]
+            if targets[k] or not ideal[k] or c.failed or self._tokens(now, c) < WRITES_PER_RAISE:
+                continue
+            if any(counted[p] + ideal[k] > budget[p] for p in used[k]):
+                continue
+            for p in used[k]:
+                counted[p] += ideal[k]
+            started.append(k)
+        return cuts, started
 
     @staticmethod
     def _phases_text(phases: tuple[int, ...], budget: Sequence[float]) -> str:
