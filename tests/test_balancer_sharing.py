@@ -806,3 +806,48 @@ def test_one_car_pauses_when_the_meter_is_silent_for_failsafe_pause_after_s_and_
         b.meter(500.0, p, 4.0)
     d = b.decide(500.0)
     assert d.command is not None and d.command >= MIN, d.reason  # no minimum pause for the silence's pause
+
+
+# ---- turns on a site of many cars ----------------------------------------------------------
+# A housing co-op's garage: 20 three-phase cars under a 3 x 100 A fuse (96 A for the balancer),
+# 40 A of house load: 56 A free, 9 cars at the 6 A minimum at once.
+
+@pytest.mark.slow
+def test_every_car_of_twenty_charges_within_the_first_hour_where_nine_fit():
+    from bridge.sim.site_turns import replay_site, site_balancer, site_config
+
+    cfg = site_config(rotate_s=BalancerConfig().rotate_s)
+    result = replay_site(site_balancer(cfg, 20, wall_s=300.0), 20, 3600)
+    assert max(result.totals[120:]) >= 9 * MIN - 1  # the site is full: the turns are what is tested
+    assert all(t is not None for t in result.first_charge_s), result.first_charge_s
+    assert max(result.longest_wait_s, max(t for t in result.first_charge_s if t is not None)) < 3600
+
+
+@pytest.mark.slow
+def test_a_changeover_never_leaves_the_site_at_zero():
+    from bridge.sim.site_turns import replay_site, site_balancer, site_config
+
+    cfg = site_config(rotate_s=600.0)
+    result = replay_site(site_balancer(cfg, 20, wall_s=0.0), 20, 1900)
+    drawing = [t for t, total in enumerate(result.totals) if total > 0]
+    assert drawing and drawing[0] == 0
+    # Turns changed (cars first charged after the first boundaries) and the cars drew throughout.
+    assert sum(1 for t in result.first_charge_s if t is not None and t > 600) >= 9
+    assert result.zero_after_start_s == 0, [t for t, total in enumerate(result.totals) if total == 0][:20]
+
+
+def test_turns_change_at_the_clocks_boundaries():
+    from bridge.sim.site_turns import replay_site, site_balancer, site_config
+
+    cfg = site_config(rotate_s=600.0)
+    # The wall clock reads 7 min past a 10-min boundary at 0: the first boundary is 180 s later, too
+    # soon for a turn begun at 0 (less than half a turn), so the first change is at 780 s, then 1380 s.
+    balancer = site_balancer(cfg, 20, wall_s=420.0)
+    assert balancer._turn_ends(0.0) == 780.0
+    assert balancer._turn_ends(100.0) == 780.0
+    assert balancer._turn_ends(500.0) == 1380.0  # 280 s before 780: on to the next boundary
+    result = replay_site(balancer, 20, 1500)
+    firsts = sorted(t for t in result.first_charge_s if t is not None and t > 120)
+    assert firsts, result.first_charge_s
+    # Every car that took over did so at a boundary (within the changeover's steps), none between.
+    assert all(780 <= t < 780 + 120 or 1380 <= t < 1380 + 120 for t in firsts), firsts

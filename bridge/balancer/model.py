@@ -76,7 +76,7 @@ class BalancerConfig:
     charger_stale_after_s: float = 90.0
     installation_current: int | None = None
     # several connectors on one fuse: equals that cannot all charge take turns this long
-    rotate_s: float = 1800.0
+    rotate_s: float = 900.0
     # adaptive only
     settle_s: float = 15.0
     raise_margin_a: float = 0.0
