@@ -104,6 +104,7 @@ class BridgeService:
                                  meter=self.meter_input, wall=wall_clock)
         if self.power.last_error:
             self.health.last_error = self.power.last_error
+        self._align_turns()
         self._cloud = cloud or factory.cloud_client(settings)
         self._backoff = backoff
         # CHARGER_TRANSPORT=ocpp: the chargers connect to the bridge; its thread only enqueues.
@@ -166,6 +167,7 @@ class BridgeService:
         cfg = dataclasses.replace(self.balancer.config, installation_current=None)  # per connector, read at connect
         self.balancer = SharedBalancer(cfg, specs, self.settings.balancer_strategy)
         self._own_default_currents(self.balancer)
+        self._align_turns()
         self.shared = True
         self.decision = None
         self.links = self._shared_links(specs)
@@ -178,6 +180,14 @@ class BridgeService:
         log.info("charge point %s has car connectors %s on one fuse: balancing them together "
                  "(CHARGEAMPS_CONNECTORS names them otherwise)", cp, ", ".join(map(str, cars)))
         return True
+
+    def _align_turns(self) -> None:
+        """Turns change at the quarter hours (multiples of BALANCER_ROTATE_S) of the site's local
+        clock: the balancer keeps no clock, so it is told what the wall clock reads now."""
+        if isinstance(self.balancer, SharedBalancer):
+            wall = self.power.wall()
+            offset = wall.utcoffset()
+            self.balancer.align_turns(self.clock(), wall.timestamp() + (offset.total_seconds() if offset else 0.0))
 
     def _own_default_currents(self, shared: SharedBalancer) -> None:
         """Each connector's stored default current, where a user set one (a value its settings do not
