@@ -834,6 +834,16 @@ def test_a_changeover_never_leaves_the_site_at_zero():
     # Turns changed (cars first charged after the first boundaries) and the cars drew throughout.
     assert sum(1 for t in result.first_charge_s if t is not None and t > 600) >= 9
     assert result.zero_after_start_s == 0, [t for t, total in enumerate(result.totals) if total == 0][:20]
+    # No change of turns resumes a car sooner than its minimum pause.
+    paused_at: dict[int, float] = {}
+    resumes = 0
+    for t, car, amps in result.written:
+        if amps == 0:
+            paused_at[car] = t
+        elif car in paused_at:
+            assert t - paused_at.pop(car) >= cfg.min_pause_s, (car, t)
+            resumes += 1
+    assert resumes >= 9
 
 
 def test_turns_change_at_the_clocks_boundaries():

@@ -28,6 +28,7 @@ class SiteTurns:
     writes: list[int]
     zero_after_start_s: int  # seconds after the first car charged with no car drawing
     totals: list[float] = field(default_factory=list)  # the cars' draw per second, all phases' worst
+    written: list[tuple[float, int, int]] = field(default_factory=list)  # (when, car, amps)
 
     @property
     def fairness(self) -> float:
@@ -62,6 +63,7 @@ def replay_site(balancer: SharedBalancer, cars: int, duration_s: int, base_a: fl
     energy = [0.0] * cars
     writes = [0] * cars
     totals: list[float] = []
+    written: list[tuple[float, int, int]] = []
     zero = 0
     for key in keys:
         balancer.car_plugged(0.0, key, True)
@@ -81,6 +83,7 @@ def replay_site(balancer: SharedBalancer, cars: int, duration_s: int, base_a: fl
                 models[i].write(now, part.command)
                 balancer.commanded(now, keys[i], part.command)
                 writes[i] += 1
+                written.append((now, i, part.command))
         for i, d in enumerate(draws):
             energy[i] += d * 3 * VOLTAGE_V / 3.6e6
             if d > 0:
@@ -91,4 +94,4 @@ def replay_site(balancer: SharedBalancer, cars: int, duration_s: int, base_a: fl
                 longest = max(longest, now - idle_since[i])
         if total == 0 and any(f is not None for f in first):
             zero += 1
-    return SiteTurns(duration_s, first, longest, energy, writes, zero, totals)
+    return SiteTurns(duration_s, first, longest, energy, writes, zero, totals, written)
