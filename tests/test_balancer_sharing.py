@@ -834,16 +834,30 @@ def test_a_changeover_never_leaves_the_site_at_zero():
     # Turns changed (cars first charged after the first boundaries) and the cars drew throughout.
     assert sum(1 for t in result.first_charge_s if t is not None and t > 600) >= 9
     assert result.zero_after_start_s == 0, [t for t, total in enumerate(result.totals) if total == 0][:20]
-    # No change of turns resumes a car sooner than its minimum pause.
+    assert_minimum_pauses(result, cfg.min_pause_s, 9)
+
+
+def assert_minimum_pauses(result, min_pause_s: float, at_least: int) -> None:
+    """No car of a site replay resumed sooner than `min_pause_s` after its pause (and some resumed)."""
     paused_at: dict[int, float] = {}
     resumes = 0
     for t, car, amps in result.written:
         if amps == 0:
             paused_at[car] = t
         elif car in paused_at:
-            assert t - paused_at.pop(car) >= cfg.min_pause_s, (car, t)
+            assert t - paused_at.pop(car) >= min_pause_s, (car, t)
             resumes += 1
-    assert resumes >= 9
+    assert resumes >= at_least
+
+
+def test_a_change_of_turns_waits_for_the_minimum_pause():
+    from bridge.sim.site_turns import replay_site, site_balancer, site_config
+
+    # The first boundary (600 s) comes before the cars paused at the start may resume (800 s).
+    cfg = site_config(rotate_s=600.0, min_pause_s=800.0)
+    result = replay_site(site_balancer(cfg, 20, wall_s=0.0), 20, 1000)
+    assert not [t for t in result.first_charge_s if t is not None and 120 < t < 800], result.first_charge_s
+    assert_minimum_pauses(result, cfg.min_pause_s, 9)
 
 
 def test_turns_change_at_the_clocks_boundaries():
