@@ -818,3 +818,15 @@ def test_after_a_restart_a_car_found_paused_resumes_without_a_minimum_pause(brok
         assert not any("()" in r or "resumes no sooner" in r for r in reasons), reasons
     finally:
         close_all(house, bridge, probe, sim)
+
+
+def test_turns_change_on_the_quarter_hours_of_the_sites_local_clock(tmp_path):
+    # The balancer keeps no clock: the service tells it what the site's wall clock reads, so that a
+    # turn ends at a multiple of BALANCER_ROTATE_S (15 minutes) of local time.
+    wall = datetime(2027, 1, 12, 20, 7, 30, tzinfo=ZoneInfo("Europe/Stockholm"))
+    with several_cars_account() as sim:
+        svc = BridgeService(unstarted_settings(sim, tmp_path, f"{AURA}:1,{AURA}:2"), wall_clock=lambda: wall)
+        now = svc.clock()
+        # A turn begun now (20:07:30) ends at 20:30 (20:15 is less than half a turn away).
+        assert svc.balancer._turn_ends(now) == pytest.approx(now + 22.5 * 60)
+        assert svc.balancer._turn_ends(now - 5 * 60) == pytest.approx(now + 7.5 * 60)  # begun 20:02:30
