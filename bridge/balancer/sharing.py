@@ -1345,7 +1345,7 @@ class SharedBalancer:
                 reasons[k] = f"holding {targets[k]} A (moving amps would not pay for its writes)"
             return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
         if cuts:
-            cuts, started = self._changeover(now, targets, ideal, cuts, used, budget)
+            cuts, started = self._changeover(now, targets, ideal, cuts, used, idle, budget)
             for k in cuts:
                 new[k] = ideal[k]
                 reasons[k] = self._why(k, targets[k], ideal[k], used, "sharing", budget, ideal)
@@ -1396,21 +1396,21 @@ class SharedBalancer:
         return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
 
     def _changeover(self, now: float, targets: dict[str, int], ideal: dict[str, int], cuts: set[str],
-                    used: dict[str, tuple[int, ...]], budget: Sequence[float]) -> tuple[set[str], list[str]]:
+                    used: dict[str, tuple[int, ...]], idle: dict[str, bool],
+                    budget: Sequence[float]) -> tuple[set[str], list[str]]:
         """A move of amps (a change of turns): the cuts to make now, and the paused cars that start in
         the same decision. Never every charging car paused at once: when the cuts would pause them
-        all, the later half of them in precedence keeps its amps until the next cars started land.
+        all, the first half of them in precedence keeps its amps until the next cars started land.
         A paused car starts now only where it fits with every cut car still counted at its old
         setting (its cut has not landed), and only on the main fuse alone: circuits and power
         limits wait for the landing, as any raise does."""
         cfg = self._cfg
         charging = [k for k in self._conns if targets[k] > 0]
         pausing = [k for k in charging if k in cuts and ideal[k] == 0]
-        order = [claim.key for claim in self._claims(now, used, {k: self._conns[k].idle for k in self._conns},
-                                                     resume_gate=True)]
+        order = [claim.key for claim in self._claims(now, used, idle, resume_gate=True)]
         if charging and len(pausing) == len(charging) and len(pausing) > 1:
             pausing.sort(key=order.index)
-            cuts = cuts - set(pausing[:len(pausing) // 2])  # the later half of the precedence goes first
+            cuts = cuts - set(pausing[:len(pausing) // 2])  # the later half pauses first
         started: list[str] = []
         if self._tree.balances or self._budgets:
             return cuts, started
