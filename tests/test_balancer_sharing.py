@@ -875,3 +875,16 @@ def test_turns_change_at_the_clocks_boundaries():
     assert firsts, result.first_charge_s
     # Every car that took over did so at a boundary (within the changeover's steps), none between.
     assert all(780 <= t < 780 + 120 or 1380 <= t < 1380 + 120 for t in firsts), firsts
+
+
+def test_where_one_car_fits_the_next_starts_once_the_stop_has_settled():
+    from bridge.sim.site_turns import replay_site, site_balancer, site_config
+
+    # Two cars, 8 A free: one at a time. A change of turns cannot keep one charging; the next car
+    # is written as soon as the stop has settled (BALANCER_SETTLE_S), without a further hold.
+    cfg = site_config(rotate_s=600.0)
+    result = replay_site(site_balancer(cfg, 2, wall_s=0.0), 2, 1900, base_a=88.0)
+    starts = [t for t, _car, amps in result.written if amps and t > 0]
+    assert len(starts) >= 2, result.written
+    stops = [t for t, _car, amps in result.written if amps == 0 and t > 0]
+    assert [s - p for p, s in zip(stops, starts)] == [cfg.settle_s] * len(starts), result.written

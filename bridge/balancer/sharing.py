@@ -469,6 +469,7 @@ class SharedBalancer:
         self._recent: list[deque[tuple[float, float]]] = [deque() for _ in PHASES]  # readings of STEP_WINDOW_S
         self._silence_paused = False  # the cars were paused for the meter's silence
         self._wall_offset = 0.0  # the wall clock less `now`: turns change at its multiples of `rotate_s`
+        self._paused_to_move = False  # cars were paused to move their amps: the next start follows the landing
 
     @property
     def config(self) -> BalancerConfig:
@@ -1051,6 +1052,11 @@ class SharedBalancer:
             # first live reading, one charger lag after it speaks.
             self._silence_paused = False
             return 0.0, long_hold, False
+        if self._paused_to_move:
+            # Cars were paused to give their amps to others: the house's load did not change, and the
+            # next cars start once the pauses have settled, not a hold later.
+            self._paused_to_move = False
+            return 0.0, long_hold, False
         return quick, long_hold, level > 0
 
     def _level_over(self, now: float, hold: float) -> Triple | None:
@@ -1412,6 +1418,7 @@ class SharedBalancer:
             pausing.sort(key=order.index)
             cuts = cuts - set(pausing[:len(pausing) // 2])  # the later half pauses first
         started: list[str] = []
+        self._paused_to_move = any(k in cuts for k in pausing)
         if self._tree.balances or self._budgets:
             return cuts, started
         counted = [sum(targets[k] for k in self._conns if p in used[k] and targets[k] >= cfg.min_current)
