@@ -31,7 +31,8 @@ nothing is drawing nothing. On top of that, per house phase:
   service tells (`align_turns`; a turn begun less than half a turn before such a
   boundary runs on to the next one), and a changeover never pauses every
   charging car in one decision: some keep their amps while the next cars start
-  in the room the others free, within the fuse with the paused ones still counted.
+  in the room the others free, within the fuse with the paused ones still counted
+  (else once those pauses have settled, without a further raise hold).
 """
 
 from __future__ import annotations
