@@ -244,8 +244,10 @@ def test_a_meter_silent_for_failsafe_pause_after_s_pauses_the_car_and_its_return
     last_feed = time.monotonic()
     wait_until(lambda: sim.connector(1).max_current == 0, 20, "paused after 5 s of silence")
     assert time.monotonic() - last_feed >= 5  # (the fail-safe 6 A first, from 2 s)
-    reason = json.loads(probe.latest[topic(env, "balancer/state")])["reason"]
-    assert "BALANCER_FAILSAFE_PAUSE_AFTER_S 5 s" in reason, reason
+    # The state topic follows the write: wait for the pause's reason to arrive.
+    state = topic(env, "balancer/state")
+    wait_until(lambda: "BALANCER_FAILSAFE_PAUSE_AFTER_S 5 s" in json.loads(probe.latest.get(state, "{}")).get("reason", ""),
+               10, f"the silence pause's reason ({probe.latest.get(state)})")
     # The meter is back: no minimum pause (300 s) for a pause the silence made.
     deadline = time.monotonic() + 15
     while sim.connector(1).max_current < 6 and time.monotonic() < deadline:
