@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from typing import Callable
 
 from bridge import __version__
 from bridge.config import ConfigError, Settings, load_settings
 from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A, LimitError, check_charger_current
+from bridge.cli_args import number_argument
 from bridge.units import format_kw
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -189,20 +189,6 @@ def cmd_status(args, s: Settings) -> int:
             if c["settings_error"]:
                 print(f"  connector {c['connector_id']}: settings not readable: {c['settings_error']}")
     return EXIT_OK
-
-
-def number_argument(name: str, minimum: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a finite number (float() also takes "nan" and "inf"), at least `minimum`."""
-    def parse(text: str) -> float:
-        wanted = "a number" if minimum is None else f"a number from {minimum:g}"
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}") from None
-        if not math.isfinite(value) or (minimum is not None and value < minimum):
-            raise argparse.ArgumentTypeError(f"{name} must be {wanted}, got {text[:20]!r}")
-        return value
-    return parse
 
 
 _amps_argument = number_argument("AMPS")

@@ -22,7 +22,6 @@ from bridge.sim.distribution import (
     distribution,
     distribution_misses,
     percentile,
-    run_generated,
 )
 from bridge.sim.generate import KINDS, generate_house, generate_houses
 
@@ -116,7 +115,7 @@ def test_every_range_of_the_library_is_a_range_with_a_source():
 @pytest.mark.slow
 def test_houses_over_max_a_are_reported_apart_and_left_out_of_the_distribution():
     # The first six houses of seed 1 peak at 15.4-22.8 A on their own: MaxA 16 A puts them on both sides.
-    report = run_generated(6, 1, StandInConfig(max_a=16, fuse_a=17), ["idle"], idle_factory, processes=1)
+    report = bench.run_generated(6, 1, StandInConfig(max_a=16, fuse_a=17), ["idle"], idle_factory, processes=1)
     over, scored = report["traces_house_over_max_a"], report["traces"]
     assert over and scored, "MaxA 16 A: some houses exceed it alone, some do not"
     assert len(over) + len(scored) == 6
@@ -189,8 +188,8 @@ def test_the_plot_of_the_distribution_is_written(tmp_path):
 def test_two_processes_give_the_report_of_one():
     from bridge.balancer import BalancerConfig
 
-    one = run_generated(3, 2, BalancerConfig(), ["adaptive"], bench.real_balancer, processes=1)
-    two = run_generated(3, 2, BalancerConfig(), ["adaptive"], bench.real_balancer, processes=2)
+    one = bench.run_generated(3, 2, BalancerConfig(), ["adaptive"], bench.real_balancer, processes=1)
+    two = bench.run_generated(3, 2, BalancerConfig(), ["adaptive"], bench.real_balancer, processes=2)
     assert json.dumps(one) == json.dumps(two)
 
 

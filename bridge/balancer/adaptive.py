@@ -62,7 +62,6 @@ import math
 from collections import deque
 from typing import Callable
 
-from bridge.balancer.core import whole_amps_for_charger
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     PHASES,
@@ -71,6 +70,7 @@ from bridge.balancer.model import (
     Proposal,
     Triple,
     phase_name,
+    whole_amps_for_charger,
 )
 
 PHASE_IN_USE_A = 1.0  # a measured phase current at or above this is a phase the car uses

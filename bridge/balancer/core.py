@@ -23,6 +23,7 @@ from bridge.balancer.model import (
     Triple,
     paused_by_power_limit,
     phase_name,
+    whole_amps_for_charger,
 )
 
 
@@ -46,17 +47,6 @@ def _strategies() -> dict[str, type]:
     classes = {cls.name: cls for cls in (AdaptiveStrategy, HomeyStrategy)}
     assert tuple(classes) == STRATEGIES, "STRATEGIES names every strategy class"
     return classes
-
-
-
-
-def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
-    """What may reach the charger for a raw target: whole amps, capped, never 1..min-1 or negative."""
-    if not math.isfinite(raw):
-        return 0
-    # Rounding down: a fraction of an amp over the limit is still over it.
-    amps = min(math.floor(raw), cfg.current_cap)
-    return amps if amps >= cfg.min_current else 0
 
 
 # A phase's usual interval: the 90th percentile of its last 20 intervals between readings, once

@@ -211,3 +211,12 @@ class Decision:
         for key in ("loadbal", "phase_currents", "headroom"):
             data[key] = [None if v is None else round(float(v), 3) for v in data[key]]
         return data
+
+
+def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
+    """What may reach the charger for a raw target: whole amps, capped, never 1..min-1 or negative."""
+    if not math.isfinite(raw):
+        return 0
+    # Rounding down: a fraction of an amp over the limit is still over it.
+    amps = min(math.floor(raw), cfg.current_cap)
+    return amps if amps >= cfg.min_current else 0

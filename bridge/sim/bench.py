@@ -19,7 +19,9 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +31,11 @@ from bridge.balancer.from_env import config_values_from_env
 from bridge.balancer.model import STRATEGIES
 from bridge.sim.car_events import CarEvents
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
+from bridge.sim.generate import generate_house
 from bridge.sim.house import CarSpec, HouseTrace, load_trace, parse_car
 from bridge.sim.pause_oracle import pause_oracle
 from bridge.sim.scenarios import scenario, scenario_names, shared_scenario_names
+from bridge.sim.targets import TARGET_FUSE_MARGIN_S, TARGET_WRITES_PER_HOUR
 
 VOLTAGE_V = 230.0
 CHARGER_POLL_S = 30
@@ -39,12 +43,8 @@ CHARGER_POLL_S = 30
 TRANSPORT_LAG_S = {"cloud": 10.0, "ocpp": 2.0}
 DEFAULT_STRATEGIES = STRATEGIES
 
-# Targets for the adaptive strategy on each built-in scenario. How long an overload lasts is what
-# opens a fuse (a gG fuse holds 1.25 x its rating for an hour, an MCB 1.13 x), so the longest run over
-# the fuse is bounded, not the seconds compared with another strategy.
-TARGET_FUSE_MARGIN_S = 3.0
+# Targets for the adaptive strategy on each built-in scenario (the fuse and writes ones: bridge.sim.targets).
 TARGET_ENERGY_RATIO = 0.96
-TARGET_WRITES_PER_HOUR = 20.0
 MAX_GENERATED_HOUSES = 10000
 # Several cars on one fuse: energy against the oracle's, and the fairness among equal cars.
 TARGET_SHARED_ENERGY_RATIO = 0.95
@@ -622,6 +622,67 @@ def run_bench(
     return report, raw
 
 
+# ---- generated houses -----------------------------------------------------------
+
+MAX_PROCESSES = 2
+
+
+def _replay_house(job: tuple) -> tuple[dict, dict[str, Any]]:
+    seed, index, cfg, strategies, balancer_factory, lag_s, cars, power = job
+    house = generate_house(seed, index)
+    power_for = shared_power_for = None
+    if power is not None:
+        # The power limits as the bench's scenarios have them (bridge.sim.power_bench), built here
+        # from plain settings so that a job pickles.
+        from bridge.sim.power_bench import power_run_factory, shared_power_run_factory
+
+        environ, start, car, min_a, max_a = power
+        power_for = power_run_factory(environ, start, car, lag_s, min_a, max_a)
+        shared_power_for = shared_power_run_factory(environ, start, lag_s, min_a, max_a)
+    report, _raw = run_bench([house.trace], cfg, strategies, balancer_factory, lag_s=lag_s, cars=cars,
+                             power_for=power_for, shared_power_for=shared_power_for)
+    entries = report["traces"] or report["traces_house_over_max_a"]
+    entry = entries[0]
+    entry["description"] = house.trace.description
+    entry["appliances"] = [use.as_json() for use in house.uses]
+    return report, entry
+
+
+def _picklable(*things: object) -> bool:
+    try:
+        pickle.dumps(things)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
+                  lag_s: float = 10.0, processes: int = MAX_PROCESSES, cars: tuple | None = None,
+                  power: tuple | None = None) -> dict:
+    """Replay `n` generated houses of `seed`; the report of `run_bench` with each house's appliances.
+    With `cars` (two or more `CarSpec`) those cars share each house's fuse instead of its own car.
+    With `power` ((CAPACITY_*/PV_*/TZ settings, --start, --car text or None, min A, max A)) each house
+    is replayed with the power limits and scored against the capacity and surplus oracles.
+
+    Each house is generated and replayed on its own, from its seed and number only, so the report is
+    the same with one process or two; results are collected in house order.
+    """
+    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s, cars, power) for index in range(n)]
+    processes = max(1, min(processes, MAX_PROCESSES, n))
+    if processes > 1 and _picklable(cfg, balancer_factory):
+        # fork: `python -m bridge` has no main guard for a spawned child to import safely.
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            results = pool.map(_replay_house, jobs, chunksize=1)
+    else:
+        results = [_replay_house(job) for job in jobs]
+    report: dict[str, Any] = {"generated": {"houses": n, "seed": seed}, "traces": [], "traces_house_over_max_a": []}
+    for house_report, entry in results:
+        report.setdefault("settings", house_report["settings"])
+        key = "traces" if house_report["traces"] else "traces_house_over_max_a"
+        report[key].append(entry)
+    return report
+
+
 def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, strategies: Sequence[str],
                         factory: Callable[[Any, str, Sequence[CarSpec]], Any], limits: Limits,
                         lag_s: float, power_for: Callable[..., Any] | None = None,
@@ -994,7 +1055,7 @@ def _generate_arguments_error(args: argparse.Namespace) -> str | None:
 
 
 def _generated_power(environ: Any, args: argparse.Namespace, cfg: Any, cars: Sequence[CarSpec]) -> tuple | None:
-    """The power limits for generated houses (bridge.sim.distribution.run_generated's `power`), or None
+    """The power limits for generated houses (run_generated's `power`), or None
     when neither CAPACITY_LIMIT_KW nor a pv/minpv car asks for them. Bad settings raise ValueError now."""
     from bridge.sim.power_bench import power_settings
 
@@ -1009,7 +1070,7 @@ def _generated_power(environ: Any, args: argparse.Namespace, cfg: Any, cars: Seq
 def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[str],
                        balancer_factory: BalancerFactory, cars: Sequence[CarSpec] = (),
                        power: tuple | None = None) -> int:
-    from bridge.sim.distribution import distribution, format_distribution, plot_distribution, run_generated
+    from bridge.sim.distribution import distribution, format_distribution, plot_distribution
 
     seed = 1 if args.seed is None else args.seed
     shared = tuple(cars) if len(cars) > 1 else None  # one car: each house's car, in its charge mode

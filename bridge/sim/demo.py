@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from bridge.balancer.model import STRATEGIES
-from bridge.cli import number_argument
+from bridge.cli_args import number_argument
 from bridge.config import ConfigError, load_settings
 from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug

@@ -1,4 +1,4 @@
-"""Figures over many houses: per-strategy percentiles, the distribution targets, and replaying generated houses.
+"""Figures over many houses: per-strategy percentiles, and the distribution targets (bench.run_generated replays the houses).
 
 Per house and strategy the bench reports energy, writes and seconds over the
 fuse; over many houses what matters is how those spread: the 10th percentile,
@@ -9,19 +9,11 @@ method of Python's `statistics.quantiles`, numpy's default).
 
 from __future__ import annotations
 
-import multiprocessing
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.sim.bench import (
-    TARGET_FUSE_MARGIN_S,
-    TARGET_WRITES_PER_HOUR,
-    BalancerFactory,
-    run_bench,
-)
-from bridge.sim.generate import generate_house
-from bridge.sim.power_bench import TARGET_PERIOD_MARGIN_KW, power_run_factory, shared_power_run_factory
+from bridge.sim.power_bench import TARGET_PERIOD_MARGIN_KW
+from bridge.sim.targets import TARGET_FUSE_MARGIN_S, TARGET_WRITES_PER_HOUR
 
 METRICS = ("energy_ratio", "energy_ratio_pause_oracle", "writes_per_h", "longest_over_fuse_s",
            "seconds_over_fuse_per_h")
@@ -49,7 +41,6 @@ TARGET_CAPACITY_ENERGY_MEDIAN = 0.97
 TARGET_SOLAR_SHARE_P10 = 0.95
 TARGET_SURPLUS_ENERGY_P10 = 0.90
 TARGET_STARTS_PER_H_P90 = 4.0
-MAX_PROCESSES = 2
 
 
 def house_figures(entry: dict, strategy: str) -> dict[str, float | None]:
@@ -201,62 +192,6 @@ def format_distribution(dist: dict, lag_s: float, *, with_targets: bool) -> str:
         misses = distribution_misses(dist, lag_s)
         lines.append("adaptive distribution targets: " + ("met" if not misses else "MISSED: " + "; ".join(misses)))
     return "\n".join(lines)
-
-
-# ---- generated houses -----------------------------------------------------------
-
-def _replay_house(job: tuple) -> tuple[dict, dict[str, Any]]:
-    seed, index, cfg, strategies, balancer_factory, lag_s, cars, power = job
-    house = generate_house(seed, index)
-    power_for = shared_power_for = None
-    if power is not None:
-        # The power limits as the bench's scenarios have them (bridge.sim.power_bench), built here
-        # from plain settings so that a job pickles.
-        environ, start, car, min_a, max_a = power
-        power_for = power_run_factory(environ, start, car, lag_s, min_a, max_a)
-        shared_power_for = shared_power_run_factory(environ, start, lag_s, min_a, max_a)
-    report, _raw = run_bench([house.trace], cfg, strategies, balancer_factory, lag_s=lag_s, cars=cars,
-                             power_for=power_for, shared_power_for=shared_power_for)
-    entries = report["traces"] or report["traces_house_over_max_a"]
-    entry = entries[0]
-    entry["description"] = house.trace.description
-    entry["appliances"] = [use.as_json() for use in house.uses]
-    return report, entry
-
-
-def _picklable(*things: object) -> bool:
-    try:
-        pickle.dumps(things)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return False
-    return True
-
-
-def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
-                  lag_s: float = 10.0, processes: int = MAX_PROCESSES, cars: tuple | None = None,
-                  power: tuple | None = None) -> dict:
-    """Replay `n` generated houses of `seed`; the report of `run_bench` with each house's appliances.
-    With `cars` (two or more `CarSpec`) those cars share each house's fuse instead of its own car.
-    With `power` ((CAPACITY_*/PV_*/TZ settings, --start, --car text or None, min A, max A)) each house
-    is replayed with the power limits and scored against the capacity and surplus oracles.
-
-    Each house is generated and replayed on its own, from its seed and number only, so the report is
-    the same with one process or two; results are collected in house order.
-    """
-    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s, cars, power) for index in range(n)]
-    processes = max(1, min(processes, MAX_PROCESSES, n))
-    if processes > 1 and _picklable(cfg, balancer_factory):
-        # fork: `python -m bridge` has no main guard for a spawned child to import safely.
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            results = pool.map(_replay_house, jobs, chunksize=1)
-    else:
-        results = [_replay_house(job) for job in jobs]
-    report: dict[str, Any] = {"generated": {"houses": n, "seed": seed}, "traces": [], "traces_house_over_max_a": []}
-    for house_report, entry in results:
-        report.setdefault("settings", house_report["settings"])
-        key = "traces" if house_report["traces"] else "traces_house_over_max_a"
-        report[key].append(entry)
-    return report
 
 
 def plot_distribution(path: str, report: dict, lag_s: float) -> None:
