@@ -1535,3 +1535,45 @@ class SharedBalancer:
         return SharedDecision(tuple(parts), total, loadbal, tuple(self._meter),  # type: ignore[arg-type]
                               headroom, meter_stale, total == 0, summary, self._strategy_name,
                               circuits=tuple(self._rooms))
+
+
+class ConnectorView:
+    """One connector of a `SharedBalancer` through the one-car interface: its charger's reports,
+    its commands, its power limit and its decision. A charger link, and the bench's one-car replay,
+    talk to the balancer through this, the same for one connector or many."""
+
+    def __init__(self, shared: SharedBalancer, key: str) -> None:
+        self.shared = shared
+        self.key = shared._conn(key).spec.key
+
+    @property
+    def config(self) -> BalancerConfig:
+        return self.shared.config
+
+    def meter(self, now: float, phase: int, amps: float) -> None:
+        self.shared.meter(now, phase, amps)
+
+    def meter_alive(self, now: float) -> None:
+        self.shared.meter_alive(now)
+
+    def charger(self, now: float, currents: tuple[float, float, float] | None,
+                phases: tuple[bool, bool, bool] | None) -> None:
+        self.shared.charger(now, self.key, currents, phases)
+
+    def car_plugged(self, now: float, plugged: bool | None) -> None:
+        self.shared.car_plugged(now, self.key, plugged)
+
+    def commanded(self, now: float, amps: int) -> None:
+        self.shared.commanded(now, self.key, amps)
+
+    def power_limit(self, now: float, amps_cap: float | None, reason: str = "") -> None:
+        self.shared.power_limit(now, self.key, amps_cap, reason)
+
+    def reconfigure(self, now: float, **changes: object) -> None:
+        if set(changes) == {"installation_current"}:
+            self.shared.set_installation_current(now, self.key, changes["installation_current"])  # type: ignore[arg-type]
+        else:
+            self.shared.reconfigure(now, **changes)
+
+    def decide(self, now: float) -> ConnectorDecision:
+        return self.shared.decide(now).connector(self.key)

@@ -918,10 +918,11 @@ def bench_main(argv: list[str]) -> int:
 
 
 def real_balancer(cfg: Any, strategy: str) -> BalancerLike:
-    """The service's balancer (a module-level function, so replays can run in a second process)."""
-    from bridge.balancer import Balancer
+    """The service's balancer with one connector, seen as one car (a module-level function, so
+    replays can run in a second process)."""
+    from bridge.balancer.sharing import ConnectorSpec, ConnectorView, SharedBalancer
 
-    return Balancer(cfg, strategy=strategy)
+    return ConnectorView(SharedBalancer(cfg, [ConnectorSpec(car_key(0))], strategy=strategy), car_key(0))
 
 
 def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: BalancerFactory,
