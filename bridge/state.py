@@ -23,16 +23,18 @@ class RuntimeSettings:
     priorities: dict[str, int] = field(default_factory=dict)
     # Set by command; None = CAPACITY_LIMIT_KW (0 turns the guard off).
     capacity_limit_kw: float | None = None
-    charge_mode: str = "fast"  # the one connector's
-    # Several connectors on one fuse: each one's charge mode ("CP:N" -> mode); only those a user set.
+    # The charge mode of a connector that has none of its own (set by command before connectors had their own).
+    charge_mode: str = "fast"
+    # Each connector's charge mode ("CP:N" -> mode); only those a user set.
     charge_modes: dict[str, str] = field(default_factory=dict)
     # Several connectors on one fuse: each one's own default (full-power) current ("CP:N" -> A);
     # only those a user set, the others take `default_current`.
     default_currents: dict[str, int] = field(default_factory=dict)
 
     def charge_mode_of(self, key: str) -> str:
-        """A connector's charge mode when several share the fuse ("CP:N"); fast unless set."""
-        return self.charge_modes.get(key, RuntimeSettings.charge_mode)
+        """A connector's charge mode ("CP:N"): its own, else `charge_mode` (set before connectors had
+        their own, or fast)."""
+        return self.charge_modes.get(key, self.charge_mode)
 
     def default_current_of(self, key: str) -> int:
         """A connector's default current when several share the fuse ("CP:N"): its own, else the shared one."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.balancer import Balancer
+from bridge.balancer.sharing import ConnectorSpec, ConnectorView, SharedBalancer
 from bridge.config import load_settings
 from bridge.eapi import client_from_settings
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
@@ -85,15 +85,16 @@ def build(sim: CloudSimulator, state: Path, budget: CommandBudget | None = None,
     health = Health()
     keeper = RuntimeKeeper(RuntimeStore(s.runtime_file), s)
     runtime = keeper.restore()
-    balancer = Balancer(s.balancer_config(max_a=runtime.max_a, default_current=runtime.default_current),
-                        strategy=s.balancer_strategy)
+    shared = SharedBalancer(s.balancer_config(max_a=runtime.max_a, default_current=runtime.default_current),
+                            [ConnectorSpec("unnamed:1")], strategy=s.balancer_strategy)
+    balancer = ConnectorView(shared, "unnamed:1")
     events: list = []
     link = ChargerLink(s, client_from_settings(s, long_running=True), balancer, health, clock,
                        CloudBackoff(initial_s=5, max_s=40),
                        on_change=lambda: events.append("change"),
                        on_health=lambda now: events.append("health"),
                        on_identified=lambda: events.append("identified"))
-    handler = CommandHandler(s, Topics(s.mqtt_base_topic), runtime, keeper, balancer, link, health, clock,
+    handler = CommandHandler(s, Topics(s.mqtt_base_topic), runtime, keeper, shared, link, health, clock,
                              decide=lambda now: events.append("decide"),
                              on_health=lambda now: events.append("health"), budget=budget)
     return Parts(sim, s, clock, health, balancer, link, handler, keeper, events)
@@ -430,7 +431,7 @@ def with_power(p: Parts, wall=None):
     from bridge.service.publisher import StatePublisher
 
     recorder = Recorder()
-    power = PowerLimits(p.settings, p.topics, StatePublisher(recorder, p.topics), p.balancer, p.handler.runtime,
+    power = PowerLimits(p.settings, p.topics, StatePublisher(recorder, p.topics), p.balancer.shared, p.handler.runtime,
                         wall=wall)
     p.handler.power = power
     return power, recorder
@@ -466,7 +467,8 @@ def test_charge_mode_set_for_this_connector_only_and_saved(parts):
     for payload in (b"PV", b'"pv"', b'{"value": "pv"}'):
         ok = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), payload)
         assert (ok.status, ok.value) == ("ok", "pv"), payload
-    assert saved(p)["charge_mode"] == "pv" and p.handler.runtime.charge_mode == "pv"
+    # One connector is a connector: its mode is its own.
+    assert saved(p)["charge_modes"] == {f"{cp}:1": "pv"} and p.handler.runtime.charge_mode_of(f"{cp}:1") == "pv"
 
 
 def test_off_mode_pauses_and_the_capacity_guard_caps_the_balancer(parts):
@@ -512,12 +514,14 @@ def test_charge_mode_and_capacity_limit_survive_a_restart_and_bad_stored_values_
     assert p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"minpv").status == "ok"
     assert p.handler.handle(p.topics.classify(p.topics.command_topic("capacity_limit")), b"3.5").status == "ok"
     again = build(sim, tmp_path / "state")
-    assert (again.handler.runtime.charge_mode, again.handler.runtime.capacity_limit_kw) == ("minpv", 3.5)
+    runtime = again.handler.runtime
+    assert (runtime.charge_mode_of(f"{cp}:1"), runtime.capacity_limit_kw) == ("minpv", 3.5)
     data = json.loads(p.settings.runtime_file.read_text())
-    data.update(charge_mode="turbo", capacity_limit_kw=-2)
+    data.update(charge_mode="turbo", charge_modes={f"{cp}:1": "turbo"}, capacity_limit_kw=-2)
     p.settings.runtime_file.write_text(json.dumps(data))
     fixed = build(sim, tmp_path / "state")
-    assert (fixed.handler.runtime.charge_mode, fixed.handler.runtime.capacity_limit_kw) == ("fast", None)
+    runtime = fixed.handler.runtime
+    assert (runtime.charge_mode, runtime.charge_mode_of(f"{cp}:1"), runtime.capacity_limit_kw) == ("fast", "fast", None)
 
 
 def test_house_power_takes_the_best_input_the_meter_has():
@@ -546,7 +550,7 @@ def test_meter_input_gives_the_phase_powers_and_the_house_power_only_while_it_is
     meter = MeterSource.from_settings(topics=[f"{dev}/{n}/current" for n in range(3)],
                                       power_topics=[f"{dev}/{n}/power" for n in range(3)],
                                       total_power_topic="house/power")
-    m = MeterInput(meter, p.balancer, p.health, fuse_a=25, stale_after_s=5,
+    m = MeterInput(meter, p.balancer.shared, p.health, fuse_a=25, stale_after_s=5,
                    publisher=StatePublisher(Recorder(), p.topics), topics=p.topics)
     for n, (amps, watts) in enumerate((("4.1", "940.0"), ("4.0", "920.0"), ("5.0", "-1150.0"))):
         m.receive(Message(f"{dev}/{n}/current", amps.encode(), False), 0.0)

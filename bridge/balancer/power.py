@@ -372,6 +372,9 @@ class SharedPowerLimits:
         self.voltage = voltage
         self.surplus = SharedSurplus(surplus)
         self.cap = CapacityCap(deadband_a=SHARED_CAPACITY_DEADBAND_PHASE_A)
+        # One connector on the main fuse: the one-car controllers, on its charger's report.
+        self.one_surplus = SurplusController(surplus)
+        self.one_cap = CapacityCap()
 
     def draws_w(self, shared: Any, now: float) -> dict[str, float]:
         """What each connector's car draws in the meter's reading, as the shared balancer reads it
@@ -379,12 +382,19 @@ class SharedPowerLimits:
         the last poll taken before a raise would count the raise as the house's own load, and the
         surplus (and the capacity allowance) would fall an amp at a time until the next report; the
         new setting taken at once would count a cut's last seconds the same way."""
+        if shared.one_car:
+            # As its one-car flow reads it: the charger's last report alone lags a start or a stop
+            # by up to a poll, and the surplus would count the car as the house's own load.
+            return {shared.keys[0]: sum(shared.one_car_draw(now)[0]) * self.voltage}
         return {k: sum(shared.car_draw(now, k)) * self.voltage for k in shared.keys}
 
     def apply(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
               status: Any = None) -> None:
         """`status`: the capacity guard's (bridge.balancer.capacity.CapacityStatus), None without a
         limit. Who starts first from the surplus: the connectors' priorities in `shared`."""
+        if shared.one_car:
+            self._apply_one(now, shared, net_w, draws_w, modes, status)
+            return
         v = self.voltage
         cfg = shared.config
         keys = shared.keys
@@ -405,3 +415,31 @@ class SharedPowerLimits:
                 shared.power_limit(now, k, 0, "charge mode off")
             else:
                 shared.power_limit(now, k, pv.caps.get(k), pv.reasons.get(k, ""))
+
+    def reported_w(self, shared: Any, draws_w: dict[str, float]) -> float:
+        """The cars' draw for the capacity guard. One car: before its charger's first report it
+        counts as the house's load (the guard then counts the part of the period it did not see at
+        the present import, never lower)."""
+        if shared.one_car:
+            key = shared.keys[0]
+            return draws_w[key] if shared.observations(key).charger_currents is not None else 0.0
+        return sum(draws_w.values())
+
+    def _apply_one(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
+                   status: Any) -> None:
+        """One car: the capacity allowance and the surplus each a cap on its current, the lower wins."""
+        v = self.voltage
+        key = shared.keys[0]
+        cfg = shared.connector_config(key)
+        obs = shared.observations(key)
+        phases = sum(obs.charger_phases) if obs.charger_phases else 3
+        car_w = draws_w[key]
+        in_doubt = shared.one_car_draw(now)[1]
+        capacity_cap, capacity_reason = None, ""
+        if status is not None:
+            capacity_cap = self.one_cap.step(now, status.car_allowance_w, phases, v, cfg.current_cap)
+            capacity_reason = status.reason
+        mode_cap, mode_reason = self.one_surplus.step(now, net_w, None if in_doubt else car_w, modes[key], phases, v,
+                                                      cfg.min_current, cfg.current_cap)
+        cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
+        shared.power_limit(now, key, cap, reason)

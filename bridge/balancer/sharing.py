@@ -480,6 +480,22 @@ class SharedBalancer:
     def keys(self) -> list[str]:
         return list(self._conns)
 
+    @property
+    def one_car(self) -> bool:
+        """One connector on the main fuse alone: decided by the one-car balancer (and its power
+        limits by the one-car controllers)."""
+        return self._single
+
+    def rename(self, old: str, new: str) -> None:
+        """The connector `old` is `new` ("CP:N"): its charge point became known after the start."""
+        c = self._conn(old)
+        if new != old and new in self._conns:
+            raise ValueError(f"connector {new} is already balanced")
+        c.spec = dataclasses.replace(c.spec, key=new)
+        self._conns = {(new if k == old else k): v for k, v in self._conns.items()}
+        if old in self._tree.members:
+            self._tree.members = {(new if k == old else k): v for k, v in self._tree.members.items()}
+
     def _conn(self, key: str) -> _Connector:
         try:
             return self._conns[key]
@@ -746,6 +762,16 @@ class SharedBalancer:
         """A write to the connector is on its way and no report taken after it settled says yet
         whether the car follows it (`AdaptiveStrategy.car_draw`)."""
         return self._reader.car_draw(now, self._conn(key).inputs.observations())[1]
+
+    def one_car_draw(self, now: float) -> tuple[Triple, bool]:
+        """One car (`one_car`): what it draws as its one-car flow reads it, and whether that is in
+        doubt (`Balancer.car_draw`)."""
+        return next(iter(self._conns.values())).inputs.car_draw(now)
+
+    def connector_config(self, key: str) -> BalancerConfig:
+        """The settings one connector is balanced by: the shared ones with its own installation and
+        default current."""
+        return self._conn(key).inputs.config
 
     def observations(self, key: str) -> Any:
         """The connector's inputs (the meter, its charger's reports in house phases, its commands)."""
@@ -1546,9 +1572,15 @@ class ConnectorView:
         self.shared = shared
         self.key = shared._conn(key).spec.key
 
+    def rename(self, key: str) -> None:
+        """Its connector is `key` ("CP:N") from now on (see `SharedBalancer.rename`)."""
+        self.shared.rename(self.key, key)
+        self.key = key
+
     @property
     def config(self) -> BalancerConfig:
-        return self.shared.config
+        """Its connector's settings (the shared ones, with its own installation and default current)."""
+        return self.shared.connector_config(self.key)
 
     def meter(self, now: float, phase: int, amps: float) -> None:
         self.shared.meter(now, phase, amps)
@@ -1574,6 +1606,9 @@ class ConnectorView:
             self.shared.set_installation_current(now, self.key, changes["installation_current"])  # type: ignore[arg-type]
         else:
             self.shared.reconfigure(now, **changes)
+
+    def observations(self) -> Any:
+        return self.shared.observations(self.key)
 
     def decide(self, now: float) -> ConnectorDecision:
         return self.shared.decide(now).connector(self.key)

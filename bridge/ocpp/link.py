@@ -15,7 +15,7 @@ import logging
 import math
 from typing import Any, Callable
 
-from bridge.balancer import Decision
+from bridge.balancer.sharing import ConnectorDecision
 from bridge.config import Settings
 from bridge.eapi.models import status_meaning
 from bridge.ocpp import events as ev
@@ -69,7 +69,7 @@ class OcppLink(ChargerLink):
             return amps
         return float(math.floor(self.upstream_cap)) if self.upstream_cap >= self.settings.balancer_min_current else 0.0
 
-    def apply(self, now: float, decision: Decision, enabled: bool) -> None:
+    def apply(self, now: float, decision: ConnectorDecision, enabled: bool) -> None:
         amps = decision.command
         if amps is None or not enabled or self.failing:
             return

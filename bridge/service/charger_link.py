@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from bridge.balancer import Balancer, Decision
+from bridge.balancer.sharing import ConnectorDecision, ConnectorView
 from bridge.config import Settings
 from bridge.eapi import ApiError, AuthError, EapiClient, EapiError, RateLimited
 from bridge.mqtt.payloads import format_number
@@ -59,7 +59,7 @@ class ChargerLink:
     charge point is known.
     """
 
-    def __init__(self, settings: Settings, cloud: EapiClient, balancer: Balancer, health: Health,
+    def __init__(self, settings: Settings, cloud: EapiClient, balancer: ConnectorView, health: Health,
                  clock: Clock, backoff: CloudBackoff, *,
                  on_change: Callable[[], None] = _no_op,
                  on_health: Callable[[float], None] = _no_op,
@@ -120,7 +120,7 @@ class ChargerLink:
         elif now >= self.next_poll:
             self.poll(now)
 
-    def apply(self, now: float, decision: Decision, enabled: bool) -> None:
+    def apply(self, now: float, decision: ConnectorDecision, enabled: bool) -> None:
         """Write the decision's command, if it has one and the balancer may drive the charger now."""
         if decision.command is None or not enabled or not self.ready or not self.backoff.ready(now):
             return

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bridge.balancer import Balancer
 from bridge.balancer.sharing import DEFAULT_PRIORITY, SharedBalancer, check_priority
 from bridge.config import Settings
 from bridge.eapi import EapiError
@@ -122,7 +121,7 @@ def _limit(check: Callable[..., Any], *args: Any) -> Any:
 
 class CommandHandler:
     def __init__(self, settings: Settings, topics: Topics, runtime: RuntimeSettings, keeper: RuntimeKeeper,
-                 balancer: Balancer, link: ChargerLink, health: Health, clock: Clock, *,
+                 balancer: SharedBalancer, link: ChargerLink, health: Health, clock: Clock, *,
                  decide: Callable[[float], None], on_health: Callable[[float], None],
                  budget: CommandBudget | None = None, links: list[ChargerLink] | None = None,
                  power: Any = None) -> None:
@@ -268,14 +267,10 @@ class CommandHandler:
         return value
 
     def apply_charge_mode(self, now: float, mode: str) -> str:
-        if not isinstance(self.balancer, SharedBalancer):
-            return self.change(now, "charge_mode", mode, f"charge mode set to {mode}", balancer=False)
-        # Several connectors on one fuse: each has its own.
         return self.change_connector(now, self.runtime.charge_modes, mode, "charge mode")
 
     def change_connector(self, now: float, store: dict[str, Any], value: Any, what: str) -> Any:
-        """A setting of the addressed connector (several on one fuse): stored under its key, saved,
-        and decided on at once."""
+        """A setting of the addressed connector: stored under its key, saved, and decided on at once."""
         key = self.target.key
         store[key] = value
         self.save(now)
@@ -284,9 +279,7 @@ class CommandHandler:
         return value
 
     def shown_charge_mode(self) -> tuple[str, str] | None:
-        mode = (self.power.mode_of(self.target.key) if isinstance(self.balancer, SharedBalancer)
-                else self.runtime.charge_mode)
-        return self.shown_charger(self.topics.charge_mode, mode)
+        return self.shown_charger(self.topics.charge_mode, self.power.mode_of(self.target.key))
 
     def apply_refresh(self, now: float, value: None) -> None:
         self.spend(now, "refresh")
@@ -307,12 +300,9 @@ class CommandHandler:
 
     # ---- shown --------------------------------------------------------------------
 
-    # ---- priority: several connectors on one fuse ------------------------------------
+    # ---- priority: who goes first when the fuse has room for fewer cars -------------------
 
     def valid_priority(self, value: float) -> int:
-        if not isinstance(self.balancer, SharedBalancer):
-            raise CommandRefused("a priority only matters when several connectors share the fuse "
-                                 "(CHARGEAMPS_CONNECTORS lists them); this bridge balances one")
         if value != int(value):
             raise CommandRefused(f"priority must be a whole number from 0 to 9, got {format_number(value)}")
         try:
@@ -321,35 +311,30 @@ class CommandHandler:
             raise CommandRefused(str(e)) from None
 
     def apply_priority(self, now: float, value: int) -> int:
-        self.balancer.set_priority(now, self.target.key, value)  # type: ignore[union-attr]
+        self.balancer.set_priority(now, self.target.balancer.key, value)
         return self.change_connector(now, self.runtime.priorities, value, "priority")
 
     def shown_priority(self) -> tuple[str, str] | None:
         v = self.target.view
-        if not v.cp_id or not isinstance(self.balancer, SharedBalancer):
+        if not v.cp_id:
             return None
         return (self.topics.charger_priority(v.cp_id, self.target.connector),
                 str(self.runtime.priorities.get(self.target.key, DEFAULT_PRIORITY)))
 
-    # ---- a default current per connector: several connectors on one fuse ---------------
+    # ---- a default current per connector ----------------------------------------------
 
     def valid_connector_default_current(self, value: float) -> int:
-        if not isinstance(self.balancer, SharedBalancer):
-            raise CommandRefused("a default current per connector only matters when several connectors share "
-                                 f"the fuse (CHARGEAMPS_CONNECTORS lists them); set {self.topics.default_current_set}")
         return _limit(check_default_current, value, self.settings.balancer_min_current,
                       self.target.view.installation_current, self.target.name)
 
     def apply_connector_default_current(self, now: float, value: int) -> int:
         try:
-            self.balancer.set_default_current(now, self.target.key, value)  # type: ignore[union-attr]
+            self.balancer.set_default_current(now, self.target.balancer.key, value)
         except ValueError as e:
             raise CommandRefused(str(e)) from None
         return self.change_connector(now, self.runtime.default_currents, value, "default current (A)")
 
     def shown_connector_default_current(self) -> tuple[str, str] | None:
-        if not isinstance(self.balancer, SharedBalancer):
-            return None
         return self.shown_charger(self.topics.charger_default_current,
                                   format_number(self.runtime.default_current_of(self.target.key)))
 

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.balancer import Balancer
 from bridge.balancer.sharing import SharedBalancer
 from bridge.mqtt.client import Message, Subscription
 from bridge.mqtt.meter import IMPORT, EnergyRegisters, MeterSource, MeterState, PhaseValue
@@ -69,7 +68,7 @@ def house_power(amps: Sequence[float], voltage: float, phase_powers: Sequence[fl
 
 
 class MeterInput:
-    def __init__(self, meter: MeterSource, balancer: Balancer, health: Health, *, fuse_a: float,
+    def __init__(self, meter: MeterSource, balancer: SharedBalancer, health: Health, *, fuse_a: float,
                  stale_after_s: float, publisher: StatePublisher, topics: Topics,
                  registers: EnergyRegisters | None = None) -> None:
         self.meter = meter

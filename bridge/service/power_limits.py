@@ -3,7 +3,8 @@
 Before every decision the house's net power (the meter's whole-house power, else its phases'
 powers, else their currents times P1_VOLTAGE: `meter_input.house_power`; the capacity guard counts
 export as no import) and the cars' draw (from the charger's report; with several connectors as the
-shared balancer reads it, `SharedBalancer.car_draw`) go to the guard and to the surplus controller. With one connector their cap goes to the balancer's `power_limit`. With several
+shared balancer reads it, `SharedBalancer.car_draw`) go to the guard and to the surplus controller
+(`SharedPowerLimits`). With one connector their cap goes to its `power_limit`. With several
 sharing the fuse, the guard's allowance for all cars together becomes one power budget for every
 connector and the surplus one budget for the connectors in `pv` and `minpv` together
 (`SharedSurplus`), which the shared balancer divides as it divides the fuse; a connector in `off`,
@@ -20,15 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from bridge.balancer import Balancer
 from bridge.balancer.capacity import CapacityGuard, CapacityStatus
-from bridge.balancer.power import (
-    CapacityCap,
-    SharedPowerLimits,
-    SurplusConfig,
-    SurplusController,
-    combine,
-)
+from bridge.balancer.power import SharedPowerLimits, SurplusConfig
 from bridge.balancer.sharing import SharedBalancer
 from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
@@ -49,7 +43,7 @@ def wall_clock(zone) -> Callable[[], datetime]:
 
 
 class PowerLimits:
-    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, balancer: Balancer,
+    def __init__(self, settings: Settings, topics: Topics, publisher: StatePublisher, balancer: SharedBalancer,
                  runtime: RuntimeSettings, *, meter: MeterInput | None = None,
                  wall: Callable[[], datetime] | None = None, path: Path | None = None) -> None:
         self.settings = settings
@@ -69,10 +63,8 @@ class PowerLimits:
             enable_delay_s=settings.pv_enable_delay_s,
             disable_delay_s=settings.pv_disable_delay_s,
         )
-        self.surplus = SurplusController(surplus)
-        self.cap = CapacityCap()
-        # Several connectors: one surplus and one allowance for the cars together.
-        self.shared = SharedPowerLimits(surplus, self.voltage)
+        # The surplus and the allowance: for one car its caps, for several one budget for the cars together.
+        self.limits = SharedPowerLimits(surplus, self.voltage)
         self.guard: CapacityGuard | None = None
         self.status: CapacityStatus | None = None
         self.last_error: str | None = None
@@ -133,47 +125,13 @@ class PowerLimits:
     # ---- each decision -------------------------------------------------------------------
 
     def mode_of(self, key: str) -> str:
-        """A connector's charge mode when several share the fuse."""
+        """A connector's charge mode."""
         return self.runtime.charge_mode_of(key)
 
     def update(self, now: float) -> None:
-        """Give the balancer the cap of the capacity guard and the charge mode for `now`."""
-        if isinstance(self.balancer, SharedBalancer):
-            self._update_shared(now, self.balancer)
-            return
-        obs = self.balancer.observations()
-        if any(a is None for a in obs.meter):
-            self.balancer.power_limit(now, 0 if self.runtime.charge_mode == "off" else None, "charge mode off")
-            return
-        v = self.voltage
-        house = self._house(now, obs.meter)  # type: ignore[arg-type]
-        phases = sum(obs.charger_phases) if obs.charger_phases else 3
-        # The car's draw as the balancer reads it: the charger's last report alone lags a start or
-        # a stop by up to a poll, and the surplus would count the car as the house's own load.
-        draw, in_doubt = self.balancer.car_draw(now)
-        car_w = sum(draw) * v
-        cfg = self.balancer.config
-        capacity_cap, capacity_reason = None, ""
-        if self.guard is not None:
-            # Before the charger's first report the car counts as the house's load: the guard then
-            # counts the part of the period it did not see at the present import, never lower.
-            reported_w = car_w if obs.charger_currents is not None else 0.0
-            self.status = self.guard.update(self.wall(), house.import_w, reported_w)
-            self._register()
-            capacity_cap = self.cap.step(now, self.status.car_allowance_w, phases, v, cfg.current_cap)
-            capacity_reason = self.status.reason
-            self._keep(now)
-        mode_cap, mode_reason = self.surplus.step(now, house.net_w, None if in_doubt else car_w,
-                                                  self.runtime.charge_mode, phases, v,
-                                                  cfg.min_current, cfg.current_cap)
-        cap, reason = combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
-        self.balancer.power_limit(now, cap, reason)
-        if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
-            self.publish(now)
-
-    def _update_shared(self, now: float, shared: SharedBalancer) -> None:
-        """Several connectors: the capacity allowance for every car and the surplus for the cars in
-        `pv` and `minpv`, each as one budget the shared balancer divides; `off` caps a connector at 0."""
+        """Give the balancer the capacity guard's allowance for the cars and each connector's charge
+        mode for `now` (`SharedPowerLimits` turns them into caps and budgets)."""
+        shared = self.balancer
         keys = shared.keys
         modes = {k: self.mode_of(k) for k in keys}
         meter = shared.observations(keys[0]).meter
@@ -182,13 +140,13 @@ class PowerLimits:
                 shared.power_limit(now, k, 0 if modes[k] == "off" else None, "charge mode off")
             return
         house = self._house(now, meter)  # type: ignore[arg-type]
-        draws = self.shared.draws_w(shared, now)
+        draws = self.limits.draws_w(shared, now)
         status = None
         if self.guard is not None:
-            self.status = status = self.guard.update(self.wall(), house.import_w, sum(draws.values()))
+            self.status = status = self.guard.update(self.wall(), house.import_w, self.limits.reported_w(shared, draws))
             self._register()
             self._keep(now)
-        self.shared.apply(now, shared, house.net_w, draws, modes, status)
+        self.limits.apply(now, shared, house.net_w, draws, modes, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.balancer import Decision
 from bridge.balancer.sharing import SharedDecision, split_key
 from bridge.mqtt.client import Message, MqttClient
 from bridge.mqtt.payloads import format_bool, format_number
@@ -46,9 +45,11 @@ class StatePublisher:
     def info(self, info: dict[str, Any]) -> None:
         self.publish(self.topics.bridge_info, json.dumps(info))
 
-    def balancer(self, d: Decision | SharedDecision, runtime: RuntimeSettings) -> None:
-        """The decision; with several connectors `charge_at` is their sum, and each connector
-        has its own ChargeAt, priority, reason, paused and default current."""
+    def balancer(self, d: SharedDecision, runtime: RuntimeSettings,
+                 where: dict[str, tuple[str, int]] | None = None) -> None:
+        """The decision; `charge_at` is the connectors' sum, and each connector has its own ChargeAt,
+        priority, reason, paused and default current, under its charge point and number (`where`, by
+        the balancer's key; None: the key's own)."""
         t = self.topics
         self.publish(t.charge_at, format_number(d.charge_at))
         for i in range(3):
@@ -63,23 +64,23 @@ class StatePublisher:
             self.publish(t.meter_stale, format_bool(d.meter_stale))
         self.publish(t.balancer_paused, format_bool(d.paused))
         state = d.to_dict()
-        if isinstance(d, SharedDecision) and len(d.connectors) > 1:
-            for entry in state["connectors"]:
-                key = f"{entry['chargepoint']}:{entry['connector']}"
-                entry["charge_mode"] = runtime.charge_mode_of(key)
+        for entry in state.get("connectors", ()):
+            key = f"{entry['chargepoint']}:{entry['connector']}"
+            entry["charge_mode"] = runtime.charge_mode_of(key)
         state["enabled"] = runtime.enabled
         state["max_a"] = runtime.max_a
         state["default_current"] = runtime.default_current
         self.publish(t.balancer_state, json.dumps(state))
-        if isinstance(d, SharedDecision):
-            self.circuits(d)
-            for c in d.connectors:
-                cp, n = split_key(c.key)
-                self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
-                self.publish(t.charger_priority(cp, n), str(c.priority))
-                self.publish(t.charger_reason(cp, n), c.reason)
-                self.publish(t.charger_paused(cp, n), format_bool(c.paused))
-                self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
+        self.circuits(d)
+        for c in d.connectors:
+            if where is not None and c.key not in where:
+                continue  # its charge point is not known yet
+            cp, n = split_key(c.key) if where is None else where[c.key]
+            self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
+            self.publish(t.charger_priority(cp, n), str(c.priority))
+            self.publish(t.charger_reason(cp, n), c.reason)
+            self.publish(t.charger_paused(cp, n), format_bool(c.paused))
+            self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
 
     def circuits(self, d: SharedDecision) -> None:
         """Each circuit's load and headroom per phase (a phase of a stale meter is left as it was)

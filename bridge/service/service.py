@@ -16,8 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bridge import __version__
-from bridge.balancer import Balancer, Decision
-from bridge.balancer.sharing import DEFAULT_PRIORITY, ConnectorSpec, SharedBalancer, SharedDecision
+from bridge.balancer.sharing import DEFAULT_PRIORITY, ConnectorSpec, ConnectorView, SharedBalancer, SharedDecision
 from bridge.config import ConfigError, Settings
 from bridge.eapi import EapiClient
 from bridge.instance import instance_id
@@ -35,12 +34,13 @@ from bridge.service.meter_input import CircuitMeterInput, MeterInput
 from bridge.service.power_limits import PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
-from bridge.service.sharing import ConnectorInputs
 from bridge.state import RuntimeStore
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+# The charge point of a connector CHARGEAMPS_CONNECTORS does not list, until the cloud names it.
+UNKNOWN_CHARGEPOINT = "unnamed"
 HEALTH_EVERY_S = 10.0
 
 
@@ -64,22 +64,14 @@ class BridgeService:
         self.runtime = self.keeper.restore()
         self.health.last_error = self.keeper.last_error  # a corrupt or unreadable state file
         cfg = settings.balancer_config(max_a=self.runtime.max_a, default_current=self.runtime.default_current)
-        specs = settings.connector_specs()
-        circuits = settings.circuit_list()
-        # One connector balances as it always has; several share the fuse, and listed connectors
-        # under circuits go to the balancer that knows the tree.
-        self.shared = len(specs) > 1 or bool(specs and circuits)
-        if self.shared:
-            specs = [dataclasses.replace(s, priority=self.runtime.priorities.get(s.key, DEFAULT_PRIORITY))
-                     for s in specs]
-            self.balancer: Balancer | SharedBalancer = SharedBalancer(cfg, specs, settings.balancer_strategy,
-                                                                     circuits=circuits)
-            self._own_default_currents(self.balancer)
-        else:
-            self.balancer = Balancer(cfg, strategy=settings.balancer_strategy)
+        specs = [dataclasses.replace(s, priority=self.runtime.priorities.get(s.key, DEFAULT_PRIORITY))
+                 for s in settings.connector_specs() or [self._unlisted_connector(settings)]]
+        # One balancer, for one connector or several; those on circuits keep to the tree.
+        self.balancer = SharedBalancer(cfg, specs, settings.balancer_strategy, circuits=settings.circuit_list())
+        self._own_default_currents(self.balancer)
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stop_event = threading.Event()
-        self.decision: Decision | SharedDecision | None = None
+        self.decision: SharedDecision | None = None
         self._next_health = 0.0
         # A configuration error the cloud's first answer showed (a listed connector that is not there):
         # the service stops, and `run` exits 2 naming it.
@@ -93,14 +85,13 @@ class BridgeService:
                                       topics=self.topics, registers=settings.energy_registers())
         # Each circuit's own meter, by the topics it reads (only where the balancer knows the tree).
         self.circuit_inputs: dict[str, CircuitMeterInput] = {}
-        if self.shared:
-            for name, source in settings.circuit_meter_sources().items():
-                circuit_input = CircuitMeterInput(
-                    name, source, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,  # type: ignore[arg-type]
-                    stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher, topics=self.topics)
-                for topic in source.subscriptions():
-                    self.circuit_inputs[topic] = circuit_input
-        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,  # type: ignore[arg-type]
+        for name, source in settings.circuit_meter_sources().items():
+            circuit_input = CircuitMeterInput(
+                name, source, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
+                stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher, topics=self.topics)
+            for topic in source.subscriptions():
+                self.circuit_inputs[topic] = circuit_input
+        self.power = PowerLimits(settings, self.topics, self.publisher, self.balancer, self.runtime,
                                  meter=self.meter_input, wall=wall_clock)
         if self.power.last_error:
             self.health.last_error = self.power.last_error
@@ -114,19 +105,12 @@ class BridgeService:
 
             self.central = central_system(settings, lambda event: self._enqueue("ocpp", event))
 
-        if self.shared:
-            self.links = self._shared_links(specs)
-        else:
-            where: dict[str, Any] = {}
-            if specs:
-                one = specs[0]
-                where = dict(chargepoint=one.chargepoint, connector=one.connector, listed=True,
-                             phase_map=None if one.phase_map == (0, 1, 2) else one.phase_map)
-            if not specs and "chargeamps_connector_id" not in settings.model_fields_set \
-                    and settings.balancer_strategy == "adaptive":
-                # Neither setting names the connector: every car connector of the charge point.
-                where["on_car_connectors"] = self._share_charge_point
-            self.links = [self._link(self.balancer, backoff or CloudBackoff(), **where)]
+        where: dict[str, Any] = {}
+        if not settings.connector_specs() and "chargeamps_connector_id" not in settings.model_fields_set \
+                and settings.balancer_strategy == "adaptive":
+            # Neither setting names the connector: every car connector of the charge point.
+            where["on_car_connectors"] = self._share_charge_point
+        self.links = self._links(specs, backoff, listed=bool(settings.connector_specs()), **where)
         self.link = self.links[0]
         self.discovery = Discovery(settings, self.topics, self.publisher, self.link, self.links,
                                    meter_power=(*(meter.gives_power(p) for p in range(3)), meter.gives_power(None)))
@@ -150,14 +134,23 @@ class BridgeService:
             **where,
         )
 
-    def _shared_links(self, specs: list[ConnectorSpec]) -> list[ChargerLink]:
-        """Each connector its own link, backoff and write pacing: one failing does not stop the others."""
-        return [
-            self._link(ConnectorInputs(self.balancer, s.key),  # type: ignore[arg-type]
-                       dataclasses.replace(self._backoff) if self._backoff else CloudBackoff(),
-                       chargepoint=s.chargepoint, connector=s.connector, listed=True)
-            for s in specs
-        ]
+    def _links(self, specs: list[ConnectorSpec], backoff: CloudBackoff | None, *, listed: bool = True,
+               **where: Any) -> list[ChargerLink]:
+        """Each connector its own link, backoff and write pacing: one failing does not stop the others.
+        A connector not listed is found on the charge point (the first link's backoff is the one given)."""
+        links = []
+        for i, s in enumerate(specs):
+            link_backoff = (backoff if i == 0 else dataclasses.replace(backoff)) if backoff else CloudBackoff()
+            named = dict(chargepoint=s.chargepoint, connector=s.connector, listed=True) if listed else {}
+            links.append(self._link(ConnectorView(self.balancer, s.key), link_backoff, **named, **where))
+        return links
+
+    @staticmethod
+    def _unlisted_connector(settings: Settings) -> ConnectorSpec:
+        """The connector when CHARGEAMPS_CONNECTORS lists none: named after the charge point once the
+        cloud has said which it is (`_identified`)."""
+        chargepoint = settings.chargeamps_chargepoint_id or UNKNOWN_CHARGEPOINT
+        return ConnectorSpec(f"{chargepoint}:{settings.chargeamps_connector_id}")
 
     def _share_charge_point(self, now: float, cp: str, cars: list[int]) -> bool:
         """No connector configured and the charge point has several car outlets (an Aura): they share
@@ -168,13 +161,12 @@ class BridgeService:
         self.balancer = SharedBalancer(cfg, specs, self.settings.balancer_strategy)
         self._own_default_currents(self.balancer)
         self._align_turns()
-        self.shared = True
         self.decision = None
-        self.links = self._shared_links(specs)
+        self.links = self._links(specs, self._backoff)
         self.link = self.links[0]
-        self.meter_input.balancer = self.balancer  # type: ignore[assignment]
-        self.power.balancer = self.balancer  # type: ignore[assignment]
-        self.commands.balancer = self.balancer  # type: ignore[assignment]
+        self.meter_input.balancer = self.balancer
+        self.power.balancer = self.balancer
+        self.commands.balancer = self.balancer
         self.commands.links, self.commands.link, self.commands.target = self.links, self.link, self.link
         self.discovery.links, self.discovery.link = self.links, self.link
         log.info("charge point %s has car connectors %s on one fuse: balancing them together "
@@ -184,10 +176,9 @@ class BridgeService:
     def _align_turns(self) -> None:
         """Turns change at the quarter hours (multiples of BALANCER_ROTATE_S) of the site's local
         clock: the balancer keeps no clock, so it is told what the wall clock reads now."""
-        if isinstance(self.balancer, SharedBalancer):
-            wall = self.power.wall()
-            offset = wall.utcoffset()
-            self.balancer.align_turns(self.clock(), wall.timestamp() + (offset.total_seconds() if offset else 0.0))
+        wall = self.power.wall()
+        offset = wall.utcoffset()
+        self.balancer.align_turns(self.clock(), wall.timestamp() + (offset.total_seconds() if offset else 0.0))
 
     def _own_default_currents(self, shared: SharedBalancer) -> None:
         """Each connector's stored default current, where a user set one (a value its settings do not
@@ -397,31 +388,13 @@ class BridgeService:
         return False
 
     def _decide_and_apply(self, now: float) -> None:
-        if self.shared:
-            self._decide_shared(now)
-            return
+        """Every link writes its own connector's command; a link that cannot be written is told to the
+        balancer, which assumes its last setting."""
+        by_key = {link.balancer.key: link for link in self.links}
+        for key, link in by_key.items():
+            self.balancer.charger_failed(now, key, link.failing, house_load=link.draw_is_house_load)
         self.power.update(now)
         d = self.balancer.decide(now)
-        previous = self.decision
-        self.decision = d
-        if previous is None or previous.reason != d.reason or previous.charge_at != d.charge_at:
-            log.log(logging.INFO if previous is None or previous.charge_at != d.charge_at else logging.DEBUG,
-                    "decision: ChargeAt %d A (%s)", d.charge_at, d.reason)
-        self.link.apply(now, d, self.runtime.enabled)
-        if self.link.pause_error:
-            self.decision = d = dataclasses.replace(d, reason=f"{d.reason}; {self.link.pause_error}")
-        self.publisher.balancer(d, self.runtime)
-        self._publish_charge_mode()
-
-    def _decide_shared(self, now: float) -> None:
-        """Several connectors: every link writes its own connector's command; a link that
-        cannot be written is told to the balancer, which assumes its last setting."""
-        shared: SharedBalancer = self.balancer  # type: ignore[assignment]
-        by_key = {link.key: link for link in self.links}
-        for key, link in by_key.items():
-            shared.charger_failed(now, key, link.failing, house_load=link.draw_is_house_load)
-        self.power.update(now)
-        d = shared.decide(now)
         previous = self.decision
         self.decision = d
         if previous is None or previous.charge_at != d.charge_at or previous.reason != d.reason:
@@ -432,18 +405,25 @@ class BridgeService:
         orders = sorted((c for c in d.connectors if c.command is not None),
                         key=lambda c: c.command - (by_key[c.key].expected or 0))
         for c in orders:
-            by_key[c.key].apply(now, c, self.runtime.enabled)  # type: ignore[arg-type]
+            by_key[c.key].apply(now, c, self.runtime.enabled)
         failed = {key: link.pause_error for key, link in by_key.items() if link.pause_error}
         if failed:
             self.decision = d = dataclasses.replace(d, reason="; ".join([d.reason, *failed.values()]), connectors=tuple(
                 dataclasses.replace(c, reason=f"{c.reason}; {failed[c.key]}") if c.key in failed else c
                 for c in d.connectors))
-        self.publisher.balancer(d, self.runtime)
+        self._publish_decision(d)
         self._publish_charge_mode()
+
+    def _publish_decision(self, d: SharedDecision) -> None:
+        self.publisher.balancer(d, self.runtime, {link.balancer.key: (link.view.cp_id, link.connector)
+                                                  for link in self.links if link.view.cp_id})
 
     # ---- publishing -------------------------------------------------------------
 
     def _identified(self) -> None:
+        for link in self.links:
+            if link.view.cp_id and link.balancer.key != link.key:
+                link.balancer.rename(link.key)
         self._publish_info()
         self.discovery.announce()
 
@@ -451,15 +431,14 @@ class BridgeService:
         """A stored default current above the installation current is refused, as the command would be."""
         if self.keeper.fit(self.runtime, *installation_limit(self.links)):
             self.balancer.reconfigure(now, default_current=self.runtime.default_current)
-        if self.shared:
-            for link in self.links:
-                if self.keeper.fit_connector(self.runtime, link.key, link.view.installation_current, link.name):
-                    self.balancer.set_default_current(now, link.key, None)  # type: ignore[union-attr]
+        for link in self.links:
+            if self.keeper.fit_connector(self.runtime, link.key, link.view.installation_current, link.name):
+                self.balancer.set_default_current(now, link.balancer.key, None)
         self.discovery.announce()  # the default current's range changed
 
     def _publish_all(self, now: float) -> None:
         if self.decision is not None:
-            self.publisher.balancer(self.decision, self.runtime)
+            self._publish_decision(self.decision)
         self.power.publish(now)
         self._publish_charger()
         self._publish_health(now)
@@ -470,15 +449,10 @@ class BridgeService:
         self._publish_charge_mode()
 
     def _publish_charge_mode(self) -> None:
-        if self.shared:
-            for link in self.links:
-                if link.view.cp_id:
-                    self.publisher.publish(self.topics.charge_mode(link.view.cp_id, link.connector),
-                                           self.power.mode_of(link.key))
-            return
-        if self.link.view.cp_id:
-            self.publisher.publish(self.topics.charge_mode(self.link.view.cp_id, self.link.connector),
-                                   self.runtime.charge_mode)
+        for link in self.links:
+            if link.view.cp_id:
+                self.publisher.publish(self.topics.charge_mode(link.view.cp_id, link.connector),
+                                       self.power.mode_of(link.key))
 
     def _publish_info(self) -> None:
         self.publisher.info({
@@ -489,7 +463,7 @@ class BridgeService:
             "base_topic": self.topics.base,
             "current_level": self.settings.chargeamps_current_level,
             "instance_id": instance_id(self.settings.chargeamps_state_dir),
-            **({"connectors": [link.key for link in self.links]} if self.shared else {}),
+            "connectors": [link.key for link in self.links],
             **({"chargers": {link.view.cp_id: link.boot for link in self.links if getattr(link, "boot", None)}}
                if self.central is not None else {}),
         })
