@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from bridge.balancer import STRATEGIES, Balancer, BalancerConfig, whole_amps_for_charger
+from bridge.balancer import STRATEGIES, Balancer, BalancerConfig, ConnectorSpec, SharedBalancer, whole_amps_for_charger
+from bridge.balancer.model import connector_limit
+from bridge.limits import MAX_CURRENT_A
 
 
 def feed(b: Balancer, now: float, l1: float, l2: float, l3: float) -> None:
@@ -204,3 +209,51 @@ def test_a_meter_heard_every_second_is_stale_after_8_intervals_a_slower_one_afte
     last = 290.012
     assert not slow.decide(last + 29).meter_stale
     assert slow.decide(last + 30).meter_stale
+
+
+# ---- every limit on a connector's current, in one function ----------------------------------------
+
+limit_configs = st.builds(
+    lambda fuse, margin, default, installation, minimum: BalancerConfig(
+        fuse_a=fuse, max_a=fuse - margin, default_current=default, installation_current=installation,
+        min_current=minimum, failsafe_current=minimum),
+    st.integers(min_value=10, max_value=63).map(float),
+    st.floats(min_value=0, max_value=4),
+    st.integers(min_value=8, max_value=32),
+    st.none() | st.integers(min_value=1, max_value=32),
+    st.integers(min_value=6, max_value=8),
+)
+
+
+@given(want=st.floats(allow_nan=True, allow_infinity=True, min_value=None, max_value=None),
+       cfg=limit_configs, power_cap=st.none() | st.floats(min_value=0, max_value=64))
+@settings(max_examples=400, deadline=None)
+def test_connector_limit_applies_every_limit_and_takes_nothing_more(want, cfg, power_cap) -> None:
+    amps = connector_limit(want, cfg, power_cap)
+    ceilings = [MAX_CURRENT_A, cfg.default_current, cfg.fuse_a,
+                *([cfg.installation_current] * (cfg.installation_current is not None)),
+                *([power_cap] * (power_cap is not None))]
+    assert isinstance(amps, int)
+    assert amps == 0 or (cfg.min_current <= amps <= min(ceilings) and amps <= want)
+    # Nothing more than the limits is taken: where the limits leave the minimum, the whole amps are given.
+    assume(math.isfinite(want))
+    allowed = math.floor(min([want, *ceilings]))
+    assume(allowed >= cfg.min_current)
+    assert amps == allowed
+
+
+def test_connector_limit_is_what_both_balancers_write() -> None:
+    # A power cap of 7.9 A: whole amps, 7 A, from the one-car and the several-car balancer alike.
+    one = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1")])
+    two = SharedBalancer(BalancerConfig(), [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    for b in (one, two):
+        for key in b.keys:
+            b.power_limit(0.0, key, 7.9, "test cap")
+        for t in range(0, 40):
+            for phase in range(3):
+                b.meter(float(t), phase, 1.0)
+            d = b.decide(float(t))
+            for c in d.connectors:
+                if c.command is not None:
+                    b.commanded(float(t), c.key, c.command)
+        assert [c.charge_at for c in d.connectors] == [7] * len(b.keys), d.reason

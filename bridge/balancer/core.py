@@ -21,6 +21,7 @@ from bridge.balancer.model import (
     OptTriple,
     Proposal,
     Triple,
+    connector_limit,
     paused_by_power_limit,
     phase_name,
     whole_amps_for_charger,
@@ -319,14 +320,13 @@ class Balancer:
     def _output(
         self, now: float, target: float, proposal: Proposal, reason: str, *, meter_stale: bool
     ) -> Decision:
-        """The output stage: whole amps, caps, no 1..5 A, raises paced, cuts at once."""
+        """The output stage: every limit (`connector_limit`), raises paced, cuts at once."""
         if self._power_cap is not None and self._power_cap < target:
-            target = self._power_cap
-            if whole_amps_for_charger(target, self._cfg) == 0 and not meter_stale:
+            if connector_limit(target, self._cfg, self._power_cap) == 0 and not meter_stale:
                 reason = paused_by_power_limit(self._power_cap_reason)
             else:
                 reason = f"{reason}; {self._power_cap_reason or 'power limit'}: at most {self._power_cap} A"
-        charge_at = whole_amps_for_charger(target, self._cfg)
+        charge_at = connector_limit(target, self._cfg, self._power_cap)
         last, last_at = self._commanded, self._commanded_at
         if last is not None and last_at is not None and charge_at > last:
             wait = self._cfg.min_command_interval_s - (now - last_at)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.limits import MIN_CURRENT_A
+from bridge.limits import MAX_CURRENT_A, MIN_CURRENT_A
 
 Triple = tuple[float, float, float]
 OptTriple = tuple[float | None, float | None, float | None]
@@ -220,3 +220,21 @@ def whole_amps_for_charger(raw: float, cfg: BalancerConfig) -> int:
     # Rounding down: a fraction of an amp over the limit is still over it.
     amps = min(math.floor(raw), cfg.current_cap)
     return amps if amps >= cfg.min_current else 0
+
+
+def connector_limit(want: float, cfg: BalancerConfig, power_cap: float | None = None) -> int:
+    """What a connector may be written for a wanted current: every limit applied, in one place, just
+    before a write (both the one-car and the several-car output stage call it).
+
+    - the fuse: never more than the main fuse's rating (`fuse_a`): a car alone must not be able to
+      open it when the house's own solar, which the meter nets against the car, stops at once;
+    - 32 A, the installation current and the user's default current (`cfg.current_cap`);
+    - the power limits: the capacity tariff's and the charge mode's cap (`power_cap`, None for none);
+    - whole amps, rounded down (a fraction over a limit is over it), and never 1 A .. min - 1 A:
+      below `min_current` (6 A) the connector pauses (0).
+    """
+    amps = want if math.isfinite(want) else 0.0
+    amps = min(amps, cfg.fuse_a, MAX_CURRENT_A)
+    if power_cap is not None:
+        amps = min(amps, power_cap)
+    return whole_amps_for_charger(amps, cfg)

@@ -56,6 +56,7 @@ from bridge.balancer.model import (
     Decision,
     OptTriple,
     Triple,
+    connector_limit,
     paused_by_power_limit,
     phase_name,
 )
@@ -1543,6 +1544,7 @@ class SharedBalancer:
                     want, reason = 0, "charger takes no limit: its draw counted as house load"
                 command = None
             else:
+                want = connector_limit(want, c.inputs.config, c.power_cap)
                 if last is not None and c.written_at is not None and want > last:
                     wait = cfg.min_command_interval_s - (now - c.written_at)
                     if wait > 0 and c.target is not None:
