@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bridge.balancer import STRATEGIES, Balancer, BalancerConfig, ConnectorSpec, SharedBalancer, whole_amps_for_charger
-from bridge.balancer.model import connector_limit
+from bridge.balancer.model import WriteBudget, connector_limit
 from bridge.limits import MAX_CURRENT_A
 
 
@@ -257,3 +257,34 @@ def test_connector_limit_is_what_both_balancers_write() -> None:
                 if c.command is not None:
                     b.commanded(float(t), c.key, c.command)
         assert [c.charge_at for c in d.connectors] == [7] * len(b.keys), d.reason
+
+
+# ---- the write budget, one class for one car and several ------------------------------------------
+
+def test_the_write_budget_earns_per_hour_saves_at_most_the_burst_and_pays_one_write_a_change() -> None:
+    cfg = BalancerConfig(write_budget_per_h=12.0, write_budget_burst=4)
+    budget = WriteBudget.full(cfg)
+    assert budget.available(1000.0, cfg) == 4.0  # nothing earned before the first change
+    for t in (0.0, 1.0, 2.0):
+        budget.spend(t, cfg)
+    assert budget.available(2.0, cfg) == pytest.approx(1.0 + 2 * 12 / 3600)
+    assert budget.available(2.0 + 300.0, cfg) == pytest.approx(2.0 + 2 * 12 / 3600)  # 12 an hour: 1 in 5 minutes
+    assert budget.available(2.0 + 3600.0, cfg) == 4.0  # never more than the burst
+    budget.fit(BalancerConfig(write_budget_per_h=12.0, write_budget_burst=2))
+    assert budget.tokens <= 2.0
+
+
+def test_one_car_and_several_spend_the_same_write_budget() -> None:
+    # The same changes of setting leave the one-car strategy's budget and a shared connector's alike.
+    from bridge.balancer.adaptive import AdaptiveStrategy
+
+    cfg = BalancerConfig()
+    one = AdaptiveStrategy(lambda: cfg)
+    several = SharedBalancer(cfg, [ConnectorSpec("1:1"), ConnectorSpec("1:2")])
+    c = several._conns["1:1"]
+    for t, amps in ((0.0, 16), (10.0, 8), (20.0, 12), (700.0, 6), (710.0, 0)):
+        one._set_target(t, amps)
+        several._set_target(t, c, amps)
+    assert one.tokens(710.0) < cfg.write_budget_burst  # four changes spent four writes
+    for now in (710.0, 1000.0, 5000.0):
+        assert one.tokens(now) == several._tokens(now, c)

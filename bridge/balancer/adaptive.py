@@ -69,6 +69,7 @@ from bridge.balancer.model import (
     Observations,
     Proposal,
     Triple,
+    WriteBudget,
     phase_name,
     whole_amps_for_charger,
 )
@@ -95,9 +96,7 @@ class AdaptiveStrategy:
         self._history: deque[tuple[float, float]] = deque()
         self._history_since: float | None = None
         self._history_phases: tuple[int, ...] = ()
-        # The write budget: tokens, and when they were last topped up.
-        self._tokens = float(cfg().write_budget_burst)
-        self._tokens_at: float | None = None
+        self._budget = WriteBudget.full(cfg())
         self._loads = LoadTracker()
         self._reserved_load = None
         self._after_fail_safe = False
@@ -114,7 +113,7 @@ class AdaptiveStrategy:
 
     def on_reconfigure(self, now: float, old: BalancerConfig) -> None:
         self._forget_history()
-        self._tokens = min(self._tokens, float(self._cfg().write_budget_burst))
+        self._budget.fit(self._cfg())
 
     def on_fail_safe(self, now: float, current: int) -> None:
         self._forget_history()
@@ -266,15 +265,10 @@ class AdaptiveStrategy:
     # ---- the write budget ---------------------------------------------------
     def tokens(self, now: float) -> float:
         """Writes the budget can pay for now."""
-        cfg = self._cfg()
-        if self._tokens_at is None:
-            return self._tokens
-        earned = max(0.0, now - self._tokens_at) * cfg.write_budget_per_h / 3600.0
-        return min(float(cfg.write_budget_burst), self._tokens + earned)
+        return self._budget.available(now, self._cfg())
 
     def _spend(self, now: float, writes: float) -> None:
-        self._tokens = self.tokens(now) - writes
-        self._tokens_at = now
+        self._budget.spend(now, self._cfg(), writes)
 
     # ---- the raise hold -----------------------------------------------------
     def raise_hold(self, now: float, level: int | None = None) -> float:
@@ -417,7 +411,7 @@ class AdaptiveStrategy:
 
         if self.target is None:
             self._set_target(now, whole_amps_for_charger(available, cfg))
-            self._tokens_at = now
+            self._budget.start(now)
             return proposal(f"start: {where}, {self.target} A fits")
 
         if self.target > cap or (self.target > 0 and self.target > available + cfg.cut_tolerance_a):

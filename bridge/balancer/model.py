@@ -238,3 +238,36 @@ def connector_limit(want: float, cfg: BalancerConfig, power_cap: float | None = 
     if power_cap is not None:
         amps = min(amps, power_cap)
     return whole_amps_for_charger(amps, cfg)
+
+
+@dataclass
+class WriteBudget:
+    """A connector's budget of cloud writes (a token bucket): `write_budget_per_h` earned, at most
+    `write_budget_burst` saved up, one spent by every change of its setting. Nothing is earned
+    before the first change or `start` (the balancer has no clock of its own)."""
+
+    tokens: float
+    at: float | None = None
+
+    @classmethod
+    def full(cls, cfg: BalancerConfig) -> WriteBudget:
+        return cls(float(cfg.write_budget_burst))
+
+    def available(self, now: float, cfg: BalancerConfig) -> float:
+        """Writes the budget can pay for at `now`."""
+        if self.at is None:
+            return self.tokens
+        earned = max(0.0, now - self.at) * cfg.write_budget_per_h / 3600.0
+        return min(float(cfg.write_budget_burst), self.tokens + earned)
+
+    def spend(self, now: float, cfg: BalancerConfig, writes: float = 1.0) -> None:
+        self.tokens = self.available(now, cfg) - writes
+        self.at = now
+
+    def start(self, now: float) -> None:
+        """Earning starts at `now`."""
+        self.at = now
+
+    def fit(self, cfg: BalancerConfig) -> None:
+        """A smaller burst (reconfigured) holds no more than it allows."""
+        self.tokens = min(self.tokens, float(cfg.write_budget_burst))

@@ -56,6 +56,7 @@ from bridge.balancer.model import (
     Decision,
     OptTriple,
     Triple,
+    WriteBudget,
     connector_limit,
     paused_by_power_limit,
     phase_name,
@@ -398,8 +399,7 @@ class _Connector:
     written_at: float | None = None
     paused_at: float | None = None
     turn_since: float | None = None  # charging since
-    tokens: float = 0.0
-    tokens_at: float | None = None
+    budget: WriteBudget = field(default_factory=lambda: WriteBudget(0.0))
     failed: bool = False
     house_load: bool = False  # cannot be controlled at all: its measured draw is the house's load
     confirmed: bool = False  # a write of ours reached it (else its setting is only assumed)
@@ -446,7 +446,7 @@ class SharedBalancer:
         self._conns = {s.key: _Connector(s, Balancer(self._cfg, strategy=strategy), s.priority)
                        for s in specs}
         for c in self._conns.values():
-            c.tokens = float(self._cfg.write_budget_burst)
+            c.budget = WriteBudget.full(self._cfg)
             c.installation_current = self._cfg.installation_current
         # One connector on the main fuse alone is the one-car balancer. On a circuit it takes the
         # shared path, the one that knows the tree (a sub-meter is a second meter, with its own
@@ -954,15 +954,11 @@ class SharedBalancer:
         return c.woke_at is not None and now - c.woke_at <= self._cfg.settle_s
 
     def _tokens(self, now: float, c: _Connector) -> float:
-        if c.tokens_at is None:
-            return c.tokens
-        earned = max(0.0, now - c.tokens_at) * self._cfg.write_budget_per_h / 3600.0
-        return min(float(self._cfg.write_budget_burst), c.tokens + earned)
+        return c.budget.available(now, self._cfg)
 
     def _set_target(self, now: float, c: _Connector, amps: int) -> None:
         if c.target is not None and amps != c.target:
-            c.tokens = self._tokens(now, c) - 1.0
-            c.tokens_at = now
+            c.budget.spend(now, self._cfg)
         if amps == 0 and c.target != 0:
             c.paused_at = now
             c.turn_since = None
