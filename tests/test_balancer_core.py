@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bridge.balancer import STRATEGIES, Balancer, BalancerConfig, ConnectorSpec, SharedBalancer, whole_amps_for_charger
-from bridge.balancer.model import WriteBudget, connector_limit
+from bridge.balancer.model import WriteBudget, connector_limit, cycle_level_at, raise_holds, waiting_for_meter
 from bridge.limits import MAX_CURRENT_A
 
 
@@ -288,3 +288,34 @@ def test_one_car_and_several_spend_the_same_write_budget() -> None:
     assert one.tokens(710.0) < cfg.write_budget_burst  # four changes spent four writes
     for now in (710.0, 1000.0, 5000.0):
         assert one.tokens(now) == several._tokens(now, c)
+
+
+# ---- the start-up wait and the raise hold, one rule each for one car and several ------------------
+
+def test_the_start_up_wait_is_stale_after_s_from_the_first_call_while_a_phase_was_never_read() -> None:
+    cfg = BalancerConfig(stale_after_s=30)
+    assert waiting_for_meter(129.0, 100.0, (100.0, None, None), cfg)
+    assert not waiting_for_meter(130.0, 100.0, (100.0, None, None), cfg)  # over: the fail-safe
+    assert not waiting_for_meter(101.0, 100.0, (100.0, 100.0, 100.0), cfg)  # every phase read
+
+
+@pytest.mark.parametrize("keys", [["1:1"], ["1:1", "1:2"]])
+def test_one_car_and_several_wait_for_the_meter_alike_then_the_fail_safe(keys) -> None:
+    b = SharedBalancer(BalancerConfig(stale_after_s=30), [ConnectorSpec(k) for k in keys])
+    for t in range(100, 130):
+        b.meter(float(t), 0, 5.0)  # L2 and L3 never speak
+        d = b.decide(float(t))
+        assert d.waiting_for_meter and not d.commands, (t, d.reason)
+    d = b.decide(130.0)
+    assert not d.waiting_for_meter and d.meter_stale, d.reason
+
+
+def test_the_raise_hold_doubles_per_cycle_level_up_to_its_most_and_forgets_a_level_per_period() -> None:
+    cfg = BalancerConfig(raise_hold_s=60, raise_hold_max_s=600, quick_raise_hold_s=15, cycle_forget_s=900)
+    assert raise_holds(0, cfg) == (15, 60)
+    assert raise_holds(2, cfg) == (15, 240)
+    assert raise_holds(5, cfg) == (15, 600)
+    assert cycle_level_at(3, 1000.0, 1000.0 + 899, cfg) == 3
+    assert cycle_level_at(3, 1000.0, 1000.0 + 1800, cfg) == 1
+    assert cycle_level_at(3, 1000.0, 1000.0 + 9000, cfg) == 0
+    assert cycle_level_at(3, None, 5000.0, cfg) == 3

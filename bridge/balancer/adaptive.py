@@ -70,7 +70,9 @@ from bridge.balancer.model import (
     Proposal,
     Triple,
     WriteBudget,
+    cycle_level_at,
     phase_name,
+    raise_holds,
     whole_amps_for_charger,
 )
 
@@ -276,8 +278,8 @@ class AdaptiveStrategy:
         cfg = self._cfg()
         cycling = self._cycle_level_at(now)
         if self._quick_raise_allowed(now, cycling, level):
-            return min(cfg.quick_raise_hold_s, cfg.raise_hold_s)
-        return min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2**cycling))
+            return raise_holds(cycling, cfg)[0]
+        return raise_holds(cycling, cfg)[1]
 
     def _quick_raise_allowed(self, now: float, cycling: int, level: int | None) -> bool:
         """A quick raise may be answered by a cut (two writes, `lag` seconds over MaxA): is it worth it?"""
@@ -290,10 +292,7 @@ class AdaptiveStrategy:
         return step >= cfg.follow_min_step_a
 
     def _cycle_level_at(self, now: float) -> int:
-        if self._cycle_seen_at is None or self._cycle_level == 0:
-            return self._cycle_level
-        forgotten = int((now - self._cycle_seen_at) // self._cfg().cycle_forget_s)
-        return max(0, self._cycle_level - forgotten)
+        return cycle_level_at(self._cycle_level, self._cycle_seen_at, now, self._cfg())
 
     def _note_cut(self, now: float) -> None:
         cfg = self._cfg()

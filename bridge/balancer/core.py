@@ -24,6 +24,7 @@ from bridge.balancer.model import (
     connector_limit,
     paused_by_power_limit,
     phase_name,
+    waiting_for_meter,
     whole_amps_for_charger,
 )
 
@@ -271,7 +272,7 @@ class Balancer:
         stale = meter_staleness(now, obs.meter_at, self._cfg, self.silence_limits())
         if stale is not None:
             assert self._started_at is not None
-            if any(t is None for t in obs.meter_at) and now < self._started_at + self._cfg.stale_after_s:
+            if waiting_for_meter(now, self._started_at, obs.meter_at, self._cfg):
                 return self._waiting_for_meter(now - self._started_at, stale)
             return self._fail_safe(now, obs, stale)
         proposal = self._strategy.propose(now, obs)

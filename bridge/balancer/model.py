@@ -271,3 +271,26 @@ class WriteBudget:
     def fit(self, cfg: BalancerConfig) -> None:
         """A smaller burst (reconfigured) holds no more than it allows."""
         self.tokens = min(self.tokens, float(cfg.write_budget_burst))
+
+
+def waiting_for_meter(now: float, started_at: float | None, meter_at: OptTriple, cfg: BalancerConfig) -> bool:
+    """The start-up wait: just started (`started_at`, the first `now` the balancer was given) and a
+    phase never read: the meter has `stale_after_s` to speak before the fail-safe applies, and
+    nothing is written meanwhile."""
+    return (started_at is not None and any(t is None for t in meter_at)
+            and now < started_at + cfg.stale_after_s)
+
+
+def cycle_level_at(level: int, seen_at: float | None, now: float, cfg: BalancerConfig) -> int:
+    """How many times the raise hold is doubled at `now`: `level` as of the last unexplained cut
+    soon after a raise (`seen_at`), less one for each `cycle_forget_s` since."""
+    if seen_at is None or level == 0:
+        return level
+    return max(0, level - int((now - seen_at) // cfg.cycle_forget_s))
+
+
+def raise_holds(level: int, cfg: BalancerConfig) -> tuple[float, float]:
+    """The raise hold: the quick one (while the write budget can pay for a raise and the cut it may
+    invite) and the long one, `raise_hold_s` doubled `level` times, at most `raise_hold_max_s`."""
+    return (min(cfg.quick_raise_hold_s, cfg.raise_hold_s),
+            min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2 ** level)))

@@ -58,8 +58,11 @@ from bridge.balancer.model import (
     Triple,
     WriteBudget,
     connector_limit,
+    cycle_level_at,
     paused_by_power_limit,
     phase_name,
+    raise_holds,
+    waiting_for_meter,
 )
 
 PRIORITY_RANGE = (0, 9)
@@ -1057,10 +1060,7 @@ class SharedBalancer:
         return [claim for _, claim in ordered]
 
     def _cycle_level_at(self, now: float) -> int:
-        level = self._cycle_level
-        if level and self._cycle_seen_at is not None:
-            level = max(0, level - int((now - self._cycle_seen_at) // self._cfg.cycle_forget_s))
-        return level
+        return cycle_level_at(self._cycle_level, self._cycle_seen_at, now, self._cfg)
 
     def _holds(self, now: float) -> tuple[float, float, bool]:
         """The quick hold, the long hold, and whether the quick one needs a step worth following:
@@ -1068,9 +1068,9 @@ class SharedBalancer:
         budget; while loads cycle, only a step of `follow_min_step_a` (or a resume) is worth it."""
         cfg = self._cfg
         level = self._cycle_level_at(now)
-        long_hold = min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2 ** level))
+        quick_hold, long_hold = raise_holds(level, cfg)
         budget_ok = all(self._tokens(now, c) >= WRITES_PER_RAISE for c in self._conns.values() if not c.failed)
-        quick = min(cfg.quick_raise_hold_s, cfg.raise_hold_s) if budget_ok else long_hold
+        quick = quick_hold if budget_ok else long_hold
         if self._silence_paused:
             # The meter is back after the cars were paused for its silence: they resume on its
             # first live reading, one charger lag after it speaks.
@@ -1146,7 +1146,7 @@ class SharedBalancer:
         shares = {k: self._shares_on(conns[k], used[k]) for k in conns}
         if why is not None:
             assert self._started_at is not None
-            if any(t is None for t in self._meter_at) and now < self._started_at + cfg.stale_after_s:
+            if waiting_for_meter(now, self._started_at, tuple(self._meter_at), cfg):  # type: ignore[arg-type]
                 return self._waiting(now, used, ranges, idle, why)
             self._history.clear()
             self._loads.reset()
