@@ -150,7 +150,11 @@ def test_no_circuit_phase_is_ever_exceeded_and_the_allocation_is_max_min_fair(bu
     def blocking(c):
         return {(i, p) for i, (keys, left) in enumerate(limits) if c.key in keys for p in c.phases if left[p] < 1}
 
-    assume(any(0 < amps[c.key] < c.cap for c in claims))  # something was held back by a limit
+    # The fairness half needs a car held back by a limit (about one example in five); the safety
+    # half above holds for every example. An assume here filtered so much that Hypothesis's health
+    # check failed on some seeds.
+    if not any(0 < amps[c.key] < c.cap for c in claims):
+        return
     for c in claims:
         a = amps[c.key]
         assert a == 0 or MIN <= a <= c.cap
