@@ -258,6 +258,12 @@ class ChargerLink:
         return f"{self.view.cp_id} connector {self.connector}"
 
     @property
+    def due_at(self) -> float:
+        """When this link next has cloud work: its poll, but not before its backoff ends (a worker
+        that woke for a poll the backoff holds back would wake again at once, and spin)."""
+        return max(self.next_poll, self.backoff.retry_at)
+
+    @property
     def failing(self) -> bool:
         """Not known yet, a configuration error, or backing off after a cloud error: the balancer
         cannot count on writing it."""

@@ -268,7 +268,7 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
-            wake = min([next_tick] + [link.next_poll for link in self.links if link.ready])
+            wake = min([next_tick] + [link.due_at for link in self.links if link.ready])
             try:
                 kind, item = self.events.get(timeout=self.clock.real_seconds(max(0.0, wake - now)))
             except queue.Empty:

@@ -1,0 +1,67 @@
+"""The worker waits for its next deadline or an event: a link whose poll is due but whose backoff
+is not makes it wait until the backoff ends (or the next tick), never ask its queue again and again
+without waiting."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+
+from bridge.service import BridgeService, CloudBackoff
+from bridge.sim.cloud import CloudSimulator
+from tests.e2e import wait_until
+from tests.test_service_components import ManualClock, settings_for
+
+
+class FrozenClock(ManualClock):
+    """Time that moves only when the test says so; a second of it is 10 ms of real waiting."""
+
+    def real_seconds(self, seconds: float) -> float:
+        return seconds / 100
+
+
+class CountingQueue(queue.Queue):
+    """The worker's event queue, recording how long each of its waits may last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        if block:  # get_nowait() drains a backlog: not a wait
+            self.waits.append(timeout)
+        return super().get(block, timeout)
+
+
+@pytest.fixture
+def halo():
+    with CloudSimulator() as sim:
+        sim.connector(1).car_plugged = True
+        yield sim
+
+
+def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, tmp_path: Path):
+    clock = FrozenClock()
+    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock,
+                        backoff=CloudBackoff(initial_s=60, max_s=60))
+    svc.events = CountingQueue()
+    svc.link.tick(clock())
+    assert svc.link.ready
+    svc.link.backoff.failed(clock())  # as after a cloud error: the next try in 60 s
+    clock.now = svc.link.next_poll + 1  # the poll is due, 49 s of backoff left
+    assert svc.link.due_at == svc.link.backoff.retry_at
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 20, 10, "20 waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    waits = svc.events.waits[:20]
+    # Frozen time: after the first tick every wait lasts until the next tick.
+    assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
