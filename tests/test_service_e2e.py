@@ -230,6 +230,13 @@ def test_stale_meter_drops_to_failsafe_and_fresh_data_ends_it(start_bridge, prob
     # (On a loaded machine a late meter message may already have cut to 6 A before `last_feed`.)
     wait_until(lambda: probe.latest.get(topic(env, "balancer/charge_at")) == b"6", 10, "ChargeAt 6 A")
     wait_until(lambda: sim.connector(1).max_current == 6, 3, "the fail-safe 6 A on the charger")
+    # While it stays stale the reason's countdown ("L1 silent 5 s") changes every second, its meaning
+    # does not: the connector's retained reason topic is not sent again each second.
+    quiet_from = time.monotonic()
+    prefix = topic(env, "charger/")
+    wait_until(lambda: time.monotonic() - quiet_from > 3.5, 5, "3.5 s of a stale meter")
+    resent = [m for m in probe.messages if m[0] >= quiet_from and m[1].startswith(prefix) and m[1].endswith("/reason")]
+    assert len(resent) <= 1, resent
     t = time.monotonic()
     feed_meter(probe, env, 5, 5, 5)
     probe.wait_value(topic(env, "meter/stale"), "OFF", since=t)

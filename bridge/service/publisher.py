@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bridge.balancer.sharing import SharedDecision, split_key
@@ -13,12 +14,31 @@ from bridge.service.charger_link import ChargerView
 from bridge.state import RuntimeSettings
 from bridge.units import format_kw
 
+# Countdowns ("12 s left", "3/10 s", "silent 5 s", "2 min") and measured values (any decimal
+# number) change every second while a reason's meaning stays: a stale meter's reason would go out
+# again each second to every retained subscriber.
+_COUNTERS = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)? (?:s|min)\b|-?\d+\.\d+")
+
+
+def meaning(text: str) -> str:
+    """`text` without its countdowns and measured values: two texts that differ only in those say
+    the same thing (a whole number of amps, a setting, stays)."""
+    return _COUNTERS.sub("#", text)
+
 
 class StatePublisher:
     def __init__(self, mqtt: MqttClient, topics: Topics) -> None:
         self.mqtt = mqtt
         self.topics = topics
         self._published: dict[str, str] = {}
+
+    def publish_meaning(self, topic: str, payload: str) -> None:
+        """Retained, when `payload` means something else than what was sent (its countdowns and
+        measured values aside)."""
+        sent = self._published.get(topic)
+        if sent is not None and meaning(sent) == meaning(payload):
+            return
+        self.publish(topic, payload)
 
     def publish(self, topic: str, payload: str, force: bool = False) -> None:
         """Retained; skipped when the broker already has this value from us, unless `force`."""
@@ -78,7 +98,7 @@ class StatePublisher:
             cp, n = split_key(c.key) if where is None else where[c.key]
             self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
             self.publish(t.charger_priority(cp, n), str(c.priority))
-            self.publish(t.charger_reason(cp, n), c.reason)
+            self.publish_meaning(t.charger_reason(cp, n), c.reason)
             self.publish(t.charger_paused(cp, n), format_bool(c.paused))
             self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
 
