@@ -41,7 +41,6 @@ class OcppLink(ChargerLink):
                          chargepoint=chargepoint, connector=connector, **known)
         self.central = central
         self.next_poll = math.inf  # nothing to poll: the charger reports by itself
-        self.due_at = math.inf
         self.controllable = True
         self.boot: dict[str, str | None] | None = None
         self._sent: float | None = None  # a limit asked for, its answer not in yet
