@@ -3,11 +3,11 @@
 bridge's pause when the cloud refuses mode Off during a session.
 
 Where the shapes come from (hass-chargeamps, the Home Assistant integration for Charge Amps):
-- issue 59 (a maintainer, after the move to OCPP): "you can not disable a port while there is an
+- https://github.com/kirei/hass-chargeamps/issues/59 (a maintainer, after the move to OCPP): "you can not disable a port while there is an
   ongoing charging session. You must first stop the session";
-- issue 75 (owners after the firmware update of 2025-03): `400, message='Bad Request'` on
+- https://github.com/kirei/hass-chargeamps/issues/75 (owners after the firmware update of 2025-03): `400, message='Bad Request'` on
   `PUT /api/v5/chargepoints/<id>/connectors/1/settings` with mode Off;
-- issue 44: on OCPP, remote stop works only with the RFID lock on (remote start/stop "when RFID
+- https://github.com/kirei/hass-chargeamps/issues/44: on OCPP, remote stop works only with the RFID lock on (remote start/stop "when RFID
   lock is enabled");
 - its client.py: `ChargePoint.ocpp_version`, connector statuses as free strings, measurements
   nullable; const.py: STATUS_OCPP_MAP (Available, Preparing, Charging, SuspendedEVSE, SuspendedEV,

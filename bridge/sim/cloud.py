@@ -50,10 +50,10 @@ NOMINAL_VOLTAGE = 230.0
 FIRMWARES: tuple[str, ...] = ("ocpp", "capi")
 DEFAULT_FIRMWARE = "ocpp"
 OCPP_VERSION = "1.6"
-# What the cloud answers an OCPP charger's `mode` Off during a session (hass-chargeamps issue 59,
-# a maintainer after the firmware change; the 400 on PUT .../connectors/1/settings: issue 75).
+# What the cloud answers an OCPP charger's `mode` Off during a session (https://github.com/kirei/hass-chargeamps/issues/59,
+# a maintainer after the firmware change; the 400 on PUT .../connectors/1/settings: https://github.com/kirei/hass-chargeamps/issues/75).
 MODE_OFF_IN_SESSION = "you can not disable a port while there is an ongoing charging session"
-# Remote stop on OCPP firmware works only with the RFID lock on (hass-chargeamps issue 44); what
+# Remote stop on OCPP firmware works only with the RFID lock on (https://github.com/kirei/hass-chargeamps/issues/44); what
 # the cloud answers otherwise is not reported there: the simulator says 400 with this message.
 REMOTE_STOP_NEEDS_RFID_LOCK = "remote stop needs the RFID lock on for a charger on OCPP firmware"
 _REDACTED_FIELDS = frozenset({"password", "token", "refreshToken"})
