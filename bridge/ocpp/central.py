@@ -62,6 +62,10 @@ MEASURANDS = ("Current.Import", "Power.Active.Import", "Energy.Active.Import.Reg
 # The bridge sets these on each charger; upstream asking for other values is answered Accepted and not
 # passed on (its MeterValueSampleInterval thins the MeterValues copied to it instead).
 BRIDGE_OWNED_KEYS = ("MeterValueSampleInterval", "MeterValuesSampledData")
+# Charge Amps' own read-only key: what each connector is installed for, as `<connector>.<A>` pairs
+# (a Halo on firmware 180 answers "0.16,1.16": https://github.com/evcc-io/evcc/issues/15943). The
+# cloud gives the same figure; without it the numbers' ranges in Home Assistant would differ.
+INSTALLATION_KEY = "MaxCurrent"
 
 _wire_log = frame_logger("bridge.ocpp.wire")
 
@@ -264,13 +268,16 @@ class _Session(ChargePoint):
         interval = str(int(round(self.central.meter_interval_s)))
         await self.ask(call.ChangeConfiguration(key="MeterValueSampleInterval", value=interval))
         most = len(MEASURANDS)
-        answer = await self.ask(call.GetConfiguration(key=["MeterValuesSampledDataMaxLength"]))
+        answer = await self.ask(call.GetConfiguration(key=["MeterValuesSampledDataMaxLength", INSTALLATION_KEY]))
         for item in (answer.configuration_key or []) if answer else []:
             if item.get("key") == "MeterValuesSampledDataMaxLength":
                 try:
                     most = max(1, min(most, int(item.get("value"))))
                 except (TypeError, ValueError):
                     pass
+            elif item.get("key") == INSTALLATION_KEY:
+                for connector, amps in installation_currents(item.get("value")).items():
+                    self.central.emit(events.InstallationCurrent(self.id, connector, amps))
         await self.ask(call.ChangeConfiguration(key="MeterValuesSampledData", value=",".join(MEASURANDS[:most])))
 
     async def _set_profile(self, connector_id: int, profile: dict[str, Any]) -> str | None:
@@ -349,6 +356,19 @@ class _Session(ChargePoint):
                     self.last_meter[connector] = now  # asked again after as many intervals
                     self.spawn(self.ask(call.TriggerMessage(requested_message=MessageTrigger.meter_values,
                                                             connector_id=connector)))
+
+
+def installation_currents(value: Any) -> dict[int, float]:
+    """`MaxCurrent`'s "0.16,1.16" as {0: 16.0, 1: 16.0}; a pair that does not read so is left out."""
+    out: dict[int, float] = {}
+    for pair in str(value or "").split(","):
+        connector, sep, amps = pair.strip().partition(".")
+        try:
+            if sep and int(connector) >= 0 and 0 < float(amps) <= 80:
+                out[int(connector)] = float(amps)
+        except ValueError:
+            continue
+    return out
 
 
 def meter_reading(cp: str, connector: int, meter_value: list) -> events.MeterReading | None:

@@ -48,6 +48,14 @@ class MeterReading:
 
 
 @dataclass(frozen=True)
+class InstallationCurrent:
+    """What the charger says it is installed for (0: the whole charge point), in A."""
+    cp: str
+    connector: int
+    amps: float
+
+
+@dataclass(frozen=True)
 class TransactionChanged:
     cp: str
     connector: int

@@ -36,7 +36,7 @@ class OcppLink(ChargerLink):
                  **callbacks: Any) -> None:
         chargepoint = chargepoint or settings.chargeamps_chargepoint_id or settings.ocpp_identities()[0]
         known = {k: v for k, v in callbacks.items() if k in (
-            "on_change", "on_health", "on_identified", "enabled", "phase_map", "listed")}
+            "on_change", "on_health", "on_identified", "on_installation_current", "enabled", "phase_map", "listed")}
         super().__init__(settings, None, balancer, health, clock, backoff,  # type: ignore[arg-type]
                          chargepoint=chargepoint, connector=connector, **known)
         self.central = central
@@ -47,6 +47,7 @@ class OcppLink(ChargerLink):
         self._energy_at_start: float | None = None
         self._error: str | None = None
         self.upstream_cap: float | None = None  # the vendor's backend's SetChargingProfile, a ceiling
+        self._installed: dict[int, float] = {}  # what the charger says it is installed for (0: all of it)
 
     # ---- the worker's rhythm ------------------------------------------------------------
 
@@ -115,6 +116,8 @@ class OcppLink(ChargerLink):
         elif isinstance(event, ev.LimitApplied) and connector == self.connector:
             self._limit_applied(now, event)
             return
+        elif isinstance(event, ev.InstallationCurrent):
+            self._installation_current(now, event)
         elif isinstance(event, ev.NotControllable):
             self.controllable = False
             self._set_error(event.message)
@@ -134,6 +137,16 @@ class OcppLink(ChargerLink):
         else:
             return
         self.on_change()
+
+    def _installation_current(self, now: float, e: ev.InstallationCurrent) -> None:
+        # As the cloud's installation current: it caps every command and the numbers' ranges.
+        self._installed[e.connector] = e.amps
+        amps = int(min(self._installed.values()))
+        if amps != self.view.installation_current:
+            self.view.installation_current = amps
+            self.balancer.reconfigure(now, installation_current=amps)
+            log.info("%s: installation current %d A caps the charging current", self.name, amps)
+            self.on_installation_current(now)
 
     def _meter(self, now: float, r: ev.MeterReading) -> None:
         v = self.view

@@ -53,15 +53,16 @@ class Behaviour:
     min_connectors: int = 1
     sample_interval_s: int = 10
     undo_remote_stop_s: float | None = None
+    reports_max_current: bool = False  # Charge Amps' read-only MaxCurrent key: "<connector>.<A>,..."
 
 
 BEHAVIOURS = {
     "generic": Behaviour({"ChargePointMaxProfile": "Accepted", "TxDefaultProfile": "Accepted", "TxProfile": "Accepted"}),
     "charge-amps": Behaviour({"ChargePointMaxProfile": "NotSupported", "TxDefaultProfile": "Accepted",
                               "TxProfile": "Accepted"}, min_connectors=2, sample_interval_s=30,
-                             undo_remote_stop_s=30),
+                             undo_remote_stop_s=30, reports_max_current=True),
     "charge-amps-169": Behaviour({"ChargePointMaxProfile": "NotSupported", "TxDefaultProfile": "Rejected",
-                                  "TxProfile": "Accepted"}),
+                                  "TxProfile": "Accepted"}, reports_max_current=True),
 }
 
 
@@ -152,7 +153,8 @@ class SimCharger:
                  ssl_context: ssl.SSLContext | None = None, backoff_s: tuple[float, float] = (1.0, 30.0),
                  answers_calls: bool = True, call_timeout_s: float = 30, sampled_data_max_length: int = 3,
                  undo_remote_stop_s: float | None = None, boot_on_connect: bool = True,
-                 sends_meter_values: bool = True, behaviour: Behaviour | None = None) -> None:
+                 sends_meter_values: bool = True, behaviour: Behaviour | None = None,
+                 model: str | None = None, installation_current: int = 16) -> None:
         if profile not in BEHAVIOURS:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(BEHAVIOURS)}")
         self.url = url.rstrip("/") + "/" + identity
@@ -160,6 +162,8 @@ class SimCharger:
         self.behaviour = behaviour or BEHAVIOURS[profile]
         self.sends_meter_values = sends_meter_values
         self.profile = profile
+        # What BootNotification says it is: a Charge Amps profile is a Halo unless told (an Aura, say).
+        self.model = model or ("Sim" if profile == "generic" else "Halo")
         self.n_connectors = max(connectors, self.behaviour.min_connectors)
         self.cars = {c: ChargerModel(lag_s=lag_s, car_max_a=max_a) for c, max_a in (cars or {}).items()}
         self._password = password
@@ -176,6 +180,11 @@ class SimCharger:
             "MeterValuesSampledDataMaxLength": str(sampled_data_max_length),
             "HeartbeatInterval": "60",
         }
+        if self.behaviour.reports_max_current:
+            # As a Halo answers (https://github.com/evcc-io/evcc/issues/15943): the charge point and its
+            # car outlet (a Halo's Schuko outlet is not listed); an Aura's two outlets both.
+            outlets = [1] if self.model == "Halo" else self.connector_ids()
+            self.config["MaxCurrent"] = ",".join(f"{c}.{installation_current}" for c in [0, *outlets])
         # Kept while the central system is gone, as a charger keeps them.
         self.profiles: list[InstalledProfile] = []
         self.transactions: dict[int, int] = {}
@@ -249,7 +258,7 @@ class SimCharger:
             items = [v for v in value.split(",") if v]
             if len(items) > int(self.config["MeterValuesSampledDataMaxLength"]):
                 return "Rejected"
-        if key == "MeterValuesSampledDataMaxLength":
+        if key in ("MeterValuesSampledDataMaxLength", "MaxCurrent"):
             return "Rejected"  # read-only
         self.config[key] = value
         return "Accepted"
@@ -296,7 +305,7 @@ class SimCharger:
 
     async def boot(self) -> None:
         await self._call(call.BootNotification(charge_point_vendor="Charge Amps" if self.profile != "generic" else "Sim",
-                                               charge_point_model="Halo" if self.profile != "generic" else "Sim",
+                                               charge_point_model=self.model,
                                                firmware_version="169" if self.profile == "charge-amps-169" else "sim"))
         await self.send_statuses()
 
