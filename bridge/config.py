@@ -491,6 +491,10 @@ class Settings(BaseSettings):
     def runtime_file(self) -> Path:
         return self.chargeamps_state_dir / "runtime.json"
 
+    @property
+    def ocpp_file(self) -> Path:
+        return self.chargeamps_state_dir / "ocpp.json"
+
     def meter_source(self):
         """The meter source from the P1_* settings (a preset filled in, explicit settings winning)."""
         from bridge.mqtt.meter import MeterSource

@@ -1,6 +1,6 @@
 """Runtime settings changed by command (MaxA, default current, enabled, capacity limit,
 charge mode; with several connectors each one's priority, charge mode and default current),
-kept across restarts."""
+kept across restarts; and how each OCPP charger takes its limit, as the bridge learned it."""
 
 from __future__ import annotations
 
@@ -91,6 +91,55 @@ class RuntimeStore:
             atomic_write_json(self.path, data)
         except OSError as e:
             self.last_error = f"cannot write {self.path}: {e.strerror}; the change holds until restart"
+            log.error(self.last_error)
+            return False
+        return True
+
+
+class ControlMethodStore:
+    """`ocpp.json` in the state folder: how each OCPP charge point takes its limit, as learned by
+    probing (`control_methods`: identity -> method), so that a restart does not probe again. A file
+    that cannot be read, or is corrupt, is reported and left out: the chargers are probed again, and
+    the next method learned replaces it."""
+
+    KEY = "control_methods"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_error: str | None = None
+        self.methods: dict[str, str] = {}
+
+    def load(self) -> dict[str, str]:
+        try:
+            data = read_json_object(self.path) or {}
+            methods = data.get(self.KEY, {})
+            if not isinstance(methods, dict) or not all(isinstance(v, str) for v in methods.values()):
+                raise ValueError(f"{self.KEY} is not an object of identities and methods")
+        except OSError as e:
+            self.last_error = f"cannot read {self.path}: {e.strerror}; the chargers are probed again"
+            log.error(self.last_error)
+            return {}
+        except ValueError as e:
+            self.last_error = f"state file {self.path} is corrupt ({e}); the chargers are probed again"
+            log.error(self.last_error)
+            return {}
+        self.methods = dict(methods)
+        if self.methods:
+            log.info("OCPP control methods restored from %s: %s", self.path, self.methods)
+        return dict(self.methods)
+
+    def learned(self, cp: str, method: str | None) -> bool:
+        """Keep what `cp` takes its limit as (None: nothing, forgotten); False when it cannot be written."""
+        if self.methods.get(cp) == method:
+            return True
+        if method is None:
+            self.methods.pop(cp, None)
+        else:
+            self.methods[cp] = method
+        try:
+            atomic_write_json(self.path, {self.KEY: self.methods})
+        except OSError as e:
+            self.last_error = f"cannot write {self.path}: {e.strerror}; a restart probes the chargers again"
             log.error(self.last_error)
             return False
         return True

@@ -108,6 +108,39 @@ def test_halo_169_takes_only_a_tx_profile_and_that_is_remembered(world):
     wait_until(lambda: sim.draw(1) == 7, what="the car draws 7 A")
 
 
+def purposes_sent(sim, since: int = 0) -> list[tuple[str, int]]:
+    return [(p.get("chargingProfilePurpose", p.get("charging_profile_purpose")), c) for _, c, p in sim.received[since:]]
+
+
+def test_a_method_known_from_before_is_used_without_probing(world):
+    # As after a restart: the state folder says this Halo 169 takes a TxProfile.
+    central, events = world.start(methods={"CP1": TX_PROFILE})
+    sim = world.charger(central, profile="charge-amps-169")
+    events.wait(ev.TransactionChanged, cp="CP1", connector=1)
+    assert central.set_current("CP1", 1, 11).result(5) is True
+    wait_until(lambda: sim.draw(1) == 11, what="the car draws 11 A")
+    sent = purposes_sent(sim)  # the fail-safe and the limit (sent again, as at the transaction's start)
+    assert len(sent) >= 2 and set(sent) == {("TxProfile", 1)}
+    assert events.of(ev.ControlLearned) == []
+
+
+def test_a_known_method_the_charger_refuses_is_probed_again(world):
+    # Remembered as a connector default, but the charger (a firmware update, say) takes only a TxProfile.
+    central, events = world.start(methods={"CP1": TX_DEFAULT_ON_CONNECTOR, "CP9": "a method of no bridge"})
+    sim = world.charger(central, profile="charge-amps-169")
+    events.wait(ev.TransactionChanged, cp="CP1", connector=1)
+    assert central.method_of("CP9") is None
+    assert central.set_current("CP1", 1, 9).result(5) is True
+    assert events.wait(ev.ControlLearned, cp="CP1").method == TX_PROFILE
+    wait_until(lambda: sim.draw(1) == 9, what="the car draws 9 A")
+    # The refused one, then the probe from the first: connector, connector 0, the transaction.
+    assert purposes_sent(sim)[:4] == [("TxDefaultProfile", 1), ("TxDefaultProfile", 1), ("TxDefaultProfile", 0),
+                                      ("TxProfile", 1)]
+    before = len(sim.received)
+    assert central.set_current("CP1", 1, 7).result(5) is True
+    assert purposes_sent(sim, before) == [("TxProfile", 1)]
+
+
 def test_a_charger_with_only_a_charge_point_default_is_limited_on_connector_0(world):
     central, events = world.start()
     only_zero = Behaviour({"TxDefaultProfile": "Accepted", "TxProfile": "Rejected"}, tx_default_on_connector=False)

@@ -3,6 +3,7 @@ subprocess listening for chargers, a simulated OCPP charger connecting to it, wa
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -80,3 +81,57 @@ def test_the_bridge_balances_a_charger_over_ocpp(broker, probe, tmp_path):
     finally:
         sim.stop()
         bridge.close()
+
+
+@pytest.mark.slow
+def test_a_restarted_bridge_remembers_how_each_charger_takes_its_limit(broker, probe, tmp_path):
+    # A Halo on firmware 169 takes only a TxProfile: learned once by probing, kept in the state folder,
+    # and after a restart the limit goes straight to a TxProfile for the session under way.
+    port = free_port()
+    env = ocpp_env(broker, tmp_path / "state", port)
+    sim = SimCharger(f"ws://127.0.0.1:{port}/ocpp", "HALO1", profile="charge-amps-169", cars={1: 16}, lag_s=0.3,
+                     password=PASSWORD, backoff_s=(0.2, 0.5))
+    bridges = []
+
+    def run_until(bridge, condition, what, house=(4.0, 4.0, 4.0), timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
+            car = sim.draw(1)
+            feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
+            time.sleep(0.25)
+
+    def purposes(since: int = 0) -> list[str]:
+        # As the simulator's handler got them: the `ocpp` library hands it snake_case.
+        return [p["charging_profile_purpose"] for _, _, p in sim.received[since:]]
+
+    try:
+        first = BridgeProcess(env, tmp_path).start()
+        bridges.append(first)
+        wait_online(probe, env, first)
+        sim.start_in_thread()
+        run_until(first, lambda: "TxProfile" in purposes(), "the first limit")
+        assert purposes()[:2] == ["TxDefaultProfile", "TxDefaultProfile"]  # probed: connector, connector 0
+        stored = tmp_path / "state" / "ocpp.json"
+        wait_until(lambda: stored.exists(), 10, "the learned method stored")
+        assert json.loads(stored.read_text()) == {"control_methods": {"HALO1": "TxProfile for the transaction"}}
+        assert first.terminate() == 0
+        sim.connected.clear()
+        before, transaction = len(sim.received), sim.transactions[1]
+
+        second = BridgeProcess(env, tmp_path).start()
+        bridges.append(second)
+        wait_online(probe, env, second, since=time.monotonic())
+        wait_until(sim.connected.is_set, 15, "the charger back on the restarted bridge")
+        # The house takes 15 A more on L1: the limit (and the fail-safe under it) is a TxProfile, at once.
+        run_until(second, lambda: len(purposes(before)) >= 2, "a limit after the restart", house=(19.0, 4.0, 4.0))
+        assert set(purposes(before)) == {"TxProfile"}
+        assert {p.get("transaction_id") for _, _, p in sim.received[before:]} == {transaction}
+        assert sim.transactions[1] == transaction  # the same session, never stopped
+        assert "finding again" not in second.output()
+        assert second.terminate() == 0
+    finally:
+        sim.stop()
+        for b in bridges:
+            b.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.files import atomic_write_json, read_json_object
-from bridge.state import RuntimeSettings, RuntimeStore
+from bridge.state import ControlMethodStore, RuntimeSettings, RuntimeStore
 
 DEFAULTS = RuntimeSettings(max_a=24.0, default_current=16, enabled=True)
 
@@ -47,3 +47,37 @@ def test_runtime_store_restores_what_it_saved(tmp_path):
     changed = RuntimeSettings(max_a=18.0, default_current=10, enabled=False)
     assert store.save(changed)
     assert RuntimeStore(tmp_path / "runtime.json").load(DEFAULTS) == changed
+
+
+def test_control_method_store_restores_what_was_learned_and_forgets_what_no_longer_holds(tmp_path):
+    path = tmp_path / "ocpp.json"
+    store = ControlMethodStore(path)
+    assert store.load() == {} and store.last_error is None  # no file yet
+    assert store.learned("HALO1", "TxProfile for the transaction")
+    assert store.learned("AURA1", "TxDefaultProfile on the connector")
+    assert ControlMethodStore(path).load() == {"HALO1": "TxProfile for the transaction",
+                                               "AURA1": "TxDefaultProfile on the connector"}
+    assert store.learned("AURA1", None)  # it took none any more
+    assert read_json_object(path) == {"control_methods": {"HALO1": "TxProfile for the transaction"}}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("content", [b"\xff{", b"[]", b'{"control_methods": ["TxProfile"]}',
+                                     b'{"control_methods": {"HALO1": 3}}'])
+def test_control_method_store_ignores_a_corrupt_file_and_probes_again(tmp_path, content):
+    path = tmp_path / "ocpp.json"
+    path.write_bytes(content)
+    store = ControlMethodStore(path)
+    assert store.load() == {}
+    assert "corrupt" in store.last_error and "probed again" in store.last_error
+    assert store.learned("HALO1", "TxProfile for the transaction")  # the next one learned replaces it
+    assert ControlMethodStore(path).load() == {"HALO1": "TxProfile for the transaction"}
+
+
+def test_control_method_store_that_cannot_write_says_so(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    store = ControlMethodStore(folder / "sub" / "ocpp.json")
+    (folder / "sub").write_text("a file where the folder should be")
+    assert store.learned("HALO1", "TxProfile for the transaction") is False
+    assert "cannot write" in store.last_error

@@ -180,8 +180,13 @@ class _Session(ChargePoint):
         return call_result.StatusNotification()
 
     @on(Action.meter_values)
-    def on_meter_values(self, connector_id: int, meter_value: list, **_: Any) -> call_result.MeterValues:
+    def on_meter_values(self, connector_id: int, meter_value: list, transaction_id: int | None = None,
+                        **_: Any) -> call_result.MeterValues:
         self.last_meter[connector_id] = time.monotonic()
+        if transaction_id is not None and connector_id > 0 and connector_id not in self.transactions:
+            # A transaction begun before this connection (the bridge restarted mid-session): a
+            # TxProfile needs its id, which only its StartTransaction or its MeterValues tell.
+            self._started(connector_id, transaction_id)
         reading = meter_reading(self.id, connector_id, meter_value)
         if reading is not None:
             self.central.emit(reading)
@@ -312,7 +317,7 @@ class _Session(ChargePoint):
         async with self._apply_lock:
             return await self._apply(connector)
 
-    async def _apply(self, connector: int) -> bool:
+    async def _apply(self, connector: int, reprobe: bool = True) -> bool:
         central = self.central
         amps = central.limits_of(self.id).get(connector)
         if amps is None:
@@ -320,24 +325,38 @@ class _Session(ChargePoint):
         method = central.method_of(self.id) or await self._learn(connector)
         if method is None:
             return False
+        status = await self._send_limit(connector, method, amps)
+        if status is None or status == ChargingProfileStatus.accepted:
+            return status is not None
+        if not reprobe:
+            return False
+        # The method it took before (in this run, or remembered from the last) is refused now: a
+        # firmware update, another charger under the same identity. Learned again, from the first.
+        log.warning("%s refused its limit as %s (%s): finding again how it takes one", self.id, method, status)
+        central.forget(self.id)
+        return await self._apply(connector, reprobe=False)
+
+    async def _send_limit(self, connector: int, method: str, amps: float) -> str | None:
+        """Send the limit as `method` (the fail-safe under it first, once): the charger's answer, or
+        None when nothing was sent or answered."""
+        central = self.central
         tx = self.transactions.get(connector) if method == TX_PROFILE else None
         if method == TX_PROFILE and tx is None:
-            return False  # no transaction, so nothing charges; sent when one starts
+            return None  # no transaction, so nothing charges; sent when one starts
         target = target_connector(method, connector)
         if method == TX_DEFAULT_ON_CHARGE_POINT:
             # One limit for the whole charge point: the lowest its connectors are given.
             amps = min(central.limits_of(self.id).values())
         now = _now()
         if (target, tx) not in self.failsafe_sent:
-            if await self._set_profile(target, failsafe_profile(method, connector, central.failsafe_a, now, tx)) \
-                    != ChargingProfileStatus.accepted:
-                return False
+            status = await self._set_profile(target, failsafe_profile(method, connector, central.failsafe_a, now, tx))
+            if status != ChargingProfileStatus.accepted:
+                return status
             self.failsafe_sent.add((target, tx))
         status = await self._set_profile(target, limit_profile(method, connector, amps, now, central.profile_ttl_s, tx))
         if status == ChargingProfileStatus.accepted:
             central.sent(self.id, connector, amps)
-            return True
-        return False
+        return status
 
     async def renew(self) -> None:
         """Each limit is sent again before its `duration` ends."""
@@ -413,7 +432,7 @@ class CentralSystem:
                  tls: tuple[Path, Path] | None = None, meter_interval_s: float = 10,
                  profile_ttl_s: float = 120, failsafe_a: float = 6, call_timeout_s: float = CALL_TIMEOUT_S,
                  upstream_url: str | None = None, upstream_password: str | None = None,
-                 upstream_options: dict[str, Any] | None = None) -> None:
+                 upstream_options: dict[str, Any] | None = None, methods: dict[str, str] | None = None) -> None:
         self.identities = frozenset(identities)
         self.emit = emit
         self.host = host
@@ -430,7 +449,14 @@ class CentralSystem:
         self._upstream_options = upstream_options or {}  # Upstream's keywords (timeouts, backoff)
         self.last_boot: dict[str, dict] = {}  # identity -> its last BootNotification, replayed upstream
         # Kept across reconnections, owned by the loop's thread.
+        # How each charger takes its limit, as learned before (the state folder's): not probed again.
         self._methods: dict[str, str | None] = {}
+        for cp, method in (methods or {}).items():
+            if method in CONTROL_METHODS:
+                self._methods[cp] = method
+            else:
+                log.warning("%s: the remembered control method %r is not one the bridge knows; probing again",
+                            cp, method)
         self.rejected: dict[str, set[str]] = {}
         self._uncontrollable: set[str] = set()
         self._limits: dict[str, dict[int, float]] = {}
@@ -484,6 +510,15 @@ class CentralSystem:
         self._methods[cp] = method
         log.info("%s takes its limit as %s", cp, method)
         self.emit(events.ControlLearned(cp, method))
+
+    def forget(self, cp: str) -> None:
+        """The charger refused the method it took: it is probed again from the first."""
+        self._methods.pop(cp, None)
+        self.rejected.pop(cp, None)
+        self._uncontrollable.discard(cp)
+        for session in [self._sessions.get(cp)]:
+            if session is not None:
+                session.failsafe_sent.clear()
 
     def not_controllable(self, cp: str) -> None:
         if cp in self._uncontrollable:

@@ -213,7 +213,7 @@ class OcppLink(ChargerLink):
         return self._wait(self.central.reset(self.view.cp_id), "reset")
 
 
-def central_system(settings: Settings, emit: Callable[[object], None]):
+def central_system(settings: Settings, emit: Callable[[object], None], methods: dict[str, str] | None = None):
     """The central system CHARGER_TRANSPORT=ocpp runs, from the OCPP_* settings."""
     from bridge.ocpp.central import CentralSystem
 
@@ -224,4 +224,4 @@ def central_system(settings: Settings, emit: Callable[[object], None]):
                          profile_ttl_s=settings.ocpp_profile_ttl_s, failsafe_a=settings.balancer_failsafe_current,
                          upstream_url=settings.ocpp_upstream_url,
                          upstream_password=settings.ocpp_upstream_password.get_secret_value()
-                         if settings.ocpp_upstream_password else None)
+                         if settings.ocpp_upstream_password else None, methods=methods)

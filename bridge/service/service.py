@@ -34,7 +34,7 @@ from bridge.service.meter_input import CircuitMeterInput, MeterInput
 from bridge.service.power_limits import PowerLimits
 from bridge.service.publisher import StatePublisher
 from bridge.service.runtime import RuntimeKeeper
-from bridge.state import RuntimeStore
+from bridge.state import ControlMethodStore, RuntimeStore
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,14 @@ class BridgeService:
         self._backoff = backoff
         # CHARGER_TRANSPORT=ocpp: the chargers connect to the bridge; its thread only enqueues.
         self.central = None
+        self.control_methods: ControlMethodStore | None = None
         if settings.charger_transport == "ocpp":
             from bridge.ocpp.link import central_system
 
-            self.central = central_system(settings, lambda event: self._enqueue("ocpp", event))
+            self.control_methods = ControlMethodStore(settings.ocpp_file)
+            self.central = central_system(settings, lambda event: self._enqueue("ocpp", event),
+                                          methods=self.control_methods.load())
+            self.health.last_error = self.control_methods.last_error or self.health.last_error
 
         where: dict[str, Any] = {}
         if not settings.connector_specs() and "chargeamps_connector_id" not in settings.model_fields_set \
@@ -303,6 +307,7 @@ class BridgeService:
                 now = self.clock()
                 for link in self.links:
                     link.on_event(now, item)  # type: ignore[attr-defined]
+                self._remember_control(item)
         except Exception as e:  # the loop must outlive any bug in a handler
             log.exception("worker: %s failed", kind)
             self.health.last_error = f"internal error: {type(e).__name__}: {e}"
@@ -426,6 +431,15 @@ class BridgeService:
                 link.balancer.rename(link.key)
         self._publish_info()
         self.discovery.announce()
+
+    def _remember_control(self, event: Any) -> None:
+        """How each OCPP charger takes its limit, kept in the state folder: a restart does not probe it again."""
+        from bridge.ocpp import events as ev
+
+        if self.control_methods is None or not isinstance(event, (ev.ControlLearned, ev.NotControllable)):
+            return
+        if not self.control_methods.learned(event.cp, getattr(event, "method", None)):
+            self.health.last_error = self.control_methods.last_error
 
     def _installation_current_known(self, now: float) -> None:
         """A stored default current above the installation current is refused, as the command would be."""

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -66,6 +68,17 @@ BEHAVIOURS = {
 }
 
 
+def _unique_id(raw_msg: Any) -> str | None:
+    """The unique id of a CALLRESULT or CALLERROR frame (3 or 4), else None."""
+    try:
+        frame = json.loads(raw_msg)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(frame, list) and len(frame) > 1 and frame[0] in (3, 4) and isinstance(frame[1], str):
+        return frame[1]
+    return None
+
+
 def _utc() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -80,6 +93,15 @@ class _Point(ChargePoint):
         if not self.sim.answers_calls and raw_msg.lstrip("[ ").startswith("2,"):
             return  # a charger that never answers the central system's calls (2: a CALL frame)
         await super().route_message(raw_msg)
+        # A charger takes in the answer to its own call (a StartTransaction's transaction id) before
+        # the central system's next message; the library hands the answer over on a queue and reads
+        # on, so the next message waits until the call that got it has finished with it.
+        done = self.sim._answered.get(_unique_id(raw_msg))
+        if done is not None:
+            try:
+                await asyncio.wait_for(done.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict) -> call_result.SetChargingProfile:
@@ -204,6 +226,7 @@ class SimCharger:
         self._stop: asyncio.Event | None = None
         self._connection: Any = None
         self._offline_until = 0.0
+        self._answered: dict[str, asyncio.Event] = {}  # our calls in flight, by unique id: set once handled
 
     def __repr__(self) -> str:  # never the password
         return f"SimCharger({self.identity!r}, profile={self.profile!r})"
@@ -295,13 +318,22 @@ class SimCharger:
 
     # ---- messages to the central system -------------------------------------------------------
 
-    async def _call(self, payload: Any) -> Any:
+    async def _call(self, payload: Any, then: Callable[[Any], None] | None = None) -> Any:
+        """Send `payload`; its answer (None when there is none), handed to `then` first."""
         if self.point is None:
             return None
+        unique_id, done = str(uuid.uuid4()), asyncio.Event()
+        self._answered[unique_id] = done
         try:
-            return await self.point.call(payload)
+            answer = await self.point.call(payload, unique_id=unique_id)
+            if then is not None and answer is not None:
+                then(answer)
+            return answer
         except (ConnectionClosed, asyncio.TimeoutError):
             return None
+        finally:
+            done.set()
+            self._answered.pop(unique_id, None)
 
     async def boot(self) -> None:
         await self._call(call.BootNotification(charge_point_vendor="Charge Amps" if self.profile != "generic" else "Sim",
@@ -336,10 +368,9 @@ class SimCharger:
                                               meter_value=[{"timestamp": _utc().isoformat(), "sampled_value": samples}]))
 
     async def start_transaction(self, c: int) -> None:
-        answer = await self._call(call.StartTransaction(connector_id=c, id_tag="SIMTAG",
-                                                        meter_start=int(self.energy_wh[c]), timestamp=_utc().isoformat()))
-        if answer is not None:
-            self.transactions[c] = answer.transaction_id
+        await self._call(call.StartTransaction(connector_id=c, id_tag="SIMTAG", meter_start=int(self.energy_wh[c]),
+                                               timestamp=_utc().isoformat()),
+                         then=lambda answer: self.transactions.__setitem__(c, answer.transaction_id))
 
     async def remote_stop(self, transaction_id: int) -> None:
         for c, tx in list(self.transactions.items()):
