@@ -8,6 +8,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -309,3 +310,82 @@ def test_an_upstream_profile_in_watts_is_a_cap_in_amps():
                                                                        {"startPeriod": 0, "limit": 16}]}
     assert cap_of({"chargingSchedule": later_first}) == 16
     assert cap_of({"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": []}}) is None
+
+
+@pytest.mark.slow
+def test_the_running_bridge_forwards_to_upstream_and_keeps_the_limit_its_own(broker, probe, tmp_path):
+    """`chargeamps-bridge run` with OCPP_UPSTREAM_URL, a real broker, a simulated Halo and an upstream
+    central system: the transaction is upstream's, the limit the bridge's, upstream's profile a cap."""
+    from bridge.sim.ocpp_charger import SimCharger
+    from tests.broker import free_port
+    from tests.e2e import BridgeProcess, feed_meter, topic, wait_online
+    from tests.test_ocpp_e2e import PASSWORD, ocpp_env
+
+    up = FakeUpstream().start()
+    port = free_port()
+    env = ocpp_env(broker, tmp_path / "state", port)
+    env["OCPP_UPSTREAM_URL"] = up.url
+    # A change while another is in flight (upstream's cap, then the meter's step) can pause the car for
+    # a few seconds: without the 5 minutes' minimum pause the test goes on to the next step at once.
+    env["BALANCER_MIN_PAUSE_S"] = "0"
+    bridge = BridgeProcess(env, tmp_path).start()
+    sim = SimCharger(f"ws://127.0.0.1:{port}/ocpp", "HALO1", profile="charge-amps", cars={1: 16}, lag_s=0.3,
+                     password=PASSWORD, backoff_s=(0.2, 1), undo_remote_stop_s=0.3)
+    house = [4.0, 4.0, 4.0]
+
+    def metered_until(condition, what, timeout=20.0):
+        """The house (and the car, as a meter sees it) fed to the bridge until `condition` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
+            car = sim.draw(1)
+            feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
+            time.sleep(0.25)
+
+    def limits_sent(since: int = 0) -> list[float]:
+        return [p["charging_schedule"]["charging_schedule_period"][0]["limit"] for _, _, p in sim.received[since:]
+                if p["stack_level"] == 1]
+
+    try:
+        wait_online(probe, env, bridge)
+        sim.start_in_thread()
+        probe.wait_value(topic(env, "charger/HALO1/online"), "ON", timeout=15)
+        # A car charges; its StartTransaction went upstream and upstream's answer reached the charger.
+        metered_until(lambda: sim.draw(1) == 16, "the car charging at 16 A")
+        wait_until(lambda: sim.transactions.get(1) == UPSTREAM_TX, what="the charger given upstream's transaction")
+        assert "StartTransaction" in up.actions() and "BootNotification" in up.actions()
+
+        # Upstream's SetChargingProfile is answered Accepted and becomes the user's cap.
+        profile = {"chargingProfileId": 77, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+                   "chargingProfileKind": "Absolute", "chargingSchedule": {
+                       "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}}
+        since = time.monotonic()
+        assert up.call("HALO1", call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)).status \
+            == "Accepted"
+        probe.wait_value(topic(env, "charger/HALO1/1/max_current"), "10", timeout=10, since=since)
+        metered_until(lambda: sim.draw(1) == 10, "the car held at upstream's cap")
+        assert all(p["charging_profile_id"] != 77 for _, _, p in sim.received)  # never passed through
+
+        # The meter steps: the bridge cuts the car with a SetChargingProfile under the cap.
+        before = len(sim.received)
+        house[0] = 17.0
+        metered_until(lambda: sim.draw(1) == 7, "the car cut to what is left under MaxA (24 - 17)")
+        assert 7.0 in limits_sent(before)
+
+        # Upstream gone: a new session is answered by the bridge, and the car charges under it.
+        up.stop()
+        sim.submit(lambda: sim.remote_stop(UPSTREAM_TX))
+        wait_until(lambda: sim.transactions.get(1) not in (None, UPSTREAM_TX), timeout=10,
+                   what="a transaction the bridge gave")
+        before = len(sim.received)
+        house[0] = 16.0
+        metered_until(lambda: sim.draw(1) == 8, "the car charging under the bridge's limit without upstream")
+        assert 8.0 in limits_sent(before)
+        assert sim.connections == 1  # the charger never lost the bridge
+        assert PASSWORD not in bridge.output()
+        assert bridge.terminate() == 0
+    finally:
+        sim.stop()
+        bridge.close()
+        up.stop()
