@@ -70,9 +70,27 @@ def test_demo_with_a_simulated_ocpp_charger(tmp_path):
     assert "Traceback" not in done.stderr and "WARNING" not in done.stderr
 
 
-def test_demo_over_ocpp_runs_one_car(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bridge", "demo", "--transport", "ocpp", "--cars", "2"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    assert done.returncode == 2
-    assert "--cars 1" in done.stderr
+@pytest.mark.slow
+def test_demo_over_ocpp_with_three_cars_on_two_chargers(tmp_path):
+    # --cars 3 over OCPP: an Aura's two outlets (DEMO-AURA, its second car plugging in two simulated
+    # minutes in) and a one-phase car on a Halo (DEMO-HALO, four minutes in), each charger connected
+    # to the bridge on its own WebSocket, all balanced on one fuse.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CHARGEAMPS_", "MQTT_", "P1_", "BALANCER_", "OCPP_", "CHARGER_TRANSPORT"))}
+    env.update(MQTT_HOST="127.0.0.1", MQTT_PORT=str(free_port()), PYTHONPATH=str(REPO_ROOT),
+               CHARGEAMPS_STATE_DIR=str(tmp_path / "state"))
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "demo", "--transport", "ocpp", "--cars", "3", "--scenario", "kitchen-spikes",
+         "--speed", "60", "--duration", "12"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # A connector's row: "<cp>:<n> priority P ChargeAt A A charging|not charging <reason>".
+    rows = [line.split() for line in out.splitlines() if line.startswith(" ") and "ChargeAt" in line]
+    charging = {fields[0] for fields in rows if fields[6] == "charging"}
+    assert charging == {"DEMO-AURA:1", "DEMO-AURA:2", "DEMO-HALO:1"}, out
+    summary = next(line for line in out.splitlines() if line.startswith("Summary after"))
+    assert int(summary.rsplit("charging profiles ", 1)[1]) >= 6  # a fail-safe and a limit for each connector
+    assert float(summary.split("car energy ", 1)[1].split(" kWh")[0]) > 0
+    assert "Traceback" not in done.stderr and "WARNING" not in done.stderr

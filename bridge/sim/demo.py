@@ -40,6 +40,7 @@ DEMO_BASE_TOPIC = "chargeamps-demo"
 # A scenario starts this long before the house first needs balancing, unless --start says otherwise.
 LEAD_IN_S = 300
 DEMO_OCPP_CHARGE_POINT = "DEMO-HALO"
+DEMO_OCPP_AURA = "DEMO-AURA"  # with --cars 2 or 3 over OCPP: the two outlets of one charger, as on the cloud
 OCPP_DEMO_METER_INTERVAL_S = 10  # simulated seconds between the OCPP charger's MeterValues
 
 
@@ -110,13 +111,16 @@ class House(threading.Thread):
                  host: str, port: int, topics: tuple[str, str, str], max_a: float, fuse_a: float,
                  username: str | None, password: str | None,
                  outlets: list[tuple[str, int, ChargerModel]] | None = None,
-                 model_clock: Callable[[], float] | None = None) -> None:
+                 model_clock: Callable[[], float] | None = None,
+                 plug_ins: list[tuple[float, Callable[[], None]]] | None = None) -> None:
         super().__init__(name="demo-house", daemon=True)
         self.trace, self.sim, self.charger, self.clock = trace, sim, charger, clock
         # Each outlet with a car: (charge point, connector, the car's charger model).
         self.outlets = outlets or [(sim.chargepoint_id, 1, charger)]
         # No cloud simulator (sim None): the OCPP charger moves its car itself, on its own clock.
         self.model_clock = model_clock
+        # (simulated second, plug the car in): the OCPP chargers' later cars (the cloud simulator plugs its own).
+        self.plug_ins = sorted(plug_ins or [], key=lambda p: p[0])
         self._offered_at: dict[tuple[str, int], float] = {}
         self.topics, self.max_a, self.fuse_a = topics, max_a, fuse_a
         self.tally = Tally()
@@ -130,6 +134,8 @@ class House(threading.Thread):
         self.client.loop_start()
 
     def _follow_cloud(self, now: float) -> None:
+        while self.plug_ins and self.plug_ins[0][0] <= now:
+            self.plug_ins.pop(0)[1]()
         if self.sim is None:
             return
         self.sim.plug_due(now)
@@ -238,8 +244,8 @@ def demo_main(argv: list[str]) -> int:
                         help="simulated seconds from a write to the car drawing it (default: 10 with the cloud, "
                         "2 with ocpp)")
     parser.add_argument("--transport", choices=("cloud", "ocpp"), default="cloud",
-                        help="cloud: the Charge Amps cloud simulator; ocpp: a simulated OCPP 1.6J charger that "
-                        "connects to the bridge (CHARGER_TRANSPORT=ocpp; one car)")
+                        help="cloud: the Charge Amps cloud simulator; ocpp: simulated OCPP 1.6J chargers that "
+                        "connect to the bridge (CHARGER_TRANSPORT=ocpp)")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="balancer strategy (default: BALANCER_STRATEGY)")
     parser.add_argument("--start", type=number_argument("--start", minimum=0), default=None, metavar="MINUTES",
@@ -250,7 +256,8 @@ def demo_main(argv: list[str]) -> int:
                         "so a Home Assistant on the same broker gets no demo entities)")
     parser.add_argument("--cars", type=int, default=1, choices=(1, 2, 3),
                         help="cars sharing the fuse: 1 (a Halo, as always), 2 (an Aura's two outlets; the "
-                        "second car plugs in two simulated minutes in), 3 (and a one-phase car on a second Halo)")
+                        "second car plugs in two simulated minutes in), 3 (and a one-phase car on a second Halo "
+                        "four minutes in); over OCPP the chargers DEMO-HALO, DEMO-AURA")
     args = parser.parse_args(argv)
     if not 1 <= args.speed <= 60:
         parser.error("--speed must be from 1 to 60")
@@ -258,8 +265,6 @@ def demo_main(argv: list[str]) -> int:
         args.charger_lag_s = TRANSPORT_LAG_S[args.transport]
     if args.charger_lag_s < 0:
         parser.error("--charger-lag-s cannot be negative")
-    if args.transport == "ocpp" and args.cars != 1:
-        parser.error("--transport ocpp runs one car (--cars 1)")
 
     from bridge.service import BridgeService
     from bridge.sim.clock import ScaledClock
@@ -300,18 +305,20 @@ def demo_main(argv: list[str]) -> int:
 
         # The trace's car at the first outlet; with more cars, a three-phase 16 A car plugging in
         # two minutes in, and a one-phase (L1) 16 A car on the second Halo at four minutes.
-        cars = [] if sim is None else [
-            (sim.chargepoint_id, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
+        first_cp = sim.chargepoint_id if sim is not None else DEMO_OCPP_AURA if args.cars >= 2 else DEMO_OCPP_CHARGE_POINT
+        cars = [(first_cp, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
         if args.cars >= 2:
-            cars.append((sim.chargepoint_id, 2, SimCar("three", 16, plug_in_s=start_s + 120)))
+            cars.append((first_cp, 2, SimCar("three", 16, plug_in_s=start_s + 120)))
         if args.cars >= 3:
-            cars.append((SECOND_HALO_ID, 1, SimCar("L1", 16, plug_in_s=start_s + 240)))
-        outlets = [(DEMO_OCPP_CHARGE_POINT, 1, charger)] if ocpp else []
+            cars.append((SECOND_HALO_ID if sim is not None else DEMO_OCPP_CHARGE_POINT, 1,
+                         SimCar("L1", 16, plug_in_s=start_s + 240)))
+        outlets: list[tuple[str, int, ChargerModel]] = []
         for cp_id, cid, car in cars:
-            conn = sim.plug(cp_id, cid, car)
-            model = ChargerModel(lag_s=args.charger_lag_s, phases=_phase_flags(car.phases), car_max_a=car.max_a)
-            model = charger if not outlets else model
-            conn.draw_override = lambda offered, now, m=model: m.phase_draw(clock())
+            model = charger if not outlets else ChargerModel(
+                lag_s=charger.lag_s, phases=_phase_flags(car.phases), car_max_a=car.max_a)
+            if sim is not None:
+                conn = sim.plug(cp_id, cid, car)
+                conn.draw_override = lambda offered, now, m=model: m.phase_draw(clock())
             outlets.append((cp_id, cid, model))
         state_dir = Path(tempfile.mkdtemp(prefix="chargeamps-demo-state-"))
         cleanup.append(lambda: shutil.rmtree(state_dir, ignore_errors=True))
@@ -321,7 +328,8 @@ def demo_main(argv: list[str]) -> int:
                                chargeamps_api_key=sim.api_key, chargeamps_chargepoint_id=None)
         else:
             reach = dict(charger_transport="ocpp", ocpp_host="127.0.0.1", ocpp_port=_free_port(),
-                         ocpp_charge_points=DEMO_OCPP_CHARGE_POINT, chargeamps_chargepoint_id=DEMO_OCPP_CHARGE_POINT,
+                         ocpp_charge_points=",".join(dict.fromkeys(cp for cp, _, _ in cars)),
+                         chargeamps_chargepoint_id=first_cp if args.cars == 1 else None,
                          ocpp_password=SecretStr(ocpp_password), ocpp_upstream_url=None,
                          ocpp_meter_interval_s=max(1.0, OCPP_DEMO_METER_INTERVAL_S / args.speed))
         overrides = dict(
@@ -349,19 +357,28 @@ def demo_main(argv: list[str]) -> int:
         service = BridgeService(settings, clock=clock)
         service.start()
         cleanup.insert(0, service.stop)
-        ocpp_charger = None
+        ocpp_chargers = []
+        plug_ins: list[tuple[float, Callable[[], None]]] = []
         if ocpp:
             from bridge.sim.ocpp_charger import SimCharger
 
-            ocpp_charger = SimCharger(f"ws://127.0.0.1:{settings.ocpp_port}/ocpp", DEMO_OCPP_CHARGE_POINT,
-                                      cars={1: trace.car_max_a}, password=ocpp_password)
-            ocpp_charger.cars[1] = charger  # the trace's car, on the trace's phases
-            ocpp_charger.start_in_thread()
-            cleanup.insert(1, ocpp_charger.stop)  # after the service: a bridge that stops warns of no charger gone
+            for cp_id in dict.fromkeys(cp for cp, _, _ in cars):
+                mine = [(cid, car, model) for (cp, cid, car), (_, _, model) in zip(cars, outlets) if cp == cp_id]
+                point = SimCharger(f"ws://127.0.0.1:{settings.ocpp_port}/ocpp", cp_id,
+                                   connectors=max(cid for cid, _, _ in mine), password=ocpp_password,
+                                   model="Aura" if cp_id == DEMO_OCPP_AURA else "Halo")
+                for cid, car, model in mine:
+                    if car.plug_in_s is None or car.plug_in_s <= start_s:
+                        point.plug(cid, model)  # the car's model, on its phases
+                    else:
+                        plug_ins.append((car.plug_in_s, lambda p=point, c=cid, m=model: p.plug(c, m)))
+                point.start_in_thread()
+                ocpp_chargers.append(point)
+                cleanup.insert(1, point.stop)  # after the service: a bridge that stops warns of no charger gone
         house = House(trace, sim, charger, clock, host, port, service.meter.topics, settings.balancer_max_a,
                       settings.balancer_fuse_a, settings.mqtt_username,
                       settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                      outlets=outlets, model_clock=time.monotonic if ocpp else None)
+                      outlets=outlets, model_clock=time.monotonic if ocpp else None, plug_ins=plug_ins)
         house.start()
         cleanup.insert(0, house.close)
 
@@ -394,8 +411,8 @@ def demo_main(argv: list[str]) -> int:
         house.close()  # the tally stops here: the last row and the summary show the same time
         row()
         t = house.tally
-        if ocpp_charger is not None:
-            writes, what = len(ocpp_charger.received), "charging profiles"
+        if ocpp_chargers:
+            writes, what = sum(len(point.received) for point in ocpp_chargers), "charging profiles"
         else:
             writes, what = sum(1 for w in sim.writes if w[3] == "maxCurrent"), "cloud writes"
         reached = ("00:00:00 simulated" if t.first_s is None else

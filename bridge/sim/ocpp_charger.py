@@ -425,7 +425,7 @@ class SimCharger:
         next_meter = time.monotonic()
         while True:
             now = time.monotonic()
-            for c in self.cars:
+            for c in list(self.cars):
                 if c not in self.transactions and self.available.get(c, True) and self.stopped_until.get(c, 0) <= now:
                     self.stopped_until.pop(c, None)
                     await self.start_transaction(c)
@@ -500,6 +500,18 @@ class SimCharger:
         self._thread.start()
         ready.wait(5)
         return self
+
+    def plug(self, connector: int, car: ChargerModel) -> None:
+        """A car plugs into `connector` now (thread-safe): a transaction starts, and it follows the limit."""
+        def plugged() -> None:
+            self.cars[connector] = car
+            self.n_connectors = max(self.n_connectors, connector)
+            self.available.setdefault(connector, True)
+            self.energy_wh.setdefault(connector, 0.0)
+        if self._loop is None:
+            plugged()
+        else:
+            self._loop.call_soon_threadsafe(plugged)
 
     def submit(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` (a coroutine function) on the charger's loop and wait for it."""
