@@ -267,6 +267,19 @@ def feed_meter(probe: Probe, env: dict, l1: float, l2: float, l3: float) -> None
         probe.publish(env[f"P1_TOPIC_L{n}"], str(v))
 
 
+def metered_until(probe: Probe, env: dict, bridge: Any, car: Callable[[], float], condition: Callable[[], bool],
+                  what: str, house: Any = (4.0, 4.0, 4.0), timeout: float = 20.0) -> None:
+    """Feed the meter every 0.25 s (the house on each phase plus the car's draw `car()`, as a meter
+    sees a three-phase car) until `condition` holds; `house` may be a list the test changes meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
+        draw = car()
+        feed_meter(probe, env, house[0] + draw, house[1] + draw, house[2] + draw)
+        time.sleep(0.25)
+
+
 def wait_online(probe: Probe, env: dict, bridge: BridgeProcess, timeout: float = 15,
                 since: float | None = None) -> None:
     try:

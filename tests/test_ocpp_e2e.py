@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from bridge.sim.ocpp_charger import SimCharger
 from tests.broker import free_port
-from tests.e2e import BridgeProcess, bridge_env, feed_meter, response_for, topic, wait_online, wait_until
+from tests.e2e import BridgeProcess, bridge_env, metered_until, response_for, topic, wait_online, wait_until
 
 PASSWORD = "ocpp-e2e-secret"
 
@@ -42,13 +42,7 @@ def test_the_bridge_balances_a_charger_over_ocpp(broker, probe, tmp_path):
         probe.wait_value(topic(env, "charger/HALO1/online"), "ON", timeout=15)
 
         def quiet_house_until(condition, what, timeout=20.0, house=(4.0, 4.0, 4.0)):
-            deadline = time.monotonic() + timeout
-            while not condition():
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
-                car = sim.draw(1)
-                feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
-                time.sleep(0.25)
+            metered_until(probe, env, bridge, lambda: sim.draw(1), condition, what, house, timeout)
 
         quiet_house_until(lambda: sim.draw(1) == 16, "the car raised to 16 A")
         probe.wait_value(topic(env, "charger/HALO1/1/status"), "Charging", timeout=10)
@@ -93,14 +87,8 @@ def test_a_restarted_bridge_remembers_how_each_charger_takes_its_limit(broker, p
                      password=PASSWORD, backoff_s=(0.2, 0.5))
     bridges = []
 
-    def run_until(bridge, condition, what, house=(4.0, 4.0, 4.0), timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
-            car = sim.draw(1)
-            feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
-            time.sleep(0.25)
+    def run_until(bridge, condition, what, house=(4.0, 4.0, 4.0)):
+        metered_until(probe, env, bridge, lambda: sim.draw(1), condition, what, house)
 
     def purposes(since: int = 0) -> list[str]:
         # As the simulator's handler got them: the `ocpp` library hands it snake_case.

@@ -318,7 +318,8 @@ def test_the_running_bridge_forwards_to_upstream_and_keeps_the_limit_its_own(bro
     central system: the transaction is upstream's, the limit the bridge's, upstream's profile a cap."""
     from bridge.sim.ocpp_charger import SimCharger
     from tests.broker import free_port
-    from tests.e2e import BridgeProcess, feed_meter, topic, wait_online
+    from tests import e2e
+    from tests.e2e import BridgeProcess, topic, wait_online
     from tests.test_ocpp_e2e import PASSWORD, ocpp_env
 
     up = FakeUpstream().start()
@@ -333,15 +334,8 @@ def test_the_running_bridge_forwards_to_upstream_and_keeps_the_limit_its_own(bro
                      password=PASSWORD, backoff_s=(0.2, 1), undo_remote_stop_s=0.3)
     house = [4.0, 4.0, 4.0]
 
-    def metered_until(condition, what, timeout=20.0):
-        """The house (and the car, as a meter sees it) fed to the bridge until `condition` holds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not reached; bridge output:\n{bridge.output()[-3000:]}")
-            car = sim.draw(1)
-            feed_meter(probe, env, house[0] + car, house[1] + car, house[2] + car)
-            time.sleep(0.25)
+    def metered_until(condition, what):
+        e2e.metered_until(probe, env, bridge, lambda: sim.draw(1), condition, what, house)
 
     def limits_sent(since: int = 0) -> list[float]:
         return [p["charging_schedule"]["charging_schedule_period"][0]["limit"] for _, _, p in sim.received[since:]
