@@ -134,3 +134,16 @@ def test_the_upstreams_profile_caps_the_balancers_limit(worker):
     link.on_event(0.0, ev.UpstreamCap("CP1", 1, None))
     link.apply(0.0, decision(14), enabled=True)
     w.until(lambda: w.sim.draw(1) == 14, what="the balancer's limit once the cap is lifted")
+
+
+def test_the_installation_current_the_charger_reports_caps_the_connector_as_the_clouds_does(worker):
+    w = worker(profile="charge-amps", installation_current=10)  # MaxCurrent "0.10,1.10", as a Halo says it
+    link = w.link
+    w.until(lambda: link.view.installation_current == 10, what="the installation current read at boot")
+    assert w.balancer.config.installation_current == 10
+    now = MonotonicClock()()
+    link.on_event(now, ev.InstallationCurrent("CP1", 2, 6))  # another connector's: not this one's
+    link.on_event(now, ev.InstallationCurrent("CP2", 1, 6))  # another charger's
+    assert link.view.installation_current == 10
+    link.on_event(now, ev.InstallationCurrent("CP1", 0, 8))  # the whole charge point's, lower
+    assert link.view.installation_current == 8 and w.balancer.config.installation_current == 8

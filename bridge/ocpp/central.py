@@ -516,9 +516,9 @@ class CentralSystem:
         self._methods.pop(cp, None)
         self.rejected.pop(cp, None)
         self._uncontrollable.discard(cp)
-        for session in [self._sessions.get(cp)]:
-            if session is not None:
-                session.failsafe_sent.clear()
+        session = self._sessions.get(cp)
+        if session is not None:
+            session.failsafe_sent.clear()  # sent again under whichever method it takes now
 
     def not_controllable(self, cp: str) -> None:
         if cp in self._uncontrollable:
