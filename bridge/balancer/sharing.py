@@ -406,6 +406,7 @@ class _Connector:
     failed: bool = False
     house_load: bool = False  # cannot be controlled at all: its measured draw is the house's load
     confirmed: bool = False  # a write of ours reached it (else its setting is only assumed)
+    sent: bool = False  # a decision gave it a command to write (a setting told before that was found on it)
     # Reported drawing nothing while offered at least the minimum (no car, or a full one); kept
     # through a pause (a paused car draws nothing whatever it wants) until a report shows a draw.
     idle: bool = False
@@ -645,11 +646,23 @@ class SharedBalancer:
         """`amps` was written to the connector's charger (the cloud accepted it)."""
         self._seen(now)
         c = self._conn(key)
-        c.inputs.commanded(now, amps)
+        found = not c.confirmed and not c.sent  # the first setting heard of, before anything was written
+        # A setting found on the charger before the bridge wrote to it is no write on its way: its car
+        # follows it already, and the report read with it is what the car draws (taken for a write in
+        # flight, a car drawing less than its setting would be counted at the setting, and the house
+        # as that much lighter than it is).
+        if found:
+            c.inputs._seen(now)  # (its start is now, not the setting's past)
+        c.inputs.commanded(now - self._cfg.settle_s - 1.0 if found else now, amps)
         c.failed = False
         c.confirmed = True
         if self._single:
             return
+        obs = c.inputs.observations()
+        if (found and int(amps) >= self._cfg.min_current and obs.charger_currents is not None
+                and max(obs.charger_currents) < PHASE_IN_USE_A and obs.charger_at is not None
+                and now - obs.charger_at <= self._cfg.charger_stale_after_s):
+            c.idle = True  # offered enough and drawing nothing: no car, or one that takes nothing now
         if c.target is None or int(amps) != c.target:
             found = int(amps) == 0 and c.target != 0
             self._set_target(now, c, int(amps))
@@ -928,6 +941,13 @@ class SharedBalancer:
             return f"charger not read yet: assumed at {amps} A until it is"
         return f"charger cannot be written: assumed at its last setting {amps} A"
 
+    @staticmethod
+    def _assumed(c: _Connector) -> int:
+        """What a connector that cannot be written is taken to be set to: what it was given, else
+        (before its first decision: not read yet) the setting it is assumed at, a charger left alone
+        charging at its cap. Counted so in the allocation too, the others share only what it leaves."""
+        return c.target if c.target is not None else (c.inputs.observations().commanded or 0)
+
     def _held_paused(self, c: _Connector) -> bool:
         """A power limit (its charge mode) leaves the connector less than the minimum: that is why it is paused."""
         return c.power_cap is not None and c.power_cap < self._cfg.min_current
@@ -1012,6 +1032,7 @@ class SharedBalancer:
     def _decide_single(self, now: float) -> SharedDecision:
         c = next(iter(self._conns.values()))
         d = c.inputs.decide(now)
+        c.sent = c.sent or d.command is not None
         used = self._reader.used_phases(now, c.inputs.observations())
         draw = self._reader.car_draw_range(now, c.inputs.observations(), used)[0]
         c.target = d.charge_at
@@ -1034,8 +1055,9 @@ class SharedBalancer:
         ordered = []
         for key, c in self._conns.items():
             if c.failed:
-                ordered.append(((0,), Claim(key, used[key], c.target or 0, c.priority,
-                                            fixed=c.target or 0, power_phases=weights[key])))
+                held = self._assumed(c)
+                ordered.append(((0,), Claim(key, used[key], held, c.priority, fixed=held,
+                                            power_phases=weights[key])))
                 continue
             cap = cfg.min_current if idle[key] else self._cap(c)
             if c.power_cap is not None:
@@ -1534,7 +1556,7 @@ class SharedBalancer:
             reason += "".join(f"; {n}" for n in self._circuit_notes(key, new, shares) if n not in reason)
             last = c.inputs.observations().commanded if c.confirmed else None
             if c.failed:
-                want = c.target if c.target is not None else (c.inputs.observations().commanded or 0)
+                want = self._assumed(c)
                 reason = self._failed_text(c, want)
                 if c.house_load:
                     want, reason = 0, "charger takes no limit: its draw counted as house load"
@@ -1546,6 +1568,7 @@ class SharedBalancer:
                     if wait > 0 and c.target is not None:
                         want = c.target
                 command = None if want == last else want
+                c.sent = c.sent or command is not None
             if c.target is None or want != c.target:
                 self._set_target(now, c, want)
             if want == 0 and self._held_paused(c) and not c.failed and not meter_stale:
