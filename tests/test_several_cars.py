@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,6 +61,9 @@ FAST = {
     "BALANCER_WRITE_BUDGET_BURST": "200",
     "BALANCER_WRITE_BUDGET_PER_H": "3600",
 }
+# How much later one decision's topics may reach the test's probe than another's on a loaded machine
+# (2 cores, several test workers): a bound on times measured at the probe allows it.
+DELIVERY_S = 2.0
 # Charging from surplus in seconds too (production: a minute's average, a minute to start).
 FAST_PV = {"PV_WINDOW_S": "2", "PV_ENABLE_DELAY_S": "2", "PV_DISABLE_DELAY_S": "2", "TZ": "Europe/Stockholm"}
 # The capacity tariff's periods follow this clock, so that a test can begin one at its start.
@@ -308,8 +311,8 @@ def test_each_connector_says_whether_it_is_paused(rig):
     rig.house.base = [17.0, 17.0, 17.0]
 
     def one_paused() -> bool:
-        paused = [rig.probe.latest.get(topic(rig.env, f"charger/{AURA}/{n}/paused")) for n in (1, 2)]
-        return sorted(paused) == [b"OFF", b"ON"]
+        paused = [rig.probe.latest.get(topic(rig.env, f"charger/{AURA}/{n}/paused"), b"") for n in (1, 2)]
+        return sorted(paused) == [b"OFF", b"ON"]  # (b"": not published yet by a bridge just started)
     try:
         wait_until(one_paused, 40, "one connector paused, the other charging")
         assert rig.probe.latest[topic(rig.env, "balancer/paused")] == b"OFF"
@@ -322,6 +325,21 @@ def test_each_connector_says_whether_it_is_paused(rig):
 
 
 def test_equal_cars_take_turns_when_only_one_can_charge(rig):
+    # From both cars charging, whatever the module's rig went through before (a fresh bridge still
+    # starting, or an earlier test's turn half done): the first pause below is this test's.
+    rig.house.base = [5.0, 5.0, 5.0]
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A first")
+    try:
+        take_turns(rig)
+    except BaseException:
+        # A failure leaves the next test of the module both cars charging, not half a turn.
+        rig.house.base = [5.0, 5.0, 5.0]
+        with suppress(AssertionError):
+            wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "both charging again")
+        raise
+
+
+def take_turns(rig: Rig) -> None:
     rig.house.base = [17.0, 17.0, 17.0]  # 8 A per phase for the cars: one at a time
     rotate_s = float(FAST["BALANCER_ROTATE_S"])
     worst: list[float] = []  # what both chargers offer together, sampled all along
@@ -362,7 +380,9 @@ def test_equal_cars_take_turns_when_only_one_can_charge(rig):
     paused_for_energy(b, b_resumed)
     a_resumed = when(a, lambda amps: amps >= 6, b_paused, 20, "the other car's turn again")
     turn = b_paused - b_resumed
-    assert rotate_s / 2 - 0.5 <= turn <= 1.5 * rotate_s + 5, \
+    # Measured when the probe received each ChargeAt: on a loaded machine one decision's topics may
+    # reach it up to DELIVERY_S later than another's (the balancer's own turn is rotate_s / 2 at least).
+    assert rotate_s / 2 - DELIVERY_S <= turn <= 1.5 * rotate_s + 5, \
         f"a turn of {turn:.1f} s, BALANCER_ROTATE_S {rotate_s:g} s"
     assert a_resumed - a_paused >= rotate_s / 2, f"paused only {a_resumed - a_paused:.1f} s"
     # The fuse holds all the time: never both chargers offering, beyond the headroom.
@@ -490,6 +510,17 @@ def test_a_capacity_limit_holds_two_cars_together_at_the_allowance(rig):
     wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "two equal shares of 20 A")
     WALL.move_to(datetime(2027, 1, 12, 17, 0, tzinfo=WALL.start.tzinfo))  # a period begins
     assert command(rig.probe, rig.env, "capacity/limit_kw/set", "13")["status"] == "ok"
+    try:
+        held_at_the_allowance(rig)
+    except BaseException:
+        with suppress(AssertionError):  # the limit not left to the module's next tests
+            command(rig.probe, rig.env, "capacity/limit_kw/set", "0")
+        raise
+    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "0")["status"] == "ok"
+    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the fuse alone again")
+
+
+def held_at_the_allowance(rig: Rig) -> None:
     # About 9.5 kW for the cars: both go on charging, below their fuse share, within the allowance.
     wait_given(rig, lambda g: all(6 <= a < 10 for a in g.values()), 40, "both cars held by the capacity limit")
     allowance = json.loads(rig.probe.wait_for(topic(rig.env, "capacity/state"),
@@ -501,8 +532,6 @@ def test_a_capacity_limit_holds_two_cars_together_at_the_allowance(rig):
     assert allowance - 2.0 <= cars_kw(rig) <= allowance + 0.7, (cars_kw(rig), allowance)
     reason = rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
     assert "capacity 13 kW:" in reason and "kW for the cars" in reason, reason
-    assert command(rig.probe, rig.env, "capacity/limit_kw/set", "0")["status"] == "ok"
-    wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "the fuse alone again")
 
 
 def test_each_connector_charges_by_its_own_mode_which_survives_a_restart(rig):
