@@ -646,20 +646,20 @@ class SharedBalancer:
         """`amps` was written to the connector's charger (the cloud accepted it)."""
         self._seen(now)
         c = self._conn(key)
-        found = not c.confirmed and not c.sent  # the first setting heard of, before anything was written
+        first_heard = not c.confirmed and not c.sent  # the first setting heard of, before anything was written
         # A setting found on the charger before the bridge wrote to it is no write on its way: its car
         # follows it already, and the report read with it is what the car draws (taken for a write in
         # flight, a car drawing less than its setting would be counted at the setting, and the house
         # as that much lighter than it is).
-        if found:
+        if first_heard:
             c.inputs._seen(now)  # (its start is now, not the setting's past)
-        c.inputs.commanded(now - self._cfg.settle_s - 1.0 if found else now, amps)
+        c.inputs.commanded(self._settled_before(now) if first_heard else now, amps)
         c.failed = False
         c.confirmed = True
         if self._single:
             return
         obs = c.inputs.observations()
-        if (found and int(amps) >= self._cfg.min_current and obs.charger_currents is not None
+        if (first_heard and int(amps) >= self._cfg.min_current and obs.charger_currents is not None
                 and max(obs.charger_currents) < PHASE_IN_USE_A and obs.charger_at is not None
                 and now - obs.charger_at <= self._cfg.charger_stale_after_s):
             c.idle = True  # offered enough and drawing nothing: no car, or one that takes nothing now
@@ -941,6 +941,11 @@ class SharedBalancer:
             return f"charger not read yet: assumed at {amps} A until it is"
         return f"charger cannot be written: assumed at its last setting {amps} A"
 
+    def _settled_before(self, now: float) -> float:
+        """When a setting the car has followed for long (not written by the bridge: assumed, or found
+        on the charger) is taken to have been set: settled before `now`, no write on its way."""
+        return now - self._cfg.settle_s - 1.0
+
     @staticmethod
     def _assumed(c: _Connector) -> int:
         """What a connector that cannot be written is taken to be set to: what it was given, else
@@ -1144,7 +1149,7 @@ class SharedBalancer:
             if not c.inputs.observations().recent_commands:
                 # Nothing written yet: a charger left alone charges at its cap (as the adaptive
                 # strategy assumes), and a first cut must not be taken for the car's whole draw.
-                c.inputs.commanded(now - cfg.settle_s - 1.0, self._cap(c))
+                c.inputs.commanded(self._settled_before(now), self._cap(c))
             c.inputs._forget_settled_commands(now)
             obs[key] = c.inputs.observations()
         used = {k: self._reader.used_phases(now, obs[k]) for k in conns}
