@@ -1037,10 +1037,10 @@ class SharedBalancer:
     def _decide_single(self, now: float) -> SharedDecision:
         c = next(iter(self._conns.values()))
         d = c.inputs.decide(now)
-        c.sent = c.sent or d.command is not None
         used = self._reader.used_phases(now, c.inputs.observations())
         draw = self._reader.car_draw_range(now, c.inputs.observations(), used)[0]
         c.target = d.charge_at
+        c.sent = c.sent or d.command is not None
         one = ConnectorDecision(
             key=c.spec.key, charge_at=d.charge_at, command=d.command, reason=d.reason, paused=d.paused,
             draw=draw, charging=not d.paused and not self._idle(now, c), phases=used, priority=c.priority)
