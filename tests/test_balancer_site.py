@@ -75,8 +75,9 @@ class Site:
             d = self.b.decide(now)
             self.decisions.append((now, d))
             for i, part in enumerate(d.connectors):
-                if part.command is not None:
-                    self.queued = [(j, a) for j, a in self.queued if j != i] + [(i, part.command)]
+                if part.command is not None:  # a write still queued takes the newer value in its place
+                    at = next((n for n, (j, _a) in enumerate(self.queued) if j == i), len(self.queued))
+                    self.queued[at:at + 1] = [(i, part.command)]
             for i, amps in self.queued[:writes_per_s]:
                 self.cars[i].write(now, amps)
                 self.b.commanded(now, self.keys[i], amps)
