@@ -17,7 +17,7 @@ import pytest
 from bridge.sim.cloud import AURA_CHARGEPOINT_ID as AURA
 from bridge.sim.cloud import several_cars_account
 from tests.e2e import Probe, bridge_env, topic, wait_online, wait_until
-from tests.test_several_cars import FAST, House, close_all, draw, given, offered, start
+from tests.test_several_cars import FAST, House, close_all, details, draw, given, offered, start
 
 pytestmark = pytest.mark.slow  # a broker, the simulator and the service: about 30 s
 
@@ -112,7 +112,7 @@ def test_a_silent_sub_meter_puts_the_garages_cars_to_the_failsafe_together(garag
                    "the fail-safe 6 A for the garage's cars together")
         state = json.loads(probe.latest[topic(env, "balancer/state")])
         assert state["circuits"][0]["meter_stale"] is True and state["meter_stale"] is False
-        assert all("circuit garage meter stale" in c["reason"] for c in state["connectors"])
+        assert all("circuit garage meter stale" in c["reason"] for c in details(probe, env))
     finally:
         feeder.silent.clear()
     wait_until(lambda: given(probe, env) == {1: 8, 2: 8}, 60, "8 A each once the sub-meter speaks again")

@@ -349,8 +349,8 @@ def test_with_several_connectors_no_topic_shows_twice_on_the_device(outlets) -> 
 def per_connector(t: Topics, cp: str, n: int) -> list[tuple[str, str, str, str, str | None, bool]]:
     return [
         ("charge_at", "sensor", "ChargeAt", t.charger_charge_at(cp, n), None, True),
-        ("reason", "sensor", "reason", t.charger_reason(cp, n), None, True),
-        ("connector_paused", "binary_sensor", "paused", t.charger_paused(cp, n), None, True),
+        ("reason", "sensor", "reason", t.charger_reason(cp, n), None, False),
+        ("connector_paused", "binary_sensor", "paused", t.charger_paused(cp, n), None, False),
         ("status", "sensor", "status", t.charger_status(cp, n), None, True),
         ("power", "sensor", "power", t.charger_power_kw(cp, n), None, True),
         ("session_energy", "sensor", "session energy", t.charger_session_energy_kwh(cp, n), None, True),
@@ -446,11 +446,16 @@ def test_what_a_user_of_a_site_needs_is_enabled_and_the_rest_is_off_by_default()
     announced, _ = several(AURA_AND_HALO)
     on = {topic.split("/")[3].split("_", 2)[-1] for topic, c in announced
           if c.get("enabled_by_default", True) and topic.split("/")[3].startswith((AURA, HALO))}
-    assert on == {"charge_at", "reason", "connector_paused", "status", "power", "session_energy", "charge_mode",
-                  "online"}
-    # Per connector 7 of 14 enabled, per charge point 1 of 2: at 20 Halos 160 instead of 320.
+    assert on == {"charge_at", "status", "power", "session_energy", "charge_mode", "online"}
+    # Per connector 5 of 14 enabled, per charge point 1 of 2: at 20 Halos 120 instead of 320.
     assert sum(1 for _, c in outlet_messages(Topics(), "h", "n", [Outlet(f"H{i}", 1) for i in range(20)], "1")
-               if c.get("enabled_by_default", True)) == 160
+               if c.get("enabled_by_default", True)) == 120
+    # Why a connector has its current (its reason, `until`) is its ChargeAt's attributes, from the
+    # connector's own state topic (sent when its meaning changes), not a sensor of its own.
+    by_topic = dict(announced)
+    for o in AURA_AND_HALO:
+        charge_at = by_topic[f"homeassistant/sensor/chargeamps/{o.cp_id}_{o.connector}_charge_at/config"]
+        assert charge_at["json_attributes_topic"] == Topics("chargeamps").charger_state(o.cp_id, o.connector)
 
 
 def test_with_several_connectors_the_state_topics_are_topics_the_service_publishes() -> None:

@@ -147,6 +147,12 @@ def state(probe: Probe, env: dict) -> dict:
     return json.loads(probe.latest[topic(env, "balancer/state")])
 
 
+def details(probe: Probe, env: dict) -> list[dict]:
+    """Each connector's detail, from its own `charger/<cp>/<n>/state`, in the order of `balancer/state`."""
+    return [json.loads(probe.latest[topic(env, f"charger/{c['chargepoint']}/{c['connector']}/state")])
+            for c in state(probe, env)["connectors"]]
+
+
 def given(probe: Probe, env: dict) -> dict[int, int]:
     """Each Aura outlet's ChargeAt, from its own retained topic."""
     out = {}
@@ -225,11 +231,15 @@ def test_two_cars_share_the_fuse_equally_and_say_so(rig):
                "both chargers set to 10 A")
     s = state(rig.probe, rig.env)
     assert [(c["chargepoint"], c["connector"]) for c in s["connectors"]] == [(AURA, 1), (AURA, 2)]
-    assert {c["priority"] for c in s["connectors"]} == {5}
-    assert all(c["phases"] == ["L1", "L2", "L3"] for c in s["connectors"])
     assert all(c["charging"] for c in s["connectors"])
-    assert set(s["connectors"][0]) == {"chargepoint", "connector", "phases", "priority", "charge_at", "draw",
-                                       "charging", "reason", "charge_mode"}
+    # A line a connector in balancer/state; its detail on its own topic.
+    assert set(s["connectors"][0]) == {"chargepoint", "connector", "charge_at", "charging"}
+    each = details(rig.probe, rig.env)
+    assert {c["priority"] for c in each} == {5}
+    assert all(c["phases"] == ["L1", "L2", "L3"] for c in each)
+    assert set(each[0]) == {"chargepoint", "connector", "phases", "priority", "charge_at", "draw",
+                            "charging", "reason", "charge_mode", "paused", "until"}
+    assert [(c["chargepoint"], c["connector"], c["charge_at"]) for c in each] == [(AURA, 1, 10), (AURA, 2, 10)]
     # balancer/charge_at is the connectors' sum.
     assert rig.probe.latest[topic(rig.env, "balancer/charge_at")] == b"20"
     assert s["charge_at"] == 20
@@ -266,8 +276,8 @@ def test_priority_set_over_mqtt_is_served_first_and_kept_across_a_restart(rig):
 
     since = rig.restart()
     rig.probe.wait_value(topic(rig.env, f"charger/{AURA}/1/priority"), "9", since=since, timeout=15)
-    rig.probe.wait_json(topic(rig.env, "balancer/state"),
-                        lambda s: s["connectors"][0]["priority"] == 9, since=since, timeout=15)
+    rig.probe.wait_json(topic(rig.env, f"charger/{AURA}/1/state"),
+                        lambda s: s["priority"] == 9, since=since, timeout=15)
 
     assert command(rig.probe, rig.env, f"charger/{AURA}/1/priority/set", "5")["status"] == "ok"
     wait_given(rig, lambda g: g == {1: 10, 2: 10}, 40, "equal again")
@@ -547,8 +557,7 @@ def test_each_connector_charges_by_its_own_mode_which_survives_a_restart(rig):
     # 17 kW of export: 6 kW beyond the fast car's 11 kW, and the pv car starts from it.
     rig.house.base = [-25.0, -25.0, -25.0]
     wait_given(rig, lambda g: g[1] >= 6 and g[2] == 16, 40, "the pv car charging from the surplus")
-    s = state(rig.probe, rig.env)
-    assert [c["charge_mode"] for c in s["connectors"]] == ["pv", "fast"]
+    assert [c["charge_mode"] for c in details(rig.probe, rig.env)] == ["pv", "fast"]
     stored = json.loads((Path(rig.env["CHARGEAMPS_STATE_DIR"]) / "runtime.json").read_text())
     assert stored["charge_modes"] == {f"{AURA}:1": "pv", f"{AURA}:2": "fast"}
 
@@ -571,8 +580,8 @@ def test_one_charger_failing_does_not_stop_the_other(broker, tmp_path):
         sim.fail_next(10_000, status=503, path_contains=HALO)  # the Halo's cloud calls all fail
         refresh_t = time.monotonic()
         probe.publish(topic(env, "bridge/request/refresh"), "now")
-        probe.wait_json(topic(env, "balancer/state"),
-                        lambda s: "cannot be written" in s["connectors"][1]["reason"], since=refresh_t, timeout=30)
+        probe.wait_json(topic(env, f"charger/{HALO}/1/state"),
+                        lambda s: "cannot be written" in s["reason"], since=refresh_t, timeout=30)
         # The Halo's share is assumed at its last setting (10 A); the Aura goes on within the rest.
         house.base = [9.0, 9.0, 9.0]  # 16 A per phase for the cars: the Aura is cut to 6 A
         wait_until(lambda: offered(sim, AURA, 1) == 6, 30, "the Aura cut while the Halo cannot be written")
@@ -845,7 +854,7 @@ def test_after_a_restart_a_car_found_paused_resumes_without_a_minimum_pause(brok
         house.base = [3.0, 3.0, 3.0] if mode == "fast" else [-30.0, -30.0, -30.0]
         wait_until(lambda: offered(sim, AURA, 1) >= 6 and offered(sim, AURA, 2) >= 6, 30,
                    "the car found paused resumes beside the other")
-        reasons = [c["reason"] for c in state(probe, env)["connectors"]]
+        reasons = [c["reason"] for c in details(probe, env)]
         assert not any("()" in r or "resumes no sooner" in r for r in reasons), reasons
     finally:
         close_all(house, bridge, probe, sim)

@@ -85,6 +85,9 @@ SMALL_RAISE_SPARE_WRITES = 4
 # within this window and matching the car's own draw within LANDING_TOLERANCE_A, is that car: its
 # draw falling to nothing (full, its own timer, unplugged) or a car held idle waking up.
 STEP_WINDOW_S = 3.0
+# A site's reason names this many connectors at most and counts the rest: twenty cars held where
+# they are are one line, not twenty (it goes out in `balancer/state` and in the decision log).
+NAMED_IN_SUMMARY = 4
 STEP_MIN_PHASES = 2
 
 _ENTRY = re.compile(r"^(?P<cp>[^:/@\s,]+):(?P<n>\d+)(?:/(?P<phases>[^/@\s]*))?(?:@(?P<circuit>[^@\s]*))?$")
@@ -341,6 +344,24 @@ class ConnectorDecision:
             "reason": self.reason,
         }
 
+    def line(self) -> dict[str, Any]:
+        """What a site's `balancer/state` holds of it, one line on a dashboard: which connector, what it
+        is given, whether a car takes it (its detail is `to_dict()`, on the connector's own topic)."""
+        chargepoint, connector = split_key(self.key)
+        return {"chargepoint": chargepoint, "connector": connector, "charge_at": self.charge_at,
+                "charging": self.charging}
+
+
+def amps_of(given: dict[str, int], keys: Sequence[str] | None = None) -> str:
+    """`keys` (all of `given` when None) with their amps, "2001:1 8 A, 2001:2 8 A", the first
+    NAMED_IN_SUMMARY named and the rest counted with their sum."""
+    keys = list(given if keys is None else keys)
+    named = ", ".join(f"{k} {given[k]} A" for k in keys[:NAMED_IN_SUMMARY])
+    rest = keys[NAMED_IN_SUMMARY:]
+    if not rest:
+        return named
+    return f"{named} and {len(rest)} more ({sum(given[k] for k in rest)} A)"
+
 
 @dataclass(frozen=True)
 class SharedDecision:
@@ -380,7 +401,9 @@ class SharedDecision:
             "reason": self.reason,
             "strategy": self.strategy,
             "waiting_for_meter": self.waiting_for_meter,
-            "connectors": [c.to_dict() for c in self.connectors],
+            # One connector: its detail, as always. A site: a line each, for a state that goes out
+            # with every new meter reading and is a Home Assistant sensor's attributes (each recorded).
+            "connectors": [c.to_dict() if len(self.connectors) == 1 else c.line() for c in self.connectors],
         }
         if self.circuits:
             data["circuits"] = [{"name": r.name, "max_a": r.max_a,
@@ -1252,7 +1275,7 @@ class SharedBalancer:
             for k in conns:
                 if self._woken(now, conns[k]) and new[k] < targets[k]:
                     reasons[k] = f"{where}; its car woke up on the {cfg.min_current} A it lent: {reasons[k]}"
-            summary = f"{where}: " + ", ".join(f"{k} {new[k]} A" for k in conns)
+            summary = f"{where}: " + amps_of(new, list(conns))
         elif in_flight:
             new = dict(targets)
             summary = "waiting for the chargers to follow"
@@ -1400,7 +1423,7 @@ class SharedBalancer:
         if cuts and not worth_moving:
             for k in self._conns:
                 reasons[k] = f"holding {targets[k]} A (moving amps would not pay for its writes)"
-            return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
+            return new, "holding: " + amps_of(new, list(self._conns))
         if cuts:
             cuts, started = self._changeover(now, targets, ideal, cuts, used, idle, budget)
             for k in cuts:
@@ -1418,8 +1441,8 @@ class SharedBalancer:
                     reasons[k] = (f"{targets[k]} A; raise to {ideal[k]} A once the cut of "
                                   f"{', '.join(sorted(cuts))} has settled" if ideal[k] > targets[k]
                                   else f"holding {targets[k]} A")
-            return new, "moving amps: cut first (" + ", ".join(f"{k} {new[k]} A" for k in sorted(cuts)) + ")" + (
-                "; start " + ", ".join(f"{k} {new[k]} A" for k in started) if started else "")
+            return new, "moving amps: cut first (" + amps_of(new, sorted(cuts)) + ")" + (
+                "; start " + amps_of(new, started) if started else "")
         raised = []
         for k, c in self._conns.items():
             if ideal[k] <= targets[k]:
@@ -1449,8 +1472,8 @@ class SharedBalancer:
             raised.append(k)
         if raised:
             self._last_raise_at = now
-            return new, "raise: " + ", ".join(f"{k} {new[k]} A" for k in raised)
-        return new, "holding: " + ", ".join(f"{k} {new[k]} A" for k in self._conns)
+            return new, "raise: " + amps_of(new, raised)
+        return new, "holding: " + amps_of(new, list(self._conns))
 
     def _changeover(self, now: float, targets: dict[str, int], ideal: dict[str, int], cuts: set[str],
                     used: dict[str, tuple[int, ...]], idle: dict[str, bool],

@@ -423,11 +423,13 @@ CONNECTOR_LIMITS: dict[str, float] = {
 
 # A connector's keys that the charge point's set also has (`paused`, `default_current`) are prefixed,
 # so that their unique_ids stay the site-wide entities'.
-# What a user of a site with many connectors needs is enabled; the rest is announced disabled
-# (`enabled_by_default: false`: the entity exists, off until a user turns it on), so that 20
-# chargers do not fill Home Assistant and its recorder with entities nobody looks at.
-DISABLED_BY_DEFAULT = frozenset({"priority", "mode", "max_current", "connector_default_current",
-                                 "current_l1", "current_l2", "current_l3", "reboot"})
+# What a user of a site with many connectors needs is enabled (what each connector is given, with
+# why as its attributes, its status, power, session energy and charge mode; whether each charger
+# is online); the rest is announced disabled (`enabled_by_default: false`: the entity exists, off
+# until a user turns it on), so that 20 chargers do not fill Home Assistant and its recorder with
+# entities nobody looks at.
+DISABLED_BY_DEFAULT = frozenset({"reason", "connector_paused", "priority", "mode", "max_current",
+                                 "connector_default_current", "current_l1", "current_l2", "current_l3", "reboot"})
 
 
 def _off_by_default(entities: list[Entity]) -> list[Entity]:
@@ -440,7 +442,9 @@ def _connector_entities(t: Topics, cp_id: str, n: int, label: str, limits: dict[
     current = {"device_class": "current", "unit_of_measurement": "A", "state_class": "measurement"}
     amps = {"device_class": "current", "unit_of_measurement": "A", "step": 1, "mode": "box"}
     return _off_by_default([
+        # Its reason, priority, phases and `until` as attributes: sent when their meaning changes.
         Entity("charge_at", "sensor", {"name": f"{label} ChargeAt", "state_topic": t.charger_charge_at(cp_id, n),
+                                       "json_attributes_topic": t.charger_state(cp_id, n),
                                        "icon": "mdi:ev-station", **current}),
         Entity("reason", "sensor", {"name": f"{label} reason", "state_topic": t.charger_reason(cp_id, n),
                                     "entity_category": "diagnostic"}),

@@ -184,6 +184,11 @@ class Topics:
         """ON while the balancer gives this connector 0 A (`balancer/paused` is ON only when all are)."""
         return f"{self._connector(cp, n)}/paused"
 
+    def charger_state(self, cp: str, n: int) -> str:
+        """The connector's detail as JSON (what `balancer/state` held per connector), sent when its
+        meaning changes."""
+        return f"{self._connector(cp, n)}/state"
+
     def charger_default_current(self, cp: str, n: int) -> str:
         """The connector's full-power current: its own when set, else `balancer/default_current`."""
         return f"{self._connector(cp, n)}/default_current"
@@ -317,6 +322,7 @@ class Topics:
             self.charger_reason(cp, n),
             self.charger_paused(cp, n),
             self.charger_default_current(cp, n),
+            self.charger_state(cp, n),
         ]
 
     def classify(self, topic: str) -> Command | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
-from bridge.balancer.sharing import SharedDecision, split_key
+from bridge.balancer.sharing import ConnectorDecision, SharedDecision, split_key
 from bridge.mqtt.client import Message, MqttClient
 from bridge.mqtt.payloads import format_bool, format_number
 from bridge.mqtt.topics import Topics
@@ -20,17 +21,46 @@ from bridge.units import format_kw
 _COUNTERS = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)? (?:s|min)\b|-?\d+\.\d+")
 
 
+# A countdown in a reason: "(240 s left)", "in 5 s", "held 42/60 s". Where a text has one, the
+# connector's state says when it ends (`until`), so that the text need not go out each second.
+_COUNTDOWN = re.compile(r"(\d+) s left\b|\bin (\d+) s\b|\b(\d+)/(\d+) s\b")
+# A countdown read again a second later ends at the same moment, give or take its rounding: `until`
+# moves only when the end moved by more than this.
+UNTIL_SLACK_S = 2.0
+
+
+def countdown_s(text: str) -> float | None:
+    """The seconds left of the first countdown in `text`, or None."""
+    m = _COUNTDOWN.search(text)
+    if m is None:
+        return None
+    left, within, done, whole = m.groups()
+    if done is not None:
+        return max(0.0, float(whole) - float(done))
+    return float(left if left is not None else within)
+
+
 def meaning(text: str) -> str:
     """`text` without its countdowns and measured values: two texts that differ only in those say
     the same thing (a whole number of amps, a setting, stays)."""
     return _COUNTERS.sub("#", text)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class StatePublisher:
-    def __init__(self, mqtt: MqttClient, topics: Topics) -> None:
+    def __init__(self, mqtt: MqttClient, topics: Topics, *, wall: Callable[[], datetime] = _utc_now,
+                 real_seconds: Callable[[float], float] = lambda s: s) -> None:
+        """`wall` tells the time of day (a connector's `until`); `real_seconds` how long seconds of the
+        balancer's clock really take (the demo's runs faster)."""
         self.mqtt = mqtt
         self.topics = topics
+        self.wall = wall
+        self.real_seconds = real_seconds
         self._published: dict[str, str] = {}
+        self._until: dict[str, datetime] = {}
 
     def publish_meaning(self, topic: str, payload: str) -> None:
         """Retained, when `payload` means something else than what was sent (its countdowns and
@@ -84,9 +114,9 @@ class StatePublisher:
             self.publish(t.meter_stale, format_bool(d.meter_stale))
         self.publish(t.balancer_paused, format_bool(d.paused))
         state = d.to_dict()
-        for entry in state.get("connectors", ()):
-            key = f"{entry['chargepoint']}:{entry['connector']}"
-            entry["charge_mode"] = runtime.charge_mode_of(key)
+        if len(d.connectors) == 1:
+            for entry in state["connectors"]:
+                entry["charge_mode"] = runtime.charge_mode_of(d.connectors[0].key)
         state["enabled"] = runtime.enabled
         state["max_a"] = runtime.max_a
         state["default_current"] = runtime.default_current
@@ -101,6 +131,26 @@ class StatePublisher:
             self.publish_meaning(t.charger_reason(cp, n), c.reason)
             self.publish(t.charger_paused(cp, n), format_bool(c.paused))
             self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
+            self.connector_state(cp, n, c, runtime.charge_mode_of(c.key))
+
+    def connector_state(self, cp: str, n: int, c: ConnectorDecision, charge_mode: str) -> None:
+        """`charger/<cp>/<n>/state`: the connector's detail, sent when its meaning changes; a countdown
+        in its reason is told by `until`, the moment it ends, not by a message a second."""
+        topic = self.topics.charger_state(cp, n)
+        state = {**c.to_dict(), "chargepoint": cp, "connector": n, "paused": c.paused, "charge_mode": charge_mode,
+                 "until": self._until_text(topic, countdown_s(c.reason))}
+        self.publish_meaning(topic, json.dumps(state))
+
+    def _until_text(self, topic: str, left_s: float | None) -> str | None:
+        if left_s is None:
+            self._until.pop(topic, None)
+            return None
+        until = self.wall().astimezone(timezone.utc) + timedelta(seconds=self.real_seconds(left_s))
+        sent = self._until.get(topic)
+        if sent is not None and abs((until - sent).total_seconds()) <= UNTIL_SLACK_S:
+            until = sent
+        self._until[topic] = until
+        return until.isoformat(timespec="seconds")
 
     def circuits(self, d: SharedDecision) -> None:
         """Each circuit's load and headroom per phase (a phase of a stale meter is left as it was)

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from typing import Any
 
 from bridge import __version__
-from bridge.balancer.sharing import DEFAULT_PRIORITY, ConnectorSpec, ConnectorView, SharedBalancer, SharedDecision
+from bridge.balancer.sharing import (DEFAULT_PRIORITY, ConnectorSpec, ConnectorView, SharedBalancer, SharedDecision,
+                                     amps_of)
 from bridge.config import ConfigError, Settings
 from bridge.eapi import EapiClient
 from bridge.instance import instance_id
@@ -41,7 +42,9 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 # The charge point of a connector CHARGEAMPS_CONNECTORS does not list, until the cloud names it.
 UNKNOWN_CHARGEPOINT = "unnamed"
-HEALTH_EVERY_S = 10.0
+# `bridge/health` goes out at least every 10 s: due this long after the last one (any cause), with
+# half a second to spare for a worker that is handling an event when it falls due.
+HEALTH_EVERY_S = 9.5
 
 
 class BridgeService:
@@ -79,7 +82,9 @@ class BridgeService:
         self._cloud_unchecked_said = False
         self.mqtt = (mqtt or factory.mqtt_factory(settings))(
             self._enqueue_message, lambda ok, why: self._enqueue("connection", (ok, why)))
-        self.publisher = StatePublisher(self.mqtt, self.topics)
+        # A connector's `until` on the site's wall clock (the power limits' own, so a test can move it).
+        self.publisher = StatePublisher(self.mqtt, self.topics, wall=lambda: self.power.wall(),
+                                        real_seconds=self.clock.real_seconds)
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
                                       topics=self.topics, registers=settings.energy_registers())
@@ -272,7 +277,7 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
-            wake = min([next_tick] + [link.due_at for link in self.links if link.ready])
+            wake = min([next_tick, self._next_health] + [link.due_at for link in self.links if link.ready])
             try:
                 kind, item = self.events.get(timeout=self.clock.real_seconds(max(0.0, wake - now)))
             except queue.Empty:
@@ -294,6 +299,8 @@ class BridgeService:
                 now = self.clock()
                 next_tick = now + TICK_S
                 self._handle("tick", now)
+            if self.clock() >= self._next_health:
+                self._handle("health", None)
 
     def _handle(self, kind: str, item: Any) -> None:
         try:
@@ -303,6 +310,8 @@ class BridgeService:
                 self._on_connection(*item)
             elif kind == "tick" and item is not None:
                 self._tick(item)
+            elif kind == "health":
+                self._publish_health(self.clock())
             elif kind == "ocpp":
                 now = self.clock()
                 for link in self.links:
@@ -368,9 +377,6 @@ class BridgeService:
         if self._refuse_configuration():
             return
         self._decide_and_apply(now)
-        if now >= self._next_health:
-            self._next_health = now + HEALTH_EVERY_S
-            self._publish_health(self.clock())  # `now` is old after a slow cloud call
 
     def _refuse_configuration(self) -> bool:
         """A configuration error the cloud showed in its first answer stops the bridge, as any other
@@ -402,10 +408,7 @@ class BridgeService:
         d = self.balancer.decide(now)
         previous = self.decision
         self.decision = d
-        if previous is None or previous.charge_at != d.charge_at or previous.reason != d.reason:
-            log.log(logging.INFO if previous is None or previous.charge_at != d.charge_at else logging.DEBUG,
-                    "decision: ChargeAt %s (%s)", ", ".join(f"{c.key} {c.charge_at} A" for c in d.connectors),
-                    d.reason)
+        self._log_decision(previous, d)
         # Cuts before raises: amps never go to one car before another gave them up.
         orders = sorted((c for c in d.connectors if c.command is not None),
                         key=lambda c: c.command - (by_key[c.key].expected or 0))
@@ -418,6 +421,20 @@ class BridgeService:
                 for c in d.connectors))
         self._publish_decision(d)
         self._publish_charge_mode()
+
+    @staticmethod
+    def _log_decision(previous: SharedDecision | None, d: SharedDecision) -> None:
+        """One line when a connector's ChargeAt changed (the reason alone: at DEBUG): the connectors
+        whose value changed and the site's reason, not every connector of a site."""
+        before = {c.key: c.charge_at for c in previous.connectors} if previous is not None else {}
+        changed = [c.key for c in d.connectors if before.get(c.key) != c.charge_at]
+        if not changed and previous is not None and previous.reason == d.reason:
+            return
+        given = {c.key: c.charge_at for c in d.connectors}
+        text = amps_of(given, changed) if changed else "unchanged"
+        if len(d.connectors) > 1:
+            text += f"; {d.charge_at} A in all"
+        log.log(logging.INFO if changed else logging.DEBUG, "decision: ChargeAt %s (%s)", text, d.reason)
 
     def _publish_decision(self, d: SharedDecision) -> None:
         self.publisher.balancer(d, self.runtime, {link.balancer.key: (link.view.cp_id, link.connector)
@@ -483,6 +500,8 @@ class BridgeService:
         })
 
     def _publish_health(self, now: float) -> None:
+        # The next one is due from this one, whatever sent it (`now` is old after a slow cloud call).
+        self._next_health = self.clock() + HEALTH_EVERY_S
         h = asdict(self.health)
         h["mqtt"] = "connected" if self.mqtt.connected else "disconnected"
         h["meter_age_s"] = self.meter_input.age_s(now)

@@ -30,8 +30,9 @@ from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug
 from bridge.sim.bench import TRANSPORT_LAG_S
 from bridge.sim.charger import ChargerModel
-from bridge.sim.cloud import SECOND_HALO_ID, CloudSimulator, SimCar, several_cars_account
-from bridge.sim.house import HouseTrace
+from bridge.sim.cloud import (SECOND_HALO_ID, ChargePointSpec, CloudSimulator, SimCar, build_account,
+                              several_cars_account)
+from bridge.sim.house import THREE_PHASES, HouseTrace
 from bridge.sim.scenarios import scenario, scenario_names
 
 PHASE_VOLTAGE = 230.0
@@ -42,6 +43,43 @@ LEAD_IN_S = 300
 DEMO_OCPP_CHARGE_POINT = "DEMO-HALO"
 DEMO_OCPP_AURA = "DEMO-AURA"  # with --cars 2 or 3 over OCPP: the two outlets of one charger, as on the cloud
 OCPP_DEMO_METER_INTERVAL_S = 10  # simulated seconds between the OCPP charger's MeterValues
+
+
+# `--site N`: a housing co-op's garage. N Halos under one building fuse, each with a three-phase car
+# that takes 16 A; the building's own load 40 A a phase, with a step to 80 A for two minutes.
+SITE_FUSE_A = 100.0
+SITE_MAX_A = 96.0
+SITE_CAR_A = 16
+SITE_BASE_A = 40.0
+SITE_STEP_A = 80.0
+SITE_STEP_AT_S = 180
+SITE_STEP_S = 120
+SITE_DURATION_S = 900
+SITE_HALOS_MOST = 50
+SITE_FIRST_HALO_ID = 2003150000001  # made-up serials in the shape of a Halo's
+
+
+def site_halo_ids(n: int) -> list[str]:
+    """The charge point ids of a `--site N` account, in order."""
+    return [str(SITE_FIRST_HALO_ID + i) for i in range(n)]
+
+
+def site_account(n: int, installation_current: int = SITE_CAR_A) -> CloudSimulator:
+    """A simulator (not started) whose account owns `n` Halos, a three-phase car that takes
+    SITE_CAR_A plugged into each."""
+    ids = site_halo_ids(n)
+    return build_account([ChargePointSpec(cp) for cp in ids], {(cp, 1): SimCar("three", SITE_CAR_A) for cp in ids},
+                         installation_current=installation_current)
+
+
+def site_trace() -> HouseTrace:
+    """The building without its cars: SITE_BASE_A a phase, SITE_STEP_A for SITE_STEP_S from SITE_STEP_AT_S."""
+    load = [SITE_STEP_A if SITE_STEP_AT_S <= s < SITE_STEP_AT_S + SITE_STEP_S else SITE_BASE_A
+            for s in range(SITE_DURATION_S)]
+    return HouseTrace("site", (list(load), list(load), list(load)), tuple([True] * SITE_DURATION_S for _ in range(3)),
+                      car_phases=THREE_PHASES, car_max_a=SITE_CAR_A,
+                      description=f"a garage's building at {SITE_BASE_A:g} A a phase, {SITE_STEP_A:g} A for "
+                      f"{SITE_STEP_S // 60} minutes from minute {SITE_STEP_AT_S // 60}")
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -258,7 +296,15 @@ def demo_main(argv: list[str]) -> int:
                         help="cars sharing the fuse: 1 (a Halo, as always), 2 (an Aura's two outlets; the "
                         "second car plugs in two simulated minutes in), 3 (and a one-phase car on a second Halo "
                         "four minutes in); over OCPP the chargers DEMO-HALO, DEMO-AURA")
+    parser.add_argument("--site", type=int, default=None, metavar="N",
+                        help=f"a site: N Halos (2 to {SITE_HALOS_MOST}) on one account, each with a three-phase "
+                        f"{SITE_CAR_A} A car, under a building fuse of {SITE_FUSE_A:g} A (MaxA {SITE_MAX_A:g} A) whose "
+                        f"own load is {SITE_BASE_A:g} A with a step to {SITE_STEP_A:g} A (replaces --scenario and --cars)")
     args = parser.parse_args(argv)
+    if args.site is not None and not 2 <= args.site <= SITE_HALOS_MOST:
+        parser.error(f"--site takes 2 to {SITE_HALOS_MOST} Halos")
+    if args.site is not None and (args.transport == "ocpp" or args.cars != 1):
+        parser.error("--site runs its own cars on the cloud (no --transport ocpp, no --cars)")
     if not 1 <= args.speed <= 60:
         parser.error("--speed must be from 1 to 60")
     if args.charger_lag_s is None:
@@ -271,7 +317,7 @@ def demo_main(argv: list[str]) -> int:
 
     base = load_settings()
     logging.getLogger().setLevel(logging.WARNING)
-    trace = scenario(args.scenario)
+    trace = site_trace() if args.site else scenario(args.scenario)
     cleanup: list = []
     try:
         own_broker = None
@@ -288,9 +334,12 @@ def demo_main(argv: list[str]) -> int:
         installation_current = max(16, min(32, trace.car_max_a))
         ocpp = args.transport == "ocpp"
         sim: CloudSimulator | None = None  # with ocpp, the charger connects to the bridge once it runs
-        if not ocpp:
+        if args.site:
+            sim = site_account(args.site)
+        elif not ocpp:
             sim = CloudSimulator(installation_current=installation_current) if args.cars == 1 else \
                 several_cars_account({}, installation_current=installation_current)
+        if sim is not None:
             sim.start()
             cleanup.append(sim.stop)
         # The OCPP charger's car runs on real time: its lag is the simulated one over the speed.
@@ -298,6 +347,8 @@ def demo_main(argv: list[str]) -> int:
                                phases=trace.car_phases, car_max_a=trace.car_max_a)
         if args.start is not None:
             start_s = min(args.start * 60, trace.duration_s - 1)
+        elif args.site:
+            start_s = 0
         else:
             need = first_need_s(trace, base.balancer_max_a, min(trace.car_max_a, base.balancer_default_current))
             start_s = 0 if need is None else max(0, need - LEAD_IN_S)
@@ -307,6 +358,8 @@ def demo_main(argv: list[str]) -> int:
         # two minutes in, and a one-phase (L1) 16 A car on the second Halo at four minutes.
         first_cp = sim.chargepoint_id if sim is not None else DEMO_OCPP_AURA if args.cars >= 2 else DEMO_OCPP_CHARGE_POINT
         cars = [(first_cp, 1, SimCar(phases=_phase_text(trace.car_phases), max_a=trace.car_max_a))]
+        if args.site:
+            cars = [(cp, 1, SimCar("three", SITE_CAR_A)) for cp in site_halo_ids(args.site)]
         if args.cars >= 2:
             cars.append((first_cp, 2, SimCar("three", 16, plug_in_s=start_s + 120)))
         if args.cars >= 3:
@@ -340,12 +393,14 @@ def demo_main(argv: list[str]) -> int:
             # Home Assistant (discovery only when asked).
             mqtt_base_topic=DEMO_BASE_TOPIC, ha_discovery=args.ha_discovery, p1_preset=None, p1_device=None,
             p1_unit="A", p1_heartbeat_topic=None,
-            chargeamps_connectors=None if args.cars == 1 else ",".join(f"{cp}:{n}" for cp, n, _ in outlets),
+            chargeamps_connectors=None if len(outlets) == 1 else ",".join(f"{cp}:{n}" for cp, n, _ in outlets),
             **{f"p1_topic_l{n}": f"{DEMO_BASE_TOPIC}/meter-sim/current_l{n}" for n in (1, 2, 3)},
             **{f"p1_json_path_l{n}": None for n in (1, 2, 3)},
         )
         if args.strategy:
             overrides["balancer_strategy"] = args.strategy
+        if args.site:
+            overrides.update(balancer_fuse_a=SITE_FUSE_A, balancer_max_a=SITE_MAX_A)
         settings = load_settings(**overrides)
         if own_broker is None:
             # After the service has said `offline` (the cleanup runs in reverse order of start).
@@ -398,6 +453,12 @@ def demo_main(argv: list[str]) -> int:
                 shown.append(t.last_s)
                 print(f"{_hms(t.last_s):>8} {t.meter[0]:>6.1f} {t.meter[1]:>6.1f} {t.meter[2]:>6.1f} "
                       f"{d.charge_at:>8d} {max(d.loadbal):>7.1f} {max(t.car):>5.1f}  {d.reason}", flush=True)
+                if args.site:
+                    # A line a connector would be a screen a second: how many charge, how many wait.
+                    given = sum(1 for c in d.connectors if c.charge_at > 0)
+                    print(f"{'':>8}   {given} of {len(d.connectors)} cars given current, "
+                          f"{sum(1 for c in d.connectors if c.charging)} charging", flush=True)
+                    return
                 for c in getattr(d, "connectors", ()) if len(outlets) > 1 else ():
                     print(f"{'':>8}   {c.key:<17} priority {c.priority}  ChargeAt {c.charge_at:>2d} A  "
                           f"{'charging' if c.charging else 'not charging':<12}  {c.reason}", flush=True)
