@@ -33,7 +33,14 @@ CAPACITY_LIMIT_RULE = (f"the capacity limit must be 0 (off) or from {MIN_CAPACIT
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A meter silent longer than this: the time in between counts at the next reading's import, not the last's.
 MAX_INTEGRATION_GAP_S = 120.0
+# The elapsed time of a period and the sum of the intervals seen in it differ by float rounding
+# (1e-17 s to 1e-12 s): that is no time unseen, and counting it as such would mark a period seen
+# whole as partly guessed (no register anchored in it, its peak not raising the allowance).
+UNSEEN_TOLERANCE_S = 1e-3
 SPREAD_S = 120.0
+# A Belgian meter's own demand figures (OBIS 1-0:1.4.0, 1-0:1.6.0) are quarter-hour averages: they
+# are the period's figure only with 15-minute periods.
+METER_DEMAND_PERIOD_MIN = 15
 HOUSE_WINDOW_S = 180.0
 
 
@@ -180,6 +187,7 @@ class CapacityStatus:
     billed_kw: float  # the mean of the month's billed peaks so far (0 without any)
     reason: str
     period_estimated_s: float = 0.0  # of the period so far, the seconds not seen (counted at the house's load)
+    meter_month_peak_kw: float | None = None  # the meter's own month peak, when known to be this month's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +202,7 @@ class CapacityStatus:
             "month_peaks": [p.to_dict() for p in self.month_peaks],
             "billed_kw": round_kw(self.billed_kw),
             "period_estimated_s": round(self.period_estimated_s),
+            **({} if self.meter_month_peak_kw is None else {"meter_month_peak_kw": round_kw(self.meter_month_peak_kw)}),
             "reason": self.reason,
         }
 
@@ -229,6 +238,11 @@ class CapacityGuard:
     # The meter's import register (kWh) at the period's start, when known: the period's energy is
     # then the register's count, exact across a restart (kept in the state).
     _register_start_kwh: float | None = None
+    _last_register: tuple[datetime, float] | None = None  # the latest register reading (when, kWh)
+    # The meter's own month peak ("YYYY-MM", kW) once known to be that month's (kept in the state),
+    # and the last reading of a peak without a time (month read, kW).
+    _meter_peak: tuple[str, float] | None = None
+    _meter_peak_seen: tuple[str, float] | None = None
     _last_at: datetime | None = None
     _last_import_w: float = 0.0
     # The allowance plans with the house (without the cars) averaged over this long, so that a hob
@@ -250,6 +264,8 @@ class CapacityGuard:
             "period_observed_s": round(self._observed_s, 3),
             "period_estimated_s": round(self._estimated_s, 3),
             "period_register_start_kwh": self._register_start_kwh,
+            "meter_month_peak": None if self._meter_peak is None else {"month": self._meter_peak[0],
+                                                                       "kw": round_kw(self._meter_peak[1])},
         }
 
     def restore(self, state: dict[str, Any], tz: Any) -> None:
@@ -276,6 +292,12 @@ class CapacityGuard:
             if not (math.isfinite(energy_ws) and energy_ws >= 0 and math.isfinite(observed) and observed >= 0
                     and math.isfinite(estimated) and estimated >= 0):
                 raise ValueError("the period's energy is not a finite non-negative number")
+            meter_peak = state.get("meter_month_peak")
+            if meter_peak is not None:
+                meter_peak = (str(meter_peak["month"]), float(meter_peak["kw"]))
+                if not (re.fullmatch(r"\d{4}-\d{2}", meter_peak[0]) and math.isfinite(meter_peak[1])
+                        and meter_peak[1] >= 0):
+                    raise ValueError("the meter's month peak is not a month and a finite non-negative kW")
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             # The fault's kind only: its text would quote the file.
             raise ValueError(f"not a capacity state ({type(e).__name__})") from None
@@ -284,6 +306,8 @@ class CapacityGuard:
         self._period, self._energy_ws, self._observed_s = period, energy_ws, observed
         self._estimated_s = estimated
         self._register_start_kwh = register
+        self._last_register = None
+        self._meter_peak, self._meter_peak_seen = meter_peak, None
         self._last_at = None
 
     # ---- peaks ------------------------------------------------------------------
@@ -295,7 +319,13 @@ class CapacityGuard:
         """The period average that raises no bill: the limit, or, when following the month's peak,
         the level below which a period changes nothing already billed."""
         limit = self.cfg.limit_kw
-        if not self.cfg.follow_month_peak or self._month != _month_key(local):
+        if not self.cfg.follow_month_peak:
+            return limit
+        meter_peak = self._meter_month_peak(local)
+        if meter_peak is not None:
+            # What the bill is computed from: the guard's own periods (a guessed one included) do not count.
+            return max(limit, meter_peak)
+        if self._month != _month_key(local):
             return limit
         # A period partly guessed does not raise what may be drawn: its guess may be far too high.
         billed = self._measured_billed_peaks()
@@ -307,6 +337,53 @@ class CapacityGuard:
             if today:
                 free = max(free, today[0])
         return max(limit, free)
+
+    def _meter_month_peak(self, local: datetime) -> float | None:
+        """The meter's own month peak where it is what the month bills: this month's, with 15-minute
+        periods, one peak billed and every hour counting (the meter's peak is of every quarter)."""
+        cfg = self.cfg
+        if (self._meter_peak is None or self._meter_peak[0] != _month_key(local)
+                or cfg.period_min != METER_DEMAND_PERIOD_MIN or cfg.peaks != 1 or cfg.hours is not None):
+            return None
+        return self._meter_peak[1]
+
+    def demand(self, local: datetime, kw: float) -> None:
+        """The meter's own average demand of the running quarter-hour (OBIS 1-0:1.4.0, kW) as read at
+        `local`, before the `update` of its decision (whose status then shows it). With 15-minute
+        periods the period's energy is that average over the time elapsed: the figure the bill is
+        computed from, also for the part of the period the guard did not see. A reading of a period
+        the guard has not entered yet waits for the next one."""
+        if not (math.isfinite(kw) and 0 <= kw <= MAX_CAPACITY_LIMIT_KW):
+            raise ValueError(f"the meter's demand must be from 0 to {MAX_CAPACITY_LIMIT_KW:g} kW")
+        if (self.cfg.period_min != METER_DEMAND_PERIOD_MIN or self._period is None
+                or _elapsed(self._period, period_start(self.cfg, local)) != 0):
+            return
+        elapsed = max(0.0, _elapsed(self._period, local))
+        if self._last_at is None or _elapsed(self._last_at, local) >= 0:
+            # Newer than the last update: the period up to the reading is the meter's, and the next
+            # update counts on from there (after a restart, nothing of it is guessed).
+            self._energy_ws, self._observed_s, self._last_at = kw * 1000.0 * elapsed, elapsed, local
+        else:
+            self._energy_ws = kw * 1000.0 * elapsed + self._counted_since(local)
+        self._estimated_s = 0.0
+
+    def month_peak(self, local: datetime, kw: float, peak_at: datetime | None = None) -> None:
+        """The meter's own highest quarter-hour of the month (OBIS 1-0:1.6.0, kW) as read at `local`,
+        and when the meter registered it (local time), where the source says. It is this month's
+        when its time is in this month; without a time, once the meter has changed it within this
+        month (at a month's start the meter may still show the month before's for a while)."""
+        if not (math.isfinite(kw) and 0 <= kw <= MAX_CAPACITY_LIMIT_KW):
+            raise ValueError(f"the meter's month peak must be from 0 to {MAX_CAPACITY_LIMIT_KW:g} kW")
+        month = _month_key(local)
+        if peak_at is not None:
+            self._meter_peak = (month, kw) if _month_key(peak_at) == month else None
+            return
+        seen, self._meter_peak_seen = self._meter_peak_seen, (month, kw)
+        known = self._meter_peak is not None and self._meter_peak[0] == month
+        if known or (seen is not None and seen[0] == month and seen[1] != kw):
+            self._meter_peak = (month, kw)
+        elif self._meter_peak is not None and self._meter_peak[0] != month:
+            self._meter_peak = None
 
     def _close_period(self) -> None:
         if self._period is None or self._observed_s <= 0 or not self.cfg.counts(self._period):
@@ -345,7 +422,7 @@ class CapacityGuard:
         if self._month is not None and self._month != _month_key(start):
             self._month, self._peaks = _month_key(start), []
         unseen = _elapsed(self._period, local) - self._observed_s
-        if unseen > 0:
+        if unseen > UNSEEN_TOLERANCE_S:
             # Started, restarted or enabled within the period: the time not seen counts at the
             # house's own load of this moment (the meter less what the cars draw). The present import
             # would count a car at full power for all of it, which it was not necessarily drawing
@@ -361,28 +438,54 @@ class CapacityGuard:
         return self._status(local, net_w, max(0.0, car_w), lag_s)
 
     def register(self, local: datetime, import_kwh: float) -> None:
-        """The meter's own import register (kWh, the sum of its tariffs) read at `local`, after the
-        `update` of that moment. The first reading of a period the guard saw whole fixes the
-        register at the period's start; from then on the period's energy is the register's count,
-        also after a restart within the period (the part not seen is no longer guessed). A register
-        that runs backwards or jumps beyond what any connection carries (a meter swapped, a wrong
-        topic) is not used for the rest of the period."""
+        """The meter's own import register (kWh, the sum of its tariffs) as read at `local` (no later
+        than the `update` before this call). Once the register at the period's start is known, the
+        period's energy is the register's count, also after a restart within the period (the part
+        not seen is no longer guessed). The register at the start comes from the readings on either
+        side of it (`_register_at_start`). A register that runs backwards or jumps beyond what any
+        connection carries (a meter swapped, a wrong topic) is not used for the rest of the period."""
         if not (math.isfinite(import_kwh) and import_kwh >= 0):
             raise ValueError("the import register must be a finite number of kWh of at least 0")
+        before = self._last_register
+        if before is not None and _elapsed(before[0], local) < 0:
+            return  # older than a reading already taken
+        self._last_register = (local, import_kwh)
         if self._period is None or _elapsed(self._period, period_start(self.cfg, local)) != 0:
-            return
-        counted_ws = self._energy_ws
+            return  # a reading before this period: kept only to place the period's start
         if self._register_start_kwh is None:
-            if self._estimated_s > 0:
-                return  # the period's start was not seen: its register is unknown
-            self._register_start_kwh = import_kwh - counted_ws / 3.6e6
-            return
+            self._register_start_kwh = self._register_at_start(before, local, import_kwh)
+            if self._register_start_kwh is None:
+                return
         energy_ws = (import_kwh - self._register_start_kwh) * 3.6e6
         if not 0 <= energy_ws <= MAX_CAPACITY_LIMIT_KW * 1000.0 * self.cfg.period_s:
             self._register_start_kwh = None
             return
-        self._energy_ws = energy_ws
+        self._energy_ws = energy_ws + self._counted_since(local)
         self._estimated_s = 0.0
+
+    def _counted_since(self, local: datetime) -> float:
+        """The import (Ws) the guard counted after `local` up to its last update: a reading handed
+        over after the update of its decision is a moment older."""
+        if self._last_at is None:
+            return 0.0
+        return self._last_import_w * max(0.0, _elapsed(local, self._last_at))
+
+    def _register_at_start(self, before: tuple[datetime, float] | None, local: datetime,
+                           import_kwh: float) -> float | None:
+        """The register at the period's start, from the first reading within the period: between
+        the last reading before the start and this one, in proportion to the time (exact to the
+        register's resolution whatever the power input, and whether or not the guard saw the start);
+        without a reading before the start, this one less the energy counted since the start, when
+        the guard saw the period whole; else unknown (the start was not seen)."""
+        assert self._period is not None
+        if before is not None:
+            span_s = _elapsed(before[0], local)
+            to_start_s = _elapsed(before[0], self._period)
+            if 0 < to_start_s <= span_s <= MAX_INTEGRATION_GAP_S and before[1] <= import_kwh:
+                return before[1] + (import_kwh - before[1]) * to_start_s / span_s
+        if self._estimated_s > 0:
+            return None
+        return import_kwh - (self._energy_ws - self._counted_since(local)) / 3.6e6
 
     def _integrate(self, local: datetime) -> None:
         if self._last_at is None or self._period is None:
@@ -457,6 +560,7 @@ class CapacityGuard:
             billed_kw=billed_kw,
             reason=reason,
             period_estimated_s=self._estimated_s,
+            meter_month_peak_kw=self._meter_month_peak(local),
         )
 
     def _car_allowance_w(self, allowed_w: float, net_w: float, house_w: float, remaining_s: float,

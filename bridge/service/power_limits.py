@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bridge.balancer.capacity import CapacityGuard, CapacityStatus
@@ -26,6 +26,7 @@ from bridge.balancer.power import SharedPowerLimits, SurplusConfig
 from bridge.balancer.sharing import SharedBalancer
 from bridge.config import Settings
 from bridge.files import atomic_write_json, read_json_object
+from bridge.mqtt.meter import DEMAND, MONTH_PEAK
 from bridge.units import format_kw
 from bridge.mqtt.topics import Topics
 from bridge.service.meter_input import HousePower, MeterInput, house_power
@@ -72,6 +73,7 @@ class PowerLimits:
         self._saved_at: float | None = None
         self._published_at: float | None = None
         self._register_at: float | None = None  # the meter's register reading last given to the guard
+        self._demand_at: float | None = None  # the meter's demand figures last given to the guard
         self._build_guard()
 
     # ---- the guard -------------------------------------------------------------------
@@ -143,21 +145,41 @@ class PowerLimits:
         draws = self.limits.draws_w(shared, now)
         status = None
         if self.guard is not None:
-            self.status = status = self.guard.update(self.wall(), house.import_w, self.limits.reported_w(shared, draws))
-            self._register()
+            wall = self.wall()
+            self._demand(now, wall)  # before the update: its status shows the meter's figure
+            self.status = status = self.guard.update(wall, house.import_w, self.limits.reported_w(shared, draws))
+            self._register(now, wall)
             self._keep(now)
         self.limits.apply(now, shared, house.net_w, draws, modes, status)
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY_S:
             self.publish(now)
 
-    def _register(self) -> None:
+    def _register(self, now: float, wall: datetime) -> None:
         """A new reading of the meter's import register fixes the period's energy (the guard's
-        `register`); a reading is given once, at the decision after it changed."""
+        `register`); a reading is given once, at the decision after it changed, with the wall-clock
+        time it arrived (a busy worker takes it a moment later, perhaps after a period's start)."""
         reading = None if self.meter is None else self.meter.import_register()
         if self.guard is None or reading is None or reading[1] == self._register_at:
             return
         self._register_at = reading[1]
-        self.guard.register(self.wall(), reading[0])
+        self.guard.register(wall - timedelta(seconds=max(0.0, now - reading[1])), reading[0])
+
+    def _demand(self, now: float, wall: datetime) -> None:
+        """The meter's own quarter-hour demand and month peak (the guard's `demand` and `month_peak`),
+        given once, at the decision after they changed, with the wall-clock time they arrived."""
+        if self.guard is None or self.meter is None:
+            return
+        demand, peak = self.meter.demand_figure(DEMAND), self.meter.demand_figure(MONTH_PEAK)
+        at = demand[1] if demand is not None else peak[1] if peak is not None else None
+        if at is None or at == self._demand_at:
+            return
+        self._demand_at = at
+        local = wall - timedelta(seconds=max(0.0, now - at))
+        if demand is not None:
+            self.guard.demand(local, demand[0].kw)
+        if peak is not None:
+            peak_at = None if peak[0].peak_at is None else peak[0].peak_at.replace(tzinfo=self.zone)
+            self.guard.month_peak(local, peak[0].kw, peak_at)
 
     def _house(self, now: float, amps: tuple[float, float, float]) -> HousePower:
         house = (house_power(amps, self.voltage) if self.meter is None
@@ -170,7 +192,7 @@ class PowerLimits:
     def _keep(self, now: float) -> None:
         assert self.guard is not None
         state = self.guard.to_state()
-        peaks = (state["month"], state["peaks"], state["period_register_start_kwh"])
+        peaks = (state["month"], state["peaks"], state["period_register_start_kwh"], state["meter_month_peak"])
         if peaks != self._saved_peaks or self._saved_at is None or now - self._saved_at >= SAVE_EVERY_S:
             self._saved_peaks, self._saved_at = peaks, now
             self.save()
