@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     p1_energy_export_topic: str | None = None
     p1_energy_export_json_path: str | None = None
     p1_energy_unit: str | None = None
+    # A Belgian meter's own demand figures (OBIS 1-0:1.4.0 and 1-0:1.6.0), for the capacity guard.
+    p1_demand_topic: str | None = None
+    p1_demand_json_path: str | None = None
+    p1_month_peak_topic: str | None = None
+    p1_month_peak_json_path: str | None = None
+    p1_month_peak_time_json_path: str | None = None
+    p1_demand_unit: str | None = None
 
     # Balancer
     balancer_strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
@@ -400,6 +407,7 @@ class Settings(BaseSettings):
         try:
             self.meter_source()
             self.energy_registers()
+            self.meter_demand()
         except MeterConfigError as e:
             raise ValueError(str(e)) from None
         self.circuit_tree()  # ValueError names a cycle, an unknown parent or circuit, a child above its parent
@@ -533,6 +541,17 @@ class Settings(BaseSettings):
             import_topic=self.p1_energy_import_topic, import_path=self.p1_energy_import_json_path,
             export_topic=self.p1_energy_export_topic, export_path=self.p1_energy_export_json_path,
             unit=self.p1_energy_unit,
+        )
+
+    def meter_demand(self):
+        """The meter's own demand figures from P1_DEMAND_* and P1_MONTH_PEAK_* (else the preset's)."""
+        from bridge.mqtt.meter import MeterDemand
+
+        return MeterDemand.from_settings(
+            self.p1_preset, self.p1_device,
+            demand_topic=self.p1_demand_topic, demand_path=self.p1_demand_json_path,
+            peak_topic=self.p1_month_peak_topic, peak_path=self.p1_month_peak_json_path,
+            peak_time_path=self.p1_month_peak_time_json_path, unit=self.p1_demand_unit,
         )
 
     def capacity_config(self, limit_kw: float | None = None):

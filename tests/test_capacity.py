@@ -415,3 +415,129 @@ def test_a_register_is_not_anchored_in_a_period_whose_start_was_not_seen():
         guard.update(nxt + timedelta(seconds=t), 3600.0, 0.0)
     guard.register(nxt, 101.0)
     assert guard.to_state()["period_register_start_kwh"] == pytest.approx(101.0 - 3.6 * 10 / 3600, abs=1e-3)
+
+
+def test_a_period_seen_whole_is_not_partly_guessed_by_float_rounding():
+    """Readings at these moments leave the period's elapsed time 1.4e-17 s above the sum of the
+    intervals seen (float rounding): no second of the period went unseen, so the register is
+    anchored at the first reading and the period's peak is a measured one."""
+    guard = CapacityGuard(CapacityConfig(limit_kw=5))
+    at = datetime(2027, 1, 12, 16, 59, 59, 850497, tzinfo=STOCKHOLM)
+    guard.update(at, 1380.0, 0.0)
+    after = datetime(2027, 1, 12, 17, 0, 0, 100560, tzinfo=STOCKHOLM)
+    status = guard.update(after, 1380.0, 0.0)
+    assert status.period_estimated_s == 0 and "not seen" not in status.reason
+    guard.register(after, 4321.0224)
+    assert guard.to_state()["period_register_start_kwh"] == pytest.approx(4321.0224 - 1380 * 0.10056 / 3.6e6)
+
+
+def test_the_register_at_the_start_lies_between_the_readings_on_either_side():
+    """A register read once a minute (Shelly's EMData) and a meter power that is not the import (a
+    P1 current has no sign: 2 kW of export reads as 2 kW of import): the register at the start is
+    placed between the reading before it and the one after, not from the power."""
+    guard = CapacityGuard(CapacityConfig(limit_kw=5, period_min=15))
+    start = datetime(2027, 1, 12, 17, 0, tzinfo=BRUSSELS)
+    for t in range(-90, 41):  # the house imports 1 kW; the guard is told 3 kW
+        guard.update(start + timedelta(seconds=t), 3000.0, 0.0)
+        if t in (-20, 40):
+            guard.register(start + timedelta(seconds=t), 100.0 + 1.0 * (t + 20) / 3600)
+    anchored = guard.to_state()["period_register_start_kwh"]
+    assert anchored == pytest.approx(100.0 + 20 / 3600, abs=1e-6)
+    # From the register: 40 s at 1 kW, not at 3 kW.
+    assert guard.to_state()["period_energy_wh"] == pytest.approx(40 / 3.6, abs=0.05)
+
+
+def test_the_register_at_the_start_is_placed_also_when_the_guard_did_not_see_the_start():
+    """The meter's phases went silent for two minutes across the start (the period is partly
+    guessed) while the register kept coming: the readings on either side place the start, and
+    the period is counted from the register, not guessed."""
+    guard = CapacityGuard(CapacityConfig(limit_kw=5, period_min=15))
+    start = datetime(2027, 1, 12, 17, 0, tzinfo=BRUSSELS)
+    guard.update(start - timedelta(seconds=140), 2000.0, 0.0)
+    guard.register(start - timedelta(seconds=5), 200.0)
+    status = guard.update(start + timedelta(seconds=5), 2000.0, 0.0)
+    assert status.period_estimated_s == pytest.approx(5)
+    guard.register(start + timedelta(seconds=5), 200.0 + 2.0 * 10 / 3600)
+    assert guard.to_state()["period_register_start_kwh"] == pytest.approx(200.0 + 2.0 * 5 / 3600)
+    assert guard.update(start + timedelta(seconds=6), 2000.0, 0.0).period_estimated_s == 0
+    # Readings too far apart place nothing: the next quarter, not seen, has no register at its start.
+    later = start + timedelta(minutes=15)
+    guard.register(start + timedelta(minutes=14, seconds=59) - timedelta(seconds=200), 200.5)
+    guard.update(later + timedelta(seconds=150), 2000.0, 0.0)
+    guard.register(later + timedelta(seconds=150), 200.6)
+    assert guard.to_state()["period_register_start_kwh"] is None
+
+
+def test_the_period_follows_the_meter_s_own_quarter_hour_demand():
+    """A Belgian meter's 1-0:1.4.0 (HomeWizard `active_power_average_w`): the running quarter-hour's
+    average, what the bill is computed from. The guard integrates 3 kW (a P1 current without a
+    sign counts export as import); the meter says 1.2 kW: the period is the meter's."""
+    cfg = CapacityConfig(limit_kw=4, period_min=15)
+    guard = CapacityGuard(cfg)
+    start = datetime(2027, 1, 12, 17, 0, tzinfo=BRUSSELS)
+    for t in range(0, 301):
+        guard.update(start + timedelta(seconds=t), 3000.0, 0.0)
+    guard.demand(start + timedelta(seconds=300), 1.2)
+    status = guard.update(start + timedelta(seconds=301), 3000.0, 0.0)
+    assert status.period_kw == pytest.approx((1.2 * 300 + 3.0) / 301, abs=0.01)
+    # A restart 7.5 minutes into the next quarter with two cars at full power: the minutes not seen
+    # are the meter's, not a guess, and the period is no longer partly estimated.
+    again = CapacityGuard(cfg)
+    again.restore(guard.to_state(), BRUSSELS)
+    restart = start + timedelta(minutes=22, seconds=30)
+    assert again.update(restart, 22000.0, 20000.0).period_estimated_s == pytest.approx(450)
+    again.demand(restart, 2.1)
+    status = again.update(restart + timedelta(seconds=1), 22000.0, 20000.0)
+    assert status.period_estimated_s == 0 and status.period_kw == pytest.approx((2.1 * 450 + 22) / 451, abs=0.01)
+    # Hourly periods are not the meter's quarter-hours: its demand is not theirs.
+    hourly = CapacityGuard(CapacityConfig(limit_kw=4))
+    hourly.update(start, 3000.0, 0.0)
+    hourly.update(start + timedelta(seconds=60), 3000.0, 0.0)
+    hourly.demand(start + timedelta(seconds=60), 1.2)
+    assert hourly.update(start + timedelta(seconds=61), 3000.0, 0.0).period_kw == pytest.approx(3.0)
+
+
+def test_the_meter_s_month_peak_sets_the_allowance_and_a_guessed_period_never_raises_it():
+    """CAPACITY_FOLLOW_MONTH_PEAK with a meter that gives its month peak (1-0:1.6.0, HomeWizard
+    `montly_power_peak_w` with `montly_power_peak_timestamp`): a quarter below the month's peak
+    raises no bill, so the allowance is that peak; the guard's own periods, a guessed one
+    included, do not count beside it."""
+    cfg = CapacityConfig(limit_kw=4, period_min=15)
+    guard = CapacityGuard(cfg)
+    start = datetime(2027, 1, 12, 17, 7, 30, tzinfo=BRUSSELS)
+    # Started 7.5 minutes into a quarter with two cars at full power: a guessed 18 kW quarter.
+    step_guard(guard, start, range(0, 451), 18000.0, 4000.0)
+    status = step_guard(guard, start + timedelta(seconds=451), range(0, 5), 1000.0, 0.0)
+    assert status.month_peaks[0].estimated and status.allowed_kw == 4.0
+    now = start + timedelta(seconds=460)
+    guard.month_peak(now, 5.2, datetime(2027, 1, 9, 18, 15, 0, tzinfo=BRUSSELS))
+    status = guard.update(now, 1000.0, 0.0)
+    assert status.allowed_kw == pytest.approx(5.2) and status.to_dict()["meter_month_peak_kw"] == 5.2
+    # Kept across a restart.
+    again = CapacityGuard(cfg)
+    again.restore(guard.to_state(), BRUSSELS)
+    assert again.update(now + timedelta(seconds=1), 1000.0, 0.0).allowed_kw == pytest.approx(5.2)
+    # A peak of the month before (the meter not reset yet at the month's start) is not this month's.
+    feb = datetime(2027, 2, 1, 0, 5, tzinfo=BRUSSELS)
+    guard.month_peak(feb, 5.2, datetime(2027, 1, 9, 18, 15, 0, tzinfo=BRUSSELS))
+    assert guard.update(feb, 1000.0, 0.0).allowed_kw == 4.0
+    # Without CAPACITY_FOLLOW_MONTH_PEAK, with several peaks billed, or with hourly periods: the limit.
+    for other in (CapacityConfig(limit_kw=4, period_min=15, follow_month_peak=False),
+                  CapacityConfig(limit_kw=4, period_min=15, peaks=3), CapacityConfig(limit_kw=4)):
+        g = CapacityGuard(other)
+        g.update(now, 1000.0, 0.0)
+        g.month_peak(now, 5.2, datetime(2027, 1, 9, 18, 15, 0, tzinfo=BRUSSELS))
+        assert g.update(now + timedelta(seconds=1), 1000.0, 0.0).allowed_kw == 4.0
+
+
+def test_a_month_peak_without_its_time_counts_once_the_meter_changed_it_this_month():
+    """ESPHome's dsmr sensor gives 1-0:1.6.0's value without its time: a value the bridge finds at
+    the month's start may be the month before's, so it counts once the meter changed it."""
+    guard = CapacityGuard(CapacityConfig(limit_kw=4, period_min=15))
+    feb = datetime(2027, 2, 1, 0, 5, tzinfo=BRUSSELS)
+    guard.update(feb, 1000.0, 0.0)
+    guard.month_peak(feb, 7.0)  # January's, still shown
+    assert guard.update(feb + timedelta(seconds=1), 1000.0, 0.0).allowed_kw == 4.0
+    guard.month_peak(feb + timedelta(minutes=10), 0.8)  # the meter reset it: February's own
+    guard.month_peak(feb + timedelta(minutes=40), 4.6)
+    assert guard.update(feb + timedelta(minutes=40), 1000.0, 0.0).allowed_kw == pytest.approx(4.6)

@@ -69,3 +69,63 @@ def test_register_settings_are_checked_at_start():
         Settings(_env_file=None, p1_energy_export_json_path="x")
     with pytest.raises(ValueError, match="P1_ENERGY_IMPORT_TOPIC must be one topic without wildcards"):
         Settings(_env_file=None, p1_energy_import_topic="p1/#")
+
+
+# ---- a Belgian meter's own demand figures (MeterDemand) ---------------------------------------
+
+
+def test_homewizard_v1_and_v2_demand_and_month_peak_with_its_time():
+    from datetime import datetime
+
+    from bridge.mqtt.meter import DEMAND, MONTH_PEAK, MeterDemand
+
+    # https://api-documentation.homewizard.com/docs/v1/measurement: `active_power_average_w`,
+    # `montly_power_peak_w` (sic) and `montly_power_peak_timestamp` (YYMMDDhhmmss), in W.
+    v1 = MeterDemand.from_settings("homewizard", "p1")
+    assert v1.on_message("homewizard/p1", json.dumps({"active_power_w": -543, "active_power_average_w": 123.000,
+                                                      "montly_power_peak_w": 1111.000,
+                                                      "montly_power_peak_timestamp": 230101080010}))
+    assert v1.value(DEMAND).kw == pytest.approx(0.123)
+    assert v1.value(MONTH_PEAK) == (pytest.approx(1.111), datetime(2023, 1, 1, 8, 0, 10))
+    assert not v1.on_message("homewizard/p1", json.dumps({"active_power_w": 12}))  # none of them: not an error
+    # .../docs/v2/measurement: `average_power_15m_w`, `monthly_power_peak_w`, ISO `monthly_power_peak_timestamp`.
+    v2 = MeterDemand.from_settings("homewizard-v2", "p1")
+    v2.on_message("homewizard/p1", json.dumps({"average_power_15m_w": 1180.0, "monthly_power_peak_w": 4400.0,
+                                               "monthly_power_peak_timestamp": "2024-06-28T14:12:34"}))
+    assert v2.value(MONTH_PEAK) == (pytest.approx(4.4), datetime(2024, 6, 28, 14, 12, 34))
+
+
+def test_esphome_dsmr_demand_in_kw_and_explicit_settings():
+    from datetime import datetime
+
+    from bridge.mqtt.meter import DEMAND, MONTH_PEAK, MeterDemand
+
+    # ESPHome dsmr `active_energy_import_current_average_demand` / `..._maximum_demand_running_month`
+    # in kW, under the SlimmeLezer's Belgian names (zuidwijk/dsmr slimmelezer-be.yaml).
+    esphome = MeterDemand.from_settings("esphome-dsmr", "slimmelezer")
+    esphome.on_message("slimmelezer/sensor/peak_current_average_quarterly_demand/state", b"1.263")
+    esphome.on_message("slimmelezer/sensor/peak_month_maximum_quarterly_demand/state", b"4.404")
+    assert esphome.value(DEMAND).kw == 1.263 and esphome.value(MONTH_PEAK) == (4.404, None)
+    # A Tasmota SML script's own keys, in W, with the peak's time as DSMR writes it (`S`: summer time).
+    tasmota = MeterDemand.from_settings("tasmota-sml", demand_topic="tele/t/SENSOR", demand_path="SML.Demand",
+                                        peak_topic="tele/t/SENSOR", peak_path="SML.Peak",
+                                        peak_time_path="SML.Peak_at", unit="W")
+    tasmota.on_message("tele/t/SENSOR", json.dumps({"SML": {"Demand": 1263, "Peak": 4404, "Peak_at": "240404111500S"}}))
+    assert tasmota.value(MONTH_PEAK) == (pytest.approx(4.404), datetime(2024, 4, 4, 11, 15))
+    # Bad values are refused and change nothing, the good figure beside them included.
+    for bad in ({"SML": {"Demand": -5, "Peak": 1}}, {"SML": {"Demand": 1, "Peak": 2, "Peak_at": "yesterday"}},
+                {"SML": {"Demand": "lots"}}):
+        with pytest.raises(PayloadError):
+            tasmota.on_message("tele/t/SENSOR", json.dumps(bad))
+    assert tasmota.value(DEMAND).kw == pytest.approx(1.263) and tasmota.value(MONTH_PEAK).kw == pytest.approx(4.404)
+
+
+def test_demand_settings_are_checked_at_start():
+    with pytest.raises(ValueError, match="P1_DEMAND_UNIT must be kW or W"):
+        Settings(_env_file=None, p1_demand_topic="a/b", p1_demand_unit="MW")
+    with pytest.raises(ValueError, match="P1_MONTH_PEAK_JSON_PATH is set but P1_MONTH_PEAK_TOPIC is not"):
+        Settings(_env_file=None, p1_month_peak_json_path="x")
+    with pytest.raises(ValueError, match="P1_DEMAND_TOPIC must be one topic without wildcards"):
+        Settings(_env_file=None, p1_demand_topic="p1/+")
+    with pytest.raises(ValueError, match="P1_MONTH_PEAK_TIME_JSON_PATH needs P1_MONTH_PEAK_JSON_PATH"):
+        Settings(_env_file=None, p1_month_peak_topic="p1/peak", p1_month_peak_time_json_path="at")

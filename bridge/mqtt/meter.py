@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple, Sequence
 
+from bridge.balancer.capacity import MAX_CAPACITY_LIMIT_KW
 from bridge.limits import IMPLAUSIBLE_FUSE_MULTIPLE, meter_amps_bound, meter_amps_plausible
 from bridge.mqtt.payloads import PayloadError, _json_kind, coerce_number, decode_text, load_json, parse_number
 
@@ -806,6 +808,19 @@ IMPORT, EXPORT = "import", "export"
 ENERGY_UNITS = {"kwh": ("kWh", 1.0), "wh": ("Wh", 0.001)}
 
 
+def _preset_and_unit(preset: str | None, device: str | None, unit: str | None,
+                     units: dict[str, tuple[str, float]], setting: str) -> tuple[str, str, float]:
+    """For the meter's extra figures: the preset's name, the device its topics name (P1_DEVICE, else
+    the preset's default) and the factor of `unit` (the first of `units` when unset)."""
+    name = (preset or "").strip()
+    base = P1_PRESETS.get(name)
+    dev = _clean(device) or (base.default_device if base else None) or ""
+    key = (unit or next(iter(units.values()))[0]).strip().lower()
+    if key not in units:
+        raise MeterConfigError(f"{setting} must be {' or '.join(u for u, _ in units.values())}: got {unit!r}")
+    return name, dev, units[key][1]
+
+
 @dataclass(frozen=True)
 class RegisterField:
     """One register: the grid direction it counts, its topic, JSON path (None: the payload is the
@@ -852,13 +867,7 @@ class EnergyRegisters:
                       unit: str | None = None) -> EnergyRegisters:
         """Explicit settings win over the preset's, per direction; `unit` (kWh or Wh) applies to
         the explicit ones."""
-        name = (preset or "").strip()
-        base = P1_PRESETS.get(name)
-        dev = _clean(device) or (base.default_device if base else None) or ""
-        key = (unit or "kWh").strip().lower()
-        if key not in ENERGY_UNITS:
-            raise MeterConfigError(f"P1_ENERGY_UNIT must be kWh or Wh: got {unit!r}")
-        per_unit = ENERGY_UNITS[key][1]
+        name, dev, per_unit = _preset_and_unit(preset, device, unit, ENERGY_UNITS, "P1_ENERGY_UNIT")
         fields: list[RegisterField] = []
         for direction, topic, path in ((IMPORT, import_topic, import_path), (EXPORT, export_topic, export_path)):
             setting = f"P1_ENERGY_{direction.upper()}_TOPIC"
@@ -911,7 +920,152 @@ class EnergyRegisters:
         return "; ".join(f"{f.direction} register {f.topic}" + (f" [{f.path}]" if f.path else "") for f in self.fields)
 
 
+DEMAND, MONTH_PEAK = "demand", "month peak"
+DEMAND_UNITS = {"kw": ("kW", 1.0), "w": ("W", 0.001)}
+_DSMR_TIME = re.compile(r"(\d{12})[SW]?")
+
+
+@dataclass(frozen=True)
+class DemandField:
+    """The meter's own demand figure (DEMAND: the running quarter-hour's average, OBIS 1-0:1.4.0;
+    MONTH_PEAK: the month's highest quarter-hour, 1-0:1.6.0): its topic, JSON path (None: the
+    payload is the number), kW per unit, and for the month peak the path of its timestamp."""
+
+    kind: str
+    topic: str
+    path: str | None = None
+    kw_per_unit: float = 1.0
+    time_path: str | None = None
+
+
+# The presets' demand figures. Shapes: HomeWizard local API v1 `/api/v1/data`
+# `active_power_average_w`, `montly_power_peak_w` (HomeWizard's spelling) and
+# `montly_power_peak_timestamp` (YYMMDDhhmmss), v2 `/api/measurement` `average_power_15m_w`,
+# `monthly_power_peak_w` and `monthly_power_peak_timestamp` (ISO 8601, no zone), both in W
+# (https://api-documentation.homewizard.com/docs/v1/measurement, .../docs/v2/measurement); ESPHome's
+# dsmr sensors `active_energy_import_current_average_demand` and
+# `active_energy_import_maximum_demand_running_month` in kW under the SlimmeLezer's Belgian names
+# (zuidwijk/dsmr slimmelezer-be.yaml), without the peak's time. dsmr-reader does not publish the
+# meter's 1-0:1.4.0 / 1-0:1.6.0, and a Tasmota SML script names its own keys: no preset for them.
+DEMAND_PRESETS: dict[str, tuple[DemandField, ...]] = {
+    "homewizard": (DemandField(DEMAND, "homewizard/{device}", "active_power_average_w", 0.001),
+                   DemandField(MONTH_PEAK, "homewizard/{device}", "montly_power_peak_w", 0.001,
+                               "montly_power_peak_timestamp")),
+    "homewizard-v2": (DemandField(DEMAND, "homewizard/{device}", "average_power_15m_w", 0.001),
+                      DemandField(MONTH_PEAK, "homewizard/{device}", "monthly_power_peak_w", 0.001,
+                                  "monthly_power_peak_timestamp")),
+    "esphome-dsmr": (DemandField(DEMAND, "{device}/sensor/peak_current_average_quarterly_demand/state"),
+                     DemandField(MONTH_PEAK, "{device}/sensor/peak_month_maximum_quarterly_demand/state")),
+}
+
+
+class DemandReading(NamedTuple):
+    kw: float
+    peak_at: datetime | None  # for the month peak: when the meter registered it (local, no zone)
+
+
+def parse_meter_time(value: Any) -> datetime:
+    """A meter's timestamp: DSMR's YYMMDDhhmmss (a number or a string, with the telegram's S/W
+    suffix or without) or ISO 8601; local time without a zone. PayloadError when it is neither."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    m = _DSMR_TIME.fullmatch(text)
+    try:
+        if m:
+            return datetime.strptime(m.group(1), "%y%m%d%H%M%S")
+        if text:
+            return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        pass
+    raise PayloadError(f"expected a time like 230101080010 or 2024-06-28T14:12:34, got {value!r}")
+
+
+class MeterDemand:
+    """The meter's own demand figures (P1_DEMAND_TOPIC, P1_MONTH_PEAK_TOPIC, else the preset's) and
+    their latest values. Pure: fed one message at a time."""
+
+    def __init__(self, fields: Sequence[DemandField]) -> None:
+        self.fields = tuple(fields)
+        self._values: dict[str, DemandReading] = {}
+
+    @classmethod
+    def from_settings(cls, preset: str | None = None, device: str | None = None, *,
+                      demand_topic: str | None = None, demand_path: str | None = None,
+                      peak_topic: str | None = None, peak_path: str | None = None,
+                      peak_time_path: str | None = None, unit: str | None = None) -> MeterDemand:
+        """Explicit settings win over the preset's, per figure; `unit` (kW or W) applies to the
+        explicit ones."""
+        name, dev, per_unit = _preset_and_unit(preset, device, unit, DEMAND_UNITS, "P1_DEMAND_UNIT")
+        fields: list[DemandField] = []
+        for kind, setting, topic, path, time_path in (
+                (DEMAND, "P1_DEMAND_TOPIC", demand_topic, demand_path, None),
+                (MONTH_PEAK, "P1_MONTH_PEAK_TOPIC", peak_topic, peak_path, peak_time_path)):
+            topic, path, time_path = _clean(topic), _clean(path), _clean(time_path)
+            paths = ((setting.replace("TOPIC", "JSON_PATH"), path), (setting.replace("TOPIC", "TIME_JSON_PATH"), time_path))
+            if topic is None:
+                for name_, value in paths:
+                    if value is not None:
+                        raise MeterConfigError(f"{name_} is set but {setting} is not")
+                fields += [DemandField(f.kind, f.topic.replace("{device}", dev), f.path, f.kw_per_unit, f.time_path)
+                           for f in DEMAND_PRESETS.get(name, ()) if f.kind == kind]
+                continue
+            topic = _check_topic(topic, setting)
+            for name_, value in paths:
+                if value is not None:
+                    try:
+                        parse_path(value)
+                    except ValueError as e:
+                        raise MeterConfigError(f"{name_}: {e}") from None
+            if time_path is not None and path is None:
+                raise MeterConfigError("P1_MONTH_PEAK_TIME_JSON_PATH needs P1_MONTH_PEAK_JSON_PATH (a JSON message)")
+            fields.append(DemandField(kind, topic, path, per_unit, time_path))
+        return cls(fields)
+
+    def topics(self) -> list[str]:
+        return list(dict.fromkeys(f.topic for f in self.fields))
+
+    def on_message(self, topic: str, payload: bytes | str) -> bool:
+        """Take the figures a message carries; True when it carried one, changed or not (the same
+        average read later is a new reading: the period has grown). PayloadError for a figure that
+        is there and not a power (a message without it is not an error: a shared JSON topic)."""
+        fields = [f for f in self.fields if f.topic == topic]
+        if not fields:
+            return False
+        values, obj = message_values(topic, payload, [(f.path, f.kind) for f in fields])
+        readings: list[tuple[DemandField, DemandReading]] = []
+        for f, value in zip(fields, values):
+            if value is None:
+                continue
+            kw = value * f.kw_per_unit
+            if not (math.isfinite(kw) and 0 <= kw <= MAX_CAPACITY_LIMIT_KW):
+                raise PayloadError(f"{f.kind} on {topic}: {value!r} is not a power a connection draws")
+            peak_at = None
+            if f.time_path is not None:
+                try:
+                    peak_at = parse_meter_time(extract_path(obj, f.time_path))
+                except FieldMissing:
+                    pass
+                except PayloadError as e:
+                    raise PayloadError(f"{f.kind} time on {topic}: {e}") from None
+            readings.append((f, DemandReading(kw, peak_at)))
+        for f, reading in readings:  # all or nothing: a bad figure changes none
+            self._values[f.kind] = reading
+        return bool(readings)
+
+    def value(self, kind: str) -> DemandReading | None:
+        return self._values.get(kind)
+
+    def describe(self) -> str:
+        return "; ".join(f"{f.kind} {f.topic}" + (f" [{f.path}]" if f.path else "") for f in self.fields)
+
+
 __all__ = [
+    "DEMAND",
+    "DEMAND_PRESETS",
+    "DemandField",
+    "DemandReading",
+    "MONTH_PEAK",
+    "MeterDemand",
+    "parse_meter_time",
     "ENERGY_PRESETS",
     "EXPORT",
     "IMPORT",

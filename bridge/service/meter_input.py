@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from bridge.balancer.sharing import SharedBalancer
 from bridge.mqtt.client import Message, Subscription
-from bridge.mqtt.meter import IMPORT, EnergyRegisters, MeterSource, MeterState, PhaseValue
+from bridge.mqtt.meter import IMPORT, DemandReading, EnergyRegisters, MeterDemand, MeterSource, MeterState, PhaseValue
 from bridge.mqtt.payloads import PayloadError, format_number
 from bridge.mqtt.topics import Topics
 from bridge.service.health import Health
@@ -70,11 +70,13 @@ def house_power(amps: Sequence[float], voltage: float, phase_powers: Sequence[fl
 class MeterInput:
     def __init__(self, meter: MeterSource, balancer: SharedBalancer, health: Health, *, fuse_a: float,
                  stale_after_s: float, publisher: StatePublisher, topics: Topics,
-                 registers: EnergyRegisters | None = None) -> None:
+                 registers: EnergyRegisters | None = None, demand: MeterDemand | None = None) -> None:
         self.meter = meter
         self.state = MeterState(meter, fuse_a=fuse_a, stale_after_s=stale_after_s)
         self.registers = registers if registers is not None else EnergyRegisters(())
         self.registers_at: float | None = None  # when a register last changed
+        self.demand = demand if demand is not None else MeterDemand(())
+        self.demand_at: float | None = None  # when a demand figure was last read
         self.balancer = balancer
         self.health = health
         self.publisher = publisher
@@ -86,7 +88,7 @@ class MeterInput:
         self._overflow_lock = threading.Lock()
 
     def subscriptions(self) -> list[Subscription]:
-        topics = dict.fromkeys([*self.meter.subscriptions(), *self.registers.topics()])
+        topics = dict.fromkeys([*self.meter.subscriptions(), *self.registers.topics(), *self.demand.topics()])
         return [Subscription(t) for t in topics]
 
     # ---- on paho's thread -------------------------------------------------------
@@ -111,14 +113,17 @@ class MeterInput:
 
     def receive(self, msg: Message, now: float) -> bool:
         """Hand a meter message to the balancer; True when it brought live phase readings."""
-        if msg.topic in self.registers.topics():
-            try:
-                if self.registers.on_message(msg.topic, msg.payload):
-                    self.registers_at = now
-            except PayloadError as e:
-                self._bad_payload(msg.topic, str(e), now)
-            if not self.meter.inputs_on(msg.topic):
-                return False  # a register's own topic
+        extra = False
+        for figures, when in ((self.registers, "registers_at"), (self.demand, "demand_at")):
+            if msg.topic in figures.topics():
+                extra = True
+                try:
+                    if figures.on_message(msg.topic, msg.payload):
+                        setattr(self, when, now)
+                except PayloadError as e:
+                    self._bad_payload(msg.topic, str(e), now)
+        if extra and not self.meter.inputs_on(msg.topic):
+            return False  # a register's or a demand figure's own topic
         update = self.state.on_message(msg.topic, msg.payload, msg.retain, now)
         if update.invalid is not None:
             self._bad_payload(msg.topic, update.invalid, now)
@@ -158,6 +163,11 @@ class MeterInput:
         """The meter's import register (kWh, its tariffs summed) and when a register last changed."""
         kwh = self.registers.total_kwh(IMPORT)
         return None if kwh is None or self.registers_at is None else (kwh, self.registers_at)
+
+    def demand_figure(self, kind: str) -> tuple[DemandReading, float] | None:
+        """The meter's own demand figure of `kind` (DEMAND, MONTH_PEAK) and when a figure was last read."""
+        reading = self.demand.value(kind)
+        return None if reading is None or self.demand_at is None else (reading, self.demand_at)
 
     def house_power(self, now: float, amps: Sequence[float], voltage: float) -> HousePower:
         """The house's net power now, given the balancer's phase currents: the whole house's

@@ -87,7 +87,8 @@ class BridgeService:
                                         real_seconds=self.clock.real_seconds)
         self.meter_input = MeterInput(meter, self.balancer, self.health, fuse_a=settings.balancer_fuse_a,
                                       stale_after_s=settings.balancer_stale_after_s, publisher=self.publisher,
-                                      topics=self.topics, registers=settings.energy_registers())
+                                      topics=self.topics, registers=settings.energy_registers(),
+                                      demand=settings.meter_demand())
         # Each circuit's own meter, by the topics it reads (only where the balancer knows the tree).
         self.circuit_inputs: dict[str, CircuitMeterInput] = {}
         for name, source in settings.circuit_meter_sources().items():
@@ -233,6 +234,8 @@ class BridgeService:
         log.info("meter: %s", self.meter.describe())
         if self.meter_input.registers.fields:
             log.info("meter registers: %s", self.meter_input.registers.describe())
+        if self.meter_input.demand.fields:
+            log.info("meter demand: %s", self.meter_input.demand.describe())
         if self.central is not None:
             try:
                 self.central.start()
