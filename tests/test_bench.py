@@ -377,7 +377,7 @@ def test_bench_main_parses_the_documented_options():
          "--transport", "ocpp"])
     assert args == argparse.Namespace(trace=["a.csv", "b.csv"], scenario=["heat-pump"], strategy="homey",
                                       car=["L2", "L1L2L3:10"], charger_lag_s=5.0, json=True, plot="x.png",
-                                      generate=None, seed=None, start=None, transport="ocpp", circuit=[])
+                                      generate=None, seed=None, sky=None, start=None, transport="ocpp", circuit=[])
 
 
 def test_bench_over_ocpp_replays_with_the_local_lag_and_the_transports_defaults(tmp_path, capsys, monkeypatch):

@@ -233,6 +233,7 @@ def run(argv: list[str]) -> int:
         (["--generate", "10001"], "got 10001"),
         (["--generate", "2", "--seed", "-1"], "--seed cannot be negative"),
         (["--seed", "4"], "--seed needs --generate N"),
+        (["--sky", "clear"], "--sky needs --generate N"),
         (["--generate", "2", "--scenario", "heat-pump"], "cannot be combined with --trace or --scenario"),
         (["--generate", "2", "--strategy", "greedy"], "unknown strategy 'greedy'"),
     ],
@@ -306,3 +307,23 @@ def test_a_pv_car_is_scored_on_the_houses_with_solar_with_its_starts(monkeypatch
     assert dist["starts_per_h"]["houses"] == 3 and dist["starts_per_h"]["max"] == pytest.approx(starts[-1], abs=1e-4)
     assert "capacity_energy_ratio" not in dist
     assert starts[-1] > 0  # some house has the sun to start on
+
+
+def test_the_sky_over_a_roof_is_drawn_or_chosen_and_leaves_the_other_loads_alone():
+    """A clear day gives the sun's smooth curve, an overcast one about a third of it; a house's
+    other loads are the same under any sky (the sky has its own draws)."""
+    from bridge.sim.generate import SKIES
+
+    index = next(i for i in range(40) if "solar-export" in generate_house(1, i).kinds
+                 and generate_house(1, i).trace.description.startswith(tuple(s for s in ("summer", "spring"))))
+    clear, overcast = generate_house(1, index, "clear"), generate_house(1, index, "overcast")
+    assert "(clear)" in clear.trace.description and "(overcast)" in overcast.trace.description
+    export = {name: -sum(min(0.0, a) for phase in h.trace.base for a in phase)
+              for name, h in (("clear", clear), ("overcast", overcast))}
+    assert export["overcast"] < 0.5 * export["clear"]
+    assert [u for u in clear.uses if u.kind != "solar-export"] == [u for u in overcast.uses if u.kind != "solar-export"]
+    drawn = {generate_house(1, i).trace.description.rpartition("(")[2].rstrip(")")
+             for i in range(60) if "solar-export" in generate_house(1, i).kinds}
+    assert drawn == {name for name, _share in SKIES}
+    with pytest.raises(ValueError, match="the sky is one of clear, passing-clouds, overcast"):
+        generate_house(1, index, "foggy")

@@ -31,7 +31,7 @@ from bridge.balancer.from_env import config_values_from_env
 from bridge.balancer.model import STRATEGIES
 from bridge.sim.car_events import CarEvents
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
-from bridge.sim.generate import generate_house
+from bridge.sim.generate import SKIES, generate_house
 from bridge.sim.house import CarSpec, HouseTrace, load_trace, parse_car
 from bridge.sim.pause_oracle import pause_oracle
 from bridge.sim.scenarios import scenario, scenario_names, shared_scenario_names
@@ -628,8 +628,8 @@ MAX_PROCESSES = 2
 
 
 def _replay_house(job: tuple) -> tuple[dict, dict[str, Any]]:
-    seed, index, cfg, strategies, balancer_factory, lag_s, cars, power = job
-    house = generate_house(seed, index)
+    seed, index, cfg, strategies, balancer_factory, lag_s, cars, power, sky = job
+    house = generate_house(seed, index, sky)
     power_for = shared_power_for = None
     if power is not None:
         # The power limits as the bench's scenarios have them (bridge.sim.power_bench), built here
@@ -658,8 +658,9 @@ def _picklable(*things: object) -> bool:
 
 def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
                   lag_s: float = 10.0, processes: int = MAX_PROCESSES, cars: tuple | None = None,
-                  power: tuple | None = None) -> dict:
-    """Replay `n` generated houses of `seed`; the report of `run_bench` with each house's appliances.
+                  power: tuple | None = None, sky: str | None = None) -> dict:
+    """Replay `n` generated houses of `seed` (their roofs under `sky`, else each house's own); the
+    report of `run_bench` with each house's appliances.
     With `cars` (two or more `CarSpec`) those cars share each house's fuse instead of its own car.
     With `power` ((CAPACITY_*/PV_*/TZ settings, --start, --car text or None, min A, max A)) each house
     is replayed with the power limits and scored against the capacity and surplus oracles.
@@ -667,7 +668,7 @@ def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balanc
     Each house is generated and replayed on its own, from its seed and number only, so the report is
     the same with one process or two; results are collected in house order.
     """
-    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s, cars, power) for index in range(n)]
+    jobs = [(seed, index, cfg, tuple(strategies), balancer_factory, lag_s, cars, power, sky) for index in range(n)]
     processes = max(1, min(processes, MAX_PROCESSES, n))
     if processes > 1 and _picklable(cfg, balancer_factory):
         # fork: `python -m bridge` has no main guard for a spawned child to import safely.
@@ -902,6 +903,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay N generated houses instead of the built-in scenarios (see --seed)")
     p.add_argument("--seed", type=int, metavar="S", help="the generated houses' seed (default 1); the same "
                                                          "seed gives the same houses")
+    p.add_argument("--sky", choices=[name for name, _share in SKIES], default=None,
+                   help="with --generate: every roof under this sky (default: each house draws its own)")
     return p
 
 
@@ -1045,7 +1048,8 @@ def run_cli(args: argparse.Namespace, config_cls: type, balancer_factory: Balanc
 
 def _generate_arguments_error(args: argparse.Namespace) -> str | None:
     if args.generate is None:
-        return "--seed needs --generate N" if args.seed is not None else None
+        return next((f"{flag} needs --generate N" for flag, value in (("--seed", args.seed), ("--sky", args.sky))
+                     if value is not None), None)
     if args.trace or args.scenario:
         return "--generate replays generated houses; it cannot be combined with --trace or --scenario"
     if not 1 <= args.generate <= MAX_GENERATED_HOUSES:
@@ -1076,7 +1080,7 @@ def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[
     seed = 1 if args.seed is None else args.seed
     shared = tuple(cars) if len(cars) > 1 else None  # one car: each house's car, in its charge mode
     report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                           cars=shared, power=power)
+                           cars=shared, power=power, sky=args.sky)
     report["distribution"] = distribution(report["traces"], strategies)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -45,6 +45,10 @@ PRESENCE = {
 HEAT_PUMP_PRESENCE = {"winter": 0.45, "spring": 0.35, "summer": 0.1}
 IMMERSION_PRESENCE = {"winter": 0.6, "spring": 0.25, "summer": 0.0}
 ELECTRIC_HEATING_PRESENCE = {"winter": 0.35, "spring": 0.2, "summer": 0.0}
+# The day's sky over a roof: a clear day gives the sun's whole curve, smooth; passing clouds cut it
+# to a third now and then for minutes; an overcast day gives a third of it, uneven, with bright
+# breaks (estimate: shares of a year's days in north-western Europe).
+SKIES = (("clear", 0.3), ("passing-clouds", 0.45), ("overcast", 0.25))
 DAY_SHARE = 0.3  # houses replayed over a day rather than an evening
 THREE_PHASE_CAR_SHARE = 0.75
 CAR_MAX_A = 16
@@ -77,13 +81,18 @@ def house_name(index: int) -> str:
     return f"house-{index + 1:03d}"
 
 
-def generate_houses(n: int, seed: int) -> list[GeneratedHouse]:
-    return [generate_house(seed, index) for index in range(n)]
+def generate_houses(n: int, seed: int, sky: str | None = None) -> list[GeneratedHouse]:
+    return [generate_house(seed, index, sky) for index in range(n)]
 
 
-def generate_house(seed: int, index: int) -> GeneratedHouse:
-    """House number `index` (from 0) of `seed`: the same for the same pair, whatever else is generated."""
-    return _Household(random.Random(f"chargeamps-bridge house {seed}/{index}"), house_name(index)).build()
+def generate_house(seed: int, index: int, sky: str | None = None) -> GeneratedHouse:
+    """House number `index` (from 0) of `seed`: the same for the same pair, whatever else is generated.
+    `sky` (one of SKIES) gives every roof that day's sky; None: each house draws its own."""
+    if sky is not None and sky not in dict(SKIES):
+        raise ValueError(f"the sky is one of {', '.join(dict(SKIES))}; got {sky!r}")
+    key = f"chargeamps-bridge house {seed}/{index}"
+    # The sky has its own draws: a house's other loads are the same whatever its sky.
+    return _Household(random.Random(key), house_name(index), random.Random(f"{key} sky"), sky).build()
 
 
 def _phases(*phases: int) -> str:
@@ -111,9 +120,12 @@ class _Layer(_House):
 
 
 class _Household:
-    def __init__(self, rng: random.Random, name: str) -> None:
+    def __init__(self, rng: random.Random, name: str, sky_rng: random.Random | None = None,
+                 sky: str | None = None) -> None:
         self.rng = rng
         self.name = name
+        self.sky_rng = sky_rng or random.Random(name)
+        self.sky = sky or self._weighted(SKIES, self.sky_rng)
         self.season = self._weighted(SEASONS)
         self.is_day = rng.random() < DAY_SHARE
         if self.is_day:
@@ -127,8 +139,8 @@ class _Household:
 
     # ---- composition ---------------------------------------------------------------
 
-    def _weighted(self, options: tuple[tuple[str, float], ...]) -> str:
-        pick = self.rng.random() * sum(w for _, w in options)
+    def _weighted(self, options: tuple[tuple[str, float], ...], rng: random.Random | None = None) -> str:
+        pick = (rng or self.rng).random() * sum(w for _, w in options)
         for name, weight in options:
             pick -= weight
             if pick < 0:
@@ -225,7 +237,8 @@ class _Household:
         car = "three-phase" if all(car_phases) else "one-phase on " + PHASE_NAMES[car_phases.index(True)]
         part = "day" if self.is_day else "evening"
         kinds = ", ".join(sorted({u.kind for u in self.uses} - {"lighting"}))
-        return f"{self.season} {part} from {start}, {self.n / HOUR:.1f} h, car {car}: {kinds}"
+        sky = f" ({self.sky})" if "solar-export" in {u.kind for u in self.uses} else ""
+        return f"{self.season} {part} from {start}, {self.n / HOUR:.1f} h, car {car}: {kinds}{sky}"
 
     # ---- appliances ----------------------------------------------------------------
 
@@ -291,8 +304,9 @@ class _Household:
             self._place("electric-heating", _phases(phase), build, lambda: rng.uniform(0, 10 * MINUTE))
 
     def _solar(self) -> None:
-        """Export under passing clouds, following the sun from 06:00 to 21:00 (peak at 13:30)."""
-        rng = self.rng
+        """Export following the sun from 06:00 to 21:00 (a bell peaking at 13:30) under the day's sky
+        (SKIES): clear, passing clouds, or overcast with breaks."""
+        rng, sky_rng = self.rng, self.sky_rng
         if rng.random() < 0.5:
             phases, peak = (self._phase(),), amps(draw(rng, "solar.one_phase_w"))
         else:
@@ -302,9 +316,17 @@ class _Household:
         for start in range(0, self.n, 10):
             clock = self.start_h + start / HOUR
             height = math.sin(math.pi * (clock - 6.0) / 15.0) if 6.0 < clock < 21.0 else 0.0
+            # The cloud events are drawn whatever the sky, so that the house's other loads stay the same.
             if start >= cloud_until and rng.random() < 0.01:
                 cloud_until = start + draw(rng, "solar.cloud_s")
-            sun += ((0.3 if start < cloud_until else 1.0) - sun) * 0.5  # cloud edges take tens of seconds
+            in_event = start < cloud_until
+            if self.sky == "clear":
+                target = 1.0 - 0.02 * sky_rng.random()  # haze
+            elif self.sky == "overcast":
+                target = 0.8 if in_event else 0.2 + 0.2 * sky_rng.random()  # a break, else thick and uneven
+            else:
+                target = 0.3 if in_event else 1.0
+            sun += (target - sun) * 0.5  # cloud edges take tens of seconds
             export = peak * height * sun
             if export > 0.05:
                 used = True
