@@ -288,10 +288,12 @@ def test_a_capacity_limit_scores_every_generated_house_against_the_capacity_orac
     dist = doc["distribution"]["adaptive"]
     capacity = [e["strategies"]["adaptive"]["capacity"] for e in doc["traces"]]
     assert len(capacity) == 3 and all(c["limit_kw"] == 5 for c in capacity)
-    ratios = sorted(c["energy_ratio"] for c in capacity)
-    assert dist["capacity_energy_ratio"]["houses"] == 3
-    assert dist["capacity_energy_ratio"]["median"] == pytest.approx(ratios[1], abs=1e-4)
-    over = max(c["max_period_kw"] - 5 for c in capacity)
+    # A house whose own load is over the limit is scored apart (its second house on an overcast evening).
+    scored = [c for c in capacity if not c["house_over_capacity"]]
+    assert dist["capacity_energy_ratio"]["houses"] == len(scored) >= 2
+    assert dist["capacity_energy_ratio"]["median"] == pytest.approx(
+        statistics.median(c["energy_ratio"] for c in scored), abs=1e-4)
+    over = max(c["max_period_kw"] - 5 for c in scored)
     assert dist["max_period_over_limit_kw"]["max"] == pytest.approx(over, abs=1e-3)
     assert "solar_share" not in dist and "starts_per_h" not in dist  # no pv car
 
