@@ -31,7 +31,7 @@ from bridge.balancer.from_env import config_values_from_env
 from bridge.balancer.model import STRATEGIES
 from bridge.sim.car_events import CarEvents
 from bridge.sim.charger import IEC_MIN_CURRENT_A, ChargerModel
-from bridge.sim.generate import SKIES, generate_house
+from bridge.sim.generate import DEFAULT_SKY, MIXED_SKY, SKY_CHOICES, generate_house
 from bridge.sim.house import CarSpec, HouseTrace, load_trace, parse_car
 from bridge.sim.pause_oracle import pause_oracle
 from bridge.sim.scenarios import scenario, scenario_names, shared_scenario_names
@@ -658,8 +658,8 @@ def _picklable(*things: object) -> bool:
 
 def run_generated(n: int, seed: int, cfg: Any, strategies: Sequence[str], balancer_factory: BalancerFactory,
                   lag_s: float = 10.0, processes: int = MAX_PROCESSES, cars: tuple | None = None,
-                  power: tuple | None = None, sky: str | None = None) -> dict:
-    """Replay `n` generated houses of `seed` (their roofs under `sky`, else each house's own); the
+                  power: tuple | None = None, sky: str = DEFAULT_SKY) -> dict:
+    """Replay `n` generated houses of `seed` (their roofs under `sky`; MIXED_SKY: each house's own); the
     report of `run_bench` with each house's appliances.
     With `cars` (two or more `CarSpec`) those cars share each house's fuse instead of its own car.
     With `power` ((CAPACITY_*/PV_*/TZ settings, --start, --car text or None, min A, max A)) each house
@@ -903,8 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay N generated houses instead of the built-in scenarios (see --seed)")
     p.add_argument("--seed", type=int, metavar="S", help="the generated houses' seed (default 1); the same "
                                                          "seed gives the same houses")
-    p.add_argument("--sky", choices=[name for name, _share in SKIES], default=None,
-                   help="with --generate: every roof under this sky (default: each house draws its own)")
+    p.add_argument("--sky", choices=SKY_CHOICES, default=None,
+                   help=f"with --generate: every roof under this sky, or {MIXED_SKY}: each house draws its own "
+                        f"(default {DEFAULT_SKY}, the sky generated houses always had)")
     return p
 
 
@@ -1080,7 +1081,7 @@ def _run_generated_cli(args: argparse.Namespace, cfg: Any, strategies: Sequence[
     seed = 1 if args.seed is None else args.seed
     shared = tuple(cars) if len(cars) > 1 else None  # one car: each house's car, in its charge mode
     report = run_generated(args.generate, seed, cfg, strategies, balancer_factory, lag_s=args.charger_lag_s,
-                           cars=shared, power=power, sky=args.sky)
+                           cars=shared, power=power, sky=args.sky or DEFAULT_SKY)
     report["distribution"] = distribution(report["traces"], strategies)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -49,6 +49,12 @@ ELECTRIC_HEATING_PRESENCE = {"winter": 0.35, "spring": 0.2, "summer": 0.0}
 # to a third now and then for minutes; an overcast day gives a third of it, uneven, with bright
 # breaks (estimate: shares of a year's days in north-western Europe).
 SKIES = (("clear", 0.3), ("passing-clouds", 0.45), ("overcast", 0.25))
+# Passing clouds is the sky every generated house had before skies were drawn: the default keeps
+# `--generate N --seed S` the same houses, so figures measured on them stay comparable; "mixed"
+# draws each roof's sky by the shares above.
+DEFAULT_SKY = "passing-clouds"
+MIXED_SKY = "mixed"
+SKY_CHOICES = (*(name for name, _share in SKIES), MIXED_SKY)
 DAY_SHARE = 0.3  # houses replayed over a day rather than an evening
 THREE_PHASE_CAR_SHARE = 0.75
 CAR_MAX_A = 16
@@ -81,15 +87,15 @@ def house_name(index: int) -> str:
     return f"house-{index + 1:03d}"
 
 
-def generate_houses(n: int, seed: int, sky: str | None = None) -> list[GeneratedHouse]:
+def generate_houses(n: int, seed: int, sky: str = DEFAULT_SKY) -> list[GeneratedHouse]:
     return [generate_house(seed, index, sky) for index in range(n)]
 
 
-def generate_house(seed: int, index: int, sky: str | None = None) -> GeneratedHouse:
+def generate_house(seed: int, index: int, sky: str = DEFAULT_SKY) -> GeneratedHouse:
     """House number `index` (from 0) of `seed`: the same for the same pair, whatever else is generated.
-    `sky` (one of SKIES) gives every roof that day's sky; None: each house draws its own."""
-    if sky is not None and sky not in dict(SKIES):
-        raise ValueError(f"the sky is one of {', '.join(dict(SKIES))}; got {sky!r}")
+    `sky` (one of SKIES) gives the roof that day's sky; MIXED_SKY: each house draws its own."""
+    if sky not in SKY_CHOICES:
+        raise ValueError(f"the sky is one of {', '.join(SKY_CHOICES)}; got {sky!r}")
     key = f"chargeamps-bridge house {seed}/{index}"
     # The sky has its own draws: a house's other loads are the same whatever its sky.
     return _Household(random.Random(key), house_name(index), random.Random(f"{key} sky"), sky).build()
@@ -125,7 +131,7 @@ class _Household:
         self.rng = rng
         self.name = name
         self.sky_rng = sky_rng or random.Random(name)
-        self.sky = sky or self._weighted(SKIES, self.sky_rng)
+        self.sky = self._weighted(SKIES, self.sky_rng) if sky in (None, MIXED_SKY) else sky
         self.season = self._weighted(SEASONS)
         self.is_day = rng.random() < DAY_SHARE
         if self.is_day:
