@@ -202,3 +202,104 @@ def test_cli_bad_power_input_exits_2_with_one_line(argv, environ, words, capsys)
     assert run_cli(["--scenario", "pv-spring-day", "--strategy", "adaptive", *argv], environ) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+# ---- the capacity oracle that keeps the minimum current and the minimum pause ----------------
+
+def _plain_capacity_as(allowance, house_w, periods, watts_per_amp):
+    """The plain capacity oracle's amp-seconds (power_bench.PowerRun.oracles): each counted period
+    min(fuse allowance, limit - house import + export), as if the car took any sliver."""
+    total = 0.0
+    for p in periods:
+        most = sum(allowance[t] for t in p.seconds) * watts_per_amp
+        if p.budget_ws is None:
+            total += most
+            continue
+        imp = sum(max(0.0, house_w[t]) for t in p.seconds)
+        exp = sum(max(0.0, -house_w[t]) for t in p.seconds)
+        total += min(most, max(0.0, p.budget_ws - imp) + exp)
+    return total / watts_per_amp
+
+
+def _period_import_ws(schedule, house_w, p, watts_per_amp):
+    return sum(max(0.0, house_w[t] + schedule.amps[t] * watts_per_amp) for t in p.seconds)
+
+
+def test_capacity_pause_oracle_on_a_trace_checked_by_hand():
+    """Two 600 s periods of a 6 kW limit, a one-phase car (230 W an amp, 6 to 16 A), the house at
+    5.31 kW: each period leaves 690 W x 600 s = 414 kJ for the car, 1800 amp-seconds. The plain
+    oracle takes it as a sliver of 3 A through each period, below any car's minimum; 6 A through the
+    period would need 3600 A·s. The fair oracle charges whole seconds at the allowance: 16 A for
+    112 s (1792 A·s), 8 A for one second (the 8 A·s left), then pauses to the period's end (487 s).
+    In the second period the fuse allows nothing for the first 100 s: that pause runs on from the
+    first period's (587 s in all), then the same run of 112 s + 1 s, then a pause to the end."""
+    from bridge.sim.pause_oracle import CapacityPeriod, capacity_pause_oracle
+
+    v = 230.0
+    house = [5310.0] * 1200
+    allowance = [16] * 600 + [0] * 100 + [16] * 500
+    periods = [CapacityPeriod(range(0, 600), 6000.0 * 600), CapacityPeriod(range(600, 1200), 6000.0 * 600)]
+    schedule = capacity_pause_oracle(allowance, house, periods, v, 6, 300.0)
+    assert _plain_capacity_as(allowance, house, periods, v) == pytest.approx(3600)
+    assert schedule.amps[:113] == [16] * 112 + [8]
+    assert schedule.amps[700:813] == [16] * 112 + [8]
+    assert schedule.pauses == [(113, 700), (813, 1200)]
+    assert schedule.amp_seconds == 3600
+    for p in periods:
+        assert _period_import_ws(schedule, house, p, v) <= 6000.0 * 600 + 1e-6
+    assert all(a == 0 or 6 <= a <= allowance[t] for t, a in enumerate(schedule.amps))
+    for start, end in schedule.pauses:
+        assert end - start >= 300 or end == len(house)
+
+
+def test_capacity_pause_oracle_loses_to_the_plain_one_where_the_minimum_current_bites():
+    """A period whose budget pays for 2 A through it, with the fuse allowing only 6 A every other
+    100 s: the plain oracle takes 2 A throughout; a car at 6 A at least must pause between the
+    fuse's windows, and a pause is 300 s at least: it gets one window of 100 s at 6 A."""
+    from bridge.sim.pause_oracle import CapacityPeriod, capacity_pause_oracle
+
+    v = 230.0
+    allowance = ([6] * 100 + [0] * 100) * 3
+    house = [1000.0] * 600
+    periods = [CapacityPeriod(range(600), (1000.0 + 2 * v) * 600)]
+    plain = _plain_capacity_as(allowance, house, periods, v)
+    schedule = capacity_pause_oracle(allowance, house, periods, v, 6, 300.0)
+    assert plain == pytest.approx(1200)
+    assert schedule.amp_seconds == 600  # 100 s at 6 A in the first window, then paused to the end
+    assert schedule.amp_seconds < plain
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_capacity_pause_oracle_never_beats_the_plain_one_nor_passes_the_limit(seed):
+    """Random houses (import and export), fuse allowances and budgets: the fair oracle keeps the
+    car's rules, never gets more than the plain oracle, and no counted period imports more than
+    its budget unless the house alone does."""
+    import random
+
+    from bridge.sim.pause_oracle import CapacityPeriod, capacity_pause_oracle
+
+    rng = random.Random(seed)
+    v = rng.choice([230.0, 690.0])
+    n = rng.randint(300, 2400)
+    length = rng.choice([300, 600, 900])
+    house = []
+    level = rng.uniform(-3000, 4000)
+    for _ in range(n):
+        if rng.random() < 0.01:
+            level = rng.uniform(-3000, 4000)
+        house.append(level + rng.uniform(-300, 300))
+    allowance = [0 if rng.random() < 0.05 else rng.choice([0, 6, 8, 10, 16]) for _ in range(n)]
+    limit_w = rng.uniform(1000, 8000)
+    periods = [CapacityPeriod(range(s, min(n, s + length)), None if rng.random() < 0.2 else limit_w * length)
+               for s in range(0, n, length)]
+    min_pause = rng.choice([0.0, 60.0, 300.0])
+    schedule = capacity_pause_oracle(allowance, house, periods, v, 6, min_pause)
+    assert schedule.amp_seconds <= _plain_capacity_as(allowance, house, periods, v) + 1e-6
+    assert all(a == 0 or 6 <= a <= allowance[t] for t, a in enumerate(schedule.amps))
+    for start, end in schedule.pauses:
+        assert end - start >= min_pause or end == n
+    for p in periods:
+        if p.budget_ws is None:
+            continue
+        alone = sum(max(0.0, house[t]) for t in p.seconds)
+        assert _period_import_ws(schedule, house, p, v) <= max(p.budget_ws, alone) + 1e-6

@@ -579,7 +579,8 @@ def run_bench(
             trace, power = power_for(trace)
             if power is not None:
                 power_oracles = power.oracles(
-                    lambda row, trace=trace: oracle_current(row, trace.car_phases, limits, trace.car_max_a))
+                    lambda row, trace=trace: oracle_current(row, trace.car_phases, limits, trace.car_max_a),
+                    limits.min_pause_s)
         allowance = oracle_allowance(trace, limits)
         kwh_per_as = sum(trace.car_phases) * VOLTAGE_V / 3.6e6
         oracle_kwh = sum(allowance) * kwh_per_as

@@ -18,7 +18,7 @@ from bridge.sim.targets import TARGET_FUSE_MARGIN_S, TARGET_WRITES_PER_HOUR
 METRICS = ("energy_ratio", "energy_ratio_pause_oracle", "writes_per_h", "longest_over_fuse_s",
            "seconds_over_fuse_per_h")
 # With power limits (CAPACITY_LIMIT_KW, a pv or minpv --car): given for the houses they apply to.
-POWER_METRICS = ("capacity_energy_ratio", "max_period_over_limit_kw", "solar_share", "surplus_energy_ratio",
+POWER_METRICS = ("capacity_energy_ratio", "capacity_energy_ratio_pause_oracle", "max_period_over_limit_kw", "solar_share", "surplus_energy_ratio",
                  "starts_per_h")
 FIGURES = ("p10", "median", "p90", "min", "max")
 
@@ -68,6 +68,8 @@ def power_figures(entry: dict, strategy: str) -> dict[str, float | None]:
     pv = [c for c in s.get("cars", []) if c.get("mode") in ("pv", "minpv")]
     return {
         "capacity_energy_ratio": capacity["energy_ratio"] if capacity else None,
+        # Against the capacity oracle that keeps the minimum current and the minimum pause.
+        "capacity_energy_ratio_pause_oracle": capacity.get("energy_ratio_pause_oracle") if capacity else None,
         "max_period_over_limit_kw": (round(capacity["max_period_kw"] - capacity["limit_kw"], 4)
                                      if capacity else None),
         "solar_share": pv[0]["solar_share"] if pv else None,
@@ -167,12 +169,14 @@ _LABELS = {
     "longest_over_fuse_s": "longest > fuse (s)",
     "seconds_over_fuse_per_h": "s > fuse per h",
     "capacity_energy_ratio": "capacity energy",
+    "capacity_energy_ratio_pause_oracle": "capacity/pause orc.",
     "max_period_over_limit_kw": "period - limit (kW)",
     "solar_share": "solar share",
     "surplus_energy_ratio": "surplus energy",
     "starts_per_h": "pv starts/h",
 }
-_THREE_DECIMALS = ("energy_ratio", "energy_ratio_pause_oracle", "capacity_energy_ratio", "max_period_over_limit_kw", "solar_share",
+_THREE_DECIMALS = ("energy_ratio", "energy_ratio_pause_oracle", "capacity_energy_ratio",
+                   "capacity_energy_ratio_pause_oracle", "max_period_over_limit_kw", "solar_share",
                    "surplus_energy_ratio")
 
 

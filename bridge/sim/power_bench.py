@@ -35,6 +35,7 @@ from bridge.balancer.power import (
 )
 from bridge.limits import MIN_CURRENT_A
 from bridge.sim.house import CarSpec, HouseTrace, parse_car
+from bridge.sim.pause_oracle import CapacityPeriod, capacity_pause_oracle
 
 # Targets (10 s lag), pinned by tests/test_bench_power.py and shown in docs/benchmark.md.
 TARGET_PERIOD_MARGIN_KW = 0.05
@@ -162,6 +163,8 @@ class PowerRun:
                 "billed_kw": round(_billed_kw(cfg, periods), 3),
                 "periods_over": sum(1 for _, kw in periods if kw > cfg.limit_kw + TARGET_PERIOD_MARGIN_KW),
                 "energy_ratio": _ratio(energy_kwh, oracles.get("capacity_energy_kwh")),
+                # Against the capacity oracle that keeps the minimum current and the minimum pause.
+                "energy_ratio_pause_oracle": _ratio(energy_kwh, oracles.get("capacity_pause_oracle_energy_kwh")),
             }
         if self.car.mode in ("pv", "minpv"):
             car_kwh = self.car_ws / 3.6e6
@@ -186,8 +189,11 @@ class PowerRun:
                 if cfg.counts(k.astimezone(self.settings.zone))]
 
     # ---- oracles ------------------------------------------------------------------
-    def oracles(self, fuse_current: Callable[[Sequence[float]], int]) -> dict[str, float]:
-        """The capacity-aware and the surplus oracle's car energy (kWh) on this trace."""
+    def oracles(self, fuse_current: Callable[[Sequence[float]], int], min_pause_s: float = 300.0
+                ) -> dict[str, float]:
+        """The capacity-aware and the surplus oracle's car energy (kWh) on this trace; with a limit,
+        also the capacity oracle that keeps the car's minimum current and the minimum pause
+        (`capacity_pause_oracle`)."""
         v, n = self.settings.voltage, self.phases
         rows = list(zip(*self.trace.base))
         fuse_w = [min(fuse_current(row), self.car.max_a) * n * v for row in rows]
@@ -200,16 +206,22 @@ class PowerRun:
                 key = period_start(cfg, self.local(t)).astimezone(timezone.utc)
                 by_period.setdefault(key, []).append(t)
             car_ws = 0.0
+            periods = []
             for key, seconds in by_period.items():
                 most = sum(fuse_w[t] for t in seconds)
                 if not cfg.counts(key.astimezone(self.settings.zone)):
                     car_ws += most
+                    periods.append(CapacityPeriod(seconds, None))
                     continue
                 import_ws = sum(max(0.0, house_w[t]) for t in seconds)
                 export_ws = sum(max(0.0, -house_w[t]) for t in seconds)
                 room = max(0.0, cfg.limit_kw * 1000.0 * cfg.period_s - import_ws) + export_ws
                 car_ws += min(most, room)
+                periods.append(CapacityPeriod(seconds, cfg.limit_kw * 1000.0 * cfg.period_s))
             out["capacity_energy_kwh"] = round(car_ws / 3.6e6, 4)
+            paced = capacity_pause_oracle([round(w / (n * v)) for w in fuse_w], house_w, periods, n * v,
+                                          self.min_a, min_pause_s)
+            out["capacity_pause_oracle_energy_kwh"] = round(paced.amp_seconds * n * v / 3.6e6, 4)
         if self.car.mode in ("pv", "minpv"):
             allowance = self.settings.surplus.import_allowance_w
             car_ws = 0.0
