@@ -182,3 +182,18 @@ def test_a_shared_pv_car_with_short_delays_starts_once_and_stays():
         net.append(net_w)
     assert len([w for w in writes if w[1] >= 6]) == 1 and not [w for w in writes if w[1] < 6], writes
     assert max(net) <= 0.0
+
+
+@pytest.mark.parametrize("phases, low, high, level", [(1, 2850.0, 3000.0, 12), (3, 8000.0, 8900.0, 12)])
+def test_a_surplus_wandering_by_an_amp_is_not_a_write_each_way(phases, low, high, level):
+    """The export swings every 150 s between two levels an amp apart on the car's phases (one
+    phase: 12.4 and 13.0 A; three phases: 11.6 and 12.9 A). A one-phase car settles an amp under
+    the surplus and stays: no write per swing. A three-phase car's amp is 690 W, already a step worth
+    a write: it follows as before (cut at once, raised after the raise interval)."""
+    ctrl = SurplusController(SurplusConfig(window_s=1, enable_delay_s=0, raise_interval_s=120))
+    caps = run(ctrl, "pv", lambda t: -high if (t // 150) % 2 == 0 else -low, range(0, 3600), phases=phases)
+    changes = sum(1 for a, b in zip(caps, caps[1:]) if a != b)
+    if phases == 1:
+        assert caps[-1] == level and changes <= 2
+    else:
+        assert changes >= 20
