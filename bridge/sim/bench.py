@@ -816,8 +816,11 @@ def _power_lines(name: str, m: dict) -> list[str]:
     c = m.get("capacity")
     if c is not None:
         ratio = "-" if c["energy_ratio"] is None else f"{c['energy_ratio']:.3f}"
+        paced = c.get("energy_ratio_pause_oracle")
+        paced_text = "" if paced is None else f" (keeping the minimum current and pause {paced:.3f})"
         lines.append(f"{'':<24} {name} capacity: limit {c['limit_kw']:g} kW, highest period {c['max_period_kw']:.3f} kW, "
-                     f"billed {c['billed_kw']:.3f} kW, {c['periods_over']} periods over; energy/capacity oracle {ratio}")
+                     f"billed {c['billed_kw']:.3f} kW, {c['periods_over']} periods over; energy/capacity oracle {ratio}"
+                     f"{paced_text}")
     for car in m.get("cars", []):
         share = "-" if car["solar_share"] is None else f"{car['solar_share']:.3f}"
         ratio = "-" if car["energy_ratio"] is None else f"{car['energy_ratio']:.3f}"
