@@ -69,8 +69,9 @@ from bridge.balancer.model import (
     Observations,
     Proposal,
     Triple,
+    CutCycles,
     WriteBudget,
-    cycle_level_at,
+    min_pause_left,
     phase_name,
     raise_holds,
     whole_amps_for_charger,
@@ -91,9 +92,7 @@ class AdaptiveStrategy:
         self._cfg = cfg
         self.target: int | None = None  # what the car should draw; 0 = paused
         self.paused_at: float | None = None
-        self._last_raise_at: float | None = None
-        self._cycle_level = 0
-        self._cycle_seen_at: float | None = None
+        self._cycles = CutCycles()
         # The spare current on the car's phases (the least of them), reading by reading.
         self._history: deque[tuple[float, float]] = deque()
         self._history_since: float | None = None
@@ -107,7 +106,6 @@ class AdaptiveStrategy:
         # the readings of the previous decision to see it by.
         self._landed: dict[float, float] = {}
         self._previous_readings: tuple[tuple[float | None, ...], tuple[float | None, ...]] | None = None
-        self._unexplained: tuple[float, int, float | None] | None = None
 
     # ---- hooks --------------------------------------------------------------
     def on_meter(self, now: float, phase: int, amps: float, previous: float | None) -> None:
@@ -292,36 +290,7 @@ class AdaptiveStrategy:
         return step >= cfg.follow_min_step_a
 
     def _cycle_level_at(self, now: float) -> int:
-        return cycle_level_at(self._cycle_level, self._cycle_seen_at, now, self._cfg())
-
-    def _note_cut(self, now: float) -> None:
-        cfg = self._cfg()
-        up = self._loads.last_up
-        if up is not None and now - up[0] <= cfg.cut_explained_s:
-            # A load seen switching on explains the cut: a different load (no cycling), or a known
-            # one come back, which its reserve keeps room for from now on. Neither lengthens the hold.
-            self._last_raise_at = None
-            return
-        if self._last_raise_at is not None and now - self._last_raise_at <= cfg.cycle_window_s:
-            # Not (yet) explained: a load that switched on while a change was in flight is seen only
-            # once the car's draw is sure again; then this is undone (`_explain_late`).
-            self._unexplained = (now, self._cycle_level, self._cycle_seen_at)
-            self._cycle_level = min(self._cycle_level_at(now) + 1, 16)
-            self._cycle_seen_at = now
-            self._last_raise_at = None
-
-    def _explain_late(self, now: float) -> None:
-        pending = self._unexplained
-        if pending is None:
-            return
-        cfg = self._cfg()
-        at, level, seen_at = pending
-        up = self._loads.last_up
-        if up is not None and up[0] >= at - cfg.cut_explained_s:
-            self._cycle_level, self._cycle_seen_at = level, seen_at
-            self._unexplained = None
-        elif now - at > cfg.settle_s + cfg.cut_explained_s:
-            self._unexplained = None
+        return self._cycles.level_at(now, self._cfg())
 
     # ---- the headroom's history ---------------------------------------------
     def _record(self, now: float, used: tuple[int, ...], spare: float | None) -> None:
@@ -389,7 +358,7 @@ class AdaptiveStrategy:
         # For raises the house is taken at its heaviest: the car at the least it may draw.
         house = tuple(meter[n] - draw_low[n] for n in PHASES)
         self._loads.feed(now, house if settle_left <= 0 else None, cfg)  # type: ignore[arg-type]
-        self._explain_late(now)
+        self._cycles.explain_late(now, self._loads.last_up, cfg)
         # Cycling loads that are off now will be back: their steps are kept free.
         reserve, self._reserved_load = self._loads.reserve(now, cfg, house, used, cfg.current_cap)  # type: ignore[arg-type]
         spare = min(cfg.max_a - house[n] - reserve[n] for n in used)
@@ -419,7 +388,7 @@ class AdaptiveStrategy:
             # yet (most likely: the cut is not taken twice); a raise in flight may not have either,
             # and counting it would leave the cut short by the raise.
             new = whole_amps_for_charger(min(cfg.max_a - (meter[n] - draw_before[n]) for n in used), cfg)
-            self._note_cut(now)
+            self._cycles.note_cut(now, self._loads.last_up, cfg)
             self._set_target(now, new)
             if new == 0:
                 return proposal(f"{where}, pause (only {max(available, 0):.1f} A left)")
@@ -434,7 +403,7 @@ class AdaptiveStrategy:
             # A pause made for the meter's silence has no minimum pause to wait out.
             resumable, self._fail_safe_paused = self.target > 0 or self._fail_safe_paused, False
             if resumable and self.target < level and not above:
-                self._last_raise_at = now
+                self._cycles.raised(now)
                 verb = "resume at" if not self.target else "raise to"
                 self._set_target(now, level)
                 return proposal(f"meter back: {where}, {verb} {level} A")
@@ -468,8 +437,8 @@ class AdaptiveStrategy:
             return proposal(f"{where}, holding {self.target} A")
         hold = self.raise_hold(now, min(cfg.current_cap, self._level_over(now, held)))
         level = min(cfg.current_cap, self._level_over(now, hold))
-        if held >= hold and not above_max_a and (not paused or paused_for >= cfg.min_pause_s):
-            self._last_raise_at = now
+        if held >= hold and not above_max_a and (not paused or not min_pause_left(now, self.paused_at, cfg)):
+            self._cycles.raised(now)
             self._set_target(now, level)
             verb = "resume at" if paused else "raise to"
             return proposal(f"headroom held {held:.0f} s: {verb} {level} A")

@@ -9,7 +9,7 @@ import dataclasses
 import math
 import statistics
 from collections import deque
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bridge.balancer.model import (
     DEFAULT_STRATEGY,
@@ -84,6 +84,39 @@ def silence_pause(now: float, meter_at: OptTriple, started_at: float, cfg: Balan
         return None
     return (f"meter silent {silent:.0f} s on every phase (BALANCER_FAILSAFE_PAUSE_AFTER_S "
             f"{cfg.failsafe_pause_after_s:.0f} s)")
+
+
+class FailSafe(NamedTuple):
+    """What the cars together may take on each phase while the meter cannot be trusted, and why."""
+
+    current: int  # per phase, for every car together (0: paused)
+    reason: str
+    silence: bool  # paused for the meter's silence on every phase (not the fail-safe current's pause)
+
+
+def fail_safe_current(cfg: BalancerConfig) -> int:
+    """What the cars together may take on each phase blind (BALANCER_FAILSAFE_CURRENT; 0 = pause):
+    under a stale main meter, and under a circuit's stale meter for its cars."""
+    return whole_amps_for_charger(cfg.failsafe_current, cfg)
+
+
+def fail_safe(now: float, why: str, meter_at: OptTriple, started_at: float, cfg: BalancerConfig) -> FailSafe:
+    """The meter fail-safe, for one car or several: the fail-safe current (0 = pause) on each
+    phase, for the cars together, since what one car may take blind is what all may (the house's
+    load is unknown); every phase silent for `failsafe_pause_after_s`: paused (`silence_pause`).
+    Never a raise: each car takes at most what it has (`fail_safe_cap`)."""
+    silence = silence_pause(now, meter_at, started_at, cfg)
+    if silence is not None:
+        return FailSafe(0, f"{silence}: paused until the meter speaks again", True)
+    current = fail_safe_current(cfg)
+    return FailSafe(current, f"meter stale ({why}): fail-safe {current} A", False)
+
+
+def fail_safe_cap(cap: int, held: int | None) -> int:
+    """The fail-safe never raises: a car paused (or cut below `cap`) when the meter went stale
+    stays there, for the house that left it no room may still be on. `held`: what it has (None:
+    nothing given yet)."""
+    return cap if held is None else min(cap, held)
 
 
 class Balancer:
@@ -296,18 +329,11 @@ class Balancer:
         )
 
     def _fail_safe(self, now: float, obs: Observations, why: str) -> Decision:
-        """The meter cannot be trusted: charge at most at the fail-safe current (0 = pause).
-
-        Never a raise: a car paused (or cut below it) when the meter fell silent stays there, for
-        the house that left it no room may still be on."""
-        current = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
-        reason = f"meter stale ({why}): fail-safe {current} A"
+        """The meter cannot be trusted: `fail_safe` for this one car."""
         assert self._started_at is not None
-        silence = silence_pause(now, obs.meter_at, self._started_at, self._cfg)
-        if silence is not None:
-            current, reason = 0, f"{silence}: paused until the meter speaks again"
-        elif self._commanded is not None and self._commanded < current:
-            current = self._commanded
+        current, reason, _silence = fail_safe(now, why, obs.meter_at, self._started_at, self._cfg)
+        if fail_safe_cap(current, self._commanded) < current:
+            current = fail_safe_cap(current, self._commanded)
             reason = f"meter stale ({why}): {'paused' if current == 0 else f'{current} A'}, below the fail-safe"
         self._strategy.on_fail_safe(now, current)
         proposal = Proposal(

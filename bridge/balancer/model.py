@@ -281,6 +281,16 @@ def waiting_for_meter(now: float, started_at: float | None, meter_at: OptTriple,
             and now < started_at + cfg.stale_after_s)
 
 
+def min_pause_left(now: float, paused_at: float | None, cfg: BalancerConfig) -> float:
+    """The minimum pause: the seconds until a car the balancer paused at `paused_at` may resume (0: it
+    may). Every pause is a stop and a start of the car's and the charger's contactor, so a car resumes
+    no sooner than `min_pause_s` after its pause. `paused_at` None: a pause with nothing to wait out
+    (one the bridge did not make, or one made for the meter's silence)."""
+    if paused_at is None:
+        return 0.0
+    return max(0.0, cfg.min_pause_s - (now - paused_at))
+
+
 def cycle_level_at(level: int, seen_at: float | None, now: float, cfg: BalancerConfig) -> int:
     """How many times the raise hold is doubled at `now`: `level` as of the last unexplained cut
     soon after a raise (`seen_at`), less one for each `cycle_forget_s` since."""
@@ -294,3 +304,56 @@ def raise_holds(level: int, cfg: BalancerConfig) -> tuple[float, float]:
     invite) and the long one, `raise_hold_s` doubled `level` times, at most `raise_hold_max_s`."""
     return (min(cfg.quick_raise_hold_s, cfg.raise_hold_s),
             min(cfg.raise_hold_max_s, cfg.raise_hold_s * (2 ** level)))
+
+
+# A cut noted soon after a raise, and not explained by a load seen switching on: when it was, and
+# the cycle level and when it was seen before it (undone when a load that switched on while a change
+# was in flight is seen late).
+Unexplained = tuple[float, int, float | None]
+
+
+@dataclass
+class CutCycles:
+    """The raise hold's memory of cuts soon after a raise: a load that comes back on every raise
+    (oven and sauna thermostats, hob pulses) doubles the hold (`raise_holds`) for each such cut,
+    and each `cycle_forget_s` without one halves it again (`cycle_level_at`). One car and several
+    note their cuts here alike."""
+
+    level: int = 0
+    seen_at: float | None = None
+    last_raise_at: float | None = None
+    unexplained: Unexplained | None = None
+
+    def level_at(self, now: float, cfg: BalancerConfig) -> int:
+        return cycle_level_at(self.level, self.seen_at, now, cfg)
+
+    def raised(self, now: float) -> None:
+        self.last_raise_at = now
+
+    def note_cut(self, now: float, last_up: tuple[Any, ...] | None, cfg: BalancerConfig) -> None:
+        """A cut at `now`; `last_up`: the house's last load seen switching on (its time first), if any."""
+        if last_up is not None and now - last_up[0] <= cfg.cut_explained_s:
+            # A load seen switching on explains the cut: a different load (no cycling), or a known
+            # one come back, which its reserve keeps room for from now on. Neither lengthens the hold.
+            self.last_raise_at = None
+            return
+        if self.last_raise_at is not None and now - self.last_raise_at <= cfg.cycle_window_s:
+            # Not (yet) explained: a load that switched on while a change was in flight is seen only
+            # once the cars' draw is sure again; then this is undone (`explain_late`).
+            self.unexplained = (now, self.level, self.seen_at)
+            self.level = min(self.level_at(now, cfg) + 1, 16)
+            self.seen_at = now
+            self.last_raise_at = None
+
+    def explain_late(self, now: float, last_up: tuple[Any, ...] | None, cfg: BalancerConfig) -> None:
+        """A load seen switching on around the last unexplained cut (once the draws are sure again)
+        explains it after all: the hold it doubled is undone."""
+        pending = self.unexplained
+        if pending is None:
+            return
+        at, level, seen_at = pending
+        if last_up is not None and last_up[0] >= at - cfg.cut_explained_s:
+            self.level, self.seen_at = level, seen_at
+            self.unexplained = None
+        elif now - at > cfg.settle_s + cfg.cut_explained_s:
+            self.unexplained = None

@@ -47,7 +47,7 @@ from typing import Any
 
 from bridge.balancer.adaptive import LANDING_TOLERANCE_A, PHASE_IN_USE_A, WRITES_PER_RAISE, AdaptiveStrategy
 from bridge.balancer.circuits import MAIN, Circuit, CircuitRoom, CircuitTree, binding, circuit_rooms, circuits_over
-from bridge.balancer.core import Balancer, meter_staleness, silence_pause, whole_amps_for_charger
+from bridge.balancer.core import Balancer, fail_safe, fail_safe_cap, fail_safe_current, meter_staleness
 from bridge.balancer.loads import LoadTracker
 from bridge.balancer.model import (
     DEFAULT_STRATEGY,
@@ -56,9 +56,10 @@ from bridge.balancer.model import (
     Decision,
     OptTriple,
     Triple,
+    CutCycles,
     WriteBudget,
     connector_limit,
-    cycle_level_at,
+    min_pause_left,
     paused_by_power_limit,
     phase_name,
     raise_holds,
@@ -489,9 +490,7 @@ class SharedBalancer:
         self._history: deque[tuple[float, Triple | None]] = deque()
         self._rooms: list[CircuitRoom] = []  # the circuits at the latest decision, deepest first
         self._room_history: deque[tuple[float, dict[str, Triple]]] = deque()  # for the raise hold
-        self._last_raise_at: float | None = None
-        self._cycle_level = 0
-        self._cycle_seen_at: float | None = None
+        self._cycles = CutCycles()  # cuts soon after a raise: the raise hold's doubling
         self._last_tick: float | None = None
         self._loads = LoadTracker()  # the house's loads, by their steps (cycling ones are kept free)
         self._budgets: dict[str, PowerBudget] = {}  # power limits on groups of connectors, by name
@@ -843,7 +842,7 @@ class SharedBalancer:
         meters = {n: tuple(self._circuit_meter[n]) for n in self._metered}
         stale = {n: meter_staleness(now, tuple(self._circuit_meter_at[n]), self._cfg)  # type: ignore[arg-type]
                  for n in self._metered}
-        failsafe = whole_amps_for_charger(self._cfg.failsafe_current, self._cfg)
+        failsafe = fail_safe_current(self._cfg)
         return circuit_rooms(self._tree, draws, meters, stale, failsafe)  # type: ignore[arg-type]
 
     def _rooms_held(self, now: float, hold: float, targets: dict[str, int],
@@ -1090,8 +1089,7 @@ class SharedBalancer:
             cap = cfg.min_current if idle[key] else self._cap(c)
             if c.power_cap is not None:
                 cap = min(cap, c.power_cap)
-            paused_for = None if c.paused_at is None or c.target else now - c.paused_at
-            if paused_for is not None and (not resume_gate or paused_for < cfg.min_pause_s):
+            if not c.target and c.paused_at is not None and (not resume_gate or min_pause_left(now, c.paused_at, cfg)):
                 cap = 0  # paused too recently to resume, or a cut
             if c.target is not None and any(r.stale is not None and r.holds(key) for r in self._rooms):
                 cap = min(cap, c.target)  # its circuit's meter is stale: the fail-safe never raises
@@ -1110,7 +1108,7 @@ class SharedBalancer:
         return [claim for _, claim in ordered]
 
     def _cycle_level_at(self, now: float) -> int:
-        return cycle_level_at(self._cycle_level, self._cycle_seen_at, now, self._cfg)
+        return self._cycles.level_at(now, self._cfg)
 
     def _holds(self, now: float) -> tuple[float, float, bool]:
         """The quick hold, the long hold, and whether the quick one needs a step worth following:
@@ -1152,16 +1150,6 @@ class SharedBalancer:
         return (level[0] - self._cfg.raise_margin_a, level[1] - self._cfg.raise_margin_a,
                 level[2] - self._cfg.raise_margin_a)
 
-    def _note_cut(self, now: float) -> None:
-        up = self._loads.last_up
-        if up is not None and now - up[0] <= self._cfg.cut_explained_s:
-            self._last_raise_at = None  # a load seen switching on explains it: no cycling
-            return
-        if self._last_raise_at is not None and now - self._last_raise_at <= self._cfg.cycle_window_s:
-            self._cycle_level = min(self._cycle_level + 1, 16)
-            self._cycle_seen_at = now
-            self._last_raise_at = None
-
     def _decide_shared(self, now: float) -> SharedDecision:
         cfg = self._cfg
         conns = self._conns
@@ -1201,14 +1189,7 @@ class SharedBalancer:
             self._history.clear()
             self._loads.reset()
             charging = [k for k, c in conns.items() if c.target]
-            silence = silence_pause(now, tuple(self._meter_at), self._started_at, cfg)  # type: ignore[arg-type]
-            if silence is not None:
-                new = {k: 0 for k in conns}
-                reasons = {k: f"{silence}: paused until the meter speaks again" for k in conns}
-                text = silence
-                self._silence_paused = True
-            else:
-                new, reasons, text = self._fail_safe(now, why, shares, idle)
+            new, reasons, text = self._fail_safe(now, why, shares, idle)
             d = self._output(now, new, reasons, used, ranges, idle,
                              (None, None, None), (0.0, 0.0, 0.0), text, meter_stale=True)
             for k in charging:
@@ -1264,7 +1245,8 @@ class SharedBalancer:
                 # (each may leave a car an amp off its share, and together two amps apart).
                 new = {k: min(new[k], alloc[k]) if k in power_keys else new[k] for k in conns}
             if (over or tree_over) and not any(self._woken(now, c) for c in conns.values()):
-                self._note_cut(now)  # (a car waking up explains a cut: no load cycling on the raises)
+                # A car waking up explains a cut: no load cycling on the raises.
+                self._cycles.note_cut(now, self._loads.last_up, cfg)
             where = ", ".join([*(f"{phase_name(p)} at {meter[p]:.1f} A, {max(headroom[p], 0):.1f} A for the cars"
                                  for p in (over or ([] if tree_over else PHASES))),
                                *(f"{r.where(p)}, {max(r.room[p], 0):.1f} A for its cars" for r, p in tree_over)])
@@ -1371,19 +1353,22 @@ class SharedBalancer:
 
     def _fail_safe(self, now: float, why: str, shares: dict[str, tuple[int, ...]],
                    idle: dict[str, bool]) -> tuple[dict[str, int], dict[str, str], str]:
-        """The meter cannot be trusted: the cars together take at most the fail-safe current on
-        each phase (what one car may take blind is what all may: the house's load is unknown), in
-        the usual precedence. Never a raise: a car paused, or cut below it, stays there."""
+        """The meter cannot be trusted: `fail_safe`, the cars together sharing its current on each
+        phase in the usual precedence."""
         cfg = self._cfg
-        current = whole_amps_for_charger(cfg.failsafe_current, cfg)
+        assert self._started_at is not None
+        current, reason, silence = fail_safe(now, why, tuple(self._meter_at), self._started_at, cfg)  # type: ignore[arg-type]
+        if silence:
+            self._silence_paused = True
+            return {k: 0 for k in self._conns}, {k: reason for k in self._conns}, reason
         claims = []
         for claim in self._claims(now, shares, idle, resume_gate=False):
             c = self._conns[claim.key]
             if claim.fixed is None:
-                claim = dataclasses.replace(claim, cap=min(claim.cap, c.target if c.target is not None else claim.cap))
+                claim = dataclasses.replace(claim, cap=fail_safe_cap(claim.cap, c.target))
             claims.append(claim)
         new = share([float(current)] * 3, claims, cfg.min_current, (), self._rooms)
-        text = f"meter stale ({why}): fail-safe {current} A for the cars together"
+        text = f"{reason} for the cars together"
         reasons = {}
         for k in self._conns:
             reasons[k] = (f"{text}: {new[k]} A" if new[k] else
@@ -1449,7 +1434,7 @@ class SharedBalancer:
                 reasons[k] = f"full power {targets[k]} A" if targets[k] >= self._cap(c) else \
                     f"holding {targets[k]} A ({self._phases_text(used[k], budget)})"
                 if not targets[k] and (c.power_cap is None or c.power_cap >= cfg.min_current):
-                    left = cfg.min_pause_s - (now - c.paused_at) if c.paused_at is not None else 0.0
+                    left = min_pause_left(now, c.paused_at, cfg)
                     reasons[k] = (f"paused: resumes no sooner than {duration_text(cfg.min_pause_s)} after its "
                                   f"pause ({left:.0f} s left)" if left > 0 else
                                   self._paused_text(k, used, budget, ideal))
@@ -1471,7 +1456,7 @@ class SharedBalancer:
             reasons[k] = f"headroom held {hold:.0f} s: {verb} {ideal[k]} A ({self._phases_text(used[k], budget)})"
             raised.append(k)
         if raised:
-            self._last_raise_at = now
+            self._cycles.raised(now)
             return new, "raise: " + amps_of(new, raised)
         return new, "holding: " + amps_of(new, list(self._conns))
 
