@@ -375,3 +375,28 @@ def test_with_several_connectors_the_surplus_goes_to_the_higher_priority_first()
     rig.b.set_priority(float(rig.t), "1:1", 9)
     rig.run(10, step)
     assert rig.setting("1:2") >= MIN  # a running car is not stopped for a higher one
+
+
+@pytest.mark.parametrize("keys", [["1:1"], ["1:1", "1:2"]], ids=["one car", "two cars"])
+def test_a_pause_a_power_limit_made_waits_the_minimum_pause_with_one_car_or_two(keys):
+    """One car is one connector: a car that its charge mode paused (`off`, or `pv` without
+    surplus) is paused like any other, and resumes no sooner than `min_pause_s` after its pause
+    however soon the limit lifts; second by second, and its reason says how long is left."""
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car(k) for k in keys], house=(2.0, 2.0, 2.0))
+    rig.run(60)
+    assert rig.setting("1:1") >= MIN
+    rig.b.power_limit(float(rig.t), "1:1", 0, "charge mode off")
+    rig.run(30)
+    paused = [t for t, k, a in rig.writes if k == "1:1" and a == 0]
+    assert paused, rig.writes
+    rig.b.power_limit(float(rig.t), "1:1", None)
+    held = rig.t
+    rig.run(int(cfg.min_pause_s))
+    for t, d in rig.decisions:
+        if held <= t < paused[0] + cfg.min_pause_s:
+            assert d.connector("1:1").charge_at == 0, (t, d.connector("1:1").reason)
+    waiting = [d.connector("1:1").reason for t, d in rig.decisions if held <= t < paused[0] + cfg.min_pause_s - 10]
+    assert "resumes no sooner than 5 min after its pause" in waiting[-1], waiting[-1]
+    resumed = [t for t, k, a in rig.writes if k == "1:1" and a >= MIN and t > paused[0]]
+    assert resumed and resumed[0] - paused[0] <= cfg.min_pause_s + 30, rig.writes

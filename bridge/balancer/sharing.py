@@ -817,11 +817,16 @@ class SharedBalancer:
         return self._conn(key).inputs.observations()
 
     def _single_power_limit(self, now: float) -> None:
-        """One connector: the budgets are a cap on its current, for the one-car balancer."""
+        """One connector: the budgets are a cap on its current, for the one-car balancer; and the
+        minimum pause, for a pause a power limit made (the strategy keeps it for its own)."""
         c = next(iter(self._conns.values()))
         caps = [(c.power_cap, c.power_cap_reason)] if c.power_cap is not None else []
         n = self.power_phases(now, c.spec.key)
         caps += [(math.floor(b.phase_amps / n), b.reason) for b in self._budgets.values()]
+        left = min_pause_left(now, c.paused_at, self._cfg) if c.target == 0 else 0.0
+        if left > 0 and self._strategy_name == "adaptive":
+            caps.append((0, f"resumes no sooner than {duration_text(self._cfg.min_pause_s)} after its "
+                            f"pause ({left:.0f} s left)"))
         cap, why = min(caps, key=lambda cr: cr[0]) if caps else (None, "")
         c.inputs.power_limit(now, cap, why)
 
@@ -1058,7 +1063,13 @@ class SharedBalancer:
 
     def _decide_single(self, now: float) -> SharedDecision:
         c = next(iter(self._conns.values()))
+        if c.paused_at is not None:
+            self._single_power_limit(now)  # the minimum pause runs out
         d = c.inputs.decide(now)
+        if d.charge_at == 0 and c.target and not d.meter_stale:
+            c.paused_at = now  # a stop of its contactor: the minimum pause starts
+        elif d.charge_at:
+            c.paused_at = None
         used = self._reader.used_phases(now, c.inputs.observations())
         draw = self._reader.car_draw_range(now, c.inputs.observations(), used)[0]
         c.target = d.charge_at
