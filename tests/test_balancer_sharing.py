@@ -891,3 +891,44 @@ def test_where_one_car_fits_the_next_starts_once_the_stop_has_settled():
     assert len(starts) >= 2, result.written
     stops = [t for t, _car, amps in result.written if amps == 0 and t > 0]
     assert [s - p for p, s in zip(stops, starts)] == [cfg.settle_s] * len(starts), result.written
+
+
+def test_with_two_cars_an_unexplained_cut_soon_after_a_raise_doubles_the_hold_up_to_its_maximum():
+    """As with one car (`test_balancer_adaptive.py`): the house creeps up on L2 (never a step the
+    load tracker takes for a load switching on), so nothing explains the cuts; each cut within
+    `cycle_window_s` of the raise before it doubles the hold before the next raise, up to
+    `raise_hold_max_s`. A 3 A raise after a cut is not worth a quick raise while loads cycle."""
+    cfg = BalancerConfig()
+    rig = Rig(cfg, [Car("1:1"), Car("1:2")], house=(2.0, 2.0, 2.0))
+    rig.run(120)
+
+    def creep_up() -> None:
+        for i in range(1, 33):
+            rig.house[1] = 2.0 + 0.25 * i  # 2 -> 10 A on L2 in 32 s: both cut to 7 A
+            rig.run(1)
+        rig.run(60)
+        assert rig.setting("1:1") == rig.setting("1:2") == 7, rig.writes[-2:]
+
+    def raised_after(seconds: int) -> set[int]:
+        rig.house[1] = 2.0
+        start, before = rig.t, len(rig.writes)
+        rig.run(seconds)
+        return {t - start for t, _k, _a in rig.writes[before:]}
+
+    for hold in (60, 120, 240, 240):
+        creep_up()
+        assert raised_after(hold + 20) == {hold}, rig.writes[-2:]
+
+
+def test_with_the_meter_stale_a_car_cut_below_the_failsafe_current_is_not_raised_to_it():
+    # The fail-safe never raises (as with one car, `test_balancer_adaptive.py`): a car the house cut
+    # to 8 A stays at 8 A under a fail-safe current of 10 A; a car above it is cut to it.
+    cfg = BalancerConfig(failsafe_current=10)
+    cars = [Car("1:1", phases=(True, False, False)), Car("1:2", phases=(False, True, False))]
+    rig = Rig(cfg, cars, house=(16.0, 2.0, 2.0))  # L1 has 8 A for its car, L2 16 A and more
+    rig.run(300)
+    assert (rig.setting("1:1"), rig.setting("1:2")) == (8, 16)
+    rig.b.meter_alive(float(rig.t))
+    d = rig.b.decide(rig.t + cfg.stale_after_s + 1)
+    assert d.meter_stale
+    assert (d.connector("1:1").charge_at, d.connector("1:2").charge_at) == (8, 10), d.reason
