@@ -68,6 +68,8 @@ class Discovery:
             "default_current_min": default_min,
             "default_current_max": default_max,
         }
+        # The entities' layout only (docs/integrations.md): with several connectors each has its own
+        # entities and the site's set leaves out what they show. No rule depends on the count.
         several = len(self.links) > 1
         # First, so that Home Assistant has let go of a retired entity's unique_id before a
         # connector's entity that shares it is announced.
