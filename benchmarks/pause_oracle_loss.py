@@ -1,8 +1,9 @@
 """Where the one-car balancer loses energy against the oracle that keeps the minimum pause.
 
-    python benchmarks/pause_oracle_loss.py [--generate N] [--seed S] [--worst K]
+    python benchmarks/pause_oracle_loss.py [--generate N] [--seed S] [--worst K] [--transport cloud|ocpp]
 
-Replays each generated house (default settings from BALANCER_*, 10 s lag) beside the pause oracle's
+Replays each generated house (settings from BALANCER_* over the transport's defaults, with its lag:
+10 s for the cloud, 2 s for ocpp) beside the pause oracle's
 schedule and files every second's shortfall (the oracle's amps less what the car draws, per phase)
 under the controller's state that second, from its decision: the charger still following a write
 that already gives the oracle's amps (the lag), the controller paused (its own minimum pause, the
@@ -26,12 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bridge.balancer import Balancer, BalancerConfig  # noqa: E402
-from bridge.sim.bench import balancer_config_from_env, limits_of, oracle_allowance, replay  # noqa: E402
+from bridge.sim.bench import TRANSPORT_LAG_S, balancer_config_from_env, limits_of, oracle_allowance, replay  # noqa: E402
 from bridge.sim.distribution import percentile  # noqa: E402
 from bridge.sim.generate import generate_house  # noqa: E402
 from bridge.sim.pause_oracle import pause_oracle  # noqa: E402
 
-LAG_S = 10.0
 PAUSED = re.compile(r"paused (\d+)/(\d+) s")
 
 
@@ -93,9 +93,9 @@ def causal_pause_amp_seconds(allowance: list[int], min_pause_s: float) -> int:
     return got
 
 
-def house_loss(job: tuple[int, int]) -> tuple[str, float, float, Counter, float, float, float]:
-    seed, index = job
-    cfg = balancer_config_from_env(BalancerConfig)
+def house_loss(job: tuple[int, int, str]) -> tuple[str, float, float, Counter, float, float, float]:
+    seed, index, transport = job
+    cfg = balancer_config_from_env(BalancerConfig, transport=transport)
     limits = limits_of(cfg)
     trace = generate_house(seed, index).trace
     if trace.seconds_house_over(limits.max_a):
@@ -106,7 +106,7 @@ def house_loss(job: tuple[int, int]) -> tuple[str, float, float, Counter, float,
         return trace.name, 0.0, 0.0, Counter(), 0.0, 0.0, 0.0
     causal = causal_pause_amp_seconds(allowance, limits.min_pause_s)
     balancer = Recording(Balancer(cfg, strategy="adaptive"))
-    result = replay(trace, balancer, limits, lag_s=LAG_S, record=True)
+    result = replay(trace, balancer, limits, lag_s=TRANSPORT_LAG_S[transport], record=True)
     series = result.series
     assert series is not None
     losses: Counter = Counter()
@@ -143,8 +143,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--generate", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--worst", type=int, default=10)
+    p.add_argument("--transport", choices=tuple(TRANSPORT_LAG_S), default="cloud")
     args = p.parse_args(argv)
-    jobs = [(args.seed, i) for i in range(args.generate)]
+    jobs = [(args.seed, i, args.transport) for i in range(args.generate)]
     with multiprocessing.get_context("fork").Pool(2) as pool:
         rows = [r for r in pool.map(house_loss, jobs, chunksize=1) if r[2] > 0]
     def spread(title: str, values: list[float]) -> str:

@@ -395,6 +395,28 @@ def test_bench_over_ocpp_replays_with_the_local_lag_and_the_transports_defaults(
     assert (settings["charger_lag_s"], settings["min_command_interval_s"]) == (3.0, 7.0)
 
 
+def test_bench_over_ocpp_paces_raises_for_a_local_charger_and_the_clouds_pacing_is_unchanged(
+        tmp_path, capsys, monkeypatch):
+    # Measured with `bench --transport ocpp` (docs/ocpp.md): a raise a cycling load answers costs two
+    # free writes and 2 s over MaxA, so the long hold is short and a 2 A step is followed; reverting
+    # these to the cloud's took two cars from 0.97+ back to 0.95 of the pause oracle.
+    for name in [n for n in os.environ if n.startswith("BALANCER_")]:
+        monkeypatch.delenv(name)
+    trace = write_csv(tmp_path / "short.csv", rows=60, l1=12.0)
+
+    def settings(*extra: str) -> dict:
+        assert bench.bench_main(["--trace", trace, "--json", "--strategy", "adaptive", *extra]) == 0
+        return json.loads(capsys.readouterr().out)["settings"]
+
+    pacing = ("raise_hold_s", "raise_hold_max_s", "follow_min_step_a", "quick_raise_hold_s")
+    assert [settings("--transport", "ocpp")[k] for k in pacing] == [10.0, 60.0, 2.0, 4.0]
+    assert [settings()[k] for k in pacing] == [30.0, 240.0, 5.0, 10.0]
+    # A longer hold the user sets is taken, not refused for the transport's shorter ceiling.
+    monkeypatch.setenv("BALANCER_RAISE_HOLD_S", "120")
+    local = settings("--transport", "ocpp")
+    assert (local["raise_hold_s"], local["raise_hold_max_s"]) == (120.0, 120.0)
+
+
 def test_bench_main_with_the_real_balancer(tmp_path, capsys):
     pytest.importorskip("bridge.balancer", reason="the balancer is being written")
     try:
