@@ -279,11 +279,14 @@ class CloudCalls:
 
     def _finish_job(self, job: CloudJob, value: Any, error: BaseException | None, at: float) -> None:
         if error is None:
-            if self.backoff.failures:
-                log.info("cloud answers again (%s)", job.what)
-            self.backoff.succeeded()
-            self._failed_since = -math.inf
-            self._rate_limited = None
+            # Only a call made after the failure shows the cloud is back: one in flight when it came
+            # (answered late) must not end a backoff, nor a Retry-After.
+            if job.started > self._failed_since:
+                if self.backoff.failures:
+                    log.info("cloud answers again (%s)", job.what)
+                self.backoff.succeeded()
+                self._failed_since = -math.inf
+                self._rate_limited = None
             self._server_errors.pop(job.cp, None)
             job.done(at, value)
             return
