@@ -12,6 +12,7 @@ import re
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from uuid import UUID
 from typing import Literal
 
 from dotenv import dotenv_values
@@ -71,6 +72,10 @@ class Settings(BaseSettings):
     chargeamps_pause_method: Literal["current", "mode"] = "current"
     chargeamps_poll_interval: float = Field(30, ge=10, le=3600)
     chargeamps_http_timeout: float = Field(10, gt=0, le=120)
+    # The account's requests a minute, every charge point's together (writes first, polls second).
+    chargeamps_requests_per_min: int = Field(60, ge=10, le=600)
+    # An organisation (a GUID) whose charge points' statuses come in one call, where the account may read them.
+    chargeamps_organisation_id: UUID | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # MQTT

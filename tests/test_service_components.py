@@ -19,7 +19,7 @@ from bridge.config import load_settings
 from bridge.eapi import client_from_settings
 from bridge.mqtt.topics import COMMAND_NAMES, Topics
 from bridge.service import BridgeService, CloudBackoff, CommandBudget
-from bridge.service.charger_link import ChargerLink
+from bridge.service.charger_link import SETTINGS_EVERY, ChargerLink
 from bridge.service.commands import COMMANDS, CommandHandler
 from bridge.service.health import Health
 from bridge.service.runtime import RuntimeKeeper
@@ -242,7 +242,7 @@ def test_connect_identifies_the_charger_and_polls_it_with_its_settings(parts):
     assert p.health.cloud == "ok" and p.link.next_poll == p.clock() + 10
 
 
-def test_polls_follow_the_interval_and_read_the_setting_back_each_time(parts):
+def test_polls_follow_the_interval_and_read_the_setting_back_every_fourth_poll(parts):
     p = connected(parts)
     settings_reads = len(p.sim.requests_to("/settings", "GET"))
     p.link.tick(p.clock())  # not yet time
@@ -251,7 +251,10 @@ def test_polls_follow_the_interval_and_read_the_setting_back_each_time(parts):
         p.clock.now = p.link.next_poll
         p.link.tick(p.clock())
     assert p.link.view.polls == 4
-    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 3
+    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads  # read at the first poll only
+    p.clock.now = p.link.next_poll
+    p.link.tick(p.clock())
+    assert len(p.sim.requests_to("/settings", "GET")) == settings_reads + 1  # and at the fifth
 
 
 def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts):
@@ -282,23 +285,25 @@ def test_pause_by_current_writes_zero(parts):
 
 def test_backoff_after_errors_grows_and_ends_with_success(parts):
     p = connected(parts)
+    account = p.link.calls.backoff  # a server error is the cloud's as a whole: the account's backoff
     p.sim.fail_next(1000, 503)
     p.clock.now = p.link.next_poll
     p.link.tick(p.clock())
-    assert p.health.cloud == "error" and p.link.backoff.failures == 1
-    assert p.link.backoff.retry_in(p.clock()) == 5
+    assert p.health.cloud == "error" and account.failures == 1 and p.link.failing
+    assert account.retry_in(p.clock()) == 5
     p.clock.now = p.link.next_poll  # the next poll, after the 5 s
     p.link.tick(p.clock())
-    assert p.link.backoff.failures == 2 and p.link.backoff.retry_in(p.clock()) == 10
+    assert account.failures == 2 and account.retry_in(p.clock()) == 10
     before = len(p.sim.requests)
-    p.clock.now = p.link.backoff.retry_at - 0.5
+    p.clock.now = account.retry_at - 0.5
     p.link.tick(p.clock())
     assert len(p.sim.requests) == before  # still backing off: no request
+    assert p.link.due_at == account.retry_at  # and the worker is not woken before it ends
     with p.sim.lock:
         p.sim._faults.clear()  # the simulator has no public "clear faults"
-    p.clock.now = p.link.backoff.retry_at
+    p.clock.now = account.retry_at
     p.link.tick(p.clock())
-    assert p.health.cloud == "ok" and p.link.backoff.failures == 0 and len(p.sim.requests) > before
+    assert p.health.cloud == "ok" and account.failures == 0 and len(p.sim.requests) > before
 
 
 def test_retry_after_is_honoured(parts):
@@ -306,7 +311,7 @@ def test_retry_after_is_honoured(parts):
     p.sim.fail_next(1000, 429, retry_after=30)
     p.clock.now = p.link.next_poll
     p.link.tick(p.clock())
-    assert p.link.backoff.retry_in(p.clock()) == 30
+    assert p.link.calls.backoff.retry_in(p.clock()) == 30
 
 
 def test_the_installation_current_caps_the_balancer(sim, tmp_path):
@@ -367,19 +372,28 @@ def test_the_setting_found_at_connect_counts_as_written(parts):
     assert p.health.charger_overrides == 0
 
 
+def poll_until_settings_read(p: Parts) -> None:
+    """Poll until a poll reads the settings back (every fourth poll does)."""
+    reads = len(p.sim.requests_to("/settings", "GET"))
+    for _ in range(SETTINGS_EVERY):
+        p.clock.now = p.link.next_poll
+        p.link.tick(p.clock())
+        if len(p.sim.requests_to("/settings", "GET")) > reads:
+            return
+    raise AssertionError(f"no settings read in {SETTINGS_EVERY} polls")
+
+
 def test_a_setting_changed_outside_the_bridge_goes_to_the_balancer_and_is_counted(parts):
     p = connected(parts)
     p.sim.connector(1).max_current = 10
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())
+    poll_until_settings_read(p)
     assert p.health.charger_overrides == 1 and p.link.expected == 10
     assert p.balancer.observations().commanded == 10
     decision = dataclasses.replace(p.balancer.decide(p.clock()), command=12, reason="test")
     p.link.apply(p.clock(), decision, enabled=True)
     assert p.sim.connector(1).max_current == 12
     assert p.health.last_override == "charger set to 10 A outside the bridge: restored 12 A"
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())  # read back as written: no new override
+    poll_until_settings_read(p)  # read back as written: no new override
     assert p.health.charger_overrides == 1
 
 
@@ -387,8 +401,7 @@ def test_with_the_balancer_off_a_changed_setting_is_taken_as_it_is(parts):
     p = connected(parts)
     p.link.enabled = lambda: False
     p.sim.connector(1).max_current = 10
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())
+    poll_until_settings_read(p)
     assert p.health.charger_overrides == 0 and p.link.expected == 10
 
 
@@ -396,20 +409,17 @@ def test_paused_by_mode_reads_back_as_zero(sim, tmp_path):
     sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP: test_ocpp_firmware.py
     p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))
     assert p.link.write_current(p.clock(), 0, "pause") and p.link.expected == 0
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())
+    poll_until_settings_read(p)
     assert p.health.charger_overrides == 0
     p.sim.connector(1).mode = "On"  # turned on in the app: the car may charge at 16 A
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())
+    poll_until_settings_read(p)
     assert p.health.charger_overrides == 1 and p.balancer.observations().commanded == 16
 
 
 def test_at_charge_point_level_the_charge_points_setting_is_read_back(sim, tmp_path):
     p = connected(build(sim, tmp_path / "state", chargeamps_current_level="chargepoint"))
     assert p.link.write_current(p.clock(), 10, "test")
-    p.clock.now = p.link.next_poll
-    p.link.tick(p.clock())  # the connector's own setting is not what the bridge writes here
+    poll_until_settings_read(p)  # the connector's own setting is not what the bridge writes here
     assert p.health.charger_overrides == 0 and p.link.expected == 10
     assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
 

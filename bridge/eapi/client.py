@@ -353,6 +353,14 @@ class EapiClient:
         data = self._get(f"/chargepoints/{_seg(cp_id)}/status", f"reading the status of {cp_id}")
         return _parse(ChargePointStatus, data, "charge point status")
 
+    def organisation_statuses(self, organisation_id: str) -> list[ChargePointStatus]:
+        """Every status of an organisation's charge points in one call (the Enterprise scope)."""
+        data = self._get(f"/organisations/{_seg(str(organisation_id))}/chargepoints/statuses",
+                         f"reading the statuses of organisation {organisation_id}")
+        if not isinstance(data, list):
+            raise ApiError(200, "organisation statuses: expected a JSON list")
+        return [_parse(ChargePointStatus, item, "charge point status") for item in data]
+
     def chargepoint_settings(self, cp_id: str) -> ChargePointSettings:
         data = self._get(f"/chargepoints/{_seg(cp_id)}/settings", f"reading the settings of {cp_id}")
         return _parse(ChargePointSettings, data, "charge point settings")
@@ -377,21 +385,27 @@ class EapiClient:
             f"writing the settings of connector {settings.connector_id} of {settings.charge_point_id}",
         )
 
-    def set_current(self, cp_id: str, cid: int, amps: int, level: CurrentLevel = "connector") -> float:
-        """Set the charging limit by read-modify-write; returns the value read back afterwards."""
+    def set_current(self, cp_id: str, cid: int, amps: int, level: CurrentLevel = "connector", *,
+                    current: ConnectorSettings | None = None, read_back: bool = True) -> float:
+        """Set the charging limit by read-modify-write; returns the value read back afterwards.
+
+        `current`: the connector's settings as just read (no read before the write); `read_back`
+        False: no read after it either (the caller reads the settings back later), and the value
+        written is returned."""
         amps = validate_amps(amps)
         if level == "connector":
-            current = self.connector_settings(cp_id, cid)
+            if current is None:
+                current = self.connector_settings(cp_id, cid)
             _check_installation(amps, current.installation_current)
-            current.charge_point_id = current.charge_point_id or cp_id
+            current = current.model_copy(update={"charge_point_id": current.charge_point_id or cp_id})
             self.put_connector_settings(current.model_copy(update={"max_current": float(amps)}))
-            applied = self.connector_settings(cp_id, cid).max_current
+            applied = self.connector_settings(cp_id, cid).max_current if read_back else float(amps)
         elif level == "chargepoint":
             cp_settings = self.chargepoint_settings(cp_id)
             _check_installation(amps, cp_settings.installation_current)
             cp_settings.id = cp_settings.id or cp_id
             self.put_chargepoint_settings(cp_settings.model_copy(update={"max_current": float(amps)}))
-            applied = self.chargepoint_settings(cp_id).max_current
+            applied = self.chargepoint_settings(cp_id).max_current if read_back else float(amps)
         else:
             raise ValueError(f"level must be 'connector' or 'chargepoint', not {level!r}")
         if applied is None:

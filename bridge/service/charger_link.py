@@ -14,6 +14,7 @@ again: a cut at once, a raise paced like any raise.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -23,9 +24,14 @@ from bridge.eapi import ApiError, AuthError, EapiClient, EapiError, RateLimited
 from bridge.mqtt.payloads import format_number
 from bridge.service.backoff import CloudBackoff
 from bridge.service.clock import Clock
+from bridge.service.cloud_calls import CloudCalls, CloudJob, server_error
 from bridge.service.health import Health, utc_now
 
 log = logging.getLogger(__name__)
+
+# A poll reads the settings back at the first poll and then every this many polls (a write reads
+# them back itself): the desired-state loop at a quarter of the requests.
+SETTINGS_EVERY = 4
 
 
 @dataclass
@@ -68,13 +74,26 @@ class ChargerLink:
                  enabled: Callable[[], bool] = lambda: True,
                  chargepoint: str | None = None, connector: int | None = None,
                  phase_map: tuple[int, int, int] | None = None, listed: bool = False,
-                 on_car_connectors: Callable[[float, str, list[int]], bool] = lambda *_: False) -> None:
+                 on_car_connectors: Callable[[float, str, list[int]], bool] = lambda *_: False,
+                 calls: CloudCalls | None = None) -> None:
         self.settings = settings
         self.cloud = cloud
         self.balancer = balancer
         self.health = health
         self.clock = clock
         self.backoff = backoff
+        # The account's calls (shared by every link of the service); alone, one that calls at once.
+        self.calls = calls or CloudCalls(clock, lambda *_: None, per_minute=settings.chargeamps_requests_per_min,
+                                         poll_interval=settings.chargeamps_poll_interval)
+        self.own_status = False  # not among the organisation's charge points: it reads its own status
+        self._connecting = False  # the account's charge points asked for
+        self._writing: int | None = None  # the current queued or on its way to the cloud
+        # The connector's settings as last read, and when: a write soon after writes them with its
+        # current without reading them first.
+        self._read: Any = None
+        self._read_at = -math.inf
+        self._read_back_due = False  # a write's setting is read back by the next poll
+        self._unanswered: int | None = None  # a write that failed, maybe after reaching the charger
         self.connector = connector if connector is not None else settings.chargeamps_connector_id
         self.wanted_cp = chargepoint if chargepoint is not None else settings.chargeamps_chargepoint_id
         self.view = ChargerView(cp_id=self.wanted_cp)
@@ -112,44 +131,44 @@ class ChargerLink:
     # ---- the worker's rhythm ------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Connect when not connected yet, else poll when it is time; both wait out the backoff."""
-        if not self.backoff.ready(now):
+        """Connect when not connected yet, else poll when it is time; both wait out the backoff.
+        Either is queued on the account's calls: the answer comes back as an event."""
+        if not (self.backoff.ready(now) and self.calls.backoff.ready(now)):
             return
         if not self.ready:
             self.connect(now)
-        elif now >= self.next_poll:
+        elif now >= self.next_poll and (self.own_status or not self.calls.site_statuses):
             self.poll(now)
 
     def apply(self, now: float, decision: ConnectorDecision, enabled: bool) -> None:
-        """Write the decision's command, if it has one and the balancer may drive the charger now."""
-        if decision.command is None or not enabled or not self.ready or not self.backoff.ready(now):
+        """Queue the decision's command, if it has one and the balancer may drive the charger now.
+        A command already on its way is not queued again; a newer one replaces a queued older one.
+        The balancer hears of it (`commanded`) when the cloud has taken it, at that time."""
+        amps = decision.command
+        if amps is None or not enabled or not self.known or not self.backoff.ready(now) \
+                or not self.calls.backoff.ready(now):
             return
-        if self.write_current(now, decision.command, decision.reason):
-            self.balancer.commanded(now, decision.command)
+        if self._writing == amps:
+            return
+        self._writing = amps
+        self.calls.submit(self._write_job(amps, decision.reason))
 
     # ---- cloud calls ----------------------------------------------------------------
 
     def call(self, now: float, what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
-        """One cloud operation with health bookkeeping and backoff; never raises."""
+        """One cloud operation made now, on the caller's thread (a user's command, which is
+        answered with its outcome), with health bookkeeping and backoff; never raises."""
         if not self.backoff.ready(now):
             return False, None
-        try:
-            result = fn()
-        except RateLimited as e:
-            # The backoff counts from the failure, not from the start of a call that
-            # may have spent seconds in timeouts and retries.
-            delay = self.backoff.failed(self.clock(), at_least_s=e.retry_after_s or 0.0)
-            self._failed(what, "error", f"{e} (next try in {delay:.0f} s)")
-            return False, None
-        except AuthError as e:
-            delay = self.backoff.failed(self.clock())
-            self._failed(what, "auth_failed", f"{e} (next try in {delay:.0f} s)")
-            return False, None
-        except (EapiError, ValueError) as e:
-            # ValueError: the client refused to send what the installation does not allow.
-            delay = self.backoff.failed(self.clock())
-            self._failed(what, "error", f"{e} (next try in {delay:.0f} s)")
-            return False, None
+        outcome: list[tuple[bool, Any]] = []
+        self.calls.run_now(CloudJob(
+            self.view.cp_id or "", what, fn,
+            lambda at, value: (self._succeeded(at, what), outcome.append((True, value))),
+            lambda at, error, wide: (self._failure(at, what, error, wide), outcome.append((False, None))),
+            kind="write"), wait_s=2 * self.settings.chargeamps_http_timeout)
+        return outcome[0]
+
+    def _succeeded(self, now: float, what: str) -> None:
         was = self.health.cloud
         self.backoff.succeeded()
         self.health.cloud = "ok"
@@ -161,13 +180,30 @@ class ChargerLink:
                 self.health.last_error = None
             self._cloud_error = None
             self.on_health(now)
-        return True, result
 
-    def _failed(self, what: str, state: str, message: str) -> None:
+    def _failure(self, now: float, what: str, error: BaseException, wide: bool) -> None:
+        """A call failed. The cloud failing as a whole is the account's backoff, said once by the
+        account's calls; an error of this charge point backs this link off and is said here."""
+        state = "auth_failed" if isinstance(error, AuthError) else "error"
+        if wide:
+            delay = self.calls.backoff.retry_in(self.clock())
+            self._failed(what, state, f"{error} (next try in {delay:.0f} s)", quiet=True)
+            return
+        # The backoff counts from the failure, not from the start of a call that may have spent
+        # seconds in timeouts and retries.
+        at_least = (error.retry_after_s or 0.0) if isinstance(error, RateLimited) else 0.0
+        delay = self.backoff.failed(self.clock(), at_least_s=at_least)
+        # A server error of one charge point is a warning: if it is the whole cloud's, the next
+        # charge point's says so, once, as an error (the account's calls).
+        level = logging.WARNING if server_error(error) else logging.ERROR
+        self._failed(what, state, f"{error} (next try in {delay:.0f} s)", level=level)
+
+    def _failed(self, what: str, state: str, message: str, quiet: bool = False, level: int = logging.ERROR) -> None:
         self.health.cloud = state
         self.health.last_error = self._cloud_error = f"{what}: {message}"
         self.health.last_cloud_call = {"at": utc_now(), "call": what, "result": state}
-        log.error("cloud %s failed: %s", what, message)
+        if not quiet:
+            log.log(level, "cloud %s failed: %s", what, message)
         self.on_health(self.clock())
 
     def connect(self, now: float) -> None:
@@ -177,10 +213,20 @@ class ChargerLink:
                 self.health.cloud = "not_configured"
                 log.warning("CHARGEAMPS_EMAIL, CHARGEAMPS_PASSWORD or CHARGEAMPS_API_KEY not set: balancing without the charger")
             return
-        ok, cps = self.call(now, "owned chargepoints", self.cloud.owned_chargepoints)
-        first_answer, self._tried = not self._tried, True  # the first read answered: at start
-        if not ok:
+        if self._connecting:
             return
+        self._connecting = True
+        self.calls.read_owned(self.cloud, self._owned_answered, self._owned_failed)
+
+    def _owned_failed(self, now: float, error: BaseException, wide: bool) -> None:
+        self._connecting = False
+        self._tried = True
+        self._failure(now, "owned chargepoints", error, wide)
+
+    def _owned_answered(self, now: float, cps: Any) -> None:
+        self._connecting = False
+        self._succeeded(now, "owned chargepoints")
+        first_answer, self._tried = not self._tried, True  # the first read answered: at start
         self.answered = True
         wanted = self.wanted_cp
         chosen = next((cp for cp in cps if cp.id == wanted), None) if wanted else (cps[0] if cps else None)
@@ -192,6 +238,7 @@ class ChargerLink:
             if self.listed and first_answer:
                 self.fatal = (f"CHARGEAMPS_CONNECTORS lists {wanted}:{self.connector}, but charge point {wanted} "
                               f"is not owned by this account (it owns {', '.join(cp.id for cp in cps) or 'none'})")
+            self.calls.forget_owned()  # the next try reads the account again
             self.backoff.failed(now)
             return
         if self.listed and not self._connector_exists(now, chosen):
@@ -212,7 +259,7 @@ class ChargerLink:
         self.next_poll = now
         log.info("charge point %s (%s), connector %d", chosen.id, chosen.type, self.connector)
         self.on_identified()
-        self.poll(now)
+        self.poll(now, first=True)
 
     def _connector_exists(self, now: float, chosen: Any) -> bool:
         """A connector named in CHARGEAMPS_CONNECTORS must be a car connector of its charge point:
@@ -260,14 +307,28 @@ class ChargerLink:
     @property
     def due_at(self) -> float:
         """When this link next has cloud work: its poll, but not before its backoff ends (a worker
-        that woke for a poll the backoff holds back would wake again at once, and spin)."""
-        return max(self.next_poll, self.backoff.retry_at)
+        that woke for a poll the backoff holds back would wake again at once, and spin). Never
+        while its poll is on its way, nor while the organisation's call reads its status."""
+        if self.ready and self.calls.site_statuses and not self.own_status:
+            return math.inf
+        return max(self.next_poll, self.backoff.retry_at, self.calls.backoff.retry_at)
 
     @property
     def failing(self) -> bool:
-        """Not known yet, a configuration error, or backing off after a cloud error: the balancer
-        cannot count on writing it."""
-        return not self.ready or self.backoff.failures > 0
+        """Not known yet (connected, its first read not in), a configuration error, or backing off
+        after a cloud error (its own or the account's): the balancer cannot count on writing it."""
+        return not self.known or self.backoff.failures > 0 or self.calls.backoff.failures > 0
+
+    @property
+    def first_read_pending(self) -> bool:
+        """Its first read is queued or in flight (not failed)."""
+        return self.calls.pending(self._poll_slot)
+
+    @property
+    def known(self) -> bool:
+        """Connected, and its first read not on its way any more (answered, or failed: then the
+        backoff says how far the balancer may count on it)."""
+        return self.ready and (self.view.polls > 0 or self.expected is not None or not self.first_read_pending)
 
     @property
     def draw_is_house_load(self) -> bool:
@@ -283,13 +344,71 @@ class ChargerLink:
             out[self.phase_map[i]] = v
         return tuple(out)
 
-    def poll(self, now: float) -> None:
-        """The connector's status, then its settings read back."""
-        cp = self.view.cp_id
-        self.next_poll = now + self.settings.chargeamps_poll_interval
-        ok, status = self.call(now, "status", lambda: self.cloud.status(cp))
-        if not ok:
+    @property
+    def _poll_slot(self) -> str:
+        return f"poll {self.key}"
+
+    def _settings_due(self) -> bool:
+        """The settings are read back at the first poll and every SETTINGS_EVERY-th after it (and
+        after every write, by the write itself): a setting changed outside the bridge is found
+        within a few polls and written again."""
+        return self.expected is None or self._read_back_due or self.view.polls % SETTINGS_EVERY == 0
+
+    def poll(self, now: float, first: bool = False) -> None:
+        """Queue the connector's status (unless the organisation's call reads it), and its settings
+        when they are due."""
+        if self.calls.pending(self._poll_slot):
             return
+        with_status = self.own_status or not self.calls.site_statuses
+        with_settings = self._settings_due()
+        if not (with_status or with_settings):
+            return
+        if with_status:
+            self.next_poll = math.inf  # set again by the answer
+        by_cp = self.settings.chargeamps_current_level == "chargepoint"
+        self.calls.submit(CloudJob(
+            self.view.cp_id or "", "status" if with_status else "connector settings",
+            self._fetch(with_status, with_settings), self._polled, self._poll_failed,
+            kind="read" if first else "poll", cost=with_status + (1 + by_cp) * with_settings, slot=self._poll_slot))
+
+    def _fetch(self, with_status: bool, with_settings: bool) -> Callable[[], tuple[Any, Any, Any]]:
+        """The reads of a poll, made on a call thread: what they need is taken from here now."""
+        cloud, cp, n = self.cloud, self.view.cp_id, self.connector
+        by_cp = self.settings.chargeamps_current_level == "chargepoint"
+
+        def fetch() -> tuple[Any, Any, Any]:
+            status = cloud.status(cp) if with_status else None
+            cs = cloud.connector_settings(cp, n) if with_settings else None
+            cps = cloud.chargepoint_settings(cp) if with_settings and by_cp else None
+            return status, cs, cps
+
+        return fetch
+
+    def _polled(self, now: float, result: tuple[Any, Any, Any]) -> None:
+        status, cs, cps = result
+        self._succeeded(now, "status" if status is not None else "connector settings")
+        if status is not None:
+            self.next_poll = now + self.settings.chargeamps_poll_interval
+            self._took_status(now, status)
+        if cs is not None:
+            self._took_settings(now, cs, cps)
+        self.on_change()
+
+    def _poll_failed(self, now: float, error: BaseException, wide: bool) -> None:
+        if self.next_poll == math.inf:
+            self.next_poll = now + self.settings.chargeamps_poll_interval
+        self._failure(now, "status", error, wide)
+
+    def took_site_status(self, now: float, status: Any) -> None:
+        """Its status from the organisation's call; its settings read by itself when due."""
+        settings_due = self._settings_due()
+        self._succeeded(now, "organisation statuses")
+        self._took_status(now, status)
+        if settings_due:
+            self.poll(now)  # its settings only
+        self.on_change()
+
+    def _took_status(self, now: float, status: Any) -> None:
         v = self.view
         v.polls += 1
         v.online = status.status == "Online"
@@ -307,14 +426,9 @@ class ChargerLink:
         car_plugged = getattr(self.balancer, "car_plugged", None)
         if car_plugged is not None:
             car_plugged(now, conn.car_plugged() if conn is not None else None)
-        self.read_settings(now)
-        self.on_change()
 
-    def read_settings(self, now: float) -> None:
-        ok, cs = self.call(now, "connector settings",
-                           lambda: self.cloud.connector_settings(self.view.cp_id, self.connector))
-        if not ok:
-            return
+    def _took_settings(self, now: float, cs: Any, cps: Any) -> None:
+        self._read, self._read_at, self._read_back_due = cs, now, False
         v = self.view
         v.max_current = cs.max_current
         v.mode = str(cs.mode) if cs.mode is not None else None
@@ -324,16 +438,15 @@ class ChargerLink:
             self.balancer.reconfigure(now, installation_current=v.installation_current)
             log.info("installation current %d A caps the charging current", v.installation_current)
             self.on_installation_current(now)
-        self._follow(now, self._read_back(now))
+        self._follow(now, self._read_back(cps))
 
-    def _read_back(self, now: float) -> float | None:
+    def _read_back(self, cps: Any) -> float | None:
         """What the charger is set to give the car, at the level the bridge writes: 0 while
         paused by mode, else the connector's (or the charge point's) max current."""
         if not self.pauses_by_current and self.view.mode == "Off":
             return 0.0
         if self.settings.chargeamps_current_level == "chargepoint":
-            ok, cps = self.call(now, "charge point settings", lambda: self.cloud.chargepoint_settings(self.view.cp_id))
-            return cps.max_current if ok else None
+            return cps.max_current if cps is not None else None
         return self.view.max_current
 
     def _follow(self, now: float, setting: float | None) -> None:
@@ -341,8 +454,13 @@ class ChargerLink:
         the bridge as the charger's setting, so that the balancer writes its own value again."""
         if setting is None:
             return
+        unanswered, self._unanswered = self._unanswered, None
         if setting == self.expected:
             self._overridden = None  # restored, or the balancer wanted that value anyway
+            return
+        if unanswered is not None and setting == unanswered:
+            self.expected = setting  # a write that timed out, and was made all the same
+            self.balancer.commanded(now, int(setting))
             return
         if self.expected is not None and self.enabled():
             self.health.charger_overrides += 1
@@ -353,37 +471,53 @@ class ChargerLink:
         self.expected = setting
         self.balancer.commanded(now, int(setting))
 
-    def write_current(self, now: float, amps: int, why: str) -> bool:
+    def _write_job(self, amps: int, why: str) -> CloudJob:
         """The balancer's current; 0 pauses by current or by mode (CHARGEAMPS_PAUSE_METHOD)."""
-        cp, n, s = self.view.cp_id, self.connector, self.settings
+        cloud, cp, n, s = self.cloud, self.view.cp_id, self.connector, self.settings
         by_mode = s.chargeamps_pause_method == "mode"
-        paused_by_mode = False
+        pause_by_mode = amps == 0 and not self.pauses_by_current
+        resume_by_mode = by_mode and amps > 0 and self.view.mode == "Off"
+        # Settings read within a poll interval are written back with the new current as they were
+        # read (one request, not three); the next poll reads them back.
+        fresh = self._read if s.chargeamps_current_level == "connector" and \
+            self.clock() - self._read_at <= s.chargeamps_poll_interval else None
 
-        def write() -> float:
-            nonlocal paused_by_mode
-            if amps == 0 and not self.pauses_by_current:
+        def write() -> tuple[float, bool, ApiError | None]:
+            refused = None
+            if pause_by_mode:
                 try:
-                    self.cloud.set_mode(cp, n, "Off")
-                    paused_by_mode = True
-                    return 0.0
-                except ApiError as refused:
-                    if refused.status != 400:
+                    cloud.set_mode(cp, n, "Off")
+                    return 0.0, True, None
+                except ApiError as e:
+                    if e.status != 400:
                         raise
                     # A refused pause must not leave the car charging: 0 A pauses the session
                     # without ending it, on either firmware.
-                    self._mode_off_refused(refused)
-            applied = self.cloud.set_current(cp, n, amps, level=s.chargeamps_current_level)
-            if by_mode and amps > 0 and self.view.mode == "Off":
-                self.cloud.set_mode(cp, n, "On")
-            return applied
+                    refused = e
+            applied = cloud.set_current(cp, n, amps, level=s.chargeamps_current_level, current=fresh,
+                                        read_back=False)
+            if resume_by_mode:
+                cloud.set_mode(cp, n, "On")
+            return applied, False, refused
 
-        ok, applied = self.call(now, f"set current {amps} A", write)
-        if not ok:
-            self.pause_error = f"pause not made: {self.health.last_error}" if amps == 0 else None
-            return False
+        what = f"set current {amps} A"
+        # The write, and a read before it unless the settings are fresh; a pause or resume by mode: more.
+        cost = 1 + (fresh is None) + 2 * (pause_by_mode or resume_by_mode)
+        return CloudJob(cp or "", what, write, lambda at, result: self._written(at, amps, why, result),
+                        lambda at, error, wide: self._write_failed(at, amps, error, wide),
+                        kind="write", cost=cost, slot=f"write {self.key}")
+
+    def _written(self, now: float, amps: int, why: str, result: tuple[float, bool, ApiError | None]) -> None:
+        """The cloud took the write at `now`: the balancer counts from then."""
+        applied, paused_by_mode, refused = result
+        if self._writing == amps:
+            self._writing = None
+        self._succeeded(now, f"set current {amps} A")
+        if refused is not None:
+            self._mode_off_refused(refused)
         self.pause_error = None
         log.info("charger set to %d A (%s)", amps, why)
-        if by_mode:
+        if self.settings.chargeamps_pause_method == "mode":
             self.view.mode = "Off" if paused_by_mode else "On"
         self.expected = 0.0 if paused_by_mode else applied
         if self._overridden is not None:
@@ -392,8 +526,36 @@ class ChargerLink:
             log.warning("%s", self.health.last_override)
             self._overridden = None
         self.view.max_current = applied
+        if self._read is not None:
+            # As written; a change of mode is not in it: read again before the next write.
+            self._read = self._read.model_copy(update={"max_current": applied})
+            if self.settings.chargeamps_pause_method == "mode":
+                self._read_at = -math.inf
+        self._read_back_due = True
+        self.balancer.commanded(now, amps)
         self.on_change()
-        return True
+
+    def _write_failed(self, now: float, amps: int, error: BaseException, wide: bool) -> None:
+        if self._writing == amps:
+            self._writing = None
+        # A write whose answer never came may still have reached the charger: the next poll reads
+        # the setting, and finding this value there is the bridge's own write, not a user's.
+        self._unanswered = amps
+        self._read_back_due = True
+        self._failure(now, f"set current {amps} A", error, wide)
+        self.pause_error = f"pause not made: {self.health.last_error}" if amps == 0 else None
+
+    def write_current(self, now: float, amps: int, why: str) -> bool:
+        """Write now, on the caller's thread; False when the cloud did not take it."""
+        if not self.backoff.ready(now):
+            return False
+        ok = []
+        job = self._write_job(amps, why)
+        done, failed = job.done, job.failed
+        job.done = lambda at, result: (done(at, result), ok.append(True))
+        job.failed = lambda at, error, wide: (failed(at, error, wide), ok.append(False))
+        self.calls.run_now(job)
+        return ok[0]
 
     def _mode_off_refused(self, refused: ApiError) -> None:
         """Said once, in the log and on bridge/health: this connector pauses by 0 A from now on."""
@@ -405,13 +567,13 @@ class ChargerLink:
         log.warning("%s", message)
         self.on_health(self.clock())
 
-    # ---- a user's commands: tried now, even during the backoff ------------------
-
     def refresh(self, now: float) -> bool:
-        """Poll now; False when the cloud did not answer."""
+        """Poll now (status and settings), on the caller's thread; False when the cloud did not answer."""
         self.backoff.try_now(now)
-        self.poll(now)
-        return self.health.cloud == "ok"
+        ok, result = self.call(now, "status", self._fetch(True, True))
+        if ok:
+            self._polled(self.clock(), result)
+        return ok
 
     def set_current_directly(self, now: float, amps: int) -> bool:
         self.backoff.try_now(now)

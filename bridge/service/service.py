@@ -2,7 +2,8 @@
 commands, the state publisher and discovery, and runs them on one worker.
 
 paho's network thread only enqueues events. One worker thread owns all state:
-it parses, runs the balancer, makes the HTTP calls and publishes.
+it parses, runs the balancer and publishes. The cloud's calls run beside it
+(`cloud_calls`), and their answers come back to it as events.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink, installation_limit
 from bridge.service.clock import Clock, MonotonicClock
+from bridge.service.cloud_calls import CloudCalls
 from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
 from bridge.service.health import Health
@@ -104,6 +106,12 @@ class BridgeService:
         self._align_turns()
         self._cloud = cloud or factory.cloud_client(settings)
         self._backoff = backoff
+        # One queue, budget and backoff for the whole account's cloud calls.
+        org = settings.chargeamps_organisation_id
+        self.calls = CloudCalls(self.clock, self._enqueue, per_minute=settings.chargeamps_requests_per_min,
+                                poll_interval=settings.chargeamps_poll_interval,
+                                backoff=dataclasses.replace(backoff) if backoff else None,
+                                organisation_id=str(org) if org else None)
         # CHARGER_TRANSPORT=ocpp: the chargers connect to the bridge; its thread only enqueues.
         self.central = None
         self.control_methods: ControlMethodStore | None = None
@@ -141,7 +149,7 @@ class BridgeService:
             self.settings, remote, inputs, self.health, self.clock, link_backoff,
             on_change=self._publish_charger, on_health=self._publish_health, on_identified=self._identified,
             on_installation_current=self._installation_current_known, enabled=lambda: self.runtime.enabled,
-            **where,
+            **({"calls": self.calls} if self.central is None else {}), **where,
         )
 
     def _links(self, specs: list[ConnectorSpec], backoff: CloudBackoff | None, *, listed: bool = True,
@@ -153,6 +161,7 @@ class BridgeService:
             link_backoff = (backoff if i == 0 else dataclasses.replace(backoff)) if backoff else CloudBackoff()
             named = dict(chargepoint=s.chargepoint, connector=s.connector, listed=True) if listed else {}
             links.append(self._link(ConnectorView(self.balancer, s.key), link_backoff, **named, **where))
+        self.calls.links = len(links)
         return links
 
     @staticmethod
@@ -244,6 +253,7 @@ class BridgeService:
                                   f"{self.settings.ocpp_port} ({e.strerror or e})") from None
             log.info("OCPP central system listening on %s:%d", self.settings.ocpp_host, self.central.port)
         self.mqtt.start()
+        self.calls.start()
         self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
         self._worker.start()
 
@@ -252,6 +262,7 @@ class BridgeService:
         self._enqueue("stop", None)
         if getattr(self, "_worker", None):
             self._worker.join(timeout=15)
+        self.calls.stop()  # a call in flight is not waited for beyond a short bound
         if self.central is not None:
             self.central.stop()
         self.power.save()
@@ -280,12 +291,14 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
-            wake = min([next_tick, self._next_health] + [link.due_at for link in self.links if link.ready])
+            wake = min([next_tick, self._next_health, self.calls.due_at(now), self.calls.site_due(self.links)]
+                       + [link.due_at for link in self.links if link.ready])
             try:
                 kind, item = self.events.get(timeout=self.clock.real_seconds(max(0.0, wake - now)))
             except queue.Empty:
                 kind, item = "tick", None
             self._handle(kind, item)
+            self.calls.pump(self.clock())
             if self.events.empty():
                 for msg in self.meter_input.take_held():
                     self._handle("message", msg)
@@ -302,6 +315,7 @@ class BridgeService:
                 now = self.clock()
                 next_tick = now + TICK_S
                 self._handle("tick", now)
+                self.calls.pump(self.clock())
             if self.clock() >= self._next_health:
                 self._handle("health", None)
 
@@ -315,6 +329,8 @@ class BridgeService:
                 self._tick(item)
             elif kind == "health":
                 self._publish_health(self.clock())
+            elif kind == "cloud":
+                self.calls.finish(*item)
             elif kind == "ocpp":
                 now = self.clock()
                 for link in self.links:
@@ -377,6 +393,8 @@ class BridgeService:
     def _tick(self, now: float) -> None:
         for link in self.links:
             link.tick(now)
+        if self.central is None:
+            self.calls.poll_site(now, self._cloud, self.links)
         if self._refuse_configuration():
             return
         self._decide_and_apply(now)
@@ -395,7 +413,7 @@ class BridgeService:
             return True
         listed = [link for link in self.links if link.listed]
         if listed and not self._cloud_unchecked_said and any(
-                not link.answered and link.backoff.failures for link in listed):
+                not link.answered and (link.backoff.failures or self.calls.backoff.failures) for link in listed):
             self._cloud_unchecked_said = True
             log.warning("the cloud did not answer at start: CHARGEAMPS_CONNECTORS is checked when it does; "
                         "running on meanwhile (a connector found missing then is reported in bridge/health)")
@@ -415,8 +433,9 @@ class BridgeService:
         # Cuts before raises: amps never go to one car before another gave them up.
         orders = sorted((c for c in d.connectors if c.command is not None),
                         key=lambda c: c.command - (by_key[c.key].expected or 0))
-        for c in orders:
-            by_key[c.key].apply(now, c, self.runtime.enabled)
+        if not self._first_reads_pending():
+            for c in orders:
+                by_key[c.key].apply(now, c, self.runtime.enabled)
         failed = {key: link.pause_error for key, link in by_key.items() if link.pause_error}
         if failed:
             self.decision = d = dataclasses.replace(d, reason="; ".join([d.reason, *failed.values()]), connectors=tuple(
@@ -438,6 +457,11 @@ class BridgeService:
         if len(d.connectors) > 1:
             text += f"; {d.charge_at} A in all"
         log.log(logging.INFO if changed else logging.DEBUG, "decision: ChargeAt %s (%s)", text, d.reason)
+
+    def _first_reads_pending(self) -> bool:
+        """A connector's first read is on its way (seconds at start, a few at a time): a decision
+        before it is in would count that charger at its cap and cut the others for it."""
+        return any(link.ready and not link.known and link.first_read_pending for link in self.links)
 
     def _publish_decision(self, d: SharedDecision) -> None:
         self.publisher.balancer(d, self.runtime, {link.balancer.key: (link.view.cp_id, link.connector)
@@ -508,7 +532,7 @@ class BridgeService:
         h = asdict(self.health)
         h["mqtt"] = "connected" if self.mqtt.connected else "disconnected"
         h["meter_age_s"] = self.meter_input.age_s(now)
-        h["cloud_retry_in_s"] = max(link.backoff.retry_in(now) for link in self.links)
+        h["cloud_retry_in_s"] = max([self.calls.backoff.retry_in(now)] + [link.backoff.retry_in(now) for link in self.links])
         h["queue"] = self.events.qsize()
         if self.central is not None:
             h["ocpp_refused"] = self.central.refused

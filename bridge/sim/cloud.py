@@ -144,6 +144,11 @@ class SimCar:
     plug_in_s: float | None = None
 
 
+MAX_SITE_HALOS = 200
+# The organisation of a simulated account: its charge points' statuses in one call
+# (GET /organisations/{organisationId}/chargepoints/statuses; organisationId is a GUID).
+DEMO_ORGANISATION_ID = "5b1c8f0e-2d4a-4c6b-9e3f-7a1d2c3b4e5f"
+
 # The account with several cars: an Aura (two car outlets on one charge point) and a second Halo.
 AURA_CHARGEPOINT_ID = "2103150000001"
 SECOND_HALO_ID = "2003149876543"
@@ -184,6 +189,20 @@ def build_account(charge_points: Sequence[ChargePointSpec],
     for (cp_id, cid), car in (cars or {}).items():
         sim.plug(cp_id, cid, car)
     return sim
+
+
+def halo_site(n: int, car: SimCar | None = None, **kwargs: Any) -> CloudSimulator:
+    """A simulator (not started) whose account owns `n` Halos, each with a three-phase car (or `car`)
+    plugged in: a housing co-op's garage on one account. `kwargs` go to CloudSimulator."""
+    if not 1 <= n <= MAX_SITE_HALOS:
+        raise ValueError(f"--halos must be 1 to {MAX_SITE_HALOS}, not {n}")
+    specs = [ChargePointSpec(site_halo_id(i)) for i in range(n)]
+    return build_account(specs, {(spec.cp_id, 1): car or SimCar() for spec in specs}, **kwargs)
+
+
+def site_halo_id(i: int) -> str:
+    """The id of the i-th Halo of a simulated site (13 digits, as a Halo's serial)."""
+    return f"20031500{i + 1:05d}"
 
 
 def several_cars_account(cars: dict[tuple[str, int], SimCar] | None = None, **kwargs: Any) -> CloudSimulator:
@@ -325,8 +344,12 @@ class CloudSimulator:
         self.writes: list[tuple[float, str, int | None, str, Any]] = []
         self.logins = 0
         self.refreshes = 0
-        self.latency_s = 0.0
+        self.latency_s = 0.0  # every request takes this long before it is answered
         self.down = False
+        # The organisation the account may read every status of; False: the account lacks the
+        # Enterprise scope, and the call answers 403 (the document's answer for it).
+        self.organisation_id = DEMO_ORGANISATION_ID
+        self.organisation_scope = True
         self.lock = threading.RLock()
         self._key = secrets.token_bytes(32)
         self._access: dict[str, float] = {}              # jti -> exp of live access tokens
@@ -445,6 +468,27 @@ class CloudSimulator:
         with self.lock:
             self._refresh.clear()
             self._sessions.clear()
+
+    def requests_since(self, since: float = 0.0, until: float = math.inf) -> list[RecordedRequest]:
+        """The requests that arrived in [since, until) (time.monotonic())."""
+        with self.lock:
+            return [r for r in self.requests if since <= r.t < until]
+
+    def busiest_minute(self, since: float = 0.0, until: float = math.inf, window_s: float = 60.0) -> int:
+        """The most requests that arrived within any `window_s` seconds between `since` and `until`:
+        what an account's rate limit sees."""
+        times = [r.t for r in self.requests_since(since, until)]
+        most, first = 0, 0
+        for last, t in enumerate(times):
+            while t - times[first] >= window_s:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
+    def requests_per_minute(self, since: float, until: float | None = None) -> float:
+        """The mean request rate between `since` and `until` (now), a minute."""
+        end = time.monotonic() if until is None else until
+        return len(self.requests_since(since, end)) * 60.0 / max(end - since, 1e-9)
 
     def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
         with self.lock:
@@ -707,6 +751,13 @@ class CloudSimulator:
         now = time.monotonic()
         if method == "GET" and path == "/api/v5/chargepoints/owned":
             return 200, [self._chargepoint_json(cp, expand=False) for cp in self.charge_points.values()], {}
+        org = re.fullmatch(r"/api/v5/organisations/([^/]+)/chargepoints/statuses", path)
+        if org is not None and method == "GET":
+            if org.group(1).lower() != self.organisation_id.lower():
+                return 404, None, {}
+            if not self.organisation_scope:
+                return 403, None, {}
+            return 200, [self._status_json(cp, now) for cp in self.charge_points.values()], {}
         m = re.fullmatch(r"/api/v5/chargepoints/([^/]+)(/.*)?", path)
         if m is None:
             return 404, None, {}
@@ -718,11 +769,7 @@ class CloudSimulator:
             expand = "settings" in parse_qs(urlsplit(raw_path).query).get("expand", [""])[0]
             return 200, self._chargepoint_json(cp, expand=expand), {}
         if rest == "/status" and method == "GET":
-            return 200, {
-                "id": cp.id,
-                "status": "Online" if cp.online else "Offline",
-                "connectorStatuses": [self._connector_status(cp, c, now) for c in cp.connectors.values()],
-            }, {}
+            return 200, self._status_json(cp, now), {}
         if rest == "/settings" and method == "GET":
             return 200, {**self._cp_settings_json(cp), "installationCurrent": cp.installation_current}, {}
         if rest == "/settings" and method == "PUT":
@@ -755,6 +802,14 @@ class CloudSimulator:
             self._record_write(cp.id, conn.connector_id, action, True)
             return 200, None, {}
         return 404, None, {}
+
+    def _status_json(self, cp: SimChargePoint, now: float) -> dict[str, Any]:
+        """A ChargePointStatus (the document's schema), as both status calls answer it."""
+        return {
+            "id": cp.id,
+            "status": "Online" if cp.online else "Offline",
+            "connectorStatuses": [self._connector_status(cp, c, now) for c in cp.connectors.values()],
+        }
 
     def _chargepoint_json(self, cp: SimChargePoint, expand: bool) -> dict[str, Any]:
         return {
@@ -863,7 +918,20 @@ def describe(sim: CloudSimulator) -> list[str]:
              f"  CHARGEAMPS_BASE_URL={sim.url}",
              f"  CHARGEAMPS_EMAIL={sim.email}",
              f"  CHARGEAMPS_PASSWORD={sim.password}",
-             f"  CHARGEAMPS_API_KEY={sim.api_key}"]
+             f"  CHARGEAMPS_API_KEY={sim.api_key}",
+             f"  CHARGEAMPS_ORGANISATION_ID={sim.organisation_id}"]
+    cars = [f"{cp.id}:{c.connector_id}" for cp in sim.charge_points.values() for c in cp.connectors.values()
+            if c.type == "Charger"]
+    if len(cars) > 2:
+        lines.append(f"  CHARGEAMPS_CONNECTORS={','.join(cars)}")
+    if sim.latency_s:
+        lines.append(f"  every request takes {sim.latency_s:g} s")
+    if len(sim.charge_points) > 4:
+        # A site: one line, not one per charge point.
+        first = next(iter(sim.charge_points.values()))
+        lines.append(f"  {len(sim.charge_points)} charge points ({first.name}, connector 1 with a car up to "
+                     f"{first.connectors[1].car_max_a:g} A plugged in), {first.id} first")
+        return lines
     for cp in sim.charge_points.values():
         firmware = f"OCPP {cp.ocpp_version}" if cp.ocpp_version else "CAPI"
         outlets = []
@@ -901,10 +969,17 @@ def serve(sim: CloudSimulator, meter: Any = None, stop: threading.Event | None =
 
 def simulator_from_args(args: argparse.Namespace) -> CloudSimulator:
     """The simulator `simulate-cloud`'s options describe (not started); ValueError names a bad option."""
-    specs = ACCOUNTS[args.account]
-    cars = dict(parse_car(text, specs) for text in args.car or ())
-    sim = build_account(specs, cars, port=args.port, host=args.host, token_ttl_s=args.token_ttl,
-                        installation_current=args.installation_current, firmware=args.firmware)
+    common = dict(port=args.port, host=args.host, token_ttl_s=args.token_ttl,
+                  installation_current=args.installation_current, firmware=args.firmware)
+    if args.halos is not None:
+        if args.car:
+            raise ValueError("--halos puts a car at every Halo: leave out --car")
+        sim = halo_site(args.halos, **common)
+    else:
+        specs = ACCOUNTS[args.account]
+        cars = dict(parse_car(text, specs) for text in args.car or ())
+        sim = build_account(specs, cars, **common)
+    sim.latency_s = args.latency_s
     return sim
 
 
@@ -921,6 +996,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="installation current in A (default %(default)s)")
     parser.add_argument("--account", choices=tuple(ACCOUNTS), default="halo",
                         help="the charge points the account owns (default %(default)s; aura: two car outlets)")
+    parser.add_argument("--halos", type=int, metavar="N",
+                        help=f"instead of --account: N Halos (1 to {MAX_SITE_HALOS}) on one account, a three-phase "
+                             "car up to 16 A plugged in at each (a housing co-op's garage)")
+    parser.add_argument("--latency-s", type=float, default=0.0, metavar="S",
+                        help="every request takes S seconds before it is answered (default %(default)g; "
+                             "a real cloud takes about 0.3)")
     parser.add_argument("--car", action="append", metavar="CONNECTOR[:MAX_A]",
                         help="a three-phase car plugged in from the start at this connector of the first charge "
                              "point (CHARGEPOINT:CONNECTOR[:MAX_A] for another), taking up to MAX_A (default 16); "
@@ -946,6 +1027,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--installation-current must be 6..32")
     if not 1 <= args.mqtt_port <= 65535:
         parser.error("--mqtt-port must be 1..65535")
+    if not 0 <= args.latency_s <= 60:
+        parser.error("--latency-s must be 0..60")
     try:
         house_a = parse_house_a(args.house_a)
         sim = simulator_from_args(args)
@@ -973,7 +1056,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ACCOUNTS", "ChargePointSpec", "CloudSimulator", "RecordedRequest", "SimCar", "SimChargePoint",
+__all__ = ["ACCOUNTS", "DEMO_ORGANISATION_ID", "ChargePointSpec", "CloudSimulator", "halo_site", "site_halo_id", "RecordedRequest", "SimCar", "SimChargePoint",
            "SimConnector", "build_account", "main", "parse_car", "serve", "simulator_from_args"]
 
 

@@ -30,8 +30,8 @@ from bridge.mqtt.client import read_retained
 from bridge.mqtt.discovery import slug
 from bridge.sim.bench import TRANSPORT_LAG_S
 from bridge.sim.charger import ChargerModel
-from bridge.sim.cloud import (SECOND_HALO_ID, ChargePointSpec, CloudSimulator, SimCar, build_account,
-                              several_cars_account)
+from bridge.sim.cloud import (SECOND_HALO_ID, CloudSimulator, SimCar, halo_site, several_cars_account,
+                              site_halo_id)
 from bridge.sim.house import THREE_PHASES, HouseTrace
 from bridge.sim.scenarios import scenario, scenario_names
 
@@ -56,20 +56,17 @@ SITE_STEP_AT_S = 180
 SITE_STEP_S = 120
 SITE_DURATION_S = 900
 SITE_HALOS_MOST = 50
-SITE_FIRST_HALO_ID = 2003150000001  # made-up serials in the shape of a Halo's
 
 
 def site_halo_ids(n: int) -> list[str]:
-    """The charge point ids of a `--site N` account, in order."""
-    return [str(SITE_FIRST_HALO_ID + i) for i in range(n)]
+    """The charge point ids of a `--site N` account, in order (`simulate-cloud --halos N`'s)."""
+    return [site_halo_id(i) for i in range(n)]
 
 
 def site_account(n: int, installation_current: int = SITE_CAR_A) -> CloudSimulator:
     """A simulator (not started) whose account owns `n` Halos, a three-phase car that takes
     SITE_CAR_A plugged into each."""
-    ids = site_halo_ids(n)
-    return build_account([ChargePointSpec(cp) for cp in ids], {(cp, 1): SimCar("three", SITE_CAR_A) for cp in ids},
-                         installation_current=installation_current)
+    return halo_site(n, SimCar("three", SITE_CAR_A), installation_current=installation_current)
 
 
 def site_trace() -> HouseTrace:
