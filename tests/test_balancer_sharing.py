@@ -932,3 +932,62 @@ def test_with_the_meter_stale_a_car_cut_below_the_failsafe_current_is_not_raised
     d = rig.b.decide(rig.t + cfg.stale_after_s + 1)
     assert d.meter_stale
     assert (d.connector("1:1").charge_at, d.connector("1:2").charge_at) == (8, 10), d.reason
+
+
+def _report_before_any_write(b: SharedBalancer, keys: list[str]) -> None:
+    # An OCPP charger holding its car until its first profile reports Current.Import 0 A on each
+    # phase (MeterValues, OCPP 1.6 section 4.7; as bridge/sim/ocpp_charger.py sends them).
+    for k in keys:
+        b.charger(0.0, k, (0.0, 0.0, 0.0), (False, False, False))
+
+
+def _meter(b: SharedBalancer, t: float, amps: float) -> None:
+    for p in range(3):
+        b.meter(t, p, amps)
+
+
+def test_a_car_that_starts_on_its_first_limit_is_not_counted_idle_from_a_report_before_it():
+    # One connector. The charger reported no draw before anything was written (it held its car until
+    # its first limit): that says nothing about what the car draws once offered 16 A. A second limit
+    # follows closely (upstream's cap of 10 A, written by the charger link) and the meter shows the
+    # car at 16 A before it follows the cap: the car is that 16 A, not house load (20 A on L1 would
+    # leave 4 A and pause the car for min_pause_s).
+    cfg = BalancerConfig(settle_s=5.0)
+    b = SharedBalancer(cfg, [ConnectorSpec("CP1:1")])
+    _report_before_any_write(b, ["CP1:1"])
+    _meter(b, 0.0, 4.0)
+    assert b.decide(0.0).connectors[0].command == 16
+    b.commanded(0.1, "CP1:1", 16)
+    _meter(b, 0.5, 4.0)
+    assert not b.decide(0.5).paused
+    b.commanded(1.0, "CP1:1", 10)  # the upstream cap, confirmed by the charger
+    for t, car in ((1.1, 16.0), (1.5, 16.0), (2.0, 10.0), (3.0, 10.0)):
+        _meter(b, t, 4.0 + car)
+        d = b.decide(t)
+        assert not d.paused and d.connectors[0].command != 0, (t, d.reason)
+        if t == 1.1:
+            assert b.one_car_draw(t) == ((16.0, 16.0, 16.0), True)  # the setting it followed, a cap on its way
+
+
+def test_with_two_connectors_cars_that_start_on_their_first_limits_are_counted_at_them_through_a_second():
+    # Two connectors, both reported drawing nothing before anything was written. The cars start on
+    # their first limits, then one is given a second (a cap) while its report is still the one from
+    # before, and the house steps: each car is counted at the setting it followed (the several-car
+    # path assumes a charger left alone at its cap, and counts a car whose report shows no draw at
+    # its setting), so nobody is cut or paused for its own car's draw.
+    cfg = BalancerConfig(settle_s=5.0, max_a=40.0, fuse_a=40.0)
+    keys = ["CP1:1", "CP1:2"]
+    b = SharedBalancer(cfg, [ConnectorSpec(k) for k in keys])
+    _report_before_any_write(b, keys)
+    _meter(b, 0.0, 4.0)
+    d = b.decide(0.0)
+    assert [c.command for c in d.connectors] == [16, 16]
+    for k in keys:
+        b.commanded(0.1, k, 16)
+    _meter(b, 1.0, 36.0)  # both cars draw their 16 A
+    assert not b.decide(1.0).paused
+    b.commanded(2.0, "CP1:1", 10)  # a second limit for the first
+    for t, meter in ((2.1, 36.0), (3.0, 40.0), (4.0, 40.0)):  # the house steps by 4 A
+        _meter(b, t, meter)
+        d = b.decide(t)
+        assert [c.charge_at for c in d.connectors] == [10, 16], (t, d.reason)

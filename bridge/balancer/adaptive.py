@@ -204,10 +204,18 @@ class AdaptiveStrategy:
                 # Measured after that command settled: the ground truth.
                 return report[phase], report[phase], report[phase]
             offered = obs.charger_offered
-            if max(report) < PHASE_IN_USE_A and (offered is None or offered >= cfg.min_current):
+            if offered is None:
+                # Reported before any setting was known: a setting learned since that was already on
+                # the charger then (found there, or a charger left alone assumed at its cap) was its offer.
+                in_force = [a for ct, a in commands if ct <= obs.charger_at][-1:]
+                offered = in_force[0] if in_force else None
+            if max(report) < PHASE_IN_USE_A and offered is not None and offered >= cfg.min_current:
                 # Offered enough to charge and not charging: no car, or one that does not want to
                 # charge now. Another current does not change that; when the car starts on its
                 # own the next report says so (until then its draw is taken for the house's).
+                # At an offer not known (the first write came after the report) it says nothing of
+                # the kind: the charger may have held its car until then (an OCPP charger before its
+                # first profile, or its transaction's start) and the car draws the write at once.
                 return 0.0, 0.0, 0.0
         if not known:
             # Nothing written and nothing measured yet (the bridge just started): a
