@@ -533,13 +533,24 @@ def test_a_capacity_limit_holds_two_cars_together_at_the_allowance(rig):
 def held_at_the_allowance(rig: Rig) -> None:
     # About 9.5 kW for the cars: both go on charging, below their fuse share, within the allowance.
     wait_given(rig, lambda g: all(6 <= a < 10 for a in g.values()), 40, "both cars held by the capacity limit")
-    allowance = json.loads(rig.probe.wait_for(topic(rig.env, "capacity/state"),
-                                              lambda p: b"car_allowance_w" in p))["car_allowance_w"] / 1000
+
+    def allowance_kw() -> float | None:
+        # The guard's latest (retained every 10 s), not its first: at a period's start the house's
+        # load is averaged over the few readings of the period so far, and the first allowance may
+        # be computed while the cars' cut to their fuse share was still on its way (their draw taken
+        # at the setting they left), far from the one the cars settle at.
+        payload = rig.probe.latest.get(topic(rig.env, "capacity/state"))
+        watts = None if payload is None else json.loads(payload).get("car_allowance_w")
+        return None if watts is None else watts / 1000
 
     def held() -> bool:
-        return all(6 <= offered(rig.sim, AURA, n) < 10 for n in (1, 2)) and draw(rig.sim, AURA, 1)[0] > 0
-    wait_until(held, 20, "the chargers follow", step=0.2)
-    assert allowance - 2.0 <= cars_kw(rig) <= allowance + 0.7, (cars_kw(rig), allowance)
+        allowance = allowance_kw()
+        return (allowance is not None and all(6 <= offered(rig.sim, AURA, n) < 10 for n in (1, 2))
+                and draw(rig.sim, AURA, 1)[0] > 0 and allowance - 2.0 <= cars_kw(rig) <= allowance + 0.7)
+    try:
+        wait_until(held, 40, "the chargers follow, the cars within the allowance", step=0.2)
+    except AssertionError:
+        raise AssertionError(f"cars {cars_kw(rig)} kW, allowance {allowance_kw()} kW") from None
     reason = rig.probe.latest[topic(rig.env, f"charger/{AURA}/1/reason")].decode()
     assert "capacity 13 kW:" in reason and "kW for the cars" in reason, reason
 
