@@ -481,6 +481,24 @@ def test_charge_mode_set_for_this_connector_only_and_saved(parts):
     assert saved(p)["charge_modes"] == {f"{cp}:1": "pv"} and p.handler.runtime.charge_mode_of(f"{cp}:1") == "pv"
 
 
+def test_a_listed_connector_takes_the_bridge_s_own_settings_before_the_cloud_answers(parts):
+    """A connector named in the configuration is addressed while the bridge is still reaching the
+    cloud (at start the account's first reads are queued): its charge mode is taken and saved;
+    a command that needs the cloud says it has not been reached yet, not that it is unknown."""
+    p = parts
+    cp = p.sim.chargepoint_id
+    p.link.listed, p.link.wanted_cp, p.link.view.cp_id = True, cp, cp  # as CHARGEAMPS_CONNECTORS gives it
+    assert not p.link.ready
+    with_power(p)
+    ok = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 1)), b"pv")
+    assert (ok.status, ok.value) == ("ok", "pv") and saved(p)["charge_modes"] == {f"{cp}:1": "pv"}
+    mode = p.command("charger_mode", "Off")
+    assert mode.status == "error" and "has not been reached in the cloud yet" in mode.error, mode
+    other = p.handler.handle(p.topics.classify(p.topics.charge_mode_set(cp, 2)), b"pv")
+    assert other.status == "error" and "unknown charge point or connector" in other.error
+    assert [r for r in p.sim.requests if r.method == "PUT"] == []
+
+
 def test_off_mode_pauses_and_the_capacity_guard_caps_the_balancer(parts):
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo

@@ -601,8 +601,10 @@ class ChargerLink:
         return ok
 
     def addresses(self, cp: str | None, connector: int | None) -> bool:
-        """Whether a command topic's charge point (and connector) is this link's."""
-        return self.ready and cp == self.view.cp_id and connector in (None, self.connector)
+        """Whether a command topic's charge point (and connector) is this link's. A connector listed
+        in the configuration is addressed before the cloud has answered for it, so that a setting of
+        the bridge's own (a charge mode, a priority) is taken during start-up too."""
+        return (self.ready or self.listed) and cp == self.view.cp_id and connector in (None, self.connector)
 
 
 def installation_limit(links: Sequence[ChargerLink]) -> tuple[int | None, str | None]:

@@ -202,6 +202,9 @@ class CommandHandler:
 
     def on_charger(self, now: float, what: str, call: Callable[[], bool]) -> None:
         """A user's cloud call: sent now if the command budget allows; its error goes back to the user."""
+        if not self.target.ready:
+            raise CommandRefused(f"{what} not sent: {self.target.name} has not been reached in the cloud yet "
+                                 f"(the bridge is starting or the cloud does not answer); try again in a moment")
         self.spend(now, what)
         if not call():
             raise CommandRefused(f"{what} failed: {self.health.last_error}")
