@@ -334,6 +334,27 @@ def test_twenty_chargers_at_rest_stay_within_the_request_budget(broker, tmp_path
         assert whole <= 60, f"{whole} requests in the busiest minute (CHARGEAMPS_REQUESTS_PER_MIN=60)"
 
 
+def test_from_every_car_at_16_a_the_site_is_under_the_fuse_within_20_s(broker, tmp_path):
+    # 20 x 16 + 40 = 360 A on a 100 A fuse at the default budget (60 a minute). Reading status and
+    # settings of all 20 first (40 requests) left the budget room for 17 of the 20 writes: the last
+    # cuts waited for the budget's minute (under the fuse after about 62 s). The first read is the
+    # settings a write needs; the statuses follow behind the writes.
+    with site(broker, tmp_path, 20, base=40) as s:
+        t0 = time.monotonic()
+        wait_until(lambda: s.sim.draws()[0] + 40 <= 100, 60, "the site under the fuse", step=0.1)
+        under = time.monotonic() - t0
+        requests = s.sim.requests_since(t0)
+        first_put = next(i for i, r in enumerate(requests) if r.method == "PUT")
+        before = [r for r in requests[:first_put] if r.method == "GET" and "/chargepoints/" in r.path]
+        print(f"under the fuse after {under:.1f} s; {len(before)} reads before the first write")
+        assert under <= 20, f"under the fuse after {under:.1f} s"
+        # Every charger's settings before the first write; not every status.
+        assert sum(r.path.endswith("/settings") for r in before) >= 20, [r.path for r in before]
+        assert sum(r.path.endswith("/status") for r in before) < 20, [r.path for r in before]
+        wait_until(lambda: all(link.view.polls for link in s.service.links), 90, "every status read")
+        assert s.sim.busiest_minute(t0) <= 60
+
+
 def test_an_account_wide_outage_logs_one_error_and_the_worker_waits(broker, tmp_path):
     with site(broker, tmp_path, 20, base=30, cars=3, backoff=CloudBackoff(initial_s=2, max_s=4)) as s:
         wait_until(s.ready, 60, "every link connected and polled")
