@@ -237,8 +237,9 @@ def test_connect_identifies_the_charger_and_polls_it_with_its_settings(parts):
     v = p.link.view
     assert v.cp_id == p.sim.chargepoint_id and v.online is True and v.polls == 1
     assert v.max_current == 16 and v.mode == "On" and v.installation_current == 16
-    # cloud ok (health), then the charger known (info, discovery), then its state
-    assert p.events == ["health", "identified", "change"]
+    # cloud ok (health), then the charger known (info, discovery), then its state: its settings
+    # first (what a write needs), then its status
+    assert p.events == ["health", "identified", "change", "change"]
     assert p.health.cloud == "ok" and p.link.next_poll == p.clock() + 10
 
 
