@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_service import proc_stats, wait_until as wait  # noqa: E402
 from bridge.sim.cloud import MIN_CHARGING_A, CloudSimulator  # noqa: E402
 from bridge.sim.demo import site_account, site_halo_ids  # noqa: E402
 from tests.broker import MosquittoBroker, free_port  # noqa: E402
@@ -113,17 +114,7 @@ class Meter(threading.Thread):
 
 
 def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait(cond, timeout: float, step: float = 0.2) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+    return proc_stats(pid)[1]
 
 
 def puts_since(sim: CloudSimulator, since: float) -> list:
@@ -143,10 +134,10 @@ def settings(sim: CloudSimulator) -> list[float]:
 
 def phase_start(sim: CloudSimulator, meter: Meter, t0: float, limit_s: float) -> dict:
     """(a) From the bridge's start with every car at 16 A."""
-    wait(lambda: meter.first_under(t0, MAX_A) is not None, limit_s)
+    wait(lambda: meter.first_under(t0, MAX_A) is not None, limit_s, step=0.2)
     under_fuse, under_max = meter.first_under(t0, FUSE_A), meter.first_under(t0, MAX_A)
     first_put = min((r.t for r in puts_since(sim, t0)), default=None)
-    wait(lambda: at_rest(sim, meter), 240)
+    wait(lambda: at_rest(sim, meter), 240, step=0.2)
     # Room left unused: a reading with room for a car (MIN_CHARGING_A and a margin) while a car was paused.
     paused_with_room = 0.0
     seconds_nothing_drawn = 0
@@ -171,7 +162,7 @@ def phase_step(sim: CloudSimulator, meter: Meter, offsets: list[float], step_s: 
     """(b) The base load to STEP_A for step_s, `offset` seconds after a poll round's status read."""
     out = []
     for offset in offsets:
-        wait(lambda: at_rest(sim, meter), 240)
+        wait(lambda: at_rest(sim, meter), 240, step=0.2)
         # A poll round at 20 chargers lasts about 50 s: the step comes `offset` s after a status read.
         since = time.monotonic()
         wait(lambda: any(r.path.endswith("/status") for r in sim.requests_since(since)), 90, step=0.05)
@@ -179,7 +170,7 @@ def phase_step(sim: CloudSimulator, meter: Meter, offsets: list[float], step_s: 
         t = meter.step(STEP_A)
         wait(lambda: bool(puts_since(sim, t)), 30, step=0.05)
         first = puts_since(sim, t)
-        wait(lambda: meter.first_under(t + 0.5, FUSE_A) is not None, step_s)
+        wait(lambda: meter.first_under(t + 0.5, FUSE_A) is not None, step_s, step=0.2)
         under = meter.first_under(t + 0.5, FUSE_A)
         time.sleep(max(0.0, t + step_s - time.monotonic()))
         meter.step(BASE_A)
@@ -196,7 +187,7 @@ def messages_in(probe: Probe, prefixes: tuple[str, ...], start: float, end: floa
 def phase_rest(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, probe: Probe, env: dict,
                seconds: float) -> dict:
     """(c) At rest."""
-    wait(lambda: at_rest(sim, meter), 240)
+    wait(lambda: at_rest(sim, meter), 240, step=0.2)
     pid = bridge.proc.pid
     start, cpu0 = time.monotonic(), proc_cpu_s(pid)
     time.sleep(seconds)
@@ -216,7 +207,7 @@ def phase_rest(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, probe: 
 
 def phase_outage(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, seconds: float) -> dict:
     """(d) Every request 503 for `seconds`, then the cloud back."""
-    wait(lambda: at_rest(sim, meter), 240)
+    wait(lambda: at_rest(sim, meter), 240, step=0.2)
     pid = bridge.proc.pid
     lines_before = len(bridge.output().splitlines())
     sim.fail_next(10**9, 503)
