@@ -268,6 +268,24 @@ def test_apply_writes_the_command_only_when_enabled_and_tells_the_balancer(parts
     assert all(r.valid for r in p.sim.requests), [r.error for r in p.sim.requests if not r.valid]
 
 
+def test_a_write_counts_for_the_balancer_from_when_it_was_sent_and_the_worker_ticks_when_it_settles(parts):
+    # The answer comes seconds after the request left; the car may follow from the request on, and
+    # a decision waiting for the write to settle (a resume when the meter is back) waits no longer.
+    p = connected(parts)
+    set_current = p.link.cloud.set_current
+
+    def slow(*args, **kwargs):
+        p.clock.now += 3  # the call's time
+        return set_current(*args, **kwargs)
+
+    p.link.cloud.set_current = slow
+    sent = p.clock()
+    p.link.apply(sent, dataclasses.replace(p.balancer.decide(sent), command=10, reason="test"), enabled=True)
+    assert p.sim.connector(1).max_current == 10 and p.clock() == sent + 3
+    assert p.balancer.observations().commanded_at == sent
+    assert p.link.settles_at == sent + p.balancer.config.settle_s
+
+
 def test_pause_by_mode_turns_the_connector_off_and_on_again(sim, tmp_path):
     sim.charge_points[sim.chargepoint_id].firmware = "capi"  # OCPP: test_ocpp_firmware.py
     p = connected(build(sim, tmp_path / "state", chargeamps_pause_method="mode"))

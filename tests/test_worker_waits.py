@@ -65,3 +65,30 @@ def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, 
     waits = svc.events.waits[:20]
     # Frozen time: after the first tick every wait lasts until the next tick.
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
+
+
+def test_a_poll_that_falls_due_between_ticks_is_queued_then_not_at_the_next_tick(halo, tmp_path: Path):
+    # A link's due time wakes the worker; were its poll left to the next tick, the due time, past,
+    # would wake it again at once until then (up to a second of spinning, each poll interval).
+    clock = FrozenClock()
+    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock)
+    svc.events = CountingQueue()
+    svc.link.tick(clock())
+    assert svc.link.ready
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
+        polls = svc.link.view.polls
+        svc.link.next_poll = clock()  # due now; frozen time: the next tick is a second away
+        seen = len(svc.events.waits)
+        svc.events.put(("tick", None))  # wakes the worker
+        wait_until(lambda: len(svc.events.waits) >= seen + 20, 10, "20 more waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert svc.link.view.polls == polls + 1, "the poll due was made at once"
+    waits = svc.events.waits[seen:seen + 20]
+    assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"

@@ -94,6 +94,8 @@ class ChargerLink:
         self._read_at = -math.inf
         self._read_back_due = False  # a write's setting is read back by the next poll
         self._unanswered: int | None = None  # a write that failed, maybe after reaching the charger
+        # When the latest write settles: the worker decides then (a decision may be waiting for it).
+        self.settles_at = -math.inf
         self.connector = connector if connector is not None else settings.chargeamps_connector_id
         self.wanted_cp = chargepoint if chargepoint is not None else settings.chargeamps_chargepoint_id
         self.view = ChargerView(cp_id=self.wanted_cp)
@@ -143,7 +145,7 @@ class ChargerLink:
     def apply(self, now: float, decision: ConnectorDecision, enabled: bool) -> None:
         """Queue the decision's command, if it has one and the balancer may drive the charger now.
         A command already on its way is not queued again; a newer one replaces a queued older one.
-        The balancer hears of it (`commanded`) when the cloud has taken it, at that time."""
+        The balancer hears of it (`commanded`) when the cloud has taken it, stamped with when it was sent."""
         amps = decision.command
         if amps is None or not enabled or not self.known or not self.backoff.ready(now) \
                 or not self.calls.backoff.ready(now):
@@ -309,7 +311,7 @@ class ChargerLink:
         """When this link next has cloud work: its poll, but not before its backoff ends (a worker
         that woke for a poll the backoff holds back would wake again at once, and spin). Never
         while its poll is on its way, nor while the organisation's call reads its status."""
-        if self.ready and self.calls.site_statuses and not self.own_status:
+        if self.ready and self.calls.site_statuses and not self.own_status or self.calls.pending(self._poll_slot):
             return math.inf
         return max(self.next_poll, self.backoff.retry_at, self.calls.backoff.retry_at)
 
@@ -516,12 +518,17 @@ class ChargerLink:
         what = f"set current {amps} A"
         # The write, and a read before it unless the settings are fresh; a pause or resume by mode: more.
         cost = 1 + (fresh is None) + 2 * (pause_by_mode or resume_by_mode)
-        return CloudJob(cp or "", what, write, lambda at, result: self._written(at, amps, why, result),
-                        lambda at, error, wide: self._write_failed(at, amps, error, wide),
-                        kind="write", cost=cost, slot=f"write {self.key}")
+        job = CloudJob(cp or "", what, write, lambda at, result: self._written(at, amps, why, result, job.started),
+                       lambda at, error, wide: self._write_failed(at, amps, error, wide),
+                       kind="write", cost=cost, slot=f"write {self.key}")
+        return job
 
-    def _written(self, now: float, amps: int, why: str, result: tuple[float, bool, ApiError | None]) -> None:
-        """The cloud took the write at `now`: the balancer counts from then."""
+    def _written(self, now: float, amps: int, why: str, result: tuple[float, bool, ApiError | None],
+                 sent: float) -> None:
+        """The cloud took the write (answered at `now`, sent at `sent`). The balancer counts its
+        settle from when it was sent: the car may follow from then, and counting from the answer
+        would hold a decision waiting for it (a resume after the meter's silence) past its settle
+        by the call's time and then to the next meter reading or tick."""
         applied, paused_by_mode, refused = result
         if self._writing == amps:
             self._writing = None
@@ -545,7 +552,8 @@ class ChargerLink:
             if self.settings.chargeamps_pause_method == "mode":
                 self._read_at = -math.inf
         self._read_back_due = True
-        self.balancer.commanded(now, amps)
+        self.balancer.commanded(sent, amps)
+        self.settles_at = sent + self.balancer.config.settle_s
         self.on_change()
 
     def _write_failed(self, now: float, amps: int, error: BaseException, wide: bool) -> None:

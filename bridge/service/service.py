@@ -291,6 +291,8 @@ class BridgeService:
         next_tick = self.clock()
         while not self.stop_event.is_set():
             now = self.clock()
+            # A tick when a write settles: a decision waiting for it is not left to the next reading.
+            next_tick = min([next_tick] + [link.settles_at for link in self.links if link.settles_at > now])
             wake = min([next_tick, self._next_health, self.calls.due_at(now), self.calls.site_due(self.links)]
                        + [link.due_at for link in self.links if link.ready])
             try:
@@ -298,6 +300,12 @@ class BridgeService:
             except queue.Empty:
                 kind, item = "tick", None
             self._handle(kind, item)
+            # A link woken for (its poll due) has it queued now, not at the next tick: until then its
+            # due time, past, would wake the worker again at once, and spin.
+            now = self.clock()
+            for link in self.links:
+                if link.ready and link.due_at <= now:
+                    link.tick(now)
             self.calls.pump(self.clock())
             if self.events.empty():
                 for msg in self.meter_input.take_held():
