@@ -92,3 +92,26 @@ def test_a_poll_that_falls_due_between_ticks_is_queued_then_not_at_the_next_tick
     assert svc.link.view.polls == polls + 1, "the poll due was made at once"
     waits = svc.events.waits[seen:seen + 20]
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
+
+
+def test_the_worker_ticks_when_a_write_settles(halo, tmp_path: Path):
+    # A decision waiting for a write to settle (a resume when the meter is back) is made then, not
+    # at the next tick or meter reading after it.
+    clock = FrozenClock()
+    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock)
+    svc.events = CountingQueue()
+    svc.link.tick(clock())
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
+        svc.link.settles_at = clock() + 0.25  # the next tick is a second away
+        seen = len(svc.events.waits)
+        svc.events.put(("tick", None))  # wakes the worker
+        wait_until(lambda: len(svc.events.waits) >= seen + 2, 10, "the worker's next wait")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert svc.events.waits[seen + 1] == pytest.approx(clock.real_seconds(0.25)), svc.events.waits[seen:]
