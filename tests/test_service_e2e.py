@@ -255,8 +255,10 @@ def test_a_meter_silent_for_failsafe_pause_after_s_pauses_the_car_and_its_return
     state = topic(env, "balancer/state")
     wait_until(lambda: "BALANCER_FAILSAFE_PAUSE_AFTER_S 5 s" in json.loads(probe.latest.get(state, "{}")).get("reason", ""),
                10, f"the silence pause's reason ({probe.latest.get(state)})")
-    # The meter is back: no minimum pause (300 s) for a pause the silence made.
-    deadline = time.monotonic() + 15
+    # The meter is back: no minimum pause (300 s) for a pause the silence made. The pause's write
+    # settles for 15 s (nothing can show the car following while the meter is silent), so the
+    # resume comes then; 20 s leaves a loaded machine room and is far from the 300 s pause.
+    deadline = time.monotonic() + 20
     while sim.connector(1).max_current < 6 and time.monotonic() < deadline:
         feed_meter(probe, env, 5, 5, 5)
         time.sleep(0.3)
