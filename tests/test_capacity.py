@@ -541,3 +541,23 @@ def test_a_month_peak_without_its_time_counts_once_the_meter_changed_it_this_mon
     guard.month_peak(feb + timedelta(minutes=10), 0.8)  # the meter reset it: February's own
     guard.month_peak(feb + timedelta(minutes=40), 4.6)
     assert guard.update(feb + timedelta(minutes=40), 1000.0, 0.0).allowed_kw == pytest.approx(4.6)
+
+
+def test_a_reading_with_the_cars_draw_in_doubt_counts_its_energy_but_not_as_the_house_s_load():
+    """A write to a car on its way: the meter's import still counts in the period, but the house's
+    own load (the meter less the cars' believed draw) is not taken from the reading; before any
+    reading with the draw known there is no allowance (the cars keep what the fuse gives)."""
+    start = datetime(2027, 1, 12, 17, 0, tzinfo=STOCKHOLM)
+    doubtful = CapacityGuard(CapacityConfig(limit_kw=13.0))
+    sure = CapacityGuard(CapacityConfig(limit_kw=13.0))
+    status = doubtful.update(start, 17000.0, 9000.0, car_in_doubt=True)
+    assert status.car_allowance_w is None and "waiting for the cars' draw" in status.reason
+    for t in range(1, 6):  # the cars believed at 9 kW while the meter shows them at 13.8 kW
+        status = doubtful.update(start + timedelta(seconds=t), 17250.0, 9000.0, car_in_doubt=True)
+        assert status.car_allowance_w is None
+    for t in range(0, 6):
+        sure.update(start + timedelta(seconds=t), 17250.0, 13800.0)
+    later = start + timedelta(seconds=6)
+    known, expected = doubtful.update(later, 12000.0, 8550.0), sure.update(later, 12000.0, 8550.0)
+    assert known.period_kw == pytest.approx(expected.period_kw, rel=0.01)  # the energy counted all the same
+    assert known.car_allowance_w == pytest.approx(13000.0 - 3450.0, abs=100.0)  # from the known reading alone

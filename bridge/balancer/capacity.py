@@ -405,10 +405,14 @@ class CapacityGuard:
         return tuple(kept[k] for k in sorted(kept))
 
     # ---- update -----------------------------------------------------------------
-    def update(self, local: datetime, net_w: float, car_w: float = 0.0, lag_s: float = 10.0) -> CapacityStatus:
+    def update(self, local: datetime, net_w: float, car_w: float = 0.0, lag_s: float = 10.0, *,
+               car_in_doubt: bool = False) -> CapacityStatus:
         """Integrate the import up to `local` (at the power of the previous reading), take the new
         net power (W, import positive, the cars included) and the cars' present draw (W), and say
-        what the cars may draw."""
+        what the cars may draw. `car_in_doubt`: a write to a car is on its way and nothing says yet
+        whether the reading carries the old setting or the new; the meter's import still counts,
+        but the house's own load (the meter less `car_w`) is not taken from it: counted at the wrong
+        setting it swings the allowance by the whole cut (a pause, or more than the limit)."""
         if not (math.isfinite(net_w) and math.isfinite(car_w)):
             raise ValueError("the capacity guard needs finite powers")
         start = period_start(self.cfg, local)
@@ -428,14 +432,15 @@ class CapacityGuard:
             # would count a car at full power for all of it, which it was not necessarily drawing
             # then, and 0 would let the cars take the whole limit. A meter silent while the guard ran
             # counts at the present import: the cars drew what they were told meanwhile.
-            rate_w = net_w if self._last_at is not None else net_w - max(0.0, car_w)
+            rate_w = net_w if self._last_at is not None or car_in_doubt else net_w - max(0.0, car_w)
             self._energy_ws += max(0.0, rate_w) * unseen
             self._observed_s += unseen
             self._estimated_s += unseen
         self._last_at = local
         self._last_import_w = max(0.0, net_w)
-        self._remember_house(local, net_w - max(0.0, car_w))
-        return self._status(local, net_w, max(0.0, car_w), lag_s)
+        if not car_in_doubt:
+            self._remember_house(local, net_w - max(0.0, car_w))
+        return self._status(local, net_w, max(0.0, car_w), lag_s, car_in_doubt)
 
     def register(self, local: datetime, import_kwh: float) -> None:
         """The meter's own import register (kWh, the sum of its tariffs) as read at `local` (no later
@@ -517,7 +522,8 @@ class CapacityGuard:
             samples.append((at, house_w))
             self._house_sum = house_w
 
-    def _status(self, local: datetime, net_w: float, car_w: float, lag_s: float) -> CapacityStatus:
+    def _status(self, local: datetime, net_w: float, car_w: float, lag_s: float,
+                car_in_doubt: bool = False) -> CapacityStatus:
         assert self._period is not None
         cfg = self.cfg
         end = _period_end(cfg, self._period)
@@ -532,9 +538,14 @@ class CapacityGuard:
         if not active:
             allowance = None
             reason = "capacity tariff not counting now (outside CAPACITY_HOURS/CAPACITY_MONTHS)"
+        elif not self._house:
+            # No reading yet with the cars' draw known: no allowance (the cars keep what the fuse
+            # gives them) until one comes, a few seconds after the write on its way settles.
+            allowance = None
+            reason = f"capacity {format_kw(allowed)} kW: waiting for the cars' draw to be known"
         else:
             house_w = self._house_sum / len(self._house)
-            if remaining - lag_s <= self.house_window_s:
+            if remaining - lag_s <= self.house_window_s and not car_in_doubt:
                 # Too late in the period to make up for a rise seen late: the house's load of this
                 # moment counts as soon as it is the higher.
                 house_w = max(house_w, net_w - car_w)

@@ -425,6 +425,13 @@ class SharedPowerLimits:
             else:
                 shared.power_limit(now, k, pv.caps.get(k), pv.reasons.get(k, ""))
 
+    def in_doubt(self, shared: Any, now: float) -> bool:
+        """Whether any car's draw in the meter's latest reading is in doubt (a write on its way, not
+        yet seen followed): the capacity guard then takes no house load from the reading."""
+        if shared.one_car:
+            return shared.one_car_draw(now)[1]
+        return any(shared.car_draw_in_doubt(now, k) for k in shared.keys)
+
     def reported_w(self, shared: Any, draws_w: dict[str, float]) -> float:
         """The cars' draw for the capacity guard. One car: before its charger's first report it
         counts as the house's load (the guard then counts the part of the period it did not see at

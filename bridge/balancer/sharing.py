@@ -794,8 +794,10 @@ class SharedBalancer:
         balancer reads it: its charger's report when taken after the last write settled, else the
         setting it followed before the writes still on their way (until the meter shows it follow
         one); 0 for a car offered enough that draws nothing."""
-        obs = self._conn(key).inputs.observations()
-        return self._reader.car_draw_range(now, obs, self._reader.used_phases(now, obs))[2]
+        # As `car_draw_in_doubt` reads it: a report taken after the write that shows the car at the
+        # new setting is what it draws, though the write has not settled; the setting before it
+        # would count the cut as the house's own load while the draw is no longer in doubt.
+        return self._reader.car_draw(now, self._conn(key).inputs.observations())[0]
 
     def car_draw_in_doubt(self, now: float, key: str) -> bool:
         """A write to the connector is on its way and no report taken after it settled says yet

@@ -147,7 +147,8 @@ class PowerLimits:
         if self.guard is not None:
             wall = self.wall()
             self._demand(now, wall)  # before the update: its status shows the meter's figure
-            self.status = status = self.guard.update(wall, house.import_w, self.limits.reported_w(shared, draws))
+            self.status = status = self.guard.update(wall, house.import_w, self.limits.reported_w(shared, draws),
+                                                     car_in_doubt=self.limits.in_doubt(shared, now))
             self._register(now, wall)
             self._keep(now)
         self.limits.apply(now, shared, house.net_w, draws, modes, status)
