@@ -115,3 +115,30 @@ def test_the_worker_ticks_when_a_write_settles(halo, tmp_path: Path):
         worker.join(timeout=5)
     assert not worker.is_alive()
     assert svc.events.waits[seen + 1] == pytest.approx(clock.real_seconds(0.25)), svc.events.waits[seen:]
+
+
+def test_a_first_read_held_by_the_budget_does_not_spin_the_worker(halo, tmp_path: Path):
+    """At a site's start the settings are read first and the status behind them, and the account's
+    minute holds most of those reads back: the link's poll time passed, but its read is queued. The
+    queue says when it may start; the link, its read queued, must not wake the worker meanwhile."""
+    clock = FrozenClock()
+    svc = BridgeService(settings_for(halo, tmp_path / "state"), clock=clock)
+    svc.events = CountingQueue()
+    svc.calls.owned = svc.link.cloud.owned_chargepoints()  # the account's charge points, read before
+    svc.calls.running = True  # queued calls wait for the queue (no call threads: none may start anyway)
+    svc.calls.sent = [[clock(), float(svc.calls.budget)]]  # the account's minute is used up
+    svc.link.tick(clock())
+    assert svc.link.ready and svc.link.first_read_pending and svc.link.next_poll <= clock()
+    assert svc.calls.due_at(clock()) == pytest.approx(clock() + 60)
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 20, 10, "20 waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    waits = svc.events.waits[:20]
+    # Frozen time: after the first tick every wait lasts until the next tick.
+    assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
