@@ -381,6 +381,10 @@ def take_turns(rig: Rig) -> None:
     # The paused car resumes when the other's turn (begun before the headroom shrank) is over, or
     # once BALANCER_MIN_PAUSE_S has passed if that turn is older; the other pauses first (cut, then raise).
     b_first_paused = when(b, lambda amps: amps == 0, t, 1, "the car paused first")
+    # Both offer their 10 A until the first pause reaches the charger (the house's step came
+    # first; the write goes to the cloud beside the worker): the fuse check starts from there.
+    wait_until(lambda: offered(rig.sim, AURA, b) == 0, 15, "the first pause on the charger", step=0.1)
+    worst.clear()
     b_resumed = when(b, lambda amps: amps >= 6, b_first_paused, 30, "the paused car's turn")
     a_paused = when(a, lambda amps: amps == 0, b_first_paused, 1, "the other car paused")
     paused_for_energy(a, t)
