@@ -43,6 +43,20 @@ def halo():
         yield sim
 
 
+
+def first_waits(svc, n: int = 20) -> list:
+    """The timeouts of the worker's first `n` waits for events, the worker then stopped."""
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= n, 10, f"{n} waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    return svc.events.waits[:n]
+
 def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, tmp_path: Path):
     clock = FrozenClock()
     svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock,
@@ -53,16 +67,7 @@ def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, 
     svc.link.backoff.failed(clock())  # as after a cloud error: the next try in 60 s
     clock.now = svc.link.next_poll + 1  # the poll is due, 49 s of backoff left
     assert svc.link.due_at == svc.link.backoff.retry_at
-    worker = threading.Thread(target=svc._work, daemon=True)
-    worker.start()
-    try:
-        wait_until(lambda: len(svc.events.waits) >= 20, 10, "20 waits of the worker")
-    finally:
-        svc.stop_event.set()
-        svc.events.put(("stop", None))
-        worker.join(timeout=5)
-    assert not worker.is_alive()
-    waits = svc.events.waits[:20]
+    waits = first_waits(svc)
     # Frozen time: after the first tick every wait lasts until the next tick.
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
 
@@ -130,15 +135,6 @@ def test_a_first_read_held_by_the_budget_does_not_spin_the_worker(halo, tmp_path
     svc.link.tick(clock())
     assert svc.link.ready and svc.link.first_read_pending and svc.link.next_poll <= clock()
     assert svc.calls.due_at(clock()) == pytest.approx(clock() + 60)
-    worker = threading.Thread(target=svc._work, daemon=True)
-    worker.start()
-    try:
-        wait_until(lambda: len(svc.events.waits) >= 20, 10, "20 waits of the worker")
-    finally:
-        svc.stop_event.set()
-        svc.events.put(("stop", None))
-        worker.join(timeout=5)
-    assert not worker.is_alive()
-    waits = svc.events.waits[:20]
+    waits = first_waits(svc)
     # Frozen time: after the first tick every wait lasts until the next tick.
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
