@@ -15,7 +15,7 @@ from bridge.balancer import BalancerConfig
 from bridge.balancer.capacity import CapacityConfig, CapacityGuard
 from bridge.balancer.power import SharedPowerLimits, SharedSurplus, SurplusCar, SurplusConfig
 from bridge.balancer.sharing import Claim, ConnectorSpec, PowerBudget, SharedBalancer, share
-from tests.test_balancer_sharing import MIN, THREE, Car, Rig
+from tests.test_balancer_sharing import MIN, THREE, Car, Rig, _meter
 
 V = 230.0
 
@@ -452,3 +452,84 @@ def test_a_limit_set_at_a_period_start_holds_two_cars_at_the_allowance_while_the
     assert min(known) / 1000 >= 13.0 - house_kw - 1.0, [round(a) for a in known]
     assert all(d.connector(k).charge_at >= MIN for t, d in rig.decisions if t >= 200 for k in ("1:1", "1:2"))
     assert 6 <= rig.setting("1:1") < 10 and 6 <= rig.setting("1:2") < 10
+
+
+@pytest.mark.parametrize("reading", ["before the writes", "after the writes, before the cars followed"])
+def test_a_report_newer_than_a_reading_is_not_what_the_car_drew_in_it(reading):
+    """Replays the service at a period's start (times as logged): two cars at 16 A, cut to their fuse
+    share of 10 A each, and a 13 kW limit set while the cuts land. The chargers follow a write as soon
+    as it arrives and report right after it; the meter reading the guard takes was taken before the
+    cars followed (before the writes were sent, or after it but before they arrived). Read against a
+    report newer than it, a car counts at its new 10 A in a reading that carries its 16 A: the house's
+    own load looks 6 A per car per phase heavier, the allowance (the cap cuts at once and raises only
+    after CAPACITY_RAISE_HOLD_S) has room for one car, and the other is paused."""
+    cfg = BalancerConfig(max_a=25.0, fuse_a=25.0, settle_s=2.0, min_command_interval_s=0.0)
+    keys = ["1:1", "1:2"]
+    b = SharedBalancer(cfg, [ConnectorSpec(k) for k in keys])
+    limits = SharedPowerLimits(SurplusConfig(), V)
+    guard = CapacityGuard(CapacityConfig(limit_kw=13.0))
+    start = datetime(2027, 1, 12, 17, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    house_a = 5.0
+    offered = {k: 16 for k in keys}  # what each charger lets its car draw (the cars want 16 A)
+    read = [0.0]  # the meter's latest reading (A per phase)
+
+    def meter(t: float) -> None:
+        read[0] = house_a + sum(a for a in offered.values() if a >= MIN)
+        _meter(b, t, read[0])
+
+    def report(t: float, k: str) -> None:
+        b.charger(t, k, (float(offered[k]),) * 3, (True, True, True))
+
+    for k in keys:  # found on the chargers at 16 A, and reported so
+        b.commanded(0.0, k, 16)
+        report(0.0, k)
+    meter(0.1)
+    assert [c.command for c in b.decide(0.1).connectors] == [10, 10]
+
+    def written(t: float, k: str, amps: int) -> None:  # sent at t, on the charger at once
+        offered[k] = amps
+        b.commanded(t, k, amps)
+
+    if reading == "before the writes":
+        meter(0.2)
+        written(0.25, "1:1", 10)
+        written(0.26, "1:2", 10)
+        report(0.27, "1:2")
+    else:
+        b.commanded(0.2, "1:1", 10)
+        b.commanded(0.21, "1:2", 10)
+        meter(0.22)  # sent, not arrived yet: the cars still draw 16 A
+        offered.update({"1:1": 10, "1:2": 10})
+        report(0.25, "1:1")
+        report(0.25, "1:2")
+    limit_at = 0.3  # the limit set: a period begins (the wall clock moved to 17:00)
+    allowances, decisions = [], []
+    for i in range(200):  # 60 s: the meter every 0.3 s, a report of each car every 3 s
+        now = round(limit_at + 0.3 * i, 3)
+        if i:
+            meter(now)
+            if i % 10 == 0:
+                for k in keys:
+                    report(now, k)
+        net_w = read[0] * 3 * V
+        draws_w = limits.draws_w(b, now)
+        status = guard.update(start + timedelta(seconds=now - limit_at), net_w, limits.reported_w(b, draws_w),
+                              car_in_doubt=limits.in_doubt(b, now))
+        allowances.append(status.car_allowance_w)
+        limits.apply(now, b, net_w, draws_w, {k: "fast" for k in keys}, status)
+        d = b.decide(now)
+        decisions.append((now, d))
+        for part in d.connectors:
+            if part.command is not None:
+                written(now + 0.01, part.key, part.command)
+    paused = [(t, c.key, c.reason) for t, d in decisions for c in d.connectors if c.charge_at < MIN]
+    assert not paused, paused[:3]
+    known = [a for a in allowances if a is not None]
+    # The allowance carries both cars at their minimum (6 A on three phases: 8.3 kW) all along.
+    assert known and min(known) / 1000 >= 2 * MIN * 3 * V / 1000, [round(a) for a in known]
+    # Never more than the limit leaves beside the house (the period's first seconds at the cars' old
+    # draw only lower it), and the period goes on within the limit.
+    house_kw = house_a * 3 * V / 1000
+    assert max(known) / 1000 <= 13.0 - house_kw + 0.05, [round(a) for a in known]
+    assert status.projected_kw <= 13.0, status.reason
+    assert all(MIN <= offered[k] < 10 for k in keys), offered

@@ -166,8 +166,7 @@ class AdaptiveStrategy:
         low = [0.0, 0.0, 0.0]
         before = [0.0, 0.0, 0.0]
         for n in used:
-            at = obs.meter_at[n]
-            high[n], low[n], before[n] = self._draw_at(now if at is None else min(at, now), obs, n)
+            high[n], low[n], before[n] = self._draw_at(self._reading_at(now, obs, n), obs, n)
         return (high[0], high[1], high[2]), (low[0], low[1], low[2]), (before[0], before[1], before[2]), settle_left
 
     def car_draw(self, now: float, obs: Observations) -> tuple[Triple, bool]:
@@ -182,13 +181,21 @@ class AdaptiveStrategy:
             return before, False
         report = obs.charger_currents
         if (report is not None and self._charger_fresh(now, obs) and obs.commanded_at is not None
-                and obs.charger_at is not None and obs.charger_at >= obs.commanded_at):
-            # The charger reported after the last write: when it shows the new setting, the car
-            # followed it.
+                and obs.charger_at is not None and obs.charger_at >= obs.commanded_at
+                and all(self._reading_at(now, obs, n) >= obs.charger_at for n in used)):
+            # The charger reported after the last write, and the meter read after the report: when
+            # the report shows the new setting, the car followed it before that reading. A reading
+            # older than the report may have been taken before the car followed: in doubt.
             expected = float(self._drawn(obs.commanded))
             if all(abs(report[n] - expected) <= LANDING_TOLERANCE_A for n in used):
                 return report, False
         return before, True
+
+    @staticmethod
+    def _reading_at(now: float, obs: Observations, phase: int) -> float:
+        """When the meter's latest reading on `phase` was taken (`now` before any)."""
+        at = obs.meter_at[phase]
+        return now if at is None else min(at, now)
 
     def _draw_at(self, t: float, obs: Observations, phase: int) -> tuple[float, float, float]:
         """The most and the least the car may have drawn on `phase` at time `t`, and what it drew
@@ -200,7 +207,11 @@ class AdaptiveStrategy:
         last_at = known[-1][0] if known else None
         report = obs.charger_currents if self._charger_fresh(t, obs) else None
         if report is not None and obs.charger_at is not None:
-            if last_at is None or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s):
+            # A report taken after a command written since `t` may show the car at that newer
+            # setting, not at the one a reading at `t` carries (a cut read so counts as house load).
+            newer = any(t < ct <= obs.charger_at for ct, _a in commands)
+            if not newer and (last_at is None
+                              or (obs.charger_at >= last_at + cfg.settle_s and t >= last_at + cfg.settle_s)):
                 # Measured after that command settled: the ground truth.
                 return report[phase], report[phase], report[phase]
             offered = obs.charger_offered
