@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -46,6 +47,33 @@ def meaning(text: str) -> str:
     return _COUNTERS.sub("#", text)
 
 
+@dataclass(frozen=True)
+class _ConnectorTopics:
+    """A connector's topics that each decision publishes, named once."""
+
+    charge_at: str
+    priority: str
+    reason: str
+    paused: str
+    default_current: str
+    state: str
+
+    @classmethod
+    def of(cls, t: Topics, cp: str, n: int) -> "_ConnectorTopics":
+        return cls(t.charger_charge_at(cp, n), t.charger_priority(cp, n), t.charger_reason(cp, n),
+                   t.charger_paused(cp, n), t.charger_default_current(cp, n), t.charger_state(cp, n))
+
+
+@dataclass(frozen=True)
+class _ConnectorFrom:
+    """What a connector's topics were last published from: its decision, charge mode, default current
+    and `until`; the seconds its reason's countdown had left; its topics."""
+
+    made_from: tuple
+    left_s: float | None
+    topics: _ConnectorTopics
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -60,26 +88,47 @@ class StatePublisher:
         self.wall = wall
         self.real_seconds = real_seconds
         self._published: dict[str, str] = {}
+        # The meaning of what was sent on a topic, with the payload it is the meaning of.
+        self._meanings: dict[str, tuple[str, str]] = {}
         self._until: dict[str, datetime] = {}
+        # What the site's and each connector's topics were last published from. A site decides on every
+        # meter reading and every tick, and most change nothing: those publish nothing, and are not
+        # formatted, encoded or read for their meaning either.
+        self._site_from: tuple | None = None
+        self._connectors_from: dict[tuple[str, int], _ConnectorFrom] = {}
+        self._charge_mode_topics: dict[tuple[str, int], str] = {}
 
     def publish_meaning(self, topic: str, payload: str) -> None:
         """Retained, when `payload` means something else than what was sent (its countdowns and
         measured values aside)."""
         sent = self._published.get(topic)
-        if sent is not None and meaning(sent) == meaning(payload):
+        if sent == payload:
             return
+        new = meaning(payload)
+        if sent is not None:
+            known = self._meanings.get(topic)
+            if (known[1] if known is not None and known[0] == sent else meaning(sent)) == new:
+                return
         self.publish(topic, payload)
+        self._meanings[topic] = (payload, new)
 
     def publish(self, topic: str, payload: str, force: bool = False) -> None:
         """Retained; skipped when the broker already has this value from us, unless `force`."""
         if not force and self._published.get(topic) == payload:
             return
+        if force:
+            self._forget_sources()  # a value restated may be one of theirs: the next decision looks again
         self._published[topic] = payload
         self.mqtt.publish(topic, payload)
 
     def forget(self) -> None:
         """After a (re)connect, or when Home Assistant restarts: the next publish sends everything."""
         self._published.clear()
+        self._forget_sources()
+
+    def _forget_sources(self) -> None:
+        self._site_from = None
+        self._connectors_from.clear()
 
     def answer(self, msg: Message, status: str, value: Any, error: str | None) -> None:
         """The answer to a command: on `bridge/response`, and on the sender's MQTT v5 response topic."""
@@ -100,6 +149,19 @@ class StatePublisher:
         """The decision; `charge_at` is the connectors' sum, and each connector has its own ChargeAt,
         priority, reason, paused and default current, under its charge point and number (`where`, by
         the balancer's key; None: the key's own)."""
+        one = len(d.connectors) == 1
+        site = (d, runtime.enabled, runtime.max_a, runtime.default_current,
+                runtime.charge_mode_of(d.connectors[0].key) if one else None)
+        if site != self._site_from:
+            self._site(d, runtime)
+            self._site_from = site
+        for c in d.connectors:
+            if where is not None and c.key not in where:
+                continue  # its charge point is not known yet
+            cp, n = split_key(c.key) if where is None else where[c.key]
+            self.connector(cp, n, c, runtime.charge_mode_of(c.key), runtime.default_current_of(c.key))
+
+    def _site(self, d: SharedDecision, runtime: RuntimeSettings) -> None:
         t = self.topics
         self.publish(t.charge_at, format_number(d.charge_at))
         for i in range(3):
@@ -122,24 +184,36 @@ class StatePublisher:
         state["default_current"] = runtime.default_current
         self.publish(t.balancer_state, json.dumps(state))
         self.circuits(d)
-        for c in d.connectors:
-            if where is not None and c.key not in where:
-                continue  # its charge point is not known yet
-            cp, n = split_key(c.key) if where is None else where[c.key]
-            self.publish(t.charger_charge_at(cp, n), format_number(c.charge_at))
-            self.publish(t.charger_priority(cp, n), str(c.priority))
-            self.publish_meaning(t.charger_reason(cp, n), c.reason)
-            self.publish(t.charger_paused(cp, n), format_bool(c.paused))
-            self.publish(t.charger_default_current(cp, n), format_number(runtime.default_current_of(c.key)))
-            self.connector_state(cp, n, c, runtime.charge_mode_of(c.key))
 
-    def connector_state(self, cp: str, n: int, c: ConnectorDecision, charge_mode: str) -> None:
-        """`charger/<cp>/<n>/state`: the connector's detail, sent when its meaning changes; a countdown
-        in its reason is told by `until`, the moment it ends, not by a message a second."""
-        topic = self.topics.charger_state(cp, n)
+    def connector(self, cp: str, n: int, c: ConnectorDecision, charge_mode: str, default_current: int) -> None:
+        """A connector's ChargeAt, priority, reason, paused, default current and `charger/<cp>/<n>/state`
+        (its detail, sent when its meaning changes; a countdown in its reason is told by `until`, the
+        moment it ends, not by a message a second). Nothing is done when they would be made from what
+        they were last made from (`until` included)."""
+        last = self._connectors_from.get((cp, n))
+        topics = last.topics if last is not None else _ConnectorTopics.of(self.topics, cp, n)
+        # Its countdown is read from the reason's text once, not at every reading that kept the text.
+        left = last.left_s if last is not None and last.made_from[0].reason == c.reason else countdown_s(c.reason)
+        until = self._until_text(topics.state, left)
+        made_from = (c, charge_mode, default_current, until)
+        if last is not None and last.made_from == made_from:
+            return
+        self.publish(topics.charge_at, format_number(c.charge_at))
+        self.publish(topics.priority, str(c.priority))
+        self.publish_meaning(topics.reason, c.reason)
+        self.publish(topics.paused, format_bool(c.paused))
+        self.publish(topics.default_current, format_number(default_current))
         state = {**c.to_dict(), "chargepoint": cp, "connector": n, "paused": c.paused, "charge_mode": charge_mode,
-                 "until": self._until_text(topic, countdown_s(c.reason))}
-        self.publish_meaning(topic, json.dumps(state))
+                 "until": until}
+        self.publish_meaning(topics.state, json.dumps(state))
+        self._connectors_from[(cp, n)] = _ConnectorFrom(made_from, left, topics)
+
+    def charge_mode(self, cp: str, n: int, mode: str) -> None:
+        """`charger/<cp>/<n>/charge_mode` (its topic named once: it is published at every decision)."""
+        topic = self._charge_mode_topics.get((cp, n))
+        if topic is None:
+            topic = self._charge_mode_topics[(cp, n)] = self.topics.charge_mode(cp, n)
+        self.publish(topic, mode)
 
     def _until_text(self, topic: str, left_s: float | None) -> str | None:
         if left_s is None:
