@@ -517,8 +517,7 @@ class BridgeService:
     def _publish_charge_mode(self) -> None:
         for link in self.links:
             if link.view.cp_id:
-                self.publisher.publish(self.topics.charge_mode(link.view.cp_id, link.connector),
-                                       self.power.mode_of(link.key))
+                self.publisher.charge_mode(link.view.cp_id, link.connector, self.power.mode_of(link.key))
 
     def _publish_info(self) -> None:
         self.publisher.info({
