@@ -19,6 +19,8 @@ from bridge.balancer.sharing import DEFAULT_PRIORITY
 from bridge.units import format_kw
 
 CHARGE_MODES = ("fast", "pv", "minpv", "off")
+# The charge modes whose cars charge from the surplus (with several connectors: one budget for them).
+SURPLUS_MODES = ("pv", "minpv")
 DEFAULT_CHARGE_MODE = "fast"
 # The capacity allowance in amps may dip this far under the present cap before the cap is cut, and
 # must rise this far over the next whole amp before it is raised: the guard re-plans every second,
@@ -290,7 +292,7 @@ class SharedSurplus:
 
     def step(self, now: float, net_w: float, cars: Sequence[SurplusCar], voltage: float, min_a: int) -> SurplusShare:
         # Precedence: the higher priority first, then as given (a stable sort).
-        members = sorted((c for c in cars if c.mode in ("pv", "minpv")), key=lambda c: -c.priority)
+        members = sorted((c for c in cars if c.mode in SURPLUS_MODES), key=lambda c: -c.priority)
         # A reading with a car's draw in doubt is left out (see SurplusController).
         if all(c.draw_w is not None for c in members):
             self._house.add(now, net_w - sum(max(0.0, c.draw_w or 0.0) for c in members))
@@ -385,9 +387,12 @@ class SharedPowerLimits:
         self.one_surplus = SurplusController(surplus)
         self.one_cap = CapacityCap()
 
-    def draws_w(self, shared: Any, now: float) -> dict[str, float]:
+    def draws_w(self, shared: Any, now: float, modes: dict[str, str] | None = None,
+                capacity: bool = True) -> dict[str, float]:
         """What each connector's car draws in the meter's reading, as the shared balancer reads it
-        (`car_draw`): its charger's report only when taken after the last write settled. A report of
+        (`car_draw`): its charger's report only when taken after the last write settled. With `modes`
+        and no capacity limit (`capacity` False), only the draws the power limits read: those of the
+        cars that charge from the surplus (none: no draw is read at each decision). A report of
         the last poll taken before a raise would count the raise as the house's own load, and the
         surplus (and the capacity allowance) would fall an amp at a time until the next report; the
         new setting taken at once would count a cut's last seconds the same way."""
@@ -395,7 +400,8 @@ class SharedPowerLimits:
             # As its one-car flow reads it: the charger's last report alone lags a start or a stop
             # by up to a poll, and the surplus would count the car as the house's own load.
             return {shared.keys[0]: sum(shared.one_car_draw(now)[0]) * self.voltage}
-        return {k: sum(shared.car_draw(now, k)) * self.voltage for k in shared.keys}
+        keys = shared.keys if modes is None or capacity else [k for k in shared.keys if modes[k] in SURPLUS_MODES]
+        return {k: sum(shared.car_draw(now, k)) * self.voltage for k in keys}
 
     def apply(self, now: float, shared: Any, net_w: float, draws_w: dict[str, float], modes: dict[str, str],
               status: Any = None) -> None:
@@ -414,11 +420,13 @@ class SharedPowerLimits:
                 why = (f"capacity {format_kw(status.allowed_kw)} kW: {format_kw(capacity * v / 1000)} kW for the cars "
                        f"(period {format_kw(status.period_kw)} kW so far, projected {format_kw(status.projected_kw)} kW)")
         shared.power_budget(now, "capacity", capacity, None, why)
+        # Only the cars that charge from the surplus are its members (the others' draws are not read).
+        surplus_keys = [k for k in keys if modes[k] in SURPLUS_MODES]
         cars = [SurplusCar(k, modes[k], shared.power_phases(now, k),
                            None if shared.car_draw_in_doubt(now, k) else draws_w[k], shared.priority(k))
-                for k in keys]
+                for k in surplus_keys]
         pv = self.surplus.step(now, net_w, cars, v, cfg.min_current)
-        shared.power_budget(now, "pv", pv.budget, [k for k in keys if modes[k] in ("pv", "minpv")], pv.reason)
+        shared.power_budget(now, "pv", pv.budget, surplus_keys, pv.reason)
         for k in keys:
             if modes[k] == "off":
                 shared.power_limit(now, k, 0, "charge mode off")

@@ -142,7 +142,7 @@ class PowerLimits:
                 shared.power_limit(now, k, 0 if modes[k] == "off" else None, "charge mode off")
             return
         house = self._house(now, meter)  # type: ignore[arg-type]
-        draws = self.limits.draws_w(shared, now)
+        draws = self.limits.draws_w(shared, now, modes, capacity=self.guard is not None)
         status = None
         if self.guard is not None:
             wall = self.wall()
