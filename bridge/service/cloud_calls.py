@@ -250,10 +250,13 @@ class CloudCalls:
             return math.inf
         when = math.inf
         used = self.used(now)
+        frees: dict[int, float] = {}  # by cost: a site's queue holds many jobs of the same few costs
         for job in free:
             t = now if job.kind != "poll" else max(now, self.next_poll_at)
             if used + job.cost > self.budget:
-                t = max(t, self._window_frees(now, job.cost))
+                if job.cost not in frees:
+                    frees[job.cost] = self._window_frees(now, job.cost)
+                t = max(t, frees[job.cost])
             when = min(when, t)
         return when
 
