@@ -138,3 +138,32 @@ def test_a_first_read_held_by_the_budget_does_not_spin_the_worker(halo, tmp_path
     waits = first_waits(svc)
     # Frozen time: after the first tick every wait lasts until the next tick.
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
+
+
+def test_the_organisations_poll_that_falls_due_between_ticks_does_not_spin_the_worker(halo, tmp_path: Path):
+    # With CHARGEAMPS_ORGANISATION_ID every status comes from one call, due once a poll interval (and
+    # again at once after a failed one). Its due time wakes the worker; were it queued only by the next
+    # tick, the due time, past, would wake the worker again at once until then.
+    clock = FrozenClock()
+    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10,
+                                     chargeamps_organisation_id=halo.organisation_id), clock=clock)
+    svc.events = CountingQueue()
+    svc.link.tick(clock())
+    assert svc.link.ready and svc.calls.site_statuses
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
+        asked = len(halo.requests_to("/organisations/"))
+        svc.calls.next_site_poll = clock()  # due now; frozen time: the next tick is a second away
+        seen = len(svc.events.waits)
+        svc.events.put(("tick", None))  # wakes the worker
+        wait_until(lambda: len(svc.events.waits) >= seen + 20, 10, "20 more waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(halo.requests_to("/organisations/")) == asked + 1, "the organisation's poll due was made at once"
+    waits = svc.events.waits[seen:seen + 20]
+    assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"

@@ -107,7 +107,8 @@ class BridgeService:
         self._cloud = cloud or factory.cloud_client(settings)
         self._backoff = backoff
         # One queue, budget and backoff for the whole account's cloud calls.
-        org = settings.chargeamps_organisation_id
+        # The organisation's statuses are the cloud's: over OCPP the chargers tell their own.
+        org = settings.chargeamps_organisation_id if settings.charger_transport != "ocpp" else None
         self.calls = CloudCalls(self.clock, self._enqueue, per_minute=settings.chargeamps_requests_per_min,
                                 poll_interval=settings.chargeamps_poll_interval,
                                 backoff=dataclasses.replace(backoff) if backoff else None,
@@ -306,6 +307,8 @@ class BridgeService:
             for link in self.links:
                 if link.ready and link.due_at <= now:
                     link.tick(now)
+            if self.calls.site_due(self.links) <= now:
+                self.calls.poll_site(now, self._cloud, self.links)  # the organisation's statuses, the same way
             self.calls.pump(self.clock())
             if self.events.empty():
                 for msg in self.meter_input.take_held():
