@@ -9,7 +9,10 @@ and a meter once a second: the building's own load plus what the cars draw. Phas
       whether a car stayed paused while there was room for it;
   (b) a load step (base 40 -> 80 A) at several moments of a poll round: the first write after the
       step reached the meter, seconds back under the fuse;
-  (c) at rest: requests a minute, the busiest 60 s, CPU % of a core and RSS of the bridge process,
+  (c) at rest (no load change, no write for 20 s, no paused car waiting for room that is there,
+      and no change of the cars' turns: they change at the quarter hours, BALANCER_ROTATE_S on the
+      site's clock, and a window that would hold one starts after it, once the site is at rest
+      again): requests a minute, the busiest 60 s, CPU % of a core and RSS of the bridge process,
       MQTT messages a second, the longest gap between `bridge/health` messages;
   (d) a cloud outage (every request 503): CPU % during it, ERROR lines, recovery.
 
@@ -28,12 +31,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_service import proc_stats, wait_until as wait  # noqa: E402
+from bridge.balancer import BalancerConfig  # noqa: E402
+from bridge.balancer.sharing import next_turn_change  # noqa: E402
+from bridge.config import zone_of  # noqa: E402
+from bridge.service.clock import local_seconds  # noqa: E402
 from bridge.sim.cloud import MIN_CHARGING_A, CloudSimulator  # noqa: E402
 from bridge.sim.demo import site_account, site_halo_ids  # noqa: E402
 from tests.broker import MosquittoBroker, free_port  # noqa: E402
@@ -44,6 +52,12 @@ LATENCY_S = 0.3
 FUSE_A, MAX_A = 100.0, 96.0
 BASE_A, STEP_A = 40.0, 80.0
 LAG_S = 5.0  # a car follows a new setting this late
+# The rest window ends this long before the cars' turns change at the latest (their polls and the
+# writes a change makes are not at rest).
+TURN_MARGIN_S = 10.0
+# After a cut the paused cars wait out their minimum pause (BALANCER_MIN_PAUSE_S, 300 s) before the
+# site can settle.
+REST_WAIT_S = 420.0
 
 TARGETS = {
     "start_under_fuse_s": 20.0,
@@ -127,6 +141,15 @@ def at_rest(sim: CloudSimulator, meter: Meter, quiet_s: float = 20.0) -> bool:
             and meter.readings[-1][1] <= MAX_A)
 
 
+def settled(sim: CloudSimulator, meter: Meter) -> bool:
+    """At rest, and no paused car waits for room that is there: after a cut its minimum pause runs
+    out and it resumes, a change (the room a car needs: MIN_CHARGING_A and a margin)."""
+    if not at_rest(sim, meter):
+        return False
+    room = MAX_A - meter.readings[-1][1]
+    return room < MIN_CHARGING_A + 1 or not any(s < MIN_CHARGING_A for s in settings(sim))
+
+
 def settings(sim: CloudSimulator) -> list[float]:
     with sim.lock:
         return [sim.connector(1, cp).max_current for cp in sim.charge_points]
@@ -184,10 +207,27 @@ def messages_in(probe: Probe, prefixes: tuple[str, ...], start: float, end: floa
     return [m for m in list(probe.messages) if start <= m[0] < end and m[1].startswith(prefixes)]
 
 
+def seconds_to_turn_change(env: dict) -> float:
+    """Seconds until the cars' turns next change, on the site's local clock as the bridge reads it."""
+    rotate = float(env.get("BALANCER_ROTATE_S", BalancerConfig().rotate_s))
+    local = local_seconds(datetime.now(zone_of(env.get("TZ"))))
+    return next_turn_change(local, rotate) - local
+
+
 def phase_rest(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, probe: Probe, env: dict,
                seconds: float) -> dict:
-    """(c) At rest."""
-    wait(lambda: at_rest(sim, meter), 240, step=0.2)
+    """(c) At rest: `settled` (no load change, no write for 20 s, no car waiting for room that is
+    there), and no turn change in the window (one due within it, or within TURN_MARGIN_S after it,
+    is waited for, and the site's rest after it)."""
+    t = time.monotonic()
+    rest = wait(lambda: settled(sim, meter), REST_WAIT_S, step=0.2)
+    if seconds_to_turn_change(env) < seconds + TURN_MARGIN_S:
+        change = time.monotonic() + seconds_to_turn_change(env)
+        time.sleep(max(0.0, change - time.monotonic()))
+        wait(lambda: bool(puts_since(sim, change)), 30, step=0.2)  # the writes the change makes, if any
+        rest = wait(lambda: settled(sim, meter), REST_WAIT_S, step=0.2)
+    waited = time.monotonic() - t
+    turn_change_in = seconds_to_turn_change(env)
     pid = bridge.proc.pid
     start, cpu0 = time.monotonic(), proc_cpu_s(pid)
     time.sleep(seconds)
@@ -202,7 +242,8 @@ def phase_rest(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, probe: 
             "cpu_percent": round(100 * (cpu1 - cpu0) / (end - start), 2),
             "rss_mb": round(rss_kb(pid) / 1024, 1),
             "mqtt_per_s": round(len(messages_in(probe, prefixes, start, end)) / (end - start), 2),
-            "health_gap_max_s": round(max(gaps), 1) if gaps else None, "most_sent_topics": busiest}
+            "health_gap_max_s": round(max(gaps), 1) if gaps else None, "most_sent_topics": busiest,
+            "settled": rest, "waited_for_rest_s": round(waited, 1), "turn_change_in_window": turn_change_in < seconds}
 
 
 def phase_outage(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, seconds: float) -> dict:
@@ -219,12 +260,15 @@ def phase_outage(sim: CloudSimulator, meter: Meter, bridge: BridgeProcess, secon
     back = None
     if wait(lambda: any(200 <= (r.status or 0) < 300 for r in sim.requests_since(end)), 600, step=0.1):
         back = min(r.t for r in sim.requests_since(end) if 200 <= (r.status or 0) < 300) - end
+    # The bridge logs the answer once its worker took it: a moment after the simulator answered.
+    recovered = wait(lambda: "cloud answers again" in "\n".join(bridge.output().splitlines()[lines_before:]),
+                     30, step=0.2)
     new = bridge.output().splitlines()[lines_before:]
     errors = [line for line in new if " ERROR " in line]
     return {"seconds": round(end - start), "cpu_percent": round(100 * (cpu1 - cpu0) / (end - start), 2),
             "failed_requests": len(failed), "error_lines": len(errors),
             "first_answer_after_s": round(back, 1) if back is not None else None,
-            "recovered": "cloud answers again" in "\n".join(new)}
+            "recovered": recovered}
 
 
 def figures(r: dict) -> list[tuple[str, object, str, bool]]:
@@ -245,6 +289,8 @@ def figures(r: dict) -> list[tuple[str, object, str, bool]]:
         ("start: seconds the cars drew nothing", a["seconds_cars_drew_nothing"], "0", a["seconds_cars_drew_nothing"] == 0),
         ("step: first write after the step", f"{first} s", "<= 2 s", all(le(v, 2.0) for v in first)),
         ("step: back under the fuse", f"{under} s", f"<= {LAG_S + 5:g} s", all(le(v, LAG_S + 5) for v in under)),
+        ("rest: settled, no turn change in the window", f"after {c['waited_for_rest_s']} s",
+         "at rest", c["settled"] and not c["turn_change_in_window"]),
         ("rest: requests a minute", c["requests_per_min"], "<= 30", le(c["requests_per_min"], 30)),
         ("whole run: busiest 60 s", r["busiest_minute"], "<= 60", le(r["busiest_minute"], 60)),
         ("rest: CPU % of a core", c["cpu_percent"], "< 1 %", c["cpu_percent"] < 1.0),

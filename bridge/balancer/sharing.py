@@ -313,6 +313,12 @@ def give_way(new: dict[str, int], need: dict[str, int], fair: dict[str, int], ke
     return True
 
 
+def next_turn_change(wall_s: float, rotate_s: float) -> float:
+    """The first moment after `wall_s` (seconds of the site's local clock) at which the cars' turns
+    change: they change at its multiples of `rotate_s` (BALANCER_ROTATE_S), the quarter hours."""
+    return (math.floor(wall_s / rotate_s) + 1) * rotate_s
+
+
 def duration_text(seconds: float) -> str:
     """"45 s" under two minutes, else "30 min"."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
@@ -1037,7 +1043,7 @@ class SharedBalancer:
         if rotate <= 0:
             return since
         wall = since + self._wall_offset
-        boundary = (math.floor(wall / rotate) + 1) * rotate
+        boundary = next_turn_change(wall, rotate)
         if boundary - wall < rotate / 2:
             boundary += rotate
         return boundary - self._wall_offset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Protocol
 
 
@@ -22,3 +23,10 @@ class MonotonicClock:
 
     def real_seconds(self, seconds: float) -> float:
         return seconds
+
+
+def local_seconds(wall: datetime) -> float:
+    """Seconds of the local clock `wall` (aware) reads: the quarter hours the site sees are its
+    multiples of 900 (the cars' turns change there)."""
+    offset = wall.utcoffset()
+    return wall.timestamp() + (offset.total_seconds() if offset else 0.0)

@@ -28,7 +28,7 @@ from bridge.mqtt.topics import Topics
 from bridge.service import factory
 from bridge.service.backoff import CloudBackoff
 from bridge.service.charger_link import ChargerLink, installation_limit
-from bridge.service.clock import Clock, MonotonicClock
+from bridge.service.clock import Clock, MonotonicClock, local_seconds
 from bridge.service.cloud_calls import CloudCalls
 from bridge.service.commands import CommandBudget, CommandHandler, describe_sender
 from bridge.service.discovery import Discovery
@@ -196,9 +196,7 @@ class BridgeService:
     def _align_turns(self) -> None:
         """Turns change at the quarter hours (multiples of BALANCER_ROTATE_S) of the site's local
         clock: the balancer keeps no clock, so it is told what the wall clock reads now."""
-        wall = self.power.wall()
-        offset = wall.utcoffset()
-        self.balancer.align_turns(self.clock(), wall.timestamp() + (offset.total_seconds() if offset else 0.0))
+        self.balancer.align_turns(self.clock(), local_seconds(self.power.wall()))
 
     def _own_default_currents(self, shared: SharedBalancer) -> None:
         """Each connector's stored default current, where a user set one (a value its settings do not
