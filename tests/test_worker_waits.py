@@ -57,6 +57,26 @@ def first_waits(svc, n: int = 20) -> list:
     assert not worker.is_alive()
     return svc.events.waits[:n]
 
+
+def waits_after(svc, fall_due, n: int = 20) -> list:
+    """The timeouts of the worker's first `n` waits after `fall_due()` (called once the worker
+    ticked) made something due and an event woke the worker; the worker then stopped."""
+    worker = threading.Thread(target=svc._work, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
+        fall_due()
+        seen = len(svc.events.waits)
+        svc.events.put(("tick", None))  # wakes the worker
+        wait_until(lambda: len(svc.events.waits) >= seen + n, 10, f"{n} more waits of the worker")
+    finally:
+        svc.stop_event.set()
+        svc.events.put(("stop", None))
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    return svc.events.waits[seen:seen + n]
+
+
 def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, tmp_path: Path):
     clock = FrozenClock()
     svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock,
@@ -80,22 +100,13 @@ def test_a_poll_that_falls_due_between_ticks_is_queued_then_not_at_the_next_tick
     svc.events = CountingQueue()
     svc.link.tick(clock())
     assert svc.link.ready
-    worker = threading.Thread(target=svc._work, daemon=True)
-    worker.start()
-    try:
-        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
-        polls = svc.link.view.polls
+    polls = svc.link.view.polls
+
+    def fall_due() -> None:
         svc.link.next_poll = clock()  # due now; frozen time: the next tick is a second away
-        seen = len(svc.events.waits)
-        svc.events.put(("tick", None))  # wakes the worker
-        wait_until(lambda: len(svc.events.waits) >= seen + 20, 10, "20 more waits of the worker")
-    finally:
-        svc.stop_event.set()
-        svc.events.put(("stop", None))
-        worker.join(timeout=5)
-    assert not worker.is_alive()
+
+    waits = waits_after(svc, fall_due)
     assert svc.link.view.polls == polls + 1, "the poll due was made at once"
-    waits = svc.events.waits[seen:seen + 20]
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
 
 
@@ -106,20 +117,12 @@ def test_the_worker_ticks_when_a_write_settles(halo, tmp_path: Path):
     svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock)
     svc.events = CountingQueue()
     svc.link.tick(clock())
-    worker = threading.Thread(target=svc._work, daemon=True)
-    worker.start()
-    try:
-        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
+
+    def fall_due() -> None:
         svc.link.settles_at = clock() + 0.25  # the next tick is a second away
-        seen = len(svc.events.waits)
-        svc.events.put(("tick", None))  # wakes the worker
-        wait_until(lambda: len(svc.events.waits) >= seen + 2, 10, "the worker's next wait")
-    finally:
-        svc.stop_event.set()
-        svc.events.put(("stop", None))
-        worker.join(timeout=5)
-    assert not worker.is_alive()
-    assert svc.events.waits[seen + 1] == pytest.approx(clock.real_seconds(0.25)), svc.events.waits[seen:]
+
+    waits = waits_after(svc, fall_due, 2)
+    assert waits[1] == pytest.approx(clock.real_seconds(0.25)), waits
 
 
 def test_a_first_read_held_by_the_budget_does_not_spin_the_worker(halo, tmp_path: Path):
@@ -150,20 +153,12 @@ def test_the_organisations_poll_that_falls_due_between_ticks_does_not_spin_the_w
     svc.events = CountingQueue()
     svc.link.tick(clock())
     assert svc.link.ready and svc.calls.site_statuses
-    worker = threading.Thread(target=svc._work, daemon=True)
-    worker.start()
-    try:
-        wait_until(lambda: len(svc.events.waits) >= 3, 10, "the worker's first tick")
-        asked = len(halo.requests_to("/organisations/"))
+    asked = []
+
+    def fall_due() -> None:
+        asked.append(len(halo.requests_to("/organisations/")))  # the first tick made one
         svc.calls.next_site_poll = clock()  # due now; frozen time: the next tick is a second away
-        seen = len(svc.events.waits)
-        svc.events.put(("tick", None))  # wakes the worker
-        wait_until(lambda: len(svc.events.waits) >= seen + 20, 10, "20 more waits of the worker")
-    finally:
-        svc.stop_event.set()
-        svc.events.put(("stop", None))
-        worker.join(timeout=5)
-    assert not worker.is_alive()
-    assert len(halo.requests_to("/organisations/")) == asked + 1, "the organisation's poll due was made at once"
-    waits = svc.events.waits[seen:seen + 20]
+
+    waits = waits_after(svc, fall_due)
+    assert len(halo.requests_to("/organisations/")) == asked[0] + 1, "the organisation's poll due was made at once"
     assert min(waits[1:]) > 0, f"the worker asked for events without waiting: {waits}"
