@@ -142,12 +142,12 @@ def at_rest(sim: CloudSimulator, meter: Meter, quiet_s: float = 20.0) -> bool:
 
 
 def settled(sim: CloudSimulator, meter: Meter) -> bool:
-    """At rest, and no paused car waits for room that is there: after a cut its minimum pause runs
-    out and it resumes, a change (the room a car needs: MIN_CHARGING_A and a margin)."""
+    """At rest, and no paused car waits for room that is there (MIN_CHARGING_A under MaxA): after a
+    cut its minimum pause runs out and it resumes, a change."""
     if not at_rest(sim, meter):
         return False
     room = MAX_A - meter.readings[-1][1]
-    return room < MIN_CHARGING_A + 1 or not any(s < MIN_CHARGING_A for s in settings(sim))
+    return room < MIN_CHARGING_A or not any(s < MIN_CHARGING_A for s in settings(sim))
 
 
 def settings(sim: CloudSimulator) -> list[float]:
