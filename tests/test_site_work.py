@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,14 @@ class Site:
             self.read(phase)
 
 
-@pytest.fixture
-def site(broker, tmp_path: Path):
+@contextmanager
+def rested_site(broker, state_dir: Path):
+    """The site, its service not started (its cloud calls made at once on this thread), after
+    REST_S seconds of its clock: the cars that fit charge, the others wait paused."""
     with halo_site(HALOS) as sim:
         tag = uuid.uuid4().hex[:6]
         settings = settings_for(
-            sim, tmp_path / "state", chargeamps_connectors=",".join(f"{cp}:1" for cp in sim.charge_points),
+            sim, state_dir, chargeamps_connectors=",".join(f"{cp}:1" for cp in sim.charge_points),
             balancer_strategy="adaptive", balancer_fuse_a=100, balancer_max_a=96, balancer_default_current=16,
             mqtt_host=broker.host, mqtt_port=broker.port, mqtt_base_topic=f"work-{tag}",
             p1_topic_l1=f"p1-{tag}/l1", p1_topic_l2=f"p1-{tag}/l2", p1_topic_l3=f"p1-{tag}/l3")
@@ -65,12 +68,18 @@ def site(broker, tmp_path: Path):
         svc.mqtt.start()
         try:
             s = Site(svc, sim, clock)
-            for _ in range(REST_S):  # calls are made at once on this thread: the service is not started
+            for _ in range(REST_S):
                 s.second()
             assert svc.decision is not None and not svc.decision.commands, svc.decision
             yield s
         finally:
             svc.mqtt.stop()
+
+
+@pytest.fixture
+def site(broker, tmp_path: Path):
+    with rested_site(broker, tmp_path / "state") as s:
+        yield s
 
 
 class Work:
