@@ -303,3 +303,28 @@ def test_capacity_pause_oracle_never_beats_the_plain_one_nor_passes_the_limit(se
             continue
         alone = sum(max(0.0, house[t]) for t in p.seconds)
         assert _period_import_ws(schedule, house, p, v) <= max(p.budget_ws, alone) + 1e-6
+
+
+def test_the_capacity_energy_ratio_leaves_out_a_period_the_trace_cuts_short():
+    """90 minutes of a steady 1.38 kW house under a 5 kW hourly limit: the second hour is cut at
+    its half. Knowing the trace ends there, the oracle would spend that hour's whole budget (4.3
+    kWh) in its 30 minutes; the guard, like the service, spreads it over the hour. The ratio
+    compares the car and the oracle over the first hour alone, where the guard gets nearly all."""
+    from bridge.sim.house import HouseTrace
+
+    n = 90 * 60
+    trace = HouseTrace("steady-house", ([2.0] * n, [2.0] * n, [2.0] * n), ([True] * n,) * 3,
+                       car_phases=(True, True, True), car_max_a=16)
+    cfg = BalancerConfig()
+    power_for = power_run_factory({"CAPACITY_LIMIT_KW": "5"}, "2027-01-12T00:00", None, LAG_S, cfg.min_current,
+                                  cfg.current_cap)
+    result, _raw = bench.run_bench([trace], cfg, ["adaptive"], bench.real_balancer, lag_s=LAG_S,
+                                   power_for=power_for)
+    entry = result["traces"][0]
+    oracle, capacity = entry["oracle"], entry["strategies"]["adaptive"]["capacity"]
+    assert oracle["capacity_energy_kwh_whole_periods"] == pytest.approx(5.0 - 1.38, abs=0.05)
+    assert oracle["capacity_energy_kwh"] > oracle["capacity_energy_kwh_whole_periods"] + 4.0
+    # The car's energy of the first hour against the oracle's, neither the whole trace's.
+    assert TARGET_CAPACITY_ENERGY_RATIO <= capacity["energy_ratio"] <= 1.0
+    assert TARGET_CAPACITY_ENERGY_RATIO <= capacity["energy_ratio_pause_oracle"] <= 1.0
+    assert capacity["max_period_kw"] <= 5.0 + TARGET_PERIOD_MARGIN_KW

@@ -9,7 +9,8 @@ poll (every CHARGEAMPS_POLL_INTERVAL). The scores:
 - `capacity`: the highest period average of the import (house + car) in the periods the tariff
   counts, the average the tariff would bill over the trace, and the periods above the limit; the
   car's energy against a capacity-aware oracle that knows the house load ahead and fills each
-  period up to the limit (never over the fuse limits, one second at a time).
+  period up to the limit (never over the fuse limits, one second at a time), both over the periods
+  the trace holds whole (a period the trace cuts short is left out: see `_whole_periods`).
 - `cars` (modes pv and minpv): the share of the car's energy that came from export (null below
   SOLAR_SHARE_MIN_KWH of energy) and the kWh it took from the grid; the car's energy against a surplus oracle that puts every watt of export
   (and the import allowed) into the car, whenever that reaches the minimum current.
@@ -47,6 +48,9 @@ TARGET_WRITES_PER_HOUR = 20.0
 # paused by the first decision draws the default current until its charger follows) says nothing.
 SOLAR_SHARE_MIN_KWH = 0.1
 DEFAULT_START = "2027-01-12T00:00"
+# The oracles' car energy over the periods the trace holds whole (PowerRun._whole_periods): the
+# capacity energy ratios compare the car's energy in those periods with it.
+WHOLE_PERIODS = "_whole_periods"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class PowerRun:
         self._start_utc = start.astimezone(timezone.utc)
         self._import_ws: dict[datetime, float] = {}
         self._house_ws: dict[datetime, float] = {}  # the house alone, without the cars
+        self._car_ws: dict[datetime, float] = {}  # the car's energy in each period
+        self._seconds: dict[datetime, int] = {}  # the trace's seconds in each period
         self.car_ws = 0.0
         self.solar_ws = 0.0
         self.starts = 0  # the car going from no draw to a draw: a pause ended (pv: a start)
@@ -135,11 +141,7 @@ class PowerRun:
         mode_cap, mode_reason = self.surplus.step(float(t), net_w, car_w, self.car.mode, self.phases, v,
                                                   self.min_a, self.max_a)
         # Score on the true load.
-        cfg = self.settings.capacity
-        if cfg is not None:
-            key = period_start(cfg, local).astimezone(timezone.utc)
-            self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
-            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
+        self._count_period(local, true_totals, house, car_w)
         export_w = max(0.0, -sum(house) * v)
         self.car_ws += car_w
         self.solar_ws += min(car_w, export_w)
@@ -147,6 +149,19 @@ class PowerRun:
             self.starts += 1
         self._drawing = car_w > 0
         return combine(capacity_cap, capacity_reason, mode_cap, mode_reason)
+
+    def _count_period(self, local: datetime, true_totals: Sequence[float], house: Sequence[float],
+                      car_w: float) -> None:
+        """One second of the true load (the house's and the cars', W) in its capacity period."""
+        cfg = self.settings.capacity
+        if cfg is None:
+            return
+        v = self.settings.voltage
+        key = period_start(cfg, local).astimezone(timezone.utc)
+        self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
+        self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
+        self._car_ws[key] = self._car_ws.get(key, 0.0) + car_w
+        self._seconds[key] = self._seconds.get(key, 0) + 1
 
     def score(self, energy_kwh: float, oracles: dict[str, float]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -162,9 +177,10 @@ class PowerRun:
                 "max_period_kw": round(max((kw for _, kw in periods), default=0.0), 3),
                 "billed_kw": round(_billed_kw(cfg, periods), 3),
                 "periods_over": sum(1 for _, kw in periods if kw > cfg.limit_kw + TARGET_PERIOD_MARGIN_KW),
-                "energy_ratio": _ratio(energy_kwh, oracles.get("capacity_energy_kwh")),
+                "energy_ratio": _ratio(*self._scored_energy(energy_kwh, oracles, "capacity_energy_kwh")),
                 # Against the capacity oracle that keeps the minimum current and the minimum pause.
-                "energy_ratio_pause_oracle": _ratio(energy_kwh, oracles.get("capacity_pause_oracle_energy_kwh")),
+                "energy_ratio_pause_oracle": _ratio(
+                    *self._scored_energy(energy_kwh, oracles, "capacity_pause_oracle_energy_kwh")),
             }
         if self.car.mode in ("pv", "minpv"):
             car_kwh = self.car_ws / 3.6e6
@@ -180,6 +196,25 @@ class PowerRun:
                 "starts": self.starts,
             }]
         return out
+
+    def _scored_energy(self, energy_kwh: float, oracles: Mapping[str, float], oracle: str
+                       ) -> tuple[float, float | None]:
+        """The car's energy and the oracle's that its capacity ratio compares: over the periods the
+        trace holds whole when it has any (`_whole_periods`), else over the whole trace."""
+        whole = oracles.get(oracle + WHOLE_PERIODS)
+        if whole is None:
+            return energy_kwh, oracles.get(oracle)
+        keys = self._whole_periods(self._seconds)
+        return sum(self._car_ws[k] for k in keys) / 3.6e6, whole
+
+    def _whole_periods(self, seconds: Mapping[datetime, int]) -> list[datetime]:
+        """The periods the trace holds whole. A period the trace cuts short (its end, or a start
+        within a period) is left out of the capacity energy ratios: there the oracle, knowing the
+        trace ends, would spend a whole period's budget in the part it holds, while a guard (as the
+        service, which sees the house go on) spreads it over the whole period."""
+        cfg = self.settings.capacity
+        assert cfg is not None
+        return [k for k, n in seconds.items() if n >= cfg.period_s]
 
     def _periods(self, import_ws: Mapping[datetime, float]) -> list[tuple[datetime, float]]:
         """(start, average kW) of each period the tariff counts, in time order."""
@@ -205,23 +240,27 @@ class PowerRun:
             for t in range(len(rows)):
                 key = period_start(cfg, self.local(t)).astimezone(timezone.utc)
                 by_period.setdefault(key, []).append(t)
-            car_ws = 0.0
+            car_ws: dict[datetime, float] = {}
             periods = []
             for key, seconds in by_period.items():
                 most = sum(fuse_w[t] for t in seconds)
                 if not cfg.counts(key.astimezone(self.settings.zone)):
-                    car_ws += most
+                    car_ws[key] = most
                     periods.append(CapacityPeriod(seconds, None))
                     continue
                 import_ws = sum(max(0.0, house_w[t]) for t in seconds)
                 export_ws = sum(max(0.0, -house_w[t]) for t in seconds)
                 room = max(0.0, cfg.limit_kw * 1000.0 * cfg.period_s - import_ws) + export_ws
-                car_ws += min(most, room)
+                car_ws[key] = min(most, room)
                 periods.append(CapacityPeriod(seconds, cfg.limit_kw * 1000.0 * cfg.period_s))
-            out["capacity_energy_kwh"] = round(car_ws / 3.6e6, 4)
             paced = capacity_pause_oracle([round(w / (n * v)) for w in fuse_w], house_w, periods, n * v,
                                           self.min_a, min_pause_s)
-            out["capacity_pause_oracle_energy_kwh"] = round(paced.amp_seconds * n * v / 3.6e6, 4)
+            paced_ws = {key: sum(paced.amps[t] for t in seconds) * n * v for key, seconds in by_period.items()}
+            whole = self._whole_periods({key: len(seconds) for key, seconds in by_period.items()})
+            for name, energy_ws in (("capacity_energy_kwh", car_ws), ("capacity_pause_oracle_energy_kwh", paced_ws)):
+                out[name] = round(sum(energy_ws.values()) / 3.6e6, 4)
+                if whole:
+                    out[name + WHOLE_PERIODS] = round(sum(energy_ws[k] for k in whole) / 3.6e6, 4)
         if self.car.mode in ("pv", "minpv"):
             allowance = self.settings.surplus.import_allowance_w
             car_ws = 0.0
@@ -423,12 +462,8 @@ class SharedPowerRun(PowerRun):
             status = self.guard.update(local, net_w, sum(reported.values()), lag_s=self.lag_s)
         modes = {k: c.mode for k, c in zip(self.keys, self.cars)}
         self.limits.apply(float(t), shared, net_w, reported, modes, status)
-        cfg = self.settings.capacity
-        if cfg is not None:
-            key = period_start(cfg, local).astimezone(timezone.utc)
-            self._import_ws[key] = self._import_ws.get(key, 0.0) + max(0.0, sum(true_totals) * v)
-            self._house_ws[key] = self._house_ws.get(key, 0.0) + max(0.0, sum(house) * v)
         car_w = [a * sum(c.phases) * v for a, c in zip(draws_a, self.cars)]
+        self._count_period(local, true_totals, house, sum(car_w))
         solar = [c.mode in ("pv", "minpv") for c in self.cars]
         fast_w = sum(w for w, s in zip(car_w, solar) if not s)
         group_w = sum(w for w, s in zip(car_w, solar) if s)
