@@ -175,6 +175,21 @@ def test_two_cars_share_the_capacity_allowance_and_each_charges_by_its_mode(tmp_
     assert solar["solar_share"] is None and solar["energy_kwh"] < SOLAR_SHARE_MIN_KWH
 
 
+def test_two_fast_cars_are_scored_together_against_the_capacity_oracle(tmp_path, capsys):
+    # Half an hour of a 2 kW house under a 4 kW quarter-hour limit: about 2 kW for the two cars together,
+    # less than the fuse would give them; the plain capacity oracle gives the cars that 2 kW of each period.
+    path = tmp_path / "house.csv"
+    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},3,3,2.7\n" for t in range(1800)))
+    environ = {"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"}
+    assert run_cli(["--trace", str(path), "--start", "2027-01-12T16:45", "--car", "L1:16", "--car", "L2:16",
+                    "--strategy", "adaptive", "--json"], environ) == 0
+    s = json.loads(capsys.readouterr().out)["traces"][0]["strategies"]["adaptive"]
+    oracle_kwh = 2 * (4.0 - (3 + 3 + 2.7) * 230 / 1000) * 0.25
+    assert s["capacity"]["energy_ratio"] == pytest.approx(s["energy_kwh"] / oracle_kwh, abs=0.002)
+    # A period may end TARGET_PERIOD_MARGIN_KW over the limit: the cars then had that much over their 2 kW.
+    assert 0.5 < s["capacity"]["energy_ratio"] <= (2.0 + TARGET_PERIOD_MARGIN_KW) / 2.0
+
+
 def test_solar_share_is_given_from_a_tenth_of_a_kwh():
     assert solar_share(0.0, 0.09 * 3.6e6) is None
     assert solar_share(0.05 * 3.6e6, 0.1 * 3.6e6) == 0.5

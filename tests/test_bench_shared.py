@@ -8,6 +8,7 @@ is missed (docs/benchmark.md says why), a floor at today's figure keeps the gap 
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -235,6 +236,13 @@ def test_generated_houses_with_two_cars_share_each_fuse_and_the_distribution_cou
     writes = sorted(e["strategies"]["adaptive"]["max_writes_per_h_per_connector"] for e in doc["traces"])
     figures = doc["distribution"]["adaptive"]["writes_per_h"]
     assert (figures["min"], figures["max"]) == pytest.approx((writes[0], writes[-1]), abs=1e-4)
+    # The fairness over the houses is each house's own, as bench reports it per house.
+    fairness = sorted(f for e in doc["traces"] if (f := e["strategies"]["adaptive"]["fairness"]) is not None)
+    assert fairness, "no house where both cars wanted to charge throughout"
+    figures = doc["distribution"]["adaptive"]["fairness"]
+    assert figures["houses"] == len(fairness)
+    assert (figures["min"], figures["median"], figures["max"]) == pytest.approx(
+        (fairness[0], statistics.median(fairness), fairness[-1]), abs=1e-4)
     assert run(["--generate", "1", "--car", "L1L2L3:16", "--car", "L1L2L3:16"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1 generated houses, seed 1, cars L1L2L3:16, L1L2L3:16 instead of each house's own")

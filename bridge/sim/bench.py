@@ -316,6 +316,8 @@ class SharedResult:
     seconds_over_circuit: int | None = None  # seconds a circuit's cars drew above its limit; None: no circuit
     pause_oracle_kwh: float = 0.0
     events: dict[str, float | int] = field(default_factory=dict)  # bridge.sim.car_events: wake-ups, unplugs
+    # The oracle's allocation every second, each car's amps times its phases: the power limits' oracles.
+    oracle_phase_amps: list[int] = field(default_factory=list)
 
     @property
     def fairness(self) -> float | None:
@@ -417,6 +419,7 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
     seen_bases: list[tuple[float, ...]] = []  # every second, for the pause oracle
     seen_demands: list[list[float]] = []
     seen_allocations: list[tuple[int, ...]] = []
+    oracle_phase_amps: list[int] = []
     for t in range(trace.duration_s):
         now = float(t)
         plugged = [not trace.car_plugged or trace.car_plugged[i][t] for i in range(len(cars))]
@@ -448,6 +451,7 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         seen_bases.append(base)
         seen_demands.append(demands)
         seen_allocations.append(oracle)
+        oracle_phase_amps.append(sum(a * n for a, n in zip(oracle, n_phases)))
         if any(sum(d for i, (d, c) in enumerate(zip(draws, cars)) if str(i) in r.keys and c.phases[p]) > r.max_a
                for r in rooms for p in range(3)):
             over_circuit += 1
@@ -478,7 +482,8 @@ def replay_shared(trace: HouseTrace, cars: Sequence[CarSpec], balancer: Any, lim
         seconds_over_max_a=over_max, amp_seconds_over_max_a=amp_over, seconds_over_fuse=fuse_s,
         longest_over_fuse_s=longest, cars=results, phase_counts=tuple(n_phases),
         seconds_over_circuit=over_circuit if rooms else None,
-        pause_oracle_kwh=sum(r.pause_oracle_kwh for r in results), events=events.figures())
+        pause_oracle_kwh=sum(r.pause_oracle_kwh for r in results), events=events.figures(),
+        oracle_phase_amps=oracle_phase_amps)
 
 
 def shared_figures(trace: HouseTrace, cars: Sequence[CarSpec], result: SharedResult) -> dict[str, Any]:
@@ -704,7 +709,7 @@ def _shared_trace_entry(trace: HouseTrace, cars: Sequence[CarSpec], cfg: Any, st
                            "pause_oracle_energy_kwh": round(result.pause_oracle_kwh, 4)}
         entry["strategies"][strategy] = shared_figures(trace, cars, result)
         if power is not None:
-            entry["strategies"][strategy].update(power.score_shared(limits.max_a))
+            entry["strategies"][strategy].update(power.score_shared(limits.max_a, result.oracle_phase_amps))
     return entry
 
 

@@ -20,6 +20,8 @@ METRICS = ("energy_ratio", "energy_ratio_pause_oracle", "writes_per_h", "longest
 # With power limits (CAPACITY_LIMIT_KW, a pv or minpv --car): given for the houses they apply to.
 POWER_METRICS = ("capacity_energy_ratio", "capacity_energy_ratio_pause_oracle", "max_period_over_limit_kw", "solar_share", "surplus_energy_ratio",
                  "starts_per_h")
+# With several cars: the houses where two cars or more wanted to charge throughout.
+SHARED_METRICS = ("fairness",)
 FIGURES = ("p10", "median", "p90", "min", "max")
 
 # Targets on the distribution of generated houses (default settings): energy against the oracle's,
@@ -55,6 +57,8 @@ def house_figures(entry: dict, strategy: str) -> dict[str, float | None]:
         "writes_per_h": s.get("max_writes_per_h_per_connector", s["commands"] / hours),
         "longest_over_fuse_s": float(s["longest_over_fuse_s"]),
         "seconds_over_fuse_per_h": s["seconds_over_fuse"] / hours,
+        # With several cars: the house's fairness as bench gives it (bench.SharedResult.fairness).
+        "fairness": s.get("fairness"),
     }
 
 
@@ -113,7 +117,7 @@ def distribution(entries: Sequence[dict], strategies: Sequence[str]) -> dict[str
         out[strategy] = {
             metric: summarise([h[metric] for h in per_house if h[metric] is not None]) for metric in METRICS
         }
-        for metric in POWER_METRICS:
+        for metric in POWER_METRICS + SHARED_METRICS:
             values = [h[metric] for h in per_house if h[metric] is not None]
             if values:
                 out[strategy][metric] = summarise(values)
@@ -174,10 +178,11 @@ _LABELS = {
     "solar_share": "solar share",
     "surplus_energy_ratio": "surplus energy",
     "starts_per_h": "pv starts/h",
+    "fairness": "fairness",
 }
 _THREE_DECIMALS = ("energy_ratio", "energy_ratio_pause_oracle", "capacity_energy_ratio",
                    "capacity_energy_ratio_pause_oracle", "max_period_over_limit_kw", "solar_share",
-                   "surplus_energy_ratio")
+                   "surplus_energy_ratio", "fairness")
 
 
 def format_distribution(dist: dict, lag_s: float, *, with_targets: bool) -> str:

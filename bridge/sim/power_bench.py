@@ -234,25 +234,8 @@ class PowerRun:
         fuse_w = [min(fuse_current(row), self.car.max_a) * n * v for row in rows]
         house_w = [sum(row) * v for row in rows]
         out: dict[str, float] = {}
-        cfg = self.settings.capacity
-        if cfg is not None:
-            by_period: dict[datetime, list[int]] = {}
-            for t in range(len(rows)):
-                key = period_start(cfg, self.local(t)).astimezone(timezone.utc)
-                by_period.setdefault(key, []).append(t)
-            car_ws: dict[datetime, float] = {}
-            periods = []
-            for key, seconds in by_period.items():
-                most = sum(fuse_w[t] for t in seconds)
-                if not cfg.counts(key.astimezone(self.settings.zone)):
-                    car_ws[key] = most
-                    periods.append(CapacityPeriod(seconds, None))
-                    continue
-                import_ws = sum(max(0.0, house_w[t]) for t in seconds)
-                export_ws = sum(max(0.0, -house_w[t]) for t in seconds)
-                room = max(0.0, cfg.limit_kw * 1000.0 * cfg.period_s - import_ws) + export_ws
-                car_ws[key] = min(most, room)
-                periods.append(CapacityPeriod(seconds, cfg.limit_kw * 1000.0 * cfg.period_s))
+        if self.settings.capacity is not None:
+            by_period, car_ws, periods = self._capacity_oracle_ws(fuse_w, house_w)
             paced = capacity_pause_oracle([round(w / (n * v)) for w in fuse_w], house_w, periods, n * v,
                                           self.min_a, min_pause_s)
             paced_ws = {key: sum(paced.amps[t] for t in seconds) * n * v for key, seconds in by_period.items()}
@@ -274,6 +257,34 @@ class PowerRun:
                 car_ws += amps * n * v
             out["surplus_energy_kwh"] = round(car_ws / 3.6e6, 4)
         return out
+
+    def _capacity_oracle_ws(self, fuse_w: Sequence[float], house_w: Sequence[float]
+                            ) -> tuple[dict[datetime, list[int]], dict[datetime, float], list[CapacityPeriod]]:
+        """The plain capacity oracle from the most the fuse lets the car (or the cars together) draw
+        each second (`fuse_w`) and the house's net power (`house_w`): each period's seconds, the
+        oracle's car energy (W·s) in each period (a counted one: min(that, limit - house import +
+        export), as if the car took any sliver), and the periods with their budgets (None: not
+        counted), for the oracle that keeps the minimum pause."""
+        cfg = self.settings.capacity
+        assert cfg is not None
+        by_period: dict[datetime, list[int]] = {}
+        for t in range(len(house_w)):
+            key = period_start(cfg, self.local(t)).astimezone(timezone.utc)
+            by_period.setdefault(key, []).append(t)
+        car_ws: dict[datetime, float] = {}
+        periods = []
+        for key, seconds in by_period.items():
+            most = sum(fuse_w[t] for t in seconds)
+            if not cfg.counts(key.astimezone(self.settings.zone)):
+                car_ws[key] = most
+                periods.append(CapacityPeriod(seconds, None))
+                continue
+            import_ws = sum(max(0.0, house_w[t]) for t in seconds)
+            export_ws = sum(max(0.0, -house_w[t]) for t in seconds)
+            room = max(0.0, cfg.limit_kw * 1000.0 * cfg.period_s - import_ws) + export_ws
+            car_ws[key] = min(most, room)
+            periods.append(CapacityPeriod(seconds, cfg.limit_kw * 1000.0 * cfg.period_s))
+        return by_period, car_ws, periods
 
 
 def solar_share(solar_ws: float, car_ws: float) -> float | None:
@@ -473,11 +484,28 @@ class SharedPowerRun(PowerRun):
             if solar[i] and group_w > 0:
                 self.each_solar_ws[i] += min(group_w, export_w) * w / group_w
 
-    def score_shared(self, fuse_max_a: float | None = None) -> dict[str, Any]:
-        """`fuse_max_a`: the balancer's MaxA, for the surplus oracle's per-phase headroom."""
+    def score_shared(self, fuse_max_a: float | None = None, oracle_phase_amps: Sequence[int] = ()
+                     ) -> dict[str, Any]:
+        """`fuse_max_a`: the balancer's MaxA, for the surplus oracle's per-phase headroom;
+        `oracle_phase_amps`: the fuse oracle's allocation every second, the cars' amps times their
+        phases (`bench.SharedResult.oracle_phase_amps`), for the capacity oracle of the cars together."""
         out = {k: v for k, v in self.score(0.0, {}).items() if k == "capacity"}
         if "capacity" in out:
-            out["capacity"]["energy_ratio"] = None  # the capacity oracle is for one car
+            # The cars together against the plain capacity oracle over the fuse oracle's allocation,
+            # when every car is `fast` (that oracle knows no charge mode; the one that keeps each
+            # car's minimum and pause is for one car).
+            ratio = None
+            if oracle_phase_amps and all(c.mode == "fast" for c in self.cars):
+                v = self.settings.voltage
+                house_w = [sum(row) * v for row in zip(*self.trace.base)]
+                _by_period, oracle_ws, _periods = self._capacity_oracle_ws([a * v for a in oracle_phase_amps], house_w)
+                whole = self._whole_periods(self._seconds)
+                oracles = {"capacity_energy_kwh": sum(oracle_ws.values()) / 3.6e6}
+                if whole:
+                    oracles["capacity_energy_kwh" + WHOLE_PERIODS] = sum(oracle_ws[k] for k in whole) / 3.6e6
+                ratio = _ratio(*self._scored_energy(sum(self.each_ws) / 3.6e6, oracles, "capacity_energy_kwh"))
+            out["capacity"]["energy_ratio"] = ratio
+            out["capacity"]["energy_ratio_pause_oracle"] = None
         cars = []
         for i, c in enumerate(self.cars):
             if c.mode not in ("pv", "minpv"):
