@@ -138,14 +138,19 @@ def test_power_settings_come_from_the_environment_over_the_scenario():
         power_settings({"CAPACITY_HOURS": "Mon-Fry 07-19"})
 
 
-def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsys):
-    # Half an hour of a 2 kW house starting at 16:45 local: periods 16:45-17:00 and 17:00-17:15.
+def two_kw_half_hour(tmp_path, capsys, cars: list[str]) -> dict:
+    """bench --json on half an hour of a 2 kW house from 16:45 local (periods 16:45-17:00 and 17:00-17:15)
+    under a 4 kW quarter-hour limit, with `cars` (--car each): its trace entry."""
     path = tmp_path / "house.csv"
     path.write_text("t,l1,l2,l3\n" + "".join(f"{t},3,3,2.7\n" for t in range(1800)))
     environ = {"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"}
-    assert run_cli(["--trace", str(path), "--start", "2027-01-12T16:45", "--car", "L1L2L3:16:minpv",
-                    "--strategy", "adaptive", "--json"], environ) == 0
-    entry = json.loads(capsys.readouterr().out)["traces"][0]
+    argv = ["--trace", str(path), "--start", "2027-01-12T16:45", "--strategy", "adaptive", "--json"]
+    assert run_cli(argv + [word for car in cars for word in ("--car", car)], environ) == 0
+    return json.loads(capsys.readouterr().out)["traces"][0]
+
+
+def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsys):
+    entry = two_kw_half_hour(tmp_path, capsys, ["L1L2L3:16:minpv"])
     s = entry["strategies"]["adaptive"]
     assert set(s["capacity"]) >= {"limit_kw", "max_period_kw", "billed_kw", "periods_over"}
     assert s["capacity"]["limit_kw"] == 4
@@ -159,12 +164,7 @@ def test_cli_json_has_capacity_and_car_fields_with_start_and_car(tmp_path, capsy
 def test_two_cars_share_the_capacity_allowance_and_each_charges_by_its_mode(tmp_path, capsys):
     # Half an hour of a 2 kW house, a 4 kW quarter-hour limit: the cars together may draw about 2 kW,
     # while the fuse alone would give each 16 A.
-    path = tmp_path / "house.csv"
-    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},3,3,2.7\n" for t in range(1800)))
-    environ = {"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"}
-    assert run_cli(["--trace", str(path), "--start", "2027-01-12T16:45", "--car", "L1:16", "--car", "L2:16:pv",
-                    "--strategy", "adaptive", "--json"], environ) == 0
-    s = json.loads(capsys.readouterr().out)["traces"][0]["strategies"]["adaptive"]
+    s = two_kw_half_hour(tmp_path, capsys, ["L1:16", "L2:16:pv"])["strategies"]["adaptive"]
     assert s["capacity"]["limit_kw"] == 4 and s["capacity"]["periods_over"] == 0
     assert s["capacity"]["max_period_kw"] <= 4 + TARGET_PERIOD_MARGIN_KW
     fast, pv = s["cars"]
@@ -178,12 +178,7 @@ def test_two_cars_share_the_capacity_allowance_and_each_charges_by_its_mode(tmp_
 def test_two_fast_cars_are_scored_together_against_the_capacity_oracle(tmp_path, capsys):
     # Half an hour of a 2 kW house under a 4 kW quarter-hour limit: about 2 kW for the two cars together,
     # less than the fuse would give them; the plain capacity oracle gives the cars that 2 kW of each period.
-    path = tmp_path / "house.csv"
-    path.write_text("t,l1,l2,l3\n" + "".join(f"{t},3,3,2.7\n" for t in range(1800)))
-    environ = {"CAPACITY_LIMIT_KW": "4", "CAPACITY_PERIOD_MIN": "15", "TZ": "Europe/Brussels"}
-    assert run_cli(["--trace", str(path), "--start", "2027-01-12T16:45", "--car", "L1:16", "--car", "L2:16",
-                    "--strategy", "adaptive", "--json"], environ) == 0
-    s = json.loads(capsys.readouterr().out)["traces"][0]["strategies"]["adaptive"]
+    s = two_kw_half_hour(tmp_path, capsys, ["L1:16", "L2:16"])["strategies"]["adaptive"]
     oracle_kwh = 2 * (4.0 - (3 + 3 + 2.7) * 230 / 1000) * 0.25
     assert s["capacity"]["energy_ratio"] == pytest.approx(s["energy_kwh"] / oracle_kwh, abs=0.002)
     # A period may end TARGET_PERIOD_MARGIN_KW over the limit: the cars then had that much over their 2 kW.
