@@ -24,6 +24,7 @@ from bridge.sim.power_bench import (
     TARGET_SURPLUS_ENERGY_RATIO,
     SOLAR_SHARE_MIN_KWH,
     TARGET_WRITES_PER_HOUR,
+    power_run_factory,
     power_settings,
     solar_share,
 )
