@@ -11,7 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_CONF = "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+# A shared broker holds every earlier test's retained messages, and a probe subscribed to "#" gets
+# them all at once: with the default cap of 1000 queued QoS 1 messages per client, a probe behind
+# on a loaded machine loses messages a test waits for. No cap: tests, not a house's broker.
+NO_QUEUE_CAP = "max_queued_messages 0\n"
+DEFAULT_CONF = "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n" + NO_QUEUE_CAP
 
 
 def free_port() -> int:
@@ -91,7 +95,7 @@ class ContainerBroker:
         from testcontainers.core.container import DockerContainer
 
         self.dir = Path(tempfile.mkdtemp(prefix="mosq-"))
-        (self.dir / "mosquitto.conf").write_text("listener 1883\nallow_anonymous true\npersistence false\n")
+        (self.dir / "mosquitto.conf").write_text("listener 1883\nallow_anonymous true\npersistence false\n" + NO_QUEUE_CAP)
         self.container = (
             DockerContainer("eclipse-mosquitto:2")
             .with_exposed_ports(1883)
