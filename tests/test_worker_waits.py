@@ -77,11 +77,18 @@ def waits_after(svc, fall_due, n: int = 20) -> list:
     return svc.events.waits[seen:seen + n]
 
 
-def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, tmp_path: Path):
+def frozen_service(halo, tmp_path: Path, backoff: CloudBackoff | None = None,
+                   **settings) -> tuple[BridgeService, FrozenClock]:
+    """The service on the simulated Halo, its time frozen and its event queue counting the waits."""
     clock = FrozenClock()
-    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock,
-                        backoff=CloudBackoff(initial_s=60, max_s=60))
+    kw = {} if backoff is None else {"backoff": backoff}
+    svc = BridgeService(settings_for(halo, tmp_path / "state", **settings), clock=clock, **kw)
     svc.events = CountingQueue()
+    return svc, clock
+
+
+def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, tmp_path: Path):
+    svc, clock = frozen_service(halo, tmp_path, CloudBackoff(initial_s=60, max_s=60), chargeamps_poll_interval=10)
     svc.link.tick(clock())
     assert svc.link.ready
     svc.link.backoff.failed(clock())  # as after a cloud error: the next try in 60 s
@@ -95,9 +102,7 @@ def test_a_backoff_longer_than_the_poll_interval_does_not_spin_the_worker(halo, 
 def test_a_poll_that_falls_due_between_ticks_is_queued_then_not_at_the_next_tick(halo, tmp_path: Path):
     # A link's due time wakes the worker; were its poll left to the next tick, the due time, past,
     # would wake it again at once until then (up to a second of spinning, each poll interval).
-    clock = FrozenClock()
-    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock)
-    svc.events = CountingQueue()
+    svc, clock = frozen_service(halo, tmp_path, chargeamps_poll_interval=10)
     svc.link.tick(clock())
     assert svc.link.ready
     polls = svc.link.view.polls
@@ -113,9 +118,7 @@ def test_a_poll_that_falls_due_between_ticks_is_queued_then_not_at_the_next_tick
 def test_the_worker_ticks_when_a_write_settles(halo, tmp_path: Path):
     # A decision waiting for a write to settle (a resume when the meter is back) is made then, not
     # at the next tick or meter reading after it.
-    clock = FrozenClock()
-    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10), clock=clock)
-    svc.events = CountingQueue()
+    svc, clock = frozen_service(halo, tmp_path, chargeamps_poll_interval=10)
     svc.link.tick(clock())
 
     def fall_due() -> None:
@@ -129,9 +132,7 @@ def test_a_first_read_held_by_the_budget_does_not_spin_the_worker(halo, tmp_path
     """At a site's start the settings are read first and the status behind them, and the account's
     minute holds most of those reads back: the link's poll time passed, but its read is queued. The
     queue says when it may start; the link, its read queued, must not wake the worker meanwhile."""
-    clock = FrozenClock()
-    svc = BridgeService(settings_for(halo, tmp_path / "state"), clock=clock)
-    svc.events = CountingQueue()
+    svc, clock = frozen_service(halo, tmp_path)
     svc.calls.owned = svc.link.cloud.owned_chargepoints()  # the account's charge points, read before
     svc.calls.running = True  # queued calls wait for the queue (no call threads: none may start anyway)
     svc.calls.sent = [[clock(), float(svc.calls.budget)]]  # the account's minute is used up
@@ -147,10 +148,8 @@ def test_the_organisations_poll_that_falls_due_between_ticks_does_not_spin_the_w
     # With CHARGEAMPS_ORGANISATION_ID every status comes from one call, due once a poll interval (and
     # again at once after a failed one). Its due time wakes the worker; were it queued only by the next
     # tick, the due time, past, would wake the worker again at once until then.
-    clock = FrozenClock()
-    svc = BridgeService(settings_for(halo, tmp_path / "state", chargeamps_poll_interval=10,
-                                     chargeamps_organisation_id=halo.organisation_id), clock=clock)
-    svc.events = CountingQueue()
+    svc, clock = frozen_service(halo, tmp_path, chargeamps_poll_interval=10,
+                                chargeamps_organisation_id=halo.organisation_id)
     svc.link.tick(clock())
     assert svc.link.ready and svc.calls.site_statuses
     asked = []
