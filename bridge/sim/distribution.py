@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.balancer.power import SURPLUS_MODES
 from bridge.sim.power_bench import TARGET_PERIOD_MARGIN_KW
 from bridge.sim.targets import TARGET_FUSE_MARGIN_S, TARGET_WRITES_PER_HOUR
 
@@ -69,7 +70,7 @@ def power_figures(entry: dict, strategy: str) -> dict[str, float | None]:
     capacity = s.get("capacity")
     if capacity and capacity.get("house_over_capacity"):
         capacity = None  # the house alone is over the limit: counted apart (`houses_over_capacity`)
-    pv = [c for c in s.get("cars", []) if c.get("mode") in ("pv", "minpv")]
+    pv = [c for c in s.get("cars", []) if c.get("mode") in SURPLUS_MODES]
     return {
         "capacity_energy_ratio": capacity["energy_ratio"] if capacity else None,
         # Against the capacity oracle that keeps the minimum current and the minimum pause.

@@ -27,6 +27,7 @@ from typing import Any
 
 from bridge.balancer.capacity import CapacityConfig, CapacityGuard, billed, period_start
 from bridge.balancer.power import (
+    SURPLUS_MODES,
     CapacityCap,
     SharedPowerLimits,
     SurplusConfig,
@@ -182,7 +183,7 @@ class PowerRun:
                 "energy_ratio_pause_oracle": _ratio(
                     *self._scored_energy(energy_kwh, oracles, "capacity_pause_oracle_energy_kwh")),
             }
-        if self.car.mode in ("pv", "minpv"):
+        if self.car.mode in SURPLUS_MODES:
             car_kwh = self.car_ws / 3.6e6
             out["cars"] = [{
                 "car": self.car.label,
@@ -244,7 +245,7 @@ class PowerRun:
                 out[name] = round(sum(energy_ws.values()) / 3.6e6, 4)
                 if whole:
                     out[name + WHOLE_PERIODS] = round(sum(energy_ws[k] for k in whole) / 3.6e6, 4)
-        if self.car.mode in ("pv", "minpv"):
+        if self.car.mode in SURPLUS_MODES:
             allowance = self.settings.surplus.import_allowance_w
             car_ws = 0.0
             for t in range(len(rows)):
@@ -475,7 +476,7 @@ class SharedPowerRun(PowerRun):
         self.limits.apply(float(t), shared, net_w, reported, modes, status)
         car_w = [a * sum(c.phases) * v for a, c in zip(draws_a, self.cars)]
         self._count_period(local, true_totals, house, sum(car_w))
-        solar = [c.mode in ("pv", "minpv") for c in self.cars]
+        solar = [c.mode in SURPLUS_MODES for c in self.cars]
         fast_w = sum(w for w, s in zip(car_w, solar) if not s)
         group_w = sum(w for w, s in zip(car_w, solar) if s)
         export_w = max(0.0, -(sum(house) * v + fast_w))
@@ -508,7 +509,7 @@ class SharedPowerRun(PowerRun):
             out["capacity"]["energy_ratio_pause_oracle"] = None
         cars = []
         for i, c in enumerate(self.cars):
-            if c.mode not in ("pv", "minpv"):
+            if c.mode not in SURPLUS_MODES:
                 continue
             ws, solar = self.each_ws[i], self.each_solar_ws[i]
             cars.append({"car": self.keys[i], "mode": c.mode, "energy_kwh": round(ws / 3.6e6, 4),
