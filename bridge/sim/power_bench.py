@@ -242,9 +242,7 @@ class PowerRun:
             paced_ws = {key: sum(paced.amps[t] for t in seconds) * n * v for key, seconds in by_period.items()}
             whole = self._whole_periods({key: len(seconds) for key, seconds in by_period.items()})
             for name, energy_ws in (("capacity_energy_kwh", car_ws), ("capacity_pause_oracle_energy_kwh", paced_ws)):
-                out[name] = round(sum(energy_ws.values()) / 3.6e6, 4)
-                if whole:
-                    out[name + WHOLE_PERIODS] = round(sum(energy_ws[k] for k in whole) / 3.6e6, 4)
+                out.update({k: round(kwh, 4) for k, kwh in _oracle_kwh(name, energy_ws, whole).items()})
         if self.car.mode in SURPLUS_MODES:
             allowance = self.settings.surplus.import_allowance_w
             car_ws = 0.0
@@ -286,6 +284,15 @@ class PowerRun:
             car_ws[key] = min(most, room)
             periods.append(CapacityPeriod(seconds, cfg.limit_kw * 1000.0 * cfg.period_s))
         return by_period, car_ws, periods
+
+
+def _oracle_kwh(name: str, energy_ws: Mapping[datetime, float], whole: Sequence[datetime]) -> dict[str, float]:
+    """An oracle's car energy (kWh) under `name` over the whole trace, and under `name` +
+    WHOLE_PERIODS over the periods the trace holds whole (`whole`) when it holds any."""
+    out = {name: sum(energy_ws.values()) / 3.6e6}
+    if whole:
+        out[name + WHOLE_PERIODS] = sum(energy_ws[k] for k in whole) / 3.6e6
+    return out
 
 
 def solar_share(solar_ws: float, car_ws: float) -> float | None:
@@ -500,10 +507,7 @@ class SharedPowerRun(PowerRun):
                 v = self.settings.voltage
                 house_w = [sum(row) * v for row in zip(*self.trace.base)]
                 _by_period, oracle_ws, _periods = self._capacity_oracle_ws([a * v for a in oracle_phase_amps], house_w)
-                whole = self._whole_periods(self._seconds)
-                oracles = {"capacity_energy_kwh": sum(oracle_ws.values()) / 3.6e6}
-                if whole:
-                    oracles["capacity_energy_kwh" + WHOLE_PERIODS] = sum(oracle_ws[k] for k in whole) / 3.6e6
+                oracles = _oracle_kwh("capacity_energy_kwh", oracle_ws, self._whole_periods(self._seconds))
                 ratio = _ratio(*self._scored_energy(sum(self.each_ws) / 3.6e6, oracles, "capacity_energy_kwh"))
             out["capacity"]["energy_ratio"] = ratio
             out["capacity"]["energy_ratio_pause_oracle"] = None
